@@ -1,0 +1,341 @@
+"""The ``vecmigrate`` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vecmigrate import __version__
+from vecmigrate.cli.output import (
+    EXIT_FAILED,
+    console,
+    emit_json,
+    fail,
+    progress_bar,
+    setup_logging,
+    user_errors,
+)
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.model import CollectionSchema
+from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
+from vecmigrate.verify.check import CheckReport, check_collection
+from vecmigrate.verify.digest import collection_digest
+
+app = typer.Typer(
+    name="vecmigrate",
+    help="Move vector databases between engines and prove nothing was lost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
+WorkersOpt = Annotated[int, typer.Option(help="Partitions copied concurrently.")]
+BatchOpt = Annotated[int, typer.Option("--batch-rows", help="Rows per read batch.")]
+JobOpt = Annotated[Path | None, typer.Option("--job", help="Job state file (for --resume).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted job.")]
+RestartOpt = Annotated[
+    bool, typer.Option("--restart", help="Discard an interrupted job, start over.")
+]
+IfExistsOpt = Annotated[str, typer.Option("--if-exists", help="fail | reuse | replace the target.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vecmigrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    """Move vector databases between engines and prove nothing was lost."""
+
+
+def _collections(conn: Connector, collection: str | None) -> list[str]:
+    names = [collection] if collection else conn.list_collections()
+    if not names:
+        fail(f"{conn.uri} has no collections")
+    return names
+
+
+# -- inspect ---------------------------------------------------------------------------------
+def _schema_row(schema: CollectionSchema, count: int) -> dict[str, Any]:
+    return {"count": count, **schema.model_dump(mode="json")}
+
+
+@app.command()
+def inspect(
+    source: Annotated[str, typer.Argument(help="Connection URI, e.g. chroma:///data.")],
+    collection: CollectionOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Collections, counts, dims, metric, id type, metadata schema and index settings."""
+    setup_logging(verbose)
+    with user_errors(verbose), connect(source) as conn:
+        rows = [
+            _schema_row(conn.describe(n), conn.count(n)) for n in _collections(conn, collection)
+        ]
+        if json_out:
+            emit_json({"source": str(conn.uri), "collections": rows})
+            return
+        for r in rows:
+            t = Table(
+                title=f"{r['name']}  ({r['count']:,} records, ids: {r['id_type']})",
+                title_justify="left",
+            )
+            t.add_column("field")
+            t.add_column("type")
+            t.add_column("details")
+            for v in r["vectors"]:
+                idx = v["index"] or {}
+                t.add_row(
+                    v["name"],
+                    f"vector[{v['dim']}] {v['dtype']}",
+                    f"metric={v['metric']} index={idx.get('kind', '-')} {idx.get('params', '')}",
+                )
+            if r["has_document"]:
+                t.add_row("document", "string", "")
+            for m in r["metadata"]:
+                t.add_row(m["name"], m["type"], "indexed" if m["indexed"] else "")
+            console.print(t)
+            if r["engine_settings"]:
+                console.print(f"[dim]engine settings: {r['engine_settings']}[/]")
+
+
+# -- copy / export / import ------------------------------------------------------------------
+def _run_copy(
+    source: str,
+    target: str,
+    collection: str,
+    target_collection: str | None,
+    options: CopyOptions,
+    json_out: bool,
+    verify: bool,
+) -> dict[str, Any]:
+    with connect(source) as src, connect(target) as dst:
+        with progress_bar(not json_out, f"{collection}") as (advance, set_total):
+            result = copy_collection(
+                src,
+                dst,
+                collection,
+                target_collection=target_collection,
+                options=options,
+                progress=advance,
+                on_plan=set_total,
+            )
+        out = result.to_json()
+        checks = _verify_copy(src, dst, collection, result) if verify else []
+        out["checks"] = checks
+        out["verified"] = bool(checks) and all(c["passed"] for c in checks)
+        return out
+
+
+def _verify_copy(
+    src: Connector, dst: Connector, collection: str, result: CopyResult
+) -> list[dict[str, Any]]:
+    expected = src.count(collection) - result.dead_letters
+    got = dst.count(result.target_collection)
+    checks = [
+        {
+            "name": "row count",
+            "passed": got == expected,
+            "detail": f"source {expected + result.dead_letters:,} - refused "
+            f"{result.dead_letters:,} = {expected:,}; target {got:,}",
+        }
+    ]
+    tol = max(src.capabilities.vector_tolerance, dst.capabilities.vector_tolerance)
+    a = collection_digest(src, collection)
+    b = collection_digest(dst, result.target_collection)
+    cmp = a.compare(b, tolerance=tol)
+    detail = f"{a.content_hash} vs {b.content_hash}; vectors within {tol:g}"
+    if not cmp.equal:
+        detail += f"; {len(cmp.differing_buckets)} buckets differ: " + "; ".join(cmp.reasons[:3])
+    checks.append({"name": "content digest", "passed": cmp.equal, "detail": detail})
+    return checks
+
+
+def _report_copy(results: list[dict[str, Any]], json_out: bool) -> None:
+    if json_out:
+        emit_json(results[0] if len(results) == 1 else {"collections": results})
+    else:
+        for r in results:
+            console.print(
+                f"[bold]{r['collection']}[/] -> {r['target_collection']}: "
+                f"{r['rows_written']:,} rows written in {r['seconds']:.1f}s "
+                f"({r['rows_per_second']:,.0f} rows/s), {r['dead_letters']} refused, "
+                f"{r['retries']} retries{' (resumed)' if r['resumed'] else ''}",
+                highlight=False,
+            )
+            if r["dead_letters"]:
+                console.print(f"[red]refused records are in {r['dead_letter_dir']}[/]")
+            for c in r["checks"]:
+                mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
+                console.print(f"  {mark} {c['name']}: {c['detail']}", highlight=False)
+    if any(not r["ok"] or (r["checks"] and not r["verified"]) for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _options(
+    workers: int, batch_rows: int, job: Path | None, resume: bool, restart: bool, if_exists: str
+) -> CopyOptions:
+    if if_exists not in ("fail", "reuse", "replace"):
+        fail(f"--if-exists must be fail, reuse or replace, not {if_exists!r}", code=2)
+    if resume and restart:
+        fail("--resume and --restart exclude each other", code=2)
+    return CopyOptions(
+        workers=workers,
+        batch_rows=batch_rows,
+        job_path=job,
+        resume=resume,
+        restart=restart,
+        if_exists=if_exists,  # type: ignore[arg-type]
+    )
+
+
+@app.command()
+def copy(
+    source: Annotated[str, typer.Argument(help="Source URI.")],
+    target: Annotated[str, typer.Argument(help="Target URI.")],
+    collection: CollectionOpt = None,
+    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    verify: Annotated[bool, typer.Option(help="Compare counts and content digests after.")] = True,
+    workers: WorkersOpt = 2,
+    batch_rows: BatchOpt = 2000,
+    job: JobOpt = None,
+    resume: ResumeOpt = False,
+    restart: RestartOpt = False,
+    if_exists: IfExistsOpt = "fail",
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
+    setup_logging(verbose)
+    with user_errors(verbose):
+        opts = _options(workers, batch_rows, job, resume, restart, if_exists)
+        with connect(source) as conn:
+            names = _collections(conn, collection)
+        if target_collection and len(names) > 1:
+            fail("--target-collection needs a single --collection", code=2)
+        results = [
+            _run_copy(source, target, n, target_collection, opts, json_out, verify) for n in names
+        ]
+    _report_copy(results, json_out)
+
+
+@app.command("export")
+def export_(
+    source: Annotated[str, typer.Argument(help="Source URI.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dump directory.")],
+    collection: CollectionOpt = None,
+    workers: WorkersOpt = 2,
+    batch_rows: BatchOpt = 2000,
+    job: JobOpt = None,
+    resume: ResumeOpt = False,
+    restart: RestartOpt = False,
+    if_exists: IfExistsOpt = "fail",
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
+    copy(
+        source,
+        f"dump://{output.resolve()}",
+        collection,
+        None,
+        True,
+        workers,
+        batch_rows,
+        job,
+        resume,
+        restart,
+        if_exists,
+        json_out,
+        verbose,
+    )
+
+
+@app.command("import")
+def import_(
+    dump: Annotated[Path, typer.Argument(help="Dump directory.")],
+    target: Annotated[str, typer.Argument(help="Target URI.")],
+    collection: CollectionOpt = None,
+    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    workers: WorkersOpt = 2,
+    batch_rows: BatchOpt = 2000,
+    job: JobOpt = None,
+    resume: ResumeOpt = False,
+    restart: RestartOpt = False,
+    if_exists: IfExistsOpt = "fail",
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Import a dump: create schema and index on the target, batched idempotent upserts."""
+    copy(
+        f"dump://{dump.resolve()}",
+        target,
+        collection,
+        target_collection,
+        True,
+        workers,
+        batch_rows,
+        job,
+        resume,
+        restart,
+        if_exists,
+        json_out,
+        verbose,
+    )
+
+
+# -- check -----------------------------------------------------------------------------------
+def _print_check(report: CheckReport) -> None:
+    status = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
+    console.print(f"[bold]{report.collection}[/]: {report.rows:,} records, {status}")
+    for f in report.findings.values():
+        color = "red" if f.severity == "error" else "yellow"
+        ids = ", ".join(map(repr, f.ids[:8])) + (" ..." if f.count > 8 else "")
+        console.print(
+            f"  [{color}]{f.severity}[/] {f.code} field={f.field}: {f.message} "
+            f"- {f.count} record(s): {ids}",
+            highlight=False,
+        )
+    for name, n in report.norms.items():
+        console.print(
+            f"  norms of {name}: min {n['min']:.4g} mean {n['mean']:.4g} "
+            f"max {n['max']:.4g}, {n['unit_fraction']:.1%} unit length",
+            highlight=False,
+        )
+
+
+@app.command()
+def check(
+    source: Annotated[str, typer.Argument(help="Dump directory or connection URI.")],
+    collection: CollectionOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
+    setup_logging(verbose)
+    uri = source if "://" in source else f"dump://{Path(source).resolve()}"
+    with user_errors(verbose), connect(uri) as conn:
+        reports = [check_collection(conn, n) for n in _collections(conn, collection)]
+    if json_out:
+        emit_json({"ok": all(r.ok for r in reports), "collections": [r.to_json() for r in reports]})
+    else:
+        for r in reports:
+            _print_check(r)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,122 @@
+"""The connector contract every engine implements (see DESIGN.md, "The connector contract")."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.errors import ConfigError
+from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
+from vecmigrate.uri import ConnectionURI
+
+IfExists = Literal["fail", "reuse", "replace"]
+Filter = dict[str, Any]
+
+
+class Connector(ABC):
+    """One engine, over its official client. Capabilities say what it cannot do."""
+
+    schemes: ClassVar[tuple[str, ...]]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, uri: ConnectionURI) -> None:
+        self.uri = uri
+
+    @property
+    def engine(self) -> str:
+        """Engine name as shown to users."""
+        return self.schemes[0]
+
+    # -- discovery -------------------------------------------------------------------
+    @abstractmethod
+    def list_collections(self) -> list[str]:
+        """Names of the collections (tables, indexes, classes) in this store."""
+
+    @abstractmethod
+    def describe(self, name: str) -> CollectionSchema:
+        """Schema of ``name``: ids, vectors, metric, metadata types, index settings."""
+
+    @abstractmethod
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        """Exact number of records, optionally matching a portable filter."""
+
+    # -- reading ---------------------------------------------------------------------
+    @abstractmethod
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        """At most ``n`` disjoint partitions that together cover the collection."""
+
+    @abstractmethod
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        """Batches of one partition, each with the token to resume after it."""
+
+    @abstractmethod
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        """The records with these ids (missing ids are simply absent)."""
+
+    # -- writing ---------------------------------------------------------------------
+    @abstractmethod
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        """Create the collection with deliberately mapped metric, types and index."""
+
+    @abstractmethod
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        """Insert or replace by id; idempotent. Raises TransientError or TerminalError."""
+
+    @abstractmethod
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        """Delete by id; missing ids are a no-op."""
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Remove the collection entirely (missing is a no-op)."""
+
+    def finalize(self, name: str) -> None:  # noqa: B027 - optional hook
+        """Called once after a job wrote every batch (e.g. a dump writes its manifest)."""
+
+    # -- querying --------------------------------------------------------------------
+    @abstractmethod
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        """Top-k ids and engine scores per query vector."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients, connections and files."""
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri})"
+
+    # -- helpers for subclasses ----------------------------------------------------------
+    def _require_no_filter(self, filter: Filter | None) -> None:
+        if filter:
+            raise ConfigError(
+                f"{self.engine}: filters are not supported by this connector yet",
+                hint="portable filters arrive with the filters module",
+            )

@@ -1,0 +1,231 @@
+"""The dump as a connector: ``dump:///path``. Export is a copy into it, import a copy out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.dump import Dump, PartInfo, sha256_file
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
+from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
+from vecmigrate.verify.digest import DigestBuilder
+
+
+class DumpConnector(Connector):
+    """Reads and writes the portable dump format. Append-only: no update or delete."""
+
+    schemes = ("dump",)
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset(Metric),
+        named_vectors=True,
+        sparse_vectors=True,
+        namespaces=True,
+        mutable=False,
+        max_batch_rows=20_000,
+        max_batch_bytes=128 * 1024 * 1024,
+        index_kinds=frozenset({"flat"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        self.dump = Dump(uri.local_path)
+
+    def list_collections(self) -> list[str]:
+        return self.dump.collections()
+
+    def describe(self, name: str) -> CollectionSchema:
+        return self.dump.read_schema(name)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        self._require_no_filter(filter)
+        manifest = self.dump.read_manifest()
+        if manifest and name in manifest.get("collections", {}):
+            return int(manifest["collections"][name]["rows"])
+        self.dump.read_schema(name)
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.dump.part_files(name))
+
+    # -- reading -----------------------------------------------------------------------------
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        parts = self.dump.verified_parts(name)
+        groups: list[list[PartInfo]] = [[] for _ in range(max(1, min(n, len(parts))))]
+        # Largest first onto the lightest group keeps partitions balanced.
+        for p in sorted(parts, key=lambda p: -p.rows):
+            min(groups, key=lambda g: sum(x.rows for x in g)).append(p)
+        return [
+            Partition(
+                id=f"files-{i}",
+                spec={"files": [[p.file, p.sha256] for p in g]},
+                estimated_rows=sum(p.rows for p in g),
+            )
+            for i, g in enumerate(groups)
+        ]
+
+    def _read_verified(self, name: str, file: str, sha256: str) -> pq.ParquetFile:
+        # Hash the bytes we parse, so a file cannot change between check and read.
+        data = (self.dump.collection_dir(name) / file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise DataError(
+                f"checksum mismatch for {file}: the file changed or is truncated",
+                collection=name,
+                hint="re-export this collection",
+            )
+        try:
+            return pq.ParquetFile(pa.BufferReader(data))
+        except pa.ArrowInvalid as exc:
+            raise DataError(
+                f"part {file} is not readable Parquet: {exc}", collection=name
+            ) from None
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self.describe(name)
+        start_file, start_row = (0, 0)
+        if resume:
+            pos = json.loads(resume)
+            start_file, start_row = pos["file"], pos["row"]
+        files = partition.spec["files"]
+        for fi in range(start_file, len(files)):
+            file, sha = files[fi]
+            pf = self._read_verified(name, file, sha)
+            row = 0
+            skip = start_row if fi == start_file else 0
+            for batch in pf.iter_batches(batch_size=batch_rows):
+                if row + batch.num_rows <= skip:
+                    row += batch.num_rows
+                    continue
+                if skip > row:
+                    batch = batch.slice(skip - row)
+                    row = skip
+                row += batch.num_rows
+                token = {"file": fi, "row": row}
+                if row >= pf.metadata.num_rows:
+                    token = {"file": fi + 1, "row": 0}
+                yield conform(batch, schema), json.dumps(token)
+
+    def _all_batches(self, name: str, schema: CollectionSchema) -> Iterator[pa.RecordBatch]:
+        for part in self.partitions(name, 1):
+            for batch, _ in self.scan(name, part, schema=schema, batch_rows=10_000):
+                yield batch
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self.describe(name)
+        wanted = pa.array(list(ids), type=schema.id_arrow_type())
+        found = [
+            b.filter(pc.is_in(b.column("id"), value_set=wanted))
+            for b in self._all_batches(name, schema)
+        ]
+        return table_to_batch(pa.Table.from_batches(found, schema=schema.arrow_schema()))
+
+    # -- writing -----------------------------------------------------------------------------
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if self.dump.has(schema.name):
+            if if_exists == "fail":
+                raise ConfigError(
+                    f"dump {self.uri} already has collection {schema.name!r}",
+                    hint="pass --if-exists replace to overwrite it, or --resume to continue",
+                )
+            if if_exists == "reuse":
+                return
+            self.dump.remove(schema.name)
+        self.dump.write_schema(schema)
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        if not self.dump.has(name):
+            raise ConfigError(f"dump collection {name!r} does not exist; create it first")
+        self.dump.write_part(name, batch)
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        raise ConfigError(
+            "a dump is append-only; it cannot delete records",
+            hint="export again, or apply deletes on the target with vecmigrate sync",
+        )
+
+    def drop(self, name: str) -> None:
+        if self.dump.has(name):
+            self.dump.remove(name)
+
+    def finalize(self, name: str) -> None:
+        """Check parts for duplicate ids, digest them and write the manifest entry."""
+        schema = self.describe(name)
+        builder = DigestBuilder(schema)
+        seen: set[Any] = set()
+        parts = []
+        for path in self.dump.part_files(name):
+            pf = pq.ParquetFile(path)
+            for batch in pf.iter_batches(batch_size=10_000):
+                batch = conform(batch, schema)
+                ids = batch.column("id").to_pylist()
+                dup = seen.intersection(ids)
+                if dup or len(set(ids)) != len(ids):
+                    some = sorted(map(str, dup))[:5] or "(within one part)"
+                    raise DataError(
+                        f"duplicate ids in dump parts: {some}",
+                        collection=name,
+                        hint="the source yielded the same id twice; run `vecmigrate check` on it",
+                    )
+                seen.update(ids)
+                builder.add(batch)
+            parts.append(PartInfo(path.name, pf.metadata.num_rows, sha256_file(path)))
+        self.dump.record_collection(name, parts, builder.digest.to_json(), schema)
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        """Exact search over every part (the dump has no index): the ground truth."""
+        self._require_no_filter(filter)
+        schema = self.describe(name)
+        field = schema.vector_field(vector_field)
+        q = np.asarray(vectors, dtype=np.float32)
+        best_ids: list[list[Any]] = [[] for _ in range(len(q))]
+        best_scores = np.full((len(q), 0), -np.inf, dtype=np.float64)
+        for batch in self._all_batches(name, schema):
+            scores = _similarity(q, vectors_to_numpy(batch.column(field.name)), field.metric)
+            ids = batch.column("id").to_pylist()
+            merged_scores = np.concatenate([best_scores, scores], axis=1)
+            order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+            all_ids = [row + ids for row in best_ids]
+            best_ids = [[all_ids[r][j] for j in order[r]] for r in range(len(q))]
+            best_scores = np.take_along_axis(merged_scores, order, axis=1)
+        return best_ids, best_scores.tolist()
+
+
+def _similarity(q: np.ndarray, m: np.ndarray, metric: Metric) -> np.ndarray:
+    """Higher is closer: cosine similarity, inner product, or negated squared L2."""
+    q64, m64 = q.astype(np.float64), m.astype(np.float64)
+    out: np.ndarray
+    if metric is Metric.COSINE:
+        q64 = q64 / np.maximum(np.linalg.norm(q64, axis=1, keepdims=True), 1e-30)
+        m64 = m64 / np.maximum(np.linalg.norm(m64, axis=1, keepdims=True), 1e-30)
+        out = q64 @ m64.T
+    elif metric is Metric.DOT:
+        out = q64 @ m64.T
+    else:
+        out = -(np.sum(q64**2, axis=1)[:, None] - 2 * q64 @ m64.T + np.sum(m64**2, axis=1)[None, :])
+    return out

@@ -1,0 +1,217 @@
+"""The portable dump format: Parquet parts + schema.json + manifest.json with checksums.
+
+::
+
+    dump/
+      manifest.json                 format, tool version, created, collections with per-file
+                                    rows + sha256 and an order-independent content digest
+      <collection>/schema.json      CollectionSchema (with embedding provenance)
+      <collection>/part-*.parquet   id, vector columns, document, metadata struct, ...
+
+Parts are written atomically (temp file + rename) and named by a hash of their ids, so a
+batch re-sent after a crash overwrites its own part instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vecmigrate import __version__
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.model import CollectionSchema
+
+DUMP_FORMAT = "vecmigrate-dump"
+DUMP_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SCHEMA = "schema.json"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One Parquet part as recorded in the manifest."""
+
+    file: str
+    rows: int
+    sha256: str
+
+
+class Dump:
+    """A dump directory: read and write collections, parts and the manifest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- layout --------------------------------------------------------------------------
+    def collection_dir(self, name: str) -> Path:
+        """Folder of one collection; refuses names that would escape the dump."""
+        if not _SAFE_NAME.match(name) or name in (".", ".."):
+            raise ConfigError(
+                f"collection name {name!r} cannot be a dump folder",
+                hint="use letters, digits, '_', '-', '.' or pass --target-collection",
+            )
+        return self.root / name
+
+    def collections(self) -> list[str]:
+        """Collections present (with a schema.json)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob(f"*/{SCHEMA}"))
+
+    def has(self, name: str) -> bool:
+        """Whether the collection exists in this dump."""
+        return (self.collection_dir(name) / SCHEMA).is_file()
+
+    def part_files(self, name: str) -> list[Path]:
+        """Part files on disk, sorted by name."""
+        return sorted(self.collection_dir(name).glob("part-*.parquet"))
+
+    # -- schema ----------------------------------------------------------------------------
+    def write_schema(self, schema: CollectionSchema) -> None:
+        """Create the collection folder and its schema.json."""
+        d = self.collection_dir(schema.name)
+        d.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(d / SCHEMA, schema.to_json())
+
+    def read_schema(self, name: str) -> CollectionSchema:
+        """Parse schema.json; clear errors for a missing file or unknown version."""
+        path = self.collection_dir(name) / SCHEMA
+        if not path.is_file():
+            raise ConfigError(
+                f"dump {self.root} has no collection {name!r}",
+                hint=f"collections: {', '.join(self.collections()) or 'none'}",
+            )
+        try:
+            return CollectionSchema.from_json(path.read_text())
+        except (ValueError, KeyError) as exc:
+            if isinstance(exc, ConfigError):
+                raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
+            raise ConfigError(f"{path} is not a valid schema: {exc}") from None
+
+    def remove(self, name: str) -> None:
+        """Delete a collection and drop it from the manifest."""
+        shutil.rmtree(self.collection_dir(name), ignore_errors=True)
+        manifest = self.read_manifest()
+        if manifest and name in manifest.get("collections", {}):
+            del manifest["collections"][name]
+            self._write_manifest(manifest)
+
+    # -- parts -----------------------------------------------------------------------------
+    def write_part(self, name: str, batch: pa.Table | pa.RecordBatch) -> Path:
+        """Write one part atomically, named by a hash of its ids (idempotent re-send)."""
+        ids = batch.column("id")
+        digest = hashlib.sha256()
+        for chunk in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
+            for buf in chunk.buffers():
+                if buf is not None:
+                    digest.update(buf)
+        digest.update(str(batch.num_rows).encode())
+        path = self.collection_dir(name) / f"part-{digest.hexdigest()[:20]}.parquet"
+        tmp = path.with_name(f".{path.name}.tmp")
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, table.num_rows))
+        os.replace(tmp, path)
+        return path
+
+    def verified_parts(self, name: str) -> list[PartInfo]:
+        """Parts listed by the manifest, each checked against its sha256 and row count."""
+        entry = self.manifest_entry(name)
+        parts = [PartInfo(**p) for p in entry["files"]]
+        on_disk = {p.name for p in self.part_files(name)}
+        listed = {p.file for p in parts}
+        if on_disk - listed:
+            raise DataError(
+                f"dump has parts the manifest does not list: {sorted(on_disk - listed)[:3]}",
+                collection=name,
+                hint="the export did not finish; rerun it with --resume",
+            )
+        for p in parts:
+            path = self.collection_dir(name) / p.file
+            if not path.is_file():
+                raise DataError(f"part {p.file} listed in the manifest is missing", collection=name)
+            if sha256_file(path) != p.sha256:
+                raise DataError(
+                    f"checksum mismatch for {p.file}: the file changed or is truncated",
+                    collection=name,
+                    hint="re-export this collection",
+                )
+        return parts
+
+    # -- manifest --------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, or None when the dump has not been finalised yet."""
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+        if data.get("format") != DUMP_FORMAT or data.get("format_version") != DUMP_FORMAT_VERSION:
+            raise ConfigError(
+                f"{path}: unsupported dump format {data.get('format')!r} "
+                f"version {data.get('format_version')!r}",
+                hint="upgrade vecmigrate to read this dump",
+            )
+        return data
+
+    def manifest_entry(self, name: str) -> dict[str, Any]:
+        """The manifest's record of one collection; refuses unfinished dumps."""
+        manifest = self.read_manifest()
+        if manifest is None or name not in manifest.get("collections", {}):
+            raise DataError(
+                "dump is incomplete: the manifest does not list this collection",
+                collection=name,
+                hint="the export did not finish; rerun it with --resume",
+            )
+        entry: dict[str, Any] = manifest["collections"][name]
+        return entry
+
+    def record_collection(
+        self, name: str, parts: list[PartInfo], digest: dict[str, Any], schema: CollectionSchema
+    ) -> None:
+        """Add or replace a collection's entry in the manifest."""
+        manifest = self.read_manifest() or {
+            "format": DUMP_FORMAT,
+            "format_version": DUMP_FORMAT_VERSION,
+            "collections": {},
+        }
+        manifest["tool_version"] = __version__
+        manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest["collections"][name] = {
+            "rows": sum(p.rows for p in parts),
+            "source": dict(schema.provenance),
+            "files": [p.__dict__ for p in parts],
+            "digest": digest,
+        }
+        self._write_manifest(manifest)
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))

@@ -1,0 +1,252 @@
+"""The data model every piece shares: collection schema, capabilities, partitions.
+
+A batch that flows through vecmigrate is a ``pyarrow.RecordBatch`` laid out as
+``CollectionSchema.arrow_schema()`` says:
+
+* ``id``              string (ids of type string or uuid) or int64
+* ``namespace``       string, only when the collection has namespaces/tenants
+* ``document``        string, only when the collection stores documents
+* ``<vector field>``  ``FixedSizeList<float32>[dim]``, one column per (named) vector
+* ``<sparse field>``  ``struct<indices: list<uint32>, values: list<float32>>``
+* ``metadata``        ``struct<...>`` with one typed child per metadata field
+* ``metadata_extra``  string: JSON object of values that did not fit their field's type,
+                      kept losslessly rather than coerced (null for most rows)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal, TypeAlias
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vecmigrate.errors import ConfigError
+
+FORMAT_VERSION = 1
+RESERVED_COLUMNS = frozenset({"id", "namespace", "document", "metadata", "metadata_extra"})
+
+ResumeToken: TypeAlias = str
+"""Opaque, JSON-encoded position inside one partition; ``scan`` resumes after it."""
+
+
+class Metric(str, Enum):
+    """Distance metric, by its portable name. Connectors map engine names and aliases."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    L2 = "l2"
+
+
+class IdType(str, Enum):
+    """How record ids are typed."""
+
+    STRING = "string"
+    INT = "int"
+    UUID = "uuid"
+
+
+# Portable metadata types and their Arrow types. "json" holds nested objects or
+# heterogeneous lists as canonical JSON text.
+METADATA_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "list<string>": pa.list_(pa.string()),
+    "list<int64>": pa.list_(pa.int64()),
+    "list<float64>": pa.list_(pa.float64()),
+    "json": pa.string(),
+}
+MetadataType = Literal[
+    "string", "int64", "float64", "bool", "list<string>", "list<int64>", "list<float64>", "json"
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IndexSpec(_Model):
+    """An ANN index: kind plus portable parameters (M, ef_construction, nlist, ...)."""
+
+    kind: Literal["flat", "hnsw", "ivf_flat", "ivf_pq", "auto", "none"] = "auto"
+    params: dict[str, int | float | str] = Field(default_factory=dict)
+
+
+class VectorField(_Model):
+    """A dense vector field."""
+
+    name: str = "vector"
+    dim: int = Field(gt=0)
+    metric: Metric = Metric.COSINE
+    dtype: Literal["float32"] = "float32"
+    normalized: bool | None = None
+    index: IndexSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_COLUMNS:
+            raise ValueError(f"vector field name {v!r} is reserved")
+        return v
+
+
+class SparseField(_Model):
+    """A sparse vector field (indices + values)."""
+
+    name: str
+    metric: Metric = Metric.DOT
+
+
+class MetadataField(_Model):
+    """A metadata (payload, property) field with its portable type."""
+
+    name: str
+    type: MetadataType
+    nullable: bool = True
+    indexed: bool = False
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """Arrow type of this field inside the ``metadata`` struct."""
+        return METADATA_TYPES[self.type]
+
+
+class EmbeddingProvenance(_Model):
+    """What produced a vector field, when known."""
+
+    vector_field: str = "vector"
+    model: str | None = None
+    version: str | None = None
+    dim: int | None = None
+    normalized: bool | None = None
+
+
+class CollectionSchema(_Model):
+    """Everything needed to recreate a collection deliberately on another engine."""
+
+    name: str
+    id_type: IdType = IdType.STRING
+    vectors: tuple[VectorField, ...] = ()
+    sparse: tuple[SparseField, ...] = ()
+    metadata: tuple[MetadataField, ...] = ()
+    has_document: bool = False
+    namespaces: tuple[str, ...] | None = None
+    embedding: tuple[EmbeddingProvenance, ...] = ()
+    engine: str | None = None
+    engine_settings: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def vector(self) -> VectorField:
+        """The first (default) vector field."""
+        if not self.vectors:
+            raise ConfigError(f"collection {self.name!r} has no vector field")
+        return self.vectors[0]
+
+    def vector_field(self, name: str | None) -> VectorField:
+        """The named vector field, or the default one when ``name`` is None."""
+        if name is None:
+            return self.vector
+        for v in self.vectors:
+            if v.name == name:
+                return v
+        raise ConfigError(f"collection {self.name!r} has no vector field {name!r}")
+
+    def metadata_field(self, name: str) -> MetadataField | None:
+        """The metadata field called ``name``, if declared."""
+        return next((m for m in self.metadata if m.name == name), None)
+
+    def id_arrow_type(self) -> pa.DataType:
+        """Arrow type of the ``id`` column."""
+        return pa.int64() if self.id_type is IdType.INT else pa.string()
+
+    def metadata_struct_type(self) -> pa.StructType:
+        """Arrow struct type of the ``metadata`` column."""
+        return pa.struct([pa.field(m.name, m.arrow_type) for m in self.metadata])
+
+    def arrow_schema(self) -> pa.Schema:
+        """Arrow schema of every batch of this collection (see module docstring)."""
+        fields = [pa.field("id", self.id_arrow_type(), nullable=False)]
+        if self.namespaces is not None:
+            fields.append(pa.field("namespace", pa.string()))
+        if self.has_document:
+            fields.append(pa.field("document", pa.string()))
+        for v in self.vectors:
+            fields.append(pa.field(v.name, pa.list_(pa.float32(), v.dim)))
+        for s in self.sparse:
+            fields.append(pa.field(s.name, SPARSE_TYPE))
+        if self.metadata:
+            fields.append(pa.field("metadata", self.metadata_struct_type()))
+        fields.append(pa.field("metadata_extra", pa.string()))
+        return pa.schema(fields)
+
+    def to_json(self) -> str:
+        """Stable JSON form, as stored in a dump's ``schema.json``."""
+        return json.dumps(
+            {"format_version": FORMAT_VERSION, **self.model_dump(mode="json")}, indent=2
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CollectionSchema:
+        """Parse ``to_json`` output; refuses unknown format versions."""
+        data = json.loads(text)
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ConfigError(
+                f"schema format version {version!r} is not supported (expected {FORMAT_VERSION})",
+                hint="upgrade vecmigrate to read this dump",
+            )
+        return cls.model_validate(data)
+
+    def replace(self, **changes: Any) -> CollectionSchema:
+        """A copy with some attributes changed."""
+        return self.model_copy(update=changes)
+
+
+SPARSE_TYPE = pa.struct(
+    [pa.field("indices", pa.list_(pa.uint32())), pa.field("values", pa.list_(pa.float32()))]
+)
+
+
+class Capabilities(_Model):
+    """What an engine can store and do: declared data, never probed at run time."""
+
+    id_types: frozenset[IdType]
+    metrics: frozenset[Metric]
+    named_vectors: bool = False
+    sparse_vectors: bool = False
+    documents: bool = True
+    namespaces: bool = False
+    metadata_types: frozenset[str] = frozenset(METADATA_TYPES)
+    stores_null_metadata: bool = True
+    filter_ops: frozenset[str] = frozenset()
+    max_batch_rows: int = 1000
+    max_batch_bytes: int = 32 * 1024 * 1024
+    max_metadata_bytes: int | None = None
+    mutable: bool = True
+    normalizes_cosine: bool = False
+    vector_tolerance: float = 0.0
+    index_kinds: frozenset[str] = frozenset({"flat"})
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A disjoint slice of a collection that can be scanned independently."""
+
+    id: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    estimated_rows: int | None = None
+
+    def to_json(self) -> str:
+        """JSON form stored in job state."""
+        return json.dumps({"id": self.id, "spec": self.spec, "estimated_rows": self.estimated_rows})
+
+    @classmethod
+    def from_json(cls, text: str) -> Partition:
+        """Inverse of ``to_json``."""
+        d = json.loads(text)
+        return cls(id=d["id"], spec=d["spec"], estimated_rows=d.get("estimated_rows"))

@@ -1,0 +1,228 @@
+"""Export validation: find what would break or silently degrade an import, per record.
+
+Reads a dump's parts as written (not conformed to the schema), so a part with vectors of
+the wrong length or a column of the wrong type is reported record by record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vecmigrate.connectors.base import Connector
+from vecmigrate.dump import Dump
+from vecmigrate.errors import DataError
+from vecmigrate.model import CollectionSchema, Metric
+from vecmigrate.records import value_fits
+
+MAX_EXAMPLES = 20
+
+
+@dataclass
+class Finding:
+    """One kind of defect, how often, and example record ids."""
+
+    code: str
+    severity: str  # "error" | "warning"
+    field: str | None
+    message: str
+    count: int = 0
+    ids: list[Any] = dataclasses.field(default_factory=list)
+
+    def add(self, ids: list[Any]) -> None:
+        """Count records and keep the first few ids."""
+        self.count += len(ids)
+        room = MAX_EXAMPLES - len(self.ids)
+        if room > 0:
+            self.ids.extend(ids[:room])
+
+
+@dataclass
+class CheckReport:
+    """Everything ``vecmigrate check`` found in one collection."""
+
+    collection: str
+    rows: int = 0
+    findings: dict[str, Finding] = field(default_factory=dict)
+    norms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """No error-level finding."""
+        return not any(f.severity == "error" for f in self.findings.values())
+
+    def finding(self, code: str, severity: str, fld: str | None, message: str) -> Finding:
+        """The finding for (code, field), created on first use."""
+        key = f"{code}:{fld}"
+        if key not in self.findings:
+            self.findings[key] = Finding(code, severity, fld, message)
+        return self.findings[key]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for ``--json``."""
+        return {
+            "collection": self.collection,
+            "rows": self.rows,
+            "ok": self.ok,
+            "findings": [f.__dict__ for f in self.findings.values()],
+            "norms": self.norms,
+        }
+
+
+def _raw_batches(
+    connector: Connector, name: str, schema: CollectionSchema
+) -> Iterator[pa.RecordBatch]:
+    dump: Dump | None = getattr(connector, "dump", None)
+    if isinstance(dump, Dump):
+        for part in dump.verified_parts(name):
+            pf = pq.ParquetFile(dump.collection_dir(name) / part.file)
+            yield from pf.iter_batches(batch_size=10_000)
+        return
+    for p in connector.partitions(name, 1):
+        for batch, _ in connector.scan(name, p, schema=schema, batch_rows=5_000):
+            yield batch
+
+
+def _vector_matrix(col: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix of right-length rows, mask of rows whose length is wrong or null)."""
+    if pa.types.is_fixed_size_list(col.type) and col.type.list_size == dim:
+        bad = col.is_null().to_numpy(zero_copy_only=False)
+        filled = col.fill_null(pa.scalar([0.0] * dim, col.type)) if bad.any() else col
+        return np.asarray(filled.flatten().to_numpy(zero_copy_only=False), np.float64).reshape(
+            -1, dim
+        ), bad
+    lengths = pc.list_value_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
+    bad = lengths != dim
+    m = np.zeros((len(col), dim))
+    good = np.flatnonzero(~bad)
+    if len(good):
+        m[good] = np.asarray(
+            pc.take(col, pa.array(good)).flatten().to_numpy(zero_copy_only=False), np.float64
+        ).reshape(-1, dim)
+    return m, bad
+
+
+def check_collection(connector: Connector, name: str) -> CheckReport:
+    """Scan a collection once and report every defect with the records it affects."""
+    schema = connector.describe(name)
+    report = CheckReport(collection=name)
+    seen: set[Any] = set()
+    norms: dict[str, list[float]] = {v.name: [np.inf, -np.inf, 0.0, 0.0] for v in schema.vectors}
+    try:
+        batches = _reading(_raw_batches(connector, name, schema))
+        for batch in batches:
+            _check_batch(batch, schema, report, seen, norms)
+    except DataError as exc:
+        report.finding("unreadable", "error", None, exc.message).add([])
+    for vname, (lo, hi, total, unit) in norms.items():
+        if report.rows:
+            report.norms[vname] = {
+                "min": float(lo),
+                "max": float(hi),
+                "mean": float(total / report.rows),
+                "unit_fraction": float(unit / report.rows),
+            }
+    return report
+
+
+def _reading(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Iterate, turning Arrow read errors into DataError (a truncated part, say)."""
+    try:
+        yield from it
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"cannot read data: {exc}") from None
+
+
+def _check_batch(
+    batch: pa.RecordBatch,
+    schema: CollectionSchema,
+    report: CheckReport,
+    seen: set[Any],
+    norms: dict[str, list[float]],
+) -> None:
+    names = batch.schema.names
+    ids = batch.column("id").to_pylist() if "id" in names else [None] * batch.num_rows
+    report.rows += batch.num_rows
+    missing = [i for i, x in enumerate(ids) if x is None or x == ""]
+    if missing:
+        report.finding("missing_id", "error", "id", "record has no id").add(
+            [f"row {report.rows - batch.num_rows + i}" for i in missing]
+        )
+    dups = []
+    for x in ids:
+        if x is None:
+            continue
+        if x in seen:
+            dups.append(x)
+        seen.add(x)
+    if dups:
+        report.finding("duplicate_id", "error", "id", "id appears more than once").add(dups)
+    for v in schema.vectors:
+        if v.name not in names:
+            report.finding("missing_vector_column", "error", v.name, "vector column absent").add([])
+            continue
+        m, wrong = _vector_matrix(batch.column(v.name), v.dim)
+        if wrong.any():
+            report.finding("wrong_dimension", "error", v.name, f"vector is not {v.dim}-d").add(
+                [ids[i] for i in np.flatnonzero(wrong)]
+            )
+        finite = np.isfinite(m).all(axis=1)
+        if (~finite & ~wrong).any():
+            report.finding("non_finite", "error", v.name, "vector contains NaN or Inf").add(
+                [ids[i] for i in np.flatnonzero(~finite & ~wrong)]
+            )
+        ok = finite & ~wrong
+        n = np.linalg.norm(np.where(ok[:, None], m, 0.0), axis=1)
+        zero = ok & (n == 0)
+        if zero.any():
+            sev = "error" if v.metric is Metric.COSINE else "warning"
+            report.finding(
+                "zero_vector", sev, v.name, f"zero vector (undefined under {v.metric.value})"
+            ).add([ids[i] for i in np.flatnonzero(zero)])
+        if ok.any():
+            st = norms[v.name]
+            st[0], st[1] = min(st[0], n[ok].min()), max(st[1], n[ok].max())
+            st[2] += float(n[ok].sum())
+            st[3] += float((np.abs(n[ok] - 1) < 1e-3).sum())
+    _check_metadata(batch, schema, ids, report)
+
+
+def _check_metadata(
+    batch: pa.RecordBatch, schema: CollectionSchema, ids: list[Any], report: CheckReport
+) -> None:
+    names = batch.schema.names
+    if "metadata" in names:
+        struct_type = batch.column(names.index("metadata")).type
+        for f in schema.metadata:
+            idx = struct_type.get_field_index(f.name)
+            if idx >= 0 and not struct_type.field(idx).type.equals(f.arrow_type):
+                report.finding(
+                    "type_drift",
+                    "error",
+                    f.name,
+                    f"column is {struct_type.field(idx).type}, schema says {f.type}",
+                ).add([])
+    if "metadata_extra" not in names:
+        return
+    for rid, raw in zip(ids, batch.column("metadata_extra").to_pylist(), strict=True):
+        if not raw:
+            continue
+        for key, value in json.loads(raw).items():
+            declared = schema.metadata_field(key)
+            if declared is None:
+                report.finding("undeclared_field", "warning", key, "field not in the schema").add(
+                    [rid]
+                )
+            elif not value_fits(value, declared):
+                kind = type(value).__name__
+                report.finding(
+                    "type_drift", "error", key, f"values of type {kind} in a {declared.type} field"
+                ).add([rid])

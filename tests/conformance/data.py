@@ -1,0 +1,76 @@
+"""The one data set every connector is tested with: deterministic, every metadata type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.model import CollectionSchema, IdType, MetadataField, Metric, VectorField
+from vecmigrate.records import build_batch
+
+DIM = 16
+ROWS = 240
+GENRES = ["news", "sport", "tech", "art"]
+
+
+def sample_schema(
+    name: str, *, id_type: IdType = IdType.STRING, metric: Metric = Metric.COSINE
+) -> CollectionSchema:
+    """Schema of the conformance collection."""
+    return CollectionSchema(
+        name=name,
+        id_type=id_type,
+        vectors=(VectorField(name="vector", dim=DIM, metric=metric),),
+        has_document=True,
+        metadata=(
+            MetadataField(name="genre", type="string"),
+            MetadataField(name="year", type="int64"),
+            MetadataField(name="score", type="float64"),
+            MetadataField(name="published", type="bool"),
+            MetadataField(name="tags", type="list<string>"),
+            MetadataField(name="note", type="string"),
+        ),
+    )
+
+
+def sample_ids(id_type: IdType, n: int = ROWS) -> list[Any]:
+    """Ids of the sample rows; string ids include characters engines tend to mangle."""
+    if id_type is IdType.INT:
+        return [i * 7 + 1 for i in range(n)]
+    return [f"doc-{i:04d}/é" if i % 17 == 0 else f"doc-{i:04d}" for i in range(n)]
+
+
+def sample_vectors(n: int = ROWS, seed: int = 7) -> np.ndarray:
+    """Random float32 vectors, not normalised (so normalising engines are exercised)."""
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+def sample_metadata(n: int = ROWS) -> list[dict[str, Any]]:
+    """Metadata rows covering str, int, float, bool, list of str and nulls."""
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {
+            "genre": GENRES[i % len(GENRES)],
+            "year": 1990 + i % 35,
+            "score": round(i * 0.37, 3) + 0.5,
+            "published": i % 3 == 0,
+            "tags": [f"t{i % 5}", f"t{i % 7}"],
+        }
+        if i % 4 == 0:
+            row["note"] = f"note {i} ünïcode"
+        rows.append(row)
+    return rows
+
+
+def sample_batch(schema: CollectionSchema, n: int = ROWS, seed: int = 7) -> pa.RecordBatch:
+    """The sample rows as one batch in ``schema``'s layout."""
+    ids = sample_ids(schema.id_type, n)
+    return build_batch(
+        schema,
+        ids,
+        {"vector": sample_vectors(n, seed)},
+        documents=[f"document number {i} about {GENRES[i % 4]}" for i in range(n)],
+        metadata=sample_metadata(n),
+    )
