@@ -5,7 +5,7 @@
     dump/
       manifest.json                 format, tool version, created, collections with per-file
                                     rows + sha256 and an order-independent content digest
-      <collection>/schema.json      CollectionSchema (with embedding provenance)
+      <collection>/_schema.json     CollectionSchema (with embedding provenance)
       <collection>/part-*.parquet   id, vector columns, document, metadata struct, ...
 
 Parts are written atomically (temp file + rename) and named by a hash of their ids, so a
@@ -34,7 +34,8 @@ from vecmigrate.model import CollectionSchema
 DUMP_FORMAT = "vecmigrate-dump"
 DUMP_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-SCHEMA = "schema.json"
+# Leading underscore: Spark, pyarrow and pandas skip it when reading the folder as a dataset.
+SCHEMA = "_schema.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -125,13 +126,10 @@ class Dump:
     # -- parts -----------------------------------------------------------------------------
     def write_part(self, name: str, batch: pa.Table | pa.RecordBatch) -> Path:
         """Write one part atomically, named by a hash of its ids (idempotent re-send)."""
-        ids = batch.column("id")
-        digest = hashlib.sha256()
-        for chunk in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
-            for buf in chunk.buffers():
-                if buf is not None:
-                    digest.update(buf)
-        digest.update(str(batch.num_rows).encode())
+        # Hash the id values, not the Arrow buffers: slices share their parent's buffers.
+        ids = batch.column("id").to_pylist()
+        digest = hashlib.sha256("\x1f".join(map(str, ids)).encode())
+        digest.update(str(len(ids)).encode())
         path = self.collection_dir(name) / f"part-{digest.hexdigest()[:20]}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])

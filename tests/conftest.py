@@ -1,0 +1,61 @@
+"""Session-wide engines for the tests: real servers on 127.0.0.1, started and stopped here.
+
+``make test`` sets VECMIGRATE_REQUIRE_ENGINES=1 so that an engine that cannot start, or a
+client that is not installed, fails the run instead of skipping tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIRE_ENGINES = os.environ.get("VECMIGRATE_REQUIRE_ENGINES") == "1"
+
+
+def require_module(name: str) -> Any:
+    """Import an engine client, or skip (fail under VECMIGRATE_REQUIRE_ENGINES=1)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if REQUIRE_ENGINES:
+            raise
+        pytest.skip(f"{name} is not installed: {exc}")
+
+
+def _engine_dir(prefix: str) -> Path:
+    # Engines run as other users (postgres), so their folder must be world-traversable.
+    path = Path(tempfile.mkdtemp(prefix=f"vecmigrate-{prefix}-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL + pgvector server for the whole session."""
+    require_module("psycopg")
+    from tests.engines.postgres import start_postgres
+
+    server = start_postgres(_engine_dir("pg"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[Any]:
+    """A Chroma HTTP server (``chroma run``) for the whole session."""
+    require_module("chromadb")
+    from tests.engines.chroma import start_chroma_server
+
+    server = start_chroma_server(_engine_dir("chroma"))
+    try:
+        yield server
+    finally:
+        server.stop()
