@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vecmigrate.connectors import REGISTRY, connect
+from vecmigrate.errors import ConfigError
+
+ENGINE_CLIENTS = ("chromadb", "lancedb", "psycopg", "pgvector", "torch", "sentence_transformers")
+
+
+def test_importing_vecmigrate_and_its_cli_imports_no_engine_client() -> None:
+    code = (
+        "import sys, vecmigrate, vecmigrate.cli, vecmigrate.pipeline, vecmigrate.connectors;"
+        f"print([m for m in {ENGINE_CLIENTS!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "scheme,module,extra",
+    [
+        ("lancedb", "lancedb", "lancedb"),
+        ("chroma", "chromadb", "chroma"),
+        ("pgvector", "psycopg", "pgvector"),
+    ],
+)
+def test_missing_client_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, module: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    monkeypatch.delitem(sys.modules, REGISTRY[scheme][0], raising=False)
+    with pytest.raises(ConfigError) as err:
+        connect(f"{scheme}:///tmp/x" if scheme != "pgvector" else "pgvector://u@h/db")
+    assert f"vecmigrate[{extra}]" in str(err.value)
+
+
+def test_unknown_scheme() -> None:
+    with pytest.raises(ConfigError, match="unknown engine scheme"):
+        connect("nosuch:///x")
