@@ -1,0 +1,319 @@
+"""LanceDB: ``lancedb:///path``. Tables store the batch layout natively (Arrow in, Arrow out).
+
+The vecmigrate schema rides in the table's Arrow schema metadata, so a round trip keeps
+metric, types and provenance; tables made by other tools are described by inference.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.errors import ConfigError, TerminalError, TransientError
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    MetadataField,
+    MetadataType,
+    Metric,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.records import conform, table_to_batch
+
+SCHEMA_KEY = b"vecmigrate.schema"
+_METRIC_NAMES = {Metric.COSINE: "cosine", Metric.DOT: "dot", Metric.L2: "l2"}
+_DOC_COLUMNS = ("document", "text", "content")
+# Lance needs enough rows to train IVF partitions; below this a flat scan is exact and fast.
+MIN_ROWS_FOR_INDEX = 5000
+_ARROW_TO_PORTABLE: dict[pa.DataType, MetadataType] = {
+    pa.string(): "string",
+    pa.large_string(): "string",
+    pa.int64(): "int64",
+    pa.int32(): "int64",
+    pa.float64(): "float64",
+    pa.float32(): "float64",
+    pa.bool_(): "bool",
+    pa.list_(pa.string()): "list<string>",
+    pa.list_(pa.int64()): "list<int64>",
+    pa.list_(pa.float64()): "list<float64>",
+}
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class LanceDBConnector(Connector):
+    """LanceDB tables; upsert via ``merge_insert`` on ``id``."""
+
+    schemes = ("lancedb",)
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset(Metric),
+        named_vectors=True,
+        namespaces=True,
+        max_batch_rows=10_000,
+        max_batch_bytes=256 * 1024 * 1024,
+        index_kinds=frozenset({"flat", "hnsw", "ivf_pq", "ivf_flat"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        self.db = lancedb.connect(str(uri.local_path))
+        self._write_lock = threading.Lock()
+        self._schemas: dict[str, CollectionSchema] = {}
+
+    def _table(self, name: str) -> Any:
+        try:
+            return self.db.open_table(name)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(f"LanceDB at {self.uri} has no table {name!r}") from exc
+
+    def list_collections(self) -> list[str]:
+        names: list[str] = []
+        token = None
+        while True:
+            page = self.db.list_tables(page_token=token)
+            names += page.tables
+            token = page.page_token
+            if not token:
+                return sorted(names)
+
+    # -- schema ------------------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionSchema:
+        arrow = self._table(name).schema
+        stored = (arrow.metadata or {}).get(SCHEMA_KEY)
+        if stored:
+            schema = CollectionSchema.from_json(stored.decode()).replace(
+                name=name, engine="lancedb"
+            )
+        else:
+            schema = _infer_schema(name, arrow)
+        self._schemas[name] = schema
+        return schema
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        self._require_no_filter(filter)
+        return int(self._table(name).count_rows())
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        exists = schema.name in self.list_collections()
+        if exists and if_exists == "fail":
+            raise ConfigError(
+                f"LanceDB table {schema.name!r} already exists",
+                hint="pass --if-exists replace or reuse",
+            )
+        if exists and if_exists == "reuse":
+            return
+        arrow = schema.arrow_schema().with_metadata({SCHEMA_KEY: schema.to_json().encode()})
+        self.db.create_table(schema.name, schema=arrow, mode="overwrite")
+        self._schemas[schema.name] = schema
+
+    # -- reading -----------------------------------------------------------------------------
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        # Row offsets are stable while the table is not written, which holds for a source.
+        total = self.count(name)
+        n = max(1, min(n, total // 1000 + 1))
+        bounds = np.linspace(0, total, n + 1).astype(int)
+        return [
+            Partition(
+                id=f"offsets-{i}", spec={"start": int(a), "end": int(b)}, estimated_rows=int(b - a)
+            )
+            for i, (a, b) in enumerate(itertools.pairwise(bounds))
+        ]
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self._schema(name)
+        table = self._table(name)
+        start = json.loads(resume)["next"] if resume else partition.spec["start"]
+        end = partition.spec["end"]
+        while start < end:
+            stop = min(end, start + batch_rows)
+            try:
+                got = table.take_offsets(list(range(start, stop))).to_arrow()
+            except OSError as exc:
+                raise TransientError(f"LanceDB read of {name!r} failed: {exc}") from exc
+            yield _to_layout(got, schema), json.dumps({"next": stop})
+            start = stop
+
+    def _where_ids(self, ids: Sequence[Any]) -> str:
+        return "id IN (" + ", ".join(_sql_literal(i) for i in ids) + ")"
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        table = self._table(name)
+        parts = []
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            q = table.search().where(self._where_ids(chunk)).limit(len(chunk))
+            parts.append(q.to_arrow())
+        if not parts:
+            return pa.RecordBatch.from_pylist([], schema=schema.arrow_schema())
+        return _to_layout(pa.concat_tables(parts), schema)
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        data = conform(batch, schema)
+        table = self._table(name)
+        # Lance commits are optimistic; concurrent merge_inserts on one table conflict and
+        # retry internally. Serialising writes here is simpler and no slower (each is large).
+        with self._write_lock:
+            try:
+                (
+                    table.merge_insert("id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(pa.Table.from_batches([data]))
+                )
+            except OSError as exc:
+                raise TransientError(f"LanceDB write to {name!r} failed: {exc}") from exc
+            except (ValueError, RuntimeError) as exc:
+                raise TerminalError(f"LanceDB refused a write to {name!r}: {exc}") from exc
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        table = self._table(name)
+        with self._write_lock:
+            for start in range(0, len(ids), 1000):
+                table.delete(self._where_ids(ids[start : start + 1000]))
+
+    def drop(self, name: str) -> None:
+        if name in self.list_collections():
+            self.db.drop_table(name)
+        self._schemas.pop(name, None)
+
+    def finalize(self, name: str) -> None:
+        """Compact the fragments many batches leave behind; build a requested index."""
+        table = self._table(name)
+        schema = self._schema(name)
+        with self._write_lock:
+            table.optimize()
+            rows = table.count_rows()
+            for v in schema.vectors:
+                if (
+                    v.index
+                    and v.index.kind in ("hnsw", "ivf_pq", "ivf_flat")
+                    and rows >= MIN_ROWS_FOR_INDEX
+                ):
+                    table.create_index(
+                        metric=_METRIC_NAMES[v.metric],
+                        vector_column_name=v.name,
+                        replace=True,
+                        index_type={
+                            "hnsw": "IVF_HNSW_SQ",
+                            "ivf_pq": "IVF_PQ",
+                            "ivf_flat": "IVF_FLAT",
+                        }[v.index.kind],
+                    )
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        self._require_no_filter(filter)
+        schema = self._schema(name)
+        field = schema.vector_field(vector_field)
+        table = self._table(name)
+        ids: list[list[Any]] = []
+        scores: list[list[float]] = []
+        for q in np.asarray(vectors, dtype=np.float32):
+            res = (
+                table.search(q, vector_column_name=field.name)
+                .distance_type(_METRIC_NAMES[field.metric])
+                .select(["id"])
+                .limit(k)
+                .to_arrow()
+            )
+            ids.append(res.column("id").to_pylist())
+            scores.append(res.column("_distance").to_pylist())
+        return ids, scores
+
+
+def _to_layout(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
+    """The batch layout; a foreign table's top-level metadata columns become the struct."""
+    batch = table_to_batch(table)
+    if schema.metadata and "metadata" not in batch.schema.names:
+        children = [batch.column(f.name).cast(f.arrow_type) for f in schema.metadata]
+        struct = pa.StructArray.from_arrays(children, fields=list(schema.metadata_struct_type()))
+        batch = batch.append_column("metadata", struct)
+    return conform(batch, schema)
+
+
+def _infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:
+    """Describe a table vecmigrate did not create, and say what was assumed."""
+    vectors, metadata, notes = [], [], {}
+    id_col = next((c for c in ("id", "_id", "pk") if c in arrow.names), None)
+    if id_col is None:
+        raise ConfigError(f"LanceDB table {name!r} has no id column (id, _id or pk)")
+    if id_col != "id":
+        raise ConfigError(f"LanceDB table {name!r} keeps ids in {id_col!r}; rename it to 'id'")
+    id_type = IdType.INT if pa.types.is_integer(arrow.field("id").type) else IdType.STRING
+    doc = next(
+        (c for c in _DOC_COLUMNS if c in arrow.names and pa.types.is_string(arrow.field(c).type)),
+        None,
+    )
+    for f in arrow:
+        if f.name in ("id", doc, "metadata_extra"):
+            continue
+        if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type):
+            vectors.append(
+                VectorField(
+                    name=f.name,
+                    dim=f.type.list_size,
+                    metric=Metric.COSINE,
+                    index=IndexSpec(kind="flat"),
+                )
+            )
+            notes[f"{f.name}.metric"] = "assumed cosine: LanceDB stores no metric"
+        elif f.name == "metadata" and pa.types.is_struct(f.type):
+            metadata += [
+                MetadataField(name=c.name, type=_ARROW_TO_PORTABLE.get(c.type, "json"))
+                for c in f.type
+            ]
+        else:
+            metadata.append(MetadataField(name=f.name, type=_ARROW_TO_PORTABLE.get(f.type, "json")))
+    if doc and doc != "document":
+        raise ConfigError(f"LanceDB table {name!r} keeps text in {doc!r}; rename it to 'document'")
+    return CollectionSchema(
+        name=name,
+        id_type=id_type,
+        vectors=tuple(vectors),
+        metadata=tuple(metadata),
+        has_document=doc is not None,
+        engine="lancedb",
+        engine_settings=notes,
+    )
