@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
@@ -15,6 +16,20 @@ from vecmigrate.uri import ConnectionURI
 
 IfExists = Literal["fail", "reuse", "replace"]
 Filter = dict[str, Any]
+
+
+def offset_partitions(total: int, n: int, *, min_rows: int = 1000) -> list[Partition]:
+    """Split ``[0, total)`` into at most ``n`` contiguous offset ranges of >= ``min_rows``.
+
+    For engines whose only scan is offset/limit over a stable internal order (stable while
+    the collection is not written, which holds for a migration source).
+    """
+    n = max(1, min(n, total // min_rows + 1))
+    bounds = [total * i // n for i in range(n + 1)]
+    return [
+        Partition(id=f"offsets-{i}", spec={"start": a, "end": b}, estimated_rows=b - a)
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
 
 
 class Connector(ABC):

@@ -6,7 +6,6 @@ metric, types and provenance; tables made by other tools are described by infere
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,7 +15,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.model import (
     Capabilities,
@@ -128,16 +127,8 @@ class LanceDBConnector(Connector):
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
-        # Row offsets are stable while the table is not written, which holds for a source.
-        total = self.count(name)
-        n = max(1, min(n, total // 1000 + 1))
-        bounds = np.linspace(0, total, n + 1).astype(int)
-        return [
-            Partition(
-                id=f"offsets-{i}", spec={"start": int(a), "end": int(b)}, estimated_rows=int(b - a)
-            )
-            for i, (a, b) in enumerate(itertools.pairwise(bounds))
-        ]
+        # take_offsets addresses rows by position, stable while the table is not written.
+        return offset_partitions(self.count(name), n)
 
     def scan(
         self,

