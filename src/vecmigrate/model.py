@@ -69,10 +69,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+IndexKind = Literal["flat", "hnsw", "ivf_flat", "ivf_pq", "auto", "none"]
+
+
 class IndexSpec(_Model):
     """An ANN index: kind plus portable parameters (M, ef_construction, nlist, ...)."""
 
-    kind: Literal["flat", "hnsw", "ivf_flat", "ivf_pq", "auto", "none"] = "auto"
+    kind: IndexKind = "auto"
     params: dict[str, int | float | str] = Field(default_factory=dict)
 
 

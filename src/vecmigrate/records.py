@@ -103,7 +103,8 @@ def value_fits(value: Any, f: MetadataField) -> bool:
     return f.type.startswith("list<") and isinstance(value, list | tuple) and len(value) == 0
 
 
-def _encode_json(value: Any) -> str:
+def encode_json(value: Any) -> str:
+    """Canonical JSON text (sorted keys, compact) used for json-typed values everywhere."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
@@ -126,7 +127,7 @@ def metadata_to_arrow(
             f = by_name.get(key)
             if f is not None and value_fits(value, f):
                 if f.type == "json" and value is not None:
-                    value = _encode_json(value)
+                    value = encode_json(value)
                 elif f.type == "float64" and isinstance(value, int) and not isinstance(value, bool):
                     value = float(value)
                 elif f.type == "list<float64>" and value is not None:
@@ -135,7 +136,7 @@ def metadata_to_arrow(
             elif value is not None:
                 spill[key] = value
         typed.append(kept)
-        extra.append(_encode_json(spill) if spill else None)
+        extra.append(encode_json(spill) if spill else None)
     struct = pa.array(typed, type=schema.metadata_struct_type()) if fields else None
     return struct, pa.array(extra, type=pa.string())
 
