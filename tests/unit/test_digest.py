@@ -84,3 +84,15 @@ def test_json_round_trip() -> None:
     from vecmigrate.verify.digest import CollectionDigest
 
     assert CollectionDigest.from_json(d.to_json()).compare(d).equal
+
+
+def test_float_metadata_one_ulp_off_still_matches_but_real_changes_do_not() -> None:
+    schema = sample_schema("c")
+    batch = sample_batch(schema)
+    base = _digest([batch], schema)
+    meta = metadata_rows(batch, schema)
+    for m in meta:
+        m["score"] = float(np.nextafter(m["score"], np.inf))  # what Chroma sometimes returns
+    assert base.compare(_digest([_rebuild(schema, batch, meta=meta)], schema)).equal
+    meta[0]["score"] += 1e-3
+    assert not base.compare(_digest([_rebuild(schema, batch, meta=meta)], schema)).equal

@@ -3,7 +3,7 @@
 Each record contributes two things, both summed so order and partitioning do not matter:
 
 * a 64-bit hash of its canonical encoding (id as text, namespace, document, metadata with
-  JSON types, sparse vectors) - summed modulo 2**64: exact;
+  JSON types and floats at float32 precision, sparse vectors) - summed modulo 2**64;
 * for each dense vector field, ``PROJECTIONS`` random projections of the vector (normalised
   first when the metric is cosine, because some engines normalise on insert) - summed in
   float64 and compared with the engines' declared tolerance, because engines return
@@ -56,6 +56,18 @@ def id_bucket(ids: list[str]) -> np.ndarray:
     return np.fromiter((_hash64(i.encode()) % BUCKETS for i in ids), dtype=np.int64, count=len(ids))
 
 
+def _canonical(value: Any) -> Any:
+    """Floats at float32 precision: some engines (Chroma) return float64 metadata 1 ULP off,
+    and a 1-ULP change crosses a float32 rounding boundary with probability ~2**-29."""
+    if isinstance(value, float):
+        return float(np.float32(value)) if abs(value) < 3e38 else value
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
 def record_hashes(batch: pa.RecordBatch, schema: CollectionSchema) -> tuple[list[str], list[int]]:
     """Canonical id text and 64-bit content hash (everything but dense vectors) per record."""
     ids = [id_text(v) for v in batch.column("id").to_pylist()]
@@ -67,7 +79,7 @@ def record_hashes(batch: pa.RecordBatch, schema: CollectionSchema) -> tuple[list
     metas = metadata_rows(batch, schema)
     hashes = []
     for i in range(n):
-        rec = [ids[i], nss[i], docs[i], metas[i], {k: v[i] for k, v in sparse.items()}]
+        rec = [ids[i], nss[i], docs[i], _canonical(metas[i]), {k: v[i] for k, v in sparse.items()}]
         text = json.dumps(rec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         hashes.append(_hash64(text.encode()))
     return ids, hashes
