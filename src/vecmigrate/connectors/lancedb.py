@@ -7,9 +7,13 @@ metric, types and provenance; tables made by other tools are described by infere
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+# Lance logs expected events (creating a new dataset) as warnings on stderr.
+os.environ.setdefault("LANCE_LOG", "error")
 
 import lancedb
 import numpy as np
@@ -245,7 +249,7 @@ class LanceDBConnector(Connector):
             res = (
                 table.search(q, vector_column_name=field.name)
                 .distance_type(_METRIC_NAMES[field.metric])
-                .select(["id"])
+                .select(["id", "_distance"])
                 .limit(k)
                 .to_arrow()
             )
