@@ -7,7 +7,6 @@ metric, types and provenance; tables made by other tools are described by infere
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any

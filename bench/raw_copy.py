@@ -1,0 +1,122 @@
+"""The baseline: the same move written directly against the engines' official clients.
+
+Deliberately minimal but not naive: pages of 2,000 rows, Arrow tables for LanceDB, binary
+COPY for pgvector, and the same index vecmigrate builds (pgvector HNSW m=16,
+ef_construction=64; LanceDB IVF_HNSW_SQ), since recreating the index is part of the move.
+Usage: raw_copy.py PAIR SOURCE TARGET   (PAIR: chroma-lancedb | chroma-pgvector | pgvector-lancedb)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+PAGE = 2000
+DIM = 384
+
+
+def chroma_pages(
+    path: str,
+) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]]:
+    import chromadb
+
+    col = chromadb.PersistentClient(path=path).get_collection("docs", embedding_function=None)
+    total = col.count()
+    for offset in range(0, total, PAGE):
+        got = col.get(limit=PAGE, offset=offset, include=["embeddings", "documents", "metadatas"])
+        yield (
+            got["ids"],
+            np.asarray(got["embeddings"], np.float32),
+            got["documents"],
+            got["metadatas"],
+        )
+
+
+def pgvector_pages(
+    dsn: str,
+) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]]:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(dsn) as conn:
+        register_vector(conn)
+        with conn.cursor(name="scan") as cur:
+            cur.itersize = PAGE
+            cur.execute("SELECT id, document, vector, metadata FROM docs")
+            while rows := cur.fetchmany(PAGE):
+                ids, docs, vecs, metas = zip(*rows, strict=True)
+                yield list(ids), np.stack([v.to_numpy() for v in vecs]), list(docs), list(metas)
+
+
+def to_lancedb(path: str, pages: Iterator[Any]) -> int:
+    import lancedb
+
+    db = lancedb.connect(path)
+    table = None
+    n = 0
+    for ids, vecs, docs, metas in pages:
+        data = pa.table(
+            {
+                "id": ids,
+                "document": docs,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), DIM),
+                "metadata": pa.array(metas),
+            }
+        )
+        if table is None:
+            table = db.create_table("docs", data, mode="overwrite")
+        else:
+            table.add(data)
+        n += len(ids)
+    # The same deliberate index vecmigrate recreates from the source's HNSW settings.
+    if table is not None and n >= 5000:
+        table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+    return n
+
+
+def to_pgvector(dsn: str, pages: Iterator[Any]) -> int:
+    import psycopg
+    from pgvector.psycopg import register_vector
+    from psycopg.types.json import Jsonb
+
+    n = 0
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS docs")
+        conn.execute(
+            f"CREATE TABLE docs (id text PRIMARY KEY, document text, vector vector({DIM}), "
+            "metadata jsonb)"
+        )
+        with conn.cursor() as cur:
+            for ids, vecs, docs, metas in pages:
+                with cur.copy(
+                    "COPY docs (id, document, vector, metadata) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["text", "text", "vector", "jsonb"])
+                    for row in zip(ids, docs, vecs, metas, strict=True):
+                        copy.write_row((row[0], row[1], row[2], Jsonb(row[3])))
+                n += len(ids)
+            cur.execute(
+                "CREATE INDEX ON docs USING hnsw (vector vector_cosine_ops) "
+                "WITH (m = 16, ef_construction = 64)"
+            )
+        conn.commit()
+    return n
+
+
+def main() -> None:
+    pair, source, target = sys.argv[1:4]
+    src, dst = pair.split("-")
+    pages = chroma_pages(source) if src == "chroma" else pgvector_pages(source)
+    rows = to_lancedb(target, pages) if dst == "lancedb" else to_pgvector(target, pages)
+    print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
