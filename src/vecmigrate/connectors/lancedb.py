@@ -11,9 +11,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-# Lance logs expected events (creating a new dataset) as warnings on stderr.
-os.environ.setdefault("LANCE_LOG", "error")
-
 import lancedb
 import numpy as np
 import pyarrow as pa
