@@ -103,6 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=30_000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--pairs", nargs="+", choices=PAIRS, default=list(PAIRS))
     args = ap.parse_args()
     from tests.engines.postgres import start_postgres
 
@@ -113,7 +114,7 @@ def main() -> None:
     try:
         sources = load_sources(args.rows, work, pg)
         results = []
-        for pair in PAIRS:
+        for pair in args.pairs:
             src, dst = pair.split("-")
             best: dict[str, tuple[float, float]] = {}
             for r in range(args.rounds):

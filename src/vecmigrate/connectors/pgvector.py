@@ -111,6 +111,7 @@ class PgvectorConnector(Connector):
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._schemas: dict[str, CollectionSchema] = {}
+        self._has_conflicts: set[str] = set()
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Any]:
@@ -494,38 +495,52 @@ class PgvectorConnector(Connector):
             names.append("metadata_extra")
             columns.append([None if x is None else json.loads(x) for x in extra.to_pylist()])
             types.append("jsonb")
+        rows = list(zip(*columns, strict=True))
         ident = [sql.Identifier(c) for c in names]
-        stage = sql.Identifier(f"vm_stage_{abs(hash(name)) % 10**8}")
-        updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(c) for c in ident[1:])
         conn = self._conn()
         try:
+            if name not in self._has_conflicts:
+                # Fast path: straight COPY, atomic per batch. A re-sent batch (after a resume)
+                # or an update violates the key; from then on this table goes through staging.
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        self._copy(cur, self._table(name), ident, types, rows)
+                    return
+                except psycopg.errors.UniqueViolation:
+                    self._has_conflicts.add(name)
+            stage = sql.Identifier(f"vm_stage_{abs(hash(name)) % 10**8}")
+            updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(c) for c in ident[1:])
+            cols = sql.SQL(", ").join(ident)
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     sql.SQL(
                         "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
                     ).format(stage, self._table(name))
                 )
-                with cur.copy(
-                    sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                        stage, sql.SQL(", ").join(ident)
-                    )
-                ) as copy:
-                    copy.set_types(types)
-                    for record in zip(*columns, strict=True):
-                        copy.write_row(record)
+                self._copy(cur, stage, ident, types, rows)
                 cur.execute(
                     sql.SQL(
                         "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET {}"
-                    ).format(
-                        self._table(name),
-                        sql.SQL(", ").join(ident),
-                        sql.SQL(", ").join(ident),
-                        stage,
-                        updates,
-                    )
+                    ).format(self._table(name), cols, cols, stage, updates)
                 )
         except psycopg.Error as exc:
             raise _errors(exc, f"upsert into {name!r}") from None
+
+    @staticmethod
+    def _copy(
+        cur: psycopg.Cursor[Any],
+        table: sql.Composable,
+        ident: list[sql.Identifier],
+        types: list[str],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            table, sql.SQL(", ").join(ident)
+        )
+        with cur.copy(query) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)
