@@ -1,8 +1,9 @@
 """The baseline: the same move written directly against the engines' official clients.
 
 Deliberately minimal but not naive: pages of 2,000 rows, Arrow tables for LanceDB, binary
-COPY for pgvector, and the same index vecmigrate builds (pgvector HNSW m=16,
-ef_construction=64; LanceDB IVF_HNSW_SQ), since recreating the index is part of the move.
+COPY for pgvector, and the same index vecmigrate builds (pgvector HNSW with the source
+collection's M and ef_construction; LanceDB IVF_HNSW_SQ), since recreating the index
+is part of the move.
 Usage: raw_copy.py PAIR SOURCE TARGET   (PAIR: chroma-lancedb | chroma-pgvector | pgvector-lancedb)
 """
 
@@ -20,12 +21,18 @@ PAGE = 2000
 DIM = 384
 
 
+# HNSW settings of the source, carried to the target like a careful engineer would.
+HNSW = {"m": 16, "ef_construction": 64}
+
+
 def chroma_pages(
     path: str,
 ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]]:
     import chromadb
 
     col = chromadb.PersistentClient(path=path).get_collection("docs", embedding_function=None)
+    hnsw = (col.configuration or {}).get("hnsw") or {}
+    HNSW.update(m=hnsw.get("max_neighbors", 16), ef_construction=hnsw.get("ef_construction", 64))
     total = col.count()
     for offset in range(0, total, PAGE):
         got = col.get(limit=PAGE, offset=offset, include=["embeddings", "documents", "metadatas"])
@@ -104,7 +111,7 @@ def to_pgvector(dsn: str, pages: Iterator[Any]) -> int:
                 n += len(ids)
             cur.execute(
                 "CREATE INDEX ON docs USING hnsw (vector vector_cosine_ops) "
-                "WITH (m = 16, ef_construction = 64)"
+                f"WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})"
             )
         conn.commit()
     return n

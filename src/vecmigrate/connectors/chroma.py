@@ -41,7 +41,6 @@ _INCLUDE = ["embeddings", "documents", "metadatas"]
 # HNSW parameter names: portable -> Chroma.
 _HNSW_PARAMS = {
     "M": "max_neighbors",
-    "m": "max_neighbors",
     "ef_construction": "ef_construction",
     "ef_search": "ef_search",
 }
@@ -141,9 +140,7 @@ class ChromaConnector(Connector):
         emb = sample["embeddings"]
         if emb is None or len(emb) == 0:
             raise ConfigError(f"Chroma collection {col.name!r} is empty; its dimension is unknown")
-        params = {
-            k: v for k, v in hnsw.items() if k in ("max_neighbors", "ef_construction", "ef_search")
-        }
+        params = {portable: hnsw[own] for portable, own in _HNSW_PARAMS.items() if own in hnsw}
         vector = VectorField(
             dim=len(emb[0]), metric=metric, index=IndexSpec(kind="hnsw", params=params)
         )
