@@ -151,6 +151,16 @@ class _Copier:
                 setattr(self.result, k, getattr(self.result, k) + v)
 
     def _read(self, state: PartitionState, out: queue.Queue[Any], stop: threading.Event) -> None:
+        def offer(item: Any) -> bool:
+            # Never block for good: the writer may have stopped consuming after a failure.
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         try:
             scan = self.source.scan(
                 self.collection,
@@ -160,17 +170,11 @@ class _Copier:
                 batch_rows=self.options.batch_rows,
             )
             for item in scan:
-                while not stop.is_set():
-                    try:
-                        out.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            out.put(None)
+            offer(None)
         except BaseException as exc:  # handed to the writer, which re-raises it
-            out.put(exc)
+            offer(exc)
 
     def run_partition(self, state: PartitionState) -> None:
         if state.done:
