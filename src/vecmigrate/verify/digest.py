@@ -150,7 +150,7 @@ class CollectionDigest:
                 dim = self.schema_dims.get(name) or other.schema_dims.get(name) or 1
                 va = a.vectors.get(name, np.zeros(PROJECTIONS))
                 vb = b.vectors.get(name, np.zeros(PROJECTIONS))
-                allowed = max(a.count, 1) * (tolerance * np.sqrt(dim) + 1e-9)
+                allowed = vector_allowance(tolerance, dim, a.count)
                 if float(np.max(np.abs(va - vb))) > allowed:
                     why.append(f"vector field {name!r} differs")
             if why:
@@ -195,25 +195,31 @@ class DigestBuilder:
         self._proj = {v.name: _projection(v.dim) for v in schema.vectors}
         self._lock = threading.Lock()
 
-    def add(self, batch: pa.RecordBatch) -> None:
-        """Digest one batch in the schema's layout."""
-        if batch.num_rows == 0:
-            return
+    def signatures(self, batch: pa.RecordBatch) -> RecordSignatures:
+        """Per-record id text, content hash, bucket and vector projections."""
         ids, hashes = record_hashes(batch, self.schema)
-        buckets = id_bucket(ids)
-        sums: dict[str, np.ndarray] = {}
+        projections = {}
         for v in self.schema.vectors:
             m = vectors_to_numpy(batch.column(v.name)).astype(np.float64)
             if v.metric is Metric.COSINE:
                 norms = np.linalg.norm(m, axis=1, keepdims=True)
                 m = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
-            proj = m @ self._proj[v.name]
+            projections[v.name] = m @ self._proj[v.name]
+        return RecordSignatures(ids, hashes, id_bucket(ids), projections)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Digest one batch in the schema's layout."""
+        if batch.num_rows == 0:
+            return
+        sig = self.signatures(batch)
+        sums: dict[str, np.ndarray] = {}
+        for name, proj in sig.projections.items():
             per_bucket = np.zeros((BUCKETS, PROJECTIONS))
-            np.add.at(per_bucket, buckets, proj)
-            sums[v.name] = per_bucket
-        counts = np.bincount(buckets, minlength=BUCKETS)
+            np.add.at(per_bucket, sig.buckets, proj)
+            sums[name] = per_bucket
+        counts = np.bincount(sig.buckets, minlength=BUCKETS)
         bucket_hash = [0] * BUCKETS
-        for b, h in zip(buckets.tolist(), hashes, strict=True):
+        for b, h in zip(sig.buckets.tolist(), sig.hashes, strict=True):
             bucket_hash[b] += h
         with self._lock:
             for i, bd in enumerate(self.digest.buckets):
@@ -222,6 +228,21 @@ class DigestBuilder:
                     bd.hash = (bd.hash + bucket_hash[i]) & _MASK
                     for name, s in sums.items():
                         bd.vectors[name] = bd.vectors.get(name, 0) + s[i]
+
+
+@dataclass
+class RecordSignatures:
+    """What the digest knows about each record of a batch."""
+
+    ids: list[str]
+    hashes: list[int]
+    buckets: np.ndarray
+    projections: dict[str, np.ndarray]
+
+
+def vector_allowance(tolerance: float, dim: int, records: int = 1) -> float:
+    """How far summed projections of ``records`` records may drift within ``tolerance``."""
+    return max(records, 1) * (tolerance * float(np.sqrt(dim)) + 1e-9)
 
 
 def collection_digest(

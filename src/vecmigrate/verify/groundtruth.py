@@ -17,10 +17,10 @@ from vecmigrate.model import Metric
 
 def prepare_queries(queries: np.ndarray, metric: Metric) -> np.ndarray:
     """Queries as float32 (unit length for cosine)."""
-    q = np.ascontiguousarray(queries, dtype=np.float32)
+    q: np.ndarray = np.ascontiguousarray(queries, dtype=np.float32)
     if metric is Metric.COSINE:
         norms = np.linalg.norm(q, axis=1, keepdims=True)
-        q = q / np.where(norms > 0, norms, 1)
+        q = (q / np.where(norms > 0, norms, 1)).astype(np.float32)
     return q
 
 
@@ -38,7 +38,10 @@ def similarity(q: np.ndarray, corpus: np.ndarray, metric: Metric) -> np.ndarray:
     if metric is Metric.DOT:
         return dots
     # -(|q|^2 - 2 q.c + |c|^2); |q|^2 is constant per query but kept so values are true distances.
-    return -(np.einsum("ij,ij->i", q, q)[:, None] - 2 * dots + np.einsum("ij,ij->i", c, c)[None, :])
+    l2: np.ndarray = -(
+        np.einsum("ij,ij->i", q, q)[:, None] - 2 * dots + np.einsum("ij,ij->i", c, c)[None, :]
+    )
+    return l2
 
 
 @dataclass
@@ -54,7 +57,7 @@ class GroundTruth:
 
 
 class TopK:
-    """Running exact top-k over corpus batches."""
+    """Running exact top-k over corpus batches; tracks row positions, maps them to ids once."""
 
     def __init__(self, queries: np.ndarray, k: int, metric: Metric) -> None:
         self.q = prepare_queries(queries, metric)
@@ -62,31 +65,41 @@ class TopK:
         self.metric = metric
         n = len(self.q)
         self.scores = np.full((n, 0), -np.inf, dtype=np.float32)
-        self.ids = np.empty((n, 0), dtype=object)
+        self.positions = np.empty((n, 0), dtype=np.int64)
+        self._ids: list[object] = []
 
     def add(self, ids: list[object], vectors: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Merge one corpus batch; ``mask`` (queries x rows) excludes rows per query."""
         if len(ids) == 0:
             return
-        sims = similarity(self.q, vectors, self.metric).astype(np.float32)
+        offset = len(self._ids)
+        self._ids.extend(ids)
+        sims = similarity(self.q, vectors, self.metric).astype(np.float32, copy=False)
         if mask is not None:
-            sims = np.where(mask, sims, -np.inf)
-        batch_ids = np.empty(len(ids), dtype=object)
-        batch_ids[:] = ids
+            sims = np.where(mask, sims, np.float32(-np.inf))
         merged = np.concatenate([self.scores, sims], axis=1)
-        merged_ids = np.concatenate([self.ids, np.broadcast_to(batch_ids, sims.shape)], axis=1)
         k = min(self.k, merged.shape[1])
         part = np.argpartition(-merged, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(merged, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        self.scores = np.take_along_axis(top, order, axis=1)
-        self.ids = np.take_along_axis(np.take_along_axis(merged_ids, part, axis=1), order, axis=1)
+        self.scores = np.take_along_axis(merged, part, axis=1)
+        # Columns past the kept ones are this batch's rows, numbered from ``offset``.
+        kept = self.positions.shape[1]
+        prev = (
+            np.take_along_axis(self.positions, np.minimum(part, max(kept - 1, 0)), axis=1)
+            if kept
+            else 0
+        )
+        self.positions = np.where(part < kept, prev, part - kept + offset)
 
     def result(self) -> GroundTruth:
-        """Top-k ids (filtered-out rows dropped) and scores."""
-        ids = [[i for i, s in zip(row_ids, row_s, strict=True) if np.isfinite(s)]
-               for row_ids, row_s in zip(self.ids, self.scores, strict=True)]
-        return GroundTruth(ids=ids, scores=self.scores)
+        """Top-k ids, best first (rows excluded by a mask are dropped), and scores."""
+        order = np.argsort(-self.scores, axis=1, kind="stable")
+        scores = np.take_along_axis(self.scores, order, axis=1)
+        positions = np.take_along_axis(self.positions, order, axis=1)
+        ids = [
+            [self._ids[p] for p, s in zip(row_p, row_s, strict=True) if np.isfinite(s)]
+            for row_p, row_s in zip(positions, scores, strict=True)
+        ]
+        return GroundTruth(ids=ids, scores=scores)
 
 
 def exact_topk(
