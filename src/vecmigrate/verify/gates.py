@@ -1,0 +1,108 @@
+"""Migration config for verify: query set, k, and the gates a migration must pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vecmigrate.errors import ConfigError
+
+
+class Gates(BaseModel):
+    """Thresholds; ``None`` turns a gate off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_recall_drop: float | None = Field(
+        default=0.01, description="target recall@k >= source - this"
+    )
+    min_target_recall: float | None = None
+    min_overlap: float | None = None
+    max_missing: int | None = 0
+    max_extra: int | None = 0
+    max_changed: int | None = 0
+    max_empty_rate: float | None = 0.0
+    max_p99_ratio: float | None = Field(default=None, description="target p99 <= this x source p99")
+
+
+class VerifyConfig(BaseModel):
+    """The ``verify`` section of a migration config (YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: int = Field(default=200, gt=0)
+    k: int = Field(default=10, gt=0)
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    seed: int = 0
+    user_queries: Path | None = None
+    gates: Gates = Field(default_factory=Gates)
+
+    @classmethod
+    def load(cls, path: Path | None) -> VerifyConfig:
+        """Read ``path`` (its ``verify:`` section, or the whole file); defaults without one."""
+        if path is None:
+            return cls()
+        try:
+            data: Any = yaml.safe_load(path.read_text()) or {}
+            section = data.get("verify", data) if isinstance(data, dict) else data
+            return cls.model_validate(section)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read migration config {path}: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def evaluate_gates(gates: Gates, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each enabled gate with its threshold, actual value and verdict."""
+    k = report["k"]
+    src = report["systems"]["source"]["all"]
+    tgt = report["systems"]["target"]["all"]
+    parity = report["parity"]
+    checks: list[tuple[str, float | None, float, bool]] = []
+
+    def add(name: str, threshold: float | None, actual: float, ok: bool) -> None:
+        if threshold is not None:
+            checks.append((name, threshold, actual, ok))
+
+    drop = src[f"recall@{k}"] - tgt[f"recall@{k}"]
+    add(
+        f"recall@{k} drop",
+        gates.max_recall_drop,
+        drop,
+        drop <= (gates.max_recall_drop or 0) + 1e-12,
+    )
+    if gates.min_target_recall is not None:
+        add(
+            f"target recall@{k}",
+            gates.min_target_recall,
+            tgt[f"recall@{k}"],
+            tgt[f"recall@{k}"] >= gates.min_target_recall,
+        )
+    if gates.min_overlap is not None:
+        ov = report["overlap"][f"overlap@{k}"]
+        add(f"overlap@{k}", gates.min_overlap, ov, ov >= gates.min_overlap)
+    for kind, limit in (
+        ("missing", gates.max_missing),
+        ("extra", gates.max_extra),
+        ("changed", gates.max_changed),
+    ):
+        n = len(parity[kind])
+        add(f"{kind} ids", limit, n, limit is None or n <= limit)
+    if gates.max_empty_rate is not None:
+        add(
+            "target empty results",
+            gates.max_empty_rate,
+            tgt["empty_rate"],
+            tgt["empty_rate"] <= gates.max_empty_rate,
+        )
+    if gates.max_p99_ratio is not None:
+        ratio = tgt["latency"]["p99_ms"] / max(src["latency"]["p99_ms"], 1e-9)
+        add("p99 latency ratio", gates.max_p99_ratio, ratio, ratio <= gates.max_p99_ratio)
+    return [
+        {"gate": n, "threshold": t, "actual": round(a, 6), "passed": ok} for n, t, a, ok in checks
+    ]

@@ -1,0 +1,120 @@
+"""``verify``: data parity and retrieval parity of a migration, gated by thresholds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from vecmigrate import __version__
+from vecmigrate.connectors.base import Connector
+from vecmigrate.errors import SchemaMismatchError
+from vecmigrate.verify.diff import diff_collections
+from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
+from vecmigrate.verify.recall import (
+    QuerySet,
+    bootstrap_ci,
+    ground_truth,
+    latency_summary,
+    load_user_queries,
+    overlap_at_k,
+    rank_biased_overlap,
+    recall_at_k,
+    run_queries,
+    sample_queries,
+    true_scores,
+)
+
+REPORT_VERSION = 1
+
+
+def _system_metrics(
+    run: Any, truth: Any, scores: Any, groups: np.ndarray, ks: list[int], k: int
+) -> dict[str, Any]:
+    per_k = {kk: recall_at_k(run, truth, scores, kk) for kk in ks}
+    empty = np.asarray([len(r) == 0 for r in run.ids])
+    out = {}
+    for group in ["all", *sorted(set(groups))]:
+        sel = np.ones(len(groups), bool) if group == "all" else groups == group
+        entry: dict[str, Any] = {f"recall@{kk}": float(v[sel].mean()) for kk, v in per_k.items()}
+        lo, hi = bootstrap_ci(per_k[k][sel])
+        entry[f"recall@{k}_ci95"] = [lo, hi]
+        entry["empty_rate"] = float(empty[sel].mean())
+        entry["latency"] = latency_summary(run.latencies[sel])
+        entry["queries"] = int(sel.sum())
+        out[group] = entry
+    return out
+
+
+def verify_migration(
+    source: Connector,
+    target: Connector,
+    name: str,
+    *,
+    target_name: str | None = None,
+    config: VerifyConfig | None = None,
+) -> dict[str, Any]:
+    """Run every check and return the report (stable JSON schema, ``report_version``)."""
+    config = config or VerifyConfig()
+    tname = target_name or name
+    sa, sb = source.describe(name), target.describe(tname)
+    if sa.vector.dim != sb.vector.dim or sa.vector.metric != sb.vector.metric:
+        raise SchemaMismatchError(
+            f"source {sa.vector.dim}-d {sa.vector.metric.value} vs target "
+            f"{sb.vector.dim}-d {sb.vector.metric.value}: recall is not comparable"
+        )
+    k = config.k
+    ks = sorted({*config.ks, k})
+    parity = diff_collections(source, target, name, target_name=tname)
+    queries = sample_queries(source, name, sa, config.queries, config.seed)
+    if config.user_queries:
+        user = load_user_queries(config.user_queries, sa.vector.dim)
+        queries = QuerySet(
+            np.concatenate([queries.vectors, user.vectors]),
+            queries.groups + user.groups,
+            queries.expected + user.expected,
+        )
+    truth = ground_truth(source, name, sa, queries.vectors, max(ks))
+    runs = {
+        "source": run_queries(source, name, queries.vectors, max(ks)),
+        "target": run_queries(target, tname, queries.vectors, max(ks)),
+    }
+    scores = true_scores(source, name, sa, queries.vectors, list(runs.values()))
+    groups = np.asarray(queries.groups)
+    report: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "tool_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"uri": str(source.uri), "engine": source.engine, "collection": name},
+        "target": {"uri": str(target.uri), "engine": target.engine, "collection": tname},
+        "k": k,
+        "ks": ks,
+        "queries": {
+            "total": len(groups),
+            "groups": {g: int((groups == g).sum()) for g in sorted(set(groups))},
+            "seed": config.seed,
+        },
+        "parity": parity.to_json(),
+        "systems": {
+            side: _system_metrics(run, truth, scores, groups, ks, k) for side, run in runs.items()
+        },
+        "overlap": {
+            f"overlap@{kk}": float(overlap_at_k(runs["source"], runs["target"], kk).mean())
+            for kk in ks
+        },
+        "rank_biased_overlap": float(
+            np.mean(
+                [
+                    rank_biased_overlap(a, b)
+                    for a, b in zip(runs["source"].ids, runs["target"].ids, strict=True)
+                ]
+            )
+        ),
+        "latency_ms": {
+            side: (run.latencies * 1000).round(4).tolist() for side, run in runs.items()
+        },
+    }
+    report["gates"] = evaluate_gates(config.gates, report)
+    report["passed"] = all(g["passed"] for g in report["gates"])
+    return report
