@@ -18,11 +18,34 @@ import pytest
 
 from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_metadata, sample_schema
 from vecmigrate.connectors import Connector, connect
-from vecmigrate.errors import VecmigrateError
+from vecmigrate.errors import ConfigError, VecmigrateError
+from vecmigrate.filters import evaluate, operators, parse
 from vecmigrate.model import CollectionSchema, IdType, Metric
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import metadata_rows, vectors_to_numpy
 from vecmigrate.verify.digest import collection_digest
+from vecmigrate.verify.groundtruth import exact_topk
+
+FILTER_MATRIX: list[dict[str, Any]] = [
+    {"genre": "news"},
+    {"genre": {"$ne": "news"}},
+    {"genre": {"$in": ["art", "tech"]}},
+    {"genre": {"$nin": ["art"]}},
+    {"year": {"$gt": 2010}},
+    {"year": {"$gte": 2010, "$lt": 2015}},
+    {"score": {"$lte": 40.0}},
+    {"published": True},
+    {"published": {"$ne": True}},
+    {"tags": "t3"},
+    {"tags": {"$in": ["t1", "t6"]}},
+    {"note": {"$exists": True}},
+    {"note": {"$exists": False}},
+    {"note": {"$ne": "x"}},
+    {"$and": [{"genre": "news"}, {"year": {"$lt": 2015}}]},
+    {"$or": [{"genre": "art"}, {"published": True}]},
+    {"$not": {"genre": "news"}},
+    {"$not": {"note": {"$ne": "x"}}},
+]
 
 
 def _normalise(m: np.ndarray) -> np.ndarray:
@@ -224,6 +247,52 @@ class ConnectorConformance:
         hits = sum(len({ids[j] for j in exact[q]} & set(got_ids[q])) for q in range(len(queries)))
         assert hits / (10 * len(queries)) >= 0.9
         assert all(len(s) == 10 for s in scores)
+
+    # -- filters ---------------------------------------------------------------------------
+    @pytest.mark.parametrize("flt", FILTER_MATRIX, ids=[str(f) for f in FILTER_MATRIX])
+    def test_filter_matrix_matches_exact_evaluation(
+        self, connector: Connector, loaded: CollectionSchema, flt: dict[str, Any]
+    ) -> None:
+        node = parse(flt, loaded)
+        if not operators(node) <= connector.capabilities.filter_ops:
+            with pytest.raises(ConfigError, match="cannot express"):
+                connector.count(loaded.name, flt)
+            pytest.skip(f"{connector.engine} declares it cannot express {sorted(operators(node))}")
+        batch = sample_batch(loaded)
+        mask = evaluate(node, batch)
+        assert connector.count(loaded.name, flt) == int(mask.sum())
+        # Filtered top-k against exact filtered kNN: nothing outside the filter, same ids.
+        corpus = vectors_to_numpy(batch.column("vector"))
+        queries = corpus[:3] + 0.05
+        got, _ = connector.search(loaded.name, queries, 5, filter=flt)
+        allowed_ids = [i for i, m in zip(batch.column("id").to_pylist(), mask, strict=True) if m]
+        truth = exact_topk([(allowed_ids, corpus[mask])], queries, 5, loaded.vector.metric)
+        allowed = set(allowed_ids)
+        for q in range(len(queries)):
+            assert set(got[q]) <= allowed, f"filter violation for {flt}"
+            assert len(got[q]) == len(truth.ids[q])
+            assert len(set(got[q]) & set(truth.ids[q])) >= len(truth.ids[q]) - 1
+
+    def test_filter_values_are_escaped(self, connector: Connector, name: str) -> None:
+        if "$eq" not in connector.capabilities.filter_ops:
+            pytest.skip(f"{connector.engine} has no filters")
+        schema = sample_schema(name, id_type=self.id_type)
+        connector.create(schema)
+        batch = sample_batch(schema).slice(0, 3)
+        meta = batch.column("metadata").to_pylist()
+        nasty = ['O\'Brien "q" \\', "x') OR 1=1 --", "news"]
+        for m, v in zip(meta, nasty, strict=True):
+            m["genre"] = v
+        batch = batch.set_column(
+            batch.schema.get_field_index("metadata"),
+            "metadata",
+            pa.array(meta, type=batch.schema.field("metadata").type),
+        )
+        connector.upsert(name, batch)
+        connector.finalize(name)
+        for v in nasty:
+            assert connector.count(name, {"genre": v}) == 1, v
+        assert connector.count(name, {"genre": "x"}) == 0
 
     # -- end to end ------------------------------------------------------------------------
     def test_export_dump_import_gives_equal_digests(

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.errors import ConfigError
+from vecmigrate.filters import Node, operators, parse
 from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
 from vecmigrate.uri import ConnectionURI
 
@@ -129,9 +130,15 @@ class Connector(ABC):
         return f"{type(self).__name__}({self.uri})"
 
     # -- helpers for subclasses ----------------------------------------------------------
-    def _require_no_filter(self, filter: Filter | None) -> None:
-        if filter:
+    def _filter(self, schema: CollectionSchema, filter: Filter | None) -> Node | None:
+        """Parse a portable filter and refuse operators this engine cannot express."""
+        if not filter:
+            return None
+        node = parse(filter, schema)
+        missing = operators(node) - self.capabilities.filter_ops
+        if missing:
             raise ConfigError(
-                f"{self.engine}: filters are not supported by this connector yet",
-                hint="portable filters arrive with the filters module",
+                f"{self.engine} cannot express filter operators {sorted(missing)}",
+                hint=f"it supports {sorted(self.capabilities.filter_ops) or 'no filters'}",
             )
+        return node

@@ -21,6 +21,7 @@ from chromadb.errors import NotFoundError
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.filters import Bool, Node
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -65,6 +66,18 @@ def _decode_value(value: Any) -> Any:
     return value
 
 
+def where_filter(node: Node) -> dict[str, Any]:
+    """A portable filter as a Chroma ``where`` (only operators in capabilities.filter_ops)."""
+    if isinstance(node, Bool):
+        return {node.op: [where_filter(c) for c in node.children]}
+    name = node.field.name
+    if node.field.type.startswith("list<"):
+        wanted = node.value if node.op == "$in" else [node.value]
+        terms = [{name: {"$contains": v}} for v in wanted]
+        return terms[0] if len(terms) == 1 else {"$or": terms}
+    return {name: {node.op: node.value}}
+
+
 def _wrap(exc: Exception, what: str) -> Exception:
     """Chroma errors to vecmigrate errors: connection trouble is transient."""
     if isinstance(exc, ConnectionError | TimeoutError | OSError):
@@ -80,6 +93,9 @@ class ChromaConnector(Connector):
 
     schemes = ("chroma", "chroma+http")
     capabilities = Capabilities(
+        # Chroma's $ne/$nin also match records without the field and it has no $exists or
+        # $not, so those portable operators cannot be expressed exactly.
+        filter_ops=frozenset({"$eq", "$in", "$gt", "$gte", "$lt", "$lte", "$and", "$or"}),
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         stores_null_metadata=False,
@@ -161,8 +177,11 @@ class ChromaConnector(Connector):
         return self._schemas.get(name) or self.describe(name)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        self._require_no_filter(filter)
-        return int(self._collection(name).count())
+        node = self._filter(self._schema(name), filter)
+        col = self._collection(name)
+        if node is None:
+            return int(col.count())
+        return len(col.get(where=where_filter(node), include=[])["ids"])
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         if len(schema.vectors) != 1:
@@ -284,12 +303,13 @@ class ChromaConnector(Connector):
         params: dict[str, Any] | None = None,
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
-        self._require_no_filter(filter)
         schema = self._schema(name)
+        node = self._filter(schema, filter)
         got = self._collection(name).query(
             query_embeddings=np.asarray(vectors, dtype=np.float32),
             n_results=k,
             include=["distances"],
+            where=where_filter(node) if node else None,
         )
         ids = got["ids"]
         if schema.id_type is IdType.INT:

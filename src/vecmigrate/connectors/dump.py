@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.dump import Dump, PartInfo, sha256_file
 from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.filters import ALL_OPS, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
 from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
 from vecmigrate.verify.digest import DigestBuilder
+from vecmigrate.verify.groundtruth import TopK
 
 
 class DumpConnector(Connector):
@@ -25,6 +27,7 @@ class DumpConnector(Connector):
 
     schemes = ("dump",)
     capabilities = Capabilities(
+        filter_ops=ALL_OPS,
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,
@@ -47,7 +50,11 @@ class DumpConnector(Connector):
         return self.dump.read_schema(name)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        self._require_no_filter(filter)
+        if filter:
+            schema = self.describe(name)
+            node = self._filter(schema, filter)
+            assert node is not None
+            return sum(int(evaluate(node, b).sum()) for b in self._all_batches(name, schema))
         manifest = self.dump.read_manifest()
         if manifest and name in manifest.get("collections", {}):
             return int(manifest["collections"][name]["rows"])
@@ -199,33 +206,21 @@ class DumpConnector(Connector):
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
         """Exact search over every part (the dump has no index): the ground truth."""
-        self._require_no_filter(filter)
         schema = self.describe(name)
+        node = self._filter(schema, filter)
         field = schema.vector_field(vector_field)
-        q = np.asarray(vectors, dtype=np.float32)
-        best_ids: list[list[Any]] = [[] for _ in range(len(q))]
-        best_scores = np.full((len(q), 0), -np.inf, dtype=np.float64)
+        top = TopK(np.asarray(vectors, dtype=np.float32), k, field.metric)
         for batch in self._all_batches(name, schema):
-            scores = _similarity(q, vectors_to_numpy(batch.column(field.name)), field.metric)
-            ids = batch.column("id").to_pylist()
-            merged_scores = np.concatenate([best_scores, scores], axis=1)
-            order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
-            all_ids = [row + ids for row in best_ids]
-            best_ids = [[all_ids[r][j] for j in order[r]] for r in range(len(q))]
-            best_scores = np.take_along_axis(merged_scores, order, axis=1)
-        return best_ids, best_scores.tolist()
-
-
-def _similarity(q: np.ndarray, m: np.ndarray, metric: Metric) -> np.ndarray:
-    """Higher is closer: cosine similarity, inner product, or negated squared L2."""
-    q64, m64 = q.astype(np.float64), m.astype(np.float64)
-    out: np.ndarray
-    if metric is Metric.COSINE:
-        q64 = q64 / np.maximum(np.linalg.norm(q64, axis=1, keepdims=True), 1e-30)
-        m64 = m64 / np.maximum(np.linalg.norm(m64, axis=1, keepdims=True), 1e-30)
-        out = q64 @ m64.T
-    elif metric is Metric.DOT:
-        out = q64 @ m64.T
-    else:
-        out = -(np.sum(q64**2, axis=1)[:, None] - 2 * q64 @ m64.T + np.sum(m64**2, axis=1)[None, :])
-    return out
+            mask = (
+                None
+                if node is None
+                else np.broadcast_to(evaluate(node, batch), (len(vectors), batch.num_rows))
+            )
+            top.add(
+                batch.column("id").to_pylist(), vectors_to_numpy(batch.column(field.name)), mask
+            )
+        truth = top.result()
+        return truth.ids, [
+            list(map(float, row[: len(ids)]))
+            for row, ids in zip(truth.scores, truth.ids, strict=True)
+        ]

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
+from vecmigrate.filters import ALL_OPS, Bool, Node
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -61,6 +62,7 @@ class LanceDBConnector(Connector):
 
     schemes = ("lancedb",)
     capabilities = Capabilities(
+        filter_ops=ALL_OPS,
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,
@@ -109,8 +111,9 @@ class LanceDBConnector(Connector):
         return self._schemas.get(name) or self.describe(name)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        self._require_no_filter(filter)
-        return int(self._table(name).count_rows())
+        node = self._filter(self._schema(name), filter)
+        table = self._table(name)
+        return int(table.count_rows(where_sql(node)) if node else table.count_rows())
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         exists = schema.name in self.list_collections()
@@ -235,20 +238,19 @@ class LanceDBConnector(Connector):
         params: dict[str, Any] | None = None,
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
-        self._require_no_filter(filter)
         schema = self._schema(name)
+        node = self._filter(schema, filter)
         field = schema.vector_field(vector_field)
         table = self._table(name)
         ids: list[list[Any]] = []
         scores: list[list[float]] = []
         for q in np.asarray(vectors, dtype=np.float32):
-            res = (
-                table.search(q, vector_column_name=field.name)
-                .distance_type(_METRIC_NAMES[field.metric])
-                .select(["id", "_distance"])
-                .limit(k)
-                .to_arrow()
+            query = table.search(q, vector_column_name=field.name).distance_type(
+                _METRIC_NAMES[field.metric]
             )
+            if node is not None:
+                query = query.where(where_sql(node), prefilter=True)
+            res = query.select(["id", "_distance"]).limit(k).to_arrow()
             ids.append(res.column("id").to_pylist())
             scores.append(res.column("_distance").to_pylist())
         return ids, scores
@@ -262,6 +264,39 @@ def _to_layout(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
         struct = pa.StructArray.from_arrays(children, fields=list(schema.metadata_struct_type()))
         batch = batch.append_column("metadata", struct)
     return conform(batch, schema)
+
+
+def _sql_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _column(name: str) -> str:
+    # Backticks quote any field name; a backtick inside one is doubled.
+    return "metadata.`" + name.replace("`", "``") + "`"
+
+
+def where_sql(node: Node) -> str:
+    """A portable filter as a LanceDB (DataFusion) SQL predicate; literals are escaped."""
+    if isinstance(node, Bool):
+        if node.op == "$not":
+            return f"NOT coalesce(({where_sql(node.children[0])}), false)"
+        joiner = " AND " if node.op == "$and" else " OR "
+        return "(" + joiner.join(f"coalesce(({where_sql(c)}), false)" for c in node.children) + ")"
+    col = _column(node.field.name)
+    if node.op == "$exists":
+        return f"{col} IS {'NOT ' if node.value else ''}NULL"
+    if node.field.type.startswith("list<"):
+        wanted = node.value if node.op == "$in" else [node.value]
+        return f"array_has_any({col}, [{', '.join(map(_sql_value, wanted))}])"
+    if node.op in ("$in", "$nin"):
+        listed = ", ".join(map(_sql_value, node.value))
+        return f"({col} IS NOT NULL AND {col} {'NOT ' if node.op == '$nin' else ''}IN ({listed}))"
+    sql_op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
+    return f"({col} IS NOT NULL AND {col} {sql_op} {_sql_value(node.value)})"
 
 
 def _infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.filters import ALL_OPS, Bool, Node
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -73,6 +74,33 @@ _PORTABLE_OF_SQL: dict[str, MetadataType] = {
 _DOC_COLUMNS = ("document", "content", "text")
 
 
+def where_sql(node: Node) -> tuple[sql.Composable, list[Any]]:
+    """A portable filter as a SQL predicate with bound parameters (values never inlined)."""
+    if isinstance(node, Bool):
+        parts = [where_sql(c) for c in node.children]
+        params = [p for _, ps in parts for p in ps]
+        if node.op == "$not":
+            return sql.SQL("NOT coalesce(({}), false)").format(parts[0][0]), params
+        joiner = sql.SQL(" AND " if node.op == "$and" else " OR ")
+        inner = joiner.join(sql.SQL("coalesce(({}), false)").format(q) for q, _ in parts)
+        return sql.SQL("({})").format(inner), params
+    col = sql.Identifier(node.field.name)
+    if node.op == "$exists":
+        return sql.SQL("{} IS NOT NULL" if node.value else "{} IS NULL").format(col), []
+    if node.field.type.startswith("list<"):
+        wanted = node.value if node.op == "$in" else [node.value]
+        return sql.SQL("{} && %s").format(col), [wanted]
+    if node.op in ("$in", "$nin"):
+        template = (
+            "({0} IS NOT NULL AND {0} = ANY(%s))"
+            if node.op == "$in"
+            else ("({0} IS NOT NULL AND NOT ({0} = ANY(%s)))")
+        )
+        return sql.SQL(template).format(col), [node.value]
+    op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
+    return sql.SQL("({0} IS NOT NULL AND {0} " + op + " %s)").format(col), [node.value]
+
+
 def _errors(exc: Exception, what: str) -> Exception:
     if isinstance(exc, psycopg.OperationalError | psycopg.errors.ConnectionException):
         return TransientError(f"{what}: {exc}")
@@ -88,6 +116,7 @@ class PgvectorConnector(Connector):
 
     schemes = ("pgvector", "postgresql")
     capabilities = Capabilities(
+        filter_ops=ALL_OPS,
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,
@@ -246,8 +275,10 @@ class PgvectorConnector(Connector):
         return self._schemas.get(name) or self.describe(name)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        self._require_no_filter(filter)
-        return int(self._query(sql.SQL("SELECT count(*) FROM {}").format(self._table(name)))[0][0])
+        node = self._filter(self._schema(name), filter)
+        where, params = where_sql(node) if node else (sql.SQL("true"), [])
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table(name), where)
+        return int(self._query(query, params)[0][0])
 
     # -- create ------------------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
@@ -564,15 +595,19 @@ class PgvectorConnector(Connector):
         params: dict[str, Any] | None = None,
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
-        self._require_no_filter(filter)
         schema = self._schema(name)
+        node = self._filter(schema, filter)
+        where, where_params = where_sql(node) if node else (sql.SQL("true"), [])
         field = schema.vector_field(vector_field)
         ef = int((params or {}).get("ef_search", max(40, 2 * k)))
         op = sql.SQL(_OPERATOR[field.metric])
-        query = sql.SQL("SELECT id, {} {} %s AS d FROM {} ORDER BY {} {} %s LIMIT {}").format(
+        query = sql.SQL(
+            "SELECT id, {} {} %s AS d FROM {} WHERE {} ORDER BY {} {} %s LIMIT {}"
+        ).format(
             sql.Identifier(field.name),
             op,
             self._table(name),
+            where,
             sql.Identifier(field.name),
             op,
             sql.Literal(k),
@@ -583,8 +618,10 @@ class PgvectorConnector(Connector):
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
+                # With a filter, HNSW keeps scanning until k rows pass it (pgvector >= 0.8).
+                cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 for q in np.asarray(vectors, dtype=np.float32):
-                    rows = cur.execute(query, (q, q)).fetchall()
+                    rows = cur.execute(query, (q, *where_params, q)).fetchall()
                     ids.append([r[0] for r in rows])
                     scores.append([float(r[1]) for r in rows])
         except psycopg.Error as exc:

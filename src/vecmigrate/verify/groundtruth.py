@@ -69,7 +69,7 @@ class TopK:
         self._ids: list[object] = []
 
     def add(self, ids: list[object], vectors: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Merge one corpus batch; ``mask`` (queries x rows) excludes rows per query."""
+        """Merge one corpus batch; ``mask`` (rows, or queries x rows) keeps only True rows."""
         if len(ids) == 0:
             return
         offset = len(self._ids)

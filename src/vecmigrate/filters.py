@@ -1,0 +1,166 @@
+"""One portable filter language (Mongo-style), evaluated exactly and compiled per engine.
+
+Operators: ``$eq $ne $in $nin $gt $gte $lt $lte $exists $and $or $not``;
+``{"genre": "news"}`` is short for ``{"genre": {"$eq": "news"}}``.
+
+Semantics, the same on every engine (the conformance suite checks it):
+
+* A field is *present* when the record has a non-null value for it.
+* ``$eq/$ne/$in/$nin/$gt/$gte/$lt/$lte`` match only records where the field is present;
+  ``$ne`` and ``$nin`` therefore do not match records that lack the field.
+* On a list field, ``$eq v`` means "contains v" and ``$in [...]`` "contains any of";
+  other operators on list fields are refused.
+* Range operators take numbers on int/float fields; bool fields take ``$eq``/``$ne``.
+* ``$exists: true|false`` tests presence; ``$not`` is the exact complement of its filter.
+
+Filters see the typed metadata columns; values kept in ``metadata_extra`` (type drift)
+are not visible to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vecmigrate.errors import ConfigError
+from vecmigrate.model import CollectionSchema, MetadataField
+
+COMPARISONS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
+ALL_OPS = frozenset((*COMPARISONS, "$and", "$or", "$not"))
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One comparison on one metadata field."""
+
+    field: MetadataField
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Bool:
+    """``$and`` / ``$or`` of children, or ``$not`` of one child."""
+
+    op: str
+    children: tuple[Node, ...]
+
+
+Node: TypeAlias = Cond | Bool
+
+
+def _check_value(f: MetadataField, op: str, value: Any) -> Any:
+    is_list = f.type.startswith("list<")
+    if op == "$exists":
+        if not isinstance(value, bool):
+            raise ConfigError(f"filter on {f.name!r}: $exists takes true or false")
+        return value
+    if op in ("$in", "$nin"):
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"filter on {f.name!r}: {op} takes a non-empty list")
+        return [_check_value(f, "$eq", v) for v in value]
+    if is_list and op not in ("$eq", "$in"):
+        raise ConfigError(
+            f"filter on list field {f.name!r}: only $eq (contains) and $in are supported"
+        )
+    base = f.type[5:-1] if is_list else f.type
+    if op in ("$gt", "$gte", "$lt", "$lte") and base not in ("int64", "float64"):
+        raise ConfigError(f"filter on {f.name!r}: {op} needs a numeric field, it is {f.type}")
+    ok = {
+        "string": lambda v: isinstance(v, str),
+        "int64": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "float64": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+    }.get(base)
+    if ok is None:
+        raise ConfigError(f"filter on {f.name!r}: fields of type {f.type} cannot be filtered")
+    if not ok(value):
+        raise ConfigError(f"filter on {f.name!r}: {value!r} is not a {base} value")
+    return value
+
+
+def parse(filter: dict[str, Any], schema: CollectionSchema) -> Node:
+    """Validate a filter against the schema; ConfigError names the offending part."""
+    if not isinstance(filter, dict) or not filter:
+        raise ConfigError(f"a filter is a non-empty object, got {filter!r}")
+    parts: list[Node] = []
+    for key, value in filter.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{key} takes a non-empty list of filters")
+            parts.append(Bool(key, tuple(parse(v, schema) for v in value)))
+        elif key == "$not":
+            parts.append(Bool("$not", (parse(value, schema),)))
+        elif key.startswith("$"):
+            raise ConfigError(
+                f"unknown filter operator {key!r}", hint=f"use one of {sorted(ALL_OPS)}"
+            )
+        else:
+            f = schema.metadata_field(key)
+            if f is None:
+                raise ConfigError(
+                    f"filter names {key!r}, which is not a metadata field of {schema.name!r}"
+                )
+            ops = (
+                value
+                if isinstance(value, dict) and any(k.startswith("$") for k in value)
+                else {"$eq": value}
+            )
+            for op, operand in ops.items():
+                if op not in COMPARISONS:
+                    raise ConfigError(f"unknown operator {op!r} on field {key!r}")
+                parts.append(Cond(f, op, _check_value(f, op, operand)))
+    return parts[0] if len(parts) == 1 else Bool("$and", tuple(parts))
+
+
+def operators(node: Node) -> set[str]:
+    """Every operator a parsed filter uses."""
+    if isinstance(node, Cond):
+        return {node.op}
+    return {node.op}.union(*(operators(c) for c in node.children))
+
+
+# -- exact evaluation on Arrow ------------------------------------------------------------------
+def evaluate(node: Node, batch: pa.RecordBatch) -> np.ndarray:
+    """Boolean mask of the batch's records that match (the reference semantics)."""
+    if isinstance(node, Bool):
+        masks = [evaluate(c, batch) for c in node.children]
+        if node.op == "$not":
+            return ~masks[0]
+        combine = np.logical_and if node.op == "$and" else np.logical_or
+        out: np.ndarray = combine.reduce(masks)
+        return out
+    n = batch.num_rows
+    if "metadata" not in batch.schema.names:
+        col = pa.nulls(n)
+    else:
+        struct = batch.column("metadata")
+        idx = struct.type.get_field_index(node.field.name)
+        col = struct.field(idx) if idx >= 0 else pa.nulls(n)
+    present = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if node.op == "$exists":
+        return present if node.value else ~present
+    if node.field.type.startswith("list<"):
+        wanted = node.value if node.op == "$in" else [node.value]
+        rows = col.to_pylist()
+        return np.asarray([bool(r) and any(w in r for w in wanted) for r in rows], dtype=bool)
+    if node.op in ("$in", "$nin"):
+        hit = pc.is_in(col, value_set=pa.array(node.value, col.type)).to_numpy(zero_copy_only=False)
+        hit = np.asarray(hit, dtype=bool)
+        matched: np.ndarray = present & (hit if node.op == "$in" else ~hit)
+        return matched
+    fn = {
+        "$eq": pc.equal,
+        "$ne": pc.not_equal,
+        "$gt": pc.greater,
+        "$gte": pc.greater_equal,
+        "$lt": pc.less,
+        "$lte": pc.less_equal,
+    }[node.op]
+    result = fn(col, pa.scalar(node.value, col.type)).fill_null(False)
+    compared: np.ndarray = present & np.asarray(result.to_numpy(zero_copy_only=False), dtype=bool)
+    return compared

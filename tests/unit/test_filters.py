@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.data import sample_batch, sample_metadata, sample_schema
+from vecmigrate.errors import ConfigError
+from vecmigrate.filters import evaluate, parse
+
+SCHEMA = sample_schema("c")
+BATCH = sample_batch(SCHEMA)
+META = sample_metadata()
+
+
+def _python(f: dict, m: dict) -> bool:  # type: ignore[type-arg]
+    """An independent, naive implementation of the documented semantics."""
+    if "$and" in f:
+        return all(_python(x, m) for x in f["$and"])
+    if "$or" in f:
+        return any(_python(x, m) for x in f["$or"])
+    if "$not" in f:
+        return not _python(f["$not"], m)
+    ((field, cond),) = f.items()
+    ((op, v),) = (cond if isinstance(cond, dict) else {"$eq": cond}).items()
+    x = m.get(field)
+    if op == "$exists":
+        return (x is not None) == v
+    if x is None:
+        return False
+    if isinstance(x, list):
+        return any(w in x for w in (v if op == "$in" else [v]))
+    return {
+        "$eq": x == v,
+        "$ne": x != v,
+        "$in": x in (v if op in ("$in", "$nin") else []),
+        "$nin": x not in (v if op in ("$in", "$nin") else []),
+        "$gt": op == "$gt" and x > v,
+        "$gte": op == "$gte" and x >= v,
+        "$lt": op == "$lt" and x < v,
+        "$lte": op == "$lte" and x <= v,
+    }[op]
+
+
+FILTERS = [
+    {"genre": "news"},
+    {"genre": {"$ne": "news"}},
+    {"genre": {"$in": ["art", "tech"]}},
+    {"genre": {"$nin": ["art"]}},
+    {"year": {"$gt": 2010}},
+    {"year": {"$gte": 2010}},
+    {"score": {"$lt": 20.5}},
+    {"score": {"$lte": 0.5}},
+    {"published": True},
+    {"published": {"$ne": True}},
+    {"tags": "t3"},
+    {"tags": {"$in": ["t1", "t6"]}},
+    {"note": {"$exists": True}},
+    {"note": {"$exists": False}},
+    {"note": {"$ne": "x"}},
+    {"$and": [{"genre": "news"}, {"year": {"$lt": 2000}}]},
+    {"$or": [{"genre": "art"}, {"published": True}]},
+    {"$not": {"genre": "news"}},
+    {"$not": {"note": {"$ne": "x"}}},
+]
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=[str(f) for f in FILTERS])
+def test_evaluate_matches_the_documented_semantics(f: dict) -> None:  # type: ignore[type-arg]
+    got = evaluate(parse(f, SCHEMA), BATCH).tolist()
+    assert got == [_python(f, m) for m in META]
+    assert 0 < sum(got) < len(got) or f in ({"score": {"$lte": 0.5}},)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"nope": 1},
+        {"genre": {"$regex": "x"}},
+        {"$xor": []},
+        {"tags": {"$gt": "a"}},
+        {"genre": {"$gt": 3}},
+        {"year": "1999"},
+        {"genre": {"$in": []}},
+        {},
+    ],
+)
+def test_bad_filters_are_refused_clearly(bad: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError):
+        parse(bad, SCHEMA)
