@@ -77,7 +77,9 @@ def test_verify_passes_then_diff_and_verify_catch_planted_damage(
         assert report["systems"][side]["all"]["recall@10"] >= 0.95
         assert report["systems"][side]["all"]["latency"]["p99_ms"] > 0
     assert report["overlap"]["overlap@10"] >= 0.9
-    assert report["queries"]["total"] == 100
+    assert report["queries"]["groups"]["sampled"] == 100
+    assert any(g.startswith("filter: ") for g in report["queries"]["groups"])
+    assert report["systems"]["target"]["all"]["filter_violations"] == 0
 
     with psycopg.connect(postgres.dsn, autocommit=True) as db:
         db.execute("DELETE FROM docs WHERE id IN ('doc-0003', 'doc-0100', 'doc-0599')")

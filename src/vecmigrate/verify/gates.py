@@ -25,6 +25,7 @@ class Gates(BaseModel):
     max_extra: int | None = 0
     max_changed: int | None = 0
     max_empty_rate: float | None = 0.0
+    max_filter_violations: int | None = 0
     max_p99_ratio: float | None = Field(default=None, description="target p99 <= this x source p99")
 
 
@@ -38,6 +39,7 @@ class VerifyConfig(BaseModel):
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
     seed: int = 0
     user_queries: Path | None = None
+    filter_queries: int = Field(default=20, ge=0, description="queries per generated filter")
     gates: Gates = Field(default_factory=Gates)
 
     @classmethod
@@ -100,6 +102,9 @@ def evaluate_gates(gates: Gates, report: dict[str, Any]) -> list[dict[str, Any]]
             tgt["empty_rate"],
             tgt["empty_rate"] <= gates.max_empty_rate,
         )
+    if gates.max_filter_violations is not None:
+        n = tgt["filter_violations"] + src["filter_violations"]
+        add("filter violations", gates.max_filter_violations, n, n <= gates.max_filter_violations)
     if gates.max_p99_ratio is not None:
         ratio = tgt["latency"]["p99_ms"] / max(src["latency"]["p99_ms"], 1e-9)
         add("p99 latency ratio", gates.max_p99_ratio, ratio, ratio <= gates.max_p99_ratio)

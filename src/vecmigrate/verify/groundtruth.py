@@ -7,7 +7,7 @@ O(queries x (k + batch)), whatever the corpus size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +68,9 @@ class TopK:
         self.positions = np.empty((n, 0), dtype=np.int64)
         self._ids: list[object] = []
 
-    def add(self, ids: list[object], vectors: np.ndarray, mask: np.ndarray | None = None) -> None:
+    def add(
+        self, ids: Sequence[object], vectors: np.ndarray, mask: np.ndarray | None = None
+    ) -> None:
         """Merge one corpus batch; ``mask`` (rows, or queries x rows) keeps only True rows."""
         if len(ids) == 0:
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import numpy as np
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import ConfigError
+from vecmigrate.filters import evaluate, parse
 from vecmigrate.model import CollectionSchema, IdType
-from vecmigrate.records import vectors_to_numpy
+from vecmigrate.records import metadata_rows, vectors_to_numpy
 from vecmigrate.verify.groundtruth import GroundTruth, TopK, prepare_queries, similarity
 
 TIE_EPS = 1e-5
@@ -32,39 +34,92 @@ class QuerySet:
 
     vectors: np.ndarray
     groups: list[str]
-    expected: list[list[str] | None] = field(default_factory=list)
+    filters: list[dict[str, Any] | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.filters:
+            self.filters = [None] * len(self.groups)
+
+    def __add__(self, other: QuerySet) -> QuerySet:
+        return QuerySet(
+            np.concatenate([self.vectors, other.vectors]),
+            self.groups + other.groups,
+            self.filters + other.filters,
+        )
 
 
 def sample_queries(
     conn: Connector, name: str, schema: CollectionSchema, n: int, seed: int
-) -> QuerySet:
-    """``n`` corpus vectors, reservoir-sampled per partition so every region is represented."""
+) -> tuple[QuerySet, list[dict[str, Any]]]:
+    """``n`` corpus vectors reservoir-sampled per partition (every region represented),
+    with the sampled records' metadata (to generate filter queries from)."""
     rng = np.random.default_rng(seed)
     parts = conn.partitions(name, 4)
     per_part = math.ceil(n / max(1, len(parts)))
-    field_name = schema.vector.name
-    chosen: list[np.ndarray] = []
+    chosen: list[tuple[np.ndarray, dict[str, Any]]] = []
     for part in parts:
-        reservoir: list[np.ndarray] = []
+        reservoir: list[tuple[np.ndarray, dict[str, Any]]] = []
         seen = 0
         for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
-            for vec in vectors_to_numpy(batch.column(field_name)):
+            vectors = vectors_to_numpy(batch.column(schema.vector.name))
+            metas: list[dict[str, Any]] | None = None
+            for row in range(batch.num_rows):
                 seen += 1
-                if len(reservoir) < per_part:
-                    reservoir.append(vec.copy())
-                elif (j := int(rng.integers(seen))) < per_part:
-                    reservoir[j] = vec.copy()
+                slot = len(reservoir) if len(reservoir) < per_part else int(rng.integers(seen))
+                if slot < per_part:
+                    metas = metas if metas is not None else metadata_rows(batch, schema)
+                    item = (vectors[row].copy(), metas[row])
+                    reservoir[slot : slot + 1] = [item]
         chosen += reservoir
     if not chosen:
         raise ConfigError(f"collection {name!r} is empty: nothing to query")
-    picked = rng.permutation(len(chosen))[:n]
-    vectors = np.stack([chosen[i] for i in sorted(picked)])
-    return QuerySet(vectors, ["sampled"] * len(vectors), [None] * len(vectors))
+    picked = sorted(rng.permutation(len(chosen))[:n])
+    vectors = np.stack([chosen[i][0] for i in picked])
+    return QuerySet(vectors, ["sampled"] * len(vectors)), [chosen[i][1] for i in picked]
+
+
+def filter_queries(
+    schema: CollectionSchema,
+    sample: list[dict[str, Any]],
+    vectors: np.ndarray,
+    per_group: int,
+    seed: int,
+) -> QuerySet:
+    """Broad and selective filters generated from the metadata schema and a sample of values."""
+    rng = np.random.default_rng(seed)
+    filters: list[tuple[str, dict[str, Any]]] = []
+    for f in schema.metadata:
+        values = [m[f.name] for m in sample if m.get(f.name) is not None]
+        if not values:
+            continue
+        if f.type == "string":
+            common = Counter(values).most_common()
+            filters.append((f"{f.name} = common", {f.name: common[0][0]}))
+            if len(common) > 2:
+                filters.append(
+                    (f"{f.name} in rare", {f.name: {"$in": [v for v, _ in common[-2:]]}})
+                )
+        elif f.type in ("int64", "float64"):
+            median, p90 = np.percentile(values, [50, 90])
+            cast = int if f.type == "int64" else float
+            filters.append((f"{f.name} > median", {f.name: {"$gt": cast(median)}}))
+            filters.append((f"{f.name} >= p90", {f.name: {"$gte": cast(p90)}}))
+        elif f.type == "bool":
+            filters.append((f"{f.name} = true", {f.name: True}))
+        elif f.type == "list<string>":
+            top = Counter(v for vs in values for v in vs).most_common(1)
+            filters.append((f"{f.name} has common", {f.name: top[0][0]}))
+    out = QuerySet(np.zeros((0, vectors.shape[1]), np.float32), [], [])
+    for group, flt in filters[:8]:
+        pick = rng.choice(len(vectors), size=min(per_group, len(vectors)), replace=False)
+        out = out + QuerySet(vectors[pick], [f"filter: {group}"] * len(pick), [flt] * len(pick))
+    return out
 
 
 def load_user_queries(path: Path, dim: int) -> QuerySet:
-    """JSON lines: ``{"vector": [...], "group": "faq", "expected": ["id1", ...]}``."""
-    vectors, groups, expected = [], [], []
+    """JSON lines: ``{"vector": [...], "group": "faq", "filter": {"lang": "en"}}``."""
+    vectors, groups = [], []
+    filters: list[dict[str, Any] | None] = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -75,26 +130,32 @@ def load_user_queries(path: Path, dim: int) -> QuerySet:
             raise ConfigError(f"{path}:{lineno}: not a query ({exc})") from None
         if vec.shape != (dim,):
             raise ConfigError(f"{path}:{lineno}: query has {vec.size} dims, the collection {dim}")
-        if q.get("filter"):
-            raise ConfigError(f"{path}:{lineno}: filtered queries need the portable filter module")
         vectors.append(vec)
         groups.append(str(q.get("group", "user")))
-        expected.append([str(i) for i in q["expected"]] if "expected" in q else None)
-    return QuerySet(np.stack(vectors), groups, expected)
+        filters.append(q.get("filter") or None)
+    return QuerySet(np.stack(vectors), groups, filters)
 
 
 def ground_truth(
-    conn: Connector, name: str, schema: CollectionSchema, queries: np.ndarray, k: int
+    conn: Connector, name: str, schema: CollectionSchema, queries: QuerySet, k: int
 ) -> GroundTruth:
-    """Exact top-k over a full scan of ``conn``."""
-    field_name = schema.vector.name
-    top = TopK(queries, k, schema.vector.metric)
+    """Exact (filtered) top-k over a full scan of ``conn``; filters evaluated exactly."""
+    distinct = sorted({json.dumps(f, sort_keys=True) for f in queries.filters if f})
+    nodes = [parse(json.loads(f), schema) for f in distinct]
+    which = np.asarray(
+        [distinct.index(json.dumps(f, sort_keys=True)) + 1 if f else 0 for f in queries.filters]
+    )
+    top = TopK(queries.vectors, k, schema.vector.metric)
     for part in conn.partitions(name, 1):
         for batch, _ in conn.scan(name, part, schema=schema, batch_rows=20_000):
-            top.add(
-                [str(i) for i in batch.column("id").to_pylist()],
-                vectors_to_numpy(batch.column(field_name)),
-            )
+            mask = None
+            if nodes:
+                rows = np.vstack(
+                    [np.ones(batch.num_rows, bool), *(evaluate(n, batch) for n in nodes)]
+                )
+                mask = rows[which]
+            ids = [str(i) for i in batch.column("id").to_pylist()]
+            top.add(ids, vectors_to_numpy(batch.column(schema.vector.name)), mask)
     return top.result()
 
 
@@ -106,43 +167,68 @@ class SystemRun:
     latencies: np.ndarray
 
 
-def run_queries(conn: Connector, name: str, queries: np.ndarray, k: int) -> SystemRun:
-    """Ask every query on its own, timing each one."""
+def run_queries(conn: Connector, name: str, queries: QuerySet, k: int) -> SystemRun:
+    """Ask every query on its own (with its filter), timing each one."""
     ids, lat = [], []
-    for q in queries:
+    for q, flt in zip(queries.vectors, queries.filters, strict=True):
         t0 = time.perf_counter()
-        got, _ = conn.search(name, q[None, :], k)
+        got, _ = conn.search(name, q[None, :], k, filter=flt)
         lat.append(time.perf_counter() - t0)
         ids.append([str(i) for i in got[0]])
     return SystemRun(ids, np.asarray(lat))
 
 
-def true_scores(
-    conn: Connector, name: str, schema: CollectionSchema, queries: np.ndarray, runs: list[SystemRun]
-) -> list[dict[str, float]]:
-    """Exact similarity of every returned id to its query (for tie-aware recall)."""
+@dataclass
+class ReturnedFacts:
+    """What the source's data says about every id the systems returned."""
+
+    scores: list[dict[str, float]]  # per query: id -> exact similarity to the query
+    failing: list[set[str]]  # per query: returned ids that do not pass its filter
+
+
+def returned_facts(
+    conn: Connector, name: str, schema: CollectionSchema, queries: QuerySet, runs: list[SystemRun]
+) -> ReturnedFacts:
+    """Exact similarity of each returned id (for tie-aware recall) and filter violations,
+    both judged on the source's own records."""
     wanted = sorted({i for run in runs for row in run.ids for i in row})
-    vectors: dict[str, np.ndarray] = {}
     typed: list[Any] = [int(i) for i in wanted] if schema.id_type is IdType.INT else wanted
-    for start in range(0, len(typed), 1000):
-        batch = conn.fetch(name, typed[start : start + 1000], schema=schema)
-        for rid, vec in zip(
-            batch.column("id").to_pylist(),
-            vectors_to_numpy(batch.column(schema.vector.name)),
-            strict=True,
-        ):
-            vectors[str(rid)] = vec
-    q = prepare_queries(queries, schema.vector.metric)
-    out = []
-    for qi in range(len(q)):
-        ids = sorted({i for run in runs for i in run.ids[qi] if i in vectors})
-        sims = (
-            similarity(q[qi : qi + 1], np.stack([vectors[i] for i in ids]), schema.vector.metric)[0]
-            if ids
-            else []
-        )
-        out.append(dict(zip(ids, map(float, sims), strict=True)))
-    return out
+    batches = [
+        conn.fetch(name, typed[s : s + 1000], schema=schema) for s in range(0, len(typed), 1000)
+    ]
+    ids = [str(i) for b in batches for i in b.column("id").to_pylist()]
+    position = {rid: n for n, rid in enumerate(ids)}
+    matrix = (
+        np.concatenate([vectors_to_numpy(b.column(schema.vector.name)) for b in batches])
+        if ids
+        else np.zeros((0, schema.vector.dim), np.float32)
+    )
+    passing: dict[str, set[str]] = {}
+    for key in {json.dumps(f, sort_keys=True) for f in queries.filters if f}:
+        node = parse(json.loads(key), schema)
+        passing[key] = {
+            i
+            for b in batches
+            for i, ok in zip(map(str, b.column("id").to_pylist()), evaluate(node, b), strict=True)
+            if ok
+        }
+    q = prepare_queries(queries.vectors, schema.vector.metric)
+    scores, failing = [], []
+    for qi, flt in enumerate(queries.filters):
+        returned = sorted({i for run in runs for i in run.ids[qi] if i in position})
+        rows = [position[i] for i in returned]
+        sims = similarity(q[qi : qi + 1], matrix[rows], schema.vector.metric)[0] if rows else []
+        scores.append(dict(zip(returned, map(float, sims), strict=True)))
+        allowed = passing.get(json.dumps(flt, sort_keys=True)) if flt else None
+        failing.append(set() if allowed is None else set(returned) - allowed)
+    return ReturnedFacts(scores, failing)
+
+
+def filter_violations(run: SystemRun, facts: ReturnedFacts) -> np.ndarray:
+    """Per query, how many returned ids fail the query's filter."""
+    return np.asarray(
+        [len(set(ids) & bad) for ids, bad in zip(run.ids, facts.failing, strict=True)]
+    )
 
 
 def recall_at_k(

@@ -12,28 +12,41 @@ from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
+from vecmigrate.verify.groundtruth import GroundTruth
 from vecmigrate.verify.recall import (
-    QuerySet,
+    ReturnedFacts,
+    SystemRun,
     bootstrap_ci,
+    filter_queries,
+    filter_violations,
     ground_truth,
     latency_summary,
     load_user_queries,
     overlap_at_k,
     rank_biased_overlap,
     recall_at_k,
+    returned_facts,
     run_queries,
     sample_queries,
-    true_scores,
 )
 
 REPORT_VERSION = 1
 
 
 def _system_metrics(
-    run: Any, truth: Any, scores: Any, groups: np.ndarray, ks: list[int], k: int
+    run: SystemRun,
+    truth: GroundTruth,
+    facts: ReturnedFacts,
+    groups: np.ndarray,
+    ks: list[int],
+    k: int,
 ) -> dict[str, Any]:
-    per_k = {kk: recall_at_k(run, truth, scores, kk) for kk in ks}
-    empty = np.asarray([len(r) == 0 for r in run.ids])
+    per_k = {kk: recall_at_k(run, truth, facts.scores, kk) for kk in ks}
+    # Empty is only wrong when the exact answer is not empty (a filter may match nothing).
+    empty = np.asarray(
+        [not got and bool(exact) for got, exact in zip(run.ids, truth.ids, strict=True)]
+    )
+    violations = filter_violations(run, facts)
     out = {}
     for group in ["all", *sorted(set(groups))]:
         sel = np.ones(len(groups), bool) if group == "all" else groups == group
@@ -41,6 +54,7 @@ def _system_metrics(
         lo, hi = bootstrap_ci(per_k[k][sel])
         entry[f"recall@{k}_ci95"] = [lo, hi]
         entry["empty_rate"] = float(empty[sel].mean())
+        entry["filter_violations"] = int(violations[sel].sum())
         entry["latency"] = latency_summary(run.latencies[sel])
         entry["queries"] = int(sel.sum())
         out[group] = entry
@@ -67,20 +81,19 @@ def verify_migration(
     k = config.k
     ks = sorted({*config.ks, k})
     parity = diff_collections(source, target, name, target_name=tname)
-    queries = sample_queries(source, name, sa, config.queries, config.seed)
-    if config.user_queries:
-        user = load_user_queries(config.user_queries, sa.vector.dim)
-        queries = QuerySet(
-            np.concatenate([queries.vectors, user.vectors]),
-            queries.groups + user.groups,
-            queries.expected + user.expected,
+    queries, sample_meta = sample_queries(source, name, sa, config.queries, config.seed)
+    if config.filter_queries:
+        queries = queries + filter_queries(
+            sa, sample_meta, queries.vectors, config.filter_queries, config.seed
         )
-    truth = ground_truth(source, name, sa, queries.vectors, max(ks))
+    if config.user_queries:
+        queries = queries + load_user_queries(config.user_queries, sa.vector.dim)
+    truth = ground_truth(source, name, sa, queries, max(ks))
     runs = {
-        "source": run_queries(source, name, queries.vectors, max(ks)),
-        "target": run_queries(target, tname, queries.vectors, max(ks)),
+        "source": run_queries(source, name, queries, max(ks)),
+        "target": run_queries(target, tname, queries, max(ks)),
     }
-    scores = true_scores(source, name, sa, queries.vectors, list(runs.values()))
+    facts = returned_facts(source, name, sa, queries, list(runs.values()))
     groups = np.asarray(queries.groups)
     report: dict[str, Any] = {
         "report_version": REPORT_VERSION,
@@ -97,7 +110,7 @@ def verify_migration(
         },
         "parity": parity.to_json(),
         "systems": {
-            side: _system_metrics(run, truth, scores, groups, ks, k) for side, run in runs.items()
+            side: _system_metrics(run, truth, facts, groups, ks, k) for side, run in runs.items()
         },
         "overlap": {
             f"overlap@{kk}": float(overlap_at_k(runs["source"], runs["target"], kk).mean())

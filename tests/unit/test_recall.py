@@ -1,0 +1,54 @@
+"""Filtered ground truth, tie-aware recall and filter-violation detection on a real dump."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.conformance.data import sample_batch, sample_metadata, sample_schema
+from vecmigrate.connectors import connect
+from vecmigrate.verify.recall import (
+    QuerySet,
+    SystemRun,
+    filter_violations,
+    ground_truth,
+    rank_biased_overlap,
+    recall_at_k,
+    returned_facts,
+    run_queries,
+)
+
+
+def test_filtered_truth_recall_and_violations(tmp_path: Path) -> None:
+    conn = connect(f"dump://{tmp_path / 'd'}")
+    schema = sample_schema("docs")
+    conn.create(schema)
+    batch = sample_batch(schema)
+    conn.upsert("docs", batch)
+    conn.finalize("docs")
+    vectors = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)[:6] + 0.01
+    flt = {"genre": "news"}
+    queries = QuerySet(vectors, ["a"] * 3 + ["news"] * 3, [None] * 3 + [flt] * 3)
+    truth = ground_truth(conn, "docs", schema, queries, 10)
+    news = {
+        i
+        for i, m in zip(batch.column("id").to_pylist(), sample_metadata(), strict=True)
+        if m["genre"] == "news"
+    }
+    assert all(set(ids) <= news for ids in truth.ids[3:])
+    exact = run_queries(conn, "docs", queries, 10)  # the dump searches exactly
+    facts = returned_facts(conn, "docs", schema, queries, [exact])
+    assert recall_at_k(exact, truth, facts.scores, 10).tolist() == [1.0] * 6
+    assert filter_violations(exact, facts).sum() == 0
+    ignoring = SystemRun(exact.ids[:3] + [list(truth.ids[0])] * 3, exact.latencies)
+    facts = returned_facts(conn, "docs", schema, queries, [exact, ignoring])
+    assert filter_violations(ignoring, facts)[3:].sum() > 0
+    assert recall_at_k(ignoring, truth, facts.scores, 10)[3:].max() < 1.0
+
+
+def test_rank_biased_overlap() -> None:
+    assert rank_biased_overlap(list("abcde"), list("abcde")) == 1.0
+    assert rank_biased_overlap(list("abcde"), list("vwxyz")) == 0.0
+    swapped = rank_biased_overlap(list("abcde"), list("bacde"))
+    assert np.isclose(swapped, 0.9) and rank_biased_overlap(list("abcde"), list("edcba")) < swapped
