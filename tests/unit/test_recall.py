@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,33 @@ def test_rank_biased_overlap() -> None:
     assert rank_biased_overlap(list("abcde"), list("vwxyz")) == 0.0
     swapped = rank_biased_overlap(list("abcde"), list("bacde"))
     assert np.isclose(swapped, 0.9) and rank_biased_overlap(list("abcde"), list("edcba")) < swapped
+
+
+def test_user_queries_with_filter_and_expected_ids(tmp_path: Path) -> None:
+    from vecmigrate.verify.gates import VerifyConfig
+    from vecmigrate.verify.run import verify_migration
+
+    conn = connect(f"dump://{tmp_path / 'd'}")
+    schema = sample_schema("docs")
+    conn.create(schema)
+    batch = sample_batch(schema)
+    conn.upsert("docs", batch)
+    conn.finalize("docs")
+    ids = batch.column("id").to_pylist()
+    vec = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)
+    lines = [
+        {"vector": vec[0].tolist(), "group": "faq", "expected": [ids[0]]},
+        {
+            "vector": vec[4].tolist(),
+            "group": "faq",
+            "filter": {"genre": "news"},
+            "expected": [ids[4], "x"],
+        },
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    cfg = VerifyConfig(queries=10, filter_queries=0, user_queries=path)
+    report = verify_migration(conn, conn, "docs", config=cfg)
+    faq = report["systems"]["target"]["faq"]
+    assert faq["queries"] == 2 and faq["expected_found@10"] == 0.75
+    assert report["passed"] and "expected_found@10" not in report["systems"]["target"]["sampled"]

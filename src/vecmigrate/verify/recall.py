@@ -30,21 +30,23 @@ TIE_EPS = 1e-5
 
 @dataclass
 class QuerySet:
-    """Query vectors with the group each belongs to (and expected ids when given)."""
+    """Query vectors, the group each belongs to, its filter and expected ids when given."""
 
     vectors: np.ndarray
     groups: list[str]
     filters: list[dict[str, Any] | None] = field(default_factory=list)
+    expected: list[list[str] | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.filters:
-            self.filters = [None] * len(self.groups)
+        self.filters = self.filters or [None] * len(self.groups)
+        self.expected = self.expected or [None] * len(self.groups)
 
     def __add__(self, other: QuerySet) -> QuerySet:
         return QuerySet(
             np.concatenate([self.vectors, other.vectors]),
             self.groups + other.groups,
             self.filters + other.filters,
+            self.expected + other.expected,
         )
 
 
@@ -117,9 +119,10 @@ def filter_queries(
 
 
 def load_user_queries(path: Path, dim: int) -> QuerySet:
-    """JSON lines: ``{"vector": [...], "group": "faq", "filter": {"lang": "en"}}``."""
+    """JSON lines: ``{"vector": [...], "group": "faq", "filter": {...}, "expected": [ids]}``."""
     vectors, groups = [], []
     filters: list[dict[str, Any] | None] = []
+    expected: list[list[str] | None] = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -133,7 +136,8 @@ def load_user_queries(path: Path, dim: int) -> QuerySet:
         vectors.append(vec)
         groups.append(str(q.get("group", "user")))
         filters.append(q.get("filter") or None)
-    return QuerySet(np.stack(vectors), groups, filters)
+        expected.append([str(i) for i in q["expected"]] if q.get("expected") else None)
+    return QuerySet(np.stack(vectors), groups, filters, expected)
 
 
 def ground_truth(
@@ -245,6 +249,16 @@ def recall_at_k(
         hits = sum(1 for i in got[:k] if i in exact or scores[qi].get(i, -np.inf) >= kth - TIE_EPS)
         out[qi] = min(hits, len(exact)) / len(exact)
     return out
+
+
+def expected_hits(run: SystemRun, expected: list[list[str] | None], k: int) -> np.ndarray:
+    """Per query, the fraction of the user's expected ids in the top k (NaN: none given)."""
+    return np.asarray(
+        [
+            np.nan if not want else len(set(got[:k]) & set(want)) / len(want)
+            for got, want in zip(run.ids, expected, strict=True)
+        ]
+    )
 
 
 def overlap_at_k(a: SystemRun, b: SystemRun, k: int) -> np.ndarray:

@@ -14,9 +14,11 @@ from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
 from vecmigrate.verify.groundtruth import GroundTruth
 from vecmigrate.verify.recall import (
+    QuerySet,
     ReturnedFacts,
     SystemRun,
     bootstrap_ci,
+    expected_hits,
     filter_queries,
     filter_violations,
     ground_truth,
@@ -37,10 +39,12 @@ def _system_metrics(
     run: SystemRun,
     truth: GroundTruth,
     facts: ReturnedFacts,
-    groups: np.ndarray,
+    queries: QuerySet,
     ks: list[int],
     k: int,
 ) -> dict[str, Any]:
+    groups = np.asarray(queries.groups)
+    expected = expected_hits(run, queries.expected, k)
     per_k = {kk: recall_at_k(run, truth, facts.scores, kk) for kk in ks}
     # Empty is only wrong when the exact answer is not empty (a filter may match nothing).
     empty = np.asarray(
@@ -55,6 +59,8 @@ def _system_metrics(
         entry[f"recall@{k}_ci95"] = [lo, hi]
         entry["empty_rate"] = float(empty[sel].mean())
         entry["filter_violations"] = int(violations[sel].sum())
+        if not np.isnan(expected[sel]).all():
+            entry[f"expected_found@{k}"] = float(np.nanmean(expected[sel]))
         entry["latency"] = latency_summary(run.latencies[sel])
         entry["queries"] = int(sel.sum())
         out[group] = entry
@@ -110,7 +116,7 @@ def verify_migration(
         },
         "parity": parity.to_json(),
         "systems": {
-            side: _system_metrics(run, truth, facts, groups, ks, k) for side, run in runs.items()
+            side: _system_metrics(run, truth, facts, queries, ks, k) for side, run in runs.items()
         },
         "overlap": {
             f"overlap@{kk}": float(overlap_at_k(runs["source"], runs["target"], kk).mean())
