@@ -17,6 +17,12 @@ REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "lancedb": ("vecmigrate.connectors.lancedb", "LanceDBConnector", "lancedb"),
     "pgvector": ("vecmigrate.connectors.pgvector", "PgvectorConnector", "pgvector"),
     "postgresql": ("vecmigrate.connectors.pgvector", "PgvectorConnector", "pgvector"),
+    "qdrant": ("vecmigrate.connectors.qdrant", "QdrantConnector", "qdrant"),
+    "qdrant+local": ("vecmigrate.connectors.qdrant", "QdrantConnector", "qdrant"),
+    "faiss": ("vecmigrate.connectors.faiss", "FaissConnector", "faiss"),
+    "milvus": ("vecmigrate.connectors.milvus", "MilvusConnector", "milvus"),
+    "milvus-lite": ("vecmigrate.connectors.milvus", "MilvusConnector", "milvus"),
+    "sqlite-vec": ("vecmigrate.connectors.sqlite_vec", "SqliteVecConnector", "sqlite-vec"),
 }
 
 
