@@ -15,6 +15,29 @@ ROWS = 240
 GENRES = ["news", "sport", "tech", "art"]
 
 
+# Every operator on str/int/float/bool/list fields, with nulls and missing keys ("note").
+FILTER_MATRIX: list[dict[str, Any]] = [
+    {"genre": "news"},
+    {"genre": {"$ne": "news"}},
+    {"genre": {"$in": ["art", "tech"]}},
+    {"genre": {"$nin": ["art"]}},
+    {"year": {"$gt": 2010}},
+    {"year": {"$gte": 2010, "$lt": 2015}},
+    {"score": {"$lte": 40.0}},
+    {"published": True},
+    {"published": {"$ne": True}},
+    {"tags": "t3"},
+    {"tags": {"$in": ["t1", "t6"]}},
+    {"note": {"$exists": True}},
+    {"note": {"$exists": False}},
+    {"note": {"$ne": "x"}},
+    {"$and": [{"genre": "news"}, {"year": {"$lt": 2015}}]},
+    {"$or": [{"genre": "art"}, {"published": True}]},
+    {"$not": {"genre": "news"}},
+    {"$not": {"note": {"$ne": "x"}}},
+]
+
+
 def sample_schema(
     name: str, *, id_type: IdType = IdType.STRING, metric: Metric = Metric.COSINE
 ) -> CollectionSchema:

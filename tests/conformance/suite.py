@@ -16,7 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_metadata, sample_schema
+from tests.conformance.data import (
+    FILTER_MATRIX,
+    ROWS,
+    sample_batch,
+    sample_ids,
+    sample_metadata,
+    sample_schema,
+)
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import evaluate, operators, parse
@@ -25,27 +32,6 @@ from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import metadata_rows, vectors_to_numpy
 from vecmigrate.verify.digest import collection_digest
 from vecmigrate.verify.groundtruth import exact_topk
-
-FILTER_MATRIX: list[dict[str, Any]] = [
-    {"genre": "news"},
-    {"genre": {"$ne": "news"}},
-    {"genre": {"$in": ["art", "tech"]}},
-    {"genre": {"$nin": ["art"]}},
-    {"year": {"$gt": 2010}},
-    {"year": {"$gte": 2010, "$lt": 2015}},
-    {"score": {"$lte": 40.0}},
-    {"published": True},
-    {"published": {"$ne": True}},
-    {"tags": "t3"},
-    {"tags": {"$in": ["t1", "t6"]}},
-    {"note": {"$exists": True}},
-    {"note": {"$exists": False}},
-    {"note": {"$ne": "x"}},
-    {"$and": [{"genre": "news"}, {"year": {"$lt": 2015}}]},
-    {"$or": [{"genre": "art"}, {"published": True}]},
-    {"$not": {"genre": "news"}},
-    {"$not": {"note": {"$ne": "x"}}},
-]
 
 
 def _normalise(m: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.data import sample_batch, sample_metadata, sample_schema
+from tests.conformance.data import FILTER_MATRIX, sample_batch, sample_metadata, sample_schema
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import evaluate, parse
 
@@ -20,7 +20,10 @@ def _python(f: dict, m: dict) -> bool:  # type: ignore[type-arg]
     if "$not" in f:
         return not _python(f["$not"], m)
     ((field, cond),) = f.items()
-    ((op, v),) = (cond if isinstance(cond, dict) else {"$eq": cond}).items()
+    ops = cond if isinstance(cond, dict) else {"$eq": cond}
+    if len(ops) > 1:
+        return all(_python({field: {op: v}}, m) for op, v in ops.items())
+    ((op, v),) = ops.items()
     x = m.get(field)
     if op == "$exists":
         return (x is not None) == v
@@ -40,27 +43,7 @@ def _python(f: dict, m: dict) -> bool:  # type: ignore[type-arg]
     }[op]
 
 
-FILTERS = [
-    {"genre": "news"},
-    {"genre": {"$ne": "news"}},
-    {"genre": {"$in": ["art", "tech"]}},
-    {"genre": {"$nin": ["art"]}},
-    {"year": {"$gt": 2010}},
-    {"year": {"$gte": 2010}},
-    {"score": {"$lt": 20.5}},
-    {"score": {"$lte": 0.5}},
-    {"published": True},
-    {"published": {"$ne": True}},
-    {"tags": "t3"},
-    {"tags": {"$in": ["t1", "t6"]}},
-    {"note": {"$exists": True}},
-    {"note": {"$exists": False}},
-    {"note": {"$ne": "x"}},
-    {"$and": [{"genre": "news"}, {"year": {"$lt": 2000}}]},
-    {"$or": [{"genre": "art"}, {"published": True}]},
-    {"$not": {"genre": "news"}},
-    {"$not": {"note": {"$ne": "x"}}},
-]
+FILTERS = [*FILTER_MATRIX, {"score": {"$lt": 20.5}}, {"score": {"$lte": 0.5}}]
 
 
 @pytest.mark.parametrize("f", FILTERS, ids=[str(f) for f in FILTERS])
