@@ -24,7 +24,6 @@ from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
 from vecmigrate.verify.check import CheckReport, check_collection
 from vecmigrate.verify.diff import diff_collections
-from vecmigrate.verify.digest import collection_digest
 from vecmigrate.verify.gates import VerifyConfig
 from vecmigrate.verify.report import markdown, write_reports
 from vecmigrate.verify.run import verify_migration
@@ -157,13 +156,15 @@ def _verify_copy(
         }
     ]
     tol = max(src.capabilities.vector_tolerance, dst.capabilities.vector_tolerance)
-    a = collection_digest(src, collection)
-    b = collection_digest(dst, result.target_collection)
-    cmp = a.compare(b, tolerance=tol)
-    detail = f"{a.content_hash} vs {b.content_hash}; vectors within {tol:g}"
-    if not cmp.equal:
-        detail += f"; {len(cmp.differing_buckets)} buckets differ: " + "; ".join(cmp.reasons[:3])
-    checks.append({"name": "content digest", "passed": cmp.equal, "detail": detail})
+    diff = diff_collections(src, dst, collection, target_name=result.target_collection)
+    detail = f"{diff.source_digest} vs {diff.target_digest}; vectors within {tol:g}"
+    if not diff.equal:
+        named = [*diff.missing[:3], *diff.extra[:3], *(c.id for c in diff.changed[:3])]
+        detail += (
+            f"; {len(diff.missing)} missing, {len(diff.extra)} extra, "
+            f"{len(diff.changed)} changed (e.g. {', '.join(named)}); run vecmigrate diff"
+        )
+    checks.append({"name": "content digest", "passed": diff.equal, "detail": detail})
     return checks
 
 
