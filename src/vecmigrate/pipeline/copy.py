@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, IfExists
-from vecmigrate.errors import TerminalError
-from vecmigrate.mapping import target_schema_for
+from vecmigrate.errors import DataError, TerminalError
+from vecmigrate.mapping import Mapping, MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, ResumeToken
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
@@ -51,6 +51,7 @@ class CopyOptions:
     if_exists: IfExists = "fail"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     dead_letter_dir: Path | None = None
+    mapping: MappingSpec | None = None
 
 
 @dataclass
@@ -71,6 +72,8 @@ class CopyResult:
     resumed: bool = False
     dead_letter_dir: str | None = None
     job: str | None = None
+    decisions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -128,7 +131,7 @@ class _Copier:
         collection: str,
         target_collection: str,
         source_schema: CollectionSchema,
-        target_schema: CollectionSchema,
+        mapping: Mapping,
         options: CopyOptions,
         job: JobState,
         dead: DeadLetterWriter,
@@ -137,7 +140,8 @@ class _Copier:
     ) -> None:
         self.source, self.target = source, target
         self.collection, self.target_collection = collection, target_collection
-        self.source_schema, self.target_schema = source_schema, target_schema
+        self.source_schema, self.mapping = source_schema, mapping
+        self.target_schema = mapping.target
         self.options, self.job, self.dead, self.result = options, job, dead, result
         self.progress = progress
         self._lock = threading.Lock()
@@ -216,8 +220,26 @@ class _Copier:
             keep = np.ones(batch.num_rows, dtype=bool)
             keep[rows] = False
             batch = batch.filter(pa.array(keep))
+        mapped, refusals = self.mapping.apply(batch)
+        if refusals:
+            first = refusals[0]
+            if self.mapping.spec.on_invalid == "fail":
+                raise DataError(
+                    first.reason,
+                    collection=self.collection,
+                    record_id=batch.column("id")[first.row].as_py(),
+                    field=first.field,
+                    hint="fix the data or set on_invalid: dead_letter in the mapping",
+                )
+            reasons = {r.row: r for r in refusals}
+            for row, why in sorted(reasons.items()):
+                self.dead.write(batch.slice(row, 1), why.reason, why.field)
+            refused += len(reasons)
+            keep = np.ones(batch.num_rows, dtype=bool)
+            keep[list(reasons)] = False
+            batch = batch.filter(pa.array(keep))
         try:
-            converted = conform(batch, self.target_schema)
+            converted = conform(mapped, self.target_schema)
         except TerminalError:
             return self._isolate(batch, refused)
         written = 0
@@ -232,7 +254,9 @@ class _Copier:
         for i in range(batch.num_rows):
             row = batch.slice(i, 1)
             try:
-                w, r = self._upsert_isolating(conform(row, self.target_schema))
+                w, r = self._upsert_isolating(
+                    conform(self.mapping.apply(row)[0], self.target_schema)
+                )
             except TerminalError as exc:
                 self.dead.write(row, exc.message, getattr(exc, "field", None))
                 w, r = 0, 1
@@ -279,16 +303,19 @@ def copy_collection(
 ) -> CopyResult:
     """Copy one collection, resumably. Raises on failure; refused records are counted."""
     options = options or CopyOptions()
-    tgt = target_collection or collection
+    spec_target = options.mapping.target_collection if options.mapping else None
+    tgt = target_collection or spec_target or collection
     started = time.perf_counter()
     source_schema = source.describe(collection)
-    target_schema = target_schema_for(
+    mapping = build_mapping(
         source_schema,
         target.capabilities,
+        options.mapping,
         name=tgt,
         source_engine=source.engine,
         source_uri=str(source.uri),
     )
+    target_schema = mapping.target
     job_path = options.job_path or default_job_path(source, target, collection, tgt)
     identity = {
         "source": str(source.uri),
@@ -316,6 +343,8 @@ def copy_collection(
             resumed=resumed,
             dead_letter_dir=str(dead_dir),
             job=str(job_path),
+            decisions=mapping.decisions,
+            warnings=mapping.warnings,
         )
         dead = DeadLetterWriter(dead_dir)
         if on_plan:
@@ -326,7 +355,7 @@ def copy_collection(
             collection,
             tgt,
             source_schema,
-            target_schema,
+            mapping,
             options,
             job,
             dead,

@@ -1,0 +1,320 @@
+"""A compiled mapping: the target schema, every decision with its reason, and the batch
+transform the copy pipeline applies (refusing records, never coercing them silently)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.errors import SchemaMismatchError
+from vecmigrate.mapping.casts import CastRefused, cast_value
+from vecmigrate.mapping.spec import MappingSpec
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    MetadataField,
+    Metric,
+    VectorField,
+)
+from vecmigrate.records import build_batch, metadata_rows, numpy_to_vectors, vectors_to_numpy
+
+UNIT_TOLERANCE = 1e-3  # |norm - 1| below this counts as unit length
+
+
+@dataclass
+class Refusal:
+    """A record the mapping cannot carry, and why."""
+
+    row: int
+    field: str
+    reason: str
+
+
+@dataclass
+class Mapping:
+    """Source schema + spec + target capabilities, compiled."""
+
+    source: CollectionSchema
+    target: CollectionSchema
+    spec: MappingSpec
+    decisions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unit_required: set[str] = field(default_factory=set)
+    _hashes: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def is_identity(self) -> bool:
+        """Batches pass through unchanged (only a lossless layout cast at the end)."""
+        s = self.spec
+        return (
+            s.id.strategy in ("keep", "string")
+            and not s.fields
+            and not self.unit_required
+            and not any(v.normalize or v.rename for v in s.vectors.values())
+        )
+
+    # -- the transform ---------------------------------------------------------------------
+    def apply(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[Refusal]]:
+        """The batch in the target's layout, plus the rows it refused (left out)."""
+        if self.is_identity:
+            return batch, []
+        refusals: list[Refusal] = []
+        ids = self._map_ids(batch.column("id").to_pylist(), refusals)
+        metas = self._map_metadata(metadata_rows(batch, self.source), refusals)
+        for i, orig in enumerate(batch.column("id").to_pylist()):
+            if self.spec.id.original_field:
+                metas[i][self.spec.id.original_field] = str(orig)
+        vectors = {}
+        for src_field, tgt_field in zip(self.source.vectors, self.target.vectors, strict=True):
+            m = vectors_to_numpy(batch.column(src_field.name))
+            norms = np.linalg.norm(m, axis=1)
+            vspec = self.spec.vectors.get(src_field.name)
+            if vspec and vspec.normalize:
+                m = m / np.where(norms > 0, norms, 1)[:, None]
+            elif src_field.name in self.unit_required:
+                for row in np.flatnonzero(np.abs(norms - 1) > UNIT_TOLERANCE):
+                    refusals.append(
+                        Refusal(
+                            int(row),
+                            src_field.name,
+                            f"norm {norms[row]:.4f} is not 1: {src_field.metric.value} -> "
+                            f"{tgt_field.metric.value} needs unit vectors",
+                        )
+                    )
+            vectors[tgt_field.name] = numpy_to_vectors(m)
+        names = batch.schema.names
+        out = build_batch(
+            self.target,
+            ids,
+            vectors,
+            documents=batch.column("document").to_pylist() if "document" in names else None,
+            metadata=metas,
+            namespaces=batch.column("namespace").to_pylist() if "namespace" in names else None,
+        )
+        bad = sorted({r.row for r in refusals})
+        if bad:
+            keep = np.ones(batch.num_rows, bool)
+            keep[bad] = False
+            out = out.filter(pa.array(keep))
+        return out, refusals
+
+    def _map_ids(self, ids: list[Any], refusals: list[Refusal]) -> list[Any]:
+        strategy = self.spec.id.strategy
+        if strategy == "keep":
+            return ids
+        if strategy == "string":
+            return [str(i) for i in ids]
+        if strategy == "uuid5":
+            ns = uuid.UUID(self.spec.id.namespace)
+            return [str(uuid.uuid5(ns, f"{self.source.name}/{i}")) for i in ids]
+        out = []
+        for row, original in enumerate(ids):
+            digest = hashlib.blake2b(str(original).encode(), digest_size=8).digest()
+            h = int.from_bytes(digest, "big") & (2**63 - 1)
+            seen = self._hashes.setdefault(h, str(original))
+            if seen != str(original):
+                refusals.append(Refusal(row, "id", f"hash64 collision with id {seen!r}"))
+            out.append(h)
+        return out
+
+    def _map_metadata(
+        self, rows: list[dict[str, Any]], refusals: list[Refusal]
+    ) -> list[dict[str, Any]]:
+        if not self.spec.fields:
+            return rows
+        out = []
+        for row, meta in enumerate(rows):
+            mapped: dict[str, Any] = {}
+            for key, value in meta.items():
+                fspec = self.spec.fields.get(key)
+                if fspec is None:
+                    mapped[key] = value
+                    continue
+                if fspec.drop:
+                    continue
+                if fspec.cast:
+                    try:
+                        value = cast_value(value, fspec.cast)
+                    except CastRefused as exc:
+                        refusals.append(Refusal(row, key, f"cannot cast to {fspec.cast}: {exc}"))
+                mapped[fspec.rename or key] = value
+            out.append(mapped)
+        return out
+
+
+def _metric_decision(
+    v: VectorField, want: Metric, force: bool, caps: Capabilities
+) -> tuple[str, bool]:
+    """(decision text, whether unit vectors are required)."""
+    if want not in caps.metrics:
+        raise SchemaMismatchError(f"the target has no {want.value} metric for {v.name!r}")
+    if want == v.metric:
+        return f"{v.name}: metric {v.metric.value} kept", False
+    pair = {v.metric, want}
+    if pair == {Metric.COSINE, Metric.DOT}:
+        return (
+            f"{v.name}: metric {v.metric.value} -> {want.value}: same ranking for unit vectors; "
+            "every vector is checked and refused if its norm is not 1"
+        ), True
+    if force:
+        return (
+            f"{v.name}: metric {v.metric.value} -> {want.value} FORCED: rankings will differ",
+            False,
+        )
+    raise SchemaMismatchError(
+        f"{v.name}: {v.metric.value} -> {want.value} changes which neighbours are nearest",
+        hint="set force_metric: true in the mapping if that is what you want",
+    )
+
+
+def _index_decision(
+    v: VectorField, spec_index: IndexSpec | None, caps: Capabilities
+) -> tuple[IndexSpec | None, str, str | None]:
+    wanted = spec_index or v.index
+    if wanted is None or wanted.kind in ("auto", "none"):
+        return (
+            wanted,
+            f"{v.name}: index {'engine default' if wanted is None else wanted.kind}",
+            None,
+        )
+    if wanted.kind in caps.index_kinds:
+        return wanted, f"{v.name}: index {wanted.kind} {dict(wanted.params) or ''}".rstrip(), None
+    fallback = (
+        "hnsw" if "hnsw" in caps.index_kinds else "flat" if "flat" in caps.index_kinds else "auto"
+    )
+    warning = (
+        f"{v.name}: the target has no {wanted.kind} index; using {fallback} "
+        f"(parameters {dict(wanted.params)} not carried)"
+    )
+    return IndexSpec(kind=fallback), f"{v.name}: index {wanted.kind} -> {fallback}", warning  # type: ignore[arg-type]
+
+
+def build_mapping(
+    source: CollectionSchema,
+    capabilities: Capabilities,
+    spec: MappingSpec | None = None,
+    *,
+    name: str | None = None,
+    source_engine: str = "",
+    source_uri: str = "",
+) -> Mapping:
+    """Compile a mapping; SchemaMismatchError when a decision is needed and not given."""
+    spec = spec or MappingSpec()
+    mapping = Mapping(source, source, spec)
+    tname = name or spec.target_collection or source.name
+    id_type = _id_type(source, capabilities, spec, mapping)
+    metadata = _fields(source, spec, mapping)
+    vectors = []
+    for v in source.vectors:
+        vspec = spec.vectors.get(v.name)
+        want = vspec.metric if vspec and vspec.metric else v.metric
+        text, unit = _metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
+        if unit and not (vspec and vspec.normalize):
+            mapping.unit_required.add(v.name)
+        mapping.decisions.append(text)
+        index, text, warning = _index_decision(v, vspec.index if vspec else None, capabilities)
+        mapping.decisions.append(text)
+        if warning:
+            mapping.warnings.append(warning)
+        vectors.append(
+            v.model_copy(
+                update={
+                    "name": (vspec.rename if vspec and vspec.rename else v.name),
+                    "metric": want,
+                    "index": index,
+                    "normalized": True if vspec and vspec.normalize else v.normalized,
+                }
+            )
+        )
+    if len(vectors) > 1 and not capabilities.named_vectors:
+        raise SchemaMismatchError(
+            f"{source.name!r} has {len(vectors)} vector fields; the target stores one",
+            hint="map the named vectors to separate collections",
+        )
+    if source.sparse and not capabilities.sparse_vectors:
+        raise SchemaMismatchError(f"the target cannot store sparse vectors of {source.name!r}")
+    if source.namespaces is not None and not capabilities.namespaces:
+        raise SchemaMismatchError(
+            f"the target has no namespaces for {source.name!r}",
+            hint="map namespaces to collections or a metadata field",
+        )
+    provenance = dict(source.provenance) or {
+        "source_engine": source_engine,
+        "source_uri": source_uri,
+        "source_collection": source.name,
+        "copied_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    mapping.target = source.replace(
+        name=tname,
+        id_type=id_type,
+        metadata=tuple(metadata),
+        vectors=tuple(vectors),
+        provenance=provenance,
+    )
+    return mapping
+
+
+def _id_type(
+    source: CollectionSchema, caps: Capabilities, spec: MappingSpec, mapping: Mapping
+) -> IdType:
+    strategy = spec.id.strategy
+    if strategy in ("uuid5", "hash64") and not spec.id.original_field:
+        raise SchemaMismatchError(
+            f"id strategy {strategy} needs original_field to keep the original ids"
+        )
+    target_type = {
+        "keep": source.id_type,
+        "string": IdType.STRING,
+        "uuid5": IdType.UUID,
+        "hash64": IdType.INT,
+    }[strategy]
+    if target_type not in caps.id_types:
+        if strategy == "keep" and source.id_type is IdType.INT and IdType.STRING in caps.id_types:
+            mapping.spec = spec.model_copy(
+                update={"id": spec.id.model_copy(update={"strategy": "string"})}
+            )
+            mapping.decisions.append("ids: int -> string (the target has no int ids; lossless)")
+            return IdType.STRING
+        raise SchemaMismatchError(
+            f"the target cannot store {target_type.value} ids",
+            hint="choose an id strategy (uuid5, hash64) in a mapping file",
+        )
+    mapping.decisions.append(
+        f"ids: {strategy} ({source.id_type.value} -> {target_type.value})"
+        + (f", originals in metadata.{spec.id.original_field}" if spec.id.original_field else "")
+    )
+    return target_type
+
+
+def _fields(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> list[MetadataField]:
+    unknown = set(spec.fields) - {m.name for m in source.metadata}
+    if unknown:
+        raise SchemaMismatchError(
+            f"the mapping names fields {sorted(unknown)} that {source.name!r} lacks"
+        )
+    out = []
+    for m in source.metadata:
+        fspec = spec.fields.get(m.name)
+        if fspec and fspec.drop:
+            mapping.decisions.append(f"metadata.{m.name}: dropped")
+            continue
+        new = m.model_copy(
+            update={
+                "name": (fspec.rename if fspec and fspec.rename else m.name),
+                "type": (fspec.cast if fspec and fspec.cast else m.type),
+            }
+        )
+        if fspec:
+            mapping.decisions.append(f"metadata.{m.name}: {m.type} -> {new.name} {new.type}")
+        out.append(new)
+    if spec.id.original_field:
+        out.append(MetadataField(name=spec.id.original_field, type="string"))
+    return out

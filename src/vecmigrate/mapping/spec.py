@@ -1,0 +1,96 @@
+"""The mapping file: every decision a migration makes about ids, fields, metric and index.
+
+YAML, validated with pydantic; ``MappingSpec.model_json_schema()`` is the published
+JSON schema (``vecmigrate plan --json-schema``). Example::
+
+    target_collection: docs_v2
+    id: {strategy: uuid5, original_field: source_id}
+    fields:
+      year: {cast: int64}
+      internal_notes: {drop: true}
+      title: {rename: headline}
+    on_invalid: dead_letter          # or fail
+    vectors:
+      vector: {metric: dot, index: {kind: hnsw, params: {M: 32, ef_construction: 200}}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vecmigrate.errors import ConfigError
+from vecmigrate.model import IndexSpec, MetadataType, Metric
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdSpec(_Spec):
+    """How ids are carried: kept, or mapped deterministically with the original kept."""
+
+    strategy: Literal["keep", "string", "uuid5", "hash64"] = "keep"
+    original_field: str | None = Field(
+        default=None, description="metadata field that keeps the original id (uuid5, hash64)"
+    )
+    namespace: str = Field(
+        default="6ba7b811-9dad-11d1-80b4-00c04fd430c8", description="uuid5 namespace"
+    )
+
+
+class FieldSpec(_Spec):
+    """What happens to one metadata field."""
+
+    rename: str | None = None
+    drop: bool = False
+    cast: MetadataType | None = None
+
+
+class VectorSpec(_Spec):
+    """Target metric and index for one vector field."""
+
+    rename: str | None = None
+    metric: Metric | None = None
+    normalize: bool = Field(
+        default=False, description="normalise vectors to unit length on the way"
+    )
+    force_metric: bool = Field(
+        default=False, description="allow a metric change the data does not support"
+    )
+    index: IndexSpec | None = None
+
+
+class MappingSpec(_Spec):
+    """A whole mapping file."""
+
+    target_collection: str | None = None
+    id: IdSpec = Field(default_factory=IdSpec)
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    vectors: dict[str, VectorSpec] = Field(default_factory=dict)
+    on_invalid: Literal["fail", "dead_letter"] = Field(
+        default="dead_letter",
+        description="a record a cast or check refuses: stop, or dead-letter it",
+    )
+
+    @classmethod
+    def load(cls, path: Path | None) -> MappingSpec:
+        """Read and validate a YAML mapping file (no file: the empty mapping)."""
+        if path is None:
+            return cls()
+        try:
+            data: Any = yaml.safe_load(path.read_text()) or {}
+            return cls.model_validate(data)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read mapping file {path}: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+    def to_yaml(self) -> str:
+        """The mapping as YAML, defaults included, for review."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
