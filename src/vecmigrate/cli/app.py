@@ -20,8 +20,10 @@ from vecmigrate.cli.output import (
     user_errors,
 )
 from vecmigrate.connectors import Connector, connect
+from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
+from vecmigrate.pipeline.plan import plan_migration
 from vecmigrate.verify.check import CheckReport, check_collection
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig
@@ -46,6 +48,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupt
 RestartOpt = Annotated[
     bool, typer.Option("--restart", help="Discard an interrupted job, start over.")
 ]
+MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
 IfExistsOpt = Annotated[str, typer.Option("--if-exists", help="fail | reuse | replace the target.")]
 
 
@@ -190,7 +193,13 @@ def _report_copy(results: list[dict[str, Any]], json_out: bool) -> None:
 
 
 def _options(
-    workers: int, batch_rows: int, job: Path | None, resume: bool, restart: bool, if_exists: str
+    mapping: Path | None,
+    workers: int,
+    batch_rows: int,
+    job: Path | None,
+    resume: bool,
+    restart: bool,
+    if_exists: str,
 ) -> CopyOptions:
     if if_exists not in ("fail", "reuse", "replace"):
         fail(f"--if-exists must be fail, reuse or replace, not {if_exists!r}", code=2)
@@ -203,6 +212,7 @@ def _options(
         resume=resume,
         restart=restart,
         if_exists=if_exists,  # type: ignore[arg-type]
+        mapping=MappingSpec.load(mapping) if mapping else None,
     )
 
 
@@ -212,6 +222,7 @@ def copy(
     target: Annotated[str, typer.Argument(help="Target URI.")],
     collection: CollectionOpt = None,
     target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    mapping: MapOpt = None,
     verify: Annotated[bool, typer.Option(help="Compare counts and content digests after.")] = True,
     workers: WorkersOpt = 2,
     batch_rows: BatchOpt = 2000,
@@ -225,7 +236,7 @@ def copy(
     """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
     setup_logging(verbose)
     with user_errors(verbose):
-        opts = _options(workers, batch_rows, job, resume, restart, if_exists)
+        opts = _options(mapping, workers, batch_rows, job, resume, restart, if_exists)
         with connect(source) as conn:
             names = _collections(conn, collection)
         if target_collection and len(names) > 1:
@@ -252,19 +263,17 @@ def export_(
 ) -> None:
     """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
     copy(
-        source,
-        f"dump://{output.resolve()}",
-        collection,
-        None,
-        True,
-        workers,
-        batch_rows,
-        job,
-        resume,
-        restart,
-        if_exists,
-        json_out,
-        verbose,
+        source=source,
+        target=f"dump://{output.resolve()}",
+        collection=collection,
+        workers=workers,
+        batch_rows=batch_rows,
+        job=job,
+        resume=resume,
+        restart=restart,
+        if_exists=if_exists,
+        json_out=json_out,
+        verbose=verbose,
     )
 
 
@@ -274,6 +283,7 @@ def import_(
     target: Annotated[str, typer.Argument(help="Target URI.")],
     collection: CollectionOpt = None,
     target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    mapping: MapOpt = None,
     workers: WorkersOpt = 2,
     batch_rows: BatchOpt = 2000,
     job: JobOpt = None,
@@ -285,19 +295,95 @@ def import_(
 ) -> None:
     """Import a dump: create schema and index on the target, batched idempotent upserts."""
     copy(
-        f"dump://{dump.resolve()}",
-        target,
-        collection,
-        target_collection,
-        True,
-        workers,
-        batch_rows,
-        job,
-        resume,
-        restart,
-        if_exists,
-        json_out,
-        verbose,
+        source=f"dump://{dump.resolve()}",
+        target=target,
+        collection=collection,
+        target_collection=target_collection,
+        mapping=mapping,
+        workers=workers,
+        batch_rows=batch_rows,
+        job=job,
+        resume=resume,
+        restart=restart,
+        if_exists=if_exists,
+        json_out=json_out,
+        verbose=verbose,
+    )
+
+
+# -- plan ------------------------------------------------------------------------------------
+@app.command()
+def plan(
+    source: Annotated[str, typer.Argument(help="Source URI.")],
+    target: Annotated[str, typer.Argument(help="Target URI.")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    mapping: MapOpt = None,
+    write_map: Annotated[
+        Path | None, typer.Option(help="Write the (inferred) mapping here.")
+    ] = None,
+    sample: Annotated[int, typer.Option(help="Rows sampled for checks and rates.")] = 2000,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Dry run: schemas side by side, every decision and warning, estimates; writes nothing
+    to the target but a scratch collection it drops (to measure the write rate)."""
+    setup_logging(verbose)
+    with user_errors(verbose):
+        spec = MappingSpec.load(mapping)
+        with connect(source) as src, connect(target) as dst:
+            result = plan_migration(
+                src, dst, collection, spec=spec, target_name=target_collection, sample_rows=sample
+            )
+        if write_map:
+            header = "".join(f"# {d}\n" for d in [*result["decisions"], *result["warnings"]])
+            write_map.write_text(header + MappingSpec.model_validate(result["mapping"]).to_yaml())
+    if json_out:
+        emit_json(result)
+    else:
+        _print_plan(result)
+    if result["errors"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    src, tgt = result["source"]["schema"], result["target"]["schema"]
+    t = Table(
+        title=f"{result['source']['engine']} {src['name']} -> "
+        f"{result['target']['engine']} {tgt['name']}",
+        title_justify="left",
+    )
+    for col in ("", "source", "target"):
+        t.add_column(col)
+    t.add_row("ids", src["id_type"], tgt["id_type"])
+    for a, b in zip(src["vectors"], tgt["vectors"], strict=True):
+        t.add_row(
+            a["name"],
+            f"{a['dim']}-d {a['metric']} {(a['index'] or {}).get('kind', '')}",
+            f"{b['name']} {b['dim']}-d {b['metric']} {(b['index'] or {}).get('kind', '')}",
+        )
+    targets = {m["name"]: m["type"] for m in tgt["metadata"]}
+    for m in src["metadata"]:
+        t.add_row(m["name"], m["type"], targets.get(m["name"], "(renamed or dropped)"))
+    console.print(t)
+    for d in result["decisions"]:
+        console.print(f"  decision: {d}", highlight=False)
+    for w in result["warnings"]:
+        console.print(f"  [yellow]warning[/]: {w}", highlight=False)
+    for e in result["errors"]:
+        console.print(f"  [red]error[/]: {e}", highlight=False)
+    for c in result["checks"]:
+        console.print(
+            f"  check {c['vector']}: {c['unit_length_fraction']:.1%} of {c['sampled']} "
+            f"sampled vectors unit length (norms {c['norm_min']:.4g}..{c['norm_max']:.4g})",
+            highlight=False,
+        )
+    e = result["estimate"]
+    console.print(
+        f"  estimate: {e['rows']:,} rows, {e['bytes'] / 2**20:,.1f} MiB, "
+        f"~{e['seconds']}s (scan {e['scan_rows_per_second']} rows/s, write "
+        f"{e['write_rows_per_second']} rows/s), {e['refused_rows']:,} refused",
+        highlight=False,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from vecmigrate.model import MetadataType
 
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_BOOL_TEXT = {"true": True, "false": False}  # only the forms str(bool) casts back to
 
 
 class CastRefused(ValueError):
@@ -31,11 +31,9 @@ def cast_value(value: Any, to: MetadataType) -> Any:
     if to == "bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise CastRefused(f"{value!r} is not a boolean")
+        if isinstance(value, str) and value in _BOOL_TEXT:
+            return _BOOL_TEXT[value]
+        raise CastRefused(f"{value!r} is not a boolean (true/false)")
     if to.startswith("list<"):
         if not isinstance(value, list):
             raise CastRefused(f"{value!r} is not a list")
@@ -55,7 +53,7 @@ def _to_int(value: Any) -> int:
             raise CastRefused(f"{value!r} has a fraction")
         return int(value)
     if isinstance(value, str):
-        text = value.strip()
+        text = value
         try:
             number = int(text)
         except ValueError:
@@ -70,8 +68,8 @@ def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise CastRefused(f"{value!r} is a boolean, not a number")
     if isinstance(value, int):
-        if abs(value) > 2**53:
-            raise CastRefused(f"{value!r} is beyond float64's exact integers")
+        if int(float(value)) != value:
+            raise CastRefused(f"{value!r} has no exact float64")
         return float(value)
     if isinstance(value, float):
         return value
@@ -80,7 +78,7 @@ def _to_float(value: Any) -> float:
             number = float(value)
         except ValueError:
             raise CastRefused(f"{value!r} is not a number") from None
-        if repr(number) != value.strip():
+        if repr(number) != value or not math.isfinite(number):
             raise CastRefused(f"{value!r} would not read back the same")
         return number
     raise CastRefused(f"{value!r} is not a number")

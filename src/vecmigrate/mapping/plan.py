@@ -317,4 +317,11 @@ def _fields(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> li
         out.append(new)
     if spec.id.original_field:
         out.append(MetadataField(name=spec.id.original_field, type="string"))
+    names = [m.name for m in out]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise SchemaMismatchError(
+            f"the mapping gives several fields the name(s) {clashes}",
+            hint="rename or drop one of them",
+        )
     return out

@@ -1,0 +1,147 @@
+"""``plan``: a dry run. Every mapping decision, checked against a sample of the data, and
+estimates of rows, bytes, duration and target storage from measured scan and write rates."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.connectors.base import Connector
+from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
+from vecmigrate.mapping.plan import UNIT_TOLERANCE
+from vecmigrate.records import conform, vectors_to_numpy
+
+
+def _sample(source: Connector, name: str, rows: int) -> tuple[pa.Table, float]:
+    schema = source.describe(name)
+    part = source.partitions(name, 1)[0]
+    t0 = time.perf_counter()
+    batches = []
+    got = 0
+    for batch, _ in source.scan(name, part, schema=schema, batch_rows=min(rows, 2000)):
+        batches.append(batch)
+        got += batch.num_rows
+        if got >= rows:
+            break
+    seconds = time.perf_counter() - t0
+    return pa.Table.from_batches(batches, schema=schema.arrow_schema()).slice(0, rows), seconds
+
+
+def plan_migration(
+    source: Connector,
+    target: Connector,
+    name: str,
+    *,
+    spec: MappingSpec | None = None,
+    target_name: str | None = None,
+    sample_rows: int = 2000,
+    measure_write: bool = True,
+) -> dict[str, Any]:
+    """The plan as JSON-able data; SchemaMismatchError when a decision is missing."""
+    schema = source.describe(name)
+    mapping = build_mapping(
+        schema,
+        target.capabilities,
+        spec,
+        name=target_name,
+        source_engine=source.engine,
+        source_uri=str(source.uri),
+    )
+    total = source.count(name)
+    sample, scan_seconds = _sample(source, name, sample_rows)
+    n = sample.num_rows
+    checks = []
+    for v in schema.vectors:
+        norms = (
+            np.linalg.norm(vectors_to_numpy(sample.column(v.name)), axis=1) if n else np.zeros(0)
+        )
+        unit = float(np.mean(np.abs(norms - 1) <= UNIT_TOLERANCE)) if n else 0.0
+        checks.append(
+            {
+                "vector": v.name,
+                "sampled": n,
+                "unit_length_fraction": round(unit, 4),
+                "norm_min": float(norms.min()) if n else None,
+                "norm_max": float(norms.max()) if n else None,
+                "unit_required": v.name in mapping.unit_required,
+            }
+        )
+    refused = 0
+    mapped_bytes = 0
+    write_seconds = None
+    if n:
+        batch = sample.combine_chunks().to_batches()[0]
+        mapped, refusals = mapping.apply(batch)
+        refused = len({r.row for r in refusals})
+        converted = conform(mapped, mapping.target)
+        mapped_bytes = converted.nbytes
+        if measure_write:
+            write_seconds = _measure_write(target, mapping.target, converted)
+    per_row = mapped_bytes / max(1, n - refused)
+    scan_rate = n / scan_seconds if scan_seconds > 0 else None
+    write_rate = (n - refused) / write_seconds if write_seconds else None
+    rates = [r for r in (scan_rate, write_rate) if r]
+    errors = [
+        f"{c['vector']}: only {c['unit_length_fraction']:.1%} of sampled vectors are unit length"
+        for c in checks
+        if c["unit_required"]
+        and c["unit_length_fraction"] < 1.0
+        and mapping.spec.on_invalid == "fail"
+    ]
+    return {
+        "source": {
+            "uri": str(source.uri),
+            "engine": source.engine,
+            "schema": schema.model_dump(mode="json"),
+        },
+        "target": {
+            "uri": str(target.uri),
+            "engine": target.engine,
+            "schema": mapping.target.model_dump(mode="json"),
+        },
+        "decisions": mapping.decisions,
+        "warnings": mapping.warnings,
+        "errors": errors,
+        "checks": checks,
+        "sample": {"rows": n, "refused": refused},
+        "estimate": {
+            "rows": total,
+            "refused_rows": round(total * refused / n) if n else 0,
+            "bytes_per_row": round(per_row),
+            "bytes": round(per_row * total),
+            "scan_rows_per_second": round(scan_rate) if scan_rate else None,
+            "write_rows_per_second": round(write_rate) if write_rate else None,
+            "seconds": round(total / min(rates), 1) if rates else None,
+            "target_storage_bytes": round(per_row * total),
+        },
+        "mapping": _explicit(mapping).model_dump(mode="json", exclude_none=True),
+    }
+
+
+def _explicit(mapping: Mapping) -> MappingSpec:
+    """The spec with every vector decision spelled out, for a reviewer to edit."""
+    vectors = dict(mapping.spec.vectors)
+    for src, tgt in zip(mapping.source.vectors, mapping.target.vectors, strict=True):
+        given = vectors.get(src.name) or VectorSpec()
+        vectors[src.name] = given.model_copy(update={"metric": tgt.metric, "index": tgt.index})
+    return mapping.spec.model_copy(
+        update={"vectors": vectors, "target_collection": mapping.target.name}
+    )
+
+
+def _measure_write(target: Connector, schema: Any, batch: pa.RecordBatch) -> float | None:
+    """Write the sample into a scratch collection on the target, timed, then drop it."""
+    if not target.capabilities.mutable or batch.num_rows == 0:
+        return None
+    scratch = schema.replace(name=f"{schema.name}__vecmigrate_plan")
+    try:
+        target.create(scratch, if_exists="replace")
+        t0 = time.perf_counter()
+        for start in range(0, batch.num_rows, target.capabilities.max_batch_rows):
+            target.upsert(scratch.name, batch.slice(start, target.capabilities.max_batch_rows))
+        return time.perf_counter() - t0
+    finally:
+        target.drop(scratch.name)

@@ -1,0 +1,175 @@
+"""Every mapping either round-trips exactly or is refused naming record and field."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_schema
+from vecmigrate.connectors import connect
+from vecmigrate.errors import DataError, SchemaMismatchError
+from vecmigrate.mapping import FieldSpec, IdSpec, MappingSpec, VectorSpec, build_mapping
+from vecmigrate.mapping.casts import CastRefused, cast_value
+from vecmigrate.model import Capabilities, IdType, Metric
+from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.records import metadata_rows, vectors_to_numpy
+
+TYPES = ["string", "int64", "float64", "bool"]
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["1", "007", "-3", "1.5", "1e3", "true", "False", "nan", " 4"]),
+)
+
+
+def _kind(v: Any) -> str:
+    return {bool: "bool", int: "int64", float: "float64", str: "string"}[type(v)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=values, to=st.sampled_from(TYPES))
+def test_cast_round_trips_exactly_or_is_refused(value: Any, to: str) -> None:
+    try:
+        out = cast_value(value, to)  # type: ignore[arg-type]
+    except CastRefused:
+        return
+    if value is None:
+        assert out is None
+        return
+    assert _kind(out) == to
+    back = cast_value(out, _kind(value))  # type: ignore[arg-type]
+    assert back == value and type(back) is type(value), (value, to, out, back)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ints=st.lists(st.integers(min_value=-(2**40), max_value=2**40), min_size=1, max_size=30))
+def test_float_field_cast_to_int_keeps_exact_values(ints: list[int]) -> None:
+    assert [cast_value(float(i), "int64") for i in ints] == ints
+
+
+def _dump(tmp_path: Path, id_type: IdType = IdType.STRING, metric: Metric = Metric.COSINE) -> Any:
+    conn = connect(f"dump://{tmp_path / 'src'}")
+    schema = sample_schema("docs", id_type=id_type, metric=metric)
+    conn.create(schema)
+    conn.upsert("docs", sample_batch(schema))
+    conn.finalize("docs")
+    return conn
+
+
+def test_uuid5_ids_keep_the_original_and_round_trip(tmp_path: Path) -> None:
+    src = _dump(tmp_path)
+    dst = connect(f"lancedb://{tmp_path / 'lance'}")
+    spec = MappingSpec(
+        id=IdSpec(strategy="uuid5", original_field="source_id"),
+        fields={
+            "year": FieldSpec(rename="pub_year", cast="float64"),
+            "note": FieldSpec(drop=True),
+        },
+    )
+    result = copy_collection(
+        src, dst, "docs", options=CopyOptions(job_path=tmp_path / "j", mapping=spec)
+    )
+    assert result.rows_written == ROWS and result.ok
+    assert any("uuid5" in d for d in result.decisions)
+    batch = dst.fetch(
+        "docs",
+        [
+            str(uuid.uuid5(uuid.UUID(spec.id.namespace), f"docs/{i}"))
+            for i in sample_ids(IdType.STRING)[:5]
+        ],
+    )
+    metas = metadata_rows(batch, dst.describe("docs"))
+    assert sorted(m["source_id"] for m in metas) == sorted(sample_ids(IdType.STRING)[:5])
+    assert all(
+        isinstance(m["pub_year"], float) and "year" not in m and "note" not in m for m in metas
+    )
+
+
+def test_hash64_ids_and_casts_that_lose_information_are_dead_lettered(tmp_path: Path) -> None:
+    src = _dump(tmp_path)
+    dst = connect(f"dump://{tmp_path / 'dst'}")
+    spec = MappingSpec(
+        id=IdSpec(strategy="hash64", original_field="orig"),
+        fields={"score": FieldSpec(cast="int64")},
+    )
+    result = copy_collection(
+        src, dst, "docs", options=CopyOptions(job_path=tmp_path / "j", mapping=spec)
+    )
+    dead = pq.read_table(result.dead_letter_dir)
+    # score = round(i * 0.37, 3) + 0.5 has a fraction in most rows: refused, named, counted.
+    assert result.dead_letters == dead.num_rows > 0
+    assert set(dead.column("_field").to_pylist()) == {"score"}
+    assert result.rows_written + result.dead_letters == ROWS
+    assert dst.describe("docs").id_type is IdType.INT
+
+
+def test_fail_policy_names_record_and_field(tmp_path: Path) -> None:
+    src = _dump(tmp_path)
+    spec = MappingSpec(fields={"genre": FieldSpec(cast="int64")}, on_invalid="fail")
+    with pytest.raises(DataError, match="genre") as err:
+        copy_collection(
+            src,
+            connect(f"dump://{tmp_path / 'dst'}"),
+            "docs",
+            options=CopyOptions(job_path=tmp_path / "j", mapping=spec),
+        )
+    assert err.value.record_id is not None and err.value.field == "genre"
+
+
+def test_metric_translation_needs_unit_vectors_or_force(tmp_path: Path) -> None:
+    schema = sample_schema("docs")
+    caps = Capabilities(id_types=frozenset(IdType), metrics=frozenset(Metric))
+    with pytest.raises(SchemaMismatchError, match="force_metric"):
+        build_mapping(schema, caps, MappingSpec(vectors={"vector": VectorSpec(metric=Metric.L2)}))
+    forced = build_mapping(
+        schema,
+        caps,
+        MappingSpec(vectors={"vector": VectorSpec(metric=Metric.L2, force_metric=True)}),
+    )
+    assert any("FORCED" in d for d in forced.decisions)
+    to_dot = build_mapping(
+        schema, caps, MappingSpec(vectors={"vector": VectorSpec(metric=Metric.DOT)})
+    )
+    batch = sample_batch(schema)
+    out, refused = to_dot.apply(batch)
+    assert out.num_rows == 0 and len(refused) == ROWS  # sample vectors are not unit length
+    normalising = build_mapping(
+        schema, caps, MappingSpec(vectors={"vector": VectorSpec(metric=Metric.DOT, normalize=True)})
+    )
+    out, refused = normalising.apply(batch)
+    assert not refused and np.allclose(
+        np.linalg.norm(vectors_to_numpy(out.column("vector")), axis=1), 1
+    )
+
+
+def test_rename_onto_an_existing_field_is_refused() -> None:
+    caps = Capabilities(id_types=frozenset(IdType), metrics=frozenset(Metric))
+    with pytest.raises(SchemaMismatchError, match="published"):
+        build_mapping(
+            sample_schema("docs"), caps, MappingSpec(fields={"year": FieldSpec(rename="published")})
+        )
+
+
+def test_index_without_equivalent_is_warned_not_dropped() -> None:
+    from vecmigrate.model import IndexSpec
+
+    schema = sample_schema("docs")
+    spec = MappingSpec(
+        vectors={"vector": VectorSpec(index=IndexSpec(kind="ivf_pq", params={"nlist": 64}))}
+    )
+    caps = Capabilities(
+        id_types=frozenset(IdType), metrics=frozenset(Metric), index_kinds=frozenset({"hnsw"})
+    )
+    mapping = build_mapping(schema, caps, spec)
+    assert mapping.target.vector.index is not None and mapping.target.vector.index.kind == "hnsw"
+    assert mapping.warnings and "ivf_pq" in mapping.warnings[0]
