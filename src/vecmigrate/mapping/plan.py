@@ -14,10 +14,12 @@ import pyarrow as pa
 
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.mapping.casts import CastRefused, cast_value
+from vecmigrate.mapping.embed import Embedder, SentenceTransformerEmbedder
 from vecmigrate.mapping.spec import MappingSpec
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
+    EmbeddingProvenance,
     IdType,
     IndexSpec,
     MetadataField,
@@ -48,6 +50,7 @@ class Mapping:
     decisions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unit_required: set[str] = field(default_factory=set)
+    embedder: Embedder | None = None
     _hashes: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -58,6 +61,7 @@ class Mapping:
             s.id.strategy in ("keep", "string")
             and not s.fields
             and not self.unit_required
+            and s.reembed is None
             and not any(v.normalize or v.rename for v in s.vectors.values())
         )
 
@@ -73,7 +77,12 @@ class Mapping:
             if self.spec.id.original_field:
                 metas[i][self.spec.id.original_field] = str(orig)
         vectors = {}
-        for src_field, tgt_field in zip(self.source.vectors, self.target.vectors, strict=True):
+        kept = [
+            v
+            for v in self.source.vectors
+            if not self.spec.reembed or v.name != self.spec.reembed.replace
+        ]
+        for src_field, tgt_field in zip(kept, self.target.vectors, strict=False):
             m = vectors_to_numpy(batch.column(src_field.name))
             norms = np.linalg.norm(m, axis=1)
             vspec = self.spec.vectors.get(src_field.name)
@@ -91,6 +100,8 @@ class Mapping:
                     )
             vectors[tgt_field.name] = numpy_to_vectors(m)
         names = batch.schema.names
+        if self.spec.reembed and self.embedder:
+            vectors[self.spec.reembed.field] = self._embed(batch, refusals)
         out = build_batch(
             self.target,
             ids,
@@ -105,6 +116,18 @@ class Mapping:
             keep[bad] = False
             out = out.filter(pa.array(keep))
         return out, refusals
+
+    def _embed(self, batch: pa.RecordBatch, refusals: list[Refusal]) -> pa.Array:
+        assert self.embedder is not None
+        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else []
+        docs = docs or [None] * batch.num_rows
+        rows = [i for i, d in enumerate(docs) if d and d.strip()]
+        for i in sorted(set(range(batch.num_rows)) - set(rows)):
+            refusals.append(Refusal(i, "document", "no text to embed"))
+        m = np.zeros((batch.num_rows, self.embedder.dim), np.float32)
+        if rows:
+            m[rows] = self.embedder.embed([docs[i] for i in rows])
+        return numpy_to_vectors(m)
 
     def _map_ids(self, ids: list[Any], refusals: list[Refusal]) -> list[Any]:
         strategy = self.spec.id.strategy
@@ -205,6 +228,7 @@ def build_mapping(
     name: str | None = None,
     source_engine: str = "",
     source_uri: str = "",
+    embedder: Embedder | None = None,
 ) -> Mapping:
     """Compile a mapping; SchemaMismatchError when a decision is needed and not given."""
     spec = spec or MappingSpec()
@@ -214,6 +238,9 @@ def build_mapping(
     metadata = _fields(source, spec, mapping)
     vectors = []
     for v in source.vectors:
+        if spec.reembed and v.name == spec.reembed.replace:
+            mapping.decisions.append(f"{v.name}: replaced by a re-embedding ({spec.reembed.model})")
+            continue
         vspec = spec.vectors.get(v.name)
         want = vspec.metric if vspec and vspec.metric else v.metric
         text, unit = _metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
@@ -234,6 +261,13 @@ def build_mapping(
                 }
             )
         )
+    embedding = tuple(
+        e for e in source.embedding if not spec.reembed or e.vector_field != spec.reembed.replace
+    )
+    if spec.reembed:
+        new, provenance_entry = _reembed(source, spec, mapping, embedder)
+        vectors.append(new)
+        embedding += (provenance_entry,)
     if len(vectors) > 1 and not capabilities.named_vectors:
         raise SchemaMismatchError(
             f"{source.name!r} has {len(vectors)} vector fields; the target stores one",
@@ -258,8 +292,33 @@ def build_mapping(
         metadata=tuple(metadata),
         vectors=tuple(vectors),
         provenance=provenance,
+        embedding=embedding,
     )
     return mapping
+
+
+def _reembed(
+    source: CollectionSchema, spec: MappingSpec, mapping: Mapping, embedder: Embedder | None
+) -> tuple[VectorField, EmbeddingProvenance]:
+    assert spec.reembed is not None
+    r = spec.reembed
+    if not source.has_document:
+        raise SchemaMismatchError(f"{source.name!r} stores no documents to re-embed")
+    if r.field != r.replace and any(v.name == r.field for v in source.vectors):
+        raise SchemaMismatchError(
+            f"re-embedding into {r.field!r} would overwrite an existing vector",
+            hint=f"set replace: {r.field} or choose another field name",
+        )
+    mapping.embedder = embedder or SentenceTransformerEmbedder(r.model, batch_size=r.batch_size)
+    e = mapping.embedder
+    mapping.decisions.append(
+        f"{r.field}: re-embedded from documents with {e.name} ({e.dim}-d, "
+        f"{r.metric.value}); records without text are refused and reported"
+    )
+    field_ = VectorField(name=r.field, dim=e.dim, metric=r.metric, normalized=True)
+    return field_, EmbeddingProvenance(
+        vector_field=r.field, model=e.name, version=e.version, dim=e.dim, normalized=True
+    )
 
 
 def _id_type(

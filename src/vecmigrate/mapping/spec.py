@@ -12,6 +12,7 @@ JSON schema (``vecmigrate plan --json-schema``). Example::
     on_invalid: dead_letter          # or fail
     vectors:
       vector: {metric: dot, index: {kind: hnsw, params: {M: 32, ef_construction: 200}}}
+    reembed: {model: all-MiniLM-L6-v2, field: minilm}   # a new named vector from documents
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ class VectorSpec(_Spec):
     index: IndexSpec | None = None
 
 
+class ReembedSpec(_Spec):
+    """Compute a vector field from each record's document with a local model."""
+
+    model: str = Field(default="all-MiniLM-L6-v2", description="model name or directory")
+    field: str = Field(default="vector", description="the vector field to write")
+    replace: str | None = Field(
+        default=None, description="vector field it replaces (default: none)"
+    )
+    metric: Metric = Metric.COSINE
+    batch_size: int = Field(default=64, gt=0)
+
+
 class MappingSpec(_Spec):
     """A whole mapping file."""
 
@@ -71,6 +84,7 @@ class MappingSpec(_Spec):
     id: IdSpec = Field(default_factory=IdSpec)
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     vectors: dict[str, VectorSpec] = Field(default_factory=dict)
+    reembed: ReembedSpec | None = None
     on_invalid: Literal["fail", "dead_letter"] = Field(
         default="dead_letter",
         description="a record a cast or check refuses: stop, or dead-letter it",
