@@ -173,3 +173,12 @@ def test_index_without_equivalent_is_warned_not_dropped() -> None:
     mapping = build_mapping(schema, caps, spec)
     assert mapping.target.vector.index is not None and mapping.target.vector.index.kind == "hnsw"
     assert mapping.warnings and "ivf_pq" in mapping.warnings[0]
+
+
+def test_published_json_schema_is_current() -> None:
+    import json
+
+    published = Path(__file__).resolve().parents[2] / "docs" / "mapping.schema.json"
+    assert json.loads(published.read_text()) == MappingSpec.model_json_schema(), (
+        "regenerate docs/mapping.schema.json (see README, Mapping)"
+    )
