@@ -1,0 +1,138 @@
+"""Milvus through milvus-lite (embedded, the real Milvus C++ core, trimmed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_schema
+from tests.conformance.suite import ConnectorConformance
+from tests.conftest import require_module
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.model import IdType, IndexSpec
+
+
+class TestMilvusLiteStringIds(ConnectorConformance):
+    @pytest.fixture
+    def connector(self, tmp_path: Path) -> Iterator[Connector]:
+        require_module("milvus_lite")
+        conn = connect(f"milvus-lite://{tmp_path / 'milvus.db'}")
+        yield conn
+        conn.close()
+
+    def test_partitions_are_exact_pk_ranges(self, connector: Connector, name: str) -> None:
+        schema = sample_schema(name, id_type=self.id_type)
+        connector.create(schema)
+        connector.upsert(name, sample_batch(schema))
+        connector.MIN_PARTITION_ROWS = 50  # type: ignore[attr-defined]
+        parts = connector.partitions(name, 4)
+        assert len(parts) == 4
+        seen = []
+        for p in parts:
+            for batch, _ in connector.scan(name, p, schema=schema, batch_rows=23):
+                seen += batch.column("id").to_pylist()
+        assert len(seen) == ROWS
+        assert sorted(map(str, seen)) == sorted(map(str, sample_ids(self.id_type)))
+
+    def test_reopened_store_is_loaded_and_described(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "reopen.db"
+        schema = sample_schema(name, id_type=self.id_type)
+        with connect(f"milvus-lite://{path}") as a:
+            a.create(schema)
+            a.upsert(name, sample_batch(schema))
+        with connect(f"milvus-lite://{path}") as b:
+            assert b.count(name) == ROWS
+            assert b.describe(name).metadata == schema.metadata
+            b.drop(name)
+
+    def test_hnsw_becomes_autoindex_on_lite(self, connector: Connector, name: str) -> None:
+        schema = sample_schema(name, id_type=self.id_type)
+        v = schema.vector.model_copy(update={"index": IndexSpec(kind="hnsw")})
+        connector.create(schema.replace(vectors=(v,)))
+        settings = connector.describe(name).engine_settings
+        assert "AUTOINDEX" in settings["milvus.vector.index"]
+
+    def test_ivf_flat_index_searches(self, connector: Connector, name: str) -> None:
+        schema = sample_schema(name, id_type=self.id_type)
+        v = schema.vector.model_copy(
+            update={"index": IndexSpec(kind="ivf_flat", params={"nlist": 4})}
+        )
+        schema = schema.replace(vectors=(v,))
+        connector.create(schema)
+        batch = sample_batch(schema)
+        connector.upsert(name, batch)
+        from vecmigrate.records import vectors_to_numpy
+
+        q = vectors_to_numpy(batch.column("vector"))[:2]
+        ids, _ = connector.search(name, q, 3, params={"nprobe": 4})
+        assert ids[0][0] == batch.column("id")[0].as_py()
+
+    def test_negated_list_containment_is_refused_on_lite(
+        self, connector: Connector, name: str
+    ) -> None:
+        connector.create(sample_schema(name, id_type=self.id_type))
+        with pytest.raises(ConfigError, match="negation"):
+            connector.count(name, {"$not": {"tags": "t1"}})
+
+
+class TestMilvusLiteIntIds(TestMilvusLiteStringIds):
+    id_type = IdType.INT
+
+
+def test_quote_in_string_id_is_a_data_error(tmp_path: Path) -> None:
+    require_module("milvus_lite")
+    schema = sample_schema("quotes")
+    with connect(f"milvus-lite://{tmp_path / 'q.db'}") as conn:
+        conn.create(schema)
+        batch = sample_batch(schema).slice(0, 1)
+        import pyarrow as pa
+
+        batch = batch.set_column(0, "id", pa.array(["it's"]))
+        with pytest.raises(DataError, match="single quote"):
+            conn.upsert("quotes", batch)
+
+
+def test_describe_and_scan_a_collection_made_by_another_tool(tmp_path: Path) -> None:
+    require_module("milvus_lite")
+    from pymilvus import DataType, MilvusClient
+
+    path = tmp_path / "foreign.db"
+    client = MilvusClient(str(path))
+    ms = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    ms.add_field("pk", DataType.INT64, is_primary=True)
+    ms.add_field("emb", DataType.FLOAT_VECTOR, dim=3)
+    ms.add_field("text", DataType.VARCHAR, max_length=100)
+    ms.add_field("year", DataType.INT64)
+    ms.add_field(
+        "tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=8, max_length=20
+    )
+    index = client.prepare_index_params()
+    index.add_index("emb", index_type="FLAT", metric_type="IP")
+    client.create_collection("foreign", schema=ms, index_params=index)
+    client.insert(
+        "foreign",
+        [
+            {"pk": i, "emb": [float(i), 1.0, 0.5], "text": f"t{i}", "year": 2000 + i, "tags": ["a"]}
+            for i in range(5)
+        ],
+    )
+    client.close()
+    with connect(f"milvus-lite://{path}") as conn:
+        schema = conn.describe("foreign")
+        assert schema.id_type is IdType.INT and schema.has_document
+        assert schema.vector.name == "emb" and schema.vector.metric.value == "dot"
+        assert {(m.name, m.type) for m in schema.metadata} == {
+            ("year", "int64"),
+            ("tags", "list<string>"),
+        }
+        [part] = conn.partitions("foreign", 1)
+        rows = [r for b, _ in conn.scan("foreign", part, batch_rows=2) for r in b.to_pylist()]
+        assert [r["id"] for r in rows] == [0, 1, 2, 3, 4]
+        assert rows[2]["document"] == "t2" and rows[2]["metadata"]["year"] == 2002
+        assert conn.count("foreign", {"year": {"$gte": 2003}}) == 2
+        assert conn.count("foreign", {"tags": "a"}) == 5
+        got = conn.fetch("foreign", [1, 3])
+        assert sorted(got.column("id").to_pylist()) == [1, 3]
