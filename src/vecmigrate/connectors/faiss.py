@@ -1,0 +1,312 @@
+"""FAISS: ``faiss:///dir``. A collection is ``<name>.faiss`` (the index) plus a Parquet
+sidecar ``<name>.parquet`` (ids, documents, metadata, vectors) and ``<name>.schema.json``.
+
+FAISS stores only vectors, so the sidecar is the source of truth and the index is rebuilt
+from it (Flat by default; HNSW or IVF-Flat when the schema asks, with M / ef_construction /
+nlist mapped). An index file made by another tool, without a sidecar, is read too: ids
+are its FAISS ids (IndexIDMap) or positions, vectors come from ``reconstruct_n``.
+Each write rewrites the collection's files atomically: simple and crash-safe, fine for
+the millions-of-vectors scale FAISS files usually hold, not for many tiny batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.filters import ALL_OPS, evaluate
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    Metric,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.records import build_batch, conform, table_to_batch, vectors_to_numpy
+from vecmigrate.verify.groundtruth import TopK
+
+_FAISS_METRIC = {
+    Metric.COSINE: faiss.METRIC_INNER_PRODUCT,
+    Metric.DOT: faiss.METRIC_INNER_PRODUCT,
+    Metric.L2: faiss.METRIC_L2,
+}
+
+
+class FaissConnector(Connector):
+    """FAISS index files with a Parquet sidecar; exact filtered search over the sidecar."""
+
+    schemes = ("faiss",)
+    capabilities = Capabilities(
+        id_types=frozenset({IdType.STRING, IdType.INT, IdType.UUID}),
+        metrics=frozenset(Metric),
+        filter_ops=ALL_OPS,
+        max_batch_rows=50_000,
+        max_batch_bytes=512 * 1024 * 1024,
+        index_kinds=frozenset({"flat", "hnsw", "ivf_flat"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        self.root: Path = uri.local_path
+        self._tables: dict[str, pa.Table] = {}
+        self._schemas: dict[str, CollectionSchema] = {}
+        self._lock = threading.Lock()
+
+    def _paths(self, name: str) -> tuple[Path, Path, Path]:
+        if "/" in name or name.startswith("."):
+            raise ConfigError(f"collection name {name!r} cannot be a file name")
+        return (
+            self.root / f"{name}.faiss",
+            self.root / f"{name}.parquet",
+            self.root / f"{name}.schema.json",
+        )
+
+    def list_collections(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.faiss")) if self.root.is_dir() else []
+
+    # -- schema and data ---------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionSchema:
+        index_path, _, schema_path = self._paths(name)
+        if schema_path.is_file():
+            schema = CollectionSchema.from_json(schema_path.read_text()).replace(
+                name=name, engine="faiss"
+            )
+        elif index_path.is_file():
+            schema = self._describe_foreign(name, faiss.read_index(str(index_path)))
+        else:
+            raise ConfigError(f"{self.uri} has no FAISS collection {name!r}")
+        self._schemas[name] = schema
+        return schema
+
+    def _describe_foreign(self, name: str, index: Any) -> CollectionSchema:
+        metric = Metric.L2 if index.metric_type == faiss.METRIC_L2 else Metric.DOT
+        kind = type(
+            faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
+        ).__name__
+        notes = {
+            "index_class": kind,
+            "vector.metric": f"{metric.value} from the index metric type "
+            "(an inner-product index over normalised vectors may have been meant as cosine)",
+        }
+        return CollectionSchema(
+            name=name,
+            id_type=IdType.INT,
+            engine="faiss",
+            engine_settings=notes,
+            vectors=(VectorField(dim=index.d, metric=metric, index=IndexSpec(kind="flat")),),
+        )
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def _table(self, name: str) -> pa.Table:
+        """The whole collection in the batch layout (cached)."""
+        if name not in self._tables:
+            schema = self._schema(name)
+            index_path, sidecar, _ = self._paths(name)
+            if sidecar.is_file():
+                table = pq.read_table(sidecar)
+            else:
+                index: Any = faiss.read_index(str(index_path))
+                ids = (
+                    faiss.vector_to_array(index.id_map)
+                    if hasattr(index, "id_map")
+                    else np.arange(index.ntotal)
+                )
+                # IndexIDMap keeps vectors in its inner index, in the same order as id_map.
+                inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+                vectors = (
+                    inner.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d))
+                )
+                table = pa.Table.from_batches(
+                    [build_batch(schema, ids.tolist(), {"vector": vectors})]
+                )
+            self._tables[name] = table.cast(schema.arrow_schema())
+        return self._tables[name]
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        node = self._filter(self._schema(name), filter)
+        table = self._table(name)
+        if node is None:
+            return int(table.num_rows)
+        return int(evaluate(node, table_to_batch(table)).sum())
+
+    # -- reading -----------------------------------------------------------------------------
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        return offset_partitions(self._table(name).num_rows, n)
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self._schema(name)
+        table = self._table(name)
+        start = json.loads(resume)["next"] if resume else partition.spec["start"]
+        end = partition.spec["end"]
+        while start < end:
+            stop = min(end, start + batch_rows)
+            yield (
+                conform(table_to_batch(table.slice(start, stop - start)), schema),
+                json.dumps({"next": stop}),
+            )
+            start = stop
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        table = self._table(name)
+        wanted = pa.array(list(ids)).cast(table.schema.field("id").type, safe=False)
+        return conform(
+            table_to_batch(table.filter(pc.is_in(table.column("id"), value_set=wanted))), schema
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if len(schema.vectors) != 1 or schema.sparse:
+            raise ConfigError("a FAISS index holds one dense vector field per collection")
+        exists = schema.name in self.list_collections()
+        if exists and if_exists == "fail":
+            raise ConfigError(
+                f"FAISS collection {schema.name!r} already exists",
+                hint="pass --if-exists replace or reuse",
+            )
+        if exists and if_exists == "reuse":
+            self.describe(schema.name)
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        _, _, schema_path = self._paths(schema.name)
+        _atomic_write(schema_path, schema.to_json().encode())
+        self._schemas[schema.name] = schema
+        self._persist(schema.name, schema.arrow_schema().empty_table())
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        new = pa.Table.from_batches([conform(batch, schema)])
+        if len(set(new.column("id").to_pylist())) != new.num_rows:
+            raise DataError("batch repeats an id", collection=name, field="id")
+        with self._lock:
+            old = self._table(name)
+            keep = pc.invert(
+                pc.is_in(old.column("id"), value_set=new.column("id").combine_chunks())
+            )
+            self._persist(name, pa.concat_tables([old.filter(keep), new]))
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        with self._lock:
+            table = self._table(name)
+            gone = pa.array(list(ids)).cast(table.schema.field("id").type, safe=False)
+            self._persist(
+                name, table.filter(pc.invert(pc.is_in(table.column("id"), value_set=gone)))
+            )
+
+    def drop(self, name: str) -> None:
+        for path in self._paths(name):
+            path.unlink(missing_ok=True)
+        self._tables.pop(name, None)
+        self._schemas.pop(name, None)
+
+    def _persist(self, name: str, table: pa.Table) -> None:
+        schema = self._schema(name)
+        index_path, sidecar, _ = self._paths(name)
+        vectors = (
+            vectors_to_numpy(table.column(schema.vector.name))
+            if table.num_rows
+            else np.zeros((0, schema.vector.dim), np.float32)
+        )
+        index = _build_index(schema.vector, vectors)
+        tmp = index_path.with_name(f".{index_path.name}.tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, index_path)
+        tmp = sidecar.with_name(f".{sidecar.name}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, sidecar)
+        self._tables[name] = table
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        field = schema.vector_field(vector_field)
+        table = self._table(name)
+        batch = table_to_batch(table)
+        ids = batch.column("id").to_pylist()
+        q = np.ascontiguousarray(vectors, dtype=np.float32)
+        if node is not None:  # exact over the rows that pass: the filter is never approximate
+            top = TopK(q, k, field.metric)
+            top.add(ids, vectors_to_numpy(batch.column(field.name)), evaluate(node, batch))
+            truth = top.result()
+            return truth.ids, [
+                list(map(float, s[: len(i)])) for s, i in zip(truth.scores, truth.ids, strict=True)
+            ]
+        index: Any = faiss.read_index(str(self._paths(name)[0]))
+        if hasattr(index, "hnsw"):
+            index.hnsw.efSearch = int((params or {}).get("ef_search", max(64, 2 * k)))
+        if field.metric is Metric.COSINE:
+            q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+        scores, positions = index.search(q, min(k, max(1, index.ntotal)))
+        # Our own indexes hold rows in sidecar order; a foreign IndexIDMap answers with its ids.
+        label = (lambda p: int(p)) if hasattr(index, "id_map") else ids.__getitem__
+        out_ids = [[label(p) for p in row if p >= 0] for row in positions]
+        return out_ids, [
+            [float(s) for s, p in zip(srow, prow, strict=True) if p >= 0]
+            for srow, prow in zip(scores, positions, strict=True)
+        ]
+
+
+def _build_index(field: VectorField, vectors: np.ndarray) -> Any:
+    """The index the schema asks for, over ``vectors`` (normalised for cosine)."""
+    metric = _FAISS_METRIC[field.metric]
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    if field.metric is Metric.COSINE and len(data):
+        data = data / np.maximum(np.linalg.norm(data, axis=1, keepdims=True), 1e-30)
+    spec = field.index or IndexSpec(kind="flat")
+    params = spec.params
+    index: Any
+    if spec.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(field.dim, int(params.get("M", 32)), metric)
+        index.hnsw.efConstruction = int(params.get("ef_construction", 40))
+    elif spec.kind == "ivf_flat" and len(data) >= 39 * int(params.get("nlist", 100)):
+        quantizer = faiss.IndexFlat(field.dim, metric)
+        index = faiss.IndexIVFFlat(quantizer, field.dim, int(params.get("nlist", 100)), metric)
+        index.train(data)
+    else:  # flat, or IVF with too few rows to train: exact search
+        index = faiss.IndexFlat(field.dim, metric)
+    if len(data):
+        index.add(data)
+    return index
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
