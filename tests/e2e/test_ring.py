@@ -1,0 +1,48 @@
+"""One real-embedding collection copied around a ring of real engines through the CLI;
+the last copy's digest equals the first's."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.helpers import json_of, run_cli
+from tests.e2e.test_verify_cli import _chroma_source
+from vecmigrate.connectors import connect
+from vecmigrate.verify.digest import collection_digest
+
+
+def test_ring_chroma_milvus_pgvector_lancedb_faiss_dump(tmp_path: Path, postgres: Any) -> None:
+    ring = [
+        _chroma_source(tmp_path / "chroma"),
+        f"milvus-lite://{tmp_path / 'milvus.db'}",
+        postgres.uri(),
+        f"lancedb://{tmp_path / 'lance'}",
+        f"faiss://{tmp_path / 'faiss'}",
+        f"dump://{tmp_path / 'dump'}",
+    ]
+    for n, (src, dst) in enumerate(itertools.pairwise(ring)):
+        out = run_cli(
+            "copy",
+            src,
+            dst,
+            "-c",
+            "docs",
+            "--if-exists",
+            "replace",
+            "--job",
+            f"j{n}.sqlite",
+            "--json",
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, f"{src} -> {dst}: {out.stderr}{out.stdout[-2000:]}"
+        result = json_of(out)
+        assert result["rows_written"] == 600 and result["verified"], result["checks"]
+    with connect(ring[0]) as first, connect(ring[-1]) as last:
+        tolerance = max(first.capabilities.vector_tolerance, 1e-6)
+        assert (
+            collection_digest(first, "docs")
+            .compare(collection_digest(last, "docs"), tolerance=tolerance)
+            .equal
+        )
