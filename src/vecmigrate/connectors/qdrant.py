@@ -1,0 +1,368 @@
+"""Qdrant: ``qdrant://host:6333?api_key=env:NAME`` (server) and ``qdrant+local:///path``
+(qdrant-client's local mode, a pure-Python emulation of the API; no server runs here).
+
+Point ids must be unsigned ints or UUIDs: int ids are kept; string ids become
+uuid5(collection/id) and the original travels in the payload. Qdrant normalises cosine
+vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
+kept in the collection's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from qdrant_client import QdrantClient, models
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.filters import Bool, Cond, Node
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    Metric,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.records import build_batch, infer_metadata_fields, metadata_rows, vectors_to_numpy
+
+SCHEMA_KEY = "vecmigrate:schema"
+ID_KEY = "_vecmigrate_id"
+DOC_KEY = "_vecmigrate_document"
+_DISTANCE = {
+    Metric.COSINE: models.Distance.COSINE,
+    Metric.DOT: models.Distance.DOT,
+    Metric.L2: models.Distance.EUCLID,
+}
+_METRIC = {v: k for k, v in _DISTANCE.items()}
+_RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+
+
+def _condition(node: Node) -> Any:
+    """A portable filter node as a Qdrant condition, with vecmigrate's exact semantics."""
+    if isinstance(node, Bool):
+        parts = [_condition(c) for c in node.children]
+        if node.op == "$and":
+            return models.Filter(must=parts)
+        if node.op == "$or":
+            return models.Filter(should=parts)
+        return models.Filter(must_not=parts)
+    return _leaf(node)
+
+
+def _leaf(node: Cond) -> Any:
+    key = node.field.name
+    empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+    is_list = node.field.type.startswith("list<")
+    if node.op == "$exists":
+        if is_list:  # IsEmpty also matches [], which is a present value
+            raise ConfigError(f"Qdrant cannot tell an empty list from a missing {key!r}")
+        return models.Filter(must_not=[empty]) if node.value else models.Filter(must=[empty])
+    if node.op == "$eq":
+        return models.FieldCondition(key=key, match=models.MatchValue(value=node.value))
+    if node.op == "$in":
+        return models.FieldCondition(key=key, match=models.MatchAny(any=node.value))
+    if node.op in _RANGE:
+        return models.FieldCondition(key=key, range=models.Range(**{_RANGE[node.op]: node.value}))
+    # $ne / $nin: Qdrant's must_not alone also matches records without the field.
+    match = (
+        models.MatchValue(value=node.value) if node.op == "$ne" else models.MatchAny(any=node.value)
+    )
+    return models.Filter(must_not=[empty, models.FieldCondition(key=key, match=match)])
+
+
+class QdrantConnector(Connector):
+    """Qdrant collections with named dense vectors and JSON payloads."""
+
+    schemes = ("qdrant", "qdrant+local")
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset(Metric),
+        named_vectors=True,
+        filter_ops=frozenset(
+            {
+                "$eq",
+                "$ne",
+                "$in",
+                "$nin",
+                "$gt",
+                "$gte",
+                "$lt",
+                "$lte",
+                "$exists",
+                "$and",
+                "$or",
+                "$not",
+            }
+        ),
+        max_batch_rows=2000,
+        normalizes_cosine=True,
+        vector_tolerance=1e-6,
+        index_kinds=frozenset({"hnsw", "flat"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        if uri.scheme == "qdrant+local":
+            self.client = QdrantClient(path=str(uri.local_path))
+        else:
+            self.client = QdrantClient(
+                host=uri.host or "127.0.0.1",
+                port=uri.port or 6333,
+                api_key=uri.secret("api_key"),
+                https=uri.params.get("https") == "1",
+            )
+        self._schemas: dict[str, CollectionSchema] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ConnectionError, TimeoutError) as exc:
+            raise TransientError(f"{what}: {exc}") from None
+        except (ValueError, KeyError) as exc:
+            raise DataError(f"{what}: {exc}") from None
+        except Exception as exc:  # the HTTP client raises its own types; status 5xx/429 retry
+            status = getattr(exc, "status_code", None)
+            if status in (429, 500, 502, 503, 504):
+                raise TransientError(f"{what}: HTTP {status}") from None
+            raise TerminalError(f"{what}: {exc}") from None
+
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    # -- schema ------------------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionSchema:
+        if not self.client.collection_exists(name):
+            raise ConfigError(f"{self.uri} has no collection {name!r}")
+        info = self.client.get_collection(name)
+        stored = (getattr(info.config, "metadata", None) or {}).get(SCHEMA_KEY)
+        schema = (
+            CollectionSchema.from_json(stored).replace(name=name, engine="qdrant")
+            if stored
+            else self._infer(name, info)
+        )
+        self._schemas[name] = schema
+        return schema
+
+    def _infer(self, name: str, info: Any) -> CollectionSchema:
+        params = info.config.params.vectors
+        named = params if isinstance(params, dict) else {"": params}
+        vectors = tuple(
+            VectorField(
+                name=n or "vector",
+                dim=p.size,
+                metric=_METRIC[p.distance],
+                index=IndexSpec(kind="hnsw"),
+            )
+            for n, p in named.items()
+        )
+        points, _ = self.client.scroll(name, limit=1000, with_payload=True)
+        payloads = [dict(p.payload or {}) for p in points]
+        has_doc = any(DOC_KEY in p for p in payloads)
+        metas = [{k: v for k, v in p.items() if k not in (ID_KEY, DOC_KEY)} for p in payloads]
+        ints = all(isinstance(p.id, int) and ID_KEY not in (p.payload or {}) for p in points)
+        return CollectionSchema(
+            name=name,
+            id_type=IdType.INT if ints else IdType.STRING,
+            vectors=vectors,
+            metadata=infer_metadata_fields(metas),
+            has_document=has_doc,
+            engine="qdrant",
+            engine_settings={"unnamed_vector": "" in named},
+        )
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        exists = self.client.collection_exists(schema.name)
+        if exists and if_exists == "fail":
+            raise ConfigError(
+                f"Qdrant collection {schema.name!r} already exists",
+                hint="pass --if-exists replace or reuse",
+            )
+        if exists and if_exists == "reuse":
+            self.describe(schema.name)
+            return
+        if exists:
+            self.client.delete_collection(schema.name)
+        vectors = {}
+        for v in schema.vectors:
+            params = v.index.params if v.index else {}
+            hnsw = models.HnswConfigDiff(
+                m=int(params.get("M", 16)), ef_construct=int(params.get("ef_construction", 100))
+            )
+            vectors[v.name] = models.VectorParams(
+                size=v.dim, distance=_DISTANCE[v.metric], hnsw_config=hnsw
+            )
+        self._call(
+            f"creating {schema.name!r}",
+            self.client.create_collection,
+            schema.name,
+            vectors_config=vectors,
+            metadata={SCHEMA_KEY: schema.to_json()},
+        )
+        self._schemas[schema.name] = schema
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        node = self._filter(self._schema(name), filter)
+        flt = _condition(node) if node else None
+        if flt is not None and not isinstance(flt, models.Filter):
+            flt = models.Filter(must=[flt])
+        return int(self.client.count(name, count_filter=flt, exact=True).count)
+
+    # -- ids ---------------------------------------------------------------------------------
+    def _point_ids(self, name: str, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
+        if schema.id_type is IdType.INT:
+            bad = [i for i in ids if int(i) < 0]
+            if bad:
+                raise DataError(
+                    "Qdrant point ids cannot be negative",
+                    collection=name,
+                    record_id=bad[0],
+                    field="id",
+                    hint="map ids with the uuid5 strategy",
+                )
+            return [int(i) for i in ids]
+        return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}")) for i in ids]
+
+    # -- reading -----------------------------------------------------------------------------
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        # scroll walks point ids in order from an opaque offset; one partition keeps it exact.
+        return [Partition(id="all", spec={}, estimated_rows=self.count(name))]
+
+    def _to_batch(self, points: list[Any], schema: CollectionSchema) -> pa.RecordBatch:
+        payloads = [dict(p.payload or {}) for p in points]
+        ids: list[Any] = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
+        if schema.id_type is IdType.INT:
+            ids = [int(i) for i in ids]
+        vectors = {}
+        for v in schema.vectors:
+            key = "" if schema.engine_settings.get("unnamed_vector") else v.name
+            rows = [p.vector if key == "" else p.vector[key] for p in points]
+            vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
+        docs = [pl.get(DOC_KEY) for pl in payloads] if schema.has_document else None
+        metas = [{k: v for k, v in pl.items() if k not in (ID_KEY, DOC_KEY)} for pl in payloads]
+        return build_batch(schema, ids, vectors, documents=docs, metadata=metas)
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self._schema(name)
+        offset = json.loads(resume)["offset"] if resume else None
+        while True:
+            points, offset = self._call(
+                f"scrolling {name!r}",
+                self.client.scroll,
+                name,
+                limit=batch_rows,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            )
+            if not points:
+                return
+            yield (
+                self._to_batch(points, schema),
+                json.dumps({"offset": offset, "done": offset is None}),
+            )
+            if offset is None:
+                return
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        points = self.client.retrieve(
+            name, ids=self._point_ids(name, schema, ids), with_payload=True, with_vectors=True
+        )
+        return self._to_batch(list(points), schema)
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        ids = batch.column("id").to_pylist()
+        payloads = metadata_rows(batch, schema)
+        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+        for i, payload in enumerate(payloads):
+            if schema.id_type is not IdType.INT:
+                payload[ID_KEY] = ids[i]
+            if docs is not None and docs[i] is not None:
+                payload[DOC_KEY] = docs[i]
+        vectors = {v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors}
+        points = models.Batch(
+            ids=self._point_ids(name, schema, ids), vectors=vectors, payloads=payloads
+        )
+        with self._lock:
+            self._call(f"upsert into {name!r}", self.client.upsert, name, points=points, wait=True)
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        schema = self._schema(name)
+        selector = models.PointIdsList(points=self._point_ids(name, schema, ids))
+        with self._lock:
+            self._call(
+                f"delete from {name!r}",
+                self.client.delete,
+                name,
+                points_selector=selector,
+                wait=True,
+            )
+
+    def drop(self, name: str) -> None:
+        if self.client.collection_exists(name):
+            self.client.delete_collection(name)
+        self._schemas.pop(name, None)
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        flt = _condition(node) if node else None
+        if flt is not None and not isinstance(flt, models.Filter):
+            flt = models.Filter(must=[flt])
+        field = schema.vector_field(vector_field)
+        using = None if schema.engine_settings.get("unnamed_vector") else field.name
+        ids: list[list[Any]] = []
+        scores: list[list[float]] = []
+        for q in np.asarray(vectors, dtype=np.float32):
+            got = self._call(
+                f"search in {name!r}",
+                self.client.query_points,
+                name,
+                query=q.tolist(),
+                using=using,
+                limit=k,
+                query_filter=flt,
+                with_payload=[ID_KEY],
+            ).points
+            row = [(p.payload or {}).get(ID_KEY, p.id) for p in got]
+            ids.append([int(i) for i in row] if schema.id_type is IdType.INT else row)
+            scores.append([float(p.score) for p in got])
+        return ids, scores
