@@ -1,5 +1,5 @@
-"""One real-embedding collection copied around a ring of real engines through the CLI;
-the last copy's digest equals the first's."""
+"""One real-embedding collection copied around a ring of engines through the CLI; the
+last copy's digest equals the first's (Qdrant in local mode; the rest real engines)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from vecmigrate.connectors import connect
 from vecmigrate.verify.digest import collection_digest
 
 
-def test_ring_chroma_milvus_pgvector_lancedb_faiss_dump(tmp_path: Path, postgres: Any) -> None:
+def test_ring_chroma_milvus_qdrant_pgvector_lancedb_faiss_dump(
+    tmp_path: Path, postgres: Any
+) -> None:
     ring = [
         _chroma_source(tmp_path / "chroma"),
         f"milvus-lite://{tmp_path / 'milvus.db'}",
+        f"qdrant+local://{tmp_path / 'qdrant'}",
         postgres.uri(),
         f"lancedb://{tmp_path / 'lance'}",
         f"faiss://{tmp_path / 'faiss'}",
