@@ -1,0 +1,376 @@
+"""sqlite-vec: ``sqlite-vec:///path/db.sqlite``. A collection is a regular table (id, document,
+float32 vector blob, one typed column per metadata field, metadata_extra) plus a ``vec0``
+virtual table ``<name>__vec`` for KNN, joined by rowid.
+
+This Python's sqlite3 cannot load extensions, so the connector uses pysqlite3. vec0 has no
+inner-product metric: collections are cosine or l2. Filtered search is exact (vector
+distance over the rows the SQL filter keeps); unfiltered search uses the vec0 index.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pysqlite3.dbapi2 as sqlite3
+import sqlite_vec
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.filters import ALL_OPS, Bool, Node
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    Metric,
+    Partition,
+    ResumeToken,
+)
+from vecmigrate.records import build_batch, encode_json, vectors_to_numpy
+
+_SQL_TYPE = {"string": "TEXT", "int64": "INTEGER", "float64": "REAL", "bool": "INTEGER"}
+_DISTANCE = {Metric.COSINE: "vec_distance_cosine", Metric.L2: "vec_distance_l2"}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def where_sql(node: Node) -> tuple[str, list[Any]]:
+    """A portable filter as an SQLite predicate with bound parameters."""
+    if isinstance(node, Bool):
+        parts = [where_sql(c) for c in node.children]
+        params = [p for _, ps in parts for p in ps]
+        if node.op == "$not":
+            return f"NOT coalesce(({parts[0][0]}), 0)", params
+        joiner = " AND " if node.op == "$and" else " OR "
+        return "(" + joiner.join(f"coalesce(({q}), 0)" for q, _ in parts) + ")", params
+    col = _q(node.field.name)
+    if node.op == "$exists":
+        return f"{col} IS {'NOT ' if node.value else ''}NULL", []
+    if node.field.type.startswith("list<"):
+        wanted = node.value if node.op == "$in" else [node.value]
+        marks = ", ".join("?" * len(wanted))
+        return f"EXISTS (SELECT 1 FROM json_each({col}) WHERE value IN ({marks}))", list(wanted)
+    if node.op in ("$in", "$nin"):
+        marks = ", ".join("?" * len(node.value))
+        neg = "NOT " if node.op == "$nin" else ""
+        return f"({col} IS NOT NULL AND {col} {neg}IN ({marks}))", [_sql(v) for v in node.value]
+    op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
+    return f"({col} IS NOT NULL AND {col} {op} ?)", [_sql(node.value)]
+
+
+def _sql(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+class SqliteVecConnector(Connector):
+    """Tables with a sqlite-vec ``vec0`` companion in one SQLite file."""
+
+    schemes = ("sqlite-vec",)
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset({Metric.COSINE, Metric.L2}),
+        filter_ops=ALL_OPS,
+        max_batch_rows=5000,
+        index_kinds=frozenset({"flat"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        self.path: Path = uri.local_path
+        self._local = threading.local()
+        self._write = threading.Lock()
+        self._schemas: dict[str, CollectionSchema] = {}
+        self._conn().execute(
+            "CREATE TABLE IF NOT EXISTS _vecmigrate_schema (name TEXT PRIMARY KEY, schema TEXT)"
+        )
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            conn.enable_load_extension(True)
+            sqlite_vec.load(conn)
+            conn.enable_load_extension(False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._conn().execute(sql, params).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise TransientError(f"{self.uri}: {exc}") from None
+            raise TerminalError(f"{self.uri}: {exc}") from None
+
+    def list_collections(self) -> list[str]:
+        return sorted(r[0] for r in self._exec("SELECT name FROM _vecmigrate_schema"))
+
+    def describe(self, name: str) -> CollectionSchema:
+        rows = self._exec("SELECT schema FROM _vecmigrate_schema WHERE name = ?", (name,))
+        if not rows:
+            raise ConfigError(
+                f"{self.uri} has no vecmigrate collection {name!r}",
+                hint="tables made by other tools are not described yet",
+            )
+        schema = CollectionSchema.from_json(rows[0][0]).replace(name=name, engine="sqlite-vec")
+        self._schemas[name] = schema
+        return schema
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        node = self._filter(self._schema(name), filter)
+        where, params = where_sql(node) if node else ("1", [])
+        return int(self._exec(f"SELECT count(*) FROM {_q(name)} WHERE {where}", params)[0][0])
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if len(schema.vectors) != 1:
+            raise ConfigError("a sqlite-vec collection holds one vector field")
+        exists = schema.name in self.list_collections()
+        if exists and if_exists == "fail":
+            raise ConfigError(
+                f"collection {schema.name!r} already exists",
+                hint="pass --if-exists replace or reuse",
+            )
+        if exists and if_exists == "reuse":
+            self.describe(schema.name)
+            return
+        self.drop(schema.name)
+        v = schema.vector
+        cols = [
+            f"id {'INTEGER' if schema.id_type is IdType.INT else 'TEXT'} NOT NULL UNIQUE",
+            "document TEXT",
+            "vector BLOB NOT NULL",
+            "metadata_extra TEXT",
+        ]
+        clash = {m.name for m in schema.metadata} & {"id", "document", "vector", "metadata_extra"}
+        if clash:
+            raise ConfigError(f"metadata fields {sorted(clash)} clash with column names")
+        cols += [f"{_q(m.name)} {_SQL_TYPE.get(m.type, 'TEXT')}" for m in schema.metadata]
+        with self._write:
+            self._exec(f"CREATE TABLE {_q(schema.name)} ({', '.join(cols)})")
+            self._exec(
+                f"CREATE VIRTUAL TABLE {_q(schema.name + '__vec')} USING "
+                f"vec0(embedding float[{v.dim}] distance_metric={v.metric.value})"
+            )
+            self._exec(
+                "INSERT OR REPLACE INTO _vecmigrate_schema VALUES (?, ?)",
+                (schema.name, schema.to_json()),
+            )
+        self._schemas[schema.name] = schema
+
+    # -- reading -----------------------------------------------------------------------------
+    def _columns(self, schema: CollectionSchema) -> str:
+        return ", ".join(
+            [
+                "rowid",
+                "id",
+                "document",
+                "vector",
+                "metadata_extra",
+                *(_q(m.name) for m in schema.metadata),
+            ]
+        )
+
+    def _to_batch(self, rows: list[tuple[Any, ...]], schema: CollectionSchema) -> pa.RecordBatch:
+        dim = schema.vector.dim
+        vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(
+            len(rows), dim
+        )
+        metas = []
+        for r in rows:
+            meta: dict[str, Any] = json.loads(r[4]) if r[4] else {}
+            for m, value in zip(schema.metadata, r[5:], strict=True):
+                if value is None:
+                    continue
+                if m.type == "bool":
+                    value = bool(value)
+                elif m.type.startswith("list<") or m.type == "json":
+                    value = json.loads(value)
+                meta[m.name] = value
+            metas.append(meta)
+        return build_batch(
+            schema,
+            [r[1] for r in rows],
+            {schema.vector.name: vectors},
+            documents=[r[2] for r in rows],
+            metadata=metas,
+        )
+
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        lo, hi, total = self._exec(f"SELECT min(rowid), max(rowid), count(*) FROM {_q(name)}")[0]
+        if not total:
+            return [Partition(id="rows-0", spec={"after": None, "upto": None}, estimated_rows=0)]
+        n = max(1, min(n, total // 1000 + 1))
+        cuts = [lo - 1 + (hi - lo + 1) * i // n for i in range(n + 1)]
+        bounds: list[int | None] = [None, *cuts[1:-1], None]
+        return [
+            Partition(id=f"rows-{i}", spec={"after": a, "upto": b})
+            for i, (a, b) in enumerate(itertools.pairwise(bounds))
+        ]
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self._schema(name)
+        after = json.loads(resume)["after"] if resume else partition.spec["after"]
+        upto = partition.spec["upto"]
+        while True:
+            rows = self._exec(
+                f"SELECT {self._columns(schema)} FROM {_q(name)} WHERE rowid > ? AND rowid <= ? "
+                f"ORDER BY rowid LIMIT ?",
+                (-1 if after is None else after, 2**62 if upto is None else upto, batch_rows),
+            )
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield self._to_batch(rows, schema), json.dumps({"after": after})
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):
+            chunk = [self._id(schema, i) for i in ids[start : start + 500]]
+            marks = ", ".join("?" * len(chunk))
+            rows += self._exec(
+                f"SELECT {self._columns(schema)} FROM {_q(name)} WHERE id IN ({marks})", chunk
+            )
+        return self._to_batch(rows, schema)
+
+    @staticmethod
+    def _id(schema: CollectionSchema, value: Any) -> Any:
+        return int(value) if schema.id_type is IdType.INT else str(value)
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        ids = [self._id(schema, i) for i in batch.column("id").to_pylist()]
+        if len(set(ids)) != len(ids):
+            raise DataError("batch repeats an id", collection=name, field="id")
+        blobs = [
+            r.tobytes()
+            for r in np.ascontiguousarray(vectors_to_numpy(batch.column(schema.vector.name)))
+        ]
+        docs = (
+            batch.column("document").to_pylist()
+            if "document" in batch.schema.names
+            else [None] * len(ids)
+        )
+        extra = batch.column("metadata_extra").to_pylist()
+        columns = []
+        if schema.metadata:
+            struct = batch.column("metadata")
+            for m, child in zip(schema.metadata, struct.flatten(), strict=True):
+                values = child.to_pylist()
+                if m.type.startswith("list<"):
+                    values = [None if v is None else encode_json(v) for v in values]
+                columns.append([_sql(v) for v in values])
+        names = ["id", "document", "vector", "metadata_extra", *(m.name for m in schema.metadata)]
+        rows = list(zip(ids, docs, blobs, extra, *columns, strict=True))
+        sets = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in names[1:])
+        upsert = (
+            f"INSERT INTO {_q(name)} ({', '.join(map(_q, names))}) "
+            f"VALUES ({', '.join('?' * len(names))}) "
+            f"ON CONFLICT(id) DO UPDATE SET {sets}"
+        )
+        conn = self._conn()
+        with self._write:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(upsert, rows)
+                marks = ", ".join("?" * len(ids))
+                rowids = conn.execute(
+                    f"SELECT rowid, vector FROM {_q(name)} WHERE id IN ({marks})", ids
+                ).fetchall()
+                vec = _q(name + "__vec")
+                conn.executemany(f"DELETE FROM {vec} WHERE rowid = ?", [(r[0],) for r in rowids])
+                conn.executemany(f"INSERT INTO {vec} (rowid, embedding) VALUES (?, ?)", rowids)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise (TransientError if "locked" in str(exc) else DataError)(
+                    f"upsert into {name!r}: {exc}"
+                ) from None
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        schema = self._schema(name)
+        keys = [self._id(schema, i) for i in ids]
+        conn = self._conn()
+        with self._write:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rowids = conn.execute(
+                    f"SELECT rowid FROM {_q(name)} WHERE id IN ({marks})", chunk
+                ).fetchall()
+                conn.executemany(f"DELETE FROM {_q(name + '__vec')} WHERE rowid = ?", rowids)
+                conn.execute(f"DELETE FROM {_q(name)} WHERE id IN ({marks})", chunk)
+
+    def drop(self, name: str) -> None:
+        with self._write:
+            self._exec(f"DROP TABLE IF EXISTS {_q(name)}")
+            self._exec(f"DROP TABLE IF EXISTS {_q(name + '__vec')}")
+            self._exec("DELETE FROM _vecmigrate_schema WHERE name = ?", (name,))
+        self._schemas.pop(name, None)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        field = schema.vector_field(vector_field)
+        ids: list[list[Any]] = []
+        scores: list[list[float]] = []
+        for q in np.asarray(vectors, dtype=np.float32):
+            blob = q.tobytes()
+            if node is None:
+                rows = self._exec(
+                    f"SELECT t.id, v.distance FROM {_q(name + '__vec')} v "
+                    f"JOIN {_q(name)} t ON t.rowid = v.rowid "
+                    "WHERE v.embedding MATCH ? AND k = ? ORDER BY v.distance",
+                    (blob, k),
+                )
+            else:
+                where, wparams = where_sql(node)
+                rows = self._exec(
+                    f"SELECT id, {_DISTANCE[field.metric]}(vector, ?) AS d "
+                    f"FROM {_q(name)} WHERE {where} "
+                    "ORDER BY d LIMIT ?",
+                    (blob, *wparams, k),
+                )
+            ids.append([r[0] for r in rows])
+            scores.append([float(r[1]) for r in rows])
+        return ids, scores
