@@ -13,7 +13,7 @@ from vecmigrate.connectors import connect
 from vecmigrate.verify.digest import collection_digest
 
 
-def test_ring_chroma_milvus_qdrant_pgvector_lancedb_faiss_dump(
+def test_ring_of_engines_ends_with_the_digest_it_started_with(
     tmp_path: Path, postgres: Any
 ) -> None:
     ring = [
@@ -23,6 +23,7 @@ def test_ring_chroma_milvus_qdrant_pgvector_lancedb_faiss_dump(
         postgres.uri(),
         f"lancedb://{tmp_path / 'lance'}",
         f"faiss://{tmp_path / 'faiss'}",
+        f"sqlite-vec://{tmp_path / 'vec.db'}",
         f"dump://{tmp_path / 'dump'}",
     ]
     for n, (src, dst) in enumerate(itertools.pairwise(ring)):
