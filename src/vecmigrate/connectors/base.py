@@ -33,6 +33,18 @@ def offset_partitions(total: int, n: int, *, min_rows: int = 1000) -> list[Parti
     ]
 
 
+def key_range_partitions(cuts: Sequence[Any], total: int) -> list[Partition]:
+    """Key ranges ``(after, upto]`` split at ``cuts`` (ascending keys), outer ends open so
+    rows outside the sampled range are covered too. Scans take ``spec["after"/"upto"]``."""
+    bounds: list[Any] = [None, *cuts, None]
+    return [
+        Partition(
+            id=f"keys-{i}", spec={"after": lo, "upto": hi}, estimated_rows=total // (len(cuts) + 1)
+        )
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
+    ]
+
+
 class Connector(ABC):
     """One engine, over its official client. Capabilities say what it cannot do."""
 

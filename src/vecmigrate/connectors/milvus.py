@@ -20,7 +20,6 @@ fields and index parameters; their scalar fields become metadata fields.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -37,7 +36,7 @@ from pymilvus.exceptions import (
     ParamError,
 )
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
 from vecmigrate.errors import (
     ConfigError,
     ConnectorError,
@@ -543,15 +542,7 @@ class MilvusConnector(Connector):
                 seen += 1
                 if seen in cuts:
                     uppers.append(r[pk])
-        bounds: list[Any] = [None, *uppers, None]
-        return [
-            Partition(
-                id=f"ids-{i}",
-                spec={"after": lo, "upto": hi},
-                estimated_rows=total // n,
-            )
-            for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
-        ]
+        return key_range_partitions(uppers, total)
 
     def _pages(
         self,

@@ -10,7 +10,6 @@ tables made by other tools are described from the catalog.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +21,7 @@ import pyarrow as pa
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, Bool, Node
 from vecmigrate.model import (
@@ -423,15 +422,7 @@ class PgvectorConnector(Connector):
                 ).format(sql.Literal(n), self._table(name))
             )
         ]
-        bounds = [
-            None,
-            *uppers[:-1],
-            None,
-        ]  # open ends: rows outside the sampled range are covered too
-        return [
-            Partition(id=f"ids-{i}", spec={"after": lo, "upto": hi})
-            for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
-        ]
+        return key_range_partitions(uppers[:-1], total)
 
     def scan(
         self,

@@ -9,7 +9,6 @@ distance over the rows the SQL filter keeps); unfiltered search uses the vec0 in
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pysqlite3.dbapi2 as sqlite3
 import sqlite_vec
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, Bool, Node
 from vecmigrate.model import (
@@ -213,12 +212,7 @@ class SqliteVecConnector(Connector):
         if not total:
             return [Partition(id="rows-0", spec={"after": None, "upto": None}, estimated_rows=0)]
         n = max(1, min(n, total // 1000 + 1))
-        cuts = [lo - 1 + (hi - lo + 1) * i // n for i in range(n + 1)]
-        bounds: list[int | None] = [None, *cuts[1:-1], None]
-        return [
-            Partition(id=f"rows-{i}", spec={"after": a, "upto": b})
-            for i, (a, b) in enumerate(itertools.pairwise(bounds))
-        ]
+        return key_range_partitions([lo - 1 + (hi - lo + 1) * i // n for i in range(1, n)], total)
 
     def scan(
         self,
