@@ -20,7 +20,7 @@ from vecmigrate.cli.output import (
     user_errors,
 )
 from vecmigrate.connectors import Connector, connect
-from vecmigrate.mapping import MappingSpec
+from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
 from vecmigrate.pipeline.plan import plan_migration
@@ -139,14 +139,18 @@ def _run_copy(
                 on_plan=set_total,
             )
         out = result.to_json()
-        checks = _verify_copy(src, dst, collection, result) if verify else []
+        checks = _verify_copy(src, dst, collection, result, options.mapping) if verify else []
         out["checks"] = checks
         out["verified"] = bool(checks) and all(c["passed"] for c in checks)
         return out
 
 
 def _verify_copy(
-    src: Connector, dst: Connector, collection: str, result: CopyResult
+    src: Connector,
+    dst: Connector,
+    collection: str,
+    result: CopyResult,
+    spec: MappingSpec | None,
 ) -> list[dict[str, Any]]:
     expected = src.count(collection) - result.dead_letters
     got = dst.count(result.target_collection)
@@ -159,7 +163,18 @@ def _verify_copy(
         }
     ]
     tol = max(src.capabilities.vector_tolerance, dst.capabilities.vector_tolerance)
-    diff = diff_collections(src, dst, collection, target_name=result.target_collection)
+    # A mapped copy is compared with what the mapping makes of the source.
+    mapping = (
+        build_mapping(
+            src.describe(collection), dst.capabilities, spec, name=result.target_collection
+        )
+        if spec
+        else None
+    )
+    transform = mapping if mapping and not mapping.is_identity else None
+    diff = diff_collections(
+        src, dst, collection, target_name=result.target_collection, transform=transform
+    )
     detail = f"{diff.source_digest} vs {diff.target_digest}; vectors within {tol:g}"
     if not diff.equal:
         named = [*diff.missing[:3], *diff.extra[:3], *(c.id for c in diff.changed[:3])]

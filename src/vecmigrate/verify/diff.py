@@ -22,6 +22,7 @@ from vecmigrate.records import metadata_rows, vectors_to_numpy
 from vecmigrate.verify.digest import (
     CollectionDigest,
     DigestBuilder,
+    Transform,
     collection_digest,
     vector_allowance,
 )
@@ -88,12 +89,16 @@ def _batches(conn: Connector, name: str, schema: CollectionSchema) -> Iterator[p
 
 
 def _signatures_in(
-    conn: Connector, name: str, schema: CollectionSchema, buckets: set[int]
+    conn: Connector,
+    name: str,
+    schema: CollectionSchema,
+    buckets: set[int],
+    transform: Transform | None = None,
 ) -> dict[str, tuple[int, dict[str, np.ndarray]]]:
-    builder = DigestBuilder(schema)
+    builder = DigestBuilder(transform.target if transform else schema)
     out: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
     for batch in _batches(conn, name, schema):
-        sig = builder.signatures(batch)
+        sig = builder.signatures(transform.apply(batch)[0] if transform else batch)
         for i in np.flatnonzero(np.isin(sig.buckets, list(buckets))):
             out[sig.ids[i]] = (sig.hashes[i], {k: v[i] for k, v in sig.projections.items()})
     return out
@@ -156,14 +161,16 @@ def diff_collections(
     *,
     target_name: str | None = None,
     digests: tuple[CollectionDigest, CollectionDigest] | None = None,
+    transform: Transform | None = None,
 ) -> DiffResult:
-    """Compare two collections record by record, streaming."""
+    """Compare two collections record by record, streaming; with ``transform`` (the
+    copy's mapping) the target is compared with what the mapping makes of the source."""
     tname = target_name or name
     sa, sb = source.describe(name), target.describe(tname)
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
     if digests is None:
         with ThreadPoolExecutor(2) as pool:
-            fa = pool.submit(collection_digest, source, name, schema=sa)
+            fa = pool.submit(collection_digest, source, name, schema=sa, transform=transform)
             fb = pool.submit(collection_digest, target, tname, schema=sb)
             digests = (fa.result(), fb.result())
     da, db = digests
@@ -174,21 +181,29 @@ def diff_collections(
     if cmp.equal:
         return result
     buckets = set(cmp.differing_buckets)
-    left = _signatures_in(source, name, sa, buckets)
+    left = _signatures_in(source, name, sa, buckets, transform)
     right = _signatures_in(target, tname, sb, buckets)
     result.missing = sorted(set(left) - set(right))
     result.extra = sorted(set(right) - set(left))
-    suspects = []
+    suspects: list[tuple[str, list[str]]] = []
     for rid in sorted(set(left) & set(right)):
         (ha, pa_), (hb, pb_) = left[rid], right[rid]
-        moved = any(
-            float(np.max(np.abs(pa_[k] - pb_.get(k, 0)))) > vector_allowance(tol, da.schema_dims[k])
-            for k in pa_
-        )
+        dims = {**da.schema_dims, **db.schema_dims}
+        moved = [
+            k
+            for k in sorted(set(pa_) | set(pb_))
+            if float(np.max(np.abs(pa_.get(k, 0) - pb_.get(k, 0)))) > vector_allowance(tol, dims[k])
+        ]
         if ha != hb or moved:
-            suspects.append(rid)
-    ra, rb = _records(source, name, sa, suspects), _records(target, tname, sb, suspects)
-    for rid in suspects:
+            suspects.append((rid, moved))
+    if transform is not None:  # mapped ids and fields: name what the signatures show
+        result.changed = [
+            ChangedRecord(rid, moved or ["(content hash)"]) for rid, moved in suspects
+        ]
+        return result
+    ids = [rid for rid, _ in suspects]
+    ra, rb = _records(source, name, sa, ids), _records(target, tname, sb, ids)
+    for rid in ids:
         fields = _changed_fields(ra[rid], rb[rid], sa, sb, tol)
         result.changed.append(ChangedRecord(rid, fields or ["(content hash)"]))
     return result

@@ -20,7 +20,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -240,6 +240,16 @@ class RecordSignatures:
     projections: dict[str, np.ndarray]
 
 
+class Transform(Protocol):
+    """What verify needs of a compiled mapping."""
+
+    target: CollectionSchema
+
+    def apply(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[Any]]:
+        """The mapped batch and the records it refused."""
+        ...
+
+
 def vector_allowance(tolerance: float, dim: int, records: int = 1) -> float:
     """How far summed projections of ``records`` records may drift within ``tolerance``."""
     return max(records, 1) * (tolerance * float(np.sqrt(dim)) + 1e-9)
@@ -252,14 +262,19 @@ def collection_digest(
     schema: CollectionSchema | None = None,
     workers: int = 2,
     batch_rows: int = 2000,
+    transform: Transform | None = None,
 ) -> CollectionDigest:
-    """Digest a whole collection by scanning its partitions concurrently."""
+    """Digest a whole collection by scanning its partitions concurrently.
+
+    With ``transform`` (a compiled mapping), the digest is of what the mapping makes of
+    each record, laid out as ``transform.target``: what a mapped copy should contain.
+    """
     schema = schema or connector.describe(name)
-    builder = DigestBuilder(schema)
+    builder = DigestBuilder(transform.target if transform else schema)
 
     def run(partition: Any) -> None:
         for batch, _ in connector.scan(name, partition, schema=schema, batch_rows=batch_rows):
-            builder.add(batch)
+            builder.add(transform.apply(batch)[0] if transform else batch)
 
     parts = connector.partitions(name, workers)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
