@@ -210,16 +210,11 @@ class _Copier:
 
     def _write(self, batch: pa.RecordBatch) -> tuple[int, int]:
         """Validate, split and upsert one source batch; returns (written, dead-lettered)."""
-        refused = 0
-        bad = invalid_vector_rows(batch, self.source_schema)
-        if bad:
-            rows = sorted({r for r, _, _ in bad})
-            for r, fld, reason in bad:
-                self.dead.write(batch.slice(r, 1), reason, fld)
-            refused += len(rows)
-            keep = np.ones(batch.num_rows, dtype=bool)
-            keep[rows] = False
-            batch = batch.filter(pa.array(keep))
+        bad = {
+            row: (reason, fld)
+            for row, fld, reason in reversed(invalid_vector_rows(batch, self.source_schema))
+        }
+        batch, refused = self._dead_letter(batch, bad), len(bad)
         mapped, refusals = self.mapping.apply(batch)
         if refusals:
             first = refusals[0]
@@ -231,13 +226,8 @@ class _Copier:
                     field=first.field,
                     hint="fix the data or set on_invalid: dead_letter in the mapping",
                 )
-            reasons = {r.row: r for r in refusals}
-            for row, why in sorted(reasons.items()):
-                self.dead.write(batch.slice(row, 1), why.reason, why.field)
-            refused += len(reasons)
-            keep = np.ones(batch.num_rows, dtype=bool)
-            keep[list(reasons)] = False
-            batch = batch.filter(pa.array(keep))
+            reasons = {r.row: (r.reason, r.field) for r in reversed(refusals)}
+            batch, refused = self._dead_letter(batch, reasons), refused + len(reasons)
         try:
             converted = conform(mapped, self.target_schema)
         except TerminalError:
@@ -247,6 +237,18 @@ class _Copier:
             w, r = self._upsert_isolating(chunk)
             written, refused = written + w, refused + r
         return written, refused
+
+    def _dead_letter(
+        self, batch: pa.RecordBatch, reasons: dict[int, tuple[str, str]]
+    ) -> pa.RecordBatch:
+        """Write each refused row once (with its first reason); return the rows kept."""
+        if not reasons:
+            return batch
+        for row, (reason, fld) in sorted(reasons.items()):
+            self.dead.write(batch.slice(row, 1), reason, fld)
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[list(reasons)] = False
+        return batch.filter(pa.array(keep))
 
     def _isolate(self, batch: pa.RecordBatch, refused: int) -> tuple[int, int]:
         # A batch that cannot be converted as a whole: convert row by row to name the culprits.
