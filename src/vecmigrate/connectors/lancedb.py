@@ -51,12 +51,6 @@ _ARROW_TO_PORTABLE: dict[pa.DataType, MetadataType] = {
 }
 
 
-def _sql_literal(value: Any) -> str:
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return str(int(value))
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 class LanceDBConnector(Connector):
     """LanceDB tables; upsert via ``merge_insert`` on ``id``."""
 
@@ -156,7 +150,7 @@ class LanceDBConnector(Connector):
             start = stop
 
     def _where_ids(self, ids: Sequence[Any]) -> str:
-        return "id IN (" + ", ".join(_sql_literal(i) for i in ids) + ")"
+        return "id IN (" + ", ".join(_sql_value(i) for i in ids) + ")"
 
     def fetch(
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
@@ -269,8 +263,8 @@ def _to_layout(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
 def _sql_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return repr(value.item() if isinstance(value, np.generic) else value)
     return "'" + str(value).replace("'", "''") + "'"
 
 
