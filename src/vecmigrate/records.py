@@ -224,11 +224,6 @@ def conform(batch: pa.RecordBatch, schema: CollectionSchema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(cols, schema=target)
 
 
-def batch_nbytes(batch: pa.RecordBatch) -> int:
-    """Approximate in-memory size of a batch, for byte-bounded batching."""
-    return int(batch.nbytes)
-
-
 def table_to_batch(table: pa.Table) -> pa.RecordBatch:
     """One contiguous batch holding a whole (small) table, empty tables included."""
     combined = table.combine_chunks()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -63,7 +62,7 @@ class DumpConnector(Connector):
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
-        parts = self.dump.verified_parts(name)
+        parts = self.dump.listed_parts(name)
         groups: list[list[PartInfo]] = [[] for _ in range(max(1, min(n, len(parts))))]
         # Largest first onto the lightest group keeps partitions balanced.
         for p in sorted(parts, key=lambda p: -p.rows):
@@ -76,22 +75,6 @@ class DumpConnector(Connector):
             )
             for i, g in enumerate(groups)
         ]
-
-    def _read_verified(self, name: str, file: str, sha256: str) -> pq.ParquetFile:
-        # Hash the bytes we parse, so a file cannot change between check and read.
-        data = (self.dump.collection_dir(name) / file).read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise DataError(
-                f"checksum mismatch for {file}: the file changed or is truncated",
-                collection=name,
-                hint="re-export this collection",
-            )
-        try:
-            return pq.ParquetFile(pa.BufferReader(data))
-        except pa.ArrowInvalid as exc:
-            raise DataError(
-                f"part {file} is not readable Parquet: {exc}", collection=name
-            ) from None
 
     def scan(
         self,
@@ -110,7 +93,7 @@ class DumpConnector(Connector):
         files = partition.spec["files"]
         for fi in range(start_file, len(files)):
             file, sha = files[fi]
-            pf = self._read_verified(name, file, sha)
+            pf = self.dump.open_part(name, file, sha)
             row = 0
             skip = start_row if fi == start_file else 0
             for batch in pf.iter_batches(batch_size=batch_rows):

@@ -137,8 +137,9 @@ class Dump:
         os.replace(tmp, path)
         return path
 
-    def verified_parts(self, name: str) -> list[PartInfo]:
-        """Parts listed by the manifest, each checked against its sha256 and row count."""
+    def listed_parts(self, name: str) -> list[PartInfo]:
+        """Parts the manifest lists; refuses unlisted or missing files. Checksums are
+        checked by ``open_part`` on the bytes it parses, so each file is read once."""
         entry = self.manifest_entry(name)
         parts = [PartInfo(**p) for p in entry["files"]]
         on_disk = {p.name for p in self.part_files(name)}
@@ -153,13 +154,24 @@ class Dump:
             path = self.collection_dir(name) / p.file
             if not path.is_file():
                 raise DataError(f"part {p.file} listed in the manifest is missing", collection=name)
-            if sha256_file(path) != p.sha256:
-                raise DataError(
-                    f"checksum mismatch for {p.file}: the file changed or is truncated",
-                    collection=name,
-                    hint="re-export this collection",
-                )
         return parts
+
+    def open_part(self, name: str, file: str, sha256: str) -> pq.ParquetFile:
+        """A part verified against its sha256; the hashed bytes are the ones parsed, so the
+        file cannot change between check and read."""
+        data = (self.collection_dir(name) / file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise DataError(
+                f"checksum mismatch for {file}: the file changed or is truncated",
+                collection=name,
+                hint="re-export this collection",
+            )
+        try:
+            return pq.ParquetFile(pa.BufferReader(data))
+        except pa.ArrowInvalid as exc:
+            raise DataError(
+                f"part {file} is not readable Parquet: {exc}", collection=name
+            ) from None
 
     # -- manifest --------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any] | None:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.dump import Dump
@@ -82,9 +81,8 @@ def _raw_batches(
 ) -> Iterator[pa.RecordBatch]:
     dump: Dump | None = getattr(connector, "dump", None)
     if isinstance(dump, Dump):
-        for part in dump.verified_parts(name):
-            pf = pq.ParquetFile(dump.collection_dir(name) / part.file)
-            yield from pf.iter_batches(batch_size=10_000)
+        for part in dump.listed_parts(name):
+            yield from dump.open_part(name, part.file, part.sha256).iter_batches(batch_size=10_000)
         return
     for p in connector.partitions(name, 1):
         for batch, _ in connector.scan(name, p, schema=schema, batch_rows=5_000):
