@@ -23,6 +23,11 @@ REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "milvus": ("vecmigrate.connectors.milvus", "MilvusConnector", "milvus"),
     "milvus-lite": ("vecmigrate.connectors.milvus", "MilvusConnector", "milvus"),
     "sqlite-vec": ("vecmigrate.connectors.sqlite_vec", "SqliteVecConnector", "sqlite-vec"),
+    "redis": ("vecmigrate.connectors.redis", "RedisConnector", "redis"),
+    "pinecone": ("vecmigrate.connectors.pinecone", "PineconeConnector", "pinecone"),
+    "weaviate": ("vecmigrate.connectors.weaviate", "WeaviateConnector", "weaviate"),
+    "elasticsearch": ("vecmigrate.connectors.elasticsearch", "ElasticsearchConnector", "elasticsearch"),
+    "opensearch": ("vecmigrate.connectors.opensearch", "OpenSearchConnector", "opensearch"),
 }
 
 
