@@ -42,6 +42,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; 
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
 WorkersOpt = Annotated[int, typer.Option(help="Partitions copied concurrently.")]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(help="Where partitions run: local (threads), ray (local Ray) or ray:ADDRESS."),
+]
 BatchOpt = Annotated[int, typer.Option("--batch-rows", help="Rows per read batch.")]
 JobOpt = Annotated[Path | None, typer.Option("--job", help="Job state file (for --resume).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted job.")]
@@ -215,13 +219,17 @@ def _options(
     resume: bool,
     restart: bool,
     if_exists: str,
+    executor: str = "local",
 ) -> CopyOptions:
+    if executor not in ("local", "ray") and not executor.startswith("ray:"):
+        fail(f"--executor must be local, ray or ray:ADDRESS, not {executor!r}", code=2)
     if if_exists not in ("fail", "reuse", "replace"):
         fail(f"--if-exists must be fail, reuse or replace, not {if_exists!r}", code=2)
     if resume and restart:
         fail("--resume and --restart exclude each other", code=2)
     return CopyOptions(
         workers=workers,
+        executor=executor,
         batch_rows=batch_rows,
         job_path=job,
         resume=resume,
@@ -240,6 +248,7 @@ def copy(
     mapping: MapOpt = None,
     verify: Annotated[bool, typer.Option(help="Compare counts and content digests after.")] = True,
     workers: WorkersOpt = 2,
+    executor: ExecutorOpt = "local",
     batch_rows: BatchOpt = 2000,
     job: JobOpt = None,
     resume: ResumeOpt = False,
@@ -251,7 +260,7 @@ def copy(
     """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
     setup_logging(verbose)
     with user_errors(verbose):
-        opts = _options(mapping, workers, batch_rows, job, resume, restart, if_exists)
+        opts = _options(mapping, workers, batch_rows, job, resume, restart, if_exists, executor)
         with connect(source) as conn:
             names = _collections(conn, collection)
         if target_collection and len(names) > 1:
@@ -268,6 +277,7 @@ def export_(
     output: Annotated[Path, typer.Option("--output", "-o", help="Dump directory.")],
     collection: CollectionOpt = None,
     workers: WorkersOpt = 2,
+    executor: ExecutorOpt = "local",
     batch_rows: BatchOpt = 2000,
     job: JobOpt = None,
     resume: ResumeOpt = False,
@@ -282,6 +292,7 @@ def export_(
         target=f"dump://{output.resolve()}",
         collection=collection,
         workers=workers,
+        executor=executor,
         batch_rows=batch_rows,
         job=job,
         resume=resume,
@@ -300,6 +311,7 @@ def import_(
     target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
     mapping: MapOpt = None,
     workers: WorkersOpt = 2,
+    executor: ExecutorOpt = "local",
     batch_rows: BatchOpt = 2000,
     job: JobOpt = None,
     resume: ResumeOpt = False,
@@ -316,6 +328,7 @@ def import_(
         target_collection=target_collection,
         mapping=mapping,
         workers=workers,
+        executor=executor,
         batch_rows=batch_rows,
         job=job,
         resume=resume,

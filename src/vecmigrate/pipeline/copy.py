@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,12 @@ from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.errors import DataError, TerminalError
 from vecmigrate.mapping import Mapping, MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, ResumeToken
-from vecmigrate.pipeline.deadletter import DeadLetterWriter
+from vecmigrate.pipeline.deadletter import (
+    DeadLetter,
+    DeadLetterBuffer,
+    DeadLetterSink,
+    DeadLetterWriter,
+)
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
 from vecmigrate.records import conform, vectors_to_numpy
@@ -52,6 +58,32 @@ class CopyOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     dead_letter_dir: Path | None = None
     mapping: MappingSpec | None = None
+    executor: str = "local"
+
+
+@dataclass
+class BatchOutcome:
+    """One acknowledged batch: where to resume after it and what became of its rows."""
+
+    token: ResumeToken
+    rows_read: int
+    written: int
+    refused: int
+    retries: int
+    refused_records: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """What a remote worker needs to copy partitions: picklable, no open clients.
+    URIs carry secret references (``env:``/``file:``), resolved where the task runs."""
+
+    source_uri: str
+    target_uri: str
+    collection: str
+    target_collection: str
+    source_schema: CollectionSchema
+    options: CopyOptions
 
 
 @dataclass
@@ -133,26 +165,19 @@ class _Copier:
         source_schema: CollectionSchema,
         mapping: Mapping,
         options: CopyOptions,
-        job: JobState,
-        dead: DeadLetterWriter,
-        result: CopyResult,
-        progress: ProgressCallback | None,
+        dead: DeadLetterSink,
     ) -> None:
         self.source, self.target = source, target
         self.collection, self.target_collection = collection, target_collection
         self.source_schema, self.mapping = source_schema, mapping
         self.target_schema = mapping.target
-        self.options, self.job, self.dead, self.result = options, job, dead, result
-        self.progress = progress
-        self._lock = threading.Lock()
+        self.options, self.dead = options, dead
+        # Retries of the batch being written, per thread: a partition's batches are written
+        # by the thread consuming its outcomes.
+        self._batch = threading.local()
         caps = target.capabilities
         self.max_rows = max(1, min(caps.max_batch_rows, options.batch_rows))
         self.max_bytes = caps.max_batch_bytes
-
-    def _count(self, **deltas: int) -> None:
-        with self._lock:
-            for k, v in deltas.items():
-                setattr(self.result, k, getattr(self.result, k) + v)
 
     def _read(self, state: PartitionState, out: queue.Queue[Any], stop: threading.Event) -> None:
         def offer(item: Any) -> bool:
@@ -180,9 +205,9 @@ class _Copier:
         except BaseException as exc:  # handed to the writer, which re-raises it
             offer(exc)
 
-    def run_partition(self, state: PartitionState) -> None:
-        if state.done:
-            return
+    def outcomes(self, state: PartitionState) -> Iterator[BatchOutcome]:
+        """Copy one partition, yielding each batch's outcome once the target acknowledged
+        it. The caller checkpoints; this runs wherever the executor runs it."""
         q: queue.Queue[tuple[pa.RecordBatch, ResumeToken] | BaseException | None] = queue.Queue(
             self.options.queue_depth
         )
@@ -197,13 +222,9 @@ class _Copier:
                 if isinstance(item, BaseException):
                     raise item
                 batch, token = item
-                self._count(rows_read=batch.num_rows)
+                self._batch.retries = 0
                 written, refused = self._write(batch)
-                self.job.checkpoint(state.seq, token, written, refused)
-                self._count(rows_written=written, dead_letters=refused)
-                if self.progress:
-                    self.progress(batch.num_rows)
-            self.job.finish_partition(state.seq)
+                yield BatchOutcome(token, batch.num_rows, written, refused, self._batch.retries)
         finally:
             stop.set()
             reader.join(timeout=5)
@@ -279,7 +300,7 @@ class _Copier:
                 self.options.retry,
                 what=f"upsert into {self.target_collection!r}",
             )
-            self._count(retries=retries)
+            self._batch.retries += retries
             return batch.num_rows, 0
         except TerminalError as exc:
             if batch.num_rows == 1:
@@ -291,6 +312,66 @@ class _Copier:
             a = self._upsert_isolating(batch.slice(0, half))
             b = self._upsert_isolating(batch.slice(half))
             return a[0] + b[0], a[1] + b[1]
+
+
+OutcomeStream = Callable[[], Iterator[BatchOutcome]]
+
+
+def _run_streams(
+    streams: dict[int, OutcomeStream],
+    job: JobState,
+    result: CopyResult,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Consume each partition's outcomes concurrently, checkpointing after every ack."""
+    lock = threading.Lock()
+
+    def consume(seq: int, stream: OutcomeStream) -> None:
+        for o in stream():
+            job.checkpoint(seq, o.token, o.written, o.refused)
+            with lock:
+                result.rows_read += o.rows_read
+                result.rows_written += o.written
+                result.dead_letters += o.refused
+                result.retries += o.retries
+            if progress:
+                progress(o.rows_read)
+        job.finish_partition(seq)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for fut in [pool.submit(consume, seq, st) for seq, st in streams.items()]:
+            fut.result()
+
+
+def run_partition_task(task: PartitionTask, state: PartitionState) -> Iterator[BatchOutcome]:
+    """Copy one partition in a worker process: open both ends from their URIs, rebuild
+    the mapping, and yield outcomes whose refused records travel with them."""
+    from vecmigrate.connectors import connect
+
+    with connect(task.source_uri) as source, connect(task.target_uri) as target:
+        mapping = build_mapping(
+            task.source_schema,
+            target.capabilities,
+            task.options.mapping,
+            name=task.target_collection,
+            source_engine=source.engine,
+            source_uri=str(source.uri),
+        )
+        dead = DeadLetterBuffer()
+        copier = _Copier(
+            source,
+            target,
+            task.collection,
+            task.target_collection,
+            task.source_schema,
+            mapping,
+            task.options,
+            dead,
+        )
+        for outcome in copier.outcomes(state):
+            outcome.refused_records = dead.drain()
+            yield outcome
 
 
 def copy_collection(
@@ -351,22 +432,18 @@ def copy_collection(
         dead = DeadLetterWriter(dead_dir)
         if on_plan:
             on_plan(source.count(collection) - sum(s.rows for s in states))
-        copier = _Copier(
-            source,
-            target,
-            collection,
-            tgt,
-            source_schema,
-            mapping,
-            options,
-            job,
-            dead,
-            result,
-            progress,
-        )
-        with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-            for fut in [pool.submit(copier.run_partition, s) for s in states]:
-                fut.result()
+        todo = [s for s in states if not s.done]
+        if options.executor == "local":
+            copier = _Copier(source, target, collection, tgt, source_schema, mapping, options, dead)
+            streams: dict[int, OutcomeStream] = {s.seq: partial(copier.outcomes, s) for s in todo}
+        else:
+            from vecmigrate.pipeline.ray_executor import ray_streams
+
+            task = PartitionTask(
+                source.uri.raw, target.uri.raw, collection, tgt, source_schema, options
+            )
+            streams = ray_streams(task, todo, options.executor, dead)
+        _run_streams(streams, job, result, options.workers, progress)
         target.finalize(tgt)
         job.set("status", "complete")
         result.rows_total = sum(s.rows for s in job.partitions())

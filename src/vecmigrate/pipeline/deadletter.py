@@ -7,9 +7,46 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+class DeadLetter(NamedTuple):
+    """Refused records with the reason and the field at fault."""
+
+    batch: pa.RecordBatch
+    reason: str
+    field: str | None
+
+
+class DeadLetterSink(Protocol):
+    """Where a copy puts refused records."""
+
+    def write(self, batch: pa.RecordBatch, reason: str, field: str | None) -> None:
+        """Record every row of ``batch`` as refused for ``reason``."""
+
+
+class DeadLetterBuffer:
+    """Holds refused records in memory until drained: a remote worker sends them back
+    with the batch outcome, and the driver writes them next to its job file."""
+
+    def __init__(self) -> None:
+        self._items: list[DeadLetter] = []
+        self._lock = threading.Lock()
+
+    def write(self, batch: pa.RecordBatch, reason: str, field: str | None) -> None:
+        """Keep ``batch`` as refused for ``reason``."""
+        if batch.num_rows:
+            with self._lock:
+                self._items.append(DeadLetter(batch, reason, field))
+
+    def drain(self) -> list[DeadLetter]:
+        """Everything kept so far, emptied."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
 
 
 class DeadLetterWriter:
