@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 import pyarrow.parquet as pq
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vecmigrate import __version__
+from vecmigrate.cli.cutover import cutover_app
 from vecmigrate.cli.output import (
     EXIT_FAILED,
     console,
@@ -19,6 +21,7 @@ from vecmigrate.cli.output import (
     setup_logging,
     user_errors,
 )
+from vecmigrate.cli.sync import sync as sync_command
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema
@@ -422,9 +425,9 @@ def _print_check(report: CheckReport) -> None:
     for f in report.findings.values():
         color = "red" if f.severity == "error" else "yellow"
         ids = ", ".join(map(repr, f.ids[:8])) + (" ..." if f.count > 8 else "")
+        where = f" - {f.count} record(s): {ids}" if f.count else ""
         console.print(
-            f"  [{color}]{f.severity}[/] {f.code} field={f.field}: {f.message} "
-            f"- {f.count} record(s): {ids}",
+            f"  [{color}]{f.severity}[/] {f.code} field={f.field}: {escape(f.message + where)}",
             highlight=False,
         )
     for name, n in report.norms.items():
@@ -525,6 +528,10 @@ def diff(
             console.print(f"  changed  {c.id}: {', '.join(c.fields)}", highlight=False)
     if not result.equal:
         raise typer.Exit(EXIT_FAILED)
+
+
+app.command("sync")(sync_command)
+app.add_typer(cutover_app, name="cutover")
 
 
 def main() -> None:

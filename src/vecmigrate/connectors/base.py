@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -154,3 +155,52 @@ class Connector(ABC):
                 hint=f"it supports {sorted(self.capabilities.filter_ops) or 'no filters'}",
             )
         return node
+
+
+# -- optional capability: a change feed ---------------------------------------------------------
+@dataclass(frozen=True)
+class Change:
+    """One captured write to a source record: ``op`` is ``upsert``, ``delete`` or
+    ``truncate`` (the whole collection was emptied: ``id`` is None)."""
+
+    seq: int
+    id: Any
+    op: Literal["upsert", "delete", "truncate"]
+    at: float
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A connector that can record every write to a collection in commit order, so
+    ``sync`` applies just the changes. Positions are opaque strings from the engine."""
+
+    def install_change_capture(self, name: str) -> str:
+        """Start recording writes to ``name`` (idempotent); returns where they are kept."""
+        ...
+
+    def remove_change_capture(self, name: str) -> None:
+        """Stop recording and drop what was recorded (missing is a no-op)."""
+        ...
+
+    def change_capture_installed(self, name: str) -> bool:
+        """Writes to ``name`` are being recorded."""
+        ...
+
+    def change_position(self, name: str) -> str:
+        """A position covering every change committed before this call."""
+        ...
+
+    def changes(
+        self, name: str, since: str, until: str, *, after_seq: int = 0, limit: int = 5000
+    ) -> list[Change]:
+        """Changes committed after ``since`` and by ``until`` with ``seq > after_seq``,
+        ordered by ``seq``, at most ``limit``."""
+        ...
+
+    def change_backlog(self, name: str, since: str) -> tuple[int, float]:
+        """(changes committed after ``since``, age in seconds of the oldest of them)."""
+        ...
+
+    def prune_changes(self, name: str, upto: str) -> int:
+        """Delete recorded changes committed by ``upto``; returns how many."""
+        ...

@@ -10,6 +10,7 @@ tables made by other tools are described from the catalog.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,13 @@ import pyarrow as pa
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
+from vecmigrate.connectors.base import (
+    Change,
+    Connector,
+    Filter,
+    IfExists,
+    key_range_partitions,
+)
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, Bool, Node
 from vecmigrate.model import (
@@ -574,6 +581,145 @@ class PgvectorConnector(Connector):
     def drop(self, name: str) -> None:
         self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
         self._schemas.pop(name, None)
+
+    # -- change capture (the ChangeFeed capability, used by ``sync``) -----------------------
+    def _capture_names(self, name: str) -> tuple[str, str, str]:
+        """Change table, trigger function and trigger names for table ``name``."""
+        base = (
+            name
+            if len(name) <= 40
+            else f"{name[:30]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+        )
+        return f"vm_changes_{base}", f"vm_capture_{base}", f"vm_capture_{base}_trg"
+
+    def install_change_capture(self, name: str) -> str:
+        """A trigger records every insert, update, delete and truncate of ``name`` in a change
+        table (seq, id, op, xid, at). Rows carry the writing transaction's id so readers take
+        exactly what committed between two snapshots, whatever order transactions commit in."""
+        self.describe(name)  # refuses a table that is not a vector collection
+        id_type = dict((c, t) for c, t, _ in self._columns(name))["id"]
+        table, fn, trg = self._capture_names(name)
+        ch, fq = (
+            self._table(table),
+            sql.SQL("{}.{}").format(sql.Identifier(self.namespace), sql.Identifier(fn)),
+        )
+        body = sql.SQL(
+            "BEGIN "
+            "IF TG_OP = 'TRUNCATE' THEN INSERT INTO {ch} (id, op) VALUES (NULL, 'T'); RETURN NULL; "
+            "END IF; "
+            "IF TG_OP = 'DELETE' THEN INSERT INTO {ch} (id, op) VALUES (OLD.id, 'D'); RETURN NULL; "
+            "END IF; "
+            "IF TG_OP = 'UPDATE' THEN IF OLD.id IS DISTINCT FROM NEW.id THEN "
+            "INSERT INTO {ch} (id, op) VALUES (OLD.id, 'D'); END IF; END IF; "
+            "INSERT INTO {ch} (id, op) VALUES (NEW.id, 'U'); RETURN NULL; END"
+        ).format(ch=ch)
+        statements = [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigserial PRIMARY KEY, id {}, "
+                "op char(1) NOT NULL, xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+                "at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            ).format(ch, sql.SQL(id_type)),
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (xid)").format(
+                sql.Identifier(f"{table}_xid"), ch
+            ),
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}"
+            ).format(fq, sql.Literal(body.as_string(self._conn()))),
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                sql.Identifier(trg), self._table(name)
+            ),
+            sql.SQL(
+                "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
+                "FOR EACH ROW EXECUTE FUNCTION {}()"
+            ).format(sql.Identifier(trg), self._table(name), fq),
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                sql.Identifier(f"{trg}_t"), self._table(name)
+            ),
+            sql.SQL(
+                "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
+            ).format(sql.Identifier(f"{trg}_t"), self._table(name), fq),
+        ]
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        except psycopg.Error as exc:
+            raise _errors(exc, f"install change capture on {name!r}") from None
+        return f"{self.namespace}.{table}"
+
+    def remove_change_capture(self, name: str) -> None:
+        """Drop the triggers, function and change table of ``name`` (missing is a no-op)."""
+        table, fn, trg = self._capture_names(name)
+        if name in self.list_collections():
+            for t in (trg, f"{trg}_t"):
+                self._query(
+                    sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                        sql.Identifier(t), self._table(name)
+                    )
+                )
+        self._query(
+            sql.SQL("DROP FUNCTION IF EXISTS {}.{}()").format(
+                sql.Identifier(self.namespace), sql.Identifier(fn)
+            )
+        )
+        self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(table)))
+
+    def change_capture_installed(self, name: str) -> bool:
+        """The change table exists and the row trigger is on ``name``."""
+        table, _, trg = self._capture_names(name)
+        rows = self._query(
+            "SELECT to_regclass(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_trigger "
+            "WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
+            (f'"{self.namespace}"."{table}"', f'"{self.namespace}"."{name}"', trg),
+        )
+        return bool(rows[0][0])
+
+    def change_position(self, name: str) -> str:
+        """The current snapshot: every transaction it sees as committed is covered."""
+        return str(self._query("SELECT pg_current_snapshot()::text")[0][0])
+
+    def changes(
+        self, name: str, since: str, until: str, *, after_seq: int = 0, limit: int = 5000
+    ) -> list[Change]:
+        """Changes of transactions visible in ``until`` but not in ``since``, by seq."""
+        rows = self._query(
+            sql.SQL(
+                "SELECT seq, id, op, extract(epoch FROM at)::float8 FROM {} "
+                "WHERE xid >= pg_snapshot_xmin(%s::pg_snapshot) AND seq > %s "
+                "AND pg_visible_in_snapshot(xid, %s::pg_snapshot) "
+                "AND NOT pg_visible_in_snapshot(xid, %s::pg_snapshot) ORDER BY seq LIMIT {}"
+            ).format(self._table(self._capture_names(name)[0]), sql.Literal(limit)),
+            (since, after_seq, until, since),
+        )
+        ops = {"U": "upsert", "D": "delete", "T": "truncate"}
+        return [Change(int(r[0]), r[1], ops[r[2]], float(r[3])) for r in rows]  # type: ignore[arg-type]
+
+    def change_backlog(self, name: str, since: str) -> tuple[int, float]:
+        """Committed changes not visible in ``since``, and the age of the oldest (DB clock)."""
+        n, age = self._query(
+            sql.SQL(
+                "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(at)), 0)"
+                "::float8 FROM {} WHERE xid >= pg_snapshot_xmin(%s::pg_snapshot) "
+                "AND NOT pg_visible_in_snapshot(xid, %s::pg_snapshot)"
+            ).format(self._table(self._capture_names(name)[0])),
+            (since, since),
+        )[0]
+        return int(n), float(age)
+
+    def prune_changes(self, name: str, upto: str) -> int:
+        """Delete the changes of transactions visible in ``upto`` (already applied)."""
+        conn = self._conn()
+        query = sql.SQL(
+            "DELETE FROM {} WHERE xid < pg_snapshot_xmax(%s::pg_snapshot) "
+            "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)"
+        ).format(self._table(self._capture_names(name)[0]))
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(query, (upto, upto))
+                return int(cur.rowcount)
+        except psycopg.Error as exc:
+            raise _errors(exc, f"prune changes of {name!r}") from None
 
     # -- querying ----------------------------------------------------------------------------
     def search(
