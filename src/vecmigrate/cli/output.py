@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,9 +35,11 @@ def emit_json(data: Any) -> None:
 
 def fail(message: str, hint: str | None = None, code: int = EXIT_FAILED) -> NoReturn:
     """Print an error (redacted) and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {redact(message)}", highlight=False)
+    # Escaped: messages carry "[collection='x', id='y', field='z']", which Rich would
+    # otherwise take for markup and silently drop.
+    console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
     if hint:
-        console.print(f"[dim]hint: {redact(hint)}[/]", highlight=False)
+        console.print(f"[dim]hint: {escape(redact(hint))}[/]", highlight=False)
     raise typer.Exit(code)
 
 

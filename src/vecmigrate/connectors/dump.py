@@ -1,4 +1,8 @@
-"""The dump as a connector: ``dump:///path``. Export is a copy into it, import a copy out."""
+"""The dump as a connector: ``dump:///path``. Export is a copy into it, import a copy out.
+
+``dump:///path?key=env:NAME`` (or ``key=file:/path``) writes and reads AES-256-GCM
+encrypted parts; see ``vecmigrate.dump.crypto``.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.dump import Dump, PartInfo, sha256_file
-from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.dump import Dump, PartInfo, conform_part_batch, crypto
+from vecmigrate.errors import ConfigError, DataError, VecmigrateError
 from vecmigrate.filters import ALL_OPS, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
 from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
@@ -40,7 +44,9 @@ class DumpConnector(Connector):
 
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
-        self.dump = Dump(uri.local_path)
+        secret = uri.secret("key")
+        self.dump = Dump(uri.local_path, key=crypto.parse_key(secret) if secret else None)
+        self._ids_checked: set[str] = set()
 
     def list_collections(self) -> list[str]:
         return self.dump.collections()
@@ -58,11 +64,15 @@ class DumpConnector(Connector):
         if manifest and name in manifest.get("collections", {}):
             return int(manifest["collections"][name]["rows"])
         self.dump.read_schema(name)
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.dump.part_files(name))
+        return sum(
+            self.dump.load_part(name, p.name)[0].metadata.num_rows
+            for p in self.dump.part_files(name)
+        )
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
         parts = self.dump.listed_parts(name)
+        self._check_unique_ids(name, parts)
         groups: list[list[PartInfo]] = [[] for _ in range(max(1, min(n, len(parts))))]
         # Largest first onto the lightest group keeps partitions balanced.
         for p in sorted(parts, key=lambda p: -p.rows):
@@ -75,6 +85,37 @@ class DumpConnector(Connector):
             )
             for i, g in enumerate(groups)
         ]
+
+    def _check_unique_ids(self, name: str, parts: list[PartInfo]) -> None:
+        """Refuse a dump holding an id twice (a foreign or altered dump: ``finalize``
+        never writes one). Each version would otherwise overwrite the other on a target
+        with unique ids, or both travel to one without. Reads only the id columns, once
+        per connection; unreadable parts are left for the scan to report by name."""
+        if name in self._ids_checked:
+            return
+        want = self.describe(name).id_arrow_type()
+        chunks = []
+        try:
+            for p in parts:
+                if self.dump.key is None:
+                    col = pq.read_table(
+                        self.dump.collection_dir(name) / p.file, columns=["id"]
+                    ).column("id")
+                else:
+                    col = self.dump.load_part(name, p.file)[0].read(columns=["id"]).column("id")
+                chunks.extend(col.cast(want, safe=True).chunks)
+        except (VecmigrateError, OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
+            return
+        ids = pa.chunked_array(chunks, type=want)
+        if len(pc.unique(ids)) != len(ids):
+            counts = pc.value_counts(ids)
+            dup = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+            raise DataError(
+                f"{len(dup)} id(s) appear more than once in the dump, e.g. {dup.to_pylist()[:5]}",
+                collection=name,
+                hint="run `vecmigrate check` on the dump; keep one version of each id",
+            )
+        self._ids_checked.add(name)
 
     def scan(
         self,
@@ -103,11 +144,12 @@ class DumpConnector(Connector):
                 if skip > row:
                     batch = batch.slice(skip - row)
                     row = skip
+                conformed = conform_part_batch(batch, schema, file, row)
                 row += batch.num_rows
                 token = {"file": fi, "row": row}
                 if row >= pf.metadata.num_rows:
                     token = {"file": fi + 1, "row": 0}
-                yield conform(batch, schema), json.dumps(token)
+                yield conformed, json.dumps(token)
 
     def _all_batches(self, name: str, schema: CollectionSchema) -> Iterator[pa.RecordBatch]:
         for part in self.partitions(name, 1):
@@ -160,7 +202,7 @@ class DumpConnector(Connector):
         seen: set[Any] = set()
         parts = []
         for path in self.dump.part_files(name):
-            pf = pq.ParquetFile(path)
+            pf, sha = self.dump.load_part(name, path.name)
             for batch in pf.iter_batches(batch_size=10_000):
                 batch = conform(batch, schema)
                 ids = batch.column("id").to_pylist()
@@ -174,7 +216,7 @@ class DumpConnector(Connector):
                     )
                 seen.update(ids)
                 builder.add(batch)
-            parts.append(PartInfo(path.name, pf.metadata.num_rows, sha256_file(path)))
+            parts.append(PartInfo(path.name, pf.metadata.num_rows, sha))
         self.dump.record_collection(name, parts, builder.digest.to_json(), schema)
 
     # -- querying ----------------------------------------------------------------------------

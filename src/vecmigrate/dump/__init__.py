@@ -9,7 +9,8 @@
       <collection>/part-*.parquet   id, vector columns, document, metadata struct, ...
 
 Parts are written atomically (temp file + rename) and named by a hash of their ids, so a
-batch re-sent after a crash overwrites its own part instead of duplicating it.
+batch re-sent after a crash overwrites its own part instead of duplicating it. With a key,
+each part is stored AES-256-GCM encrypted (see ``vecmigrate.dump.crypto``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate import __version__
+from vecmigrate.dump import crypto
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import CollectionSchema
+from vecmigrate.records import conform
 
 DUMP_FORMAT = "vecmigrate-dump"
 DUMP_FORMAT_VERSION = 1
@@ -66,8 +70,9 @@ class PartInfo:
 class Dump:
     """A dump directory: read and write collections, parts and the manifest."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: bytes | None = None) -> None:
         self.root = root
+        self.key = key
 
     # -- layout --------------------------------------------------------------------------
     def collection_dir(self, name: str) -> Path:
@@ -110,9 +115,9 @@ class Dump:
             )
         try:
             return CollectionSchema.from_json(path.read_text())
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
         except (ValueError, KeyError) as exc:
-            if isinstance(exc, ConfigError):
-                raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
             raise ConfigError(f"{path} is not a valid schema: {exc}") from None
 
     def remove(self, name: str) -> None:
@@ -128,12 +133,22 @@ class Dump:
         """Write one part atomically, named by a hash of its ids (idempotent re-send)."""
         # Hash the id values, not the Arrow buffers: slices share their parent's buffers.
         ids = batch.column("id").to_pylist()
-        digest = hashlib.sha256("\x1f".join(map(str, ids)).encode())
-        digest.update(str(len(ids)).encode())
-        path = self.collection_dir(name) / f"part-{digest.hexdigest()[:20]}.parquet"
+        text = "\x1f".join(map(str, ids)).encode() + str(len(ids)).encode()
+        digest = (
+            crypto.part_name_digest(self.key, text)
+            if self.key
+            else hashlib.sha256(text).hexdigest()
+        )
+        path = self.collection_dir(name) / f"part-{digest[:20]}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, table.num_rows))
+        if self.key is None:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, table.num_rows))
+        else:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd", row_group_size=max(1, table.num_rows))
+            plain = sink.getvalue().to_pybytes()
+            tmp.write_bytes(crypto.encrypt(self.key, plain, f"{name}/{path.name}"))
         os.replace(tmp, path)
         return path
 
@@ -159,19 +174,72 @@ class Dump:
     def open_part(self, name: str, file: str, sha256: str) -> pq.ParquetFile:
         """A part verified against its sha256; the hashed bytes are the ones parsed, so the
         file cannot change between check and read."""
-        data = (self.collection_dir(name) / file).read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha256:
+        return self.load_part(name, file, sha256)[0]
+
+    def load_part(
+        self, name: str, file: str, sha256: str | None = None
+    ) -> tuple[pq.ParquetFile, str]:
+        """(parsed part, sha256 of its stored bytes), decrypting when encrypted; checked
+        against ``sha256`` when given. Errors name the part: missing or unreadable file,
+        checksum mismatch, missing or wrong key, not Parquet."""
+        path = self.collection_dir(name) / file
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(
+                f"cannot read part {name}/{file}: {exc.strerror or exc}",
+                collection=name,
+                hint="restore the dump's files, then rerun with --resume",
+            ) from None
+        stored_sha = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and stored_sha != sha256:
             raise DataError(
                 f"checksum mismatch for {file}: the file changed or is truncated",
                 collection=name,
                 hint="re-export this collection",
             )
-        try:
-            return pq.ParquetFile(pa.BufferReader(data))
-        except pa.ArrowInvalid as exc:
+        expected = self._encryption(name)
+        if crypto.is_encrypted(data):
+            data = self._decrypt(name, file, data, expected)
+        elif expected is not None:
             raise DataError(
-                f"part {file} is not readable Parquet: {exc}", collection=name
+                f"part {name}/{file} is not encrypted, but the manifest says the collection is",
+                collection=name,
+                hint="the dump was altered; re-export it",
+            )
+        try:
+            return pq.ParquetFile(pa.BufferReader(data)), stored_sha
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(
+                f"part {name}/{file} is not readable Parquet: {exc}", collection=name
             ) from None
+
+    def _encryption(self, name: str) -> dict[str, Any] | None:
+        manifest = self.read_manifest()
+        entry = (manifest or {}).get("collections", {}).get(name) or {}
+        enc: dict[str, Any] | None = entry.get("encryption")
+        return enc
+
+    def _decrypt(self, name: str, file: str, data: bytes, expected: dict[str, Any] | None) -> bytes:
+        where = f"part {name}/{file}"
+        if self.key is None:
+            raise ConfigError(
+                f"{where} is encrypted and no key was given",
+                hint="read the dump as dump:///path?key=env:NAME (or key=file:/path)",
+            )
+        if expected and expected.get("key_fingerprint") != crypto.fingerprint(self.key):
+            raise ConfigError(
+                f"wrong key for {where}: the dump was encrypted with key "
+                f"{expected.get('key_fingerprint')}, this key is {crypto.fingerprint(self.key)}",
+                hint="pass the key the dump was exported with",
+            )
+        plain = crypto.decrypt(self.key, data, f"{name}/{file}")
+        if plain is None:
+            raise ConfigError(
+                f"cannot decrypt {where}: wrong key, or the file was altered or renamed",
+                hint="pass the key the dump was exported with",
+            )
+        return plain
 
     # -- manifest --------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any] | None:
@@ -220,8 +288,97 @@ class Dump:
             "files": [p.__dict__ for p in parts],
             "digest": digest,
         }
+        if self.key is not None:
+            manifest["collections"][name]["encryption"] = crypto.manifest_entry(self.key)
         self._write_manifest(manifest)
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def invalid_rows(batch: pa.RecordBatch) -> list[tuple[int, str]]:
+    """(row, column) of every value failing full Arrow validation (non-UTF-8 strings...).
+    Cheap when the batch is valid: one vectorised validation, row by row only if not."""
+    try:
+        batch.validate(full=True)
+        return []
+    except pa.ArrowInvalid:
+        pass
+    found = []
+    for row in range(batch.num_rows):
+        one = batch.slice(row, 1)
+        for col_name, col in zip(one.schema.names, one.columns, strict=True):
+            try:
+                col.validate(full=True)
+            except pa.ArrowInvalid:
+                found.append((row, col_name))
+                break
+    return found
+
+
+def row_id(batch: pa.RecordBatch, row: int) -> Any:
+    if "id" not in batch.schema.names:
+        return None
+    ids = batch.column("id").slice(row, 1)
+    try:
+        ids.validate(full=True)
+        return ids[0].as_py()
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+
+
+def validate_part_batch(batch: pa.RecordBatch, name: str, file: str, first_row: int) -> None:
+    """Refuse a batch holding values Arrow itself considers invalid (non-UTF-8 strings),
+    naming the part, row, record id and field instead of failing later in a client."""
+    bad = invalid_rows(batch)
+    if bad:
+        row, column = bad[0]
+        raise DataError(
+            f"part {name}/{file} row {first_row + row}: {column} is not valid "
+            f"(strings must be UTF-8); {len(bad)} such record(s) in this batch",
+            collection=name,
+            record_id=row_id(batch, row),
+            field=column,
+            hint="fix or drop the record at the source, or run `vecmigrate check` on the dump",
+        )
+
+
+def _vector_length_problem(
+    batch: pa.RecordBatch, schema: CollectionSchema, row: int, field: str | None
+) -> str | None:
+    """A plain-words reason when ``field`` is a vector of the wrong length at ``row``."""
+    vf = next((v for v in schema.vectors if v.name == field), None)
+    if vf is None or field not in batch.schema.names:
+        return None
+    col = batch.column(field).slice(row, 1)
+    if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        return None
+    length = pc.list_value_length(col)[0].as_py()
+    if length == vf.dim:
+        return None
+    return f"vector has {length} values; the collection is {vf.dim}-d"
+
+
+def conform_part_batch(
+    batch: pa.RecordBatch, schema: CollectionSchema, file: str, first_row: int
+) -> pa.RecordBatch:
+    """``conform`` a batch read from a part; when it fails, name the first failing record
+    (wrong vector length, an id of the wrong type...) and the part it is in."""
+    validate_part_batch(batch, schema.name, file, first_row)
+    try:
+        return conform(batch, schema)
+    except DataError as whole:
+        for row in range(batch.num_rows):
+            try:
+                conform(batch.slice(row, 1), schema)
+            except DataError as exc:
+                reason = _vector_length_problem(batch, schema, row, exc.field) or exc.reason
+                raise DataError(
+                    f"part {schema.name}/{file} row {first_row + row}: {reason}",
+                    collection=schema.name,
+                    record_id=row_id(batch, row),
+                    field=exc.field,
+                    hint="fix the record at the source, or run `vecmigrate check` on the dump",
+                ) from None
+        raise whole

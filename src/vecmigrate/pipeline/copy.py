@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.errors import DataError, TerminalError
 from vecmigrate.mapping import Mapping, MappingSpec, build_mapping
-from vecmigrate.model import CollectionSchema, ResumeToken
+from vecmigrate.model import CollectionSchema, Metric, ResumeToken
 from vecmigrate.pipeline.deadletter import (
     DeadLetter,
     DeadLetterBuffer,
@@ -37,6 +37,7 @@ from vecmigrate.pipeline.deadletter import (
 )
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
+from vecmigrate.pipeline.validate import oversized_metadata
 from vecmigrate.records import conform, vectors_to_numpy
 
 log = logging.getLogger("vecmigrate.copy")
@@ -136,6 +137,7 @@ def invalid_vector_rows(
     batch: pa.RecordBatch, schema: CollectionSchema
 ) -> list[tuple[int, str, str]]:
     """(row, field, reason) for records no engine should receive: null/NaN/Inf vectors,
+    zero vectors under cosine (no direction: engines return NaN or divide by zero),
     null or empty ids."""
     checks: list[tuple[np.ndarray, str, str]] = []
     for v in schema.vectors:
@@ -143,8 +145,12 @@ def invalid_vector_rows(
         if col.null_count:
             checks.append((col.is_null().to_numpy(zero_copy_only=False), v.name, "vector is null"))
         else:
-            finite = np.isfinite(vectors_to_numpy(col)).all(axis=1)
+            matrix = vectors_to_numpy(col)
+            finite = np.isfinite(matrix).all(axis=1)
             checks.append((~finite, v.name, "vector contains NaN or Inf"))
+            if v.metric is Metric.COSINE:
+                zero = ~np.any(matrix, axis=1)
+                checks.append((zero, v.name, "zero vector: undefined under cosine"))
     ids = batch.column("id")
     if ids.null_count:
         checks.append((ids.is_null().to_numpy(zero_copy_only=False), "id", "id is null"))
@@ -253,6 +259,13 @@ class _Copier:
             converted = conform(mapped, self.target_schema)
         except TerminalError:
             return self._isolate(batch, refused)
+        limit = self.target.capabilities.max_metadata_bytes
+        oversized = oversized_metadata(converted, self.target_schema, limit)
+        if oversized:
+            keep = np.ones(converted.num_rows, dtype=bool)
+            keep[list(oversized)] = False
+            converted = converted.filter(pa.array(keep))
+            batch, refused = self._dead_letter(batch, oversized), refused + len(oversized)
         written = 0
         for chunk in self._split(converted):
             w, r = self._upsert_isolating(chunk)

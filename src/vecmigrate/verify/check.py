@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector
-from vecmigrate.dump import Dump
+from vecmigrate.dump import Dump, invalid_rows, row_id
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, Metric
 from vecmigrate.records import value_fits
@@ -146,9 +146,23 @@ def _check_batch(
     seen: set[Any],
     norms: dict[str, list[float]],
 ) -> None:
+    bad = invalid_rows(batch)
+    if bad:
+        # Report, then check the rest: Python cannot even decode these values.
+        for row, column in bad:
+            rid = row_id(batch, row)
+            report.finding(
+                "invalid_value", "error", column, "value is not valid (e.g. non-UTF-8 text)"
+            ).add([rid if rid is not None else f"row {report.rows + row}"])
+        report.rows += len(bad)
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[[r for r, _ in bad]] = False
+        batch = batch.filter(pa.array(keep))
     names = batch.schema.names
     ids = batch.column("id").to_pylist() if "id" in names else [None] * batch.num_rows
     report.rows += batch.num_rows
+    if "id" in names:
+        _check_id_type(batch.column("id"), schema, ids, report)
     missing = [i for i, x in enumerate(ids) if x is None or x == ""]
     if missing:
         report.finding("missing_id", "error", "id", "record has no id").add(
@@ -191,6 +205,29 @@ def _check_batch(
             st[2] += float(n[ok].sum())
             st[3] += float((np.abs(n[ok] - 1) < 1e-3).sum())
     _check_metadata(batch, schema, ids, report)
+
+
+def _check_id_type(
+    col: pa.Array, schema: CollectionSchema, ids: list[Any], report: CheckReport
+) -> None:
+    """Ids that cannot be read as the schema's id type (e.g. "four" among int ids)."""
+    want = schema.id_arrow_type()
+    if col.type.equals(want):
+        return
+    try:
+        col.cast(want, safe=True)
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    bad = []
+    for i, rid in enumerate(ids):
+        try:
+            col.slice(i, 1).cast(want, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            bad.append(rid)
+    report.finding("id_type", "error", "id", f"id is not a valid {schema.id_type.value} id").add(
+        bad
+    )
 
 
 def _check_metadata(
