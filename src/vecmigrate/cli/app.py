@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import pyarrow.parquet as pq
 import typer
@@ -286,13 +287,29 @@ def export_(
     resume: ResumeOpt = False,
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
+    encrypt_key: Annotated[
+        str | None,
+        typer.Option(
+            "--encrypt-key",
+            help="Encrypt each part with AES-256-GCM; the key (32 bytes, hex or base64) is "
+            "read from env:NAME or file:/path, never given literally. Encrypted parts are NOT "
+            "readable by pandas/Polars/DuckDB directly: read them back with vecmigrate as "
+            "dump:///dir?key=env:NAME.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
+    target = f"dump://{output.resolve()}"
+    if encrypt_key is not None:
+        if not encrypt_key.startswith(("env:", "file:")):
+            # Never echo the value: it may be the key itself.
+            fail("--encrypt-key takes env:NAME or file:/path, not a key", code=2)
+        target += f"?key={quote(encrypt_key, safe=':/')}"
     copy(
         source=source,
-        target=f"dump://{output.resolve()}",
+        target=target,
         collection=collection,
         workers=workers,
         executor=executor,
@@ -308,7 +325,10 @@ def export_(
 
 @app.command("import")
 def import_(
-    dump: Annotated[Path, typer.Argument(help="Dump directory.")],
+    dump: Annotated[
+        str,
+        typer.Argument(help="Dump directory, or dump:///dir?key=env:NAME when encrypted."),
+    ],
     target: Annotated[str, typer.Argument(help="Target URI.")],
     collection: CollectionOpt = None,
     target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
@@ -325,7 +345,7 @@ def import_(
 ) -> None:
     """Import a dump: create schema and index on the target, batched idempotent upserts."""
     copy(
-        source=f"dump://{dump.resolve()}",
+        source=dump if "://" in dump else f"dump://{Path(dump).resolve()}",
         target=target,
         collection=collection,
         target_collection=target_collection,
