@@ -1,0 +1,425 @@
+"""Weaviate: ``weaviate://host:8080?grpc_port=50051&api_key=env:NAME[&secure=1]``.
+
+weaviate-client v4 speaks REST for meta, schema and tenant creation and gRPC for reads,
+batch writes, deletes, counts and tenant listing. A collection is a class (first letter
+capitalised by Weaviate); the vecmigrate schema travels in the class description.
+
+* Ids are UUIDs: other ids become uuid5(collection/id) with the original in the text
+  property ``vecmigrate_id``; documents are the text property ``document``; values that
+  did not fit their field (``metadata_extra``) are one JSON text property.
+* Every vector field is a named vector (``vectorizer: none``) with its own HNSW
+  (maxConnections/efConstruction/ef) or flat index and distance: cosine (``1 - cos``),
+  dot (``-a·b``) or l2-squared (search scores are *squared* euclidean distances).
+* Namespaces are tenants of a multi-tenant class; each tenant is scanned with the cursor
+  API (``after`` = last uuid, uuid order), which is also the resume token.
+* Filters: the class indexes null state; ``$ne``/``$nin`` add ``is_none(False)`` because
+  Weaviate's NotEqual/ContainsNone also match objects lacking the property; text uses
+  ``field`` tokenization, whose Equal ignores leading/trailing whitespace. ``$exists`` on
+  list fields is refused (an empty array counts as null); ``$not``/``$nin`` need 1.33+.
+* Scalar ints travel as protobuf doubles in gRPC batches: |int| > 2**53 is refused.
+* Search scores are Weaviate distances (lower is closer). Uuid ids come back canonical
+  (lower-case, hyphenated).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import weaviate
+from weaviate.classes.data import DataObject
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.classes.tenants import Tenant
+
+from vecmigrate.connectors.base import Connector, IfExists
+from vecmigrate.connectors.base import Filter as PortableFilter
+from vecmigrate.connectors.weaviate_codec import (
+    DOC_PROP,
+    ID_PROP,
+    MAX_RESULTS,
+    SCHEMA_PREFIX,
+    TENANT_RE,
+    TRANSIENT,
+    class_body,
+    class_name,
+    compile_filter,
+    error_status,
+    index_specs,
+    metadata_fields,
+    object_properties,
+    objects_to_batch,
+    uuids_for,
+)
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.filters import ALL_OPS
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    Metric,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.records import table_to_batch, vectors_to_numpy
+
+Tenants = list[str | None]
+
+
+class WeaviateConnector(Connector):
+    """Weaviate classes: named vectors, typed properties, tenants as namespaces."""
+
+    schemes = ("weaviate",)
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset(Metric),
+        named_vectors=True,
+        namespaces=True,
+        filter_ops=ALL_OPS,
+        max_batch_rows=1000,
+        index_kinds=frozenset({"hnsw", "flat"}),
+    )
+
+    def __init__(self, uri: Any) -> None:
+        super().__init__(uri)
+        key = uri.secret("api_key")
+        secure = uri.params.get("secure") == "1"
+        host = uri.host or "127.0.0.1"
+        self.client = self._call(
+            f"connecting to {uri}",
+            weaviate.connect_to_custom,
+            http_host=host,
+            http_port=uri.port or 8080,
+            http_secure=secure,
+            grpc_host=uri.params.get("grpc_host", host),
+            grpc_port=int(uri.params.get("grpc_port", 50051)),
+            grpc_secure=secure,
+            auth_credentials=Auth.api_key(key) if key else None,
+            # the init checks would also ask PyPI for the latest client; readiness is below
+            skip_init_checks=True,
+            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
+        )
+        if not self._call(f"readiness of {uri}", self.client.is_ready):
+            self.client.close()
+            raise TransientError(f"Weaviate at {uri} is not ready")
+        self._schemas: dict[str, CollectionSchema] = {}
+        self._tenants: dict[str, set[str]] = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a client call; map failures to TransientError / TerminalError (no secrets)."""
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, TerminalError, TransientError):
+            raise
+        except Exception as exc:
+            status = error_status(exc)
+            text = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            if status in TRANSIENT:
+                raise TransientError(f"{what}: {status}: {text}") from None
+            if isinstance(exc, ConnectionError | TimeoutError) or "Connect" in type(exc).__name__:
+                raise TransientError(f"{what}: {text}") from None
+            auth = status in ("401", "403", "UNAUTHENTICATED", "PERMISSION_DENIED")
+            raise TerminalError(f"{what}: {text}", hint="check api_key" if auth else None) from None
+
+    def _col(self, name: str, tenant: str | None = None) -> Any:
+        col = self.client.collections.get(class_name(name))
+        return col.with_tenant(tenant) if tenant else col
+
+    def list_collections(self) -> list[str]:
+        configs = self._call("listing classes", self.client.collections.list_all, simple=True)
+        names = []
+        for cls, cfg in configs.items():
+            desc = cfg.description or ""
+            stored = desc.startswith(SCHEMA_PREFIX)
+            names.append(json.loads(desc[len(SCHEMA_PREFIX) :])["name"] if stored else cls)
+        return sorted(names)
+
+    # -- schema ------------------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionSchema:
+        exists = self._call(
+            f"looking up {name!r}", self.client.collections.exists, class_name(name)
+        )
+        if not exists:
+            raise ConfigError(f"{self.uri} has no collection {name!r}")
+        cfg = self._call(f"reading the config of {name!r}", self._col(name).config.get)
+        tenants = None
+        if cfg.multi_tenancy_config.enabled:
+            tenants = tuple(sorted(self._call(f"tenants of {name!r}", self._col(name).tenants.get)))
+        self._tenants[name] = set(tenants or ())
+        specs, settings = index_specs(cfg)
+        desc = cfg.description or ""
+        if desc.startswith(SCHEMA_PREFIX):
+            stored = CollectionSchema.from_json(desc[len(SCHEMA_PREFIX) :])
+            # what the engine actually built wins over what was asked for
+            vectors = tuple(
+                v.model_copy(update={"metric": specs[v.name][0], "index": specs[v.name][1]})
+                if v.name in specs
+                else v
+                for v in stored.vectors
+            )
+            schema = stored.replace(name=name, vectors=vectors, namespaces=tenants)
+        else:
+            schema = self._infer(name, cfg, specs, tenants)
+        schema = schema.replace(engine="weaviate", engine_settings=settings)
+        self._schemas[name] = schema
+        return schema
+
+    def _infer(
+        self, name: str, cfg: Any, specs: dict[str, Any], tenants: tuple[str, ...] | None
+    ) -> CollectionSchema:
+        """Schema of a class made by another tool: dims from one sampled object."""
+        sample = None
+        for t in tenants or [None]:
+            col = self._col(name, t)
+            got = self._call("sampling", col.query.fetch_objects, limit=1, include_vector=True)
+            if got.objects:
+                sample = got.objects[0]
+                break
+        vectors = []
+        for vname, (metric, index) in specs.items():
+            if sample is None or vname not in sample.vector:
+                raise ConfigError(
+                    f"cannot tell the dimension of {name!r}.{vname}: no object has it"
+                )
+            dim = len(sample.vector[vname])
+            vname = "vector" if vname == "default" else vname
+            vectors.append(VectorField(name=vname, dim=dim, metric=metric, index=index))
+        props = {p.name for p in cfg.properties}
+        return CollectionSchema(
+            name=name,
+            id_type=IdType.STRING if ID_PROP in props else IdType.UUID,
+            vectors=tuple(vectors),
+            has_document=DOC_PROP in props,
+            metadata=metadata_fields(cfg),
+            namespaces=tenants,
+        )
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        body = class_body(schema)
+        if self._call(f"looking up {schema.name!r}", self.client.collections.exists, body["class"]):
+            if if_exists == "fail":
+                raise ConfigError(
+                    f"Weaviate class {body['class']!r} already exists",
+                    hint="pass --if-exists replace or reuse",
+                )
+            if if_exists == "reuse":
+                self.describe(schema.name)
+                return
+            self.drop(schema.name)
+        self._call(f"creating {schema.name!r}", self.client.collections.create_from_dict, body)
+        self._schemas.pop(schema.name, None)
+        self._tenants[schema.name] = set()
+        self._ensure_tenants(schema.name, [n for n in schema.namespaces or () if n])
+        self.describe(schema.name)
+
+    def _ensure_tenants(self, name: str, wanted: Sequence[str]) -> None:
+        new = sorted(set(wanted) - self._tenants.setdefault(name, set()))
+        for t in new:
+            if not TENANT_RE.match(t):
+                raise DataError(
+                    "not a valid Weaviate tenant name (A-Z a-z 0-9 _ -, at most 64)",
+                    collection=name,
+                    record_id=t,
+                    field="namespace",
+                )
+        if new:
+            tenants = [Tenant(name=t) for t in new]
+            self._call(f"creating tenants of {name!r}", self._col(name).tenants.create, tenants)
+            self._tenants[name].update(new)
+
+    def _tenant_list(self, name: str) -> Tenants:
+        if self._schema(name).namespaces is None:
+            return [None]
+        return [*sorted(self._tenants.get(name, ()))]
+
+    # -- reading -----------------------------------------------------------------------------
+    def count(self, name: str, filter: PortableFilter | None = None) -> int:
+        node = self._filter(self._schema(name), filter)
+        flt = compile_filter(node) if node else None
+        total = 0
+        for t in self._tenant_list(name):
+            agg = self._col(name, t).aggregate
+            got = self._call(f"counting {name!r}", agg.over_all, total_count=True, filters=flt)
+            total += int(got.total_count or 0)
+        return total
+
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        if self._schema(name).namespaces is not None:  # tenants are natural partitions
+            tenants = self._tenant_list(name)
+            k = max(1, min(n, len(tenants)))
+            return [Partition(id=f"tenants-{i}", spec={"tenants": tenants[i::k]}) for i in range(k)]
+        total = self.count(name)
+        k = max(1, min(n, total // 1000 + 1))
+        # uuid5 ids spread evenly over the uuid space: even cuts give even partitions
+        cuts = [None, *(str(uuid.UUID(int=i * (2**128 // k))) for i in range(1, k)), None]
+        return [
+            Partition(
+                id=f"uuids-{i}",
+                spec={"tenants": [None], "after": cuts[i], "upto": cuts[i + 1]},
+                estimated_rows=total // k,
+            )
+            for i in range(k)
+        ]
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        """Cursor pages (``after`` the last uuid) per tenant; ``(after, upto]`` bounds."""
+        schema = schema or self._schema(name)
+        tenants: Tenants = partition.spec.get("tenants", [None])
+        state = json.loads(resume) if resume else None
+        upto = partition.spec.get("upto")
+        for pos, t in enumerate(tenants):
+            if state is not None and pos < tenants.index(state["tenant"]):
+                continue
+            same = state is not None and state["tenant"] == t
+            after = state["after"] if same else partition.spec.get("after")  # type: ignore[index]
+            query = self._col(name, t).query
+            while True:
+                objs = self._call(
+                    f"scanning {name!r}",
+                    query.fetch_objects,
+                    limit=batch_rows,
+                    after=after,
+                    include_vector=True,
+                ).objects
+                full = len(objs) == batch_rows
+                if upto is not None:
+                    kept = [o for o in objs if str(o.uuid) <= upto]
+                    full, objs = full and len(kept) == len(objs), kept
+                if objs:
+                    after = str(objs[-1].uuid)
+                    token = json.dumps({"tenant": t, "after": after})
+                    yield objects_to_batch(objs, schema, t), token
+                if not full:
+                    break
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        uuids = uuids_for(name, schema, list(ids))
+        batches = []
+        for t in self._tenant_list(name):
+            query = self._col(name, t).query
+            for i in range(0, len(uuids), MAX_RESULTS):
+                chunk = uuids[i : i + MAX_RESULTS]
+                got = self._call(
+                    f"fetching from {name!r}",
+                    query.fetch_objects_by_ids,
+                    chunk,
+                    limit=len(chunk),
+                    include_vector=True,
+                )
+                batches.append(objects_to_batch(list(got.objects), schema, t))
+        return table_to_batch(pa.Table.from_batches(batches, schema=schema.arrow_schema()))
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        ids = batch.column("id").to_pylist()
+        uuids = uuids_for(name, schema, ids)
+        props = object_properties(name, schema, batch, ids)
+        vecs = {v.name: vectors_to_numpy(batch.column(v.name)) for v in schema.vectors}
+        n = batch.num_rows
+        names = batch.schema.names
+        tenants = batch.column("namespace").to_pylist() if "namespace" in names else [None] * n
+        if schema.namespaces is not None:
+            for i, t in enumerate(tenants):
+                if not t:
+                    raise DataError(
+                        "a multi-tenant class needs a namespace (tenant) on every record",
+                        collection=name,
+                        record_id=ids[i],
+                        field="namespace",
+                    )
+            self._ensure_tenants(name, tenants)  # type: ignore[arg-type]
+        groups: dict[str | None, list[int]] = {}
+        for i, t in enumerate(tenants):
+            groups.setdefault(t, []).append(i)
+        for t, rows in groups.items():
+            objects = [
+                DataObject(
+                    properties=props[i], uuid=uuids[i], vector={k: m[i] for k, m in vecs.items()}
+                )
+                for i in rows
+            ]
+            res = self._call(f"upsert into {name!r}", self._col(name, t).data.insert_many, objects)
+            if res.errors:  # the others were written; upserts are idempotent, so that is fine
+                pos, err = min(res.errors.items())
+                raise DataError(
+                    f"Weaviate refused the object: {err.message}",
+                    collection=name,
+                    record_id=ids[rows[pos]],
+                )
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        uuids = uuids_for(name, self._schema(name), list(ids))
+        for t in self._tenant_list(name):
+            data = self._col(name, t).data
+            for i in range(0, len(uuids), MAX_RESULTS):
+                where = Filter.by_id().contains_any(uuids[i : i + MAX_RESULTS])
+                self._call(f"delete from {name!r}", data.delete_many, where=where)
+
+    def drop(self, name: str) -> None:
+        self._call(f"dropping {name!r}", self.client.collections.delete, class_name(name))
+        self._schemas.pop(name, None)
+        self._tenants.pop(name, None)
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: PortableFilter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        """Top-k per query; across tenants, merged by distance. Scores are distances."""
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        flt = compile_filter(node) if node else None
+        field = schema.vector_field(vector_field)
+        target = None if schema.engine_settings.get("unnamed_vector") else field.name
+        ret = [ID_PROP] if schema.id_type is not IdType.UUID else []
+        as_int = schema.id_type is IdType.INT
+        all_ids, all_scores = [], []
+        for q in np.asarray(vectors, dtype=np.float32):
+            hits: list[tuple[float, Any]] = []
+            for t in self._tenant_list(name):
+                res = self._call(
+                    f"search in {name!r}",
+                    self._col(name, t).query.near_vector,
+                    near_vector=q.tolist(),
+                    target_vector=target,
+                    limit=k,
+                    filters=flt,
+                    return_metadata=MetadataQuery(distance=True),
+                    return_properties=ret,
+                )
+                for o in res.objects:
+                    rid = o.properties.get(ID_PROP, str(o.uuid))
+                    hits.append((float(o.metadata.distance), int(rid) if as_int else rid))
+            hits.sort(key=lambda h: h[0])
+            all_ids.append([h[1] for h in hits[:k]])
+            all_scores.append([h[0] for h in hits[:k]])
+        return all_ids, all_scores

@@ -1,0 +1,1 @@
+"""Protocol test doubles for engines that cannot run on this machine."""
