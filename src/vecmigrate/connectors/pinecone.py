@@ -1,0 +1,735 @@
+"""Pinecone: ``pinecone://[INDEX]?api_key=env:NAME[&namespace=NS][&host=URL]``.
+
+Collections are indexes, and Pinecone's namespaces are the model's namespaces: every
+namespace is scanned and each row is written to its ``namespace`` (``""`` is the default
+namespace, which the API reports as ``__default__``). ``?namespace=NS`` narrows the
+connector to one namespace, seen as a collection without namespaces. ``?host=`` points at
+another control plane (Pinecone Local, the tests' protocol server); ``?cloud=&region=``
+choose where new serverless indexes go (default aws / us-east-1).
+
+What the mapping keeps, and what it cannot:
+
+* Index names are 1-45 lowercase alphanumerics and ``-``: other collection names get a
+  sanitised name plus an 8-hex hash; the schema (in the index tags) keeps the original.
+* The vecmigrate schema lives in the index's tags (zlib + base64, up to 18 tags of 120
+  characters); a schema too large for that is kept as records of a reserved namespace
+  ``__vecmigrate_schema__`` (hidden from scans, counts and searches).
+* Ids must be ASCII (1-512 characters): other ids are stored as ``~u:`` + percent-encoded
+  UTF-8 (so are ids that start with ``~u:``), which is reversible; int ids are decimal text.
+* Metadata is str / number / bool / list of str, without nulls, at most 40 KB per record.
+  Numbers come back as floats: the stored schema turns int64 fields back into ints, ints
+  beyond 2**53 and non-finite floats are refused (``DataError``). list<int64/float64>
+  are stored as lists of decimal strings, json fields as JSON text; values that did not
+  fit their field (``metadata_extra``) travel as one JSON string under
+  ``_vecmigrate_extra``, documents under ``_vecmigrate_document`` (``?document_field=``
+  names another key, e.g. ``text``, for indexes written by other tools).
+* Indexes not written by vecmigrate have no stored types: numbers are read as float64.
+* Listing ids needs a serverless index; pod-based indexes are refused for scans.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
+import pyarrow as pa
+from pinecone import Pinecone
+
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.filters import ALL_OPS, Bool, Cond, Node, evaluate
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    MetadataField,
+    Metric,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.records import (
+    build_batch,
+    infer_metadata_fields,
+    table_to_batch,
+    vectors_to_numpy,
+)
+from vecmigrate.uri import ConnectionURI
+
+DOC_KEY = "_vecmigrate_document"
+EXTRA_KEY = "_vecmigrate_extra"
+SCHEMA_TAG = "vecmigrate-schema"
+SCHEMA_NAMESPACE = "__vecmigrate_schema__"
+DEFAULT_NAMESPACE = "__default__"
+ID_ESCAPE = "~u:"
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+MAX_METADATA_BYTES = 40 * 1024
+MAX_ID_LENGTH = 512
+MAX_TOP_K = 10_000
+_FLOAT_JSON_BYTES = 25  # longest JSON text of one float64 plus its comma
+_VALID_INDEX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
+_METRIC = {Metric.COSINE: "cosine", Metric.DOT: "dotproduct", Metric.L2: "euclidean"}
+_FROM_METRIC = {v: k for k, v in _METRIC.items()}
+_NEGATE = {
+    "$eq": "$ne", "$ne": "$eq", "$in": "$nin", "$nin": "$in",
+    "$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt",
+}  # fmt: skip
+
+
+def index_name(collection: str) -> str:
+    """The Pinecone index that holds ``collection`` (valid names are kept as they are)."""
+    if _VALID_INDEX.match(collection):
+        return collection
+    base = re.sub(r"[^a-z0-9]+", "-", collection.lower()).strip("-")[:36].strip("-") or "c"
+    return f"{base}-{hashlib.sha256(collection.encode()).hexdigest()[:8]}"
+
+
+def to_pinecone_id(value: Any) -> str:
+    """Record id as a Pinecone id: ASCII kept, anything else escaped reversibly."""
+    text = str(value)
+    if text.isascii() and "\x00" not in text and not text.startswith(ID_ESCAPE):
+        return text
+    return ID_ESCAPE + quote(text, safe="")
+
+
+def from_pinecone_id(pid: str) -> str:
+    """Inverse of ``to_pinecone_id``."""
+    return unquote(pid[len(ID_ESCAPE) :]) if pid.startswith(ID_ESCAPE) else pid
+
+
+def _list_token(field: MetadataField, value: Any) -> str:
+    """A list<int64>/list<float64> element as the decimal text it is stored as."""
+    if field.type == "list<int64>" and float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def _compile(node: Node, negate: bool = False) -> dict[str, Any]:
+    """A portable filter as Pinecone's, keeping the portable semantics (see filters.py).
+
+    ``$not`` is pushed down to the leaves; a negated comparison is "missing OR the opposite
+    comparison", and ``$ne``/``$nin`` require the field to exist, because Pinecone leaves
+    undocumented whether they match records lacking it.
+    """
+    if isinstance(node, Bool):
+        if node.op == "$not":
+            return _compile(node.children[0], not negate)
+        op = node.op if not negate else ("$or" if node.op == "$and" else "$and")
+        parts = [_compile(c, negate) for c in node.children]
+        return parts[0] if len(parts) == 1 else {op: parts}
+    return _leaf(node, negate)
+
+
+def _leaf(c: Cond, negate: bool) -> dict[str, Any]:
+    key, f = c.field.name, c.field
+    if c.op == "$exists":
+        return {key: {"$exists": bool(c.value) != negate}}
+    op = _NEGATE[c.op] if negate else c.op
+    value = c.value
+    if f.type in ("list<int64>", "list<float64>"):
+        value = (
+            [_list_token(f, v) for v in value] if isinstance(value, list) else _list_token(f, value)
+        )
+    if f.type.startswith("list<") and op == "$ne":  # "does not contain", as Pinecone spells it
+        op, value = "$nin", [value]
+    cond = {key: {op: value}}
+    if negate:
+        return {"$or": [{key: {"$exists": False}}, cond]}
+    if op in ("$ne", "$nin"):
+        return {"$and": [{key: {"$exists": True}}, cond]}
+    return cond
+
+
+class PineconeConnector(Connector):
+    """Pinecone indexes (serverless; pod-based readable by id only) over the official client."""
+
+    schemes = ("pinecone",)
+    capabilities = Capabilities(
+        id_types=frozenset(IdType),
+        metrics=frozenset(Metric),
+        documents=True,
+        namespaces=True,
+        stores_null_metadata=False,
+        filter_ops=ALL_OPS,
+        max_batch_rows=1000,
+        max_batch_bytes=MAX_REQUEST_BYTES,
+        max_metadata_bytes=MAX_METADATA_BYTES,
+        index_kinds=frozenset({"auto"}),
+    )
+
+    def __init__(self, uri: ConnectionURI) -> None:
+        super().__init__(uri)
+        key = uri.secret("api_key")
+        if not key:
+            raise ConfigError(
+                "Pinecone needs an API key", hint="add ?api_key=env:PINECONE_API_KEY to the URI"
+            )
+        self.scope = uri.host or (uri.path.strip("/") or None)
+        self.namespace = uri.params.get("namespace")
+        self.document_field = uri.params.get("document_field")
+        self.cloud = uri.params.get("cloud", "aws")
+        self.region = uri.params.get("region", "us-east-1")
+        self.pc = Pinecone(
+            api_key=key, host=uri.params.get("host") or None, source_tag="vecmigrate"
+        )
+        self._handles: dict[str, Any] = {}
+        self._schemas: dict[str, CollectionSchema] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+        self.pc.close()
+
+    # -- calls and errors ----------------------------------------------------------------
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a client call: 408/429/5xx and connection failures are transient."""
+        from pinecone.errors.exceptions import (
+            ApiError,
+            PineconeConnectionError,
+            PineconeError,
+            PineconeTimeoutError,
+        )
+
+        try:
+            return fn(*args, **kwargs)
+        except (PineconeConnectionError, PineconeTimeoutError) as exc:
+            raise TransientError(f"{what}: {exc.message}") from None
+        except ApiError as exc:
+            status = exc.status_code
+            msg = f"{what}: HTTP {status}: {exc.message}"
+            if status in (408, 429) or (status or 0) >= 500:
+                raise TransientError(msg) from None
+            raise TerminalError(msg) from None
+        except PineconeError as exc:  # client-side validation
+            raise TerminalError(f"{what}: {exc.message}") from None
+
+    def _index(self, name: str) -> Any:
+        iname = index_name(name)
+        with self._lock:
+            if iname not in self._handles:
+                self._handles[iname] = self._call(
+                    f"opening index {iname!r}", self.pc.index, name=iname
+                )
+            return self._handles[iname]
+
+    def _model(self, name: str) -> Any | None:
+        from pinecone.errors.exceptions import NotFoundError
+
+        def describe() -> Any | None:
+            try:
+                return self.pc.indexes.describe(index_name(name))
+            except NotFoundError:
+                return None
+
+        return self._call(f"describing {index_name(name)!r}", describe)
+
+    # -- discovery ---------------------------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        models = self._call("listing indexes", lambda: list(self.pc.indexes.list()))
+        names = []
+        for m in models:
+            stored = _schema_from_tags(m.tags or {})
+            name = stored.name if stored and index_name(stored.name) == m.name else m.name
+            if self.scope is None or m.name == index_name(self.scope):
+                names.append(name)
+        return sorted(names)
+
+    def _namespaces(self, name: str) -> dict[str, int]:
+        """User namespaces of an index and their record counts (default namespace: "")."""
+        stats = self._call(f"stats of {name!r}", self._index(name).describe_index_stats)
+        found = {
+            ("" if ns in (DEFAULT_NAMESPACE, "") else ns): int(s.vector_count)
+            for ns, s in stats.namespaces.items()
+            if ns != SCHEMA_NAMESPACE and s.vector_count
+        }
+        if self.namespace is not None:
+            return {self.namespace: found.get(self.namespace, 0)}
+        return found
+
+    def describe(self, name: str) -> CollectionSchema:
+        model = self._model(name)
+        if model is None:
+            raise ConfigError(f"{self.uri} has no index {index_name(name)!r} (collection {name!r})")
+        field = model.schema.fields.get("_values")
+        dim = getattr(field, "dimension", None)
+        if dim is None:
+            raise ConfigError(
+                f"Pinecone index {model.name!r} is not a dense vector index",
+                hint="document, sparse and integrated-embedding indexes are not supported",
+            )
+        metric = _FROM_METRIC[str(field.metric).lower()]
+        stored = _schema_from_tags(model.tags or {}) or self._schema_from_namespace(name, model)
+        namespaces = self._namespaces(name)
+        serverless = getattr(model.deployment, "deployment_type", "managed") == "managed"
+        if stored is None:
+            stored = self._infer(name, dim, metric, namespaces, serverless)
+        v = stored.vector.model_copy(update={"dim": dim, "metric": metric})
+        ns: tuple[str, ...] | None = None
+        if self.namespace is None and (stored.namespaces is not None or set(namespaces) - {""}):
+            ns = tuple(sorted(set(stored.namespaces or ()) | set(namespaces)))
+        schema = stored.replace(
+            name=name,
+            vectors=(v,),
+            namespaces=ns,
+            engine="pinecone",
+            engine_settings={
+                **stored.engine_settings,
+                "index": model.name,
+                "deployment": "serverless" if serverless else "pod",
+            },
+        )
+        self._schemas[name] = schema
+        return schema
+
+    def _infer(
+        self, name: str, dim: int, metric: Metric, namespaces: dict[str, int], serverless: bool
+    ) -> CollectionSchema:
+        """Schema of an index written by another tool, from up to 1,000 sampled records."""
+        rows: list[dict[str, Any]] = []
+        index = self._index(name)
+        for ns in sorted(namespaces)[:10]:
+            if serverless:
+                page = self._call(
+                    f"listing {name!r}", index.list_paginated, namespace=ns, limit=100
+                )
+                ids = [v.id for v in page.vectors]
+                recs = self._fetch_raw(name, ns, ids).values() if ids else []
+            else:  # sampling for types only; never used to enumerate records
+                probe = [1.0] + [0.0] * (dim - 1)
+                recs = self._call(
+                    f"sampling {name!r}", index.query, vector=probe, top_k=100,
+                    namespace=ns, include_metadata=True,
+                ).matches  # fmt: skip
+            rows += [dict(r.metadata or {}) for r in recs]
+        doc = self.document_field
+        fields = infer_metadata_fields([{k: v for k, v in r.items() if k != doc} for r in rows])
+        return CollectionSchema(
+            name=name,
+            vectors=(VectorField(dim=dim, metric=metric, index=IndexSpec(kind="auto")),),
+            metadata=fields,
+            has_document=bool(doc and any(doc in r for r in rows)),
+            engine_settings={"document_key": doc, "metadata_types": "inferred (numbers: float64)"},
+        )
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def _doc_key(self, schema: CollectionSchema) -> str:
+        return str(schema.engine_settings.get("document_key") or self.document_field or DOC_KEY)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        namespaces = self._namespaces(name)
+        if node is None:
+            return sum(namespaces.values())
+        total = 0
+        probe = [1.0] + [0.0] * (schema.vector.dim - 1)
+        for ns in namespaces:
+            # A filtered query returns every match up to top_k (Pinecone documents this);
+            # at the cap, count exactly by scanning the namespace instead.
+            got = self._call(
+                f"counting in {name!r}", self._index(name).query, vector=probe, top_k=MAX_TOP_K,
+                namespace=ns, filter=_compile(node),
+            ).matches  # fmt: skip
+            if len(got) < MAX_TOP_K:
+                total += len(got)
+                continue
+            part = Partition(id="count", spec={"namespaces": [ns]})
+            for batch, _ in self.scan(name, part, schema=schema):
+                total += int(evaluate(node, batch).sum())
+        return total
+
+    # -- reading -----------------------------------------------------------------------------
+    def _require_serverless(self, name: str) -> None:
+        model = self._model(name)
+        if model is not None and getattr(model.deployment, "deployment_type", "") == "pod":
+            raise ConfigError(
+                f"Pinecone index {model.name!r} is pod-based: Pinecone can list record ids "
+                "only on serverless indexes, so vecmigrate cannot enumerate its records",
+                hint="export the ids from your application and fetch them by id, or "
+                "move the index to serverless (Pinecone's collection/backup restore) first",
+            )
+
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        self._require_serverless(name)
+        counts = self._namespaces(name)
+        groups: list[list[str]] = [[] for _ in range(max(1, min(n, len(counts))))]
+        sizes = [0] * len(groups)
+        for ns in sorted(counts, key=lambda s: -counts[s]):  # largest first, to the lightest
+            i = sizes.index(min(sizes))
+            groups[i].append(ns)
+            sizes[i] += counts[ns]
+        return [
+            Partition(id=f"namespaces-{i}", spec={"namespaces": sorted(g)}, estimated_rows=s)
+            for i, (g, s) in enumerate(zip(groups, sizes, strict=True))
+        ]
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        self._require_serverless(name)
+        schema = schema or self._schema(name)
+        spaces: list[str] = partition.spec["namespaces"]
+        state = json.loads(resume) if resume else {"ns": spaces[0] if spaces else None}
+        if state["ns"] is None:
+            return
+        i, token = spaces.index(state["ns"]), state.get("token")
+        index = self._index(name)
+        while i < len(spaces):
+            ns, ids = spaces[i], []
+            while len(ids) < batch_rows:
+                page = self._call(
+                    f"listing ids of {name!r}", index.list_paginated, namespace=ns,
+                    limit=min(100, batch_rows - len(ids)), pagination_token=token,
+                )  # fmt: skip
+                ids += [v.id for v in page.vectors]
+                token = page.pagination.next if page.pagination else None
+                if token is None:
+                    break
+            if token is None:
+                i += 1
+            nxt = {"ns": spaces[i] if i < len(spaces) else None, "token": token}
+            if ids:
+                recs = self._fetch_raw(name, ns, ids)
+                yield (
+                    self._to_batch(schema, ns, [recs[p] for p in ids if p in recs]),
+                    json.dumps(nxt),
+                )
+
+    def _fetch_raw(self, name: str, ns: str, pids: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        index, start = self._index(name), 0
+        while start < len(pids):
+            # GET with ids in the query string: bounded by count and URL length.
+            end, chars = start, 0
+            while end < len(pids) and end - start < 100 and chars < 6000:
+                chars += len(quote(pids[end])) + 5
+                end += 1
+            res = self._call(
+                f"fetching from {name!r}", index.fetch, ids=list(pids[start:end]), namespace=ns
+            )
+            out.update(res.vectors)
+            start = end
+        return out
+
+    def _to_batch(self, schema: CollectionSchema, ns: str, recs: list[Any]) -> pa.RecordBatch:
+        doc_key = self._doc_key(schema)
+        ids: list[Any] = [from_pinecone_id(r.id) for r in recs]
+        if schema.id_type is IdType.INT:
+            ids = [int(i) for i in ids]
+        docs, metas = [], []
+        by_name = {f.name: f for f in schema.metadata}
+        for r in recs:
+            md = dict(r.metadata or {})
+            docs.append(md.pop(doc_key, None))
+            extra = json.loads(md.pop(EXTRA_KEY)) if EXTRA_KEY in md else {}
+            metas.append({**{k: _decode(by_name.get(k), v) for k, v in md.items()}, **extra})
+        matrix = np.asarray([r.values for r in recs], dtype=np.float32)
+        return build_batch(
+            schema,
+            ids,
+            {schema.vector.name: matrix.reshape(len(recs), schema.vector.dim)},
+            documents=docs if schema.has_document else None,
+            metadata=metas,
+            namespaces=[ns] * len(recs),
+        )
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        pids = list(dict.fromkeys(to_pinecone_id(i) for i in ids))
+        batches = []
+        for ns in self._namespaces(name) or {"": 0}:
+            recs = self._fetch_raw(name, ns, pids) if pids else {}
+            batches.append(self._to_batch(schema, ns, [recs[p] for p in pids if p in recs]))
+        return table_to_batch(pa.Table.from_batches(batches, schema=schema.arrow_schema()))
+
+    # -- writing -----------------------------------------------------------------------------
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if self.scope is not None and index_name(schema.name) != index_name(self.scope):
+            raise ConfigError(
+                f"this URI is scoped to index {self.scope!r}, not {schema.name!r}",
+                hint=f"pass --target-collection {self.scope} or drop the index from the URI",
+            )
+        if len(schema.vectors) != 1 or schema.sparse:
+            raise ConfigError(f"a Pinecone index holds one dense vector; {schema.name!r} has more")
+        if schema.namespaces is not None and self.namespace is not None:
+            raise ConfigError(
+                f"{schema.name!r} has namespaces but this URI is scoped to namespace "
+                f"{self.namespace!r}",
+                hint="drop ?namespace= from the target URI to keep the source's namespaces",
+            )
+        if self._model(schema.name) is not None:
+            if if_exists == "fail":
+                raise ConfigError(
+                    f"Pinecone index {index_name(schema.name)!r} already exists",
+                    hint="pass --if-exists replace or reuse",
+                )
+            if if_exists == "reuse":
+                self.describe(schema.name)
+                return
+            self.drop(schema.name)
+        stored = schema.replace(
+            engine_settings={**schema.engine_settings, "document_key": self._doc_key(schema)}
+        )
+        tags = _schema_tags(stored)
+        iname, v = index_name(schema.name), schema.vector
+        self._call(
+            f"creating index {iname!r}",
+            self.pc.indexes.create,
+            name=iname,
+            schema={"fields": {"_values": {
+                "type": "dense_vector", "dimension": v.dim, "metric": _METRIC[v.metric]}}},
+            deployment={"deployment_type": "managed", "cloud": self.cloud, "region": self.region},
+            tags=tags or {SCHEMA_TAG: f"namespace:{SCHEMA_NAMESPACE}"},
+            deletion_protection="disabled",
+            timeout=300,
+        )  # fmt: skip
+        with self._lock:
+            self._handles.pop(iname, None)
+        if tags is None:
+            self._write_schema_records(stored)
+        self.describe(schema.name)
+
+    def _write_schema_records(self, schema: CollectionSchema) -> None:
+        text = schema.to_json()
+        parts = [text[i : i + 8000] for i in range(0, len(text), 8000)]
+        probe = [1.0] + [0.0] * (schema.vector.dim - 1)
+        vectors = [
+            {"id": f"schema-{i:04d}", "values": probe, "metadata": {"json": p, "parts": len(parts)}}
+            for i, p in enumerate(parts)
+        ]
+        for start in range(0, len(vectors), 100):
+            self._call(
+                "storing the schema", self._index(schema.name).upsert,
+                vectors=vectors[start : start + 100], namespace=SCHEMA_NAMESPACE,
+            )  # fmt: skip
+
+    def _schema_from_namespace(self, name: str, model: Any) -> CollectionSchema | None:
+        if (model.tags or {}).get(SCHEMA_TAG) != f"namespace:{SCHEMA_NAMESPACE}":
+            return None
+        first = self._fetch_raw(name, SCHEMA_NAMESPACE, ["schema-0000"]).get("schema-0000")
+        if first is None:
+            raise ConfigError(f"the stored schema of {name!r} is missing from its index")
+        n = int(first.metadata["parts"])
+        recs = self._fetch_raw(name, SCHEMA_NAMESPACE, [f"schema-{i:04d}" for i in range(n)])
+        text = "".join(recs[f"schema-{i:04d}"].metadata["json"] for i in range(n))
+        return CollectionSchema.from_json(text)
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        ids = batch.column("id").to_pylist()
+        pids = [to_pinecone_id(i) for i in ids]
+        for rid, pid in zip(ids, pids, strict=True):
+            if len(pid) > MAX_ID_LENGTH:
+                raise DataError(
+                    f"id is {len(pid)} characters as a Pinecone id (at most {MAX_ID_LENGTH})",
+                    collection=name, record_id=rid, field="id",
+                )  # fmt: skip
+        matrix = vectors_to_numpy(batch.column(schema.vector.name))
+        zero = np.flatnonzero(~matrix.any(axis=1))
+        if len(zero):
+            raise DataError(
+                "Pinecone refuses all-zero dense vectors",
+                collection=name, record_id=ids[zero[0]], field=schema.vector.name,
+            )  # fmt: skip
+        metas = _encode_metadata(batch, schema, self._doc_key(schema), name, ids)
+        if self.namespace is not None:
+            spaces = [self.namespace] * len(ids)
+        elif "namespace" in batch.schema.names:
+            spaces = [s or "" for s in batch.column("namespace").to_pylist()]
+        else:
+            spaces = [""] * len(ids)
+        groups: dict[str, list[int]] = {}
+        for i, ns in enumerate(spaces):
+            if not ns.isascii() or len(ns) > 512 or ns == SCHEMA_NAMESPACE:
+                raise DataError(
+                    "Pinecone namespaces are 1-512 ASCII characters (and not the reserved "
+                    f"{SCHEMA_NAMESPACE!r})", collection=name, record_id=ids[i], field="namespace",
+                )  # fmt: skip
+            groups.setdefault(ns, []).append(i)
+        per_vector = schema.vector.dim * _FLOAT_JSON_BYTES + 64
+        index = self._index(name)
+        for ns, rows in groups.items():
+            chunk: list[dict[str, Any]] = []
+            size = 0
+            for i in rows:
+                rec = {"id": pids[i], "values": matrix[i].tolist()}
+                md_bytes = 0
+                if metas[i][0]:
+                    rec["metadata"] = metas[i][0]
+                    md_bytes = metas[i][1]
+                need = per_vector + len(pids[i]) + md_bytes
+                if chunk and (len(chunk) == 1000 or size + need > MAX_REQUEST_BYTES - 4096):
+                    self._call(f"upsert into {name!r}", index.upsert, vectors=chunk, namespace=ns)
+                    chunk, size = [], 0
+                chunk.append(rec)
+                size += need
+            if chunk:
+                self._call(f"upsert into {name!r}", index.upsert, vectors=chunk, namespace=ns)
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        pids = list(dict.fromkeys(to_pinecone_id(i) for i in ids))
+        index = self._index(name)
+        for ns in self._namespaces(name):
+            for start in range(0, len(pids), 1000):
+                self._call(
+                    f"delete from {name!r}", index.delete,
+                    ids=pids[start : start + 1000], namespace=ns,
+                )  # fmt: skip
+
+    def drop(self, name: str) -> None:
+        iname = index_name(name)
+        with self._lock:
+            handle = self._handles.pop(iname, None)
+        if handle is not None:
+            handle.close()
+        self._schemas.pop(name, None)
+        if self._model(name) is not None:
+            self._call(f"deleting index {iname!r}", self.pc.indexes.delete, iname, timeout=300)
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        schema = self._schema(name)
+        schema.vector_field(vector_field)
+        if k > MAX_TOP_K:
+            raise ConfigError(f"Pinecone returns at most {MAX_TOP_K} results per query, not {k}")
+        node = self._filter(schema, filter)
+        flt = _compile(node) if node else None
+        index, spaces = self._index(name), list(self._namespaces(name)) or [""]
+        lower_first = schema.vector.metric is Metric.L2  # euclidean scores are distances
+        ids: list[list[Any]] = []
+        scores: list[list[float]] = []
+        for q in np.asarray(vectors, dtype=np.float32):
+            hits = []
+            for ns in spaces:
+                res = self._call(
+                    f"search in {name!r}", index.query, vector=q.tolist(), top_k=k,
+                    namespace=ns, filter=flt,
+                )  # fmt: skip
+                hits += [(float(m.score), m.id) for m in res.matches]
+            hits.sort(key=lambda h: h[0] if lower_first else -h[0])
+            row: list[Any] = [from_pinecone_id(h[1]) for h in hits[:k]]
+            ids.append([int(i) for i in row] if schema.id_type is IdType.INT else row)
+            scores.append([h[0] for h in hits[:k]])
+        return ids, scores
+
+
+# -- schema in tags --------------------------------------------------------------------------------
+def _schema_tags(schema: CollectionSchema) -> dict[str, str] | None:
+    """The schema as up to 18 tags of 120 characters, or None when it does not fit."""
+    blob = base64.b64encode(zlib.compress(schema.to_json().encode(), 9)).decode()
+    chunks = [blob[i : i + 120] for i in range(0, len(blob), 120)]
+    if len(chunks) > 18:
+        return None
+    return {f"{SCHEMA_TAG}-{i:02d}": c for i, c in enumerate(chunks)}
+
+
+def _schema_from_tags(tags: dict[str, str]) -> CollectionSchema | None:
+    keys = sorted(k for k in tags if k.startswith(f"{SCHEMA_TAG}-"))
+    if not keys:
+        return None
+    blob = "".join(tags[k] for k in keys)
+    return CollectionSchema.from_json(zlib.decompress(base64.b64decode(blob)).decode())
+
+
+# -- metadata codec ----------------------------------------------------------------------------------
+def _decode(f: MetadataField | None, value: Any) -> Any:
+    """A stored value back to its portable type (left as is when it does not parse)."""
+    if f is None:
+        return value
+    try:
+        if f.type == "int64" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if f.type == "list<int64>" and isinstance(value, list):
+            return [int(x) for x in value]
+        if f.type == "list<float64>" and isinstance(value, list):
+            return [float(x) for x in value]
+        if f.type == "json" and isinstance(value, str):
+            return json.loads(value)
+    except ValueError:
+        return value
+    return value
+
+
+def _encode_value(f: MetadataField, value: Any, name: str, rid: Any) -> Any:
+    if f.type == "int64" and abs(value) > 2**53:
+        raise DataError(
+            "Pinecone stores numbers as float64: this int would not round-trip",
+            collection=name, record_id=rid, field=f.name,
+        )  # fmt: skip
+    if f.type == "float64" and not math.isfinite(value):
+        raise DataError(
+            "Pinecone metadata numbers must be finite", collection=name, record_id=rid, field=f.name
+        )
+    if f.type in ("list<int64>", "list<float64>"):
+        return [_list_token(f, x) for x in value]
+    return value  # str, bool, list<string>, and json (already JSON text)
+
+
+def _encode_metadata(
+    batch: pa.RecordBatch, schema: CollectionSchema, doc_key: str, name: str, ids: list[Any]
+) -> list[tuple[dict[str, Any], int]]:
+    """Per record: the Pinecone metadata and its JSON size; DataError over 40 KB."""
+    n = batch.num_rows
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    names = batch.schema.names
+    if "metadata" in names:
+        struct = batch.column(names.index("metadata"))
+        by_name = {f.name: f for f in schema.metadata}
+        for child_field, child in zip(struct.type, struct.flatten(), strict=True):
+            f = by_name[child_field.name]
+            for i, v in enumerate(child.to_pylist()):
+                if v is not None:
+                    rows[i][f.name] = _encode_value(f, v, name, ids[i])
+    if "metadata_extra" in names:
+        for i, raw in enumerate(batch.column(names.index("metadata_extra")).to_pylist()):
+            if raw:
+                rows[i][EXTRA_KEY] = raw
+    if schema.has_document and "document" in names:
+        for i, doc in enumerate(batch.column(names.index("document")).to_pylist()):
+            if doc is not None:
+                rows[i][doc_key] = doc
+    out = []
+    for i, md in enumerate(rows):
+        size = len(json.dumps(md, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            big = max(md, key=lambda k: len(json.dumps(md[k], ensure_ascii=False).encode()))
+            where = {doc_key: "document", EXTRA_KEY: "metadata_extra"}.get(big, big)
+            raise DataError(
+                f"metadata is {size:,} bytes; Pinecone stores at most {MAX_METADATA_BYTES:,} "
+                f"bytes per record ({where!r} is the largest part)",
+                collection=name, record_id=ids[i], field=where,
+                hint="shorten or drop that field with a mapping",
+            )  # fmt: skip
+        out.append((md, size))
+    return out
