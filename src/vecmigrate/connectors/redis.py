@@ -1,4 +1,4 @@
-"""Redis Stack / RediSearch: ``redis://[user@]host:6379[/db]?password=env:NAME[&tls=true]``.
+"""Redis Stack / RediSearch: ``redis://[user@]host:6379?password=env:NAME[&tls=true]`` (db 0).
 
 Layout of a collection ``docs`` that vecmigrate creates:
 
@@ -200,10 +200,13 @@ class RedisConnector(Connector):
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
         db = uri.path.strip("/") or uri.params.get("db", "0")
+        if db != "0":
+            raise ConfigError(
+                f"{uri}: RediSearch keeps indexes in database 0 only", hint="drop the /db part"
+            )
         self.client = redis.Redis(
             host=uri.host or "127.0.0.1",
             port=uri.port or 6379,
-            db=int(db),
             username=uri.user,
             password=uri.secret("password"),
             ssl=uri.params.get("tls", "").lower() in ("1", "true", "yes"),
@@ -400,8 +403,8 @@ class RedisConnector(Connector):
                     "INDEXMISSING",
                     *empty,
                 ]
-        self._call(f"creating {name!r}", "SET", SCHEMA_KEY + name, schema.to_json())
         self._call(f"creating {name!r}", *args)
+        self._call(f"creating {name!r}", "SET", SCHEMA_KEY + name, schema.to_json())
         self._schemas[name], self._layouts[name] = schema, self._own_layout(schema)
 
     # -- reading -----------------------------------------------------------------------------
@@ -694,6 +697,10 @@ def _encode(value: Any, f: MetadataField, name: str, rid: Any) -> bytes:
     if f.type == "int64":
         return str(int(value)).encode()
     if f.type == "float64":
+        if value != value:  # RediSearch leaves a document with a NaN NUMERIC out of the index
+            raise DataError(
+                "NaN cannot be indexed as NUMERIC", collection=name, record_id=rid, field=f.name
+            )
         return repr(float(value)).encode()
     items = value if f.type.startswith("list<") else [value]
     if f.type == "list<int64>":
