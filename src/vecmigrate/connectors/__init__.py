@@ -26,7 +26,11 @@ REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "redis": ("vecmigrate.connectors.redis", "RedisConnector", "redis"),
     "pinecone": ("vecmigrate.connectors.pinecone", "PineconeConnector", "pinecone"),
     "weaviate": ("vecmigrate.connectors.weaviate", "WeaviateConnector", "weaviate"),
-    "elasticsearch": ("vecmigrate.connectors.elasticsearch", "ElasticsearchConnector", "elasticsearch"),
+    "elasticsearch": (
+        "vecmigrate.connectors.elasticsearch",
+        "ElasticsearchConnector",
+        "elasticsearch",
+    ),
     "opensearch": ("vecmigrate.connectors.opensearch", "OpenSearchConnector", "opensearch"),
 }
 

@@ -18,7 +18,8 @@ from typing import Any, cast
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from vecmigrate.connectors._searchdsl import SearchEngineConnector, search_capabilities
+from vecmigrate.connectors._searchbase import SearchEngineConnector
+from vecmigrate.connectors._searchdsl import search_capabilities
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI

@@ -15,7 +15,8 @@ from typing import Any
 
 from opensearchpy import OpenSearch, TransportError
 
-from vecmigrate.connectors._searchdsl import SearchEngineConnector, search_capabilities
+from vecmigrate.connectors._searchbase import SearchEngineConnector
+from vecmigrate.connectors._searchdsl import search_capabilities
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI

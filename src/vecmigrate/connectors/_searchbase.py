@@ -1,0 +1,311 @@
+"""The connector both Elasticsearch and OpenSearch derive from: index lifecycle, bulk
+writes, point-in-time scans with ``search_after`` over slot-range partitions, and kNN
+search. Each engine module supplies its client calls and vector mappings; the document
+layout and query DSL live in ``_searchdsl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.connectors._searchdsl import (
+    ID_FIELD,
+    META_KEY,
+    SLOT_FIELD,
+    SLOTS,
+    TRANSIENT_STATUS,
+    bulk_index_lines,
+    check_bulk,
+    hits_to_batch,
+    index_properties,
+    portable_types,
+    query,
+)
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.errors import ConfigError, TerminalError, TransientError
+from vecmigrate.model import (
+    CollectionSchema,
+    IdType,
+    MetadataField,
+    Partition,
+    ResumeToken,
+    VectorField,
+)
+from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
+
+READ_RETRY = RetryPolicy(attempts=5, base_seconds=0.1, max_seconds=2.0)
+FETCH_CHUNK = 1000  # ids per search: stays far inside index.max_result_window (10,000)
+
+
+class SearchEngineConnector(Connector):
+    """Shared logic of the Elasticsearch and OpenSearch connectors (see module docstring)."""
+
+    # -- what each engine supplies ---------------------------------------------------------
+    @abstractmethod
+    def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
+        """(HTTP status or None for a connection failure, reason) of a client error."""
+
+    @abstractmethod
+    def _vector_mapping(self, field: VectorField) -> dict[str, Any]:
+        """Mapping of one vector field, index parameters included."""
+
+    @abstractmethod
+    def _vector_from_mapping(self, name: str, spec: dict[str, Any]) -> VectorField | None:
+        """The vector field a mapping property describes, or None if it is not a vector."""
+
+    @abstractmethod
+    def _index_settings(self) -> dict[str, Any]:
+        """Settings of an index vecmigrate creates."""
+
+    @abstractmethod
+    def _knn_body(
+        self, field: str, vector: list[float], k: int, flt: dict[str, Any] | None, params: Any
+    ) -> dict[str, Any]:
+        """Search body of a (filtered) kNN query."""
+
+    @abstractmethod
+    def _source_param(self) -> Any:
+        """``_source`` of searches that must return vectors."""
+
+    @abstractmethod
+    def _foreign_sort(self) -> list[Any]:
+        """Deterministic scan order of indexes vecmigrate did not create (no id copy)."""
+
+    @abstractmethod
+    def _op(self, op: str, **kw: Any) -> Any:
+        """Run one client operation (create, exists, delete, mapping, refresh, count,
+        search, bulk, open_pit, close_pit, mappings) and return the response body."""
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, what: str, op: str, **kw: Any) -> Any:
+        """One client call; client errors become typed errors (no secrets in them)."""
+        try:
+            return self._op(op, **kw)
+        except Exception as exc:
+            info = self._status_of(exc)
+            if info is None:
+                raise
+            status, reason = info
+            if status is None or status in TRANSIENT_STATUS:
+                raise TransientError(f"{what}: {reason}") from None
+            raise TerminalError(f"{what}: HTTP {status} {reason}") from None
+
+    def _read(self, what: str, op: str, **kw: Any) -> Any:
+        """A read call, retried on transient failures (reads are not retried upstream)."""
+        result, _ = call_with_retry(lambda: self._call(what, op, **kw), READ_RETRY, what=what)
+        return result
+
+    def _init_cache(self) -> None:
+        self._schemas: dict[str, CollectionSchema] = {}
+
+    def list_collections(self) -> list[str]:
+        mappings = self._read("listing indexes", "mappings")
+        return sorted(n for n in mappings if not n.startswith("."))
+
+    # -- schema ------------------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionSchema:
+        if not self._read(f"looking up {name!r}", "exists", index=name):
+            raise ConfigError(f"{self.uri} has no index {name!r}")
+        mapping = self._read(f"reading the mapping of {name!r}", "mapping", index=name)
+        stored = (mapping.get("_meta") or {}).get(META_KEY)
+        if stored:
+            schema = CollectionSchema.from_json(json.dumps(stored))
+            schema = schema.replace(name=name, engine=self.engine)
+        else:
+            schema = self._infer(name, mapping)
+        self._schemas[name] = schema
+        return schema
+
+    def _infer(self, name: str, mapping: dict[str, Any]) -> CollectionSchema:
+        """Schema of an index another tool made, from its mapping and a sample."""
+        props: dict[str, Any] = mapping.get("properties") or {}
+        vectors = [
+            vf for key, spec in props.items() if (vf := self._vector_from_mapping(key, spec))
+        ]
+        body = {"size": 100, "query": {"match_all": {}}}
+        sample = self._read(f"sampling {name!r}", "search", index=name, body=body)
+        meta = portable_types(props, sample["hits"]["hits"])
+        return CollectionSchema(
+            name=name,
+            vectors=tuple(vectors),
+            metadata=tuple(MetadataField(name=k, type=t) for k, t in meta.items()),  # type: ignore[arg-type]
+            has_document=props.get("document", {}).get("type") == "text",
+            engine=self.engine,
+            engine_settings={"described_from": "mapping", "foreign": ID_FIELD not in props},
+        )
+
+    def _schema(self, name: str) -> CollectionSchema:
+        return self._schemas.get(name) or self.describe(name)
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        name = schema.name
+        if self._read(f"looking up {name!r}", "exists", index=name):
+            if if_exists == "fail":
+                raise ConfigError(
+                    f"{self.engine} index {name!r} already exists",
+                    hint="pass --if-exists replace or reuse",
+                )
+            if if_exists == "reuse":
+                self.describe(name)
+                return
+            self._call(f"deleting {name!r}", "delete", index=name)
+        props = index_properties(schema, self.engine)
+        for v in schema.vectors:
+            props[v.name] = self._vector_mapping(v)
+        stored = json.loads(schema.replace(engine=self.engine).to_json())
+        body = {
+            "settings": self._index_settings(),
+            "mappings": {"dynamic": "strict", "_meta": {META_KEY: stored}, "properties": props},
+        }
+        self._call(f"creating {name!r}", "create", index=name, body=body)
+        self._schemas[name] = schema
+
+    def drop(self, name: str) -> None:
+        if self._read(f"looking up {name!r}", "exists", index=name):
+            self._call(f"deleting {name!r}", "delete", index=name)
+        self._schemas.pop(name, None)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        node = self._filter(self._schema(name), filter)
+        self._read(f"refreshing {name!r}", "refresh", index=name)
+        got = self._read(f"counting {name!r}", "count", index=name, body={"query": query(node)})
+        return int(got["count"])
+
+    def finalize(self, name: str) -> None:
+        # Searches and counts see only refreshed segments: make every write visible.
+        self._read(f"refreshing {name!r}", "refresh", index=name)
+
+    # -- reading -----------------------------------------------------------------------------
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        schema = self._schema(name)
+        total = self.count(name)
+        if schema.engine_settings.get("foreign"):
+            return [Partition(id="all", spec={"foreign": True}, estimated_rows=total)]
+        # Slot ranges of a stable id hash: disjoint, covering, independent of any PIT.
+        n = max(1, min(n, total // 100 + 1))
+        bounds = [SLOTS * i // n for i in range(n + 1)]
+        return [
+            Partition(
+                id=f"slots-{i}",
+                spec={"lo": bounds[i], "hi": bounds[i + 1]},
+                estimated_rows=total // n,
+            )
+            for i in range(n)
+        ]
+
+    def scan(
+        self,
+        name: str,
+        partition: Partition,
+        resume: ResumeToken | None = None,
+        *,
+        schema: CollectionSchema | None = None,
+        batch_rows: int = 1000,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        schema = schema or self._schema(name)
+        spec = partition.spec
+        state = json.loads(resume) if resume else {}
+        after = state.get("after")
+        if spec.get("foreign"):
+            sort = self._foreign_sort()
+            flt: dict[str, Any] = {"match_all": {}}
+        else:
+            sort = [{ID_FIELD: "asc"}]
+            flt = {"range": {SLOT_FIELD: {"gte": spec["lo"], "lt": spec["hi"]}}}
+        self._read(f"refreshing {name!r}", "refresh", index=name)
+        pit = state.get("pit") if spec.get("foreign") and after else None
+        pit = pit or self._read(f"opening a point in time on {name!r}", "open_pit", index=name)
+        try:
+            while True:
+                body: dict[str, Any] = {
+                    "size": batch_rows,
+                    "query": flt,
+                    "sort": sort,
+                    "pit": {"id": pit, "keep_alive": "5m"},
+                    "_source": self._source_param(),
+                    "track_total_hits": False,
+                }
+                if after is not None:
+                    body["search_after"] = after
+                got = self._read(f"scanning {name!r}", "search", body=body)
+                pit = got.get("pit_id", pit)
+                hits = got["hits"]["hits"]
+                if not hits:
+                    return
+                after = hits[-1]["sort"]
+                token = {"after": after, "pit": pit} if spec.get("foreign") else {"after": after}
+                yield hits_to_batch(hits, schema), json.dumps(token)
+                if len(hits) < batch_rows:
+                    return
+        finally:
+            with contextlib.suppress(TransientError, TerminalError):  # it expires anyway
+                self._call(f"closing a point in time on {name!r}", "close_pit", id=pit)
+
+    def fetch(
+        self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
+    ) -> pa.RecordBatch:
+        schema = schema or self._schema(name)
+        keys = [str(i) for i in ids]
+        self._read(f"refreshing {name!r}", "refresh", index=name)
+        batches = [hits_to_batch([], schema)]
+        for start in range(0, len(keys), FETCH_CHUNK):
+            chunk = keys[start : start + FETCH_CHUNK]
+            body = {
+                "size": len(chunk),
+                "query": {"ids": {"values": chunk}},
+                "_source": self._source_param(),
+            }
+            got = self._read(f"fetching from {name!r}", "search", index=name, body=body)
+            batches.append(hits_to_batch(got["hits"]["hits"], schema))
+        table = pa.Table.from_batches(batches).combine_chunks()
+        return table.to_batches()[0] if table.num_rows else batches[0]
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        schema = self._schema(name)
+        self._bulk(name, bulk_index_lines(batch, schema), batch.column("id").to_pylist())
+
+    def delete(self, name: str, ids: Sequence[Any]) -> None:
+        if ids:
+            lines = [json.dumps({"delete": {"_id": str(i)}}) for i in ids]
+            self._bulk(name, lines, list(ids))
+
+    def _bulk(self, name: str, lines: list[str], ids: list[Any]) -> None:
+        """One ``_bulk`` request, its items inspected one by one (``check_bulk``)."""
+        body = "\n".join(lines) + "\n"
+        got = self._call(f"bulk request to {name!r}", "bulk", index=name, body=body)
+        check_bulk(got, ids, name, self.engine)
+
+    # -- querying ----------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        params: dict[str, Any] | None = None,
+        vector_field: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        flt = query(node) if node is not None else None
+        field = schema.vector_field(vector_field).name
+        self._read(f"refreshing {name!r}", "refresh", index=name)
+        out_ids: list[list[Any]] = []
+        out_scores: list[list[float]] = []
+        to_id: Callable[[str], Any] = int if schema.id_type is IdType.INT else str
+        for q in np.asarray(vectors, dtype=np.float32).tolist():
+            body = self._knn_body(field, q, k, flt, params or {})
+            hits = self._read(f"searching {name!r}", "search", index=name, body=body)
+            got = hits["hits"]["hits"]
+            out_ids.append([to_id(h["_id"]) for h in got])
+            out_scores.append([float(h["_score"]) for h in got])
+        return out_ids, out_scores
