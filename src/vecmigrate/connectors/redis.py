@@ -227,7 +227,16 @@ class RedisConnector(Connector):
 
     # -- discovery ---------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
-        return sorted(_text(n) for n in self._call("FT._LIST", "FT._LIST"))
+        """RediSearch indexes over HASH documents with a VECTOR field (what vecmigrate reads)."""
+        names = []
+        for n in self._call("FT._LIST", "FT._LIST"):
+            info = self._info(_text(n)) or {"index_definition": [], "attributes": []}
+            hashes = _text(_pairs(info["index_definition"]).get("key_type", b"")) == "HASH"
+            if hashes and any(
+                _attribute_info(a)[0].get("type") == b"VECTOR" for a in info["attributes"]
+            ):
+                names.append(_text(n))
+        return sorted(names)
 
     def _info(self, name: str) -> dict[str, Any] | None:
         try:
@@ -569,20 +578,27 @@ class RedisConnector(Connector):
                 rows[i] += [layout.fields[key], _encode(value, f, name, ids[i])]
             if extra:
                 rows[i] += [EXTRA, encode_json(extra)]
+        known = [layout.doc_field or "", *(v.name for v in schema.vectors), *layout.fields.values()]
+        known = [f for f in dict.fromkeys([*known, EXTRA]) if f]
         pipe = self.client.pipeline(transaction=False)
+        owners = []
         for rid, row in zip(ids, rows, strict=True):
             rkey = self._key(layout, schema, rid)
-            _exec(pipe, "UNLINK", rkey)  # fields that became null must go too
             _exec(pipe, "HSET", rkey, *row)
+            owners.append(rid)
+            # HSET then HDEL (not DEL + HSET): the record never vanishes from searches, and an
+            # HDEL that removes nothing does not re-index it.
+            absent = set(known) - {_text(f) for f in row[::2]}
+            if absent:
+                _exec(pipe, "HDEL", rkey, *sorted(absent))
+                owners.append(rid)
         try:
             results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             raise _wrap(exc, f"upsert into {name!r}") from None
-        for i, res in enumerate(results):
+        for rid, res in zip(owners, results, strict=True):
             if isinstance(res, Exception):
-                raise DataError(
-                    f"redis refused the record: {res}", collection=name, record_id=ids[i // 2]
-                )
+                raise DataError(f"redis refused the record: {res}", collection=name, record_id=rid)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema, layout = self._schema(name), self._layout(name)
