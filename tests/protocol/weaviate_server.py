@@ -14,7 +14,7 @@ Weaviate 1.33's documented behaviour as closely as a few hundred lines can:
   limit defaults to 10, offset + limit at most 10,000;
 * filters: ``Equal`` on arrays means "contains", ``NotEqual`` / ``ContainsNone`` / ``Not``
   also match objects lacking the property, ``IsNull`` needs ``indexNullState`` and treats
-  an empty array as null, ``field`` tokenization compares whitespace-trimmed values;
+  an empty array or empty string as null, ``field`` tokenization compares trimmed values;
 * near-vector search is exact kNN: cosine ``1 - cos``, dot ``-a·b``, ``l2-squared``;
 * multi-tenant classes need a tenant on every data call; errors use Weaviate's shapes.
 
@@ -264,7 +264,8 @@ def _matches(f: base_pb2.Filters, uid: str, props: dict[str, Any], cls: ClassSta
                 "Add `indexNullState: true` to the invertedIndexConfig",
                 code=grpc.StatusCode.INVALID_ARGUMENT,
             )
-        return (not items) == bool(f.value_boolean)
+        # the null state counts an empty array and an empty string as null
+        return (not items or items == [""]) == bool(f.value_boolean)
 
     def norm(x: Any) -> Any:
         if isinstance(x, str):
@@ -302,8 +303,9 @@ def _matches(f: base_pb2.Filters, uid: str, props: dict[str, Any], cls: ClassSta
 class WeaviateDouble:
     """The shared state plus REST and gRPC front ends; ``start()``/``stop()``."""
 
-    def __init__(self, api_key: str | None = None) -> None:
+    def __init__(self, api_key: str | None = None, version: str = VERSION) -> None:
         self.api_key = api_key
+        self.version = version
         self.classes: dict[str, ClassState] = {}
         self.lock = threading.RLock()
         self.faults: dict[str, list[Any]] = {}
@@ -353,7 +355,7 @@ class WeaviateDouble:
                 return 200, {
                     "hostname": "http://[::]:8080",
                     "modules": {},
-                    "version": VERSION,
+                    "version": self.version,
                     "grpcMaxMessageSize": 104858000,
                 }
             if parts[:1] == [".well-known"]:

@@ -13,9 +13,12 @@ capitalised by Weaviate); the vecmigrate schema travels in the class description
 * Namespaces are tenants of a multi-tenant class; each tenant is scanned with the cursor
   API (``after`` = last uuid, uuid order), which is also the resume token.
 * Filters: the class indexes null state; ``$ne``/``$nin`` add ``is_none(False)`` because
-  Weaviate's NotEqual/ContainsNone also match objects lacking the property; text uses
-  ``field`` tokenization, whose Equal ignores leading/trailing whitespace. ``$exists`` on
-  list fields is refused (an empty array counts as null); ``$not``/``$nin`` need 1.33+.
+  Weaviate's NotEqual/ContainsNone also match objects lacking the property. Inexact by
+  design of the engine: text uses ``field`` tokenization, whose Equal ignores leading and
+  trailing whitespace, and the null state counts ``""`` as null (so ``$exists``/``$ne``
+  treat an empty string as missing). ``$exists`` on list fields is refused (an empty array
+  counts as null); ``$not``/``$nin`` need Not/ContainsNone (Weaviate 1.33+): refused on
+  older servers.
 * Scalar ints travel as protobuf doubles in gRPC batches: |int| > 2**53 is refused.
 * Search scores are Weaviate distances (lower is closer). Uuid ids come back canonical
   (lower-case, hyphenated).
@@ -24,6 +27,7 @@ capitalised by Weaviate); the vecmigrate schema travels in the class description
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -56,7 +60,7 @@ from vecmigrate.connectors.weaviate_codec import (
     uuids_for,
 )
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import ALL_OPS
+from vecmigrate.filters import ALL_OPS, Node, operators
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -107,6 +111,8 @@ class WeaviateConnector(Connector):
         if not self._call(f"readiness of {uri}", self.client.is_ready):
             self.client.close()
             raise TransientError(f"Weaviate at {uri} is not ready")
+        meta = self._call(f"meta of {uri}", self.client.get_meta)
+        self.server_version = str(meta.get("version", "0"))
         self._schemas: dict[str, CollectionSchema] = {}
         self._tenants: dict[str, set[str]] = {}
 
@@ -128,6 +134,17 @@ class WeaviateConnector(Connector):
                 raise TransientError(f"{what}: {text}") from None
             auth = status in ("401", "403", "UNAUTHENTICATED", "PERMISSION_DENIED")
             raise TerminalError(f"{what}: {text}", hint="check api_key" if auth else None) from None
+
+    def _filter(self, schema: CollectionSchema, filter: PortableFilter | None) -> Node | None:
+        node = super()._filter(schema, filter)
+        late = operators(node) & {"$not", "$nin"} if node else set()
+        major_minor = tuple(int(x) for x in re.findall(r"\d+", self.server_version)[:2])
+        if late and major_minor < (1, 33):
+            raise ConfigError(
+                f"Weaviate {self.server_version} cannot express filter operators {sorted(late)}",
+                hint="Not and ContainsNone arrived in Weaviate 1.33",
+            )
+        return node
 
     def _col(self, name: str, tenant: str | None = None) -> Any:
         col = self.client.collections.get(class_name(name))
