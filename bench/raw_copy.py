@@ -4,7 +4,9 @@ Deliberately minimal but not naive: pages of 2,000 rows, Arrow tables for LanceD
 COPY for pgvector, and the same index vecmigrate builds (pgvector HNSW with the source
 collection's M and ef_construction; LanceDB IVF_HNSW_SQ), since recreating the index
 is part of the move.
-Usage: raw_copy.py PAIR SOURCE TARGET   (PAIR: chroma-lancedb | chroma-pgvector | pgvector-lancedb)
+Usage: raw_copy.py PAIR SOURCE TARGET   (PAIR: chroma-lancedb | chroma-pgvector |
+pgvector-lancedb | dump-lancedb | dump-pgvector). From a dump (``bench/scale.py``) no index
+is built on either side: that benchmark measures the data movement alone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,23 @@ DIM = 384
 
 # HNSW settings of the source, carried to the target like a careful engineer would.
 HNSW = {"m": 16, "ef_construction": 64}
+BUILD_INDEX = True
+
+
+def dump_pages(
+    folder: str,
+) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]]:
+    """Pages of a vecmigrate dump's Parquet parts, read with pyarrow alone."""
+    import pyarrow.dataset as ds
+
+    for batch in ds.dataset(folder, format="parquet").to_batches(batch_size=PAGE):
+        vecs = batch.column("vector").flatten().to_numpy().reshape(-1, DIM)
+        yield (
+            batch.column("id").to_pylist(),
+            vecs,
+            batch.column("document").to_pylist(),
+            batch.column("metadata").to_pylist(),
+        )
 
 
 def chroma_pages(
@@ -81,7 +100,7 @@ def to_lancedb(path: str, pages: Iterator[Any]) -> int:
             table.add(data)
         n += len(ids)
     # The same deliberate index vecmigrate recreates from the source's HNSW settings.
-    if table is not None and n >= 5000:
+    if BUILD_INDEX and table is not None and n >= 5000:
         table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
     return n
 
@@ -109,10 +128,11 @@ def to_pgvector(dsn: str, pages: Iterator[Any]) -> int:
                     for row in zip(ids, docs, vecs, metas, strict=True):
                         copy.write_row((row[0], row[1], row[2], Jsonb(row[3])))
                 n += len(ids)
-            cur.execute(
-                "CREATE INDEX ON docs USING hnsw (vector vector_cosine_ops) "
-                f"WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})"
-            )
+            if BUILD_INDEX:
+                cur.execute(
+                    "CREATE INDEX ON docs USING hnsw (vector vector_cosine_ops) "
+                    f"WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})"
+                )
         conn.commit()
     return n
 
@@ -120,7 +140,10 @@ def to_pgvector(dsn: str, pages: Iterator[Any]) -> int:
 def main() -> None:
     pair, source, target = sys.argv[1:4]
     src, dst = pair.split("-")
-    pages = chroma_pages(source) if src == "chroma" else pgvector_pages(source)
+    global BUILD_INDEX
+    BUILD_INDEX = src != "dump"
+    readers = {"chroma": chroma_pages, "pgvector": pgvector_pages, "dump": dump_pages}
+    pages = readers[src](source)
     rows = to_lancedb(target, pages) if dst == "lancedb" else to_pgvector(target, pages)
     print(json.dumps({"rows": rows}))
 

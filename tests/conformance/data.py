@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.model import CollectionSchema, IdType, MetadataField, Metric, VectorField
+from vecmigrate.model import (
+    CollectionSchema,
+    IdType,
+    MetadataField,
+    Metric,
+    SparseField,
+    VectorField,
+)
 from vecmigrate.records import build_batch
 
 DIM = 16
@@ -96,4 +103,53 @@ def sample_batch(schema: CollectionSchema, n: int = ROWS, seed: int = 7) -> pa.R
         {"vector": sample_vectors(n, seed)},
         documents=[f"document number {i} about {GENRES[i % 4]}" for i in range(n)],
         metadata=sample_metadata(n),
+    )
+
+
+NAMESPACES = ("tenant-a", "tenant-b")
+TITLE_DIM = 8
+
+
+def rich_schema(
+    name: str,
+    *,
+    id_type: IdType,
+    named: bool = False,
+    namespaces: bool = False,
+    sparse: bool = False,
+) -> CollectionSchema:
+    """The sample schema plus a second named vector, namespaces and/or a sparse field."""
+    base = sample_schema(name, id_type=id_type)
+    vectors = base.vectors
+    if named:
+        vectors = (*vectors, VectorField(name="title", dim=TITLE_DIM, metric=Metric.COSINE))
+    return base.replace(
+        vectors=vectors,
+        namespaces=NAMESPACES if namespaces else None,
+        sparse=(SparseField(name="keywords"),) if sparse else (),
+    )
+
+
+def sample_sparse(n: int = ROWS) -> list[dict[str, Any]]:
+    """Sparse vectors with 1-4 sorted, distinct indices each (large ids included)."""
+    out = []
+    for i in range(n):
+        idx = sorted({(i * 31 + j * 977) % 30_000 for j in range(1 + i % 4)})
+        out.append({"indices": idx, "values": [round(0.25 * (j + 1), 2) for j in range(len(idx))]})
+    return out
+
+
+def rich_batch(schema: CollectionSchema, n: int = ROWS) -> pa.RecordBatch:
+    """The sample rows in a ``rich_schema`` layout."""
+    vectors: dict[str, Any] = {"vector": sample_vectors(n)}
+    if any(v.name == "title" for v in schema.vectors):
+        vectors["title"] = np.random.default_rng(3).normal(size=(n, TITLE_DIM)).astype(np.float32)
+    return build_batch(
+        schema,
+        sample_ids(schema.id_type, n),
+        vectors,
+        documents=[f"document number {i} about {GENRES[i % 4]}" for i in range(n)],
+        metadata=sample_metadata(n),
+        namespaces=[NAMESPACES[i % 2] for i in range(n)] if schema.namespaces else None,
+        sparse={"keywords": sample_sparse(n)} if schema.sparse else None,
     )

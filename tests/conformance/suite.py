@@ -18,7 +18,10 @@ import pytest
 
 from tests.conformance.data import (
     FILTER_MATRIX,
+    NAMESPACES,
     ROWS,
+    rich_batch,
+    rich_schema,
     sample_batch,
     sample_ids,
     sample_metadata,
@@ -233,6 +236,57 @@ class ConnectorConformance:
         hits = sum(len({ids[j] for j in exact[q]} & set(got_ids[q])) for q in range(len(queries)))
         assert hits / (10 * len(queries)) >= 0.9
         assert all(len(s) == 10 for s in scores)
+
+    # -- beyond one vector per row ---------------------------------------------------------
+    def _rich_round_trip(
+        self, connector: Connector, name: str, **features: bool
+    ) -> tuple[CollectionSchema, pa.Table, pa.RecordBatch]:
+        if self.id_type not in connector.capabilities.id_types:
+            pytest.skip(f"{connector.engine} cannot store {self.id_type.value} ids")
+        schema = rich_schema(name, id_type=self.id_type, **features)
+        connector.create(schema)
+        batch = rich_batch(schema)
+        connector.upsert(name, batch)
+        connector.finalize(name)
+        got = _scan_all(connector, name, n=2).sort_by("id")
+        want = pa.Table.from_batches([batch]).sort_by("id")
+        assert got.column("id").to_pylist() == want.column("id").to_pylist()
+        return connector.describe(name), got, batch
+
+    def test_named_vectors_round_trip_and_are_searchable(
+        self, connector: Connector, name: str
+    ) -> None:
+        if not connector.capabilities.named_vectors:
+            pytest.skip(f"{connector.engine} stores one vector per record")
+        described, got, batch = self._rich_round_trip(connector, name, named=True)
+        assert [(v.name, v.dim) for v in described.vectors] == [("vector", 16), ("title", 8)]
+        want = pa.Table.from_batches([batch]).sort_by("id")
+        tol = max(connector.capabilities.vector_tolerance, 1e-7)
+        for field in ("vector", "title"):
+            a, b = vectors_to_numpy(got.column(field)), vectors_to_numpy(want.column(field))
+            if connector.capabilities.normalizes_cosine:
+                a, b = _normalise(a), _normalise(b)
+            assert np.max(np.abs(a - b)) <= tol, field
+        titles = vectors_to_numpy(batch.column("title"))
+        ids = batch.column("id").to_pylist()
+        hit_ids, _ = connector.search(name, titles[[4, 9]], 1, vector_field="title")
+        assert [h[0] for h in hit_ids] == [ids[4], ids[9]]
+
+    def test_namespaces_round_trip(self, connector: Connector, name: str) -> None:
+        if not connector.capabilities.namespaces:
+            pytest.skip(f"{connector.engine} has no namespaces/tenants")
+        described, got, batch = self._rich_round_trip(connector, name, namespaces=True)
+        assert set(described.namespaces or ()) == set(NAMESPACES)
+        want = pa.Table.from_batches([batch]).sort_by("id")
+        assert got.column("namespace").to_pylist() == want.column("namespace").to_pylist()
+
+    def test_sparse_vectors_round_trip(self, connector: Connector, name: str) -> None:
+        if not connector.capabilities.sparse_vectors:
+            pytest.skip(f"{connector.engine} has no sparse vectors")
+        described, got, batch = self._rich_round_trip(connector, name, sparse=True)
+        assert [s.name for s in described.sparse] == ["keywords"]
+        want = pa.Table.from_batches([batch]).sort_by("id")
+        assert got.column("keywords").to_pylist() == want.column("keywords").to_pylist()
 
     # -- filters ---------------------------------------------------------------------------
     @pytest.mark.parametrize("flt", FILTER_MATRIX, ids=[str(f) for f in FILTER_MATRIX])

@@ -4,7 +4,8 @@
 Point ids must be unsigned ints or UUIDs: int ids are kept; string ids become
 uuid5(collection/id) and the original travels in the payload. Qdrant normalises cosine
 vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
-kept in the collection's metadata.
+kept in the collection's metadata. Sparse fields are Qdrant sparse vectors; namespaces
+follow Qdrant's multitenancy advice: a tenant key in the payload, filtered on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from vecmigrate.model import (
     Metric,
     Partition,
     ResumeToken,
+    SparseField,
     VectorField,
 )
 from vecmigrate.records import build_batch, infer_metadata_fields, metadata_rows, vectors_to_numpy
@@ -37,6 +39,8 @@ from vecmigrate.records import build_batch, infer_metadata_fields, metadata_rows
 SCHEMA_KEY = "vecmigrate:schema"
 ID_KEY = "_vecmigrate_id"
 DOC_KEY = "_vecmigrate_document"
+NS_KEY = "_vecmigrate_namespace"
+RESERVED_KEYS = (ID_KEY, DOC_KEY, NS_KEY)
 _DISTANCE = {
     Metric.COSINE: models.Distance.COSINE,
     Metric.DOT: models.Distance.DOT,
@@ -79,6 +83,13 @@ def _leaf(node: Cond) -> Any:
     return models.Filter(must_not=[empty, models.FieldCondition(key=key, match=match)])
 
 
+def _sparse_dict(vector: Any, name: str) -> dict[str, list[Any]] | None:
+    got = vector.get(name) if isinstance(vector, dict) else None
+    if got is None:
+        return None
+    return {"indices": list(got.indices), "values": list(got.values)}
+
+
 class QdrantConnector(Connector):
     """Qdrant collections with named dense vectors and JSON payloads."""
 
@@ -87,6 +98,8 @@ class QdrantConnector(Connector):
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,
+        sparse_vectors=True,
+        namespaces=True,
         filter_ops=frozenset(
             {
                 "$eq",
@@ -171,14 +184,17 @@ class QdrantConnector(Connector):
         points, _ = self.client.scroll(name, limit=1000, with_payload=True)
         payloads = [dict(p.payload or {}) for p in points]
         has_doc = any(DOC_KEY in p for p in payloads)
-        metas = [{k: v for k, v in p.items() if k not in (ID_KEY, DOC_KEY)} for p in payloads]
+        metas = [{k: v for k, v in p.items() if k not in RESERVED_KEYS} for p in payloads]
+        namespaces = sorted({p[NS_KEY] for p in payloads if NS_KEY in p})
         ints = all(isinstance(p.id, int) and ID_KEY not in (p.payload or {}) for p in points)
         return CollectionSchema(
             name=name,
             id_type=IdType.INT if ints else IdType.STRING,
             vectors=vectors,
+            sparse=tuple(SparseField(name=n) for n in (info.config.params.sparse_vectors or {})),
             metadata=infer_metadata_fields(metas),
             has_document=has_doc,
+            namespaces=tuple(namespaces) if namespaces else None,
             engine="qdrant",
             engine_settings={"unnamed_vector": "" in named},
         )
@@ -212,6 +228,8 @@ class QdrantConnector(Connector):
             self.client.create_collection,
             schema.name,
             vectors_config=vectors,
+            sparse_vectors_config={s.name: models.SparseVectorParams() for s in schema.sparse}
+            or None,
             metadata={SCHEMA_KEY: schema.to_json()},
         )
         self._schemas[schema.name] = schema
@@ -254,8 +272,18 @@ class QdrantConnector(Connector):
             rows = [p.vector if key == "" else p.vector[key] for p in points]
             vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
         docs = [pl.get(DOC_KEY) for pl in payloads] if schema.has_document else None
-        metas = [{k: v for k, v in pl.items() if k not in (ID_KEY, DOC_KEY)} for pl in payloads]
-        return build_batch(schema, ids, vectors, documents=docs, metadata=metas)
+        metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
+        namespaces = [pl.get(NS_KEY) for pl in payloads] if schema.namespaces is not None else None
+        sparse = {s.name: [_sparse_dict(p.vector, s.name) for p in points] for s in schema.sparse}
+        return build_batch(
+            schema,
+            ids,
+            vectors,
+            documents=docs,
+            metadata=metas,
+            namespaces=namespaces,
+            sparse=sparse,
+        )
 
     def scan(
         self,
@@ -302,15 +330,40 @@ class QdrantConnector(Connector):
         ids = batch.column("id").to_pylist()
         payloads = metadata_rows(batch, schema)
         docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+        namespaces = (
+            batch.column("namespace").to_pylist() if "namespace" in batch.schema.names else None
+        )
         for i, payload in enumerate(payloads):
             if schema.id_type is not IdType.INT:
                 payload[ID_KEY] = ids[i]
             if docs is not None and docs[i] is not None:
                 payload[DOC_KEY] = docs[i]
-        vectors = {v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors}
-        points = models.Batch(
-            ids=self._point_ids(name, schema, ids), vectors=vectors, payloads=payloads
-        )
+            if namespaces is not None and namespaces[i] is not None:
+                payload[NS_KEY] = namespaces[i]
+        vectors: dict[str, list[Any]] = {
+            v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors
+        }
+        point_ids = self._point_ids(name, schema, ids)
+        points: Any
+        if schema.sparse:
+            sparse = {s.name: batch.column(s.name).to_pylist() for s in schema.sparse}
+            points = [
+                models.PointStruct(
+                    id=pid,
+                    payload=payloads[i],
+                    vector={
+                        **{k: v[i] for k, v in vectors.items()},
+                        **{
+                            k: models.SparseVector(indices=v[i]["indices"], values=v[i]["values"])
+                            for k, v in sparse.items()
+                            if v[i] is not None
+                        },
+                    },
+                )
+                for i, pid in enumerate(point_ids)
+            ]
+        else:
+            points = models.Batch(ids=point_ids, vectors=vectors, payloads=payloads)
         with self._lock:
             self._call(f"upsert into {name!r}", self.client.upsert, name, points=points, wait=True)
 
