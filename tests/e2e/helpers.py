@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typer.testing import CliRunner
 
+from vecmigrate.cli import app
 from vecmigrate.connectors import connect
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.records import build_batch
@@ -79,3 +82,26 @@ def make_dump(
         conn.upsert(name, batch)
     conn.finalize(name)
     return schema
+
+
+@dataclass
+class Ran:
+    """A finished command: exit code and its two streams."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """The one JSON document it printed."""
+        return json.loads(self.stdout)
+
+
+def cli(*args: str) -> Ran:
+    """Run ``vecmigrate ARGS`` in-process (Typer's runner: same parsing, error handling and
+    output as the console script, without interpreter start-up); relative paths resolve
+    against the current directory. An exception escaping the CLI fails the test."""
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"vecmigrate {' '.join(args)} raised") from result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)

@@ -1,8 +1,8 @@
 """The bad-input corpus (tests/data/bad, made by scripts/make_bad_inputs.py) through the CLI.
 
-The commands run in-process (Typer's runner: same arguments, same error handling and
-output as the console script, without paying interpreter start-up 26 times);
-test_copy_cli.py covers the console script itself.
+The commands run in-process (``helpers.cli``: same arguments, error handling and output
+as the console script, without paying interpreter start-up 26 times); test_copy_cli.py
+covers the console script itself.
 
 For every case, ``check`` and ``import`` into a real embedded engine end in one of two
 ways: a one-line error naming the part / record / field (exit 1 for data, 2 for a
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from vecmigrate.cli import app
+from tests.e2e.helpers import cli
 from vecmigrate.connectors import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,27 +78,6 @@ CASES: dict[str, Case] = {
         2, None, import_exit=2, error=("_schema.json", "format version 99", "not supported")
     ),
 }
-
-
-@dataclass
-class Ran:
-    """A finished command: exit code and its two streams."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        """The one JSON document it printed."""
-        return json.loads(self.stdout)
-
-
-def cli(*args: str) -> Ran:
-    """Run ``vecmigrate ARGS`` in-process; an exception escaping the CLI fails the test."""
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"vecmigrate {' '.join(args)} raised") from result.exception
-    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def _target(kind: str, tmp_path: Path) -> str:
