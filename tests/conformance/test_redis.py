@@ -140,7 +140,7 @@ def test_an_index_made_by_another_tool_is_described_read_and_dropped(
     name, prefix = f"other_{tag}", f"item_{tag}:"
     raw.execute_command(
         "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA",
-        "genre", "TAG", "year", "NUMERIC", "content", "TEXT",
+        "genre", "TAG", "kind", "TAG", "CASESENSITIVE", "year", "NUMERIC", "content", "TEXT",
         "embedding", "VECTOR", "HNSW", 10, "TYPE", "FLOAT32", "DIM", 4,
         "DISTANCE_METRIC", "L2", "M", 8, "EF_CONSTRUCTION", 64,
     )  # fmt: skip
@@ -148,8 +148,9 @@ def test_an_index_made_by_another_tool_is_described_read_and_dropped(
     for i in range(30):
         raw.hset(
             f"{prefix}{i}",
-            mapping={"genre": "ab"[i % 2], "year": 2000 + i, "content": f"text {i}",
-                     "embedding": vectors[i].tobytes(), "url": f"https://x/{i}"},
+            mapping={"genre": "ab"[i % 2], "kind": "Ab"[i % 2], "year": 2000 + i,
+                     "content": f"text {i}", "embedding": vectors[i].tobytes(),
+                     "url": f"https://x/{i}"},
         )  # fmt: skip
     try:
         schema = conn.describe(name)
@@ -158,6 +159,7 @@ def test_an_index_made_by_another_tool_is_described_read_and_dropped(
         assert schema.has_document
         assert {(m.name, m.type) for m in schema.metadata} == {
             ("genre", "string"),
+            ("kind", "string"),
             ("year", "float64"),
         }
         batches = [b for p in conn.partitions(name, 4) for b, _ in conn.scan(name, p)]
@@ -167,9 +169,12 @@ def test_an_index_made_by_another_tool_is_described_read_and_dropped(
         assert {r["url"] for r in rows} == {f"https://x/{i}" for i in range(30)}  # not dropped
         assert conn.count(name, {"year": {"$gte": 2010}}) == 20
         assert conn.count(name, {"year": {"$exists": False}}) == 0
-        assert conn.count(name, {"genre": "a"}) == 15
+        assert conn.count(name, {"kind": "A"}) == 15
+        assert conn.count(name, {"kind": "a"}) == 0
         with pytest.raises(ConfigError, match="cannot express"):
-            conn.count(name, {"genre": {"$ne": "a"}})  # no INDEXMISSING: presence unknowable
+            conn.count(name, {"genre": "a"})  # not CASESENSITIVE: "A" would match too
+        with pytest.raises(ConfigError, match="cannot express"):
+            conn.count(name, {"kind": {"$ne": "A"}})  # no INDEXMISSING: presence unknowable
         got, scores = conn.search(name, vectors[7:8], 1)
         assert got == [["7"]] and scores[0][0] == pytest.approx(0.0, abs=1e-6)
     finally:
@@ -203,3 +208,31 @@ def test_resume_token_works_in_a_new_connector(redis_server: Any, coll: str) -> 
 def test_database_other_than_zero_is_refused(redis_server: Any) -> None:
     with pytest.raises(ConfigError, match="database 0"):
         connect(redis_server.uri + "/2")
+
+
+def test_update_to_null_removes_the_field_and_named_vectors(conn: Connector, coll: str) -> None:
+    schema = CollectionSchema(
+        name=coll,
+        vectors=(VectorField(name="a", dim=16), VectorField(name="b-2", dim=16, metric=Metric.L2)),
+        has_document=True,
+        metadata=(MetadataField(name="note", type="string"),),
+    )
+    conn.create(schema)
+    ids = sample_ids(IdType.STRING, 3)
+    vectors = sample_vectors(3)
+
+    def batch(notes: list[Any], docs: list[Any]) -> pa.RecordBatch:
+        meta = [{"note": n} for n in notes]
+        return build_batch(
+            schema, ids, {"a": vectors, "b-2": -vectors}, documents=docs, metadata=meta
+        )
+
+    conn.upsert(coll, batch(["x", "y", "z"], ["d0", "d1", "d2"]))
+    conn.upsert(coll, batch([None, "y", "z"], [None, "d1", "d2"]))
+    assert conn.count(coll, {"note": {"$exists": False}}) == 1
+    got = conn.fetch(coll, ids[:1], schema=schema)
+    assert got.column("document").to_pylist() == [None]
+    assert metadata_rows(got, schema) == [{}]
+    assert conn.search(coll, vectors[1:2], 1, vector_field="a")[0] == [[ids[1]]]
+    assert conn.search(coll, -vectors[2:3], 1, vector_field="b-2")[0] == [[ids[2]]]
+    assert conn.describe(coll).vectors[1].metric == Metric.L2

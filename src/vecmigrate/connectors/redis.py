@@ -80,6 +80,7 @@ class Layout:
     fields: dict[str, str]  # metadata name -> hash field
     attrs: dict[str, tuple[str, str]]  # metadata name -> (query attribute, TAG/NUMERIC/TEXT)
     missing: set[str] = field(default_factory=set)  # attributes with INDEXMISSING
+    nocase: set[str] = field(default_factory=set)  # TAG attributes without CASESENSITIVE
     vector_attrs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (attr, algo)
     own: bool = True
 
@@ -130,6 +131,11 @@ def compile_filter(node: Node, layout: Layout, q: _Query) -> str:
         raise ConfigError(
             f"redis cannot express filters on {f.name!r}: it is not a TAG or NUMERIC field"
         )
+    if attr in layout.nocase and node.op != "$exists":
+        raise ConfigError(
+            f"redis cannot express exact matches on {f.name!r}: its TAG field was created "
+            "without CASESENSITIVE, so 'News' would match 'news'"
+        )
     if attr in layout.missing:
         present, absent = f"-ismissing(@{attr})", f"ismissing(@{attr})"
     elif kind == "NUMERIC":
@@ -161,6 +167,8 @@ def compile_filter(node: Node, layout: Layout, q: _Query) -> str:
 
 
 def _wrap(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        return ConfigError(f"{what}: {exc}", hint="check the user and ?password=env:NAME")
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
         return TransientError(f"{what}: {exc}")
     if isinstance(exc, redis.ResponseError) and str(exc).startswith(
@@ -319,6 +327,8 @@ class RedisConnector(Connector):
                 layout.fields[ident], layout.attrs[ident] = ident, (attr, kind)
                 if "INDEXMISSING" in flags:
                     layout.missing.add(attr)
+                if kind == "TAG" and "CASESENSITIVE" not in flags:
+                    layout.nocase.add(attr)
         if not vectors:
             raise ConfigError(f"index {name!r} has no VECTOR field")
         if int(info.get("hash_indexing_failures", 0)):
