@@ -1,0 +1,219 @@
+"""``vecmigrate cutover status|advance|rollback``: the phases of a live migration.
+
+The application's ``MigrationRouter`` instances read the phase from the state store;
+these commands change it, after checking the gates (``advance``) or not (``rollback``),
+and every change is an audited event.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.live.gates import GateConfig, GateFailedError, GateResult, advance, rollback
+from vecmigrate.live.phases import Phase, parse_phase
+from vecmigrate.live.state import PhaseEvent, open_state
+
+cutover_app = typer.Typer(
+    name="cutover",
+    help="Phases of a live migration: status, advance (gated), rollback.",
+    no_args_is_help=True,
+)
+
+StateOpt = Annotated[
+    str,
+    typer.Option(
+        "--state", help="State store: sqlite:///path/state.db or postgresql://user@host/db."
+    ),
+]
+NameOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
+SourceArg = Annotated[str | None, typer.Argument(help="Source URI (for the data gate).")]
+TargetArg = Annotated[str | None, typer.Argument(help="Target URI (for the data gate).")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="Phase to move to.")]
+PercentOpt = Annotated[float | None, typer.Option("--percent", help="Canary percentage.")]
+NoteOpt = Annotated[str | None, typer.Option("--note", help="Recorded in the audit event.")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default user@host).")]
+
+
+def _status(state_uri: str, collection: str, events: int) -> dict[str, Any]:
+    with open_state(state_uri) as state:
+        current = state.get(collection)
+        depth = state.outbox.depth(collection)
+        shadow = state.shadow_totals(collection, current.version)
+        return {
+            "collection": collection,
+            "phase": current.phase.value,
+            "canary_percent": current.canary_percent,
+            "label": current.label,
+            "version": current.version,
+            "outbox": {
+                side: {"pending": d.pending, "oldest_age_s": round(d.oldest_age, 3), "dead": d.dead}
+                for side, d in depth.items()
+            },
+            "shadow": shadow.to_json(),
+            "events": [e.to_json() for e in state.events(collection, events)],
+        }
+
+
+@cutover_app.command()
+def status(
+    state: StateOpt,
+    collection: NameOpt,
+    events: Annotated[int, typer.Option(help="Audit events to list.")] = 20,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The phase, outbox backlog, shadow-read totals and the audit trail."""
+    setup_logging(verbose)
+    with user_errors(verbose):
+        data = _status(state, collection, events)
+    if json_out:
+        emit_json(data)
+        return
+    console.print(f"[bold]{collection}[/]: {data['label']} (version {data['version']})")
+    for side, d in data["outbox"].items():
+        console.print(
+            f"  outbox -> {side}: {d['pending']} pending, oldest {d['oldest_age_s']}s, "
+            f"{d['dead']} dead",
+            highlight=False,
+        )
+    s = data["shadow"]
+    if s["comparisons"] or s["dropped"]:
+        console.print(
+            f"  shadow reads: {s['comparisons']} compared, mean overlap "
+            f"{s['mean_overlap']:.3f}, {s['missing']} missing ids, {s['violations']} filter "
+            f"violations, {s['dropped']} dropped, {s['errors']} errors",
+            highlight=False,
+        )
+    if data["events"]:
+        t = Table(title="audit trail", title_justify="left")
+        for col in ("at", "actor", "action", "from", "to", "gates", "note"):
+            t.add_column(col)
+        for e in data["events"]:
+            gates = ", ".join(
+                f"{g['gate']}:{'skip' if g['skipped'] else 'ok' if g['passed'] else 'FAIL'}"
+                for g in e["gates"]
+            )
+            t.add_row(e["at"], e["actor"], e["action"], e["from"], e["to"], gates, e["note"] or "")
+        console.print(t)
+
+
+def _print_gates(results: list[GateResult]) -> None:
+    for r in results:
+        mark = "[dim]skip[/]" if r.skipped else "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+        console.print(f"  {mark} {r.gate}: {r.detail}", highlight=False)
+
+
+def _event_out(event: PhaseEvent, results: list[GateResult] | None, json_out: bool) -> None:
+    if json_out:
+        emit_json({"ok": True, "event": event.to_json()})
+        return
+    console.print(
+        f"[bold]{event.collection}[/]: {event.before.label} -> [bold]{event.after.label}[/] "
+        f"({event.action} by {event.actor}, version {event.after.version})",
+        highlight=False,
+    )
+    if results:
+        _print_gates(results)
+
+
+def _phase(name: str | None) -> Phase | None:
+    return parse_phase(name) if name else None
+
+
+@cutover_app.command("advance")
+def advance_cmd(
+    state: StateOpt,
+    collection: NameOpt,
+    source: SourceArg = None,
+    target: TargetArg = None,
+    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    to: ToOpt = None,
+    percent: PercentOpt = None,
+    max_diff: Annotated[int, typer.Option(help="Missing+extra+changed ids allowed.")] = 0,
+    max_outbox: Annotated[int, typer.Option(help="Pending secondary writes allowed.")] = 0,
+    max_outbox_age: Annotated[float, typer.Option(help="Oldest pending write, seconds.")] = 30.0,
+    min_overlap: Annotated[float, typer.Option(help="Mean shadow overlap@k required.")] = 0.9,
+    min_shadow_reads: Annotated[int, typer.Option(help="Shadow reads required.")] = 20,
+    max_violations: Annotated[int, typer.Option(help="Shadow filter violations allowed.")] = 0,
+    verify_report: Annotated[
+        Path | None, typer.Option(help="A `verify` report.json (or its folder) that must pass.")
+    ] = None,
+    skip_gate: Annotated[
+        list[str] | None, typer.Option(help="Skip a gate (recorded): data|outbox|verify|shadow.")
+    ] = None,
+    actor: ActorOpt = None,
+    note: NoteOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check the gates, then move to the next phase (or a larger canary); exit 1 if refused."""
+    setup_logging(verbose)
+    if (source is None) != (target is None):
+        fail("give both SOURCE and TARGET, or neither", code=2)
+    with user_errors(verbose):
+        cfg = GateConfig(
+            max_diff=max_diff,
+            max_outbox=max_outbox,
+            max_outbox_age=max_outbox_age,
+            min_overlap=min_overlap,
+            min_shadow_reads=min_shadow_reads,
+            max_violations=max_violations,
+            verify_report=verify_report,
+            skip=frozenset(skip_gate or ()),
+        )
+        with ExitStack() as stack:
+            store = stack.enter_context(open_state(state))
+            src: Connector | None = stack.enter_context(connect(source)) if source else None
+            dst: Connector | None = stack.enter_context(connect(target)) if target else None
+            try:
+                event, results = advance(
+                    store,
+                    collection,
+                    source=src,
+                    target=dst,
+                    target_collection=target_collection,
+                    config=cfg,
+                    to=_phase(to),
+                    percent=percent,
+                    actor=actor,
+                    note=note,
+                )
+            except GateFailedError as exc:
+                _refused(exc, json_out)
+                raise typer.Exit(EXIT_FAILED) from None
+    _event_out(event, results, json_out)
+
+
+def _refused(exc: GateFailedError, json_out: bool) -> None:
+    if json_out:
+        emit_json({"ok": False, "reason": exc.message, "gates": [r.to_json() for r in exc.results]})
+    console.print(f"[bold red]refused:[/] {exc.message}", highlight=False)
+    if not json_out:
+        _print_gates(exc.results)
+
+
+@cutover_app.command("rollback")
+def rollback_cmd(
+    state: StateOpt,
+    collection: NameOpt,
+    to: ToOpt = None,
+    percent: PercentOpt = None,
+    actor: ActorOpt = None,
+    note: Annotated[str | None, typer.Option("--reason", "--note", help="Why (audited).")] = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Step back to the previous phase (or --to an earlier one); no gates."""
+    setup_logging(verbose)
+    with user_errors(verbose), open_state(state) as store:
+        event = rollback(store, collection, to=_phase(to), percent=percent, actor=actor, note=note)
+    _event_out(event, None, json_out)

@@ -1,0 +1,36 @@
+"""Live migration: the application-side router (dual write with a durable outbox, shadow
+reads, sticky canary routing) and the phase state every instance shares.
+
+Needs the ``live`` extra (prometheus-client) for the router's metrics.
+"""
+
+from __future__ import annotations
+
+from vecmigrate.live.gates import GateConfig, GateFailedError, GateResult, advance, rollback
+from vecmigrate.live.phases import Phase, PhaseState, canary_bucket
+from vecmigrate.live.state import PhaseEvent, ShadowTotals, StateStore, open_state
+
+__all__ = [
+    "GateConfig",
+    "GateFailedError",
+    "GateResult",
+    "MigrationRouter",
+    "Phase",
+    "PhaseEvent",
+    "PhaseState",
+    "ShadowTotals",
+    "StateStore",
+    "advance",
+    "canary_bucket",
+    "open_state",
+    "rollback",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The router imports prometheus_client: load it only when asked for.
+    if name == "MigrationRouter":
+        from vecmigrate.live.router import MigrationRouter
+
+        return MigrationRouter
+    raise AttributeError(name)

@@ -1,0 +1,285 @@
+"""Gates of ``cutover advance``: a phase only moves forward when the evidence says so.
+
+* ``data``: the target holds the source's data - ``diff_collections`` finds at most
+  ``max_diff`` missing + extra + changed ids (writes in flight show up as a few);
+* ``outbox``: at most ``max_outbox`` secondary writes pending, none older than
+  ``max_outbox_age`` seconds, and no dead letters;
+* ``verify``: the latest ``vecmigrate verify`` report.json passed (when a path is given);
+* ``shadow``: in a shadowing phase, at least ``min_shadow_reads`` comparisons were
+  recorded in this phase with mean overlap@k >= ``min_overlap`` and at most
+  ``max_violations`` filter violations.
+
+Rollback has no gates: it must always be possible (until target-only).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vecmigrate.connectors.base import Connector
+from vecmigrate.errors import ConfigError, ConnectorError, VecmigrateError
+from vecmigrate.live.phases import Phase, PhaseState, next_state, rollback_state
+from vecmigrate.live.state import PhaseEvent, StateStore
+from vecmigrate.verify.diff import DiffResult, diff_collections
+
+GATE_NAMES = ("data", "outbox", "verify", "shadow")
+
+
+class GateFailedError(VecmigrateError):
+    """``advance`` refused: at least one gate failed (the results say which and why)."""
+
+    def __init__(self, message: str, results: list[GateResult]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+@dataclass
+class GateResult:
+    """One gate's verdict with the numbers behind it."""
+
+    gate: str
+    passed: bool
+    detail: str
+    skipped: bool = False
+    actual: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (stored in the audit event)."""
+        return asdict(self)
+
+
+@dataclass
+class GateConfig:
+    """Thresholds of the gates (each one a ``cutover advance`` flag)."""
+
+    max_diff: int = 0
+    max_outbox: int = 0
+    max_outbox_age: float = 30.0
+    min_overlap: float = 0.9
+    min_shadow_reads: int = 20
+    max_violations: int = 0
+    verify_report: Path | None = None
+    skip: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.skip) - set(GATE_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown gate(s) {sorted(unknown)}", hint=f"gates: {GATE_NAMES}")
+
+
+def actor_name() -> str:
+    """``user@host`` of whoever runs the command (recorded in the audit event)."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def live_diff(
+    source: Connector,
+    target: Connector,
+    collection: str,
+    target_collection: str | None = None,
+    *,
+    attempts: int = 5,
+) -> DiffResult:
+    """``diff_collections`` while writes continue, taken again when the writes get in its
+    way: a record deleted between the diff's passes fails its field comparison (KeyError),
+    and Chroma's offset scans fail ("Error finding id") while the collection is written."""
+    for attempt in range(attempts):
+        try:
+            return diff_collections(source, target, collection, target_name=target_collection)
+        except (KeyError, ConnectorError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _data_gate(
+    source: Connector | None,
+    target: Connector | None,
+    collection: str,
+    target_collection: str | None,
+    cfg: GateConfig,
+) -> GateResult:
+    if source is None or target is None:
+        return GateResult("data", False, "needs SOURCE and TARGET to compare the data")
+    d = live_diff(source, target, collection, target_collection)
+    bad = len(d.missing) + len(d.extra) + len(d.changed)
+    actual = {
+        "source_count": d.source_count,
+        "target_count": d.target_count,
+        "missing": len(d.missing),
+        "extra": len(d.extra),
+        "changed": len(d.changed),
+    }
+    detail = (
+        f"{d.source_count:,} vs {d.target_count:,} records; {len(d.missing)} missing, "
+        f"{len(d.extra)} extra, {len(d.changed)} changed (max {cfg.max_diff})"
+    )
+    if bad:
+        sample = [*d.missing[:2], *d.extra[:2], *(c.id for c in d.changed[:2])]
+        detail += f", e.g. {', '.join(map(str, sample))}"
+    return GateResult("data", bad <= cfg.max_diff, detail, actual=actual)
+
+
+def _outbox_gate(state: StateStore, collection: str, cfg: GateConfig) -> GateResult:
+    depth = state.outbox.depth(collection)
+    pending = sum(d.pending for d in depth.values())
+    dead = sum(d.dead for d in depth.values())
+    age = max(d.oldest_age for d in depth.values())
+    ok = pending <= cfg.max_outbox and age <= cfg.max_outbox_age and dead == 0
+    detail = (
+        f"{pending} pending (max {cfg.max_outbox}), oldest {age:.1f}s "
+        f"(max {cfg.max_outbox_age:g}s), {dead} dead letters"
+    )
+    return GateResult(
+        "outbox", ok, detail, actual={"pending": pending, "oldest_age": age, "dead": dead}
+    )
+
+
+def _verify_gate(cfg: GateConfig) -> GateResult:
+    path = cfg.verify_report
+    if path is None:
+        return GateResult("verify", True, "no verify report given", skipped=True)
+    report_file = path / "report.json" if path.is_dir() else path
+    try:
+        report = json.loads(report_file.read_text())
+    except (OSError, ValueError) as exc:
+        return GateResult("verify", False, f"cannot read {report_file}: {exc}")
+    failed = [g["gate"] for g in report.get("gates", []) if not g.get("passed")]
+    passed = bool(report.get("passed")) and not failed
+    detail = f"{report_file}: " + ("passed" if passed else f"FAILED gates {failed}")
+    return GateResult("verify", passed, detail, actual={"failed": failed})
+
+
+def _shadow_gate(
+    state: StateStore, collection: str, current: PhaseState, cfg: GateConfig
+) -> GateResult:
+    if current.phase not in (Phase.SHADOW_READ, Phase.CANARY, Phase.TARGET_PRIMARY):
+        return GateResult("shadow", True, f"{current.label} does not shadow reads", skipped=True)
+    t = state.shadow_totals(collection, current.version)
+    mean = t.mean_overlap
+    ok = (
+        t.comparisons >= cfg.min_shadow_reads
+        and mean is not None
+        and mean >= cfg.min_overlap
+        and t.violations <= cfg.max_violations
+    )
+    detail = (
+        f"{t.comparisons} shadow reads in {current.label} (min {cfg.min_shadow_reads}), "
+        f"mean overlap {mean if mean is not None else float('nan'):.3f} "
+        f"(min {cfg.min_overlap:g}), {t.violations} filter violations "
+        f"(max {cfg.max_violations}), {t.dropped} dropped, {t.errors} errors"
+    )
+    return GateResult("shadow", ok, detail, actual=t.to_json())
+
+
+def evaluate_gates(
+    state: StateStore,
+    collection: str,
+    current: PhaseState,
+    *,
+    source: Connector | None,
+    target: Connector | None,
+    target_collection: str | None = None,
+    config: GateConfig | None = None,
+) -> list[GateResult]:
+    """Every gate's verdict for leaving ``current``; skipped gates say so."""
+    cfg = config or GateConfig()
+    if current.phase is Phase.SOURCE_ONLY:  # nothing is mirrored yet: only a target check
+        ok = target is not None
+        if target is not None:
+            name = target_collection or collection
+            ok = name in target.list_collections()
+        return [
+            GateResult(
+                "target",
+                ok,
+                "target collection exists"
+                if ok
+                else "target collection not found "
+                "(backfill it with `vecmigrate copy` first, or pass SOURCE TARGET)",
+            )
+        ]
+    results = []
+    for name in GATE_NAMES:
+        if name in cfg.skip:
+            results.append(GateResult(name, True, "skipped by the operator", skipped=True))
+        elif name == "data":
+            results.append(_data_gate(source, target, collection, target_collection, cfg))
+        elif name == "outbox":
+            results.append(_outbox_gate(state, collection, cfg))
+        elif name == "verify":
+            results.append(_verify_gate(cfg))
+        else:
+            results.append(_shadow_gate(state, collection, current, cfg))
+    return results
+
+
+def advance(
+    state: StateStore,
+    collection: str,
+    *,
+    source: Connector | None = None,
+    target: Connector | None = None,
+    target_collection: str | None = None,
+    config: GateConfig | None = None,
+    to: Phase | None = None,
+    percent: float | None = None,
+    actor: str | None = None,
+    note: str | None = None,
+) -> tuple[PhaseEvent, list[GateResult]]:
+    """Check the gates and move to the next phase; GateFailedError when one fails."""
+    current = state.get(collection)
+    new = next_state(current, to=to, percent=percent)
+    results = evaluate_gates(
+        state,
+        collection,
+        current,
+        source=source,
+        target=target,
+        target_collection=target_collection,
+        config=config,
+    )
+    failed = [r for r in results if not r.passed]
+    if failed:
+        reasons = "; ".join(f"{r.gate}: {r.detail}" for r in failed)
+        raise GateFailedError(
+            f"{collection}: cannot advance {current.label} -> {new.label}: {reasons}", results
+        )
+    event = state.transition(
+        collection,
+        current,
+        new,
+        actor=actor or actor_name(),
+        action="advance",
+        gates=[r.to_json() for r in results],
+        note=note,
+    )
+    return event, results
+
+
+def rollback(
+    state: StateStore,
+    collection: str,
+    *,
+    to: Phase | None = None,
+    percent: float | None = None,
+    actor: str | None = None,
+    note: str | None = None,
+) -> PhaseEvent:
+    """Step back (no gates: a rollback must always be possible until target-only)."""
+    current = state.get(collection)
+    new = rollback_state(current, to=to, percent=percent)
+    return state.transition(
+        collection, current, new, actor=actor or actor_name(), action="rollback", note=note
+    )

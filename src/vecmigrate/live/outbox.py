@@ -1,0 +1,217 @@
+"""The durable outbox of secondary writes, and its ordered replay.
+
+While two systems take writes, the primary's write decides the response and the same
+operation is appended here for the secondary: the op plus its full payload as Arrow IPC
+bytes (the record batch for an upsert, a one-column id batch for a delete). Replay applies
+a side's entries strictly in append order and stops at the first failure, so every id's
+last write is the last one applied on both sides. Entries the secondary refuses for good
+(``DataError``) are kept as dead letters and counted, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from vecmigrate.connectors.base import Connector
+from vecmigrate.errors import DataError
+from vecmigrate.model import CollectionSchema
+from vecmigrate.records import conform
+
+Op = Literal["upsert", "delete"]
+
+
+def encode_batch(batch: pa.RecordBatch) -> bytes:
+    """Arrow IPC stream bytes of one batch (schema included, so entries are self-describing)."""
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def decode_batch(payload: bytes) -> pa.RecordBatch:
+    """Inverse of ``encode_batch``."""
+    table = ipc.open_stream(pa.py_buffer(payload)).read_all()
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def ids_batch(ids: Sequence[Any] | pa.Array, id_type: pa.DataType) -> pa.RecordBatch:
+    """The payload of a delete: one ``id`` column."""
+    arr = ids if isinstance(ids, pa.Array) else pa.array(list(ids), id_type)
+    return pa.RecordBatch.from_arrays([arr], names=["id"])
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One pending secondary write."""
+
+    seq: int
+    collection: str
+    side: str
+    op: Op
+    payload: bytes
+    created: float
+    attempts: int = 0
+
+    def batch(self) -> pa.RecordBatch:
+        """The decoded payload."""
+        return decode_batch(self.payload)
+
+
+@dataclass(frozen=True)
+class OutboxDepth:
+    """Backlog of one side: pending entries, age of the oldest, dead letters."""
+
+    pending: int
+    oldest_age: float
+    dead: int
+
+
+class Outbox(ABC):
+    """A durable, ordered queue of secondary writes per (collection, side)."""
+
+    @abstractmethod
+    def append(self, collection: str, side: str, op: Op, payload: bytes) -> int:
+        """Append one op; returns its sequence number (increasing)."""
+
+    @abstractmethod
+    def pending(self, collection: str, side: str, limit: int = 100) -> list[OutboxEntry]:
+        """The oldest pending entries of one side, in order."""
+
+    @abstractmethod
+    def has_pending(self, collection: str, side: str) -> bool:
+        """Whether one side has any pending entry."""
+
+    @abstractmethod
+    def last_seq(self, collection: str) -> int:
+        """The highest sequence number appended so far (0 when none)."""
+
+    @abstractmethod
+    def complete(self, seqs: Sequence[int]) -> None:
+        """Remove applied entries."""
+
+    @abstractmethod
+    def retry_later(self, seq: int, error: str) -> None:
+        """Count a failed attempt on an entry that stays pending (and first in line)."""
+
+    @abstractmethod
+    def dead_letter(self, seq: int, error: str) -> None:
+        """Set an entry aside for good: the secondary refused it."""
+
+    @abstractmethod
+    def depth(self, collection: str) -> dict[str, OutboxDepth]:
+        """Backlog per side (``source`` and ``target``)."""
+
+    @abstractmethod
+    def acquire_lease(self, collection: str, side: str, owner: str, ttl: float) -> bool:
+        """Become the only replayer of a side for ``ttl`` seconds (renewable by ``owner``)."""
+
+    @abstractmethod
+    def release_lease(self, collection: str, side: str, owner: str) -> None:
+        """Give the lease up early."""
+
+
+@dataclass
+class ReplayResult:
+    """What one replay pass did."""
+
+    applied: int = 0
+    dead: int = 0
+    error: str | None = None
+
+
+def _apply(
+    conn: Connector, name: str, schema: CollectionSchema, entries: list[OutboxEntry]
+) -> None:
+    """Apply a window of entries as at most two calls with the same end state.
+
+    Only each id's last op in the window matters: ids whose last op is a delete are
+    deleted, the others upserted with their last version. The two sets are disjoint, so
+    their order does not matter, and re-applying a window after a failure is idempotent.
+    """
+    last: dict[Any, tuple[int, int]] = {}  # id -> (entry index, row) of its last op
+    batches = [e.batch() for e in entries]
+    for ei, b in enumerate(batches):
+        for row, rid in enumerate(b.column("id").to_pylist()):
+            last.pop(rid, None)  # re-insert: dict order follows the last op
+            last[rid] = (ei, row)
+    deletes = [rid for rid, (ei, _) in last.items() if entries[ei].op == "delete"]
+    picks: dict[int, list[int]] = {}
+    for ei, row in (v for v in last.values() if entries[v[0]].op == "upsert"):
+        picks.setdefault(ei, []).append(row)
+    if deletes:
+        conn.delete(name, deletes)
+    if picks:
+        parts = [
+            conform(batches[ei], schema).take(pa.array(rows, pa.int64()))
+            for ei, rows in sorted(picks.items())
+        ]
+        table = pa.Table.from_batches(parts).combine_chunks()
+        for batch in table.to_batches():
+            conn.upsert(name, batch)
+
+
+def replay(
+    outbox: Outbox,
+    collection: str,
+    side: str,
+    conn: Connector,
+    name: str,
+    schema: CollectionSchema,
+    *,
+    max_entries: int = 2000,
+    window: int = 200,
+    on_applied: Callable[[list[OutboxEntry]], None] | None = None,
+) -> ReplayResult:
+    """Apply one side's pending entries in order until empty, ``max_entries``, or a failure.
+
+    The caller holds the side's lease. Entries go in windows (see ``_apply``); a window
+    the engine refuses as invalid (``DataError``) is retried entry by entry so that only
+    the refused entry is dead-lettered. Any other error stops the pass: the window stays
+    pending, first in line, and is retried later.
+    """
+    result = ReplayResult()
+    while result.applied + result.dead < max_entries:
+        entries = outbox.pending(collection, side, limit=window)
+        if not entries:
+            break
+        try:
+            _apply(conn, name, schema, entries)
+            done = entries
+        except DataError:
+            done = []
+            for entry in entries:
+                try:
+                    _apply(conn, name, schema, [entry])
+                except DataError as exc:
+                    outbox.dead_letter(entry.seq, str(exc))
+                    result.dead += 1
+                    continue
+                except Exception as exc:
+                    outbox.complete([e.seq for e in done])
+                    result.applied += len(done)
+                    outbox.retry_later(entry.seq, str(exc))
+                    result.error = f"{type(exc).__name__}: {exc}"
+                    return result
+                done.append(entry)
+        except Exception as exc:  # transient or unknown: keep order, try again later
+            outbox.retry_later(entries[0].seq, str(exc))
+            result.error = f"{type(exc).__name__}: {exc}"
+            return result
+        outbox.complete([e.seq for e in done])
+        result.applied += len(done)
+        if on_applied is not None and done:
+            on_applied(done)
+    return result
+
+
+def oldest_age(created: float | None) -> float:
+    """Seconds since ``created`` (0 when there is no pending entry)."""
+    return max(0.0, time.time() - created) if created is not None else 0.0

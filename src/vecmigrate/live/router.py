@@ -1,0 +1,410 @@
+"""``MigrationRouter``: the application-side router of a live migration.
+
+The application calls ``upsert``/``delete``/``search``/``fetch`` on the router instead of
+on one store; the phase in the shared state store decides where each call goes:
+
+* writes: the primary's write decides the response; the secondary receives the same op
+  through the durable outbox, replayed in order by a background thread (so a slow or
+  failing secondary never fails or slows a request);
+* reads: served by the phase's read side (sticky per request key in a canary); in
+  shadow phases the other side answers the same query off the request path and the two
+  are compared (``shadow.py``).
+
+Writes to the same id are serialised inside one instance (striped locks), and before a
+side takes primary writes its outbox backlog is applied first, so an id's last
+acknowledged write is the last one applied on both sides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+import numpy as np
+import pyarrow as pa
+
+from vecmigrate.connectors.base import Connector, Filter
+from vecmigrate.errors import TransientError
+from vecmigrate.live.metrics import RouterMetrics
+from vecmigrate.live.outbox import Op, encode_batch, ids_batch, replay
+from vecmigrate.live.phases import PhaseState, Side
+from vecmigrate.live.shadow import ShadowReader
+from vecmigrate.live.state import StateStore
+from vecmigrate.model import CollectionSchema
+from vecmigrate.records import build_batch, conform, table_to_batch
+
+log = logging.getLogger(__name__)
+_STRIPES = 64
+Records: TypeAlias = pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]
+
+
+class MigrationRouter:
+    """Routes one collection's reads and writes by the phase in ``state``."""
+
+    def __init__(
+        self,
+        source: Connector,
+        target: Connector,
+        collection: str,
+        state: StateStore,
+        *,
+        target_collection: str | None = None,
+        instance: str | None = None,
+        state_ttl: float = 1.0,
+        shadow_workers: int = 2,
+        shadow_queue: int = 32,
+        replay_interval: float = 0.1,
+        stats_interval: float = 1.0,
+        lease_ttl: float = 10.0,
+        metrics: RouterMetrics | None = None,
+        start: bool = True,
+    ) -> None:
+        self.conns: dict[Side, Connector] = {"source": source, "target": target}
+        self.names: dict[Side, str] = {
+            "source": collection,
+            "target": target_collection or collection,
+        }
+        self.collection = collection
+        self.state = state
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.state_ttl = state_ttl
+        self.replay_interval = replay_interval
+        self.stats_interval = stats_interval
+        self.lease_ttl = lease_ttl
+        self.metrics = metrics or RouterMetrics(collection)
+        self.shadow = ShadowReader(
+            self.metrics, collection, workers=shadow_workers, queue=shadow_queue
+        )
+        self.schema = source.describe(collection)  # the canonical layout of payloads
+        self._schemas: dict[Side, CollectionSchema] = {"source": self.schema}
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._side_locks: dict[Side, threading.Lock] = {
+            "source": threading.Lock(),
+            "target": threading.Lock(),
+        }
+        self._state_lock = threading.Lock()
+        self._cached = state.get(collection)
+        self._cached_at = time.monotonic()
+        self.metrics.set_phase(self._cached)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(target=self._loop, name="vm-outbox", daemon=True)
+            self._thread.start()
+
+    # -- phase -----------------------------------------------------------------------------
+    def current(self) -> PhaseState:
+        """The phase this instance routes by: the stored one, re-read after ``state_ttl``."""
+        if time.monotonic() - self._cached_at < self.state_ttl:
+            return self._cached
+        return self.refresh()
+
+    def refresh(self) -> PhaseState:
+        """Re-read the phase from the state store now."""
+        with self._state_lock:
+            fresh = self.state.get(self.collection)
+            if fresh.version != self._cached.version:
+                log.info("%s: phase %s -> %s", self.collection, self._cached.label, fresh.label)
+                self.metrics.set_phase(fresh)
+            self._cached, self._cached_at = fresh, time.monotonic()
+            return fresh
+
+    def schema_of(self, side: Side) -> CollectionSchema:
+        """The schema of one side's collection (described once)."""
+        if side not in self._schemas:
+            self._schemas[side] = self.conns[side].describe(self.names[side])
+        return self._schemas[side]
+
+    # -- writes ----------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self, ids: Sequence[Any]) -> Iterator[None]:
+        """Hold the stripe locks of these ids (in a fixed order: no deadlock)."""
+        stripes = sorted({hash(str(i)) % _STRIPES for i in ids})
+        for s in stripes:
+            self._stripes[s].acquire()
+        try:
+            yield
+        finally:
+            for s in reversed(stripes):
+                self._stripes[s].release()
+
+    def _to_batch(self, records: Records) -> pa.RecordBatch:
+        if isinstance(records, pa.Table):
+            records = table_to_batch(records)
+        if isinstance(records, pa.RecordBatch):
+            return conform(records, self.schema)
+        rows: list[Mapping[str, Any]] = list(records)
+        vectors = {
+            v.name: np.asarray([r[v.name] for r in rows], dtype=np.float32).reshape(
+                len(rows), v.dim
+            )
+            for v in self.schema.vectors
+        }
+        return build_batch(
+            self.schema,
+            [r["id"] for r in rows],
+            vectors,
+            documents=[r.get("document") for r in rows] if self.schema.has_document else None,
+            metadata=[r.get("metadata") for r in rows],
+        )
+
+    def upsert(self, records: Records) -> None:
+        """Insert or replace records by id (a batch, a table, or dicts with ``id``, the
+        vector field(s), ``document`` and ``metadata``)."""
+        batch = self._to_batch(records)
+        if batch.num_rows:
+            self._write("upsert", batch, batch.column("id").to_pylist())
+
+    def delete(self, ids: Sequence[Any]) -> None:
+        """Delete records by id (missing ids are a no-op)."""
+        ids = list(ids)
+        if ids:
+            self._write("delete", ids_batch(ids, self.schema.id_arrow_type()), ids)
+
+    def _write(self, op: Op, batch: pa.RecordBatch, ids: list[Any]) -> None:
+        with self._locked(ids):
+            state = self.current()
+            primary, secondary = state.primary(), state.secondary()
+            self._catch_up(primary)
+            started = time.perf_counter()
+            try:
+                self._apply(primary, op, batch, ids)
+            except Exception:
+                self.metrics.writes.labels(self.collection, primary, op, "primary", "error").inc()
+                self.metrics.errors.labels(self.collection, f"{primary}-write").inc()
+                raise
+            finally:
+                self.metrics.latency.labels(self.collection, primary, op).observe(
+                    time.perf_counter() - started
+                )
+            self.metrics.writes.labels(self.collection, primary, op, "primary", "ok").inc()
+            if secondary is not None:
+                self.state.outbox.append(self.collection, secondary, op, encode_batch(batch))
+                self.metrics.writes.labels(
+                    self.collection, secondary, op, "secondary", "queued"
+                ).inc()
+        if secondary is not None:
+            self._wake.set()
+
+    def _apply(self, side: Side, op: Op, batch: pa.RecordBatch, ids: list[Any]) -> None:
+        conn, name = self.conns[side], self.names[side]
+        if op == "delete":
+            conn.delete(name, ids)
+        else:
+            conn.upsert(name, conform(batch, self.schema_of(side)))
+
+    def _catch_up(self, side: Side) -> None:
+        """Apply the side's outbox backlog before it takes a primary write (after a primary
+        switch or a rollback), so an older queued op never lands after a newer one."""
+        if not self.state.outbox.has_pending(self.collection, side):
+            return
+        deadline = time.monotonic() + self.lease_ttl
+        while True:
+            done, error = self._replay_side(side, block=True)
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"{self.collection}: {side} has queued writes that cannot be applied "
+                    f"yet ({error}); retry the request"
+                )
+            time.sleep(0.05)
+
+    def reconcile(self, ids: Sequence[Any], *, chunk: int = 500) -> int:
+        """Queue the primary's current version of these ids for the secondary (an upsert,
+        or a delete when the primary lacks them): repairs what ``diff`` found, safely while
+        writes continue. Returns the number of ids queued."""
+        state = self.current()
+        primary, secondary = state.primary(), state.secondary()
+        if secondary is None:
+            return 0
+        ids = list(ids)
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            with self._locked(part):
+                found = self.conns[primary].fetch(
+                    self.names[primary], part, schema=self.schema_of(primary)
+                )
+                found = conform(found, self.schema)
+                present = set(found.column("id").to_pylist())
+                gone = [i for i in part if i not in present]
+                if found.num_rows:
+                    self.state.outbox.append(
+                        self.collection, secondary, "upsert", encode_batch(found)
+                    )
+                if gone:
+                    payload = encode_batch(ids_batch(gone, self.schema.id_arrow_type()))
+                    self.state.outbox.append(self.collection, secondary, "delete", payload)
+        self._wake.set()
+        return len(ids)
+
+    # -- reads -----------------------------------------------------------------------------
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        *,
+        key: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        """Top-k ids and scores from the phase's read side (``key``: the request key that
+        keeps one user on one system during a canary)."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        state = self.current()
+        side = state.read_side(key)
+        ids, scores = self._read(
+            side,
+            "search",
+            lambda: self.conns[side].search(self.names[side], vectors, k, filter=filter),
+        )
+        other = state.shadow_side(side)
+        if other is not None:
+            conn, name, schema = self.conns[other], self.names[other], self.schema_of(other)
+            self.shadow.submit(
+                state.version,
+                lambda: self.shadow.compare_search(conn, name, schema, vectors, k, filter, ids),
+            )
+        return ids, scores
+
+    def fetch(self, ids: Sequence[Any], *, key: str | None = None) -> pa.RecordBatch:
+        """Records by id from the phase's read side, in this collection's layout."""
+        ids = list(ids)
+        state = self.current()
+        side = state.read_side(key)
+        conn, name, schema = self.conns[side], self.names[side], self.schema_of(side)
+        batch = self._read(side, "fetch", lambda: conn.fetch(name, ids, schema=schema))
+        other = state.shadow_side(side)
+        if other is not None:
+            served = batch.column("id").to_pylist()
+            oc, on, osch = self.conns[other], self.names[other], self.schema_of(other)
+            self.shadow.submit(
+                state.version, lambda: self.shadow.compare_fetch(oc, on, osch, ids, served)
+            )
+        return conform(batch, self.schema)
+
+    def _read(self, side: Side, kind: str, call: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            out = call()
+        except Exception:
+            self.metrics.reads.labels(self.collection, side, kind, "error").inc()
+            self.metrics.errors.labels(self.collection, f"{side}-{kind}").inc()
+            raise
+        finally:
+            self.metrics.latency.labels(self.collection, side, kind).observe(
+                time.perf_counter() - started
+            )
+        self.metrics.reads.labels(self.collection, side, kind, "ok").inc()
+        return out
+
+    # -- outbox replay and bookkeeping -------------------------------------------------------
+    def _replay_side(self, side: Side, *, block: bool) -> tuple[bool, str | None]:
+        """One replay pass of a side under its lease; (empty afterwards?, last error)."""
+        lock = self._side_locks[side]
+        if not lock.acquire(blocking=block):
+            return False, "another thread is replaying"
+        try:
+            if not self.state.outbox.acquire_lease(
+                self.collection, side, self.instance, self.lease_ttl
+            ):
+                return False, "another instance holds the replay lease"
+            result = replay(
+                self.state.outbox,
+                self.collection,
+                side,
+                self.conns[side],
+                self.names[side],
+                self.schema_of(side),
+                on_applied=lambda run: self.metrics.replayed.labels(self.collection, side).inc(
+                    len(run)
+                ),
+            )
+            if result.error:
+                self.metrics.replay_failures.labels(self.collection, side).inc()
+                log.debug("%s: replay to %s paused: %s", self.collection, side, result.error)
+                return False, result.error
+            return not self.state.outbox.has_pending(self.collection, side), None
+        finally:
+            lock.release()
+
+    def _loop(self) -> None:
+        backoff: dict[Side, float] = {"source": 0.0, "target": 0.0}
+        retry_at: dict[Side, float] = {"source": 0.0, "target": 0.0}
+        next_stats = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(self.replay_interval)
+            self._wake.clear()
+            try:
+                now = time.monotonic()
+                sides: tuple[Side, Side] = ("source", "target")
+                for side in sides:
+                    if now < retry_at[side]:
+                        continue
+                    if not self.state.outbox.has_pending(self.collection, side):
+                        continue
+                    ok, _ = self._replay_side(side, block=False)
+                    if ok:
+                        backoff[side] = 0.0
+                    else:  # exponential back-off up to 2 s while the side is failing
+                        backoff[side] = min(2.0, max(0.05, backoff[side] * 2))
+                        retry_at[side] = now + backoff[side]
+                self.current()
+                if now >= next_stats:
+                    self.publish()
+                    next_stats = now + self.stats_interval
+            except Exception as exc:  # keep the replayer alive whatever happens
+                self.metrics.errors.labels(self.collection, "replayer").inc()
+                log.warning("%s: outbox replayer: %s", self.collection, exc)
+
+    def publish(self) -> None:
+        """Export outbox depth/age and store this instance's shadow totals (for gates)."""
+        for side, d in self.state.outbox.depth(self.collection).items():
+            self.metrics.outbox_depth.labels(self.collection, side).set(d.pending)
+            self.metrics.outbox_age.labels(self.collection, side).set(d.oldest_age)
+            self.metrics.outbox_dead.labels(self.collection, side).set(d.dead)
+        for version, totals in self.shadow.snapshot().items():
+            self.state.record_shadow(self.collection, self.instance, version, totals)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every write queued before this call has been applied to its secondary
+        (True), or ``timeout`` passes (False). Writes arriving meanwhile are not waited for,
+        so this returns under steady load too."""
+        outbox = self.state.outbox
+        upto = outbox.last_seq(self.collection)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            heads = [
+                outbox.pending(self.collection, side, limit=1) for side in ("source", "target")
+            ]
+            if all(not head or head[0].seq > upto for head in heads):
+                return True
+            self._wake.set()
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        """Stop the replayer and the shadow pool, store the last totals, release leases."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.shadow.close()
+        try:
+            self.publish()
+        finally:
+            for side in ("source", "target"):
+                self.state.outbox.release_lease(self.collection, side, self.instance)
+
+    def __enter__(self) -> MigrationRouter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

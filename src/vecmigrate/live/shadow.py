@@ -1,0 +1,146 @@
+"""Shadow reads: the other system answers the same query off the request path.
+
+A bounded worker pool runs the comparisons; when it is full the work is dropped and
+counted, so shadowing never adds latency to the caller. Each comparison records overlap@k
+with the served result, the ids the shadow missed, and shadow results that fail the
+request's filter (judged exactly with ``filters.evaluate`` on the records fetched back).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from vecmigrate.connectors.base import Connector, Filter
+from vecmigrate.filters import evaluate, parse
+from vecmigrate.live.metrics import RouterMetrics
+from vecmigrate.live.state import ShadowTotals
+from vecmigrate.model import CollectionSchema
+
+log = logging.getLogger(__name__)
+
+
+def overlap_at_k(served: Sequence[Any], shadow: Sequence[Any], k: int) -> float:
+    """|served ∩ shadow| over the size of the larger result (at most k); 1.0 when both
+    are empty (an empty filtered result agreed on is agreement)."""
+    size = min(k, max(len(served), len(shadow)))
+    if size == 0:
+        return 1.0
+    return len(set(served[:k]) & set(shadow[:k])) / size
+
+
+class ShadowReader:
+    """Runs shadow comparisons on a bounded pool and sums them per phase version."""
+
+    def __init__(
+        self, metrics: RouterMetrics, collection: str, *, workers: int = 2, queue: int = 32
+    ) -> None:
+        self.metrics = metrics
+        self.collection = collection
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vm-shadow")
+        self._slots = threading.BoundedSemaphore(workers + queue)
+        self._lock = threading.Lock()
+        self.totals: dict[int, ShadowTotals] = {}
+
+    def _totals(self, version: int) -> ShadowTotals:
+        return self.totals.setdefault(version, ShadowTotals())
+
+    def submit(self, version: int, task: Callable[[], ShadowTotals]) -> bool:
+        """Queue one comparison without blocking; False (and counted) when the pool is full."""
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                self._totals(version).dropped += 1
+            self.metrics.shadow.labels(self.collection, "dropped").inc()
+            return False
+
+        def run() -> None:
+            try:
+                result = task()
+            except Exception as exc:  # a shadow failure must never reach the caller
+                log.debug("shadow read failed: %s", exc)
+                result = ShadowTotals(errors=1)
+                self.metrics.shadow.labels(self.collection, "error").inc()
+            finally:
+                self._slots.release()
+            with self._lock:
+                self._totals(version).add(result)
+
+        self._pool.submit(run)
+        return True
+
+    def compare_search(
+        self,
+        conn: Connector,
+        name: str,
+        schema: CollectionSchema,
+        vectors: np.ndarray,
+        k: int,
+        filter: Filter | None,
+        served: list[list[Any]],
+    ) -> ShadowTotals:
+        """Ask the shadow side the same query and compare with what was served."""
+        ids, _ = conn.search(name, vectors, k, filter=filter)
+        out = ShadowTotals()
+        node = parse(filter, schema) if filter else None
+        for s, t in zip(served, ids, strict=True):
+            ov = overlap_at_k(s, t, k)
+            out.comparisons += 1
+            out.overlap_sum += ov
+            out.min_overlap = min(out.min_overlap, ov)
+            out.missing += len(set(s) - set(t))
+            self.metrics.shadow_overlap.labels(self.collection).observe(ov)
+        if node is not None:
+            bad = self._violators(conn, name, schema, node, ids)
+            if bad:  # judged again after a fresh search: a record rewritten between the
+                # search and the fetch is not the engine's fault, one returned again is
+                again, _ = conn.search(name, vectors, k, filter=filter)
+                bad = self._violators(conn, name, schema, node, again) & bad
+            out.violations += len(bad)
+        self.metrics.shadow.labels(self.collection, "compared").inc(out.comparisons)
+        self.metrics.shadow_missing.labels(self.collection).inc(out.missing)
+        self.metrics.shadow_violations.labels(self.collection).inc(out.violations)
+        return out
+
+    @staticmethod
+    def _violators(
+        conn: Connector, name: str, schema: CollectionSchema, node: Any, ids: list[list[Any]]
+    ) -> set[Any]:
+        """Ids among the results whose record, fetched now, fails the filter."""
+        wanted = sorted({i for row in ids for i in row}, key=str)
+        if not wanted:
+            return set()
+        batch = conn.fetch(name, wanted, schema=schema)
+        mask = evaluate(node, batch)
+        return {i for i, ok in zip(batch.column("id").to_pylist(), mask, strict=True) if not ok}
+
+    def compare_fetch(
+        self,
+        conn: Connector,
+        name: str,
+        schema: CollectionSchema,
+        ids: list[Any],
+        served: list[Any],
+    ) -> ShadowTotals:
+        """Fetch the same ids from the shadow side; count those it lacks."""
+        got = set(conn.fetch(name, ids, schema=schema).column("id").to_pylist())
+        missing = len(set(served) - got)
+        self.metrics.shadow.labels(self.collection, "compared").inc()
+        self.metrics.shadow_missing.labels(self.collection).inc(missing)
+        # a fetch has no ranking: overlap is the share of served ids the shadow has
+        ov = 1.0 if not served else 1.0 - missing / len(served)
+        self.metrics.shadow_overlap.labels(self.collection).observe(ov)
+        return ShadowTotals(comparisons=1, overlap_sum=ov, min_overlap=ov, missing=missing)
+
+    def snapshot(self) -> dict[int, ShadowTotals]:
+        """A copy of the running totals per phase version."""
+        with self._lock:
+            return {v: ShadowTotals(**vars(t)) for v, t in self.totals.items()}
+
+    def close(self) -> None:
+        """Finish queued comparisons and stop the pool."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
