@@ -216,8 +216,8 @@ class PineconeServer:
         self.api_key = api_key
         self.indexes: dict[str, IndexState] = {}
         self.lock = threading.Lock()
-        self._failures: list[tuple[int, str]] = []
-        self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
+        self._failures: list[list[Any]] = []  # [status, path, requests to let through first]
+        self.requests: list[tuple[str, str, int, int]] = []  # (method, path, status, bytes)
         self.api_versions: set[str] = set()
         self.control = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(None))
         self.control.daemon_threads = True
@@ -229,16 +229,25 @@ class PineconeServer:
         """Control-plane base URL (what ``?host=`` points at)."""
         return f"http://127.0.0.1:{self.control.server_address[1]}"
 
-    def fail(self, status: int, times: int = 1, path: str = "") -> None:
-        """Answer the next ``times`` requests whose path starts with ``path`` with ``status``."""
+    def fail(self, status: int, times: int = 1, path: str = "", after: int = 0) -> None:
+        """Answer ``times`` requests whose path starts with ``path`` with ``status``, after
+        letting ``after`` such requests through."""
         with self.lock:
-            self._failures += [(status, path)] * times
+            self._failures.append([status, path, after, times])
 
     def create_index(self, name: str, dim: int, metric: str, deployment: dict[str, Any]) -> None:
         """Create an index directly (e.g. a pod-based one the connector must refuse)."""
-        self._create({"name": name, "deployment": deployment, "schema": {
-            "fields": {"_values": {"type": "dense_vector", "dimension": dim, "metric": metric}}
-        }})
+        self._create(
+            {
+                "name": name,
+                "deployment": deployment,
+                "schema": {
+                    "fields": {
+                        "_values": {"type": "dense_vector", "dimension": dim, "metric": metric}
+                    }
+                },
+            }
+        )
 
     def stop(self) -> None:
         """Shut down every listener."""
@@ -280,7 +289,9 @@ class PineconeServer:
                     raise ApiFailure(400, f"invalid tag {k!r}")
         deployment = dict(deployment)
         if deployment["deployment_type"] == "managed":
-            deployment.setdefault("environment", f"{deployment.get('region')}-{deployment.get('cloud')}")
+            deployment.setdefault(
+                "environment", f"{deployment.get('region')}-{deployment.get('cloud')}"
+            )
         with self.lock:
             if name in self.indexes:
                 raise ApiFailure(409, f"Resource {name} already exists", "ALREADY_EXISTS")
@@ -324,11 +335,12 @@ class PineconeServer:
             raise ApiFailure(400, "namespace must be 1-512 ASCII characters")
         return str(name)
 
-    def data_plane(self, idx: IndexState, method: str, path: str, query: dict[str, list[str]],
-                   body: Any, size: int) -> tuple[int, Any]:
+    def data_plane(
+        self, idx: IndexState, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
         body = body or {}
         if path == "/vectors/upsert" and method == "POST":
-            return 200, self._upsert(idx, body, size)
+            return 200, self._upsert(idx, body)
         if path == "/vectors/fetch" and method == "GET":
             ids = query.get("ids", [])
             if not ids or len(ids) > MAX_FETCH_IDS:
@@ -356,7 +368,9 @@ class PineconeServer:
                     for i in body["ids"]:
                         recs.pop(i, None)
                 elif body.get("filter"):
-                    for i in [i for i, (_, md) in recs.items() if matches(body["filter"], md or {})]:
+                    for i in [
+                        i for i, (_, md) in recs.items() if matches(body["filter"], md or {})
+                    ]:
                         del recs[i]
                 else:
                     raise ApiFailure(400, "delete needs ids, deleteAll or a filter")
@@ -367,7 +381,9 @@ class PineconeServer:
             return 200, self._query(idx, body)
         if path == "/describe_index_stats" and method == "POST":
             if body.get("filter"):
-                raise ApiFailure(400, "describe_index_stats does not support filtering on serverless indexes")
+                raise ApiFailure(
+                    400, "describe_index_stats does not support filtering on serverless indexes"
+                )
             with idx.lock:
                 counts = {ns: len(r) for ns, r in idx.namespaces.items() if r}
             return 200, {
@@ -380,7 +396,7 @@ class PineconeServer:
             }
         raise ApiFailure(404, f"no route {method} {path}", "NOT_FOUND")
 
-    def _upsert(self, idx: IndexState, body: dict[str, Any], size: int) -> dict[str, Any]:
+    def _upsert(self, idx: IndexState, body: dict[str, Any]) -> dict[str, Any]:
         vectors = body.get("vectors")
         if not isinstance(vectors, list) or not vectors:
             raise ApiFailure(400, "vectors must be a non-empty array")
@@ -404,7 +420,9 @@ class PineconeServer:
             if not all(_number(x) and math.isfinite(x) for x in values):
                 raise ApiFailure(400, f"Vector {rid} has a non-numeric value")
             if not any(values):
-                raise ApiFailure(400, f"Dense vectors must contain at least one non-zero value ({rid})")
+                raise ApiFailure(
+                    400, f"Dense vectors must contain at least one non-zero value ({rid})"
+                )
             md = _check_metadata(rid, vec["metadata"]) if vec.get("metadata") is not None else None
             staged[rid] = ([float(x) for x in values], md or None)
         ns = self._ns(body.get("namespace"))
@@ -434,7 +452,11 @@ class PineconeServer:
                 raise ApiFailure(400, "pagination token does not match the prefix")
         with idx.lock:
             ids = sorted(
-                (i for i in idx.namespaces.get(ns, {}) if i.startswith(prefix) and (not after or i.encode() > after.encode())),
+                (
+                    i
+                    for i in idx.namespaces.get(ns, {})
+                    if i.startswith(prefix) and (not after or i.encode() > after.encode())
+                ),
                 key=str.encode,
             )
         page = ids[:limit]
@@ -456,7 +478,9 @@ class PineconeServer:
             raise ApiFailure(400, f"topK must be between 1 and {cap}")
         q = body.get("vector")
         if not isinstance(q, list) or len(q) != idx.dimension:
-            raise ApiFailure(400, f"Query vector dimension does not match the index {idx.dimension}")
+            raise ApiFailure(
+                400, f"Query vector dimension does not match the index {idx.dimension}"
+            )
         ns = self._ns(body.get("namespace"))
         flt = body.get("filter")
         with idx.lock:
@@ -469,7 +493,11 @@ class PineconeServer:
         hits.sort(key=lambda h: (h[0] if idx.metric == "euclidean" else -h[0], h[1]))
         matches_out = []
         for score, rid, v, md in hits[:top_k]:
-            m: dict[str, Any] = {"id": rid, "score": score, "values": v if body.get("includeValues") else []}
+            m: dict[str, Any] = {
+                "id": rid,
+                "score": score,
+                "values": v if body.get("includeValues") else [],
+            }
             if body.get("includeMetadata") and md:
                 m["metadata"] = md
             matches_out.append(m)
@@ -504,8 +532,13 @@ class PineconeServer:
                         hit = next(
                             (f for f in server._failures if parts.path.startswith(f[1])), None
                         )
-                        if hit:
-                            server._failures.remove(hit)
+                        if hit and hit[2] > 0:
+                            hit[2] -= 1
+                            hit = None
+                        elif hit:
+                            hit[3] -= 1
+                            if hit[3] == 0:
+                                server._failures.remove(hit)
                     if hit:
                         extra = {"Retry-After": "0"}
                         raise ApiFailure(hit[0], "injected failure", "UNAVAILABLE")
@@ -524,14 +557,15 @@ class PineconeServer:
                     if idx is None:
                         status, payload = server.control_plane(method, parts.path, body)
                     else:
-                        status, payload = server.data_plane(
-                            idx, method, parts.path, query, body, len(raw)
-                        )
+                        status, payload = server.data_plane(idx, method, parts.path, query, body)
                 except ApiFailure as exc:
                     status = exc.status
-                    payload = {"error": {"code": exc.code, "message": exc.message}, "status": status}
+                    payload = {
+                        "error": {"code": exc.code, "message": exc.message},
+                        "status": status,
+                    }
                 with server.lock:
-                    server.requests.append((method, parts.path, status))
+                    server.requests.append((method, parts.path, status, len(raw)))
                 data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 for k, v in extra.items():

@@ -272,7 +272,7 @@ class PineconeConnector(Connector):
         metric = _FROM_METRIC[str(field.metric).lower()]
         stored = _schema_from_tags(model.tags or {}) or self._schema_from_namespace(name, model)
         namespaces = self._namespaces(name)
-        serverless = getattr(model.deployment, "deployment_type", "managed") == "managed"
+        serverless = not _is_pod(model)
         if stored is None:
             stored = self._infer(name, dim, metric, namespaces, serverless)
         v = stored.vector.model_copy(update={"dim": dim, "metric": metric})
@@ -355,7 +355,7 @@ class PineconeConnector(Connector):
     # -- reading -----------------------------------------------------------------------------
     def _require_serverless(self, name: str) -> None:
         model = self._model(name)
-        if model is not None and getattr(model.deployment, "deployment_type", "") == "pod":
+        if model is not None and _is_pod(model):
             raise ConfigError(
                 f"Pinecone index {model.name!r} is pod-based: Pinecone can list record ids "
                 "only on serverless indexes, so vecmigrate cannot enumerate its records",
@@ -395,7 +395,7 @@ class PineconeConnector(Connector):
         i, token = spaces.index(state["ns"]), state.get("token")
         index = self._index(name)
         while i < len(spaces):
-            ns, ids = spaces[i], []
+            ns, ids = spaces[i], list[str]()
             while len(ids) < batch_rows:
                 page = self._call(
                     f"listing ids of {name!r}", index.list_paginated, namespace=ns,
@@ -644,7 +644,13 @@ class PineconeConnector(Connector):
         return ids, scores
 
 
-# -- schema in tags --------------------------------------------------------------------------------
+def _is_pod(model: Any) -> bool:
+    from pinecone.models.indexes.deployment import PodDeployment
+
+    return isinstance(model.deployment, PodDeployment)
+
+
+# -- schema in tags -------------------------------------------------------------------------
 def _schema_tags(schema: CollectionSchema) -> dict[str, str] | None:
     """The schema as up to 18 tags of 120 characters, or None when it does not fit."""
     blob = base64.b64encode(zlib.compress(schema.to_json().encode(), 9)).decode()
@@ -662,7 +668,7 @@ def _schema_from_tags(tags: dict[str, str]) -> CollectionSchema | None:
     return CollectionSchema.from_json(zlib.decompress(base64.b64decode(blob)).decode())
 
 
-# -- metadata codec ----------------------------------------------------------------------------------
+# -- metadata codec -------------------------------------------------------------------------
 def _decode(f: MetadataField | None, value: Any) -> Any:
     """A stored value back to its portable type (left as is when it does not parse)."""
     if f is None:

@@ -1,0 +1,334 @@
+"""Pinecone beyond the shared suite: retries, dead letters, namespaces, limits, pod indexes,
+the stored schema, secrets and the CLI — the official client over real HTTP against the
+Pinecone *protocol test double* (``tests/protocol/pinecone_server.py``), not the service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.helpers import json_of, make_dump, run_cli
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.model import CollectionSchema, MetadataField, VectorField
+from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.pipeline.retry import RetryPolicy
+from vecmigrate.records import build_batch, metadata_rows
+from vecmigrate.verify.digest import collection_digest
+
+KEY = "pc-e2e-secret-7f3a9c1d"
+ENV = "VECMIGRATE_E2E_PINECONE_KEY"
+FAST = RetryPolicy(attempts=6, base_seconds=0.01, max_seconds=0.05)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    require_module("pinecone")
+    from tests.protocol.pinecone_server import PineconeServer
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(ENV, KEY)
+    srv = PineconeServer(KEY)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        mp.undo()
+
+
+def uri(srv: Any, index: str = "", **params: str) -> str:
+    extra = "".join(f"&{k}={v}" for k, v in params.items())
+    return f"pinecone://{index}?host={srv.url}&api_key=env:{ENV}{extra}"
+
+
+@pytest.fixture(scope="module")
+def conn(server: Any) -> Iterator[Connector]:
+    c = connect(uri(server))
+    yield c
+    c.close()
+
+
+def _schema(name: str, dim: int = 8, namespaces: tuple[str, ...] | None = None) -> CollectionSchema:
+    return CollectionSchema(
+        name=name,
+        vectors=(VectorField(dim=dim),),
+        has_document=True,
+        namespaces=namespaces,
+        metadata=(
+            MetadataField(name="n", type="int64"),
+            MetadataField(name="ints", type="list<int64>"),
+            MetadataField(name="obj", type="json"),
+        ),
+    )
+
+
+def _batch(schema: CollectionSchema, ids: list[Any], seed: int = 0, **kw: Any) -> pa.RecordBatch:
+    rng = np.random.default_rng(seed)
+    meta = [{"n": 2**40 + i, "ints": [i, -i], "obj": {"k": [i]}} for i in range(len(ids))]
+    return build_batch(
+        schema,
+        ids,
+        {"vector": rng.normal(size=(len(ids), schema.vector.dim)).astype(np.float32)},
+        documents=kw.pop("documents", [f"doc {i}" for i in range(len(ids))]),
+        metadata=kw.pop("metadata", meta),
+        **kw,
+    )
+
+
+def _dump_with(tmp_path: Path, schema: CollectionSchema, batch: pa.RecordBatch) -> Connector:
+    dump = connect(f"dump://{tmp_path / 'src'}")
+    dump.create(schema)
+    dump.upsert(schema.name, batch)
+    dump.finalize(schema.name)
+    return dump
+
+
+def test_transient_429_and_5xx_are_retried_without_loss(
+    server: Any, conn: Connector, tmp_path: Path
+) -> None:
+    schema = _schema("retry-target")
+    dump = _dump_with(tmp_path, schema, _batch(schema, [f"r{i}" for i in range(600)]))
+    before = len(server.requests)
+    # Past the client's own 3 retries, so the pipeline's retry has to step in as well.
+    server.fail(429, times=6, path="/vectors/upsert", after=1)
+    server.fail(503, times=5, path="/vectors/upsert")
+    opts = CopyOptions(batch_rows=150, job_path=tmp_path / "job.sqlite", retry=FAST)
+    try:
+        result = copy_collection(dump, conn, schema.name, options=opts)
+        assert result.rows_written == 600 and result.dead_letters == 0
+        assert result.retries >= 2
+        statuses = [r[2] for r in server.requests[before:]]
+        assert statuses.count(429) == 6 and statuses.count(503) == 5
+        assert conn.count(schema.name) == 600
+        assert (
+            collection_digest(dump, schema.name).compare(collection_digest(conn, schema.name)).equal
+        )
+    finally:
+        conn.drop(schema.name)
+
+
+def test_read_failures_past_the_client_retries_resume_from_the_token(
+    server: Any, conn: Connector, tmp_path: Path
+) -> None:
+    schema = _schema("resume-source")
+    conn.create(schema)
+    try:
+        conn.upsert(schema.name, _batch(schema, [f"s{i:04d}" for i in range(700)]))
+        out = connect(f"dump://{tmp_path / 'out'}")
+        opts = CopyOptions(batch_rows=100, job_path=tmp_path / "job.sqlite", workers=1)
+        # 4 = the client's attempts (1 + 3 retries): the scan fails once, mid-way.
+        server.fail(500, times=4, path="/vectors/fetch", after=3)
+        with pytest.raises(TransientError, match="HTTP 500"):
+            copy_collection(conn, out, schema.name, options=opts)
+        opts.resume = True
+        result = copy_collection(conn, out, schema.name, options=opts)
+        assert result.resumed and 0 < result.rows_written < 700
+        assert (
+            collection_digest(conn, schema.name).compare(collection_digest(out, schema.name)).equal
+        )
+    finally:
+        conn.drop(schema.name)
+
+
+def test_metadata_over_40kb_is_dead_lettered_by_name(
+    server: Any, conn: Connector, tmp_path: Path
+) -> None:
+    schema = _schema("too-big")
+    docs = [f"doc {i}" for i in range(50)]
+    docs[7] = "x" * 45_000
+    dump = _dump_with(
+        tmp_path, schema, _batch(schema, [f"b{i:02d}" for i in range(50)], documents=docs)
+    )
+    opts = CopyOptions(job_path=tmp_path / "job.sqlite", dead_letter_dir=tmp_path / "dead")
+    try:
+        result = copy_collection(dump, conn, schema.name, options=opts)
+        assert (result.rows_written, result.dead_letters) == (49, 1)
+        dead = pq.read_table(tmp_path / "dead").to_pylist()
+        assert [(r["id"], r["_field"]) for r in dead] == [("b07", "document")]
+        assert "40,960" in dead[0]["_reason"]
+        assert conn.count(schema.name) == 49
+    finally:
+        conn.drop(schema.name)
+
+
+def test_the_server_itself_refuses_what_pinecone_refuses(server: Any) -> None:
+    """The double enforces the limits the connector must respect (so they are tested)."""
+    from pinecone import Pinecone
+    from pinecone.errors.exceptions import ApiError
+
+    pc = Pinecone(api_key=KEY, host=server.url)
+    server.create_index("raw", 4, "cosine", {"deployment_type": "managed", "cloud": "aws",
+                                            "region": "us-east-1"})  # fmt: skip
+    idx = pc.index(name="raw")
+    cases = [
+        ([{"id": "a", "values": [1.0, 0, 0, 0], "metadata": {"t": "x" * 41_000}}], 400),
+        ([{"id": "a", "values": [1.0, 0, 0]}], 400),
+        ([{"id": "a", "values": [0.0, 0, 0, 0]}], 400),
+        ([{"id": f"i{i}", "values": [1.0, 0, 0, 0]} for i in range(1001)], 400),
+        ([{"id": f"i{i}", "values": [0.123456789] * 4, "metadata": {"t": "y" * 30_000}}
+          for i in range(80)], 413),
+    ]  # fmt: skip
+    for vectors, status in cases:
+        with pytest.raises(ApiError) as err:
+            idx.upsert(vectors=vectors)
+        assert err.value.status_code == status
+    assert idx.describe_index_stats().total_vector_count == 0
+    pc.indexes.delete("raw")
+
+
+def test_namespaces_round_trip(server: Any, conn: Connector, tmp_path: Path) -> None:
+    spaces = ("", "team-a", "team-b")
+    schema = _schema("with-ns", namespaces=spaces)
+    ids = [f"n{i:03d}" for i in range(90)] + ["shared", "shared"]
+    ns = [spaces[i % 3] for i in range(90)] + ["team-a", "team-b"]
+    conn.create(schema)
+    restored = "with-ns-restored"
+    try:
+        conn.upsert(schema.name, _batch(schema, ids, namespaces=ns))
+        got = conn.describe(schema.name)
+        assert got.namespaces == spaces
+        assert conn.count(schema.name) == 92
+        assert conn.count(schema.name, {"obj": {"$exists": True}}) == 92
+        assert len(conn.partitions(schema.name, 8)) == 3
+        both = conn.fetch(schema.name, ["shared"])
+        assert sorted(both.column("namespace").to_pylist()) == ["team-a", "team-b"]
+        # Pinecone ids are unique per namespace; vecmigrate's (dumps, digests) per
+        # collection, so a dump refuses the pair: delete removes it from every namespace.
+        conn.delete(schema.name, ["shared"])
+        assert conn.count(schema.name) == 90
+        # Pinecone -> dump -> another index, namespaces kept per record.
+        dump = connect(f"dump://{tmp_path / 'dump'}")
+        copy_collection(conn, dump, schema.name, options=CopyOptions(job_path=tmp_path / "e"))
+        copy_collection(
+            dump, conn, schema.name, target_collection=restored,
+            options=CopyOptions(job_path=tmp_path / "i"),
+        )  # fmt: skip
+        a, b = collection_digest(conn, schema.name), collection_digest(conn, restored)
+        assert a.compare(collection_digest(dump, schema.name)).equal and a.compare(b).equal
+        assert conn.describe(restored).namespaces == spaces
+        # One namespace seen as a flat collection.
+        with connect(uri(server, namespace="team-a")) as only_a:
+            flat = only_a.describe(schema.name)
+            assert flat.namespaces is None
+            assert only_a.count(schema.name) == 30
+            hits, _ = only_a.search(schema.name, np.ones((2, 8), dtype=np.float32), 50)
+            assert {h for row in hits for h in row} == set(ids[1:90:3])
+            assert only_a.count(schema.name, {"n": {"$gte": 2**40 + 45}}) == 15
+    finally:
+        conn.drop(schema.name)
+        conn.drop(restored)
+
+
+def test_pod_based_index_is_refused_for_scans(server: Any, conn: Connector) -> None:
+    server.create_index("pods", 4, "dotproduct", {
+        "deployment_type": "pod", "environment": "us-east1-gcp", "pod_type": "p1.x1",
+        "replicas": 1, "shards": 1})  # fmt: skip
+    try:
+        assert conn.describe("pods").engine_settings["deployment"] == "pod"
+        with pytest.raises(ConfigError, match="pod-based") as err:
+            conn.partitions("pods", 2)
+        assert "ids" in (err.value.hint or "")
+    finally:
+        conn.drop("pods")
+
+
+def test_types_ids_and_names_round_trip(conn: Connector) -> None:
+    name = "Odd_Name/élan"  # not a valid index name: sanitised, original kept in the schema
+    schema = _schema(name)
+    ids = ["plain", "~u:looks-escaped", "naïve/ü", "x" * 400]
+    conn.create(schema)
+    try:
+        assert name in conn.list_collections()
+        conn.upsert(name, _batch(schema, ids))
+        got = conn.fetch(name, ids)
+        assert sorted(got.column("id").to_pylist()) == sorted(ids)
+        rows = {r: m for r, m in zip(got.column("id").to_pylist(), metadata_rows(got, schema),
+                                     strict=True)}  # fmt: skip
+        assert rows["naïve/ü"] == {"n": 2**40 + 2, "ints": [2, -2], "obj": {"k": [2]}}
+        assert type(rows["plain"]["n"]) is int
+        assert conn.count(name, {"ints": -2}) == 1
+        assert conn.count(name, {"$not": {"ints": {"$in": [1, 3]}}}) == 2
+        with pytest.raises(DataError, match="characters") as err:
+            conn.upsert(name, _batch(schema, ["é" * 200]))
+        assert err.value.field == "id"
+        huge = _batch(schema, ["big"], metadata=[{"n": 2**60}])
+        with pytest.raises(DataError, match="float64") as err:
+            conn.upsert(name, huge)
+        assert err.value.field == "n"
+    finally:
+        conn.drop(name)
+
+
+def test_schema_too_large_for_tags_lives_in_a_reserved_namespace(conn: Connector) -> None:
+    fields = tuple(MetadataField(name=f"field_{i:03d}_{'p' * 20}", type="string")
+                   for i in range(300))  # fmt: skip
+    schema = CollectionSchema(name="wide", vectors=(VectorField(dim=4),), metadata=fields)
+    conn.create(schema)
+    try:
+        conn.upsert("wide", _batch(schema, ["a", "b"], metadata=[{fields[5].name: "v"}, {}]))
+        fresh = connect(str(conn.uri.raw))
+        got = fresh.describe("wide")
+        assert [f.name for f in got.metadata] == [f.name for f in fields]
+        assert fresh.count("wide") == 2 and got.namespaces is None
+        ids = [i for p in fresh.partitions("wide", 4) for b, _ in fresh.scan("wide", p)
+               for i in b.column("id").to_pylist()]  # fmt: skip
+        assert sorted(ids) == ["a", "b"]
+        fresh.close()
+    finally:
+        conn.drop("wide")
+
+
+def test_large_vectors_are_split_under_the_request_limit(server: Any, conn: Connector) -> None:
+    schema = _schema("wide-vectors", dim=1536)
+    conn.create(schema)
+    before = len(server.requests)
+    try:
+        conn.upsert(schema.name, _batch(schema, [f"w{i}" for i in range(300)]))
+        upserts = [r for r in server.requests[before:] if r[1] == "/vectors/upsert"]
+        assert len(upserts) > 1 and all(r[2] == 200 for r in upserts)
+        assert max(r[3] for r in upserts) <= 2 * 1024 * 1024
+        assert conn.count(schema.name) == 300
+    finally:
+        conn.drop(schema.name)
+
+
+def test_a_wrong_key_fails_without_revealing_keys(server: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("WRONG_PC_KEY", "not-the-key-42")
+    with (
+        connect(uri(server).replace(ENV, "WRONG_PC_KEY")) as bad,
+        pytest.raises(TerminalError, match="401") as err,
+    ):
+        bad.list_collections()
+    assert "not-the-key-42" not in str(err.value) and KEY not in str(err.value)
+
+
+def test_cli_import_then_export(server: Any, tmp_path: Path) -> None:
+    make_dump(tmp_path / "src", 1200, dim=32)
+    target = uri(server, "docs")
+    imported = run_cli("import", str(tmp_path / "src"), target, "--json", "-v", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert json_of(imported)["rows_written"] == 1200
+    exported = run_cli("export", target, "-o", str(tmp_path / "out"), "--json", "-v",
+                       cwd=tmp_path)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    inspected = run_cli("inspect", target, "--json", cwd=tmp_path)
+    row = json_of(inspected)["collections"][0]
+    assert row["name"] == "docs" and row["count"] == 1200
+    for proc in (imported, exported, inspected):
+        assert KEY not in proc.stdout + proc.stderr
+    for f in (tmp_path / "out").rglob("*"):
+        if f.is_file() and f.suffix == ".json":
+            assert KEY not in f.read_text()
+    src, out = connect(f"dump://{tmp_path / 'src'}"), connect(f"dump://{tmp_path / 'out'}")
+    assert collection_digest(src, "docs").compare(collection_digest(out, "docs")).equal
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["collections"]
+    with connect(target) as c:
+        c.drop("docs")
