@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -115,6 +116,7 @@ class WeaviateConnector(Connector):
         self.server_version = str(meta.get("version", "0"))
         self._schemas: dict[str, CollectionSchema] = {}
         self._tenants: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
@@ -241,6 +243,10 @@ class WeaviateConnector(Connector):
         self.describe(schema.name)
 
     def _ensure_tenants(self, name: str, wanted: Sequence[str]) -> None:
+        with self._lock:  # pipeline workers upsert concurrently: create each tenant once
+            self._create_tenants(name, wanted)
+
+    def _create_tenants(self, name: str, wanted: Sequence[str]) -> None:
         new = sorted(set(wanted) - self._tenants.setdefault(name, set()))
         for t in new:
             if not TENANT_RE.match(t):
