@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import CollectionSchema, IdType, IndexSpec, MetadataField, Metric, VectorField
-from vecmigrate.records import build_batch, metadata_rows
+from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
 
 
 class TestRedisStringIds(ConnectorConformance):
@@ -236,3 +237,67 @@ def test_update_to_null_removes_the_field_and_named_vectors(conn: Connector, col
     assert conn.search(coll, vectors[1:2], 1, vector_field="a")[0] == [[ids[1]]]
     assert conn.search(coll, -vectors[2:3], 1, vector_field="b-2")[0] == [[ids[2]]]
     assert conn.describe(coll).vectors[1].metric == Metric.L2
+
+
+def test_a_json_index_made_by_another_tool_is_read_filtered_and_written(
+    conn: Connector, redis_server: Any
+) -> None:
+    raw = require_module("redis").Redis(host=redis_server.host, port=redis_server.port)
+    tag = uuid.uuid4().hex[:6]
+    name, prefix = f"json_{tag}", f"jdoc_{tag}:"
+    raw.execute_command(
+        "FT.CREATE", name, "ON", "JSON", "PREFIX", 1, prefix, "SCHEMA",
+        "$.genre", "AS", "genre", "TAG", "CASESENSITIVE", "INDEXMISSING",
+        "$.tags[*]", "AS", "tags", "TAG", "CASESENSITIVE", "$.year", "AS", "year", "NUMERIC",
+        "$.content", "AS", "content", "TEXT", "$.meta.a", "AS", "a", "NUMERIC",
+        "$.embedding", "AS", "embedding", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", 4,
+        "DISTANCE_METRIC", "COSINE",
+    )  # fmt: skip
+    vectors = np.random.default_rng(5).normal(size=(30, 4)).astype(np.float32)
+    docs = []
+    for i in range(30):
+        doc: dict[str, Any] = {
+            "year": 2000 + i, "tags": [f"t{i % 3}", "all"], "content": f"text {i}",
+            "embedding": vectors[i].tolist(), "meta": {"a": i, "b": [1, None]},
+        }  # fmt: skip
+        if i % 5:
+            doc["genre"] = "Ab"[i % 2]
+        docs.append(doc)
+        raw.execute_command("JSON.SET", f"{prefix}{i}", "$", json.dumps(doc))
+    try:
+        assert name in conn.list_collections()
+        schema = conn.describe(name)
+        assert schema.vector.dim == 4 and schema.vector.metric == Metric.COSINE
+        assert schema.has_document
+        assert {(m.name, m.type) for m in schema.metadata} == {
+            ("genre", "string"), ("tags", "list<string>"), ("year", "int64"), ("meta", "json")
+        }  # fmt: skip
+        table = pa.Table.from_batches(
+            [b for p in conn.partitions(name, 2) for b, _ in conn.scan(name, p, batch_rows=7)]
+        )
+        batch = table.combine_chunks().to_batches()[0]
+        by_id = dict(zip(batch.column("id").to_pylist(), metadata_rows(batch, schema), strict=True))
+        for i, doc in enumerate(docs):
+            want = {k: v for k, v in doc.items() if k not in ("embedding", "content")}
+            assert by_id[str(i)] == want
+        got = vectors_to_numpy(batch.column("embedding"))
+        order = [int(i) for i in batch.column("id").to_pylist()]
+        assert np.array_equal(got, vectors[order])
+        assert conn.count(name, {"year": {"$gte": 2010}}) == 20
+        assert conn.count(name, {"tags": "t1"}) == 10
+        assert conn.count(name, {"genre": {"$ne": "A"}}) == 12
+        assert conn.count(name, {"genre": {"$exists": False}}) == 6
+        assert conn.search(name, vectors[4:5], 1)[0] == [["4"]]
+        update = conn.fetch(name, ["3"], schema=schema)
+        update = update.set_column(
+            update.schema.get_field_index("document"), "document", pa.array(["new text"])
+        )
+        conn.upsert(name, update)
+        stored = json.loads(raw.execute_command("JSON.GET", f"{prefix}3"))
+        assert stored["content"] == "new text" and stored["meta"] == docs[3]["meta"]
+        assert conn.count(name) == 30
+        conn.delete(name, ["3"])
+        assert conn.count(name) == 29
+    finally:
+        conn.drop(name)
+    assert raw.keys(f"{prefix}*") == []

@@ -12,7 +12,13 @@ Layout of a collection ``docs`` that vecmigrate creates:
   strings, bools and lists as TAG (separator U+001F, CASESENSITIVE, INDEXMISSING, plus
   INDEXEMPTY for strings), int/float as NUMERIC INDEXMISSING; json values not indexed;
 * the vecmigrate CollectionSchema as JSON at ``vecmigrate:schema:docs``, so ``describe``
-  round-trips exactly. Indexes made by other tools are described from ``FT.INFO``.
+  round-trips exactly.
+
+Indexes made by other tools are described from ``FT.INFO``: over HASH documents (NUMERIC
+read as float64, TAG/TEXT as string, fields the index does not name kept in
+``metadata_extra``) or over JSON documents (top-level members; types inferred from a
+sample; written back whole with ``JSON.SET``). Filters on their TAG fields need
+CASESENSITIVE, and ``$ne``/``$nin``/``$exists`` on TAG need INDEXMISSING, or are refused.
 
 RediSearch trims whitespace around TAG values and splits them at the separator, so a
 string (or list element) with surrounding whitespace, the separator, or an empty list
@@ -51,7 +57,14 @@ from vecmigrate.model import (
     ResumeToken,
     VectorField,
 )
-from vecmigrate.records import build_batch, conform, encode_json, metadata_rows, vectors_to_numpy
+from vecmigrate.records import (
+    build_batch,
+    conform,
+    encode_json,
+    infer_metadata_fields,
+    metadata_rows,
+    vectors_to_numpy,
+)
 
 SEP = "\x1f"
 EXTRA = "__vm_extra"
@@ -63,6 +76,7 @@ _PORTABLE_METRIC = {v: k for k, v in _METRIC.items()}
 _SAFE_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRIMMED = " \t\n\v\f\r"  # what RediSearch strips around TAG values
 _DOC_FIELDS = ("document", "content", "text")
+_JSON_TOP = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)(\[\*\])?")  # $.name or $.name[*]
 
 
 def attribute(name: str) -> str:
@@ -83,6 +97,12 @@ class Layout:
     nocase: set[str] = field(default_factory=set)  # TAG attributes without CASESENSITIVE
     vector_attrs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (attr, algo)
     own: bool = True
+    json: bool = False  # JSON documents (other tools' indexes) instead of hashes
+
+    @property
+    def key_type(self) -> str:
+        """The SCAN TYPE of this collection's records."""
+        return "ReJSON-RL" if self.json else "hash"
 
 
 class _Query:
@@ -235,12 +255,12 @@ class RedisConnector(Connector):
 
     # -- discovery ---------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
-        """RediSearch indexes over HASH documents with a VECTOR field (what vecmigrate reads)."""
+        """RediSearch indexes over HASH or JSON documents with a VECTOR field."""
         names = []
         for n in self._call("FT._LIST", "FT._LIST"):
             info = self._info(_text(n)) or {"index_definition": [], "attributes": []}
-            hashes = _text(_pairs(info["index_definition"]).get("key_type", b"")) == "HASH"
-            if hashes and any(
+            kind = _text(_pairs(info["index_definition"]).get("key_type", b""))
+            if kind in ("HASH", "JSON") and any(
                 _attribute_info(a)[0].get("type") == b"VECTOR" for a in info["attributes"]
             ):
                 names.append(_text(n))
@@ -288,19 +308,25 @@ class RedisConnector(Connector):
 
     def _infer(self, name: str, info: dict[str, Any]) -> tuple[CollectionSchema, Layout]:
         definition = _pairs(info["index_definition"])
-        if _text(definition.get("key_type", b"HASH")) != "HASH":
-            raise ConfigError(
-                f"index {name!r} is over JSON documents; vecmigrate reads HASH indexes only"
-            )
+        is_json = _text(definition.get("key_type", b"HASH")) == "JSON"
         prefixes = [_text(p) for p in definition.get("prefixes", [])] or [""]
         vectors, metadata = [], []
         notes: dict[str, Any] = {"prefixes": prefixes}
         layout = Layout(
             prefixes, prefixes[0] if len(prefixes) == 1 else "", None, {}, {}, own=False
         )
+        layout.json = is_json
         for raw in info["attributes"]:
             a, flags = _attribute_info(raw)
             ident, attr, kind = _text(a["identifier"]), _text(a["attribute"]), _text(a["type"])
+            if is_json:  # JSON paths: only top-level members ($.x, $.x[*]) map to fields
+                top = _JSON_TOP.fullmatch(ident)
+                if top is None:
+                    if kind == "VECTOR":
+                        raise ConfigError(f"vector path {ident!r} of {name!r} is not top-level")
+                    notes[f"{ident}.filter"] = "nested JSON path: not filterable here"
+                    continue
+                ident = top.group(1)
             if kind == "VECTOR":
                 dtype = _text(a.get("data_type", b"FLOAT32"))
                 if dtype != "FLOAT32":
@@ -331,16 +357,40 @@ class RedisConnector(Connector):
                     layout.nocase.add(attr)
         if not vectors:
             raise ConfigError(f"index {name!r} has no VECTOR field")
+        if is_json:  # JSON keeps types: infer them from a sample, as the other engines do
+            skip = {*(v.name for v in vectors), layout.doc_field}
+            rows = [{k: v for k, v in d.items() if k not in skip} for d in self._sample(layout)]
+            metadata = list(infer_metadata_fields(rows))
+            layout.fields = {m.name: m.name for m in metadata}
+            notes["types"] = "inferred from up to 200 JSON documents"
         if int(info.get("hash_indexing_failures", 0)):
             notes["hash_indexing_failures"] = int(info["hash_indexing_failures"])
-        notes["types"] = (
-            "NUMERIC read as float64, TAG/TEXT as string; unindexed fields in metadata_extra"
+        notes.setdefault(
+            "types",
+            "NUMERIC read as float64, TAG/TEXT as string; unindexed fields in metadata_extra",
         )
         schema = CollectionSchema(
             name=name, vectors=tuple(vectors), metadata=tuple(metadata),
             has_document=layout.doc_field is not None, engine="redis", engine_settings=notes,
         )  # fmt: skip
         return schema, layout
+
+    def _sample(self, layout: Layout, n: int = 200) -> list[dict[str, Any]]:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", layout.prefixes[0]) + "*"
+        keys: list[bytes] = []
+        cursor = 0
+        while len(keys) < n:
+            cursor, got = self._call("sampling", "SCAN", cursor, "MATCH", pattern, "COUNT",
+                                     SCAN_COUNT, "TYPE", layout.key_type)  # fmt: skip
+            keys += got
+            if int(cursor) == 0:
+                break
+        docs = (
+            [json.loads(d) for d in self._call("sampling", "JSON.MGET", *keys[:n], "$")]
+            if keys
+            else []
+        )
+        return [d[0] for d in docs if d and isinstance(d[0], dict)]
 
     def _schema(self, name: str) -> CollectionSchema:
         return self._schemas.get(name) or self.describe(name)
@@ -469,7 +519,7 @@ class RedisConnector(Connector):
                 "COUNT",
                 SCAN_COUNT,
                 "TYPE",
-                "hash",
+                layout.key_type,
             )
             mine = sorted(k for k in keys if buckets == 1 or zlib.crc32(k) % buckets == bucket)
             for key in mine:
@@ -509,7 +559,7 @@ class RedisConnector(Connector):
     ) -> pa.RecordBatch:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            _exec(pipe, "HGETALL", key)
+            _exec(pipe, *(("JSON.GET", key) if layout.json else ("HGETALL", key)))
         try:
             hashes = pipe.execute()
         except redis.RedisError as exc:
@@ -523,7 +573,9 @@ class RedisConnector(Connector):
         for key, raw in zip(keys, hashes, strict=True):
             if not raw:
                 continue  # missing (fetch) or deleted since SCAN listed it
-            h = {_text(k): v for k, v in _pairs_list(raw)}
+            h = json.loads(raw) if layout.json else {_text(k): v for k, v in _pairs_list(raw)}
+            if not isinstance(h, dict):
+                raise DataError("not a JSON object", collection=name, record_id=key.decode())
             rid: Any = key[cut:].decode()
             if schema.id_type is IdType.INT:
                 try:
@@ -534,16 +586,23 @@ class RedisConnector(Connector):
                     ) from None
             for v in schema.vectors:
                 blob = h.pop(v.name, None)
-                if blob is None or len(blob) != 4 * v.dim:
-                    got = "no vector" if blob is None else f"{len(blob)} bytes"
+                if layout.json and isinstance(blob, list) and len(blob) == v.dim:
+                    blob = np.asarray(blob, dtype="<f4").tobytes()
+                if not isinstance(blob, bytes) or len(blob) != 4 * v.dim:
+                    got = "no vector" if blob is None else f"{str(blob)[:40]}"
                     raise DataError(
-                        f"{got}, expected {4 * v.dim} bytes of FLOAT32",
+                        f"{got}: expected {v.dim} FLOAT32 values",
                         collection=name,
                         record_id=rid,
                         field=v.name,
                     )
                 vecs[v.name].append(blob)
             doc = h.pop(layout.doc_field, None) if layout.doc_field else None
+            if layout.json:  # typed already; build_batch files what does not fit as extra
+                ids.append(rid)
+                docs.append(doc if isinstance(doc, str) or doc is None else encode_json(doc))
+                metas.append(h)
+                continue
             meta: dict[str, Any] = json.loads(h.pop(EXTRA)) if EXTRA in h else {}
             for mname, hfield in layout.fields.items():
                 if hfield in h:
@@ -566,6 +625,9 @@ class RedisConnector(Connector):
         schema = self._schema(name)
         layout = self._layout(name)
         batch = conform(batch, schema)
+        if layout.json:
+            self._upsert_json(name, schema, layout, batch)
+            return
         ids = batch.column("id").to_pylist()
         rows: list[list[Any]] = [[] for _ in ids]
         if schema.has_document and layout.doc_field:
@@ -607,6 +669,33 @@ class RedisConnector(Connector):
         except redis.RedisError as exc:
             raise _wrap(exc, f"upsert into {name!r}") from None
         for rid, res in zip(owners, results, strict=True):
+            if isinstance(res, Exception):
+                raise DataError(f"redis refused the record: {res}", collection=name, record_id=rid)
+
+    def _upsert_json(
+        self, name: str, schema: CollectionSchema, layout: Layout, batch: pa.RecordBatch
+    ) -> None:
+        """Whole JSON documents (JSON.SET replaces them): vectors as arrays of numbers."""
+        ids = batch.column("id").to_pylist()
+        docs = batch.column("document").to_pylist() if schema.has_document else [None] * len(ids)
+        vectors = {v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors}
+        pipe = self.client.pipeline(transaction=False)
+        for i, meta in enumerate(metadata_rows(batch, schema)):
+            body = {**meta, **{n: vs[i] for n, vs in vectors.items()}}
+            if docs[i] is not None and layout.doc_field:
+                body[layout.doc_field] = docs[i]
+            try:
+                text = json.dumps(body, allow_nan=False)
+            except ValueError:
+                raise DataError(
+                    "NaN or infinity in JSON", collection=name, record_id=ids[i]
+                ) from None
+            _exec(pipe, "JSON.SET", self._key(layout, schema, ids[i]), "$", text)
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise _wrap(exc, f"upsert into {name!r}") from None
+        for rid, res in zip(ids, results, strict=True):
             if isinstance(res, Exception):
                 raise DataError(f"redis refused the record: {res}", collection=name, record_id=rid)
 
