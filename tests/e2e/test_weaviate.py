@@ -44,11 +44,12 @@ def conn(server: Any) -> Iterator[Any]:
 
 
 def _tenant_schema(name: str) -> CollectionSchema:
+    # "Tag": Weaviate stores the property as "tag"; the field keeps its name
     return CollectionSchema(
         name=name,
         vectors=(VectorField(dim=8),),
         has_document=True,
-        metadata=(MetadataField(name="n", type="int64"), MetadataField(name="tag", type="string")),
+        metadata=(MetadataField(name="n", type="int64"), MetadataField(name="Tag", type="string")),
         namespaces=("acme", "globex"),
     )
 
@@ -62,9 +63,26 @@ def _tenant_batch(schema: CollectionSchema, rows: int = 90) -> pa.RecordBatch:
         ids,
         {"vector": rng.normal(size=(rows, 8)).astype(np.float32)},
         documents=[f"text {i}" for i in range(rows)],
-        metadata=[{"n": i, "tag": "even" if i % 2 == 0 else "odd"} for i in range(rows)],
+        metadata=[{"n": i, "Tag": "even" if i % 2 == 0 else "odd"} for i in range(rows)],
         namespaces=["acme" if i < 45 else "globex" for i in range(rows)],
     )
+
+
+def fetched_meta(conn: Any, name: str, rid: str) -> Any:
+    return conn.fetch(name, [rid]).column("metadata").to_pylist()[0]
+
+
+def test_collisions_under_weaviate_property_casing_are_refused(conn: Any) -> None:
+    schema = CollectionSchema(
+        name="casing",
+        vectors=(VectorField(dim=2),),
+        metadata=(
+            MetadataField(name="Tag", type="string"),
+            MetadataField(name="tag", type="int64"),
+        ),
+    )
+    with pytest.raises(ConfigError, match="one property"):
+        conn.create(schema)
 
 
 def test_tenants_are_namespaces_round_trip(conn: Any, tmp_path: Path) -> None:
@@ -77,7 +95,8 @@ def test_tenants_are_namespaces_round_trip(conn: Any, tmp_path: Path) -> None:
         assert got.namespaces == ("acme", "globex")
         assert got.engine_settings["multi_tenancy"] is True
         assert conn.count(schema.name) == 90
-        assert conn.count(schema.name, {"tag": "even"}) == 45
+        assert conn.count(schema.name, {"Tag": "even"}) == 45
+        assert fetched_meta(conn, schema.name, "r2") == {"n": 2, "Tag": "even"}
         parts = conn.partitions(schema.name, 8)
         assert sorted(t for p in parts for t in p.spec["tenants"]) == ["acme", "globex"]
         rows = [
@@ -326,8 +345,8 @@ def test_not_and_nin_are_refused_before_weaviate_1_33() -> None:
         with connect(double.uri()) as c:
             schema = _tenant_schema("older")
             c.create(schema.replace(namespaces=None))
-            assert c.count("older", {"tag": {"$ne": "x"}}) == 0
-            for flt in ({"$not": {"tag": "x"}}, {"tag": {"$nin": ["x"]}}):
+            assert c.count("older", {"Tag": {"$ne": "x"}}) == 0
+            for flt in ({"$not": {"Tag": "x"}}, {"Tag": {"$nin": ["x"]}}):
                 with pytest.raises(ConfigError, match="cannot express"):
                     c.count("older", flt)
     finally:

@@ -7,7 +7,8 @@ client itself ships, ``weaviate.proto.v1``) for Search, BatchObjects, BatchDelet
 Aggregate and TenantsGet. It implements only what the connector uses, following
 Weaviate 1.33's documented behaviour as closely as a few hundred lines can:
 
-* class names are capitalised; the schema comes back with the server's defaults filled in;
+* class names are capitalised, property names get a lower-case first letter; the schema
+  comes back with the server's defaults filled in;
   properties must exist (as with ``AUTOSCHEMA_ENABLED=false``); one vector length per index;
 * unfiltered lists and ``after`` cursors walk objects in uuid order (the cursor cannot be
   combined with filters or searches); filtered lists come in insertion (docID) order;
@@ -110,7 +111,7 @@ def _fill_defaults(body: dict[str, Any]) -> dict[str, Any]:
     cfg["class"] = name
     seen = set()
     for p in cfg.setdefault("properties", []):
-        pname = p.get("name", "")
+        pname = p["name"] = p.get("name", "")[:1].lower() + p.get("name", "")[1:]
         if not _PROP_RE.match(pname) or pname in _RESERVED_PROPS:
             raise WeaviateError(f"'{pname}' is not a valid property name")
         if pname.lower() in seen:

@@ -4,6 +4,8 @@ weaviate-client v4 speaks REST for meta, schema and tenant creation and gRPC for
 batch writes, deletes, counts and tenant listing. A collection is a class (first letter
 capitalised by Weaviate); the vecmigrate schema travels in the class description.
 
+* Weaviate lower-cases the first letter of property names: field ``Title`` is property
+  ``title`` (mapped back on read; fields that collide this way are refused).
 * Ids are UUIDs: other ids become uuid5(collection/id) with the original in the text
   property ``vecmigrate_id``; documents are the text property ``document``; values that
   did not fit their field (``metadata_extra``) are one JSON text property.

@@ -57,19 +57,32 @@ def class_name(name: str) -> str:
     return cls
 
 
+def prop_name(field: str) -> str:
+    """The property of a metadata field: Weaviate lower-cases a property's first letter."""
+    return field[:1].lower() + field[1:]
+
+
 def class_body(schema: CollectionSchema) -> dict[str, Any]:
     """The class JSON that creates ``schema`` deliberately: types, index, null state."""
     if schema.sparse:
         raise ConfigError(f"Weaviate has no sparse vectors ({schema.sparse[0].name!r})")
     props: list[dict[str, Any]] = []
+    taken: dict[str, str] = {}
     for m in schema.metadata:
-        if not NAME_RE.match(m.name) or m.name in (*SPECIAL, "id", "_id", "vector"):
+        name = prop_name(m.name)
+        if not NAME_RE.match(name) or name in (*SPECIAL, "id", "_id", "vector"):
             raise ConfigError(
                 f"{m.name!r} cannot be a Weaviate property name", hint="rename it in the mapping"
             )
+        if name in taken:
+            raise ConfigError(
+                f"fields {taken[name]!r} and {m.name!r} are one property in Weaviate ({name!r})",
+                hint="rename one of them in the mapping",
+            )
+        taken[name] = m.name
         dtype = _DTYPE[m.type]
         p: dict[str, Any] = {
-            "name": m.name,
+            "name": name,
             "dataType": [dtype],
             "indexFilterable": m.type != "json",
         }
@@ -163,7 +176,7 @@ def compile_filter(node: Node) -> Any:
 
 def _leaf(node: Cond) -> Any:
     f = node.field
-    prop = Filter.by_property(f.name)
+    prop = Filter.by_property(prop_name(f.name))
     is_list = f.type.startswith("list<")
     value = node.value
     if f.type in ("float64", "list<float64>"):  # number properties take valueNumber
@@ -227,6 +240,7 @@ def object_properties(
     if "metadata" in names:
         struct = batch.column(names.index("metadata"))
         for fld, child in zip(struct.type, struct.flatten(), strict=True):
+            key = prop_name(fld.name)
             for i, v in enumerate(child.to_pylist()):
                 if v is None:
                     continue
@@ -238,7 +252,7 @@ def object_properties(
                         record_id=ids[i],
                         field=f"metadata.{fld.name}",
                     )
-                props[i][fld.name] = v
+                props[i][key] = v
     for col, prop in (("document", DOC_PROP), ("metadata_extra", EXTRA_PROP)):
         if col in names:
             for i, v in enumerate(batch.column(names.index(col)).to_pylist()):
@@ -255,6 +269,7 @@ def objects_to_batch(
 ) -> pa.RecordBatch:
     """Client result objects as a batch in the schema's layout."""
     json_fields = {m.name for m in schema.metadata if m.type == "json"}
+    fields = {prop_name(m.name): m.name for m in schema.metadata}
     ids: list[Any] = []
     metas, docs = [], []
     for o in objs:
@@ -262,7 +277,9 @@ def objects_to_batch(
         rid = p.get(ID_PROP, str(o.uuid))
         ids.append(int(rid) if schema.id_type is IdType.INT else rid)
         docs.append(p.get(DOC_PROP))
-        meta = {k: plain(v) for k, v in p.items() if k not in SPECIAL and v is not None}
+        meta = {
+            fields.get(k, k): plain(v) for k, v in p.items() if k not in SPECIAL and v is not None
+        }
         for k in json_fields & meta.keys():
             meta[k] = json.loads(meta[k])
         if p.get(EXTRA_PROP):
