@@ -96,7 +96,6 @@ class Layout:
     missing: set[str] = field(default_factory=set)  # attributes with INDEXMISSING
     nocase: set[str] = field(default_factory=set)  # TAG attributes without CASESENSITIVE
     vector_attrs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (attr, algo)
-    own: bool = True
     json: bool = False  # JSON documents (other tools' indexes) instead of hashes
 
     @property
@@ -312,9 +311,7 @@ class RedisConnector(Connector):
         prefixes = [_text(p) for p in definition.get("prefixes", [])] or [""]
         vectors, metadata = [], []
         notes: dict[str, Any] = {"prefixes": prefixes}
-        layout = Layout(
-            prefixes, prefixes[0] if len(prefixes) == 1 else "", None, {}, {}, own=False
-        )
+        layout = Layout(prefixes, prefixes[0] if len(prefixes) == 1 else "", None, {}, {})
         layout.json = is_json
         for raw in info["attributes"]:
             a, flags = _attribute_info(raw)
@@ -528,14 +525,14 @@ class RedisConnector(Connector):
                 buf.append(key)
                 if len(buf) == batch_rows:
                     token = {"p": p, "cursor": cursor, "after": key.hex()}
-                    yield self._read(name, schema, layout, buf, strict=True), json.dumps(token)
+                    yield self._read(name, schema, layout, buf), json.dumps(token)
                     buf = []
             after, cursor = None, int(nxt)
             if cursor == 0:
                 p += 1
         if buf:
             yield (
-                self._read(name, schema, layout, buf, strict=True),
+                self._read(name, schema, layout, buf),
                 json.dumps({"p": p, "cursor": 0, "after": None}),
             )
 
@@ -544,9 +541,7 @@ class RedisConnector(Connector):
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
         layout = self._layout(name)
-        return self._read(
-            name, schema, layout, [self._key(layout, schema, i) for i in ids], strict=False
-        )
+        return self._read(name, schema, layout, [self._key(layout, schema, i) for i in ids])
 
     def _read(
         self,
@@ -554,8 +549,6 @@ class RedisConnector(Connector):
         schema: CollectionSchema,
         layout: Layout,
         keys: list[bytes],
-        *,
-        strict: bool,
     ) -> pa.RecordBatch:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
