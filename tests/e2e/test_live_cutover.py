@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from tests.conftest import require_module
-from tests.e2e.helpers import json_of, run_cli
+from tests.e2e.helpers import cli, json_of, run_cli
 from tests.e2e.live_load import Load
 from tests.engines.common import free_port, stop_group, wait_until
 from vecmigrate.connectors import Connector, connect
@@ -256,9 +256,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             assert s.side == "source"
     latency = {**load.latency_by_phase()}
     latency.update({k: v for k, v in burst.latency_by_phase().items() if k == "target-only"})
-    status = json_of(
-        run_cli("cutover", "status", "--state", state_uri, "-c", name, "--json", cwd=tmp_path)
-    )
+    status = cli("cutover", "status", "--state", state_uri, "-c", name, "--json").json()
     result = {
         "requests": len(samples),
         "failed": len(failed),
@@ -313,17 +311,13 @@ def test_cutover_advance_refuses_failing_gate(
     with connect(src_uri) as src, connect(tgt_uri) as tgt:
         _seed(src, name)
         copy_collection(src, tgt, name, options=CopyOptions(job_path=tmp_path / "copy.job"))
-        proc = run_cli(
-            "cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri, cwd=tmp_path
-        )
+        proc = cli("cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri)
         assert proc.returncode == 0, proc.stderr  # source-only -> dual-write: target exists
         tgt.delete(name, ["doc-00001", "doc-00002", "doc-00003"])  # target now lacks 3 records
-    proc = run_cli(
-        "cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri, cwd=tmp_path
-    )
+    proc = cli("cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri)
     assert proc.returncode == 1
     assert "refused" in proc.stderr and "3 missing" in proc.stderr, proc.stderr
-    proc = run_cli(
+    proc = cli(
         "cutover",
         "advance",
         "--state",
@@ -335,17 +329,14 @@ def test_cutover_advance_refuses_failing_gate(
         "--max-diff",
         "3",
         "--json",
-        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    status = json_of(
-        run_cli("cutover", "status", "--state", state_uri, "-c", name, "--json", cwd=tmp_path)
-    )
+    status = cli("cutover", "status", "--state", state_uri, "-c", name, "--json").json()
     assert status["phase"] == "shadow-read"
     gate = next(g for g in status["events"][-1]["gates"] if g["gate"] == "data")
     assert gate["actual"]["missing"] == 3 and gate["passed"]
     # no shadow reads were recorded in shadow-read: the next advance is refused too
-    proc = run_cli(
+    proc = cli(
         "cutover",
         "advance",
         "--state",
@@ -357,8 +348,7 @@ def test_cutover_advance_refuses_failing_gate(
         "--max-diff",
         "3",
         "--json",
-        cwd=tmp_path,
     )
     assert proc.returncode == 1
-    refused = json_of(proc)
+    refused = proc.json()
     assert not refused["ok"] and "shadow" in refused["reason"]

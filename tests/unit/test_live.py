@@ -1,0 +1,318 @@
+"""Live cutover pieces: phase rules, canary stickiness, state stores (SQLite and a real
+PostgreSQL), outbox ordering through failures, shadow dropping, the router's catch-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.live_app import Outage
+from vecmigrate.connectors import connect
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.live import Phase, PhaseState, ShadowTotals, StateStore, canary_bucket, open_state
+from vecmigrate.live.outbox import encode_batch, ids_batch, replay
+from vecmigrate.live.phases import next_state, rollback_state
+from vecmigrate.live.state import PhaseConflictError
+from vecmigrate.model import CollectionSchema, MetadataField, VectorField
+from vecmigrate.records import build_batch
+
+SCHEMA = CollectionSchema(
+    name="docs",
+    vectors=(VectorField(dim=4),),
+    has_document=True,
+    metadata=(MetadataField(name="genre", type="string"),),
+)
+
+
+def _batch(ids: list[str], doc: str) -> pa.RecordBatch:
+    vecs = np.arange(len(ids) * 4, dtype=np.float32).reshape(len(ids), 4) + 1
+    return build_batch(
+        SCHEMA,
+        ids,
+        {"vector": vecs},
+        documents=[f"{i} {doc}" for i in ids],
+        metadata=[{"genre": "a"}] * len(ids),
+    )
+
+
+# -- phases ---------------------------------------------------------------------------------
+def test_routing_per_phase() -> None:
+    expected = {
+        Phase.SOURCE_ONLY: ("source", None, "source", None),
+        Phase.DUAL_WRITE: ("source", "target", "source", None),
+        Phase.SHADOW_READ: ("source", "target", "source", "target"),
+        Phase.TARGET_PRIMARY: ("target", "source", "target", "source"),
+        Phase.TARGET_ONLY: ("target", None, "target", None),
+    }
+    for phase, (primary, secondary, read, shadow) in expected.items():
+        s = PhaseState(phase)
+        assert (s.primary(), s.secondary(), s.read_side("u1")) == (primary, secondary, read)
+        assert s.shadow_side(read) == shadow
+    canary = PhaseState(Phase.CANARY, 30)
+    assert (canary.primary(), canary.secondary()) == ("source", "target")
+    assert canary.read_side(None) == "source"  # no key: the system of record
+    for user in ("u1", "u2", "u3"):
+        side = canary.read_side(user)
+        assert canary.shadow_side(side) == ("source" if side == "target" else "target")
+
+
+def test_advance_and_rollback_rules() -> None:
+    s = PhaseState()
+    labels = []
+    for kw in ({}, {}, {"percent": 10.0}, {"percent": 50.0}, {}, {}):
+        s = next_state(s, **kw)  # type: ignore[arg-type]
+        labels.append(s.label)
+    assert labels == [
+        "dual-write",
+        "shadow-read",
+        "canary:10",
+        "canary:50",
+        "target-primary",
+        "target-only",
+    ]
+    assert s.version == 6
+    with pytest.raises(ConfigError, match="complete"):
+        next_state(s)
+    with pytest.raises(ConfigError, match="target-only cannot be rolled back"):
+        rollback_state(s)
+    with pytest.raises(ConfigError, match="not skipped"):
+        next_state(PhaseState(Phase.DUAL_WRITE), to=Phase.CANARY)
+    with pytest.raises(ConfigError, match="larger percent"):
+        next_state(PhaseState(Phase.CANARY, 50), percent=10)
+    back = rollback_state(PhaseState(Phase.CANARY, 50, 4))
+    assert (back.phase, back.version) == (Phase.SHADOW_READ, 5)
+    lowered = rollback_state(PhaseState(Phase.CANARY, 50, 4), percent=10)
+    assert lowered.label == "canary:10"
+    far = rollback_state(PhaseState(Phase.TARGET_PRIMARY, 0, 7), to=Phase.SOURCE_ONLY)
+    assert far.phase is Phase.SOURCE_ONLY
+    with pytest.raises(ConfigError):
+        rollback_state(PhaseState())
+
+
+# -- canary ---------------------------------------------------------------------------------
+def test_canary_is_sticky_monotone_and_proportional() -> None:
+    users = [f"user-{i}" for i in range(20_000)]
+    buckets = [canary_bucket(u) for u in users]
+    assert buckets == [canary_bucket(u) for u in users]  # same key, same bucket
+    at10 = {u for u in users if PhaseState(Phase.CANARY, 10).read_side(u) == "target"}
+    at50 = {u for u in users if PhaseState(Phase.CANARY, 50).read_side(u) == "target"}
+    assert at10 < at50  # raising the percentage keeps the users already moved
+    assert 0.08 < len(at10) / len(users) < 0.12
+    assert 0.47 < len(at50) / len(users) < 0.53
+    # another process (another hash seed) puts every key in the same bucket
+    code = (
+        "from vecmigrate.live import canary_bucket; "
+        "print([canary_bucket(f'user-{i}') for i in range(200)])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    ).stdout
+    assert out.strip() == str(buckets[:200])
+
+
+# -- state stores -----------------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        s = open_state(f"sqlite://{tmp_path}/state.db")
+    else:
+        require_module("psycopg")
+        pg = request.getfixturevalue("postgres")
+        s = open_state(f"postgresql://postgres@{pg.host}:{pg.port}/postgres")
+    yield s
+    s.close()
+
+
+def test_state_store_cas_events_and_shadow_totals(store: StateStore) -> None:
+    name = f"c{uuid.uuid4().hex[:8]}"
+    s0 = store.get(name)
+    assert s0 == PhaseState()
+    s1 = next_state(s0)
+    event = store.transition(
+        name,
+        s0,
+        s1,
+        actor="ann@host",
+        action="advance",
+        gates=[{"gate": "data", "passed": True}],
+        note="go",
+    )
+    assert store.get(name) == s1
+    assert (event.before.label, event.after.label, event.actor) == (
+        "source-only",
+        "dual-write",
+        "ann@host",
+    )
+    with pytest.raises(PhaseConflictError):  # a second operator acting on a stale view
+        store.transition(name, s0, s1, actor="bob@host", action="advance")
+    store.transition(name, s1, next_state(s1), actor="bob@host", action="advance")
+    assert [e.after.label for e in store.events(name)] == ["dual-write", "shadow-read"]
+    assert store.events(name)[0].gates == [{"gate": "data", "passed": True}]
+    store.record_shadow(name, "i1", 2, ShadowTotals(10, 9.0, 0.5, 3, 1, 0, 2))
+    store.record_shadow(name, "i1", 2, ShadowTotals(20, 19.0, 0.5, 3, 1, 0, 2))  # replaces
+    store.record_shadow(name, "i2", 2, ShadowTotals(10, 10.0, 1.0, 0, 0, 1, 0))
+    store.record_shadow(name, "i2", 1, ShadowTotals(99, 0.0, 0.0, 0, 0, 0, 0))  # other phase
+    t = store.shadow_totals(name, 2)
+    assert (t.comparisons, t.missing, t.violations, t.errors, t.dropped) == (30, 3, 1, 1, 2)
+    assert t.mean_overlap == pytest.approx(29 / 30)
+    assert t.min_overlap == 0.5
+
+
+def test_outbox_order_leases_and_depth(store: StateStore) -> None:
+    name = f"c{uuid.uuid4().hex[:8]}"
+    ob = store.outbox
+    seqs = [
+        ob.append(name, "target", "upsert", encode_batch(_batch(["a"], f"v{i}"))) for i in range(3)
+    ]
+    ob.append(name, "source", "delete", encode_batch(ids_batch(["z"], pa.string())))
+    assert seqs == sorted(seqs) and ob.last_seq(name) > seqs[-1]
+    pending = ob.pending(name, "target")
+    assert [e.seq for e in pending] == seqs
+    assert pending[2].batch().column("document").to_pylist() == ["a v2"]
+    depth = ob.depth(name)
+    assert (depth["target"].pending, depth["source"].pending) == (3, 1)
+    assert ob.acquire_lease(name, "target", "me", 5)
+    assert not ob.acquire_lease(name, "target", "other", 5)
+    assert ob.acquire_lease(name, "source", "other", 5)  # leases are per side
+    ob.release_lease(name, "target", "me")
+    assert ob.acquire_lease(name, "target", "other", 5)
+    ob.retry_later(seqs[0], "boom")
+    ob.dead_letter(seqs[1], "refused")
+    ob.complete([seqs[2]])
+    assert [e.seq for e in ob.pending(name, "target")] == [seqs[0]]
+    assert ob.pending(name, "target")[0].attempts == 1
+    assert ob.depth(name)["target"].dead == 1
+
+
+# -- replay ----------------------------------------------------------------------------------
+def test_replay_keeps_each_ids_last_write_through_failures(tmp_path: Path) -> None:
+    require_module("chromadb")
+    store = open_state(f"sqlite://{tmp_path}/state.db")
+    target = Outage(connect(f"chroma://{tmp_path}/chroma"))
+    target.create(SCHEMA)
+    ob = store.outbox
+    ops: list[tuple[str, Any]] = [
+        ("upsert", _batch(["a", "b"], "v1")),
+        ("delete", ["a"]),
+        ("upsert", _batch(["c"], "v1")),
+        ("upsert", _batch(["a"], "v2")),
+        ("delete", ["b", "c"]),
+        ("upsert", _batch(["c"], "v3")),
+        ("delete", ["d"]),
+        ("upsert", _batch(["d", "e"], "v4")),
+    ]
+    for op, payload in ops:
+        body = payload if op == "upsert" else ids_batch(payload, pa.string())
+        ob.append("docs", "target", op, encode_batch(body))
+    target.down.set()
+    failed = replay(ob, "docs", "target", target, "docs", SCHEMA, window=3)  # type: ignore[arg-type]
+    assert failed.applied == 0 and failed.error and "outage" in failed.error
+    assert len(ob.pending("docs", "target")) == len(ops)  # nothing skipped, order intact
+    target.down.clear()
+    done = replay(ob, "docs", "target", target, "docs", SCHEMA, window=3)  # type: ignore[arg-type]
+    assert (done.applied, done.dead, done.error) == (len(ops), 0, None)
+    got = target.fetch("docs", ["a", "b", "c", "d", "e"])
+    docs = dict(zip(got.column("id").to_pylist(), got.column("document").to_pylist(), strict=True))
+    assert docs == {"a": "a v2", "c": "c v3", "d": "d v4", "e": "e v4"}
+    store.close()
+
+
+class _Refuses(Outage):
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        if "bad" in batch.column("id").to_pylist():
+            raise DataError("refused by the engine", collection=name, record_id="bad")
+        super().upsert(name, batch)
+
+
+def test_replay_dead_letters_only_the_refused_entry(tmp_path: Path) -> None:
+    require_module("chromadb")
+    store = open_state(f"sqlite://{tmp_path}/state.db")
+    target = _Refuses(connect(f"chroma://{tmp_path}/chroma"))
+    target.create(SCHEMA)
+    for ids in (["x"], ["bad"], ["y"]):
+        store.outbox.append("docs", "target", "upsert", encode_batch(_batch(ids, "v")))
+    result = replay(store.outbox, "docs", "target", target, "docs", SCHEMA)  # type: ignore[arg-type]
+    assert (result.applied, result.dead) == (2, 1)
+    assert sorted(target.fetch("docs", ["x", "y", "bad"]).column("id").to_pylist()) == ["x", "y"]
+    assert store.outbox.depth("docs")["target"].dead == 1
+    store.close()
+
+
+# -- shadow pool ------------------------------------------------------------------------------
+def test_shadow_pool_drops_and_counts_instead_of_blocking() -> None:
+    require_module("prometheus_client")
+    from vecmigrate.live.metrics import RouterMetrics
+    from vecmigrate.live.shadow import ShadowReader, overlap_at_k
+
+    assert overlap_at_k(["a", "b", "c"], ["a", "c", "d"], 3) == pytest.approx(2 / 3)
+    assert overlap_at_k([], [], 10) == 1.0 and overlap_at_k([], ["a"], 10) == 0.0
+    metrics = RouterMetrics("docs")
+    reader = ShadowReader(metrics, "docs", workers=1, queue=0)
+    release = threading.Event()
+    assert reader.submit(1, lambda: (release.wait(5), ShadowTotals(comparisons=1))[1])
+    started = time.perf_counter()
+    assert not reader.submit(1, lambda: ShadowTotals(comparisons=1))
+    assert time.perf_counter() - started < 0.05
+    release.set()
+    reader.close()
+    totals = reader.snapshot()[1]
+    assert (totals.comparisons, totals.dropped) == (1, 1)
+    assert "vecmigrate_live_shadow_total" in metrics.exposition().decode()
+
+
+# -- router ----------------------------------------------------------------------------------
+def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path: Path) -> None:
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source = connect(f"chroma://{tmp_path}/src")
+    target = Outage(connect(f"chroma://{tmp_path}/tgt"))
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False)  # type: ignore[arg-type]
+    target.down.set()
+    router.upsert(_batch(["a", "b"], "v1"))  # succeeds: the target's failure is queued
+    router.delete(["b"])
+    assert state.outbox.depth("docs")["target"].pending == 2
+    assert target.fetch("docs", ["a"]).num_rows == 0
+    target.down.clear()
+    # switch the primary to the target with its backlog still queued (as after a rollback)
+    for _ in range(3):
+        s = state.get("docs")
+        state.transition(
+            "docs",
+            s,
+            next_state(s, percent=10.0 if s.phase is Phase.SHADOW_READ else None),
+            actor="t",
+            action="advance",
+        )
+    assert state.get("docs").phase is Phase.TARGET_PRIMARY
+    router.upsert(_batch(["a"], "v2"))  # applies the backlog first, then the new write
+    got = target.fetch("docs", ["a", "b"])
+    assert got.column("document").to_pylist() == ["a v2"]
+    assert state.outbox.depth("docs")["target"].pending == 0
+    assert state.outbox.depth("docs")["source"].pending == 1  # now the source is secondary
+    ids, _ = router.search(np.ones((1, 4), np.float32), 5)
+    assert ids[0] == ["a"]
+    text = router.metrics.exposition().decode()
+    assert 'vecmigrate_live_outbox_replayed_total{collection="docs",side="target"} 2.0' in text
+    router.close()
+    state.close()
