@@ -227,15 +227,31 @@ def test_namespaces_round_trip(server: Any, conn: Connector, tmp_path: Path) -> 
         conn.drop(restored)
 
 
-def test_pod_based_index_is_refused_for_scans(server: Any, conn: Connector) -> None:
-    server.create_index("pods", 4, "dotproduct", {
+def test_pod_based_index_is_refused_for_scans_unless_ids_are_supplied(
+    server: Any, conn: Connector, tmp_path: Path
+) -> None:
+    server.create_index("pods", 8, "dotproduct", {
         "deployment_type": "pod", "environment": "us-east1-gcp", "pod_type": "p1.x1",
         "replicas": 1, "shards": 1})  # fmt: skip
     try:
-        assert conn.describe("pods").engine_settings["deployment"] == "pod"
+        schema = conn.describe("pods")
+        assert schema.engine_settings["deployment"] == "pod"
         with pytest.raises(ConfigError, match="pod-based") as err:
             conn.partitions("pods", 2)
-        assert "ids" in (err.value.hint or "")
+        assert "ids_file" in (err.value.hint or "")
+        # Writes and reads by id work on pods; a user-supplied id list makes it scannable.
+        conn.upsert("pods", _batch(schema, [f"p{i}" for i in range(30)]))
+        ids = tmp_path / "ids.txt"
+        ids.write_text("".join(f"p{i}\n" for i in range(25)) + "missing\n\tp29\n")
+        with connect(uri(server, "pods", ids_file=str(ids))) as by_ids:
+            out = connect(f"dump://{tmp_path / 'out'}")
+            opts = CopyOptions(batch_rows=7, job_path=tmp_path / "job.sqlite")
+            result = copy_collection(by_ids, out, "pods", options=opts)
+        assert result.rows_written == 26
+        got = out.fetch("pods", [f"p{i}" for i in range(30)])
+        assert sorted(got.column("id").to_pylist()) == sorted(
+            [f"p{i}" for i in range(25)] + ["p29"]
+        )
     finally:
         conn.drop("pods")
 

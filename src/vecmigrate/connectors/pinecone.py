@@ -24,13 +24,15 @@ What the mapping keeps, and what it cannot:
   ``_vecmigrate_extra``, documents under ``_vecmigrate_document`` (``?document_field=``
   names another key, e.g. ``text``, for indexes written by other tools).
 * Indexes not written by vecmigrate have no stored types: numbers are read as float64.
-* Listing ids needs a serverless index; pod-based indexes are refused for scans.
+* Listing ids needs a serverless index: a pod-based index is scanned only from a list of
+  ids the user supplies (``?ids_file=/path``, one ``ID`` or ``NAMESPACE<TAB>ID`` a line).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -177,6 +179,7 @@ class PineconeConnector(Connector):
         self.scope = uri.host or (uri.path.strip("/") or None)
         self.namespace = uri.params.get("namespace")
         self.document_field = uri.params.get("document_field")
+        self.ids_file = uri.params.get("ids_file")
         self.cloud = uri.params.get("cloud", "aws")
         self.region = uri.params.get("region", "us-east-1")
         self.pc = Pinecone(
@@ -357,13 +360,17 @@ class PineconeConnector(Connector):
         model = self._model(name)
         if model is not None and _is_pod(model):
             raise ConfigError(
-                f"Pinecone index {model.name!r} is pod-based: Pinecone can list record ids "
-                "only on serverless indexes, so vecmigrate cannot enumerate its records",
-                hint="export the ids from your application and fetch them by id, or "
-                "move the index to serverless (Pinecone's collection/backup restore) first",
+                f"Pinecone index {model.name!r} is pod-based: Pinecone lists record ids only "
+                "on serverless indexes, so vecmigrate cannot enumerate its records (and will "
+                "not guess them with random queries)",
+                hint="write the ids your application knows to a file, one per line or "
+                "NAMESPACE<TAB>ID, and add ?ids_file=/path to the URI; or restore the index "
+                "as serverless (from a collection or backup) first",
             )
 
     def partitions(self, name: str, n: int) -> list[Partition]:
+        if self.ids_file:
+            return [Partition(id="ids-file", spec={"ids_file": self.ids_file})]
         self._require_serverless(name)
         counts = self._namespaces(name)
         groups: list[list[str]] = [[] for _ in range(max(1, min(n, len(counts))))]
@@ -386,8 +393,13 @@ class PineconeConnector(Connector):
         schema: CollectionSchema | None = None,
         batch_rows: int = 1000,
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
-        self._require_serverless(name)
         schema = schema or self._schema(name)
+        if "ids_file" in partition.spec:
+            yield from self._scan_ids_file(
+                name, partition.spec["ids_file"], resume, schema, batch_rows
+            )
+            return
+        self._require_serverless(name)
         spaces: list[str] = partition.spec["namespaces"]
         state = json.loads(resume) if resume else {"ns": spaces[0] if spaces else None}
         if state["ns"] is None:
@@ -414,6 +426,33 @@ class PineconeConnector(Connector):
                     self._to_batch(schema, ns, [recs[p] for p in ids if p in recs]),
                     json.dumps(nxt),
                 )
+
+    def _scan_ids_file(
+        self, name: str, path: str, resume: str | None, schema: CollectionSchema, rows: int
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        """Fetch the records a user-supplied id list names (ids it names that the index
+        lacks are absent, as with ``fetch``); resumes after the last line done."""
+        line = json.loads(resume)["line"] if resume else 0
+        try:
+            handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise ConfigError(f"cannot read ids_file {path!r}: {exc.strerror}") from None
+        with handle:
+            lines = itertools.islice(handle, line, None)
+            while chunk := list(itertools.islice(lines, rows)):
+                line += len(chunk)
+                by_ns: dict[str, list[str]] = {}
+                for text in (c.rstrip("\r\n") for c in chunk):
+                    ns, tab, rid = text.partition("\t")
+                    ns, rid = (ns, rid) if tab else ("", text)
+                    if rid:
+                        by_ns.setdefault(self.namespace or ns, []).append(to_pinecone_id(rid))
+                parts = []
+                for ns, pids in by_ns.items():
+                    recs = self._fetch_raw(name, ns, pids)
+                    parts.append(self._to_batch(schema, ns, [recs[p] for p in pids if p in recs]))
+                table = pa.Table.from_batches(parts, schema=schema.arrow_schema())
+                yield table_to_batch(table), json.dumps({"line": line})
 
     def _fetch_raw(self, name: str, ns: str, pids: Sequence[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
