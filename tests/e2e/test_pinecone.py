@@ -181,6 +181,12 @@ def test_the_server_itself_refuses_what_pinecone_refuses(server: Any) -> None:
             idx.upsert(vectors=vectors)
         assert err.value.status_code == status
     assert idx.describe_index_stats().total_vector_count == 0
+    # $ne / $nin also match records lacking the field here (MongoDB's reading; Pinecone
+    # does not say), which is why the connector adds an $exists guard.
+    idx.upsert(vectors=[{"id": "has", "values": [1.0, 0, 0, 0], "metadata": {"g": "a"}},
+                        {"id": "lacks", "values": [1.0, 0, 0, 0]}])  # fmt: skip
+    got = idx.query(vector=[1.0, 0, 0, 0], top_k=5, filter={"g": {"$ne": "b"}})
+    assert sorted(m.id for m in got.matches) == ["has", "lacks"]
     pc.indexes.delete("raw")
 
 
@@ -348,3 +354,60 @@ def test_cli_import_then_export(server: Any, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["collections"]
     with connect(target) as c:
         c.drop("docs")
+
+
+def test_index_written_by_another_tool_is_described_from_samples(
+    server: Any, tmp_path: Path
+) -> None:
+    from pinecone import Pinecone
+
+    pc = Pinecone(api_key=KEY, host=server.url)
+    pc.indexes.create(
+        name="foreign",
+        schema={"fields": {"_values": {"type": "dense_vector", "dimension": 4,
+                                       "metric": "euclidean"}}},
+        deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
+    )  # fmt: skip
+    idx = pc.index(name="foreign")
+    vectors = [
+        {"id": f"f{i}", "values": [float(i + 1), 0.5, 0.0, 1.0],
+         "metadata": {"text": f"chunk {i}", "page": i, "lang": ["en"], "ok": i % 2 == 0}}
+        for i in range(12)
+    ]  # fmt: skip
+    idx.upsert(vectors=vectors[:6], namespace="docs")
+    idx.upsert(vectors=vectors[6:])
+    with connect(uri(server, document_field="text")) as c:
+        schema = c.describe("foreign")
+        assert schema.vector.metric.value == "l2" and schema.vector.dim == 4
+        assert schema.has_document and schema.namespaces == ("", "docs")
+        types = {m.name: m.type for m in schema.metadata}
+        assert types == {"page": "float64", "lang": "list<string>", "ok": "bool"}
+        rows = [b for p in c.partitions("foreign", 2) for b, _ in c.scan("foreign", p)]
+        table = pa.Table.from_batches(rows)
+        assert table.num_rows == 12
+        assert sorted(table.column("document").to_pylist()) == sorted(
+            f"chunk {i}" for i in range(12)
+        )
+        assert c.count("foreign", {"page": {"$lt": 3}}) == 3
+        # Nearest first across both namespaces (euclidean: lower scores are nearer).
+        hits, scores = c.search("foreign", np.array([[6.2, 0.5, 0.0, 1.0]], np.float32), 3)
+        assert hits[0] == ["f5", "f6", "f4"] and scores[0] == sorted(scores[0])
+        c.drop("foreign")
+
+
+def test_filtered_count_past_the_query_cap_counts_exactly(
+    conn: Connector, monkeypatch: Any
+) -> None:
+    import vecmigrate.connectors.pinecone as pinecone_connector
+
+    schema = _schema("count-cap", namespaces=("", "x"))
+    conn.create(schema)
+    try:
+        ids = [f"c{i}" for i in range(40)]
+        conn.upsert(schema.name, _batch(schema, ids, namespaces=["", "x"] * 20))
+        flt = {"$not": {"n": {"$in": [2**40 + 1, 2**40 + 2]}}}
+        want = conn.count(schema.name, flt)
+        monkeypatch.setattr(pinecone_connector, "MAX_TOP_K", 5)  # every namespace hits the cap
+        assert want == 38 and conn.count(schema.name, flt) == 38
+    finally:
+        conn.drop(schema.name)

@@ -243,7 +243,10 @@ class PineconeConnector(Connector):
         models = self._call("listing indexes", lambda: list(self.pc.indexes.list()))
         names = []
         for m in models:
-            stored = _schema_from_tags(m.tags or {})
+            try:
+                stored = _schema_from_tags(m.tags or {})
+            except ConfigError:  # listed under its index name; describe says what is wrong
+                stored = None
             name = stored.name if stored and index_name(stored.name) == m.name else m.name
             if self.scope is None or m.name == index_name(self.scope):
                 names.append(name)
@@ -512,6 +515,13 @@ class PineconeConnector(Connector):
             )
         if len(schema.vectors) != 1 or schema.sparse:
             raise ConfigError(f"a Pinecone index holds one dense vector; {schema.name!r} has more")
+        clash = {self._doc_key(schema), EXTRA_KEY} & {m.name for m in schema.metadata}
+        if clash:
+            raise ConfigError(
+                f"metadata field {sorted(clash)[0]!r} of {schema.name!r} is a key vecmigrate "
+                "reserves in Pinecone metadata",
+                hint="rename the field with a mapping (fields: {NAME: {rename: ...}})",
+            )
         if schema.namespaces is not None and self.namespace is not None:
             raise ConfigError(
                 f"{schema.name!r} has namespaces but this URI is scoped to namespace "
@@ -704,7 +714,11 @@ def _schema_from_tags(tags: dict[str, str]) -> CollectionSchema | None:
     if not keys:
         return None
     blob = "".join(tags[k] for k in keys)
-    return CollectionSchema.from_json(zlib.decompress(base64.b64decode(blob)).decode())
+    try:
+        text = zlib.decompress(base64.b64decode(blob)).decode()
+    except (ValueError, zlib.error) as exc:  # binascii.Error and UnicodeError are ValueErrors
+        raise ConfigError(f"the vecmigrate schema in the index tags is unreadable: {exc}") from None
+    return CollectionSchema.from_json(text)
 
 
 # -- metadata codec -------------------------------------------------------------------------
