@@ -43,6 +43,7 @@ import math
 import re
 import threading
 import uuid
+from bisect import bisect_right
 from functools import cmp_to_key
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,13 +60,23 @@ _SEARCH_KEYS = {
 class ApiFailure(Exception):
     """An error response in the engines' shape."""
 
-    def __init__(self, status: int, etype: str, reason: str) -> None:
+    def __init__(
+        self, status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(reason)
-        self.status, self.etype, self.reason = status, etype, reason
+        self.status, self.etype, self.reason, self.caused_by = status, etype, reason, caused_by
+
+    def error(self) -> dict[str, Any]:
+        """The ``error`` object (also the shape of a refused bulk item's ``error``)."""
+        err: dict[str, Any] = {"type": self.etype, "reason": self.reason}
+        if self.caused_by:
+            err["caused_by"] = self.caused_by
+        return err
 
     def body(self) -> dict[str, Any]:
-        err = {"type": self.etype, "reason": self.reason}
-        return {"error": {"root_cause": [err], **err}, "status": self.status}
+        err = self.error()
+        root = {"type": self.etype, "reason": self.reason}
+        return {"error": {"root_cause": [root], **err}, "status": self.status}
 
 
 def _parse_json(text: str | bytes) -> Any:
@@ -77,6 +88,26 @@ def _parse_json(text: str | bytes) -> Any:
 
 def _values(v: Any) -> list[Any]:
     return [x for x in (v if isinstance(v, list) else [v]) if x is not None]
+
+
+def _is_int(x: Any, bits: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and -(2**bits) <= x < 2**bits
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+# What each field type accepts (JSON numbers/strings/booleans as the engines coerce them).
+_CHECKS: dict[str, Any] = {
+    "long": lambda x: _is_int(x, 63),
+    "integer": lambda x: _is_int(x, 31),
+    "double": _is_number,
+    "float": _is_number,
+    "boolean": lambda x: isinstance(x, bool) or x in ("true", "false"),
+    "keyword": lambda x: isinstance(x, str | int | float | bool),
+    "text": lambda x: isinstance(x, str | int | float | bool),
+}
 
 
 def _score(similarity: str, q: list[float], v: list[float]) -> float:
@@ -129,8 +160,9 @@ class SearchServer:
             self.auth.add(f"Basic {token}")
         self.indexes: dict[str, Index] = {}
         self.pits: dict[str, tuple[str, dict[str, tuple[int, dict[str, Any]]]]] = {}
+        self.pit_rows: dict[str, dict[str, Any]] = {}
         self.lock = threading.RLock()
-        self.failures: list[int] = []
+        self.failures: list[tuple[int, str]] = []
         self.item_rejections = 0
         self.requests: list[tuple[str, str]] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -144,10 +176,11 @@ class SearchServer:
         query = "&".join(f"{k}={v}" for k, v in params.items())
         return f"{self.dialect}://127.0.0.1:{self.port}" + (f"?{query}" if query else "")
 
-    def fail(self, status: int, times: int = 1) -> None:
-        """The next ``times`` requests answer ``status`` (429, 502, 503, 504...)."""
+    def fail(self, status: int, times: int = 1, path: str = "") -> None:
+        """The next ``times`` requests (whose path contains ``path``) answer ``status``
+        (429, 502, 503, 504...)."""
         with self.lock:
-            self.failures += [status] * times
+            self.failures += [(status, path)] * times
 
     def reject_items(self, n: int) -> None:
         """The next bulk request refuses its first ``n`` items with 429 (queue full)."""
@@ -166,8 +199,10 @@ class SearchServer:
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
         with self.lock:
             self.requests.append((method, path))
-            if self.failures:
-                status = self.failures.pop(0)
+            due = next((f for f in self.failures if f[1] in path), None)
+            if due is not None:
+                self.failures.remove(due)
+                status = due[0]
                 etype = "es_rejected_execution_exception" if status == 429 else "unavailable"
                 raise ApiFailure(status, etype, f"injected failure {status}")
             if not parts:
@@ -293,7 +328,10 @@ class SearchServer:
             if not self.es:
                 bad = "No handler for type [dense_vector]"
             elif not 1 <= int(spec.get("dims", 0)) <= 4096:
-                bad = f"The number of dimensions should be in the range [1, 4096] but was [{spec.get('dims')}]"
+                bad = (
+                    f"The number of dimensions should be in the range [1, 4096] "
+                    f"but was [{spec.get('dims')}]"
+                )
             elif spec.get("similarity", "cosine") not in (
                 "cosine", "dot_product", "l2_norm", "max_inner_product"
             ):  # fmt: skip
@@ -341,7 +379,8 @@ class SearchServer:
                 raise ApiFailure(
                     400,
                     "illegal_argument_exception",
-                    f"Malformed action/metadata line [{i + 1}], expected one of [create, delete, index, update] but found [{action}]",
+                    f"Malformed action/metadata line [{i + 1}], expected one of [create, "
+                    f"delete, index, update] but found [{action}]",
                 )
             source = None
             if action != "delete":
@@ -370,7 +409,7 @@ class SearchServer:
                 result["status"] = status
             except ApiFailure as exc:
                 result["status"] = exc.status
-                result["error"] = {"type": exc.etype, "reason": exc.reason, "index": name}
+                result["error"] = {**exc.error(), "index": name}
             items.append({action: result})
         if query.get("refresh") in ("true", "", "wait_for"):
             for idx in self.indexes.values():
@@ -440,7 +479,8 @@ class SearchServer:
                     raise ApiFailure(
                         400,
                         "strict_dynamic_mapping_exception",
-                        f"[1:2] mapping set to strict, dynamic introduction of [{field}] within [_doc] is not allowed",
+                        f"[1:2] mapping set to strict, dynamic introduction of [{field}] "
+                        "within [_doc] is not allowed",
                     )
                 if idx.mappings.get("dynamic") is False or idx.mappings.get("dynamic") == "false":
                     continue
@@ -462,27 +502,18 @@ class SearchServer:
                     spec = {"type": "object"}
                 props[field] = spec
             t = spec.get("type", "object")
-            preview = json.dumps(value)[:20]
-            fail = f"[1:2] failed to parse field [{field}] of type [{t}] in document with id '{rid}'. Preview of field's value: '{preview}'"
             if t in ("dense_vector", "knn_vector"):
                 self._check_vector(kind, field, spec, rid, value)
                 continue
-            for v in _values(value):
-                ok = {
-                    "long": lambda x: (
-                        isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63
-                    ),
-                    "integer": lambda x: (
-                        isinstance(x, int) and not isinstance(x, bool) and -(2**31) <= x < 2**31
-                    ),
-                    "double": lambda x: isinstance(x, int | float) and not isinstance(x, bool),
-                    "float": lambda x: isinstance(x, int | float) and not isinstance(x, bool),
-                    "boolean": lambda x: isinstance(x, bool) or x in ("true", "false"),
-                    "keyword": lambda x: isinstance(x, str | int | float | bool),
-                    "text": lambda x: isinstance(x, str | int | float | bool),
-                }.get(t, lambda x: True)
-                if not ok(v):
-                    raise ApiFailure(400, kind, fail)
+            ok = _CHECKS.get(t)
+            if ok is not None and not all(ok(v) for v in _values(value)):
+                preview = json.dumps(value)[:20]
+                raise ApiFailure(
+                    400,
+                    kind,
+                    f"[1:2] failed to parse field [{field}] of type [{t}] in document with id "
+                    f"'{rid}'. Preview of field's value: '{preview}'",
+                )
 
     def _check_vector(
         self, kind: str, field: str, spec: dict[str, Any], rid: str, value: Any
@@ -494,34 +525,49 @@ class SearchServer:
             raise ApiFailure(
                 400,
                 kind,
-                f"[1:2] failed to parse field [{field}] of type [{spec['type']}] in document with id '{rid}'",
+                f"[1:2] failed to parse field [{field}] of type [{spec['type']}] in document "
+                f"with id '{rid}'",
             )
-        if len(value) != dims:
-            reason = (
-                f"The [dense_vector] field [{field}] in doc [document with id '{rid}'] has a different number of dimensions [{len(value)}] than defined in the mapping [{dims}]"
-                if self.es
-                else f"Vector dimension mismatch. Expected: {dims}, Given: {len(value)}"
-            )
-            raise ApiFailure(400, kind, reason)
-        norm2 = sum(x * x for x in value)
+        msg = None
         sim = (
             spec.get("similarity", "cosine")
             if self.es
             else (spec.get("method") or {}).get("space_type", "l2")
         )
-        if sim in ("cosine", "cosinesimil") and norm2 == 0:
-            reason = (
-                "The [cosine] similarity does not support vectors with zero magnitude."
+        norm2 = sum(x * x for x in value) if len(value) == dims else 1.0
+        if len(value) != dims:
+            msg = (
+                f"The [dense_vector] field [{field}] in doc [document with id '{rid}'] has a "
+                f"different number of dimensions [{len(value)}] than defined in the mapping "
+                f"[{dims}]"
+                if self.es
+                else f"Vector dimension mismatch. Expected: {dims}, Given: {len(value)}"
+            )
+        elif sim in ("cosine", "cosinesimil") and norm2 == 0:
+            msg = (
+                "The [cosine] similarity does not support vectors with zero magnitude. "
+                f"Preview of invalid vector: {value[:5]}"
                 if self.es
                 else "zero vector is not supported when space type is [cosinesimil]"
             )
-            raise ApiFailure(400, kind, reason)
-        if sim == "dot_product" and abs(math.sqrt(norm2) - 1) > 1e-4:
-            raise ApiFailure(
-                400,
-                kind,
-                f"The [dot_product] similarity can only be used with unit-length vectors. Preview of invalid vector: {value[:5]}",
+        elif sim == "dot_product" and abs(math.sqrt(norm2) - 1) > 1e-4:
+            msg = (
+                "The [dot_product] similarity can only be used with unit-length vectors. "
+                f"Preview of invalid vector: {value[:5]}"
             )
+        if msg is None:
+            return
+        cause = {"type": "illegal_argument_exception", "reason": msg}
+        if self.es:  # ES: "failed to parse: <why>"; OpenSearch names the field
+            raise ApiFailure(400, kind, f"[1:2] failed to parse: {msg}", cause)
+        preview = json.dumps(value)[:20]
+        raise ApiFailure(
+            400,
+            kind,
+            f"failed to parse field [{field}] of type [knn_vector] in document with id "
+            f"'{rid}'. Preview of field's value: '{preview}'",
+            cause,
+        )
 
     # -- searching ---------------------------------------------------------------------------
     def _field_spec(self, idx: Index, field: str) -> dict[str, Any]:
@@ -627,6 +673,8 @@ class SearchServer:
         ids = (body or {}).get("id" if self.es else "pit_id")
         ids = ids if isinstance(ids, list) else [ids]
         freed = [i for i in ids if self.pits.pop(i, None) is not None]
+        for i in freed:
+            self.pit_rows.pop(i, None)
         if self.es:
             if not freed:
                 raise ApiFailure(404, "search_context_missing_exception", "No search context found")
@@ -647,7 +695,8 @@ class SearchServer:
                 raise ApiFailure(
                     400,
                     "action_request_validation_exception",
-                    "Validation Failed: 1: [indices] cannot be used with point in time. Do not specify any index with point in time.;",
+                    "Validation Failed: 1: [indices] cannot be used with point in time. Do "
+                    "not specify any index with point in time.;",
                 )
             entry = self.pits.get(pit.get("id"))
             if entry is None:
@@ -671,25 +720,12 @@ class SearchServer:
             raise ApiFailure(
                 400,
                 "illegal_argument_exception",
-                f"Result window is too large, from + size must be less than or equal to: [{MAX_WINDOW}] but was [{size + start}].",
+                "Result window is too large, from + size must be less than or equal to: "
+                f"[{MAX_WINDOW}] but was [{size + start}].",
             )
         query = body.get("query")
         knn = body.get("knn") if self.es else None
         os_knn = query.get("knn") if isinstance(query, dict) and not self.es else None
-        scored: list[tuple[float, int, str, dict[str, Any]]] = []
-        if knn is not None or os_knn is not None:
-            scored = self._knn(idx, docs, knn, os_knn, query if knn is not None else None)
-        else:
-            for rid, (num, src) in docs.items():
-                if self._match(idx, query, rid, src):
-                    scored.append((1.0, num, rid, src))
-        if "slice" in body:
-            sl = body["slice"]
-            scored = [
-                s
-                for s in scored
-                if int(uuid.uuid5(uuid.NAMESPACE_OID, s[2]).int) % int(sl["max"]) == int(sl["id"])
-            ]
         sort = body.get("sort")
         sort = sort if isinstance(sort, list) else ([sort] if sort else [])
         if (
@@ -698,26 +734,29 @@ class SearchServer:
             and "_shard_doc" not in [s if isinstance(s, str) else next(iter(s)) for s in sort]
         ):
             sort = [*sort, "_shard_doc"]  # ES's implicit PIT tiebreaker
-        if sort:
-            rows = [(self._sort_values(idx, sort, s), s) for s in scored]
-            rows.sort(key=cmp_to_key(lambda a, b: self._cmp(a[0], b[0], sort)))
-            after = body.get("search_after")
-            if after is not None:
-                if len(after) != len(sort):
-                    raise ApiFailure(
-                        400,
-                        "illegal_argument_exception",
-                        f"search_after has {len(after)} value(s) but sort has {len(sort)}.",
-                    )
-                rows = [r for r in rows if self._after(r[0], after, sort)]
-            ordered = rows
-        else:
-            if body.get("search_after") is not None:
-                raise ApiFailure(
-                    400, "illegal_argument_exception", "[search_after] can only be used with a sort"
-                )
-            ordered = [([], s) for s in sorted(scored, key=lambda s: (-s[0], s[1]))]
-        total = len(ordered)
+        after = body.get("search_after")
+        if after is not None and not sort:
+            raise ApiFailure(
+                400, "illegal_argument_exception", "[search_after] can only be used with a sort"
+            )
+        if after is not None and len(after) != len(sort):
+            raise ApiFailure(
+                400,
+                "illegal_argument_exception",
+                f"search_after has {len(after)} value(s) but sort has {len(sort)}.",
+            )
+        # A PIT is frozen: its ordered rows are computed once per query, slice and sort.
+        key = json.dumps([query, knn, body.get("slice"), sort], sort_keys=True)
+        cache = self.pit_rows.setdefault(pit["id"], {}) if pit is not None else {}
+        rows = cache.get(key)
+        if rows is None:
+            rows = self._ordered(idx, docs, body, query, knn, os_knn, sort)
+            cache[key] = rows
+        total = len(rows)
+        ordered = rows
+        if after is not None:
+            order = cmp_to_key(lambda x, y: self._cmp(x, y, sort))
+            ordered = rows[bisect_right(rows, order(after), key=lambda r: order(r[0])) :]
         page = ordered[start : start + size]
         hits = []
         for values, (score, _num, rid, src) in page:
@@ -748,6 +787,38 @@ class SearchServer:
         out["hits"] = hits_obj
         return out
 
+    def _ordered(
+        self,
+        idx: Index,
+        docs: dict[str, tuple[int, dict[str, Any]]],
+        body: dict[str, Any],
+        query: Any,
+        knn: Any,
+        os_knn: Any,
+        sort: list[Any],
+    ) -> list[tuple[list[Any], tuple[float, int, str, dict[str, Any]]]]:
+        """Matching rows with their sort values, in result order."""
+        scored: list[tuple[float, int, str, dict[str, Any]]] = []
+        if knn is not None or os_knn is not None:
+            scored = self._knn(idx, docs, knn, os_knn, query if knn is not None else None)
+        else:
+            for rid, (num, src) in docs.items():
+                if self._match(idx, query, rid, src):
+                    scored.append((1.0, num, rid, src))
+        if "slice" in body:
+            sl = body["slice"]
+            scored = [
+                s
+                for s in scored
+                if int(uuid.uuid5(uuid.NAMESPACE_OID, s[2]).int) % int(sl["max"]) == int(sl["id"])
+            ]
+        if not sort:
+            return [([], s) for s in sorted(scored, key=lambda s: (-s[0], s[1]))]
+        order = cmp_to_key(lambda x, y: self._cmp(x, y, sort))
+        rows = [(self._sort_values(idx, sort, s), s) for s in scored]
+        rows.sort(key=lambda r: order(r[0]))
+        return rows
+
     def _knn(
         self, idx: Index, docs: dict[str, Any], knn: Any, os_knn: Any, query: Any
     ) -> list[tuple[float, int, str, dict[str, Any]]]:
@@ -756,7 +827,7 @@ class SearchServer:
             cands = int(knn.get("num_candidates", max(k, 100)))
             if cands < k:
                 raise ApiFailure(
-                    400, "illegal_argument_exception", f"[num_candidates] cannot be less than [k]"
+                    400, "illegal_argument_exception", "[num_candidates] cannot be less than [k]"
                 )
             if cands > 10_000:
                 raise ApiFailure(
@@ -769,7 +840,8 @@ class SearchServer:
                 raise ApiFailure(
                     400,
                     "illegal_argument_exception",
-                    f"[knn] queries are only supported on [dense_vector] fields, field [{field}] is not",
+                    "[knn] queries are only supported on [dense_vector] fields, field "
+                    f"[{field}] is not",
                 )
             similarity = spec.get("similarity", "cosine")
         else:
@@ -789,7 +861,8 @@ class SearchServer:
             raise ApiFailure(
                 400,
                 "illegal_argument_exception",
-                f"the query vector has a different number of dimensions [{len(vector or [])}] than the document vectors [{dims}]",
+                f"the query vector has a different number of dimensions [{len(vector or [])}] "
+                f"than the document vectors [{dims}]",
             )
         scored = []
         for rid, (num, src) in docs.items():
@@ -825,7 +898,9 @@ class SearchServer:
                     raise ApiFailure(
                         400,
                         "illegal_argument_exception",
-                        "Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled",
+                        "Fielddata access on the _id field is disallowed, you can re-enable "
+                        "it by updating the dynamic cluster setting: "
+                        "indices.id_field_data.enabled",
                     )
                 out.append(rid)
             else:
@@ -834,7 +909,10 @@ class SearchServer:
                     raise ApiFailure(
                         400,
                         "illegal_argument_exception",
-                        f"Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. [{field}]",
+                        "Text fields are not optimised for operations that require "
+                        "per-document field data like aggregations and sorting, so these "
+                        "operations are disabled by default. Please use a keyword field "
+                        f"instead. [{field}]",
                     )
                 vals = self._doc_values(idx, field, src)
                 out.append(min(vals) if vals else None)
@@ -850,9 +928,6 @@ class SearchServer:
             less = v < a if self._order(s) == "asc" else v > a
             return -1 if less else 1
         return 0
-
-    def _after(self, values: list[Any], after: list[Any], sort: list[Any]) -> bool:
-        return self._cmp(values, after, sort) > 0
 
     def _filter_source(self, idx: Index, src: dict[str, Any], spec: Any) -> dict[str, Any] | None:
         includes: list[str] | None = None

@@ -93,8 +93,10 @@ class SearchEngineConnector(Connector):
             if info is None:
                 raise
             status, reason = info
-            if status is None or status in TRANSIENT_STATUS:
+            if status is None:
                 raise TransientError(f"{what}: {reason}") from None
+            if status in TRANSIENT_STATUS:
+                raise TransientError(f"{what}: HTTP {status} {reason}") from None
             raise TerminalError(f"{what}: HTTP {status} {reason}") from None
 
     def _read(self, what: str, op: str, **kw: Any) -> Any:
@@ -220,8 +222,13 @@ class SearchEngineConnector(Connector):
             sort = [{ID_FIELD: "asc"}]
             flt = {"range": {SLOT_FIELD: {"gte": spec["lo"], "lt": spec["hi"]}}}
         self._read(f"refreshing {name!r}", "refresh", index=name)
-        pit = state.get("pit") if spec.get("foreign") and after else None
+        # _shard_doc values only mean something inside their PIT: such a scan resumes in
+        # the same PIT, which is left to expire (keep_alive) unless the scan finished.
+        pinned = "_shard_doc" in sort
+        pit = state.get("pit") if pinned and after is not None else None
+        resumed_pit = pit is not None
         pit = pit or self._read(f"opening a point in time on {name!r}", "open_pit", index=name)
+        done = False
         try:
             while True:
                 body: dict[str, Any] = {
@@ -234,19 +241,30 @@ class SearchEngineConnector(Connector):
                 }
                 if after is not None:
                     body["search_after"] = after
-                got = self._read(f"scanning {name!r}", "search", body=body)
+                try:
+                    got = self._read(f"scanning {name!r}", "search", body=body)
+                except TerminalError as exc:
+                    if resumed_pit and "search_context_missing" in exc.message:
+                        raise TerminalError(
+                            f"the point in time a scan of {name!r} resumes in has expired",
+                            hint="rerun with --restart: an index without vecmigrate's id field "
+                            "resumes only within 5 minutes",
+                        ) from None
+                    raise
                 pit = got.get("pit_id", pit)
                 hits = got["hits"]["hits"]
+                done = len(hits) < batch_rows
                 if not hits:
                     return
                 after = hits[-1]["sort"]
-                token = {"after": after, "pit": pit} if spec.get("foreign") else {"after": after}
+                token = {"after": after, "pit": pit} if pinned else {"after": after}
                 yield hits_to_batch(hits, schema), json.dumps(token)
-                if len(hits) < batch_rows:
+                if done:
                     return
         finally:
-            with contextlib.suppress(TransientError, TerminalError):  # it expires anyway
-                self._call(f"closing a point in time on {name!r}", "close_pit", id=pit)
+            if done or not pinned:
+                with contextlib.suppress(TransientError, TerminalError):  # it expires anyway
+                    self._call(f"closing a point in time on {name!r}", "close_pit", id=pit)
 
     def fetch(
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
@@ -281,7 +299,8 @@ class SearchEngineConnector(Connector):
         """One ``_bulk`` request, its items inspected one by one (``check_bulk``)."""
         body = "\n".join(lines) + "\n"
         got = self._call(f"bulk request to {name!r}", "bulk", index=name, body=body)
-        check_bulk(got, ids, name, self.engine)
+        vectors = [v.name for v in self._schema(name).vectors]
+        check_bulk(got, ids, name, self.engine, vectors)
 
     # -- querying ----------------------------------------------------------------------------
     def search(

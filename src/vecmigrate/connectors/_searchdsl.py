@@ -233,9 +233,13 @@ def bulk_index_lines(batch: pa.RecordBatch, schema: CollectionSchema) -> list[st
     return lines
 
 
-def check_bulk(got: dict[str, Any], ids: Sequence[Any], name: str, engine: str) -> None:
+def check_bulk(
+    got: dict[str, Any], ids: Sequence[Any], name: str, engine: str, vectors: Sequence[str] = ()
+) -> None:
     """Inspect a ``_bulk`` response item by item: a rejected (429) item makes the whole
-    batch transient; any other refused item is a DataError naming its id and field."""
+    batch transient; any other refused item is a DataError naming its id and field (a
+    vector error that names no field, e.g. ES's unit-length check, blames the only vector
+    field when there is one)."""
     if not got.get("errors"):
         return
     refused: tuple[Any, dict[str, Any]] | None = None
@@ -255,9 +259,12 @@ def check_bulk(got: dict[str, Any], ids: Sequence[Any], name: str, engine: str) 
         if cause.get("reason"):
             reason += f" (caused by {cause.get('type')}: {cause['reason']})"
         m = _PARSE_FIELD.search(reason)
+        field = (m.group(1) or m.group(2)) if m else None
+        if field is None and len(vectors) == 1 and "vector" in reason:
+            field = vectors[0]
         raise DataError(
             f"{engine} refused the record: {error.get('type')}: {reason}",
             collection=name,
             record_id=rid,
-            field=(m.group(1) or m.group(2)) if m else None,
+            field=field,
         )

@@ -42,7 +42,7 @@ def _reason(exc: ApiError) -> str:
     error = body.get("error")
     if isinstance(error, dict):
         return f"{error.get('type')}: {error.get('reason')}"
-    return str(error or exc.message)
+    return str(error or "no error body")
 
 
 class ElasticsearchConnector(SearchEngineConnector):

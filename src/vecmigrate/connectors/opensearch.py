@@ -32,7 +32,7 @@ def _reason(exc: TransportError) -> str:
     error = info.get("error")
     if isinstance(error, dict):
         return f"{error.get('type')}: {error.get('reason')}"
-    return str(error or exc.error)
+    return str(error or "no error body")
 
 
 class OpenSearchConnector(SearchEngineConnector):
