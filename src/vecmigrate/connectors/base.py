@@ -113,6 +113,10 @@ class Connector(ABC):
     def drop(self, name: str) -> None:
         """Remove the collection entirely (missing is a no-op)."""
 
+    def begin_bulk_load(self, name: str) -> None:  # noqa: B027 - optional hook
+        """A copy job is about to load ``name``, which it created. An engine may write
+        faster until ``finalize`` as long as the result is what idempotent upserts give."""
+
     def finalize(self, name: str) -> None:  # noqa: B027 - optional hook
         """Called once after a job wrote every batch (e.g. a dump writes its manifest)."""
 

@@ -14,6 +14,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
@@ -70,6 +71,9 @@ class LanceDBConnector(Connector):
         super().__init__(uri)
         self.db = lancedb.connect(str(uri.local_path))
         self._write_lock = threading.Lock()
+        # Tables being bulk-loaded into from empty: appends instead of merge_insert (whose
+        # cost grows with the table), duplicates from re-sent batches removed at finalize.
+        self._bulk: set[str] = set()
         self._schemas: dict[str, CollectionSchema] = {}
 
     def _table(self, name: str) -> Any:
@@ -175,12 +179,15 @@ class LanceDBConnector(Connector):
         # retry internally. Serialising writes here is simpler and no slower (each is large).
         with self._write_lock:
             try:
-                (
-                    table.merge_insert("id")
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute(pa.Table.from_batches([data]))
-                )
+                if name in self._bulk:
+                    table.add(pa.Table.from_batches([data]))
+                else:
+                    (
+                        table.merge_insert("id")
+                        .when_matched_update_all()
+                        .when_not_matched_insert_all()
+                        .execute(pa.Table.from_batches([data]))
+                    )
             except OSError as exc:
                 raise TransientError(f"LanceDB write to {name!r} failed: {exc}") from exc
             except (ValueError, RuntimeError) as exc:
@@ -197,11 +204,34 @@ class LanceDBConnector(Connector):
             self.db.drop_table(name)
         self._schemas.pop(name, None)
 
+    def begin_bulk_load(self, name: str) -> None:
+        """Append until ``finalize`` when the table is empty (see ``_bulk``)."""
+        if self._table(name).count_rows() == 0:
+            self._bulk.add(name)
+
+    def _drop_duplicate_ids(self, table: Any) -> None:
+        """Keep one row per id (a batch re-sent after a timeout or a kill was appended
+        twice; both copies hold the same record)."""
+        ids = table.search().select(["id"]).limit(None).to_arrow().column("id")
+        counts = pc.value_counts(ids)
+        dups = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+        for start in range(0, len(dups), 1000):
+            chunk = dups.slice(start, 1000).to_pylist()
+            where = self._where_ids(chunk)
+            rows = table.search().where(where).limit(None).to_arrow()
+            first = pc.index_in(pa.array(chunk, rows.schema.field("id").type), rows["id"])
+            keep = rows.take(pc.drop_null(first))
+            table.delete(where)
+            table.add(keep)
+
     def finalize(self, name: str) -> None:
-        """Compact the fragments many batches leave behind; build a requested index."""
+        """Remove duplicates a bulk load may leave; compact the fragments many batches
+        leave behind; build a requested index."""
         table = self._table(name)
         schema = self._schema(name)
         with self._write_lock:
+            self._bulk.discard(name)
+            self._drop_duplicate_ids(table)
             table.optimize()
             rows = table.count_rows()
             for v in schema.vectors:

@@ -423,10 +423,16 @@ def copy_collection(
     try:
         states = job.partitions() if options.resume else []
         resumed = bool(states)
-        target.create(target_schema, if_exists="reuse" if resumed else options.if_exists)
+        # A run killed after creating the target but before planning left no partitions;
+        # its --resume must reuse what it created. The mark is set before create, so a
+        # kill during create is covered too ("reuse" creates what is missing).
+        created = options.resume and job.get("target_created") is not None
+        job.set("target_created", tgt)
+        target.create(target_schema, if_exists="reuse" if resumed or created else options.if_exists)
         if not states:
             n = options.partitions or max(1, options.workers * 2)
             states = job.plan(source.partitions(collection, n))
+            target.begin_bulk_load(tgt)
         job.set("status", "running")
         job.set("target_schema", target_schema.to_json())
         dead_dir = options.dead_letter_dir or job_path.with_suffix(".dead-letters")
