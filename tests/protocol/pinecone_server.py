@@ -103,6 +103,7 @@ class IndexState:
             },
             "deployment": self.deployment,
             "deletion_protection": "disabled",
+            "read_capacity": {"mode": "OnDemand", "status": {"state": "Ready"}},
             "tags": self.tags,
         }
 

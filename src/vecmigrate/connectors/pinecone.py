@@ -35,6 +35,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import threading
 import zlib
@@ -171,10 +172,11 @@ class PineconeConnector(Connector):
 
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        key = uri.secret("api_key")
+        key = uri.secret("api_key") or os.environ.get("PINECONE_API_KEY")
         if not key:
             raise ConfigError(
-                "Pinecone needs an API key", hint="add ?api_key=env:PINECONE_API_KEY to the URI"
+                "Pinecone needs an API key",
+                hint="add ?api_key=env:NAME to the URI, or set PINECONE_API_KEY",
             )
         self.scope = uri.host or (uri.path.strip("/") or None)
         self.namespace = uri.params.get("namespace")
