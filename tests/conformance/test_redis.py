@@ -157,6 +157,7 @@ def test_an_index_made_by_another_tool_is_described_read_and_dropped(
         schema = conn.describe(name)
         assert schema.vector.metric == Metric.L2 and schema.vector.dim == 4
         assert schema.vector.index == IndexSpec(kind="hnsw", params={"M": 8, "ef_construction": 64})
+        assert schema.engine_settings["genre.separator"] == ","
         assert schema.has_document
         assert {(m.name, m.type) for m in schema.metadata} == {
             ("genre", "string"),

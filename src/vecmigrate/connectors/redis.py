@@ -352,6 +352,8 @@ class RedisConnector(Connector):
                     layout.missing.add(attr)
                 if kind == "TAG" and "CASESENSITIVE" not in flags:
                     layout.nocase.add(attr)
+                if kind == "TAG" and not is_json:  # 'a,b' is two tags: {f: 'a'} matches it
+                    notes[f"{ident}.separator"] = _text(a.get("SEPARATOR", b","))
         if not vectors:
             raise ConfigError(f"index {name!r} has no VECTOR field")
         if is_json:  # JSON keeps types: infer them from a sample, as the other engines do
