@@ -83,6 +83,11 @@ def _batch(schema: CollectionSchema, ids: list[Any], seed: int = 0, **kw: Any) -
     )
 
 
+def _raw_index(pc: Any, name: str) -> Any:
+    """The official client on an index of the double (bare hosts; plain http)."""
+    return pc.index(host="http://" + pc.indexes.describe(name).host.split("://", 1)[1])
+
+
 def _dump_with(tmp_path: Path, schema: CollectionSchema, batch: pa.RecordBatch) -> Connector:
     dump = connect(f"dump://{tmp_path / 'src'}")
     dump.create(schema)
@@ -167,7 +172,7 @@ def test_the_server_itself_refuses_what_pinecone_refuses(server: Any) -> None:
     pc = Pinecone(api_key=KEY, host=server.url)
     server.create_index("raw", 4, "cosine", {"deployment_type": "managed", "cloud": "aws",
                                             "region": "us-east-1"})  # fmt: skip
-    idx = pc.index(name="raw")
+    idx = _raw_index(pc, "raw")
     cases = [
         ([{"id": "a", "values": [1.0, 0, 0, 0], "metadata": {"t": "x" * 41_000}}], 400),
         ([{"id": "a", "values": [1.0, 0, 0]}], 400),
@@ -368,7 +373,7 @@ def test_index_written_by_another_tool_is_described_from_samples(
                                        "metric": "euclidean"}}},
         deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
     )  # fmt: skip
-    idx = pc.index(name="foreign")
+    idx = _raw_index(pc, "foreign")
     vectors = [
         {"id": f"f{i}", "values": [float(i + 1), 0.5, 0.0, 1.0],
          "metadata": {"text": f"chunk {i}", "page": i, "lang": ["en"], "ok": i % 2 == 0}}

@@ -9,7 +9,8 @@ implements only what the connector uses, following Pinecone's public API referen
   an index is ``schema.fields._values`` (dense_vector, dimension, metric) plus a
   ``deployment`` (``managed`` = serverless, or ``pod``) and string tags (≤ 20, keys
   ``[A-Za-z0-9_-]{1,80}``, printable-ASCII values ≤ 120 chars);
-* each index is served on its own port, like Pinecone Local (``host`` in its description):
+* each index is served on its own port, like Pinecone Local (``host`` in its description,
+  bare ``127.0.0.1:PORT`` as the API gives hosts; the data plane speaks plain http):
   ``/vectors/upsert`` (≤ 1,000 vectors and ≤ 2 MB a request, ids 1-512 ASCII characters,
   metadata ≤ 40 KB of JSON per record, values str / number / bool / list of str, no
   nulls; numbers are stored as float64 and come back as floats), ``/vectors/fetch``
@@ -84,8 +85,9 @@ class IndexState:
         return self.deployment.get("deployment_type") == "managed"
 
     def host(self) -> str:
+        """Bare host:port, as the API returns it (clients assume https unless told)."""
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"127.0.0.1:{self.server.server_address[1]}"
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -184,6 +184,7 @@ class PineconeConnector(Connector):
         self.ids_file = uri.params.get("ids_file")
         self.cloud = uri.params.get("cloud", "aws")
         self.region = uri.params.get("region", "us-east-1")
+        self.plain_http = (uri.params.get("host") or "").startswith("http://")
         self.pc = Pinecone(
             api_key=key, host=uri.params.get("host") or None, source_tag="vecmigrate"
         )
@@ -224,8 +225,16 @@ class PineconeConnector(Connector):
         iname = index_name(name)
         with self._lock:
             if iname not in self._handles:
+                model = self._model(name)
+                if model is None or not model.host:
+                    raise ConfigError(f"{self.uri} has no ready index {iname!r}")
+                host = str(model.host)
+                # The API returns bare hosts, which the client reads as https. A plain-http
+                # control plane is Pinecone Local (or a test double): its indexes are http too.
+                if self.plain_http and host.startswith("https://"):
+                    host = "http://" + host[len("https://") :]
                 self._handles[iname] = self._call(
-                    f"opening index {iname!r}", self.pc.index, name=iname
+                    f"opening index {iname!r}", self.pc.index, host=host
                 )
             return self._handles[iname]
 
