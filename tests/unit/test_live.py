@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import require_module
 from tests.e2e.live_app import Outage
 from vecmigrate.connectors import connect
-from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.live import Phase, PhaseState, ShadowTotals, StateStore, canary_bucket, open_state
 from vecmigrate.live.outbox import encode_batch, ids_batch, replay
 from vecmigrate.live.phases import next_state, rollback_state
@@ -190,6 +190,13 @@ def test_outbox_order_leases_and_depth(store: StateStore) -> None:
     assert ob.acquire_lease(name, "source", "other", 5)  # leases are per side
     ob.release_lease(name, "target", "me")
     assert ob.acquire_lease(name, "target", "other", 5)
+    held = ob.append(name, "target", "upsert", encode_batch(_batch(["h"], "v")), held=True)
+    assert ob.pending(name, "target")[-1].held and ob.held(name, 0)[0].seq == held
+    ob.mark_ready(held)
+    assert not ob.pending(name, "target")[-1].held and ob.held(name, 0) == []
+    ob.rewrite(held, "delete", encode_batch(ids_batch(["h"], pa.string())))
+    assert ob.pending(name, "target")[-1].op == "delete"
+    ob.complete([held])
     ob.retry_later(seqs[0], "boom")
     ob.dead_letter(seqs[1], "refused")
     ob.complete([seqs[2]])
@@ -314,5 +321,77 @@ def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path:
     assert ids[0] == ["a"]
     text = router.metrics.exposition().decode()
     assert 'vecmigrate_live_outbox_replayed_total{collection="docs",side="target"} 2.0' in text
+    router.close()
+    state.close()
+
+
+class _Crash(BaseException):
+    """Stands for the process dying: nothing after it runs (not even ``except Exception``)."""
+
+
+class _AppliesThenFails(Outage):
+    """The primary applies the write, then the call fails: with ``crash`` as if the
+    process died right after, otherwise as an ambiguous timeout (TransientError)."""
+
+    crash = False
+    armed = False
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        self.inner.upsert(name, batch)
+        if self.armed:
+            self.armed = False
+            if self.crash:
+                raise _Crash()
+            raise TransientError("timeout after the write was applied")
+
+
+def _dual_write_router(tmp_path: Path, **kw: Any) -> tuple[Any, Any, Any, StateStore]:
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source = _AppliesThenFails(connect(f"chroma://{tmp_path}/src"))
+    target = connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")
+    router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False, **kw)  # type: ignore[arg-type]
+    return router, source, target, state
+
+
+def _docs(conn: Any, ids: list[str]) -> dict[str, str]:
+    got = conn.fetch("docs", ids)
+    return dict(zip(got.column("id").to_pylist(), got.column("document").to_pylist(), strict=True))
+
+
+def test_ambiguous_primary_failure_still_ends_equal(tmp_path: Path) -> None:
+    router, source, target, state = _dual_write_router(tmp_path)
+    source.armed = True
+    with pytest.raises(TransientError):
+        router.upsert(_batch(["a"], "v1"))  # the caller sees a failure; the source has it
+    assert _docs(source.inner, ["a"]) == {"a": "a v1"}
+    router.upsert(_batch(["b"], "v1"))
+    router._replay_side("target", block=True)
+    assert _docs(target, ["a", "b"]) == _docs(source.inner, ["a", "b"])
+    router.close()
+    state.close()
+
+
+def test_writer_dying_between_primary_and_release_is_recovered(tmp_path: Path) -> None:
+    router, source, target, state = _dual_write_router(tmp_path, held_timeout=0.0)
+    source.armed, source.crash = True, True
+    with pytest.raises(_Crash):
+        router.upsert(_batch(["a"], "v1"))  # applied on the source, entry left held
+    router.upsert(_batch(["b"], "v1"))
+    head = state.outbox.pending("docs", "target")
+    assert [e.held for e in head] == [True, False]
+    router._replay_side("target", block=True)
+    assert _docs(target, ["a", "b"]) == {}  # nothing overtakes the held entry
+    router._recover_held()  # (a restarted instance does this after held_timeout)
+    router._replay_side("target", block=True)
+    assert _docs(target, ["a", "b"]) == {"a": "a v1", "b": "b v1"}
+    assert state.outbox.depth("docs")["target"].pending == 0
     router.close()
     state.close()

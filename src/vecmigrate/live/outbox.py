@@ -59,6 +59,7 @@ class OutboxEntry:
     payload: bytes
     created: float
     attempts: int = 0
+    held: bool = False
 
     def batch(self) -> pa.RecordBatch:
         """The decoded payload."""
@@ -78,8 +79,27 @@ class Outbox(ABC):
     """A durable, ordered queue of secondary writes per (collection, side)."""
 
     @abstractmethod
-    def append(self, collection: str, side: str, op: Op, payload: bytes) -> int:
-        """Append one op; returns its sequence number (increasing)."""
+    def append(
+        self, collection: str, side: str, op: Op, payload: bytes, *, held: bool = False
+    ) -> int:
+        """Append one op; returns its sequence number (increasing).
+
+        ``held``: appended before the primary write it mirrors; replay stops at it until
+        ``mark_ready`` (the primary acknowledged) or ``rewrite`` (the primary failed or the
+        writer died: the entry is resolved from the primary's current state).
+        """
+
+    @abstractmethod
+    def mark_ready(self, seq: int) -> None:
+        """Release a held entry for replay (no-op when it was rewritten meanwhile)."""
+
+    @abstractmethod
+    def rewrite(self, seq: int, op: Op, payload: bytes) -> None:
+        """Replace an entry's op and payload in place (keeps its position) and release it."""
+
+    @abstractmethod
+    def held(self, collection: str, older_than: float) -> list[OutboxEntry]:
+        """Held entries older than ``older_than`` seconds (their writer may have died)."""
 
     @abstractmethod
     def pending(self, collection: str, side: str, limit: int = 100) -> list[OutboxEntry]:
@@ -125,6 +145,7 @@ class ReplayResult:
     applied: int = 0
     dead: int = 0
     error: str | None = None
+    blocked: bool = False
 
 
 def _apply(
@@ -180,6 +201,10 @@ def replay(
     result = ReplayResult()
     while result.applied + result.dead < max_entries:
         entries = outbox.pending(collection, side, limit=window)
+        held = next((i for i, e in enumerate(entries) if e.held), None)
+        if held is not None:  # order: nothing after a write whose primary is in flight
+            entries = entries[:held]
+            result.blocked = True
         if not entries:
             break
         try:

@@ -23,29 +23,26 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter
-from vecmigrate.errors import TransientError
 from vecmigrate.live.metrics import RouterMetrics
-from vecmigrate.live.outbox import Op, encode_batch, ids_batch, replay
+from vecmigrate.live.outbox import Op, encode_batch, ids_batch
 from vecmigrate.live.phases import PhaseState, Side
+from vecmigrate.live.replication import Replication
 from vecmigrate.live.shadow import ShadowReader
 from vecmigrate.live.state import StateStore
-from vecmigrate.model import CollectionSchema
 from vecmigrate.records import build_batch, conform, table_to_batch
 
 log = logging.getLogger(__name__)
-_STRIPES = 64
 Records: TypeAlias = pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]
 
 
-class MigrationRouter:
+class MigrationRouter(Replication):
     """Routes one collection's reads and writes by the phase in ``state``."""
 
     def __init__(
@@ -63,6 +60,7 @@ class MigrationRouter:
         replay_interval: float = 0.1,
         stats_interval: float = 1.0,
         lease_ttl: float = 10.0,
+        held_timeout: float = 30.0,
         metrics: RouterMetrics | None = None,
         start: bool = True,
     ) -> None:
@@ -78,23 +76,17 @@ class MigrationRouter:
         self.replay_interval = replay_interval
         self.stats_interval = stats_interval
         self.lease_ttl = lease_ttl
+        self.held_timeout = held_timeout
         self.metrics = metrics or RouterMetrics(collection)
         self.shadow = ShadowReader(
             self.metrics, collection, workers=shadow_workers, queue=shadow_queue
         )
         self.schema = source.describe(collection)  # the canonical layout of payloads
-        self._schemas: dict[Side, CollectionSchema] = {"source": self.schema}
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
-        self._side_locks: dict[Side, threading.Lock] = {
-            "source": threading.Lock(),
-            "target": threading.Lock(),
-        }
+        self._init_replication()
         self._state_lock = threading.Lock()
         self._cached = state.get(collection)
         self._cached_at = time.monotonic()
         self.metrics.set_phase(self._cached)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if start:
             self._thread = threading.Thread(target=self._loop, name="vm-outbox", daemon=True)
@@ -117,25 +109,7 @@ class MigrationRouter:
             self._cached, self._cached_at = fresh, time.monotonic()
             return fresh
 
-    def schema_of(self, side: Side) -> CollectionSchema:
-        """The schema of one side's collection (described once)."""
-        if side not in self._schemas:
-            self._schemas[side] = self.conns[side].describe(self.names[side])
-        return self._schemas[side]
-
     # -- writes ----------------------------------------------------------------------------
-    @contextmanager
-    def _locked(self, ids: Sequence[Any]) -> Iterator[None]:
-        """Hold the stripe locks of these ids (in a fixed order: no deadlock)."""
-        stripes = sorted({hash(str(i)) % _STRIPES for i in ids})
-        for s in stripes:
-            self._stripes[s].acquire()
-        try:
-            yield
-        finally:
-            for s in reversed(stripes):
-                self._stripes[s].release()
-
     def _to_batch(self, records: Records) -> pa.RecordBatch:
         if isinstance(records, pa.Table):
             records = table_to_batch(records)
@@ -170,24 +144,33 @@ class MigrationRouter:
             self._write("delete", ids_batch(ids, self.schema.id_arrow_type()), ids)
 
     def _write(self, op: Op, batch: pa.RecordBatch, ids: list[Any]) -> None:
+        """Primary write decides; the secondary's copy is appended *held* before it and
+        released after, so a write the primary may have applied is never missing from the
+        outbox, even if this process dies in between (``_recover_held`` resolves it)."""
         with self._locked(ids):
             state = self.current()
             primary, secondary = state.primary(), state.secondary()
             self._catch_up(primary)
+            seq = None
+            if secondary is not None:
+                payload = encode_batch(batch)
+                seq = self.state.outbox.append(self.collection, secondary, op, payload, held=True)
             started = time.perf_counter()
             try:
                 self._apply(primary, op, batch, ids)
             except Exception:
                 self.metrics.writes.labels(self.collection, primary, op, "primary", "error").inc()
                 self.metrics.errors.labels(self.collection, f"{primary}-write").inc()
+                if seq is not None and secondary is not None:
+                    self._resolve_quietly(seq, secondary, ids)
                 raise
             finally:
                 self.metrics.latency.labels(self.collection, primary, op).observe(
                     time.perf_counter() - started
                 )
             self.metrics.writes.labels(self.collection, primary, op, "primary", "ok").inc()
-            if secondary is not None:
-                self.state.outbox.append(self.collection, secondary, op, encode_batch(batch))
+            if seq is not None and secondary is not None:
+                self.state.outbox.mark_ready(seq)
                 self.metrics.writes.labels(
                     self.collection, secondary, op, "secondary", "queued"
                 ).inc()
@@ -200,23 +183,6 @@ class MigrationRouter:
             conn.delete(name, ids)
         else:
             conn.upsert(name, conform(batch, self.schema_of(side)))
-
-    def _catch_up(self, side: Side) -> None:
-        """Apply the side's outbox backlog before it takes a primary write (after a primary
-        switch or a rollback), so an older queued op never lands after a newer one."""
-        if not self.state.outbox.has_pending(self.collection, side):
-            return
-        deadline = time.monotonic() + self.lease_ttl
-        while True:
-            done, error = self._replay_side(side, block=True)
-            if done:
-                return
-            if time.monotonic() > deadline:
-                raise TransientError(
-                    f"{self.collection}: {side} has queued writes that cannot be applied "
-                    f"yet ({error}); retry the request"
-                )
-            time.sleep(0.05)
 
     def reconcile(self, ids: Sequence[Any], *, chunk: int = 500) -> int:
         """Queue the primary's current version of these ids for the secondary (an upsert,
@@ -304,91 +270,6 @@ class MigrationRouter:
             )
         self.metrics.reads.labels(self.collection, side, kind, "ok").inc()
         return out
-
-    # -- outbox replay and bookkeeping -------------------------------------------------------
-    def _replay_side(self, side: Side, *, block: bool) -> tuple[bool, str | None]:
-        """One replay pass of a side under its lease; (empty afterwards?, last error)."""
-        lock = self._side_locks[side]
-        if not lock.acquire(blocking=block):
-            return False, "another thread is replaying"
-        try:
-            if not self.state.outbox.acquire_lease(
-                self.collection, side, self.instance, self.lease_ttl
-            ):
-                return False, "another instance holds the replay lease"
-            result = replay(
-                self.state.outbox,
-                self.collection,
-                side,
-                self.conns[side],
-                self.names[side],
-                self.schema_of(side),
-                on_applied=lambda run: self.metrics.replayed.labels(self.collection, side).inc(
-                    len(run)
-                ),
-            )
-            if result.error:
-                self.metrics.replay_failures.labels(self.collection, side).inc()
-                log.debug("%s: replay to %s paused: %s", self.collection, side, result.error)
-                return False, result.error
-            return not self.state.outbox.has_pending(self.collection, side), None
-        finally:
-            lock.release()
-
-    def _loop(self) -> None:
-        backoff: dict[Side, float] = {"source": 0.0, "target": 0.0}
-        retry_at: dict[Side, float] = {"source": 0.0, "target": 0.0}
-        next_stats = 0.0
-        while not self._stop.is_set():
-            self._wake.wait(self.replay_interval)
-            self._wake.clear()
-            try:
-                now = time.monotonic()
-                sides: tuple[Side, Side] = ("source", "target")
-                for side in sides:
-                    if now < retry_at[side]:
-                        continue
-                    if not self.state.outbox.has_pending(self.collection, side):
-                        continue
-                    ok, _ = self._replay_side(side, block=False)
-                    if ok:
-                        backoff[side] = 0.0
-                    else:  # exponential back-off up to 2 s while the side is failing
-                        backoff[side] = min(2.0, max(0.05, backoff[side] * 2))
-                        retry_at[side] = now + backoff[side]
-                self.current()
-                if now >= next_stats:
-                    self.publish()
-                    next_stats = now + self.stats_interval
-            except Exception as exc:  # keep the replayer alive whatever happens
-                self.metrics.errors.labels(self.collection, "replayer").inc()
-                log.warning("%s: outbox replayer: %s", self.collection, exc)
-
-    def publish(self) -> None:
-        """Export outbox depth/age and store this instance's shadow totals (for gates)."""
-        for side, d in self.state.outbox.depth(self.collection).items():
-            self.metrics.outbox_depth.labels(self.collection, side).set(d.pending)
-            self.metrics.outbox_age.labels(self.collection, side).set(d.oldest_age)
-            self.metrics.outbox_dead.labels(self.collection, side).set(d.dead)
-        for version, totals in self.shadow.snapshot().items():
-            self.state.record_shadow(self.collection, self.instance, version, totals)
-
-    def drain(self, timeout: float = 30.0) -> bool:
-        """Wait until every write queued before this call has been applied to its secondary
-        (True), or ``timeout`` passes (False). Writes arriving meanwhile are not waited for,
-        so this returns under steady load too."""
-        outbox = self.state.outbox
-        upto = outbox.last_seq(self.collection)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            heads = [
-                outbox.pending(self.collection, side, limit=1) for side in ("source", "target")
-            ]
-            if all(not head or head[0].seq > upto for head in heads):
-                return True
-            self._wake.set()
-            time.sleep(0.05)
-        return False
 
     def close(self) -> None:
         """Stop the replayer and the shadow pool, store the last totals, release leases."""

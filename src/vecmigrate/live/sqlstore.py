@@ -48,7 +48,7 @@ _DDL = [
     f"""CREATE TABLE IF NOT EXISTS {P}outbox (
         seq {{serial}}, collection TEXT NOT NULL, side TEXT NOT NULL, op TEXT NOT NULL,
         payload {{blob}} NOT NULL, created {{float}} NOT NULL, attempts INTEGER NOT NULL,
-        dead INTEGER NOT NULL, last_error TEXT)""",
+        dead INTEGER NOT NULL, held INTEGER NOT NULL, last_error TEXT)""",
     f"CREATE INDEX IF NOT EXISTS {P}outbox_side ON {P}outbox (collection, side, dead, seq)",
     f"""CREATE TABLE IF NOT EXISTS {P}leases (
         collection TEXT NOT NULL, side TEXT NOT NULL, owner TEXT NOT NULL,
@@ -251,24 +251,45 @@ class _SqlStore(StateStore, Outbox):
         return total
 
     # -- outbox ------------------------------------------------------------------------------
-    def append(self, collection: str, side: str, op: Op, payload: bytes) -> int:
+    def append(
+        self, collection: str, side: str, op: Op, payload: bytes, *, held: bool = False
+    ) -> int:
         rows = self._rows(
-            f"INSERT INTO {P}outbox (collection, side, op, payload, created, attempts, dead) "
-            "VALUES (?, ?, ?, ?, ?, 0, 0) RETURNING seq",
-            [collection, side, op, payload, time.time()],
+            f"INSERT INTO {P}outbox (collection, side, op, payload, created, attempts, dead, "
+            "held) VALUES (?, ?, ?, ?, ?, 0, 0, ?) RETURNING seq",
+            [collection, side, op, payload, time.time(), int(held)],
         )
         return int(rows[0][0])
 
     def pending(self, collection: str, side: str, limit: int = 100) -> list[OutboxEntry]:
         rows = self._rows(
-            f"SELECT seq, op, payload, created, attempts FROM {P}outbox "
+            f"SELECT seq, op, payload, created, attempts, held FROM {P}outbox "
             "WHERE collection = ? AND side = ? AND dead = 0 ORDER BY seq LIMIT ?",
             [collection, side, limit],
         )
         return [
-            OutboxEntry(int(s), collection, side, op, bytes(p), float(c), int(a))
-            for s, op, p, c, a in rows
+            OutboxEntry(int(s), collection, side, op, bytes(p), float(c), int(a), bool(h))
+            for s, op, p, c, a, h in rows
         ]
+
+    def held(self, collection: str, older_than: float) -> list[OutboxEntry]:
+        rows = self._rows(
+            f"SELECT seq, side, op, payload, created, attempts FROM {P}outbox "
+            "WHERE collection = ? AND dead = 0 AND held = 1 AND created < ? ORDER BY seq",
+            [collection, time.time() - older_than],
+        )
+        return [
+            OutboxEntry(int(s), collection, side, op, bytes(p), float(c), int(a), True)
+            for s, side, op, p, c, a in rows
+        ]
+
+    def mark_ready(self, seq: int) -> None:
+        self._exec(f"UPDATE {P}outbox SET held = 0 WHERE seq = ? AND held = 1", [seq])
+
+    def rewrite(self, seq: int, op: Op, payload: bytes) -> None:
+        self._exec(
+            f"UPDATE {P}outbox SET op = ?, payload = ?, held = 0 WHERE seq = ?", [op, payload, seq]
+        )
 
     def has_pending(self, collection: str, side: str) -> bool:
         return bool(

@@ -1,0 +1,210 @@
+"""The outbox side of ``MigrationRouter``: per-id write serialisation, held-entry
+resolution, ordered replay under a lease, catch-up before a side takes primary writes,
+and the background thread that replays, recovers and publishes metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from vecmigrate.connectors.base import Connector
+from vecmigrate.errors import TransientError
+from vecmigrate.live.metrics import RouterMetrics
+from vecmigrate.live.outbox import encode_batch, ids_batch, replay
+from vecmigrate.live.phases import PhaseState, Side
+from vecmigrate.live.shadow import ShadowReader
+from vecmigrate.live.state import StateStore
+from vecmigrate.model import CollectionSchema
+from vecmigrate.records import conform
+
+log = logging.getLogger("vecmigrate.live.router")
+_STRIPES = 64
+
+
+class Replication(ABC):
+    """State and behaviour the router's write path and its replayer thread share."""
+
+    conns: dict[Side, Connector]
+    names: dict[Side, str]
+    collection: str
+    state: StateStore
+    instance: str
+    metrics: RouterMetrics
+    shadow: ShadowReader
+    schema: CollectionSchema
+    lease_ttl: float
+    held_timeout: float
+    replay_interval: float
+    stats_interval: float
+
+    def _init_replication(self) -> None:
+        self._schemas: dict[Side, CollectionSchema] = {"source": self.schema}
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._side_locks: dict[Side, threading.Lock] = {
+            "source": threading.Lock(),
+            "target": threading.Lock(),
+        }
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    @abstractmethod
+    def current(self) -> PhaseState:
+        """The phase this instance routes by (the router re-reads it after a TTL)."""
+
+    def schema_of(self, side: Side) -> CollectionSchema:
+        """The schema of one side's collection (described once)."""
+        if side not in self._schemas:
+            self._schemas[side] = self.conns[side].describe(self.names[side])
+        return self._schemas[side]
+
+    @contextmanager
+    def _locked(self, ids: Sequence[Any]) -> Iterator[None]:
+        """Hold the stripe locks of these ids (in a fixed order: no deadlock)."""
+        stripes = sorted({hash(str(i)) % _STRIPES for i in ids})
+        for s in stripes:
+            self._stripes[s].acquire()
+        try:
+            yield
+        finally:
+            for s in reversed(stripes):
+                self._stripes[s].release()
+
+    def _resolve(self, seq: int, secondary: Side, ids: list[Any]) -> None:
+        """Replace a held entry by what the primary holds now (the caller holds the ids'
+        stripe locks): a delete of all its ids in its place, then an upsert of the ones the
+        primary has, appended. Whatever the primary did with the write, both sides end equal.
+        """
+        primary: Side = "source" if secondary == "target" else "target"
+        found = self.conns[primary].fetch(self.names[primary], ids, schema=self.schema_of(primary))
+        id_type = self.schema.id_arrow_type()
+        self.state.outbox.rewrite(seq, "delete", encode_batch(ids_batch(ids, id_type)))
+        if found.num_rows:
+            payload = encode_batch(conform(found, self.schema))
+            self.state.outbox.append(self.collection, secondary, "upsert", payload)
+        self.metrics.writes.labels(self.collection, secondary, "resolve", "secondary", "ok").inc()
+
+    def _resolve_quietly(self, seq: int, secondary: Side, ids: list[Any]) -> None:
+        try:
+            self._resolve(seq, secondary, ids)
+        except Exception as exc:  # the primary is unreachable: _recover_held retries later
+            log.debug("%s: cannot resolve outbox entry %d yet: %s", self.collection, seq, exc)
+
+    def _recover_held(self) -> None:
+        """Resolve held entries older than ``held_timeout``: their writer died (or could not
+        reach the primary to resolve them) and they block the replay behind them."""
+        for entry in self.state.outbox.held(self.collection, self.held_timeout):
+            ids = entry.batch().column("id").to_pylist()
+            with self._locked(ids):  # a live writer of these ids in this process finishes first
+                still = {e.seq for e in self.state.outbox.held(self.collection, 0)}
+                if entry.seq in still:
+                    self._resolve_quietly(entry.seq, entry.side, ids)  # type: ignore[arg-type]
+
+    def _catch_up(self, side: Side) -> None:
+        """Apply the side's outbox backlog before it takes a primary write (after a primary
+        switch or a rollback), so an older queued op never lands after a newer one."""
+        if not self.state.outbox.has_pending(self.collection, side):
+            return
+        deadline = time.monotonic() + self.lease_ttl
+        while True:
+            done, error = self._replay_side(side, block=True)
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"{self.collection}: {side} has queued writes that cannot be applied "
+                    f"yet ({error or 'a write in flight, or another replayer'}); retry"
+                )
+            time.sleep(0.05)
+
+    # -- outbox replay and bookkeeping -------------------------------------------------------
+    def _replay_side(self, side: Side, *, block: bool) -> tuple[bool, str | None]:
+        """One replay pass of a side under its lease; (empty afterwards?, last error)."""
+        lock = self._side_locks[side]
+        if not lock.acquire(blocking=block):
+            return False, None  # another thread is replaying this side
+        try:
+            if not self.state.outbox.acquire_lease(
+                self.collection, side, self.instance, self.lease_ttl
+            ):
+                return False, None  # another instance replays this side
+            result = replay(
+                self.state.outbox,
+                self.collection,
+                side,
+                self.conns[side],
+                self.names[side],
+                self.schema_of(side),
+                on_applied=lambda run: self.metrics.replayed.labels(self.collection, side).inc(
+                    len(run)
+                ),
+            )
+            if result.error:
+                self.metrics.replay_failures.labels(self.collection, side).inc()
+                log.debug("%s: replay to %s paused: %s", self.collection, side, result.error)
+                return False, result.error
+            if result.blocked:  # a primary write in flight: not a failure, no back-off
+                return False, None
+            return not self.state.outbox.has_pending(self.collection, side), None
+        finally:
+            lock.release()
+
+    def _loop(self) -> None:
+        backoff: dict[Side, float] = {"source": 0.0, "target": 0.0}
+        retry_at: dict[Side, float] = {"source": 0.0, "target": 0.0}
+        next_stats = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(self.replay_interval)
+            self._wake.clear()
+            try:
+                now = time.monotonic()
+                sides: tuple[Side, Side] = ("source", "target")
+                for side in sides:
+                    if now < retry_at[side]:
+                        continue
+                    if not self.state.outbox.has_pending(self.collection, side):
+                        continue
+                    _, error = self._replay_side(side, block=False)
+                    if error is None:
+                        backoff[side] = 0.0
+                    else:  # exponential back-off up to 2 s while the side is failing
+                        backoff[side] = min(2.0, max(0.05, backoff[side] * 2))
+                        retry_at[side] = now + backoff[side]
+                self.current()
+                if now >= next_stats:
+                    self._recover_held()
+                    self.publish()
+                    next_stats = now + self.stats_interval
+            except Exception as exc:  # keep the replayer alive whatever happens
+                self.metrics.errors.labels(self.collection, "replayer").inc()
+                log.warning("%s: outbox replayer: %s", self.collection, exc)
+
+    def publish(self) -> None:
+        """Export outbox depth/age and store this instance's shadow totals (for gates)."""
+        for side, d in self.state.outbox.depth(self.collection).items():
+            self.metrics.outbox_depth.labels(self.collection, side).set(d.pending)
+            self.metrics.outbox_age.labels(self.collection, side).set(d.oldest_age)
+            self.metrics.outbox_dead.labels(self.collection, side).set(d.dead)
+        for version, totals in self.shadow.snapshot().items():
+            self.state.record_shadow(self.collection, self.instance, version, totals)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every write queued before this call has been applied to its secondary
+        (True), or ``timeout`` passes (False). Writes arriving meanwhile are not waited for,
+        so this returns under steady load too."""
+        outbox = self.state.outbox
+        upto = outbox.last_seq(self.collection)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            heads = [
+                outbox.pending(self.collection, side, limit=1) for side in ("source", "target")
+            ]
+            if all(not head or head[0].seq > upto for head in heads):
+                return True
+            self._wake.set()
+            time.sleep(0.05)
+        return False
