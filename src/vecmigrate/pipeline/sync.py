@@ -295,6 +295,11 @@ def sync_collection(
     started = time.perf_counter()
     spec_target = options.mapping.target_collection if options.mapping else None
     tname = target_collection or spec_target or name
+    if not target.capabilities.mutable:
+        raise ConfigError(
+            f"{target.engine} targets are append-only: sync needs to update and delete",
+            hint="sync into a database; export a fresh dump instead",
+        )
     feed = feed_of(source)
     installed = feed is not None and feed.change_capture_installed(name)
     mode = options.mode
@@ -327,6 +332,9 @@ def sync_collection(
             work.changes(feed)
         else:
             work.generic()
+        if result.rows_changed:
+            # Compaction etc.: LanceDB scans by offset slow down ~40x on an uncompacted table.
+            target.finalize(tname)
         if options.verify and not result.interrupted:
             result.parity = work.parity()
         if result.dead_letters == 0:
