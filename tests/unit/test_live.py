@@ -3,6 +3,7 @@ PostgreSQL), outbox ordering through failures, shadow dropping, the router's cat
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -394,4 +395,43 @@ def test_writer_dying_between_primary_and_release_is_recovered(tmp_path: Path) -
     assert _docs(target, ["a", "b"]) == {"a": "a v1", "b": "b v1"}
     assert state.outbox.depth("docs")["target"].pending == 0
     router.close()
+    state.close()
+
+
+def test_gates_verify_report_outbox_shadow_and_skips(tmp_path: Path) -> None:
+    from vecmigrate.live import GateConfig, GateFailedError, advance
+
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.json").write_text(
+        json.dumps({"passed": False, "gates": [{"gate": "recall@10 target", "passed": False}]})
+    )
+    no_data = GateConfig(skip=frozenset({"data"}), verify_report=report)
+    state.outbox.append("docs", "target", "delete", encode_batch(ids_batch(["a"], pa.string())))
+    with pytest.raises(GateFailedError) as refused:
+        advance(state, "docs", config=no_data)
+    by_gate = {r.gate: r for r in refused.value.results}
+    assert not by_gate["verify"].passed and "recall@10 target" in by_gate["verify"].detail
+    assert not by_gate["outbox"].passed and "1 pending" in by_gate["outbox"].detail
+    assert by_gate["data"].skipped and by_gate["shadow"].skipped  # dual-write has no shadow
+    assert state.get("docs").phase is Phase.DUAL_WRITE  # refused: nothing changed
+    (report / "report.json").write_text(json.dumps({"passed": True, "gates": []}))
+    state.outbox.complete([e.seq for e in state.outbox.pending("docs", "target")])
+    event, _ = advance(state, "docs", config=no_data, actor="ann", note="verified")
+    assert event.after.phase is Phase.SHADOW_READ
+    recorded = {g["gate"]: g for g in state.events("docs")[-1].gates}
+    assert recorded["data"]["skipped"] and recorded["verify"]["passed"]
+    # in shadow-read, too few shadow reads (then too low an overlap) refuse the canary
+    state.record_shadow("docs", "i1", event.after.version, ShadowTotals(5, 5.0, 1.0))
+    with pytest.raises(GateFailedError, match="5 shadow reads"):
+        advance(state, "docs", config=no_data)
+    state.record_shadow("docs", "i1", event.after.version, ShadowTotals(50, 35.0, 0.2))
+    with pytest.raises(GateFailedError, match=r"mean overlap 0\.700"):
+        advance(state, "docs", config=no_data)
+    state.record_shadow("docs", "i1", event.after.version, ShadowTotals(50, 49.0, 0.9))
+    event, _ = advance(state, "docs", config=no_data, percent=5)
+    assert event.after.label == "canary:5"
     state.close()
