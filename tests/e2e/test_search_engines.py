@@ -265,3 +265,38 @@ def test_wrong_credentials_fail_without_showing_them(
     assert "401" in str(err.value) and "security_exception" in str(err.value)
     assert SECRET not in str(err.value) and SECRET not in repr(conn)
     conn.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_named_vectors_with_their_own_metrics(dialect: str, uris: dict[str, str]) -> None:
+    schema = CollectionSchema(
+        name="named",
+        vectors=(
+            VectorField(name="text", dim=4, metric=Metric.COSINE),
+            VectorField(name="image", dim=3, metric=Metric.L2),
+        ),
+        metadata=(MetadataField(name="n", type="int64"),),
+    )
+    rng = np.random.default_rng(1)
+    text, image = rng.normal(size=(50, 4)), rng.normal(size=(50, 3))
+    ids = [f"r{i}" for i in range(50)]
+    batch = build_batch(
+        schema, ids, {"text": text, "image": image}, metadata=[{"n": i} for i in range(50)]
+    )
+    with connect(uris[dialect]) as conn:
+        conn.create(schema, if_exists="replace")
+        conn.upsert("named", batch)
+        got = conn.describe("named")
+        assert [(v.name, v.dim, v.metric) for v in got.vectors] == [
+            ("text", 4, Metric.COSINE),
+            ("image", 3, Metric.L2),
+        ]
+        assert "named" in conn.list_collections()
+        hits, _ = conn.search("named", image[7:8].astype(np.float32), 1, vector_field="image")
+        assert hits == [["r7"]]
+        hits, _ = conn.search("named", text[9:10].astype(np.float32), 1, vector_field="text")
+        assert hits == [["r9"]]
+        back = conn.fetch("named", ["r3"])
+        np.testing.assert_allclose(back.column("image").to_pylist()[0], image[3], rtol=1e-6)
+        conn.drop("named")
+        assert "named" not in conn.list_collections()

@@ -42,6 +42,7 @@ from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
 
 READ_RETRY = RetryPolicy(attempts=5, base_seconds=0.1, max_seconds=2.0)
 FETCH_CHUNK = 1000  # ids per search: stays far inside index.max_result_window (10,000)
+MAX_PAGE = 10_000  # index.max_result_window's default
 
 
 class SearchEngineConnector(Connector):
@@ -106,10 +107,26 @@ class SearchEngineConnector(Connector):
 
     def _init_cache(self) -> None:
         self._schemas: dict[str, CollectionSchema] = {}
+        self._dirty: set[str] = set()  # indexes this connector wrote since its last refresh
+
+    def _refresh(self, name: str, *, always: bool = True) -> None:
+        """Make writes searchable (searches and counts see refreshed segments only)."""
+        if always or name in self._dirty:
+            self._read(f"refreshing {name!r}", "refresh", index=name)
+            self._dirty.discard(name)
 
     def list_collections(self) -> list[str]:
+        # Only indexes with a vector field are collections; system indexes start with ".".
         mappings = self._read("listing indexes", "mappings")
-        return sorted(n for n in mappings if not n.startswith("."))
+        return sorted(
+            name
+            for name, m in mappings.items()
+            if not name.startswith(".")
+            and any(
+                p.get("type") in ("dense_vector", "knn_vector")
+                for p in ((m.get("mappings") or {}).get("properties") or {}).values()
+            )
+        )
 
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
@@ -119,7 +136,11 @@ class SearchEngineConnector(Connector):
         stored = (mapping.get("_meta") or {}).get(META_KEY)
         if stored:
             schema = CollectionSchema.from_json(json.dumps(stored))
-            schema = schema.replace(name=name, engine=self.engine)
+            # What the index really holds (index parameters) beside what vecmigrate meant.
+            props = mapping.get("properties") or {}
+            actual = {v.name: props.get(v.name, {}) for v in schema.vectors}
+            settings = {**schema.engine_settings, "vector_mappings": actual}
+            schema = schema.replace(name=name, engine=self.engine, engine_settings=settings)
         else:
             schema = self._infer(name, mapping)
         self._schemas[name] = schema
@@ -176,13 +197,13 @@ class SearchEngineConnector(Connector):
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
-        self._read(f"refreshing {name!r}", "refresh", index=name)
+        self._refresh(name)
         got = self._read(f"counting {name!r}", "count", index=name, body={"query": query(node)})
         return int(got["count"])
 
     def finalize(self, name: str) -> None:
         # Searches and counts see only refreshed segments: make every write visible.
-        self._read(f"refreshing {name!r}", "refresh", index=name)
+        self._refresh(name)
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
@@ -221,7 +242,7 @@ class SearchEngineConnector(Connector):
         else:
             sort = [{ID_FIELD: "asc"}]
             flt = {"range": {SLOT_FIELD: {"gte": spec["lo"], "lt": spec["hi"]}}}
-        self._read(f"refreshing {name!r}", "refresh", index=name)
+        self._refresh(name)
         # _shard_doc values only mean something inside their PIT: such a scan resumes in
         # the same PIT, which is left to expire (keep_alive) unless the scan finished.
         pinned = "_shard_doc" in sort
@@ -229,10 +250,11 @@ class SearchEngineConnector(Connector):
         resumed_pit = pit is not None
         pit = pit or self._read(f"opening a point in time on {name!r}", "open_pit", index=name)
         done = False
+        page = min(batch_rows, MAX_PAGE)  # index.max_result_window caps size, even with a PIT
         try:
             while True:
                 body: dict[str, Any] = {
-                    "size": batch_rows,
+                    "size": page,
                     "query": flt,
                     "sort": sort,
                     "pit": {"id": pit, "keep_alive": "5m"},
@@ -253,7 +275,7 @@ class SearchEngineConnector(Connector):
                     raise
                 pit = got.get("pit_id", pit)
                 hits = got["hits"]["hits"]
-                done = len(hits) < batch_rows
+                done = len(hits) < page
                 if not hits:
                     return
                 after = hits[-1]["sort"]
@@ -271,7 +293,7 @@ class SearchEngineConnector(Connector):
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
         keys = [str(i) for i in ids]
-        self._read(f"refreshing {name!r}", "refresh", index=name)
+        self._refresh(name, always=False)
         batches = [hits_to_batch([], schema)]
         for start in range(0, len(keys), FETCH_CHUNK):
             chunk = keys[start : start + FETCH_CHUNK]
@@ -288,10 +310,12 @@ class SearchEngineConnector(Connector):
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
+        self._dirty.add(name)
         self._bulk(name, bulk_index_lines(batch, schema), batch.column("id").to_pylist())
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         if ids:
+            self._dirty.add(name)
             lines = [json.dumps({"delete": {"_id": str(i)}}) for i in ids]
             self._bulk(name, lines, list(ids))
 
@@ -317,7 +341,7 @@ class SearchEngineConnector(Connector):
         node = self._filter(schema, filter)
         flt = query(node) if node is not None else None
         field = schema.vector_field(vector_field).name
-        self._read(f"refreshing {name!r}", "refresh", index=name)
+        self._refresh(name, always=False)
         out_ids: list[list[Any]] = []
         out_scores: list[list[float]] = []
         to_id: Callable[[str], Any] = int if schema.id_type is IdType.INT else str

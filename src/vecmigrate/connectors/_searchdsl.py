@@ -117,7 +117,8 @@ def search_capabilities(**overrides: Any) -> Capabilities:
         "stores_null_metadata": False,
         "filter_ops": ALL_OPS,
         "max_batch_rows": 1000,
-        "max_batch_bytes": 16 * 1024 * 1024,
+        # Vectors travel as JSON text (~3x their float32 size): ~15 MB bulk requests.
+        "max_batch_bytes": 5 * 1024 * 1024,
         "index_kinds": frozenset({"hnsw", "flat"}),
     }
     return Capabilities(**{**shared, **overrides})
