@@ -34,6 +34,8 @@ class FaultyTarget(Connector):
         self.rng = random.Random(seed)
         self.upsert_calls = 0
         self.injected = 0
+        self.injected_before = 0  # failed before the write reached the engine
+        self.injected_after = 0  # failed after the engine applied the write
 
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         self.upsert_calls += 1
@@ -42,10 +44,12 @@ class FaultyTarget(Connector):
             raise DataError("refused by the engine", collection=name, record_id=sorted(bad)[0])
         if self.rng.random() < self.transient_rate:
             self.injected += 1
+            self.injected_before += 1
             raise TransientError("injected 503")
         self.inner.upsert(name, batch)
         if self.rng.random() < self.fail_after_write_rate:
             self.injected += 1
+            self.injected_after += 1
             raise TransientError("injected timeout after the write was applied")
 
     def __getattribute__(self, item: str) -> Any:
@@ -58,6 +62,8 @@ class FaultyTarget(Connector):
             "rng",
             "upsert_calls",
             "injected",
+            "injected_before",
+            "injected_after",
             "uri",
             "schemes",
             "capabilities",

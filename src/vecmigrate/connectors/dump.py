@@ -198,6 +198,9 @@ class DumpConnector(Connector):
     def finalize(self, name: str) -> None:
         """Check parts for duplicate ids, digest them and write the manifest entry."""
         schema = self.describe(name)
+        # Temp files of writes a killed run never renamed: their batches were re-sent.
+        for stale in self.dump.collection_dir(name).glob(".part-*.tmp"):
+            stale.unlink(missing_ok=True)
         builder = DigestBuilder(schema)
         seen: set[Any] = set()
         parts = []
