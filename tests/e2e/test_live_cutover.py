@@ -239,6 +239,8 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             load.stop()
         stop_group(app)  # type: ignore[arg-type]
         state.close()
+        src.close()
+        tgt.close()
 
     # 6. no failed request; canary reads sticky per user; numbers for the README
     failed = [s for s in samples if not s.ok]
@@ -258,6 +260,8 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
     latency.update({k: v for k, v in burst.latency_by_phase().items() if k == "target-only"})
     status = cli("cutover", "status", "--state", state_uri, "-c", name, "--json").json()
     result = {
+        "machine": f"{os.cpu_count()} cores shared with the engines and the load generator; "
+        f"load average {os.getloadavg()[0]:.1f} at the end",
         "requests": len(samples),
         "failed": len(failed),
         "outage": {
