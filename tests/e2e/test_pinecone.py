@@ -233,6 +233,18 @@ def test_namespaces_round_trip(server: Any, conn: Connector, tmp_path: Path) -> 
             hits, _ = only_a.search(schema.name, np.ones((2, 8), dtype=np.float32), 50)
             assert {h for row in hits for h in row} == set(ids[1:90:3])
             assert only_a.count(schema.name, {"n": {"$gte": 2**40 + 45}}) == 15
+            # A collection without namespaces written through it lands in team-a only.
+            flat_schema = _schema("flat-into-ns")
+            only_a.create(flat_schema)
+            only_a.upsert(flat_schema.name, _batch(flat_schema, ["f1", "f2"]))
+            assert conn.describe(flat_schema.name).namespaces == ("team-a",)
+            only_a.drop(flat_schema.name)
+            with pytest.raises(ConfigError, match="scoped to namespace"):
+                only_a.create(schema.replace(name="x-ns"))
+        with connect(uri(server, "one-index")) as scoped:
+            assert scoped.list_collections() == []
+            with pytest.raises(ConfigError, match="scoped to index"):
+                scoped.create(_schema("another-index"))
     finally:
         conn.drop(schema.name)
         conn.drop(restored)
