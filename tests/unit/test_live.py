@@ -296,10 +296,14 @@ def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path:
     s = state.get("docs")
     state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
     router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"4-d vector.*id='x'.*field='vector'"):
+        router.upsert([{"id": "x", "vector": [1.0, 2.0]}])
+    router.upsert([{"id": "d", "vector": [1, 2, 3, 4], "document": "d", "metadata": {}}])
+    router.delete(["d"])
     target.down.set()
     router.upsert(_batch(["a", "b"], "v1"))  # succeeds: the target's failure is queued
     router.delete(["b"])
-    assert state.outbox.depth("docs")["target"].pending == 2
+    assert state.outbox.depth("docs")["target"].pending == 4
     assert target.fetch("docs", ["a"]).num_rows == 0
     target.down.clear()
     # switch the primary to the target with its backlog still queued (as after a rollback)
@@ -321,7 +325,7 @@ def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path:
     ids, _ = router.search(np.ones((1, 4), np.float32), 5)
     assert ids[0] == ["a"]
     text = router.metrics.exposition().decode()
-    assert 'vecmigrate_live_outbox_replayed_total{collection="docs",side="target"} 2.0' in text
+    assert 'vecmigrate_live_outbox_replayed_total{collection="docs",side="target"} 4.0' in text
     router.close()
     state.close()
 

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter
+from vecmigrate.errors import DataError
 from vecmigrate.live.metrics import RouterMetrics
 from vecmigrate.live.outbox import Op, encode_batch, ids_batch
 from vecmigrate.live.phases import PhaseState, Side
@@ -102,7 +103,15 @@ class MigrationRouter(Replication):
     def refresh(self) -> PhaseState:
         """Re-read the phase from the state store now."""
         with self._state_lock:
-            fresh = self.state.get(self.collection)
+            try:
+                fresh = self.state.get(self.collection)
+            except Exception as exc:
+                # Nobody can change the phase while the store is unreachable either: keep
+                # routing by the last one read (writes that need the outbox still fail).
+                self.metrics.errors.labels(self.collection, "state-store").inc()
+                log.warning("%s: cannot re-read the phase: %s", self.collection, exc)
+                self._cached_at = time.monotonic()
+                return self._cached
             if fresh.version != self._cached.version:
                 log.info("%s: phase %s -> %s", self.collection, self._cached.label, fresh.label)
                 self.metrics.set_phase(fresh)
@@ -116,12 +125,7 @@ class MigrationRouter(Replication):
         if isinstance(records, pa.RecordBatch):
             return conform(records, self.schema)
         rows: list[Mapping[str, Any]] = list(records)
-        vectors = {
-            v.name: np.asarray([r[v.name] for r in rows], dtype=np.float32).reshape(
-                len(rows), v.dim
-            )
-            for v in self.schema.vectors
-        }
+        vectors = {v.name: self._vectors(rows, v.name, v.dim) for v in self.schema.vectors}
         return build_batch(
             self.schema,
             [r["id"] for r in rows],
@@ -129,6 +133,23 @@ class MigrationRouter(Replication):
             documents=[r.get("document") for r in rows] if self.schema.has_document else None,
             metadata=[r.get("metadata") for r in rows],
         )
+
+    def _vectors(self, rows: list[Mapping[str, Any]], field: str, dim: int) -> np.ndarray:
+        """One (n, dim) float32 matrix from per-record vectors; DataError names the record."""
+        out = np.empty((len(rows), dim), dtype=np.float32)
+        for i, r in enumerate(rows):
+            if "id" not in r:
+                raise DataError("record without an id", collection=self.collection, field="id")
+            try:
+                out[i] = np.asarray(r[field], dtype=np.float32).reshape(dim)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(
+                    f"needs a {dim}-d vector ({type(exc).__name__}: {exc})",
+                    collection=self.collection,
+                    record_id=r["id"],
+                    field=field,
+                ) from None
+        return out
 
     def upsert(self, records: Records) -> None:
         """Insert or replace records by id (a batch, a table, or dicts with ``id``, the
