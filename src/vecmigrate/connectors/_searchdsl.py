@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.filters import ALL_OPS, Bool, Cond, Node
@@ -41,6 +42,7 @@ DOC_FIELD = "document"
 META_KEY = "vecmigrate"
 SLOTS = 2**32
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+MAX_ID_BYTES = 512  # both engines refuse longer _id values
 _RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 _FIELD_TYPE = {
     "string": "keyword",
@@ -67,6 +69,11 @@ _PORTABLE = {
     "scaled_float": "float64",
     "boolean": "bool",
 }
+_BAD_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+_METADATA_FIELDS = frozenset(
+    {"_id", "_index", "_source", "_routing", "_field_names", "_ignored", "_seq_no", "_version"}
+    | {"_primary_term", "_doc_count", "_tier", "_data_stream_timestamp", "_size"}
+)
 _PARSE_FIELD = re.compile(r"failed to parse field \[([^\]]+)\]|field \[([^\]]+)\]")
 
 
@@ -125,8 +132,16 @@ def search_capabilities(**overrides: Any) -> Capabilities:
 
 
 def index_properties(schema: CollectionSchema, engine: str) -> dict[str, Any]:
-    """Mapping properties of everything but the vectors; refuses colliding names."""
+    """Mapping properties of everything but the vectors; refuses names the engines refuse
+    (index names: lowercase, no ``\\/*?"<>| ,#:``, not starting with ``-_+``) or that
+    collide with vecmigrate's own fields or the engines' metadata fields."""
+    if _BAD_INDEX.search(schema.name) or schema.name.startswith(("-", "_", "+", ".")):
+        raise ConfigError(
+            f"{schema.name!r} is not a valid {engine} index name",
+            hint='index names are lowercase, without \\/*?"<>| ,#: (use --target-collection)',
+        )
     reserved = {ID_FIELD, SLOT_FIELD, EXTRA_FIELD, DOC_FIELD} | {v.name for v in schema.vectors}
+    reserved |= _METADATA_FIELDS
     props: dict[str, Any] = {
         ID_FIELD: {"type": "keyword"},
         SLOT_FIELD: {"type": "long"},
@@ -201,36 +216,67 @@ def hits_to_batch(hits: list[dict[str, Any]], schema: CollectionSchema) -> pa.Re
     return build_batch(schema, ids, vectors, documents=docs, metadata=metas)
 
 
+def _vector_texts(batch: pa.RecordBatch, name: str, ids: list[Any], collection: str) -> list[str]:
+    """Each row's vector as JSON array text, formatted by Arrow (shortest float32 text,
+    exact once parsed as float32) rather than per element in Python."""
+    matrix = vectors_to_numpy(batch.column(name))
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        raise DataError(
+            "NaN or infinite vector values cannot be indexed",
+            collection=collection,
+            record_id=ids[int(np.argmin(finite))],
+            field=name,
+        )
+    n, dim = matrix.shape
+    texts = pc.cast(pa.array(matrix.reshape(-1)), pa.string()).to_pylist()
+    return ["[" + ",".join(texts[i * dim : (i + 1) * dim]) + "]" for i in range(n)]
+
+
+def _id_text(rid: Any, collection: str) -> str:
+    key = str(rid)
+    if not key or len(key.encode()) > MAX_ID_BYTES:
+        raise DataError(
+            f"an _id must be 1 to {MAX_ID_BYTES} bytes long",
+            collection=collection,
+            record_id=rid,
+            field="id",
+        )
+    return key
+
+
 def bulk_index_lines(batch: pa.RecordBatch, schema: CollectionSchema) -> list[str]:
     """NDJSON ``index`` actions and sources of a batch (see the module docstring)."""
+    name = schema.name
     ids = batch.column("id").to_pylist()
+    keys = [_id_text(rid, name) for rid in ids]
     rows = metadata_rows(batch, schema)
     docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
-    vecs = {v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors}
+    vecs = {json.dumps(v.name): _vector_texts(batch, v.name, ids, name) for v in schema.vectors}
     fields = {m.name: m for m in schema.metadata}
     lines: list[str] = []
-    for i, rid in enumerate(ids):
-        src: dict[str, Any] = {ID_FIELD: str(rid), SLOT_FIELD: slot(rid)}
+    for i, (rid, key) in enumerate(zip(ids, keys, strict=True)):
+        src: dict[str, Any] = {ID_FIELD: key, SLOT_FIELD: slot(key)}
         if docs is not None and docs[i] is not None:
             src[DOC_FIELD] = docs[i]
-        for vname, rows_v in vecs.items():
-            src[vname] = rows_v[i]
         extra = {}
-        for key, value in rows[i].items():
-            f = fields.get(key)
+        for k, value in rows[i].items():
+            f = fields.get(k)
             if f is not None and value_fits(value, f):
-                src[key] = encode_json(value) if f.type == "json" else value
+                src[k] = encode_json(value) if f.type == "json" else value
             else:
-                extra[key] = value
+                extra[k] = value
         if extra:
             src[EXTRA_FIELD] = encode_json(extra)
         try:
             doc = json.dumps(src, ensure_ascii=False, allow_nan=False)
         except ValueError:
             raise DataError(
-                "NaN or infinite values cannot be indexed", collection=schema.name, record_id=rid
+                "NaN or infinite metadata values cannot be indexed", collection=name, record_id=rid
             ) from None
-        lines += [json.dumps({"index": {"_id": str(rid)}}), doc]
+        # Splice the pre-formatted vectors in before the closing brace.
+        doc = doc[:-1] + "".join(f",{k}:{texts[i]}" for k, texts in vecs.items()) + "}"
+        lines += [json.dumps({"index": {"_id": key}}), doc]
     return lines
 
 
