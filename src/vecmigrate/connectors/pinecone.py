@@ -494,7 +494,7 @@ class PineconeConnector(Connector):
         for r in recs:
             md = dict(r.metadata or {})
             docs.append(md.pop(doc_key, None))
-            extra = json.loads(md.pop(EXTRA_KEY)) if EXTRA_KEY in md else {}
+            extra = _extra(md)
             metas.append({**{k: _decode(by_name.get(k), v) for k, v in md.items()}, **extra})
         matrix = np.asarray([r.values for r in recs], dtype=np.float32)
         return build_batch(
@@ -748,6 +748,20 @@ def _decode(f: MetadataField | None, value: Any) -> Any:
             return json.loads(value)
     except ValueError:
         return value
+    return value
+
+
+def _extra(md: dict[str, Any]) -> dict[str, Any]:
+    """Pop the JSON object vecmigrate keeps under EXTRA_KEY (another writer's value under
+    that key stays an ordinary key)."""
+    raw = md.get(EXTRA_KEY)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        return {}
+    del md[EXTRA_KEY]
     return value
 
 
