@@ -38,7 +38,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def _print_round(r: SyncResult) -> None:
     line = (
-        f"round {r.round} [{r.mode}{', with initial generic pass' if r.initial_generic else ''}]"
+        f"round {r.round} ({r.mode}{' + initial generic pass' if r.initial_generic else ''})"
         f" {r.collection} -> {r.target_collection}: {r.upserted:,} upserted, {r.deleted:,} "
         f"deleted, {r.dead_letters} refused in {r.seconds:.2f}s"
     )
@@ -54,7 +54,7 @@ def _print_round(r: SyncResult) -> None:
         )
     if r.interrupted:
         line += " (stopped early)"
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=False)
     if r.dead_letters:
         console.print(f"  [red]refused records are in {r.dead_letter_dir}[/]", highlight=False)
     if r.parity is not None:

@@ -75,6 +75,7 @@ class SyncResult:
     missing: int = 0
     changed: int = 0
     extra: int = 0
+    mapping_refused: int = 0
     changes_read: int = 0
     initial_generic: bool = False
     rows_scanned: int = 0
@@ -194,9 +195,15 @@ class _Round:
         r.missing += len(drift.missing)
         r.changed += len(drift.changed)
         r.extra += len(drift.extra)
+        r.mapping_refused = drift.mapping_refused
         r.rows_scanned += drift.rows_scanned
         r.buckets, r.dirty_buckets = drift.buckets, drift.dirty_buckets
         ids = [*drift.missing, *(s for s, _ in drift.changed)]
+        if self.mapping.is_identity:
+            # Confirm each extra id against the source before deleting it: a scan over an
+            # offset order (Chroma, LanceDB) can skip a record while the source is written.
+            ids += drift.extra
+            drift.extra = []
         step = self.options.fetch_rows
         for start in range(0, len(ids), step):
             if self.stop.is_set():

@@ -64,6 +64,7 @@ class Drift:
     changed: list[tuple[Any, Any]] = field(default_factory=list)  # (source id, target id)
     extra: list[Any] = field(default_factory=list)  # target ids absent from the source
     rows_scanned: int = 0
+    mapping_refused: int = 0  # source records the mapping refuses (left out, as copy does)
 
     @property
     def equal(self) -> bool:
@@ -120,27 +121,32 @@ class FineDigest:
         return mask
 
 
-def _signed(side: Side, batch_rows: int) -> Iterator[tuple[RecordSignatures, list[Any]]]:
-    """Signatures of every record of ``side`` (mapped for a source), with original ids."""
+def _signed(
+    side: Side, batch_rows: int, stats: dict[str, int] | None = None
+) -> Iterator[tuple[RecordSignatures, list[Any]]]:
+    """Signatures of every record of ``side`` (mapped for a source), with original ids;
+    ``stats`` counts rows ``read`` and ``refused`` by the mapping."""
+    stats = stats if stats is not None else {}
     builder = DigestBuilder(side.digest_schema)
     for part in side.conn.partitions(side.name, 1):
         for batch, _ in side.conn.scan(side.name, part, schema=side.schema, batch_rows=batch_rows):
             originals = batch.column("id").to_pylist()
+            stats["read"] = stats.get("read", 0) + batch.num_rows
             if side.transform is not None:
                 batch, refusals = side.transform.apply(batch)
-                refused = {r.row for r in refusals}  # records the writer dead-letters
+                refused = {r.row for r in refusals}
+                stats["refused"] = stats.get("refused", 0) + len(refused)
                 originals = [x for i, x in enumerate(originals) if i not in refused]
             if batch.num_rows:
                 yield builder.signatures(batch), originals
 
 
-def _digest(side: Side, buckets: int, batch_rows: int) -> tuple[FineDigest, int]:
+def _digest(side: Side, buckets: int, batch_rows: int) -> tuple[FineDigest, dict[str, int]]:
     digest = FineDigest(buckets, side.digest_schema)
-    rows = 0
-    for sig, _ in _signed(side, batch_rows):
+    stats: dict[str, int] = {}
+    for sig, _ in _signed(side, batch_rows, stats):
         digest.add(sig, id_buckets(sig.ids, buckets))
-        rows += len(sig.ids)
-    return digest, rows
+    return digest, stats
 
 
 Signature = tuple[int, np.ndarray, Any]  # content hash, projections, original id
@@ -163,8 +169,10 @@ def find_drift(source: Side, target: Side, *, tolerance: float, batch_rows: int 
     with ThreadPoolExecutor(2) as pool:
         fa = pool.submit(_digest, source, buckets, batch_rows)
         fb = pool.submit(_digest, target, buckets, batch_rows)
-        (da, rows_a), (db, rows_b) = fa.result(), fb.result()
+        (da, stats_a), (db, stats_b) = fa.result(), fb.result()
+    rows_a, rows_b = stats_a.get("read", 0), stats_b.get("read", 0)
     drift = Drift(int(da.counts.sum()), int(db.counts.sum()), buckets, rows_scanned=rows_a + rows_b)
+    drift.mapping_refused = stats_a.get("refused", 0)
     dirty = da.dirty(db, tolerance)
     drift.dirty_buckets = int(dirty.sum())
     if not drift.dirty_buckets:
