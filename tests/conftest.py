@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,22 @@ def chroma_server() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_server() -> Iterator[Any]:
+    """A Milvus 2.3 standalone server (embedded etcd) for the whole session."""
+    require_module("milvus")
+    require_module("pymilvus")
+    from tests.engines.milvus import start_milvus_server
+
+    workdir = _engine_dir("milvus")
+    server = start_milvus_server(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
