@@ -207,6 +207,45 @@ def test_crash_mid_change_feed_sync_loses_nothing(postgres: Any, tmp_path: Path)
         assert years == {3000 + i for i in range(30)}
 
 
+def test_change_feed_takes_a_transaction_that_commits_late_and_maps_ids(
+    postgres: Any, tmp_path: Path
+) -> None:
+    """A transaction that wrote before a sync but committed after it has a lower seq than
+    changes already applied: a seq watermark would skip it; the snapshot window must not."""
+    import psycopg
+
+    uri, schema = _pg_table(postgres, "late_docs", 50)
+    name = schema.name
+    spec = MappingSpec.model_validate({"id": {"strategy": "uuid5", "original_field": "src"}})
+    opts = _opts(tmp_path, mapping=spec)
+    with connect(uri) as src, connect(f"lancedb://{tmp_path / 'l'}") as dst:
+        _backfill(src, dst, name, tmp_path, spec)
+        src.install_change_capture(name)  # type: ignore[attr-defined]
+        assert sync_collection(src, dst, name, options=opts).ok
+        with psycopg.connect(postgres.dsn) as slow:  # not autocommit: one open transaction
+            slow.execute("UPDATE late_docs SET year = 1111 WHERE id = 30")
+            _pg_sql(postgres, "UPDATE late_docs SET year = 2222 WHERE id = 31")
+            src.delete(name, [32])  # a mapped (uuid5) id to delete on the target
+            r1 = sync_collection(
+                src, dst, name, options=_opts(tmp_path, mapping=spec, verify=False)
+            )
+            assert (r1.changes_read, r1.upserted, r1.deleted) == (2, 1, 1)
+            slow.commit()
+        r2 = sync_collection(src, dst, name, options=opts)
+        assert (r2.changes_read, r2.upserted) == (1, 1)
+        assert r2.parity and r2.parity["equal"] and r2.parity["target_count"] == 49
+        years = {m["src"]: m["year"] for m in metadata_rows(*_scan_all(dst, name))}
+        assert years["30"] == 1111 and years["31"] == 2222 and "32" not in years
+
+
+def _scan_all(conn: Connector, name: str) -> tuple[Any, CollectionSchema]:
+    import pyarrow as pa
+
+    schema = conn.describe(name)
+    batches = [b for p in conn.partitions(name, 1) for b, _ in conn.scan(name, p, schema=schema)]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0], schema
+
+
 class _state:
     """The stored change-feed window of the test's state file."""
 
