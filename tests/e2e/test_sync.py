@@ -294,5 +294,5 @@ def test_watch_rounds_through_the_cli_and_sigterm(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_a_feed_the_engine_lacks(tmp_path: Path) -> None:
-    proc = run_cli("sync", "--install-capture", f"chroma://{tmp_path}", "-c", "x", cwd=tmp_path)
+    proc = run_cli("sync", "--install-capture", f"dump://{tmp_path}", "-c", "x", cwd=tmp_path)
     assert proc.returncode == 2 and "no change feed" in proc.stderr
