@@ -13,8 +13,15 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.errors import SchemaMismatchError
-from vecmigrate.mapping.casts import CastRefused, cast_value
+from vecmigrate.mapping.casts import CastRefused, cast_value, epoch_to_iso, iso_to_epoch
 from vecmigrate.mapping.embed import Embedder, SentenceTransformerEmbedder
+from vecmigrate.mapping.reshape import (
+    FieldRefused,
+    flatten_row,
+    namespace_fields,
+    reshape_fields,
+    unflatten_row,
+)
 from vecmigrate.mapping.spec import MappingSpec
 from vecmigrate.model import (
     Capabilities,
@@ -62,6 +69,9 @@ class Mapping:
             and not s.fields
             and not self.unit_required
             and s.reembed is None
+            and s.flatten is None
+            and s.unflatten is None
+            and not (s.namespaces and (s.namespaces.to == "field" or s.namespaces.from_))
             and not any(v.normalize or v.rename for v in s.vectors.values())
         )
 
@@ -72,7 +82,17 @@ class Mapping:
             return batch, []
         refusals: list[Refusal] = []
         ids = self._map_ids(batch.column("id").to_pylist(), refusals)
-        metas = self._map_metadata(metadata_rows(batch, self.source), refusals)
+        metas = self._reshape(metadata_rows(batch, self.source), refusals)
+        metas = self._map_metadata(metas, refusals)
+        names = batch.schema.names
+        namespaces = batch.column("namespace").to_pylist() if "namespace" in names else None
+        nspec = self.spec.namespaces
+        if nspec and nspec.to == "field" and namespaces is not None:
+            for meta, ns in zip(metas, namespaces, strict=True):
+                if ns is not None:
+                    meta[str(nspec.field)] = ns
+        elif nspec and nspec.from_ == "field":
+            namespaces = [meta.pop(str(nspec.field), None) for meta in metas]
         for i, orig in enumerate(batch.column("id").to_pylist()):
             if self.spec.id.original_field:
                 metas[i][self.spec.id.original_field] = str(orig)
@@ -99,7 +119,6 @@ class Mapping:
                         )
                     )
             vectors[tgt_field.name] = numpy_to_vectors(m)
-        names = batch.schema.names
         if self.spec.reembed and self.embedder:
             vectors[self.spec.reembed.field] = self._embed(batch, refusals)
         out = build_batch(
@@ -108,7 +127,7 @@ class Mapping:
             vectors,
             documents=batch.column("document").to_pylist() if "document" in names else None,
             metadata=metas,
-            namespaces=batch.column("namespace").to_pylist() if "namespace" in names else None,
+            namespaces=namespaces,
         )
         bad = sorted({r.row for r in refusals})
         if bad:
@@ -128,6 +147,22 @@ class Mapping:
         if rows:
             m[rows] = self.embedder.embed([docs[i] for i in rows])
         return numpy_to_vectors(m)
+
+    def _reshape(self, rows: list[dict[str, Any]], refusals: list[Refusal]) -> list[dict[str, Any]]:
+        flat, unflat = self.spec.flatten, self.spec.unflatten
+        if flat is None and unflat is None:
+            return rows
+        out = []
+        for row, meta in enumerate(rows):
+            try:
+                if flat is not None:
+                    meta = flatten_row(meta, set(flat.fields or ()), flat.sep)
+                if unflat is not None:
+                    meta = unflatten_row(meta, unflat.sep)
+            except FieldRefused as exc:
+                refusals.append(Refusal(row, exc.field, exc.reason))
+            out.append(meta)
+        return out
 
     def _map_ids(self, ids: list[Any], refusals: list[Refusal]) -> list[Any]:
         strategy = self.spec.id.strategy
@@ -165,12 +200,22 @@ class Mapping:
                     continue
                 if fspec.cast:
                     try:
-                        value = cast_value(value, fspec.cast)
+                        value = self._cast(key, value, fspec.cast, fspec.unit)
                     except CastRefused as exc:
                         refusals.append(Refusal(row, key, f"cannot cast to {fspec.cast}: {exc}"))
                 mapped[fspec.rename or key] = value
             out.append(mapped)
         return out
+
+    def _cast(self, key: str, value: Any, to: str, unit: str) -> Any:
+        if to not in ("date", "timestamp"):
+            return cast_value(value, to)  # type: ignore[arg-type]
+        if value is None:
+            return None
+        target = self.target.metadata_field(self.spec.fields[key].rename or key)
+        if target is not None and target.type == "int64":
+            return iso_to_epoch(value, to, unit)
+        return epoch_to_iso(value, to, unit)
 
 
 def _metric_decision(
@@ -229,13 +274,20 @@ def build_mapping(
     source_engine: str = "",
     source_uri: str = "",
     embedder: Embedder | None = None,
+    sample: list[dict[str, Any]] | None = None,
 ) -> Mapping:
     """Compile a mapping; SchemaMismatchError when a decision is needed and not given."""
     spec = spec or MappingSpec()
     mapping = Mapping(source, source, spec)
     tname = name or spec.target_collection or source.name
     id_type = _id_type(source, capabilities, spec, mapping)
-    metadata = _fields(source, spec, mapping)
+    reshaped, flat = reshape_fields(source, spec, mapping.decisions, sample)
+    if flat is not None:
+        spec = mapping.spec = spec.model_copy(update={"flatten": flat})
+    fields = _fields(source.replace(metadata=reshaped), spec, mapping)
+    namespaces, metadata = namespace_fields(
+        source, capabilities, spec, tuple(fields), mapping.decisions, mapping.warnings
+    )
     vectors = []
     for v in source.vectors:
         if spec.reembed and v.name == spec.reembed.replace:
@@ -275,11 +327,6 @@ def build_mapping(
         )
     if source.sparse and not capabilities.sparse_vectors:
         raise SchemaMismatchError(f"the target cannot store sparse vectors of {source.name!r}")
-    if source.namespaces is not None and not capabilities.namespaces:
-        raise SchemaMismatchError(
-            f"the target has no namespaces for {source.name!r}",
-            hint="map namespaces to collections or a metadata field",
-        )
     provenance = dict(source.provenance) or {
         "source_engine": source_engine,
         "source_uri": source_uri,
@@ -290,6 +337,7 @@ def build_mapping(
         name=tname,
         id_type=id_type,
         metadata=tuple(metadata),
+        namespaces=namespaces,
         vectors=tuple(vectors),
         provenance=provenance,
         embedding=embedding,
@@ -365,10 +413,17 @@ def _fields(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> li
         if fspec and fspec.drop:
             mapping.decisions.append(f"metadata.{m.name}: dropped")
             continue
+        cast = fspec.cast if fspec else None
+        if cast in ("date", "timestamp"):
+            if m.type not in ("string", "int64"):
+                raise SchemaMismatchError(
+                    f"metadata.{m.name}: cast {cast} needs ISO text or an int64 epoch, not {m.type}"
+                )
+            cast = "int64" if m.type == "string" else "string"
         new = m.model_copy(
             update={
                 "name": (fspec.rename if fspec and fspec.rename else m.name),
-                "type": (fspec.cast if fspec and fspec.cast else m.type),
+                "type": cast or m.type,
             }
         )
         if fspec:

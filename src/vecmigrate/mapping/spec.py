@@ -13,6 +13,9 @@ JSON schema (``vecmigrate plan --json-schema``). Example::
     vectors:
       vector: {metric: dot, index: {kind: hnsw, params: {M: 32, ef_construction: 200}}}
     reembed: {model: all-MiniLM-L6-v2, field: minilm}   # a new named vector from documents
+    namespaces: {to: field, field: tenant}   # or {from: field, field: tenant}, {to: drop}
+    flatten: {sep: "."}                     # json objects -> dotted scalar fields
+    # fields: {published: {cast: timestamp, unit: ms}}  # ISO-8601 text <-> int64 epoch
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, MetadataType, Metric
@@ -44,11 +47,56 @@ class IdSpec(_Spec):
 
 
 class FieldSpec(_Spec):
-    """What happens to one metadata field."""
+    """What happens to one metadata field.
+
+    ``cast: date`` / ``cast: timestamp`` convert between ISO-8601 text (canonical UTC
+    form: ``2024-05-01``, ``2024-05-01T12:30:00Z``, with ``.123`` for ms) and an int64
+    epoch in ``unit``; the direction follows the source type (string -> int64 -> string).
+    """
 
     rename: str | None = None
     drop: bool = False
-    cast: MetadataType | None = None
+    cast: MetadataType | Literal["date", "timestamp"] | None = None
+    unit: Literal["s", "ms"] = Field(default="s", description="epoch unit of date/timestamp")
+
+
+class NamespaceSpec(_Spec):
+    """Where namespaces (tenants) go when the target cannot store them, or come from.
+
+    ``{to: field, field: tenant}``: each record's namespace becomes a string metadata field;
+    ``{from: field, field: tenant}``: a string metadata field becomes the namespace;
+    ``{to: collections, pattern: "{collection}__{namespace}"}``: one collection each;
+    ``{to: drop}``: namespaces are dropped (only when written)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: Literal["field", "collections", "drop"] | None = None
+    from_: Literal["field"] | None = Field(default=None, alias="from")
+    field: str | None = Field(default=None, description="the metadata field (to/from field)")
+    pattern: str = Field(
+        default="{collection}__{namespace}", description="target names (to: collections)"
+    )
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> NamespaceSpec:
+        if (self.to is None) == (self.from_ is None):
+            raise ValueError("give exactly one of to: (field|collections|drop) or from: field")
+        if (self.to == "field" or self.from_ == "field") and not self.field:
+            raise ValueError("to/from field needs field: NAME")
+        return self
+
+
+class FlattenSpec(_Spec):
+    """json objects -> one scalar field per leaf (``author.name``), or back (unflatten)."""
+
+    sep: str = Field(default=".", min_length=1)
+    fields: list[str] | None = Field(
+        default=None, description="json fields to flatten (default: every json field)"
+    )
+    types: dict[str, MetadataType] = Field(
+        default_factory=dict,
+        description="type of each flattened field; inferred from a sample when empty",
+    )
 
 
 class VectorSpec(_Spec):
@@ -85,6 +133,11 @@ class MappingSpec(_Spec):
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     vectors: dict[str, VectorSpec] = Field(default_factory=dict)
     reembed: ReembedSpec | None = None
+    namespaces: NamespaceSpec | None = None
+    flatten: FlattenSpec | None = None
+    unflatten: FlattenSpec | None = Field(
+        default=None, description="dotted fields -> json objects (sep; fields and types unused)"
+    )
     on_invalid: Literal["fail", "dead_letter"] = Field(
         default="dead_letter",
         description="a record a cast or check refuses: stop, or dead-letter it",
@@ -107,4 +160,6 @@ class MappingSpec(_Spec):
 
     def to_yaml(self) -> str:
         """The mapping as YAML, defaults included, for review."""
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude_none=True, by_alias=True), sort_keys=False
+        )

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from vecmigrate.pipeline.deadletter import (
     DeadLetterWriter,
 )
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
+from vecmigrate.pipeline.plan import metadata_sample
 from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
 from vecmigrate.pipeline.validate import oversized_metadata
 from vecmigrate.records import conform, vectors_to_numpy
@@ -410,7 +411,10 @@ def copy_collection(
         name=tgt,
         source_engine=source.engine,
         source_uri=str(source.uri),
+        sample=metadata_sample(source, collection, options.mapping),
     )
+    if mapping.spec.flatten is not None:  # remote workers get the sampled field types
+        options = replace(options, mapping=mapping.spec)
     target_schema = mapping.target
     job_path = options.job_path or default_job_path(source, target, collection, tgt)
     identity = {

@@ -12,7 +12,7 @@ import pyarrow as pa
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
 from vecmigrate.mapping.plan import UNIT_TOLERANCE
-from vecmigrate.records import conform, vectors_to_numpy
+from vecmigrate.records import conform, metadata_rows, vectors_to_numpy
 
 
 def _sample(source: Connector, name: str, rows: int) -> tuple[pa.Table, float]:
@@ -28,6 +28,18 @@ def _sample(source: Connector, name: str, rows: int) -> tuple[pa.Table, float]:
             break
     seconds = time.perf_counter() - t0
     return pa.Table.from_batches(batches, schema=schema.arrow_schema()).slice(0, rows), seconds
+
+
+def metadata_sample(
+    source: Connector, name: str, spec: MappingSpec | None, rows: int = 2000
+) -> list[dict[str, Any]] | None:
+    """Metadata of the first ``rows`` records when the mapping infers types from data
+    (flatten without declared types); None otherwise."""
+    if spec is None or spec.flatten is None or spec.flatten.types:
+        return None
+    schema = source.describe(name)
+    table, _ = _sample(source, name, rows)
+    return [m for b in table.to_batches() for m in metadata_rows(b, schema)]
 
 
 def plan_migration(
@@ -49,6 +61,7 @@ def plan_migration(
         name=target_name,
         source_engine=source.engine,
         source_uri=str(source.uri),
+        sample=metadata_sample(source, name, spec, sample_rows),
     )
     total = source.count(name)
     sample, scan_seconds = _sample(source, name, sample_rows)
@@ -117,7 +130,7 @@ def plan_migration(
             "seconds": round(total / min(rates), 1) if rates else None,
             "target_storage_bytes": round(per_row * total),
         },
-        "mapping": _explicit(mapping).model_dump(mode="json", exclude_none=True),
+        "mapping": _explicit(mapping).model_dump(mode="json", exclude_none=True, by_alias=True),
     }
 
 
