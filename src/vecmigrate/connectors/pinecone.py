@@ -30,32 +30,41 @@ What the mapping keeps, and what it cannot:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 import json
-import math
 import os
-import re
 import threading
-import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 from pinecone import Pinecone
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.pinecone_codec import (
+    DOC_KEY,
+    EXTRA_KEY,
+    MAX_METADATA_BYTES,
+    SCHEMA_TAG,
+    compile_filter,
+    decode_value,
+    encode_metadata,
+    from_pinecone_id,
+    index_name,
+    pop_extra,
+    schema_from_tags,
+    schema_tags,
+    to_pinecone_id,
+)
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import ALL_OPS, Bool, Cond, Node, evaluate
+from vecmigrate.filters import ALL_OPS, evaluate
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
     IdType,
     IndexSpec,
-    MetadataField,
     Metric,
     Partition,
     ResumeToken,
@@ -69,88 +78,14 @@ from vecmigrate.records import (
 )
 from vecmigrate.uri import ConnectionURI
 
-DOC_KEY = "_vecmigrate_document"
-EXTRA_KEY = "_vecmigrate_extra"
-SCHEMA_TAG = "vecmigrate-schema"
 SCHEMA_NAMESPACE = "__vecmigrate_schema__"
 DEFAULT_NAMESPACE = "__default__"
-ID_ESCAPE = "~u:"
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
-MAX_METADATA_BYTES = 40 * 1024
 MAX_ID_LENGTH = 512
 MAX_TOP_K = 10_000
 _FLOAT_JSON_BYTES = 25  # longest JSON text of one float64 plus its comma
-_VALID_INDEX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
 _METRIC = {Metric.COSINE: "cosine", Metric.DOT: "dotproduct", Metric.L2: "euclidean"}
 _FROM_METRIC = {v: k for k, v in _METRIC.items()}
-_NEGATE = {
-    "$eq": "$ne", "$ne": "$eq", "$in": "$nin", "$nin": "$in",
-    "$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt",
-}  # fmt: skip
-
-
-def index_name(collection: str) -> str:
-    """The Pinecone index that holds ``collection`` (valid names are kept as they are)."""
-    if _VALID_INDEX.match(collection):
-        return collection
-    base = re.sub(r"[^a-z0-9]+", "-", collection.lower()).strip("-")[:36].strip("-") or "c"
-    return f"{base}-{hashlib.sha256(collection.encode()).hexdigest()[:8]}"
-
-
-def to_pinecone_id(value: Any) -> str:
-    """Record id as a Pinecone id: ASCII kept, anything else escaped reversibly."""
-    text = str(value)
-    if text.isascii() and "\x00" not in text and not text.startswith(ID_ESCAPE):
-        return text
-    return ID_ESCAPE + quote(text, safe="")
-
-
-def from_pinecone_id(pid: str) -> str:
-    """Inverse of ``to_pinecone_id``."""
-    return unquote(pid[len(ID_ESCAPE) :]) if pid.startswith(ID_ESCAPE) else pid
-
-
-def _list_token(field: MetadataField, value: Any) -> str:
-    """A list<int64>/list<float64> element as the decimal text it is stored as."""
-    if field.type == "list<int64>" and float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-def _compile(node: Node, negate: bool = False) -> dict[str, Any]:
-    """A portable filter as Pinecone's, keeping the portable semantics (see filters.py).
-
-    ``$not`` is pushed down to the leaves; a negated comparison is "missing OR the opposite
-    comparison", and ``$ne``/``$nin`` require the field to exist, because Pinecone leaves
-    undocumented whether they match records lacking it.
-    """
-    if isinstance(node, Bool):
-        if node.op == "$not":
-            return _compile(node.children[0], not negate)
-        op = node.op if not negate else ("$or" if node.op == "$and" else "$and")
-        parts = [_compile(c, negate) for c in node.children]
-        return parts[0] if len(parts) == 1 else {op: parts}
-    return _leaf(node, negate)
-
-
-def _leaf(c: Cond, negate: bool) -> dict[str, Any]:
-    key, f = c.field.name, c.field
-    if c.op == "$exists":
-        return {key: {"$exists": bool(c.value) != negate}}
-    op = _NEGATE[c.op] if negate else c.op
-    value = c.value
-    if f.type in ("list<int64>", "list<float64>"):
-        value = (
-            [_list_token(f, v) for v in value] if isinstance(value, list) else _list_token(f, value)
-        )
-    if f.type.startswith("list<") and op == "$ne":  # "does not contain", as Pinecone spells it
-        op, value = "$nin", [value]
-    cond = {key: {op: value}}
-    if negate:
-        return {"$or": [{key: {"$exists": False}}, cond]}
-    if op in ("$ne", "$nin"):
-        return {"$and": [{key: {"$exists": True}}, cond]}
-    return cond
 
 
 class PineconeConnector(Connector):
@@ -255,7 +190,7 @@ class PineconeConnector(Connector):
         names = []
         for m in models:
             try:
-                stored = _schema_from_tags(m.tags or {})
+                stored = schema_from_tags(m.tags or {})
             except ConfigError:  # listed under its index name; describe says what is wrong
                 stored = None
             name = stored.name if stored and index_name(stored.name) == m.name else m.name
@@ -287,7 +222,7 @@ class PineconeConnector(Connector):
                 hint="document, sparse and integrated-embedding indexes are not supported",
             )
         metric = _FROM_METRIC[str(field.metric).lower()]
-        stored = _schema_from_tags(model.tags or {}) or self._schema_from_namespace(name, model)
+        stored = schema_from_tags(model.tags or {}) or self._schema_from_namespace(name, model)
         namespaces = self._namespaces(name)
         serverless = not _is_pod(model)
         if stored is None:
@@ -359,7 +294,7 @@ class PineconeConnector(Connector):
             # at the cap, count exactly by scanning the namespace instead.
             got = self._call(
                 f"counting in {name!r}", self._index(name).query, vector=probe, top_k=MAX_TOP_K,
-                namespace=ns, filter=_compile(node),
+                namespace=ns, filter=compile_filter(node),
             ).matches  # fmt: skip
             if len(got) < MAX_TOP_K:
                 total += len(got)
@@ -494,8 +429,8 @@ class PineconeConnector(Connector):
         for r in recs:
             md = dict(r.metadata or {})
             docs.append(md.pop(doc_key, None))
-            extra = _extra(md)
-            metas.append({**{k: _decode(by_name.get(k), v) for k, v in md.items()}, **extra})
+            extra = pop_extra(md)
+            metas.append({**{k: decode_value(by_name.get(k), v) for k, v in md.items()}, **extra})
         matrix = np.asarray([r.values for r in recs], dtype=np.float32)
         return build_batch(
             schema,
@@ -552,7 +487,7 @@ class PineconeConnector(Connector):
         stored = schema.replace(
             engine_settings={**schema.engine_settings, "document_key": self._doc_key(schema)}
         )
-        tags = _schema_tags(stored)
+        tags = schema_tags(stored)
         iname, v = index_name(schema.name), schema.vector
         self._call(
             f"creating index {iname!r}",
@@ -613,7 +548,7 @@ class PineconeConnector(Connector):
                 "Pinecone refuses all-zero dense vectors",
                 collection=name, record_id=ids[zero[0]], field=schema.vector.name,
             )  # fmt: skip
-        metas = _encode_metadata(batch, schema, self._doc_key(schema), name, ids)
+        metas = encode_metadata(batch, schema, self._doc_key(schema), name, ids)
         if self.namespace is not None:
             spaces = [self.namespace] * len(ids)
         elif "namespace" in batch.schema.names:
@@ -684,7 +619,7 @@ class PineconeConnector(Connector):
         if k > MAX_TOP_K:
             raise ConfigError(f"Pinecone returns at most {MAX_TOP_K} results per query, not {k}")
         node = self._filter(schema, filter)
-        flt = _compile(node) if node else None
+        flt = compile_filter(node) if node else None
         index, spaces = self._index(name), list(self._namespaces(name)) or [""]
         lower_first = schema.vector.metric is Metric.L2  # euclidean scores are distances
         ids: list[list[Any]] = []
@@ -708,112 +643,3 @@ def _is_pod(model: Any) -> bool:
     from pinecone.models.indexes.deployment import PodDeployment
 
     return isinstance(model.deployment, PodDeployment)
-
-
-# -- schema in tags -------------------------------------------------------------------------
-def _schema_tags(schema: CollectionSchema) -> dict[str, str] | None:
-    """The schema as up to 18 tags of 120 characters, or None when it does not fit."""
-    blob = base64.b64encode(zlib.compress(schema.to_json().encode(), 9)).decode()
-    chunks = [blob[i : i + 120] for i in range(0, len(blob), 120)]
-    if len(chunks) > 18:
-        return None
-    return {f"{SCHEMA_TAG}-{i:02d}": c for i, c in enumerate(chunks)}
-
-
-def _schema_from_tags(tags: dict[str, str]) -> CollectionSchema | None:
-    keys = sorted(k for k in tags if k.startswith(f"{SCHEMA_TAG}-"))
-    if not keys:
-        return None
-    blob = "".join(tags[k] for k in keys)
-    try:
-        text = zlib.decompress(base64.b64decode(blob)).decode()
-    except (ValueError, zlib.error) as exc:  # binascii.Error and UnicodeError are ValueErrors
-        raise ConfigError(f"the vecmigrate schema in the index tags is unreadable: {exc}") from None
-    return CollectionSchema.from_json(text)
-
-
-# -- metadata codec -------------------------------------------------------------------------
-def _decode(f: MetadataField | None, value: Any) -> Any:
-    """A stored value back to its portable type (left as is when it does not parse)."""
-    if f is None:
-        return value
-    try:
-        if f.type == "int64" and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if f.type == "list<int64>" and isinstance(value, list):
-            return [int(x) for x in value]
-        if f.type == "list<float64>" and isinstance(value, list):
-            return [float(x) for x in value]
-        if f.type == "json" and isinstance(value, str):
-            return json.loads(value)
-    except ValueError:
-        return value
-    return value
-
-
-def _extra(md: dict[str, Any]) -> dict[str, Any]:
-    """Pop the JSON object vecmigrate keeps under EXTRA_KEY (another writer's value under
-    that key stays an ordinary key)."""
-    raw = md.get(EXTRA_KEY)
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        return {}
-    del md[EXTRA_KEY]
-    return value
-
-
-def _encode_value(f: MetadataField, value: Any, name: str, rid: Any) -> Any:
-    if f.type == "int64" and abs(value) > 2**53:
-        raise DataError(
-            "Pinecone stores numbers as float64: this int would not round-trip",
-            collection=name, record_id=rid, field=f.name,
-        )  # fmt: skip
-    if f.type == "float64" and not math.isfinite(value):
-        raise DataError(
-            "Pinecone metadata numbers must be finite", collection=name, record_id=rid, field=f.name
-        )
-    if f.type in ("list<int64>", "list<float64>"):
-        return [_list_token(f, x) for x in value]
-    return value  # str, bool, list<string>, and json (already JSON text)
-
-
-def _encode_metadata(
-    batch: pa.RecordBatch, schema: CollectionSchema, doc_key: str, name: str, ids: list[Any]
-) -> list[tuple[dict[str, Any], int]]:
-    """Per record: the Pinecone metadata and its JSON size; DataError over 40 KB."""
-    n = batch.num_rows
-    rows: list[dict[str, Any]] = [{} for _ in range(n)]
-    names = batch.schema.names
-    if "metadata" in names:
-        struct = batch.column(names.index("metadata"))
-        by_name = {f.name: f for f in schema.metadata}
-        for child_field, child in zip(struct.type, struct.flatten(), strict=True):
-            f = by_name[child_field.name]
-            for i, v in enumerate(child.to_pylist()):
-                if v is not None:
-                    rows[i][f.name] = _encode_value(f, v, name, ids[i])
-    if "metadata_extra" in names:
-        for i, raw in enumerate(batch.column(names.index("metadata_extra")).to_pylist()):
-            if raw:
-                rows[i][EXTRA_KEY] = raw
-    if schema.has_document and "document" in names:
-        for i, doc in enumerate(batch.column(names.index("document")).to_pylist()):
-            if doc is not None:
-                rows[i][doc_key] = doc
-    out = []
-    for i, md in enumerate(rows):
-        size = len(json.dumps(md, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > MAX_METADATA_BYTES:
-            big = max(md, key=lambda k: len(json.dumps(md[k], ensure_ascii=False).encode()))
-            where = {doc_key: "document", EXTRA_KEY: "metadata_extra"}.get(big, big)
-            raise DataError(
-                f"metadata is {size:,} bytes; Pinecone stores at most {MAX_METADATA_BYTES:,} "
-                f"bytes per record ({where!r} is the largest part)",
-                collection=name, record_id=ids[i], field=where,
-                hint="shorten or drop that field with a mapping",
-            )  # fmt: skip
-        out.append((md, size))
-    return out
