@@ -42,7 +42,7 @@ class Load:
 
     def __init__(
         self,
-        base_url: str,
+        bases: list[str],
         writer_ids: list[list[str]],
         read_ids: list[str],
         *,
@@ -54,7 +54,7 @@ class Load:
         max_seconds: float = 120.0,
         seed: int = 0,
     ) -> None:
-        self.base = base_url
+        self.bases = bases  # app instances: each request goes to a random one
         self.writer_ids = writer_ids
         self.read_ids = read_ids
         self.dim = dim
@@ -83,7 +83,7 @@ class Load:
     def _call(self, client: httpx.Client, kind: str, body: dict[str, Any], user: str | None) -> Any:
         started = time.perf_counter()
         try:
-            r = client.post(f"{self.base}/{kind}", json=body)
+            r = client.post(f"{random.choice(self.bases)}/{kind}", json=body)
             took = time.perf_counter() - started
             if r.status_code != 200:
                 self.samples.append(Sample(kind, "?", took, False, user=user, error=r.text[:300]))

@@ -1,6 +1,6 @@
 """Zero-downtime cutover pgvector -> Chroma under steady load, through every phase.
 
-The app (``live_app.py``) runs in its own process and routes through ``MigrationRouter``;
+Two instances of the app (``live_app.py``) run as processes routing through ``MigrationRouter``;
 this test is the operator: it backfills with ``copy_collection``, moves the phase in the
 shared SQLite state store (gated ``advance``, one ``rollback``), plants an outage of the
 target during dual write, and finally checks that no request failed and no acknowledged
@@ -95,33 +95,12 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
     src, tgt = connect(src_uri), connect(tgt_uri)
     state = open_state(state_uri)
     _seed(src, name)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "app.log"
-    with log.open("wb") as out:
-        app = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.e2e.live_app",
-                "--source",
-                src_uri,
-                "--target",
-                tgt_uri,
-                "--state",
-                state_uri,
-                "-c",
-                name,
-                "--port",
-                str(port),
-                "--state-ttl",
-                "0.5",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # two instances of the app share the state store, as two hosts behind a balancer would
+    apps = [
+        _start_app(src_uri, tgt_uri, state_uri, name, tmp_path / f"app{i}.log") for i in range(2)
+    ]
+    bases = [base for base, _ in apps]
+    base = bases[0]
     load: Load | None = None
     timeline: list[tuple[str, float]] = []
     gates = GateConfig(
@@ -130,19 +109,22 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
     started = time.monotonic()
 
     def step(what: str, **kw: Any) -> None:
-        event, results = advance(state, name, source=src, target=tgt, config=gates, **kw)
+        # fresh connections per step, closed after, as an operator's command would have
+        with connect(src_uri) as s, connect(tgt_uri) as t:
+            event, results = advance(state, name, source=s, target=t, config=gates, **kw)
         timeline.append(
             (f"{event.before.label} -> {event.after.label}", time.monotonic() - started)
         )
         assert all(r.passed for r in results), results
 
     try:
-        wait_until(lambda: _up(base), 60, "live app", log)
+        for i, b in enumerate(bases):
+            wait_until(lambda b=b: _up(b), 60, "live app", tmp_path / f"app{i}.log")
         writer_ids = [
             [f"doc-{i:05d}" for i in range(w, 400, 2)] + [f"new-{w}-{j}" for j in range(100)]
             for w in range(2)
         ]
-        load = Load(base, writer_ids, [f"doc-{i:05d}" for i in range(400, ROWS)], dim=DIM).start()
+        load = Load(bases, writer_ids, [f"doc-{i:05d}" for i in range(400, ROWS)], dim=DIM).start()
         time.sleep(1.0)
 
         # 1. backfill while the app serves from the source alone
@@ -153,41 +135,49 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         step("dual-write")
         time.sleep(1.0)  # > state TTL: every write now reaches both sides
         # 2. repair what changed between the backfill's scan and the start of dual write
-        d = live_diff(src, tgt, name)
+        with connect(src_uri) as s, connect(tgt_uri) as t:
+            d = live_diff(s, t, name)
         repaired = [*d.missing, *d.extra, *(c.id for c in d.changed)]
         _admin(base, "reconcile", {"ids": repaired})
         assert _admin(base, "drain")["drained"]
 
         # 3. the target fails for a while during dual write: the outbox absorbs and replays
-        _admin(base, "outage", {"down": True})
+        for b in bases:
+            _admin(b, "outage", {"down": True})
         time.sleep(2.0)
         backlog = state.outbox.depth(name)["target"].pending
-        refused = _admin(base, "outage", {"down": False})["refused"]
+        refused = sum(_admin(b, "outage", {"down": False})["refused"] for b in bases)
         assert backlog > 0 and refused > 0
         assert _admin(base, "drain")["drained"]
-        metrics = httpx.get(f"{base}/metrics").text
-        replayed = _metric(metrics, "vecmigrate_live_outbox_replayed_total", 'side="target"')
+        replayed = sum(
+            _metric(
+                httpx.get(f"{b}/metrics").text,
+                "vecmigrate_live_outbox_replayed_total",
+                'side="target"',
+            )
+            for b in bases
+        )
         assert replayed >= backlog
 
         step("shadow-read")
         time.sleep(3.0)
-        _admin(base, "publish")
+        _publish(bases)
         step("canary", percent=10)
         time.sleep(2.5)
-        _admin(base, "publish")
+        _publish(bases)
         ev = rollback(state, name, note="test: rollback from a canary")
         timeline.append(
             (f"{ev.before.label} -> {ev.after.label} (rollback)", time.monotonic() - started)
         )
         assert ev.after.phase is Phase.SHADOW_READ
         time.sleep(2.0)
-        _admin(base, "publish")
+        _publish(bases)
         step("canary", percent=10)
         time.sleep(2.0)
-        _admin(base, "publish")
+        _publish(bases)
         step("canary", percent=50)
         time.sleep(2.5)
-        _admin(base, "publish")
+        _publish(bases)
         step("target-primary")
         time.sleep(3.0)
         load.stop()
@@ -202,7 +192,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         assert ups > 50 and dels > 10
 
         # 5. the last step through the CLI: gates checked with no slack at all
-        _admin(base, "publish")
+        _publish(bases)
         proc = run_cli(
             "cutover",
             "advance",
@@ -221,7 +211,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         assert json_of(proc)["event"]["to"] == "target-only"
         timeline.append(("target-primary -> target-only (CLI)", time.monotonic() - started))
         burst = Load(
-            base,
+            bases,
             writer_ids,
             [f"doc-{i:05d}" for i in range(400, ROWS)],
             dim=DIM,
@@ -237,7 +227,8 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
     finally:
         if load is not None:
             load.stop()
-        stop_group(app)  # type: ignore[arg-type]
+        for _, proc in apps:
+            stop_group(proc)  # type: ignore[arg-type]
         state.close()
         src.close()
         tgt.close()
@@ -288,6 +279,43 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         "target-only",
     ):
         assert "read" in latency.get(phase, {}), f"no reads measured in {phase}"
+
+
+def _start_app(
+    src_uri: str, tgt_uri: str, state_uri: str, name: str, log: Path
+) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.live_app",
+                "--source",
+                src_uri,
+                "--target",
+                tgt_uri,
+                "--state",
+                state_uri,
+                "-c",
+                name,
+                "--port",
+                str(port),
+                "--state-ttl",
+                "0.5",
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return f"http://127.0.0.1:{port}", proc
+
+
+def _publish(bases: list[str]) -> None:
+    """Have every instance store its shadow totals now (they also do every 0.5 s)."""
+    for b in bases:
+        _admin(b, "publish")
 
 
 def _up(base: str) -> bool:

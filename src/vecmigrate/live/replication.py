@@ -105,21 +105,28 @@ class Replication(ABC):
                     self._resolve_quietly(entry.seq, entry.side, ids)  # type: ignore[arg-type]
 
     def _catch_up(self, side: Side) -> None:
-        """Apply the side's outbox backlog before it takes a primary write (after a primary
-        switch or a rollback), so an older queued op never lands after a newer one."""
-        if not self.state.outbox.has_pending(self.collection, side):
+        """Before a side takes a primary write, wait until the writes queued for it so far
+        are applied (by this instance if it holds the side's replay lease, else by the one
+        that does), so an older queued op never lands after a newer one. This is what keeps
+        instances whose cached phases differ for a moment (around a primary switch or a
+        rollback) from reordering an id's writes."""
+        outbox = self.state.outbox
+        if not outbox.has_pending(self.collection, side):
             return
+        upto = outbox.last_seq(self.collection)
         deadline = time.monotonic() + self.lease_ttl
         while True:
-            done, error = self._replay_side(side, block=True)
-            if done:
+            _, error = self._replay_side(side, block=True)
+            head = outbox.pending(self.collection, side, limit=1)
+            if not head or head[0].seq > upto:
                 return
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{self.collection}: {side} has queued writes that cannot be applied "
                     f"yet ({error or 'a write in flight, or another replayer'}); retry"
                 )
-            time.sleep(0.05)
+            self._wake.set()
+            time.sleep(0.02)
 
     # -- outbox replay and bookkeeping -------------------------------------------------------
     def _replay_side(self, side: Side, *, block: bool) -> tuple[bool, str | None]:
