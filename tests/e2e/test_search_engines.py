@@ -300,3 +300,62 @@ def test_named_vectors_with_their_own_metrics(dialect: str, uris: dict[str, str]
         np.testing.assert_allclose(back.column("image").to_pylist()[0], image[3], rtol=1e-6)
         conn.drop("named")
         assert "named" not in conn.list_collections()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_langchain_style_index_is_copied_into_vecmigrate_layout(
+    dialect: str, servers: dict[str, SearchServer], uris: dict[str, str], tmp_path: Path
+) -> None:
+    # LangChain's ElasticsearchStore/OpenSearchVectorSearch layout: text, vector, metadata{}.
+    server = servers[dialect]
+    with connect(uris[dialect]) as conn:
+        client: Any = conn.client  # type: ignore[attr-defined]
+        vec = (
+            {"type": "dense_vector", "dims": 3, "similarity": "cosine"}
+            if dialect == "elasticsearch"
+            else {
+                "type": "knn_vector",
+                "dimension": 3,
+                "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"},
+            }
+        )
+        mappings = {
+            "properties": {
+                "text": {"type": "text"},
+                "vector": vec,
+                "metadata": {"properties": {"source": {"type": "keyword"}}},
+            }
+        }
+        if dialect == "elasticsearch":
+            client.indices.create(index="lc", mappings=mappings)
+        else:
+            client.indices.create(
+                index="lc", body={"settings": {"index.knn": True}, "mappings": mappings}
+            )
+        lines = []
+        for i in range(60):
+            doc = {
+                "text": f"chunk {i}",
+                "vector": [1.0, i / 10, 0.5],
+                "metadata": {"source": f"f{i % 4}.pdf", "page": i},
+            }
+            lines += [json.dumps({"index": {"_index": "lc", "_id": f"u{i}"}}), json.dumps(doc)]
+        client.bulk(body="\n".join(lines) + "\n", refresh="true")
+    assert server.indexes["lc"].props["metadata"]["properties"]["page"]["type"] == "long"
+    src_uri = uris[dialect] + "&document_field=text"
+    with connect(src_uri) as src, connect(uris[dialect]) as dst:
+        schema = src.describe("lc")
+        assert schema.has_document and {(m.name, m.type) for m in schema.metadata} == {
+            ("metadata", "json")
+        }
+        opts = CopyOptions(workers=1, batch_rows=25, job_path=tmp_path / "lc.sqlite")
+        res = copy_collection(src, dst, "lc", target_collection="lc_copy", options=opts)
+        assert res.rows_written == 60 and res.dead_letters == 0
+        copied = dst.describe("lc_copy")
+        assert "foreign" not in copied.engine_settings and len(dst.partitions("lc_copy", 4)) == 1
+        row = dst.fetch("lc_copy", ["u5"]).to_pylist()[0]
+        assert row["document"] == "chunk 5"
+        assert json.loads(row["metadata"]["metadata"]) == {"source": "f1.pdf", "page": 5}
+        assert collection_digest(src, "lc").compare(collection_digest(dst, "lc_copy")).equal
+        dst.drop("lc_copy")
+        dst.drop("lc")

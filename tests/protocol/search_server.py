@@ -469,11 +469,21 @@ class SearchServer:
             "_primary_term": 1,
         }
 
-    def _check_doc(self, idx: Index, rid: str, doc: dict[str, Any]) -> None:
+    def _check_doc(
+        self,
+        idx: Index,
+        rid: str,
+        doc: dict[str, Any],
+        props: dict[str, Any] | None = None,
+        prefix: str = "",
+    ) -> None:
+        """Type-check a document against the mapping, mapping new fields dynamically
+        (objects recurse into their own properties)."""
         kind = "document_parsing_exception" if self.es else "mapper_parsing_exception"
-        props = idx.props
-        for field, value in doc.items():
-            spec = props.get(field)
+        props = idx.props if props is None else props
+        for name, value in doc.items():
+            field = prefix + name
+            spec = props.get(name)
             if spec is None:
                 if idx.mappings.get("dynamic") in ("strict", "strict_allow_templates"):
                     raise ApiFailure(
@@ -499,9 +509,12 @@ class SearchServer:
                         "fields": {"keyword": {"type": "keyword", "ignore_above": 256}},
                     }
                 else:
-                    spec = {"type": "object"}
-                props[field] = spec
+                    spec = {"properties": {}}
+                props[name] = spec
             t = spec.get("type", "object")
+            if t == "object" and isinstance(value, dict):
+                self._check_doc(idx, rid, value, spec.setdefault("properties", {}), field + ".")
+                continue
             if t in ("dense_vector", "knn_vector"):
                 self._check_vector(kind, field, spec, rid, value)
                 continue
@@ -571,17 +584,24 @@ class SearchServer:
 
     # -- searching ---------------------------------------------------------------------------
     def _field_spec(self, idx: Index, field: str) -> dict[str, Any]:
-        base, _, sub = field.partition(".")
-        spec = idx.props.get(base) or {}
-        if sub:
+        spec: dict[str, Any] = {"properties": idx.props}
+        for part in field.split("."):
             spec = (
-                (spec.get("fields") or {}).get(sub) or (spec.get("properties") or {}).get(sub) or {}
+                (spec.get("properties") or {}).get(part)
+                or (spec.get("fields") or {}).get(part)
+                or {}
             )
         return spec
 
     def _doc_values(self, idx: Index, field: str, src: dict[str, Any]) -> list[Any]:
-        base = field.split(".")[0]
-        return _values(src.get(base))
+        # Walk object paths ("metadata.source"); a multi-field ("title.keyword") reads its
+        # parent's value.
+        value: Any = src
+        for part in field.split("."):
+            if not isinstance(value, dict):
+                break
+            value = value.get(part)
+        return _values(value)
 
     def _coerce(self, spec: dict[str, Any], v: Any) -> Any:
         t = spec.get("type")

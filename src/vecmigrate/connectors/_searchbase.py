@@ -42,6 +42,7 @@ from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
 
 READ_RETRY = RetryPolicy(attempts=5, base_seconds=0.1, max_seconds=2.0)
 FETCH_CHUNK = 1000  # ids per search: stays far inside index.max_result_window (10,000)
+_DERIVED = frozenset({"described_from", "foreign", "document_field", "vector_mappings"})
 MAX_PAGE = 10_000  # index.max_result_window's default
 
 
@@ -154,14 +155,20 @@ class SearchEngineConnector(Connector):
         ]
         body = {"size": 100, "query": {"match_all": {}}}
         sample = self._read(f"sampling {name!r}", "search", index=name, body=body)
-        meta = portable_types(props, sample["hits"]["hits"])
+        # The text field other tools keep the document in (e.g. LangChain's "text").
+        doc_field = self.uri.params.get("document_field", "document")
+        meta = portable_types(props, sample["hits"]["hits"], doc_field)
         return CollectionSchema(
             name=name,
             vectors=tuple(vectors),
             metadata=tuple(MetadataField(name=k, type=t) for k, t in meta.items()),  # type: ignore[arg-type]
-            has_document=props.get("document", {}).get("type") == "text",
+            has_document=props.get(doc_field, {}).get("type") in ("text", "match_only_text"),
             engine=self.engine,
-            engine_settings={"described_from": "mapping", "foreign": ID_FIELD not in props},
+            engine_settings={
+                "described_from": "mapping",
+                "foreign": ID_FIELD not in props,
+                "document_field": doc_field,
+            },
         )
 
     def _schema(self, name: str) -> CollectionSchema:
@@ -182,7 +189,11 @@ class SearchEngineConnector(Connector):
         props = index_properties(schema, self.engine)
         for v in schema.vectors:
             props[v.name] = self._vector_mapping(v)
-        stored = json.loads(schema.replace(engine=self.engine).to_json())
+        # Settings that describe() derives from an index must not be stored as intent:
+        # this index is vecmigrate's own layout whatever the source's was.
+        settings = {k: v for k, v in schema.engine_settings.items() if k not in _DERIVED}
+        schema = schema.replace(engine=self.engine, engine_settings=settings)
+        stored = json.loads(schema.to_json())
         body = {
             "settings": self._index_settings(),
             "mappings": {"dynamic": "strict", "_meta": {META_KEY: stored}, "properties": props},

@@ -164,14 +164,17 @@ def index_properties(schema: CollectionSchema, engine: str) -> dict[str, Any]:
     return props
 
 
-def portable_types(props: dict[str, Any], hits: list[dict[str, Any]]) -> dict[str, str]:
-    """Portable metadata types of a foreign mapping's non-vector properties; a mapping
-    cannot say whether a field holds arrays, so sampled documents decide list-ness."""
+def portable_types(
+    props: dict[str, Any], hits: list[dict[str, Any]], doc_field: str = DOC_FIELD
+) -> dict[str, str]:
+    """Portable metadata types of a foreign mapping's non-vector properties (objects,
+    dates and other types become ``json``); a mapping cannot say whether a field holds
+    arrays, so sampled documents decide list-ness."""
     meta = {
         key: _PORTABLE.get(spec.get("type", "object"), "json")
         for key, spec in props.items()
         if spec.get("type") not in ("dense_vector", "knn_vector")
-        and key not in (ID_FIELD, SLOT_FIELD, EXTRA_FIELD, DOC_FIELD)
+        and key not in (ID_FIELD, SLOT_FIELD, EXTRA_FIELD, doc_field)
     }
     for key, kind in list(meta.items()):
         if kind != "json" and any(isinstance(h["_source"].get(key), list) for h in hits):
@@ -202,17 +205,21 @@ def hits_to_batch(hits: list[dict[str, Any]], schema: CollectionSchema) -> pa.Re
                 field=v.name,
             ) from None
     json_fields = {m.name for m in schema.metadata if m.type == "json"}
+    foreign = bool(schema.engine_settings.get("foreign"))
+    doc_field = str(schema.engine_settings.get("document_field", DOC_FIELD))
     metas: list[dict[str, Any]] = []
     for s in sources:
         row = {}
         for m in schema.metadata:
             value = s.get(m.name)
             if value is not None:
-                row[m.name] = json.loads(value) if m.name in json_fields else value
+                # vecmigrate stores json values as text; other tools' objects are objects.
+                is_text = m.name in json_fields and isinstance(value, str) and not foreign
+                row[m.name] = json.loads(value) if is_text else value
         if s.get(EXTRA_FIELD):
             row.update(json.loads(s[EXTRA_FIELD]))
         metas.append(row)
-    docs = [s.get(DOC_FIELD) for s in sources] if schema.has_document else None
+    docs = [s.get(doc_field) for s in sources] if schema.has_document else None
     return build_batch(schema, ids, vectors, documents=docs, metadata=metas)
 
 
