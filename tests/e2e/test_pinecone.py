@@ -4,6 +4,7 @@ Pinecone *protocol test double* (``tests/protocol/pinecone_server.py``), not the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -307,12 +308,17 @@ def test_types_ids_and_names_round_trip(conn: Connector) -> None:
 
 
 def test_schema_too_large_for_tags_lives_in_a_reserved_namespace(conn: Connector) -> None:
-    fields = tuple(MetadataField(name=f"field_{i:03d}_{'p' * 20}", type="string")
-                   for i in range(300))  # fmt: skip
+    # High-entropy names: the compressed schema cannot fit in 18 tags of 120 characters.
+    fields = tuple(
+        MetadataField(name=hashlib.sha256(str(i).encode()).hexdigest()[:24], type="string")
+        for i in range(300)
+    )
     schema = CollectionSchema(name="wide", vectors=(VectorField(dim=4),), metadata=fields)
     conn.create(schema)
     try:
         conn.upsert("wide", _batch(schema, ["a", "b"], metadata=[{fields[5].name: "v"}, {}]))
+        tags = conn.pc.indexes.describe("wide").tags  # type: ignore[attr-defined]
+        assert tags == {"vecmigrate-schema": "namespace:__vecmigrate_schema__"}
         fresh = connect(str(conn.uri.raw))
         got = fresh.describe("wide")
         assert [f.name for f in got.metadata] == [f.name for f in fields]
