@@ -23,7 +23,7 @@ from tests.conftest import require_module
 from tests.e2e.helpers import json_of, make_dump, run_cli
 from tests.protocol.search_server import SearchServer
 from vecmigrate.connectors import Connector, connect
-from vecmigrate.errors import DataError, TerminalError
+from vecmigrate.errors import ConfigError, DataError, TerminalError
 from vecmigrate.model import CollectionSchema, MetadataField, Metric, VectorField
 from vecmigrate.pipeline import CopyOptions, RetryPolicy, copy_collection
 from vecmigrate.records import build_batch
@@ -359,3 +359,30 @@ def test_langchain_style_index_is_copied_into_vecmigrate_layout(
         assert collection_digest(src, "lc").compare(collection_digest(dst, "lc_copy")).equal
         dst.drop("lc_copy")
         dst.drop("lc")
+
+
+def test_older_servers_es_9_0_and_opensearch_2_3(tmp_path: Path) -> None:
+    """ES 9.0 has no ``_source.exclude_vectors`` (the connector must not send it);
+    OpenSearch before 2.4 has no PIT API (a clear error, not a stack trace)."""
+    es = SearchServer("elasticsearch", version="9.0.0")
+    old_os = SearchServer("opensearch", version="2.3.0")
+    try:
+        schema = _schema("old")
+        batch = build_batch(
+            schema, ["a", "b"], {"vector": np.ones((2, 4), np.float32)}, metadata=[{"year": 1}] * 2
+        )
+        with connect(es.uri()) as conn:
+            conn.create(schema)
+            conn.upsert("old", batch)
+            part = conn.partitions("old", 1)[0]
+            got = [b for b, _ in conn.scan("old", part)]
+            assert got[0].column("vector").to_pylist()[1] == [1.0] * 4
+            assert len(conn.fetch("old", ["a"])) == 1
+        with connect(old_os.uri()) as conn:
+            conn.create(schema)
+            conn.upsert("old", batch)
+            with pytest.raises(ConfigError, match="point-in-time"):
+                list(conn.scan("old", conn.partitions("old", 1)[0]))
+    finally:
+        es.stop()
+        old_os.stop()

@@ -61,10 +61,16 @@ class ApiFailure(Exception):
     """An error response in the engines' shape."""
 
     def __init__(
-        self, status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None
+        self,
+        status: int,
+        etype: str,
+        reason: str,
+        caused_by: dict[str, Any] | None = None,
+        raw: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.status, self.etype, self.reason, self.caused_by = status, etype, reason, caused_by
+        self.raw = raw  # the engines answer unknown routes with a bare string "error"
 
     def error(self) -> dict[str, Any]:
         """The ``error`` object (also the shape of a refused bulk item's ``error``)."""
@@ -74,6 +80,8 @@ class ApiFailure(Exception):
         return err
 
     def body(self) -> dict[str, Any]:
+        if self.raw is not None:
+            return {"error": self.raw, "status": self.status}
         err = self.error()
         root = {"type": self.etype, "reason": self.reason}
         return {"error": {"root_cause": [root], **err}, "status": self.status}
@@ -150,10 +158,15 @@ class SearchServer:
         api_key: str | None = None,
         user: str | None = None,
         password: str | None = None,
+        version: str | None = None,
     ) -> None:
         assert dialect in ("elasticsearch", "opensearch")
         self.dialect = dialect
         self.es = dialect == "elasticsearch"
+        # ES 9.1 added _source.exclude_vectors, 9.2 made it the default; OpenSearch 2.4
+        # added the PIT API.
+        self.version = version or ("9.2.0" if self.es else "3.1.0")
+        self.vtuple = tuple(int(x) for x in self.version.split("."))
         self.auth = {f"ApiKey {api_key}"} if api_key else set()
         if password is not None:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -241,9 +254,14 @@ class SearchServer:
                 }
             if rest == "_search":
                 return self._search(idx, self._json(body))
-            if self._is_pit_path(parts[1:]) and method == "POST":
+            if self._is_pit_path(parts[1:]) and method == "POST" and self._has_pit():
                 return self._open_pit(idx)
-            raise ApiFailure(400, "illegal_argument_exception", f"no handler for [{method} {path}]")
+            raise ApiFailure(
+                400, "", "", raw=f"no handler found for uri [{path}] and method [{method}]"
+            )
+
+    def _has_pit(self) -> bool:
+        return self.es or self.vtuple >= (2, 4)
 
     def _is_pit_path(self, parts: list[str]) -> bool:
         return parts == (["_pit"] if self.es else ["_search", "point_in_time"])
@@ -260,7 +278,7 @@ class SearchServer:
     def _info(self) -> dict[str, Any]:
         if self.es:
             version = {
-                "number": "9.2.0",
+                "number": self.version,
                 "build_flavor": "default",
                 "build_type": "docker",
                 "lucene_version": "10.3.1",
@@ -269,7 +287,11 @@ class SearchServer:
             }
             tagline = "You Know, for Search"
         else:
-            version = {"distribution": "opensearch", "number": "3.1.0", "lucene_version": "10.2.1"}
+            version = {
+                "distribution": "opensearch",
+                "number": self.version,
+                "lucene_version": "10.2.1",
+            }
             tagline = "The OpenSearch Project: https://opensearch.org/"
         return {
             "name": "double-0",
@@ -952,7 +974,8 @@ class SearchServer:
     def _filter_source(self, idx: Index, src: dict[str, Any], spec: Any) -> dict[str, Any] | None:
         includes: list[str] | None = None
         excludes: list[str] = []
-        exclude_vectors = self.es  # ES 9.2: index.mapping.exclude_source_vectors defaults to true
+        # ES 9.2: index.mapping.exclude_source_vectors defaults to true for new indexes.
+        exclude_vectors = self.es and self.vtuple >= (9, 2)
         if spec is False:
             return None
         if isinstance(spec, str):
@@ -961,7 +984,7 @@ class SearchServer:
             includes = spec
         elif isinstance(spec, dict):
             allowed = {"includes", "excludes", "include", "exclude"} | (
-                {"exclude_vectors"} if self.es else set()
+                {"exclude_vectors"} if self.es and self.vtuple >= (9, 1) else set()
             )
             if set(spec) - allowed:
                 raise ApiFailure(

@@ -106,7 +106,15 @@ class OpenSearchConnector(SearchEngineConnector):
         if op == "bulk":
             return c.bulk(index=kw["index"], body=kw["body"])
         if op == "open_pit":
-            return c.create_pit(index=kw["index"], params={"keep_alive": "5m"})["pit_id"]
+            try:
+                return c.create_pit(index=kw["index"], params={"keep_alive": "5m"})["pit_id"]
+            except TransportError as exc:
+                if "no handler found" in str(exc.info):  # OpenSearch < 2.4: no PIT API
+                    raise ConfigError(
+                        f"{self.uri} has no point-in-time API, which scans need",
+                        hint="vecmigrate reads from OpenSearch 2.4 or newer",
+                    ) from None
+                raise
         if op == "close_pit":
             return c.delete_pit(body={"pit_id": [kw["id"]]})
         raise AssertionError(op)
