@@ -296,3 +296,33 @@ def test_watch_rounds_through_the_cli_and_sigterm(tmp_path: Path) -> None:
 def test_cli_refuses_a_feed_the_engine_lacks(tmp_path: Path) -> None:
     proc = run_cli("sync", "--install-capture", f"dump://{tmp_path}", "-c", "x", cwd=tmp_path)
     assert proc.returncode == 2 and "no change feed" in proc.stderr
+
+
+def test_refused_record_is_dead_lettered_and_exits_1(tmp_path: Path) -> None:
+    from vecmigrate.pipeline import CopyOptions
+    from vecmigrate.records import numpy_to_vectors
+
+    schema = _schema("nan_docs")
+    src_uri, dst_uri = f"dump://{tmp_path / 'dump'}", f"lancedb://{tmp_path / 'l'}"
+    with connect(src_uri) as src, connect(dst_uri) as dst:
+        src.create(schema)
+        src.upsert("nan_docs", _records(schema, _ids(schema, range(20)), seed=1))
+        bad = _records(schema, ["r-nan"], seed=9)
+        vectors = np.ones((1, DIM), np.float32)
+        vectors[0, 3] = np.nan
+        src.upsert("nan_docs", bad.set_column(2, "vector", numpy_to_vectors(vectors)))
+        src.finalize("nan_docs")
+        copied = copy_collection(
+            src, dst, "nan_docs", options=CopyOptions(job_path=tmp_path / "copy.sqlite")
+        )
+        assert copied.dead_letters == 1
+    proc = run_cli("sync", src_uri, dst_uri, "-c", "nan_docs", "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["missing"], out["upserted"], out["dead_letters"], out["ok"]) == (1, 0, 1, False)
+    assert out["parity"]["equal"] is False  # the refused record is still missing
+    import pyarrow.parquet as pq
+
+    dead = pq.read_table(tmp_path / out["dead_letter_dir"])
+    assert dead.column("id").to_pylist() == ["r-nan"]
+    assert dead.column("_reason").to_pylist() == ["vector contains NaN or Inf"]
