@@ -120,7 +120,7 @@ def start_postgres(workdir: Path) -> PostgresServer:
         timeout=120,
     )
     port = free_port()
-    opts = f"-h 127.0.0.1 -p {port} -k {workdir} -c fsync=off -c max_connections=50"
+    opts = f"-h 127.0.0.1 -p {port} -k {workdir} -c fsync=off -c max_connections=200"
     proc = subprocess.run(
         _as_postgres(
             str(bin_dir / "pg_ctl"),
