@@ -21,7 +21,7 @@ from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema, IdType, MetadataField, VectorField
 from vecmigrate.pipeline import copy_collection
 from vecmigrate.pipeline.retry import RetryPolicy
-from vecmigrate.pipeline.sync import SyncOptions, sync_collection
+from vecmigrate.pipeline.sync import SyncOptions, last_result, sync_collection
 from vecmigrate.records import build_batch, metadata_rows
 
 DIM = 8
@@ -275,6 +275,9 @@ def test_watch_rounds_through_the_cli_and_sigterm(tmp_path: Path) -> None:
     assert [r["round"] for r in rounds] == [1, 2]
     assert rounds[0]["rows_changed"] == 12 and rounds[1]["rows_changed"] == 0
     assert all(r["parity"]["equal"] and r["mode"] == "generic" for r in rounds)
+    (state_file,) = (tmp_path / ".vecmigrate" / "jobs").glob("sync-watched-*.sqlite")
+    stored = last_result(state_file)  # what a cutover gate reads
+    assert stored and stored["round"] == 2 and stored["parity"]["equal"] and stored["ok"]
 
     # A long --watch stops cleanly on SIGTERM, after the round in flight.
     live = subprocess.Popen(

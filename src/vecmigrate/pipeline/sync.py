@@ -132,6 +132,19 @@ def _open_state(path: Path, identity: dict[str, str]) -> JobState:
     return state
 
 
+def last_result(state_path: Path) -> dict[str, Any] | None:
+    """The JSON result of the last completed round stored in a sync state file (parity,
+    ``lag_rows``, dead letters): what a cutover gate such as "sync lag 0" reads."""
+    if not state_path.exists():
+        return None
+    state = JobState(state_path)
+    try:
+        raw = state.get("last_result")
+    finally:
+        state.close()
+    return None if raw is None else dict(json.loads(raw))
+
+
 def feed_of(source: Connector) -> ChangeFeed | None:
     """The source's change feed, when its engine has one."""
     return source if isinstance(source, ChangeFeed) else None
