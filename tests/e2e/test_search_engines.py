@@ -386,3 +386,73 @@ def test_older_servers_es_9_0_and_opensearch_2_3(tmp_path: Path) -> None:
     finally:
         es.stop()
         old_os.stop()
+
+
+def _self_signed(tmp_path: Path) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 (cert path, key path)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_https_with_a_private_ca(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_module("cryptography")
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("VM_TLS_SECRET", SECRET)
+    if dialect == "elasticsearch":
+        server = SearchServer(dialect, api_key=SECRET, tls=(cert, key))
+        auth = {"api_key": "env:VM_TLS_SECRET"}
+    else:
+        server = SearchServer(dialect, user="admin", password=SECRET, tls=(cert, key))
+        auth = {"user": "admin", "password": "env:VM_TLS_SECRET"}
+    try:
+        schema = _schema("tls")
+        batch = build_batch(
+            schema, ["a"], {"vector": np.ones((1, 4), np.float32)}, metadata=[{"year": 1}]
+        )
+        with connect(server.uri(https="1", ca=cert, **auth)) as conn:
+            conn.create(schema)
+            conn.upsert("tls", batch)
+            assert conn.count("tls") == 1
+        # Without the CA the certificate is refused for good (not retried), with a hint.
+        with connect(server.uri(https="1", **auth)) as conn, pytest.raises(TerminalError) as err:
+            conn.count("tls")
+        assert "TLS" in str(err.value) and "?ca=" in str(err.value)
+    finally:
+        server.stop()

@@ -41,6 +41,7 @@ import base64
 import json
 import math
 import re
+import ssl
 import threading
 import uuid
 from bisect import bisect_right
@@ -159,6 +160,7 @@ class SearchServer:
         user: str | None = None,
         password: str | None = None,
         version: str | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         assert dialect in ("elasticsearch", "opensearch")
         self.dialect = dialect
@@ -180,6 +182,10 @@ class SearchServer:
         self.requests: list[tuple[str, str]] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
+        if tls is not None:  # (certfile, keyfile): serve HTTPS like a secured cluster
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecmigrate.errors import ConfigError, DataError, TransientError
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, Bool, Cond, Node
 from vecmigrate.model import (
     Capabilities,
@@ -113,6 +113,14 @@ def _leaf(node: Cond) -> dict[str, Any]:
     # $ne / $nin: must_not alone would also match records lacking the field.
     neg = {"term": {key: node.value}} if node.op == "$ne" else {"terms": {key: node.value}}
     return {"bool": {"filter": [exists], "must_not": [neg]}}
+
+
+def tls_refused(engine: str) -> TerminalError:
+    """A TLS failure is not transient: retrying will not make a certificate trusted."""
+    return TerminalError(
+        f"the TLS handshake with {engine} failed (certificate not trusted or not TLS)",
+        hint="pass ?ca=/path/to/ca.pem, or ?verify=0 to skip certificate checks",
+    )
 
 
 def search_capabilities(**overrides: Any) -> Capabilities:

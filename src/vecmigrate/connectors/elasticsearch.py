@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from elastic_transport import TransportError
+from elastic_transport import TlsError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 
 from vecmigrate.connectors._searchbase import SearchEngineConnector
-from vecmigrate.connectors._searchdsl import search_capabilities
+from vecmigrate.connectors._searchdsl import search_capabilities, tls_refused
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI
@@ -84,7 +84,9 @@ class ElasticsearchConnector(SearchEngineConnector):
     def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
         if isinstance(exc, ApiError):
             return int(exc.meta.status), _reason(exc)
-        if isinstance(exc, TransportError):  # connection refused, timeout, TLS
+        if isinstance(exc, TlsError):
+            raise tls_refused("Elasticsearch") from None
+        if isinstance(exc, TransportError):  # connection refused, timeout
             return None, f"cannot reach Elasticsearch ({type(exc).__name__})"
         return None
 

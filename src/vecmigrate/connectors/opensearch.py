@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from opensearchpy import OpenSearch, TransportError
+from opensearchpy import OpenSearch, SSLError, TransportError
 
 from vecmigrate.connectors._searchbase import SearchEngineConnector
-from vecmigrate.connectors._searchdsl import search_capabilities
+from vecmigrate.connectors._searchdsl import search_capabilities, tls_refused
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI
@@ -76,6 +76,8 @@ class OpenSearchConnector(SearchEngineConnector):
         self.client.close()
 
     def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
+        if isinstance(exc, SSLError):
+            raise tls_refused("OpenSearch") from None
         if not isinstance(exc, TransportError):
             return None
         status = exc.status_code
