@@ -3,7 +3,7 @@
 Run as its own process (``python -m tests.e2e.live_app --source URI --target URI --state
 URI -c NAME --port P``) so that the test drives the phase from outside, as an operator
 would, and the app picks it up from the shared state store. ``/admin/*`` endpoints exist
-for the test only: planting an outage of the target, draining, reconciling ids.
+for the test only: planting an outage of the target, draining, publishing totals.
 """
 
 from __future__ import annotations
@@ -112,10 +112,6 @@ def create_app(router: MigrationRouter, outage: Outage | None = None) -> FastAPI
         ok = router.drain(float(body.get("timeout", 30)))
         router.publish()
         return {"drained": ok}
-
-    @app.post("/admin/reconcile")
-    def reconcile(body: dict[str, Any]) -> dict[str, Any]:
-        return {"queued": router.reconcile(body["ids"])}
 
     @app.post("/admin/publish")
     def publish() -> dict[str, Any]:

@@ -27,7 +27,6 @@ from tests.e2e.live_load import Load
 from tests.engines.common import free_port, stop_group, wait_until
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.live import GateConfig, Phase, advance, canary_bucket, open_state, rollback
-from vecmigrate.live.gates import live_diff
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import build_batch
@@ -135,10 +134,13 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         step("dual-write")
         time.sleep(1.0)  # > state TTL: every write now reaches both sides
         # 2. repair what changed between the backfill's scan and the start of dual write
-        with connect(src_uri) as s, connect(tgt_uri) as t:
-            d = live_diff(s, t, name)
-        repaired = [*d.missing, *d.extra, *(c.id for c in d.changed)]
-        _admin(base, "reconcile", {"ids": repaired})
+        # through the outbox, from the operator's side, while both instances keep writing
+        ran = cli(
+            "cutover", "reconcile", "--state", state_uri, "-c", name, src_uri, tgt_uri, "--json"
+        )
+        assert ran.returncode == 0, ran.stderr
+        repaired = ran.json()["queued"]
+        assert repaired > 0  # the writes made during the backfill
         assert _admin(base, "drain")["drained"]
 
         # 3. the target fails for a while during dual write: the outbox absorbs and replays
@@ -260,7 +262,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             "outbox_backlog": backlog,
             "replayed": replayed,
         },
-        "repaired_after_backfill": len(repaired),
+        "repaired_after_backfill": repaired,
         "phases_ms": latency,
         "timeline_s": [(t, round(s, 1)) for t, s in timeline],
         "events": [f"{e['action']} {e['from']} -> {e['to']}" for e in status["events"]],

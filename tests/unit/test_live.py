@@ -324,6 +324,13 @@ def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path:
     assert state.outbox.depth("docs")["source"].pending == 1  # now the source is secondary
     ids, _ = router.search(np.ones((1, 4), np.float32), 5)
     assert ids[0] == ["a"]
+    # drift made behind the router's back is repaired through the outbox
+    target.upsert("docs", _batch(["stray"], "v"))
+    target.upsert("docs", _batch(["a"], "drifted"))
+    source.upsert("docs", _batch(["lonely"], "v"))
+    assert router.reconcile(["stray", "a", "lonely"]) == 3
+    router._replay_side("source", block=True)
+    assert _docs(source, ["stray", "a", "lonely"]) == {"stray": "stray v", "a": "a drifted"}
     text = router.metrics.exposition().decode()
     assert 'vecmigrate_live_outbox_replayed_total{collection="docs",side="target"} 4.0' in text
     router.close()

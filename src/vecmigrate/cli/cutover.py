@@ -16,13 +16,20 @@ from rich.table import Table
 
 from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
 from vecmigrate.connectors import Connector, connect
-from vecmigrate.live.gates import GateConfig, GateFailedError, GateResult, advance, rollback
+from vecmigrate.live.gates import (
+    GateConfig,
+    GateFailedError,
+    GateResult,
+    advance,
+    reconcile_collection,
+    rollback,
+)
 from vecmigrate.live.phases import Phase, parse_phase
 from vecmigrate.live.state import PhaseEvent, open_state
 
 cutover_app = typer.Typer(
     name="cutover",
-    help="Phases of a live migration: status, advance (gated), rollback.",
+    help="Phases of a live migration: status, advance (gated), rollback, reconcile.",
     no_args_is_help=True,
 )
 
@@ -217,3 +224,36 @@ def rollback_cmd(
     with user_errors(verbose), open_state(state) as store:
         event = rollback(store, collection, to=_phase(to), percent=percent, actor=actor, note=note)
     _event_out(event, None, json_out)
+
+
+@cutover_app.command("reconcile")
+def reconcile_cmd(
+    state: StateOpt,
+    collection: NameOpt,
+    source: Annotated[str, typer.Argument(help="Source URI.")],
+    target: Annotated[str, typer.Argument(help="Target URI.")],
+    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Queue the primary's current version of every id `diff` finds different for the
+    secondary, through the outbox: safe while the application keeps writing."""
+    setup_logging(verbose)
+    with (
+        user_errors(verbose),
+        open_state(state) as store,
+        connect(source) as src,
+        connect(target) as dst,
+    ):
+        result = reconcile_collection(
+            store, collection, src, dst, target_collection=target_collection
+        )
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(
+            f"[bold]{collection}[/] ({result['phase']}): {result['missing']} missing, "
+            f"{result['extra']} extra, {result['changed']} changed -> {result['queued']} ids "
+            f"queued for the {result['secondary']}",
+            highlight=False,
+        )

@@ -17,16 +17,16 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vecmigrate.connectors.base import Connector
-from vecmigrate.errors import ConfigError, ConnectorError, VecmigrateError
+from vecmigrate.errors import ConfigError, VecmigrateError
+from vecmigrate.live.drift import live_drift
+from vecmigrate.live.outbox import queue_reconcile
 from vecmigrate.live.phases import Phase, PhaseState, next_state, rollback_state
 from vecmigrate.live.state import PhaseEvent, StateStore
-from vecmigrate.verify.diff import DiffResult, diff_collections
 
 GATE_NAMES = ("data", "outbox", "verify", "shadow")
 
@@ -82,27 +82,6 @@ def actor_name() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def live_diff(
-    source: Connector,
-    target: Connector,
-    collection: str,
-    target_collection: str | None = None,
-    *,
-    attempts: int = 5,
-) -> DiffResult:
-    """``diff_collections`` while writes continue, taken again when the writes get in its
-    way: a record deleted between the diff's passes fails its field comparison (KeyError),
-    and Chroma's offset scans fail ("Error finding id") while the collection is written."""
-    for attempt in range(attempts):
-        try:
-            return diff_collections(source, target, collection, target_name=target_collection)
-        except (KeyError, ConnectorError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _data_gate(
     source: Connector | None,
     target: Connector | None,
@@ -112,8 +91,8 @@ def _data_gate(
 ) -> GateResult:
     if source is None or target is None:
         return GateResult("data", False, "needs SOURCE and TARGET to compare the data")
-    d = live_diff(source, target, collection, target_collection)
-    bad = len(d.missing) + len(d.extra) + len(d.changed)
+    d = live_drift(source, target, collection, target_collection)
+    bad = d.size
     actual = {
         "source_count": d.source_count,
         "target_count": d.target_count,
@@ -126,7 +105,7 @@ def _data_gate(
         f"{len(d.extra)} extra, {len(d.changed)} changed (max {cfg.max_diff})"
     )
     if bad:
-        sample = [*d.missing[:2], *d.extra[:2], *(c.id for c in d.changed[:2])]
+        sample = [*d.missing[:2], *d.extra[:2], *d.changed[:2]]
         detail += f", e.g. {', '.join(map(str, sample))}"
     return GateResult("data", bad <= cfg.max_diff, detail, actual=actual)
 
@@ -283,3 +262,48 @@ def rollback(
     return state.transition(
         collection, current, new, actor=actor or actor_name(), action="rollback", note=note
     )
+
+
+def reconcile_collection(
+    state: StateStore,
+    collection: str,
+    source: Connector,
+    target: Connector,
+    *,
+    target_collection: str | None = None,
+    chunk: int = 500,
+) -> dict[str, Any]:
+    """Diff both sides and queue the primary's current version of every differing id for
+    the secondary (``outbox.queue_reconcile``), while the application keeps writing."""
+    current = state.get(collection)
+    secondary = current.secondary()
+    if secondary is None:
+        raise ConfigError(
+            f"{collection} is {current.label}: only one side takes writes, nothing to reconcile"
+        )
+    d = live_drift(source, target, collection, target_collection)
+    schema = source.describe(collection)
+    ids = d.ids
+    conns = {"source": (source, collection), "target": (target, target_collection or collection)}
+    primary, primary_name = conns[current.primary()]
+    primary_schema = primary.describe(primary_name)
+    for start in range(0, len(ids), chunk):
+        queue_reconcile(
+            state.outbox,
+            collection,
+            secondary,
+            primary,
+            primary_name,
+            primary_schema,
+            schema,
+            ids[start : start + chunk],
+        )
+    return {
+        "collection": collection,
+        "phase": current.label,
+        "secondary": secondary,
+        "missing": len(d.missing),
+        "extra": len(d.extra),
+        "changed": len(d.changed),
+        "queued": len(ids),
+    }

@@ -22,9 +22,11 @@ import pyarrow.ipc as ipc
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema
-from vecmigrate.records import conform
+from vecmigrate.records import conform, table_to_batch
 
-Op = Literal["upsert", "delete"]
+Op = Literal["upsert", "delete", "sync"]
+DELETE_FLAG = "__vecmigrate_delete"
+"""Column of a ``sync`` payload: true for the ids to delete, false for the records to put."""
 
 
 def encode_batch(batch: pa.RecordBatch) -> bytes:
@@ -46,6 +48,29 @@ def ids_batch(ids: Sequence[Any] | pa.Array, id_type: pa.DataType) -> pa.RecordB
     """The payload of a delete: one ``id`` column."""
     arr = ids if isinstance(ids, pa.Array) else pa.array(list(ids), id_type)
     return pa.RecordBatch.from_arrays([arr], names=["id"])
+
+
+def sync_batch(
+    found: pa.RecordBatch, absent: Sequence[Any], schema: CollectionSchema
+) -> pa.RecordBatch:
+    """The payload of a ``sync`` op: the primary's current records plus the ids it lacks,
+    flagged for deletion, so one entry carries a whole reconciliation in one position."""
+    target = schema.arrow_schema()
+    found = conform(found, schema)
+    n = len(absent)
+    gone = pa.RecordBatch.from_arrays(
+        [pa.array(list(absent), f.type) if f.name == "id" else pa.nulls(n, f.type) for f in target],
+        schema=target,
+    )
+    table = pa.Table.from_batches([found, gone]).combine_chunks()
+    flag = pa.array([False] * found.num_rows + [True] * n, pa.bool_())
+    return table_to_batch(table.append_column(DELETE_FLAG, flag))
+
+
+def _deleted_rows(entry: OutboxEntry, batch: pa.RecordBatch) -> list[bool]:
+    if entry.op == "sync":
+        return [bool(v) for v in batch.column(DELETE_FLAG).to_pylist()]
+    return [entry.op == "delete"] * batch.num_rows
 
 
 @dataclass(frozen=True)
@@ -163,9 +188,10 @@ def _apply(
         for row, rid in enumerate(b.column("id").to_pylist()):
             last.pop(rid, None)  # re-insert: dict order follows the last op
             last[rid] = (ei, row)
-    deletes = [rid for rid, (ei, _) in last.items() if entries[ei].op == "delete"]
+    gone = [_deleted_rows(e, b) for e, b in zip(entries, batches, strict=True)]
+    deletes = [rid for rid, (ei, row) in last.items() if gone[ei][row]]
     picks: dict[int, list[int]] = {}
-    for ei, row in (v for v in last.values() if entries[v[0]].op == "upsert"):
+    for ei, row in (v for v in last.values() if not gone[v[0]][v[1]]):
         picks.setdefault(ei, []).append(row)
     if deletes:
         conn.delete(name, deletes)
@@ -240,3 +266,58 @@ def replay(
 def oldest_age(created: float | None) -> float:
     """Seconds since ``created`` (0 when there is no pending entry)."""
     return max(0.0, time.time() - created) if created is not None else 0.0
+
+
+def resolve_held(
+    outbox: Outbox,
+    collection: str,
+    entry_seq: int,
+    side: str,
+    primary: Connector,
+    primary_name: str,
+    primary_schema: CollectionSchema,
+    schema: CollectionSchema,
+    ids: Sequence[Any],
+    *,
+    wait: float = 10.0,
+) -> bool:
+    """Rewrite held entry ``entry_seq`` (for ``side``) into a ``sync`` of what the primary
+    holds now for ``ids``, and release it. False (entry left held) when older held
+    entries of the side do not clear within ``wait`` seconds.
+
+    Waiting for the older held entries first means every write queued before this entry
+    has reached the primary before it is read; every write queued after it comes after it
+    in replay order. So the secondary ends with the primary's last value, whatever
+    happened to the write (or writer) that held the entry, across instances too.
+    """
+    deadline = time.monotonic() + wait
+    while any(e.side == side and e.seq < entry_seq for e in outbox.held(collection, 0)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    found = primary.fetch(primary_name, list(ids), schema=primary_schema)
+    present = set(found.column("id").to_pylist())
+    absent = [i for i in ids if i not in present]
+    outbox.rewrite(entry_seq, "sync", encode_batch(sync_batch(found, absent, schema)))
+    return True
+
+
+def queue_reconcile(
+    outbox: Outbox,
+    collection: str,
+    side: str,
+    primary: Connector,
+    primary_name: str,
+    primary_schema: CollectionSchema,
+    schema: CollectionSchema,
+    ids: Sequence[Any],
+) -> int:
+    """Queue the primary's current version of ``ids`` for ``side`` (upserts, or deletes
+    where the primary lacks them), safely while the application keeps writing: a held
+    entry takes its place in line first, then is resolved (see ``resolve_held``). If it
+    cannot be resolved now, it stays held and a router resolves it later. Returns its seq.
+    """
+    placeholder = encode_batch(ids_batch(list(ids), schema.id_arrow_type()))
+    seq = outbox.append(collection, side, "sync", placeholder, held=True)
+    resolve_held(outbox, collection, seq, side, primary, primary_name, primary_schema, schema, ids)
+    return seq

@@ -15,12 +15,11 @@ from typing import Any
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import TransientError
 from vecmigrate.live.metrics import RouterMetrics
-from vecmigrate.live.outbox import encode_batch, ids_batch, replay
+from vecmigrate.live.outbox import replay, resolve_held
 from vecmigrate.live.phases import PhaseState, Side
 from vecmigrate.live.shadow import ShadowReader
 from vecmigrate.live.state import StateStore
 from vecmigrate.model import CollectionSchema
-from vecmigrate.records import conform
 
 log = logging.getLogger("vecmigrate.live.router")
 _STRIPES = 64
@@ -74,35 +73,48 @@ class Replication(ABC):
             for s in reversed(stripes):
                 self._stripes[s].release()
 
-    def _resolve(self, seq: int, secondary: Side, ids: list[Any]) -> None:
-        """Replace a held entry by what the primary holds now (the caller holds the ids'
-        stripe locks): a delete of all its ids in its place, then an upsert of the ones the
-        primary has, appended. Whatever the primary did with the write, both sides end equal.
-        """
+    def _resolve(self, seq: int, secondary: Side, ids: list[Any], *, wait: float = 10.0) -> bool:
+        """Turn a held entry into a ``sync`` of what the primary holds now (see
+        ``outbox.resolve_held``): whatever the primary did with the write, both sides end
+        equal. False when it stays held for now."""
         primary: Side = "source" if secondary == "target" else "target"
-        found = self.conns[primary].fetch(self.names[primary], ids, schema=self.schema_of(primary))
-        id_type = self.schema.id_arrow_type()
-        self.state.outbox.rewrite(seq, "delete", encode_batch(ids_batch(ids, id_type)))
-        if found.num_rows:
-            payload = encode_batch(conform(found, self.schema))
-            self.state.outbox.append(self.collection, secondary, "upsert", payload)
-        self.metrics.writes.labels(self.collection, secondary, "resolve", "secondary", "ok").inc()
+        done = resolve_held(
+            self.state.outbox,
+            self.collection,
+            seq,
+            secondary,
+            self.conns[primary],
+            self.names[primary],
+            self.schema_of(primary),
+            self.schema,
+            ids,
+            wait=wait,
+        )
+        if done:
+            self.metrics.writes.labels(
+                self.collection, secondary, "sync", "secondary", "queued"
+            ).inc()
+        return done
 
-    def _resolve_quietly(self, seq: int, secondary: Side, ids: list[Any]) -> None:
+    def _resolve_quietly(
+        self, seq: int, secondary: Side, ids: list[Any], wait: float = 10.0
+    ) -> bool:
         try:
-            self._resolve(seq, secondary, ids)
+            return self._resolve(seq, secondary, ids, wait=wait)
         except Exception as exc:  # the primary is unreachable: _recover_held retries later
             log.debug("%s: cannot resolve outbox entry %d yet: %s", self.collection, seq, exc)
+            return False
 
     def _recover_held(self) -> None:
-        """Resolve held entries older than ``held_timeout``: their writer died (or could not
-        reach the primary to resolve them) and they block the replay behind them."""
+        """Resolve held entries older than ``held_timeout``, oldest first: their writer
+        died (or could not reach the primary) and they block the replay behind them."""
         for entry in self.state.outbox.held(self.collection, self.held_timeout):
             ids = entry.batch().column("id").to_pylist()
             with self._locked(ids):  # a live writer of these ids in this process finishes first
                 still = {e.seq for e in self.state.outbox.held(self.collection, 0)}
-                if entry.seq in still:
-                    self._resolve_quietly(entry.seq, entry.side, ids)  # type: ignore[arg-type]
+                side: Side = "source" if entry.side == "source" else "target"
+                if entry.seq in still and not self._resolve_quietly(entry.seq, side, ids, 0.5):
+                    return  # the older ones first: try again on the next round
 
     def _catch_up(self, side: Side) -> None:
         """Before a side takes a primary write, wait until the writes queued for it so far

@@ -32,7 +32,7 @@ import pyarrow as pa
 from vecmigrate.connectors.base import Connector, Filter
 from vecmigrate.errors import DataError
 from vecmigrate.live.metrics import RouterMetrics
-from vecmigrate.live.outbox import Op, encode_batch, ids_batch
+from vecmigrate.live.outbox import Op, encode_batch, ids_batch, queue_reconcile
 from vecmigrate.live.phases import PhaseState, Side
 from vecmigrate.live.replication import Replication
 from vecmigrate.live.shadow import ShadowReader
@@ -217,19 +217,16 @@ class MigrationRouter(Replication):
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             with self._locked(part):
-                found = self.conns[primary].fetch(
-                    self.names[primary], part, schema=self.schema_of(primary)
+                queue_reconcile(
+                    self.state.outbox,
+                    self.collection,
+                    secondary,
+                    self.conns[primary],
+                    self.names[primary],
+                    self.schema_of(primary),
+                    self.schema,
+                    part,
                 )
-                found = conform(found, self.schema)
-                present = set(found.column("id").to_pylist())
-                gone = [i for i in part if i not in present]
-                if found.num_rows:
-                    self.state.outbox.append(
-                        self.collection, secondary, "upsert", encode_batch(found)
-                    )
-                if gone:
-                    payload = encode_batch(ids_batch(gone, self.schema.id_arrow_type()))
-                    self.state.outbox.append(self.collection, secondary, "delete", payload)
         self._wake.set()
         return len(ids)
 
