@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -101,7 +102,14 @@ def cli(*args: str) -> Ran:
     """Run ``vecmigrate ARGS`` in-process (Typer's runner: same parsing, error handling and
     output as the console script, without interpreter start-up); relative paths resolve
     against the current directory. An exception escaping the CLI fails the test."""
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    logger = logging.getLogger("vecmigrate")
+    handlers, level = logger.handlers[:], logger.level
+    try:
+        result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    finally:
+        # The CLI's log handler writes to the runner's stream, closed after the call.
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"vecmigrate {' '.join(args)} raised") from result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,48 @@ def test_resume_after_a_kill_between_create_and_planning(
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.json()["verified"]
     _assert_identical(source, target, 500)
+
+
+def test_source_connection_killed_mid_scan_is_retried(
+    tmp_path: Path, postgres: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """PostgreSQL terminates the scanning sessions (an operator, a failover) after the
+    first acknowledged batch: the scan restarts after the last batch it handed over, and
+    the copy ends identical, with the retry logged."""
+    psycopg = pytest.importorskip("psycopg")
+    monkeypatch.chdir(tmp_path)
+    make_dump(tmp_path / "src", 3000, dim=16)
+    pg = postgres.uri()
+    loaded = cli(
+        "copy", f"dump://{tmp_path / 'src'}", pg, "-c", "docs",
+        "--target-collection", "fault_src", "--if-exists", "replace", "--json",
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    source, target = f"{pg}?table=fault_src", f"dump://{tmp_path / 'out'}"
+    killed: list[int] = []
+
+    def terminate(_rows: int) -> None:
+        if killed:
+            return
+        with psycopg.connect(postgres.dsn, autocommit=True, application_name="vm") as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'vm-fault-source'"
+            ).fetchall()
+        killed.append(len(rows))
+
+    options = CopyOptions(
+        batch_rows=100,
+        workers=1,
+        partitions=1,
+        job_path=tmp_path / "job.sqlite",
+        retry=RetryPolicy(base_seconds=0.01),
+    )
+    monkeypatch.setenv("PGAPPNAME", "vm-fault-source")  # libpq: names only these sessions
+    with connect(source) as s, connect(target) as t:
+        result = copy_collection(s, t, "fault_src", options=options, progress=terminate)
+    assert killed and killed[0] >= 1
+    assert "scan of 'fault_src' failed" in caplog.text and "retry in" in caplog.text
+    assert result.ok and result.rows_written == 3000
+    with connect(source) as s, connect(target) as t:
+        assert collection_digest(s, "fault_src").compare(collection_digest(t, "fault_src")).equal

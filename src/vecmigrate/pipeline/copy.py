@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, IfExists
-from vecmigrate.errors import DataError, TerminalError
+from vecmigrate.errors import DataError, TerminalError, TransientError
 from vecmigrate.mapping import Mapping, MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, Metric, ResumeToken
 from vecmigrate.pipeline.deadletter import (
@@ -197,20 +198,37 @@ class _Copier:
                     continue
             return False
 
-        try:
-            scan = self.source.scan(
-                self.collection,
-                state.partition,
-                state.token,
-                schema=self.source_schema,
-                batch_rows=self.options.batch_rows,
-            )
-            for item in scan:
-                if not offer(item):
+        # A transient source failure (a dropped connection, a 503) restarts the scan
+        # after the last batch handed over, with back-off: the same contract as --resume,
+        # so nothing is read twice or skipped.
+        token, failures, rng = state.token, 0, random.Random()
+        while True:
+            try:
+                scan = self.source.scan(
+                    self.collection,
+                    state.partition,
+                    token,
+                    schema=self.source_schema,
+                    batch_rows=self.options.batch_rows,
+                )
+                for item in scan:
+                    if not offer(item):
+                        return
+                    token, failures = item[1], 0
+                offer(None)
+                return
+            except TransientError as exc:
+                failures += 1
+                if failures >= self.options.retry.attempts:
+                    offer(exc)
                     return
-            offer(None)
-        except BaseException as exc:  # handed to the writer, which re-raises it
-            offer(exc)
+                wait = self.options.retry.delay(failures, rng)
+                log.warning("scan of %r failed (%s); retry in %.2fs", self.collection, exc, wait)
+                if stop.wait(wait):
+                    return
+            except BaseException as exc:  # handed to the writer, which re-raises it
+                offer(exc)
+                return
 
     def outcomes(self, state: PartitionState) -> Iterator[BatchOutcome]:
         """Copy one partition, yielding each batch's outcome once the target acknowledged
