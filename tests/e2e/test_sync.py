@@ -177,8 +177,17 @@ def test_change_feed_sync_on_pgvector(postgres: Any, tmp_path: Path) -> None:
         src.upsert(name, _records(schema, [1, 2], seed=7))
         t = sync_collection(src, dst, name, options=_opts(tmp_path))
         assert t.parity and t.parity["equal"] and t.parity["target_count"] == 2
+
+        # Removed, written while nothing records, reinstalled: the stored position no longer
+        # covers those writes, so the next run starts over with a generic pass.
         src.remove_change_capture(name)  # type: ignore[attr-defined]
         assert not src.change_capture_installed(name)  # type: ignore[attr-defined]
+        src.upsert(name, _records(schema, [3], seed=8))
+        src.install_change_capture(name)  # type: ignore[attr-defined]
+        again = sync_collection(src, dst, name, options=_opts(tmp_path))
+        assert again.initial_generic and again.missing == 1 and again.parity
+        assert again.parity["equal"] and again.parity["target_count"] == 3
+        src.remove_change_capture(name)  # type: ignore[attr-defined]
 
 
 def test_crash_mid_change_feed_sync_loses_nothing(postgres: Any, tmp_path: Path) -> None:

@@ -190,6 +190,11 @@ class ChangeFeed(Protocol):
         """Writes to ``name`` are being recorded."""
         ...
 
+    def change_capture_id(self, name: str) -> str | None:
+        """Identifies this installation (None when not installed): a position stored
+        under an earlier installation does not cover writes made while none was."""
+        ...
+
     def change_position(self, name: str) -> str:
         """A position covering every change committed before this call."""
         ...

@@ -675,6 +675,13 @@ class PgvectorConnector(Connector):
         )
         return bool(rows[0][0])
 
+    def change_capture_id(self, name: str) -> str | None:
+        """The change table's oid: a new one after the capture is removed and reinstalled."""
+        if not self.change_capture_installed(name):
+            return None
+        table = f'"{self.namespace}"."{self._capture_names(name)[0]}"'
+        return str(self._query("SELECT to_regclass(%s)::oid::text", (table,))[0][0])
+
     def change_position(self, name: str) -> str:
         """The current snapshot: every transaction it sees as committed is covered."""
         return str(self._query("SELECT pg_current_snapshot()::text")[0][0])

@@ -229,8 +229,10 @@ class _Round:
     def changes(self, feed: ChangeFeed) -> None:
         """Apply the recorded changes since the stored position, page by page."""
         r = self.result
+        capture = feed.change_capture_id(self.name)
         stored = self.state.get("feed")
-        if stored is None:
+        window: dict[str, Any] = json.loads(stored) if stored else {}
+        if window.get("capture") != capture:  # first run, or capture reinstalled since
             # Everything committed before this position is covered by the generic pass;
             # everything after it is in the change table. Stored only once that pass is done.
             position = feed.change_position(self.name)
@@ -238,10 +240,8 @@ class _Round:
             self.generic()
             if r.interrupted:
                 return
-            window: dict[str, Any] = {"since": position, "until": None, "after_seq": 0}
+            window = {"capture": capture, "since": position, "until": None, "after_seq": 0}
             self.state.set("feed", json.dumps(window))
-        else:
-            window = json.loads(stored)
         r.behind_seconds = round(feed.change_backlog(self.name, window["since"])[1], 3)
         if window["until"] is None:
             window["until"] = feed.change_position(self.name)
@@ -269,12 +269,11 @@ class _Round:
             self.state.set("feed", json.dumps(window))  # only after the target acknowledged
         if not r.interrupted:
             done = window["until"]
-            self.state.set("feed", json.dumps({"since": done, "until": None, "after_seq": 0}))
+            window.update(since=done, until=None, after_seq=0)
+            self.state.set("feed", json.dumps(window))
             if self.options.prune:
                 feed.prune_changes(self.name, done)
-        lag_rows, lag_seconds = feed.change_backlog(
-            self.name, window["until"] if not r.interrupted else window["since"]
-        )
+        lag_rows, lag_seconds = feed.change_backlog(self.name, window["since"])
         r.lag_rows, r.lag_seconds = lag_rows, round(lag_seconds, 3) if lag_rows else 0.0
 
     def parity(self) -> dict[str, Any]:
