@@ -456,3 +456,29 @@ def test_https_with_a_private_ca(
         assert "TLS" in str(err.value) and "?ca=" in str(err.value)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_resume_in_a_new_pit_after_a_merge_has_no_duplicates(
+    dialect: str, servers: dict[str, SearchServer], uris: dict[str, str]
+) -> None:
+    schema = _schema("merged")
+    ids = [f"m{i:03d}" for i in range(100)]
+    batch = build_batch(
+        schema,
+        ids,
+        {"vector": np.ones((100, 4), np.float32)},
+        metadata=[{"year": i} for i in range(100)],
+    )
+    with connect(uris[dialect]) as conn:
+        conn.create(schema, if_exists="replace")
+        conn.upsert("merged", batch)
+        part = conn.partitions("merged", 1)[0]
+        scan = conn.scan("merged", part, batch_rows=30)
+        first, token = next(scan)
+        scan.close()
+        servers[dialect].merge("merged")  # the next PIT numbers documents differently
+        rest = [x for b, _ in conn.scan("merged", part, token) for x in b.column("id").to_pylist()]
+        got = first.column("id").to_pylist() + rest
+        assert len(got) == 100 and sorted(got) == ids
+        conn.drop("merged")

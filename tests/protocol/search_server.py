@@ -201,6 +201,16 @@ class SearchServer:
         with self.lock:
             self.failures += [(status, path)] * times
 
+    def merge(self, name: str) -> None:
+        """Renumber an index's documents, as a Lucene segment merge does: ``_shard_doc``
+        values of a new PIT differ from an older PIT's."""
+        with self.lock:
+            idx = self.indexes[name]
+            order = list(reversed(idx.docs))
+            idx.docs = {rid: (idx.next_doc + i, idx.docs[rid][1]) for i, rid in enumerate(order)}
+            idx.next_doc += len(order)
+            idx.searchable = {rid: idx.docs[rid] for rid in idx.searchable if rid in idx.docs}
+
     def reject_items(self, n: int) -> None:
         """The next bulk request refuses its first ``n`` items with 429 (queue full)."""
         with self.lock:

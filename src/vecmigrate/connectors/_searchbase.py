@@ -259,6 +259,10 @@ class SearchEngineConnector(Connector):
         pinned = "_shard_doc" in sort
         pit = state.get("pit") if pinned and after is not None else None
         resumed_pit = pit is not None
+        if after is not None and not pinned and len(after) == len(sort) + 1:
+            # ES appended its implicit _shard_doc tiebreaker, whose values change with the
+            # PIT (merges renumber documents): in a new PIT, "after this id" is (id, max).
+            after = [*after[:-1], 2**63 - 1]
         pit = pit or self._read(f"opening a point in time on {name!r}", "open_pit", index=name)
         done = False
         page = min(batch_rows, MAX_PAGE)  # index.max_result_window caps size, even with a PIT
