@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -133,6 +134,8 @@ def main() -> None:
             out["changes_1pct"].update(_round(src, dst, name, feed))
             verified = SyncOptions(state_path=work / "f.sqlite")
             out["parity_check_seconds"] = _parity_seconds(src, dst, name, verified)
+        # Other work on the machine inflates every figure alike; say how busy it was.
+        out["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
         out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(json.dumps(out, indent=2))
     finally:
