@@ -15,6 +15,11 @@ Semantics, the same on every engine (the conformance suite checks it):
 
 Filters see the typed metadata columns; values kept in ``metadata_extra`` (type drift)
 are not visible to them.
+
+The reserved key ``$namespace`` filters on the record's namespace (tenant) rather than a
+metadata field: ``{"$namespace": "acme"}``, with ``$eq $ne $in $nin`` only, on collections
+with namespaces. ``operators()`` reports it as the operator ``$namespace``, so a connector
+refuses it unless its ``capabilities.filter_ops`` lists ``NAMESPACE_KEY`` (it compiles it).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from vecmigrate.model import CollectionSchema, MetadataField
 
 COMPARISONS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
 ALL_OPS = frozenset((*COMPARISONS, "$and", "$or", "$not"))
+NAMESPACE_KEY = "$namespace"
+NAMESPACE_FIELD = MetadataField(name=NAMESPACE_KEY, type="string")
+"""The pseudo-field a ``$namespace`` condition is on (``Cond.field``)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ def parse(filter: dict[str, Any], schema: CollectionSchema) -> Node:
             parts.append(Bool(key, tuple(parse(v, schema) for v in value)))
         elif key == "$not":
             parts.append(Bool("$not", (parse(value, schema),)))
+        elif key == NAMESPACE_KEY:
+            parts += _namespace_conds(value, schema)
         elif key.startswith("$"):
             raise ConfigError(
                 f"unknown filter operator {key!r}", hint=f"use one of {sorted(ALL_OPS)}"
@@ -117,10 +127,22 @@ def parse(filter: dict[str, Any], schema: CollectionSchema) -> Node:
     return parts[0] if len(parts) == 1 else Bool("$and", tuple(parts))
 
 
+def _namespace_conds(value: Any, schema: CollectionSchema) -> list[Node]:
+    if schema.namespaces is None:
+        raise ConfigError(f"filter on {NAMESPACE_KEY}: {schema.name!r} has no namespaces")
+    ops = value if isinstance(value, dict) else {"$eq": value}
+    out: list[Node] = []
+    for op, operand in ops.items():
+        if op not in ("$eq", "$ne", "$in", "$nin"):
+            raise ConfigError(f"filter on {NAMESPACE_KEY}: only $eq $ne $in $nin, not {op!r}")
+        out.append(Cond(NAMESPACE_FIELD, op, _check_value(NAMESPACE_FIELD, op, operand)))
+    return out
+
+
 def operators(node: Node) -> set[str]:
-    """Every operator a parsed filter uses."""
+    """Every operator a parsed filter uses (``$namespace`` for a namespace condition)."""
     if isinstance(node, Cond):
-        return {node.op}
+        return {node.op, NAMESPACE_KEY} if node.field.name == NAMESPACE_KEY else {node.op}
     return {node.op}.union(*(operators(c) for c in node.children))
 
 
@@ -135,7 +157,10 @@ def evaluate(node: Node, batch: pa.RecordBatch) -> np.ndarray:
         out: np.ndarray = combine.reduce(masks)
         return out
     n = batch.num_rows
-    if "metadata" not in batch.schema.names:
+    if node.field.name == NAMESPACE_KEY:
+        names = batch.schema.names
+        col = batch.column("namespace") if "namespace" in names else pa.nulls(n, pa.string())
+    elif "metadata" not in batch.schema.names:
         col = pa.nulls(n)
     else:
         struct = batch.column("metadata")

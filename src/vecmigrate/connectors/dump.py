@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.dump import Dump, PartInfo, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
-from vecmigrate.filters import ALL_OPS, evaluate
+from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
 from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
 from vecmigrate.verify.digest import DigestBuilder
@@ -30,7 +30,7 @@ class DumpConnector(Connector):
 
     schemes = ("dump",)
     capabilities = Capabilities(
-        filter_ops=ALL_OPS,
+        filter_ops=ALL_OPS | {NAMESPACE_KEY},
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,

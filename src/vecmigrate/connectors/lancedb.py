@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
-from vecmigrate.filters import ALL_OPS, Bool, Node
+from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -57,7 +57,7 @@ class LanceDBConnector(Connector):
 
     schemes = ("lancedb",)
     capabilities = Capabilities(
-        filter_ops=ALL_OPS,
+        filter_ops=ALL_OPS | {NAMESPACE_KEY},
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,
@@ -310,7 +310,7 @@ def where_sql(node: Node) -> str:
             return f"NOT coalesce(({where_sql(node.children[0])}), false)"
         joiner = " AND " if node.op == "$and" else " OR "
         return "(" + joiner.join(f"coalesce(({where_sql(c)}), false)" for c in node.children) + ")"
-    col = _column(node.field.name)
+    col = "namespace" if node.field.name == NAMESPACE_KEY else _column(node.field.name)
     if node.op == "$exists":
         return f"{col} IS {'NOT ' if node.value else ''}NULL"
     if node.field.type.startswith("list<"):

@@ -22,7 +22,7 @@ from qdrant_client import QdrantClient, models
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import Bool, Cond, Node
+from vecmigrate.filters import NAMESPACE_KEY, Bool, Cond, Node
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -63,7 +63,7 @@ def _condition(node: Node) -> Any:
 
 
 def _leaf(node: Cond) -> Any:
-    key = node.field.name
+    key = NS_KEY if node.field.name == NAMESPACE_KEY else node.field.name
     empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
     is_list = node.field.type.startswith("list<")
     if node.op == "$exists":
@@ -110,6 +110,7 @@ class QdrantConnector(Connector):
                 "$gte",
                 "$lt",
                 "$lte",
+                NAMESPACE_KEY,
                 "$exists",
                 "$and",
                 "$or",

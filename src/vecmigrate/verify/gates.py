@@ -26,6 +26,9 @@ class Gates(BaseModel):
     max_changed: int | None = 0
     max_empty_rate: float | None = 0.0
     max_filter_violations: int | None = 0
+    max_namespace_leaks: int | None = Field(
+        default=0, description="returned ids from another namespace than the query's"
+    )
     max_p99_ratio: float | None = Field(default=None, description="target p99 <= this x source p99")
 
 
@@ -40,6 +43,10 @@ class VerifyConfig(BaseModel):
     seed: int = 0
     user_queries: Path | None = None
     filter_queries: int = Field(default=20, ge=0, description="queries per generated filter")
+    namespace_queries: int = Field(
+        default=20, ge=0, description="queries per namespace, filtered to it (0: off)"
+    )
+    max_namespaces: int = Field(default=20, gt=0, description="namespaces given a query group")
     gates: Gates = Field(default_factory=Gates)
 
     @classmethod
@@ -105,6 +112,9 @@ def evaluate_gates(gates: Gates, report: dict[str, Any]) -> list[dict[str, Any]]
     if gates.max_filter_violations is not None:
         n = tgt["filter_violations"] + src["filter_violations"]
         add("filter violations", gates.max_filter_violations, n, n <= gates.max_filter_violations)
+    if gates.max_namespace_leaks is not None and report.get("namespaces", {}).get("queried"):
+        n = tgt["namespace_leaks"] + src["namespace_leaks"]
+        add("namespace leaks", gates.max_namespace_leaks, n, n <= gates.max_namespace_leaks)
     if gates.max_p99_ratio is not None:
         ratio = tgt["latency"]["p99_ms"] / max(src["latency"]["p99_ms"], 1e-9)
         add("p99 latency ratio", gates.max_p99_ratio, ratio, ratio <= gates.max_p99_ratio)

@@ -68,6 +68,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {group} | {s['queries']} | {cells} | "
             f"{s['latency']['p99_ms']:.2f} / {t['latency']['p99_ms']:.2f} |"
         )
+    ns = report.get("namespaces")
+    if ns:
+        lines += ["", _md_namespaces(ns, src["all"], tgt["all"])]
     lines += [
         "",
         f"overlap@{k} source vs target: {report['overlap'][f'overlap@{k}']:.3f}; "
@@ -242,6 +245,18 @@ svg text{font-size:11px} svg .title{font-size:13px;font-weight:600} svg .axis{st
 def _row(*cells: object, cls: str = "") -> str:
     tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
     return f"<tr class='{cls}'>{tds}</tr>" if cls else f"<tr>{tds}</tr>"
+
+
+def _md_namespaces(ns: dict[str, Any], src: dict[str, Any], tgt: dict[str, Any]) -> str:
+    if "skipped" in ns:
+        return f"Per-namespace groups NOT run: {ns['skipped']}."
+    text = (
+        f"Namespaces: {len(ns['queried'])} of {ns['namespaces']} queried; cross-namespace "
+        f"leaks source {src.get('namespace_leaks', 0)} / target {tgt.get('namespace_leaks', 0)}"
+    )
+    for leak in ns.get("leaks", [])[:20]:
+        text += f"\n- {leak['system']}: {leak['id']} returned for {leak['query_namespace']}"
+    return text
 
 
 def render_html(report: dict[str, Any]) -> str:

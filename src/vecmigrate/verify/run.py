@@ -10,9 +10,16 @@ import numpy as np
 from vecmigrate import __version__
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import SchemaMismatchError
+from vecmigrate.filters import NAMESPACE_KEY
+from vecmigrate.model import CollectionSchema
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
 from vecmigrate.verify.groundtruth import GroundTruth
+from vecmigrate.verify.namespaces import (
+    is_namespace_group,
+    namespace_queries,
+    namespace_support,
+)
 from vecmigrate.verify.recall import (
     QuerySet,
     ReturnedFacts,
@@ -51,6 +58,8 @@ def _system_metrics(
         [not got and bool(exact) for got, exact in zip(run.ids, truth.ids, strict=True)]
     )
     violations = filter_violations(run, facts)
+    # Violations of a namespace group's filter are cross-namespace leaks, counted apart.
+    in_ns = np.asarray([is_namespace_group(g) for g in queries.groups], bool)
     out = {}
     for group in ["all", *sorted(set(groups))]:
         sel = np.ones(len(groups), bool) if group == "all" else groups == group
@@ -58,12 +67,48 @@ def _system_metrics(
         lo, hi = bootstrap_ci(per_k[k][sel])
         entry[f"recall@{k}_ci95"] = [lo, hi]
         entry["empty_rate"] = float(empty[sel].mean())
-        entry["filter_violations"] = int(violations[sel].sum())
+        entry["filter_violations"] = int(violations[sel & ~in_ns].sum())
+        entry["namespace_leaks"] = int(violations[sel & in_ns].sum())
         if not np.isnan(expected[sel]).all():
             entry[f"expected_found@{k}"] = float(np.nanmean(expected[sel]))
         entry["latency"] = latency_summary(run.latencies[sel])
         entry["queries"] = int(sel.sum())
         out[group] = entry
+    return out
+
+
+def _namespace_groups(
+    source: Connector,
+    target: Connector,
+    name: str,
+    sa: CollectionSchema,
+    sb: CollectionSchema,
+    config: VerifyConfig,
+) -> tuple[QuerySet | None, dict[str, Any]]:
+    """Per-namespace query groups and what they cover, or why they could not run
+    (nothing when the source has no namespaces or the groups are turned off)."""
+    if sa.namespaces is None or not config.namespace_queries:
+        return None, {}
+    why = namespace_support(source, target, sa, sb)
+    if why is not None:
+        return None, {"skipped": why}
+    return namespace_queries(
+        source, name, sa, config.namespace_queries, config.max_namespaces, config.seed
+    )
+
+
+def _leaks(
+    runs: dict[str, SystemRun], facts: ReturnedFacts, queries: QuerySet, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The first ``limit`` returned ids that live in another namespace than the query's."""
+    out: list[dict[str, Any]] = []
+    for qi, (group, flt) in enumerate(zip(queries.groups, queries.filters, strict=True)):
+        if not is_namespace_group(group) or not flt:
+            continue
+        for side, run in runs.items():
+            for rid in run.ids[qi]:
+                if rid in facts.failing[qi] and len(out) < limit:
+                    out.append({"system": side, "query_namespace": flt[NAMESPACE_KEY], "id": rid})
     return out
 
 
@@ -94,6 +139,9 @@ def verify_migration(
         )
     if config.user_queries:
         queries = queries + load_user_queries(config.user_queries, sa.vector.dim)
+    ns_queries, namespaces = _namespace_groups(source, target, name, sa, sb, config)
+    if ns_queries is not None:
+        queries = queries + ns_queries
     truth = ground_truth(source, name, sa, queries, max(ks))
     runs = {
         "source": run_queries(source, name, queries, max(ks)),
@@ -134,6 +182,10 @@ def verify_migration(
             side: (run.latencies * 1000).round(4).tolist() for side, run in runs.items()
         },
     }
+    if namespaces:
+        if "queried" in namespaces:
+            namespaces["leaks"] = _leaks(runs, facts, queries)
+        report["namespaces"] = namespaces
     report["gates"] = evaluate_gates(config.gates, report)
     report["passed"] = all(g["passed"] for g in report["gates"])
     return report
