@@ -32,6 +32,7 @@ from typing import Any, Literal
 from vecmigrate.connectors.base import ChangeFeed, Connector
 from vecmigrate.errors import ConfigError
 from vecmigrate.mapping import MappingSpec, build_mapping
+from vecmigrate.model import IdType
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.jobstate import JobState
 from vecmigrate.pipeline.retry import RetryPolicy
@@ -215,8 +216,14 @@ class _Round:
         if self.mapping.is_identity:
             # Confirm each extra id against the source before deleting it: a scan over an
             # offset order (Chroma, LanceDB) can skip a record while the source is written.
-            ids += drift.extra
-            drift.extra = []
+            # An id the source could not even hold (text in an int-id source) just goes.
+            int_ids = self.source_schema.id_type is IdType.INT
+
+            def fits(x: Any) -> bool:
+                return not int_ids or str(x).lstrip("-").isdigit()
+
+            ids += [x for x in drift.extra if fits(x)]
+            drift.extra = [x for x in drift.extra if not fits(x)]
         step = self.options.fetch_rows
         for start in range(0, len(ids), step):
             if self.stop.is_set():
