@@ -23,14 +23,13 @@ from vecmigrate.mapping.reshape import (
     unflatten_row,
 )
 from vecmigrate.mapping.spec import MappingSpec
+from vecmigrate.mapping.vectors import index_decision, metric_decision
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
     EmbeddingProvenance,
     IdType,
-    IndexSpec,
     MetadataField,
-    Metric,
     VectorField,
 )
 from vecmigrate.records import build_batch, metadata_rows, numpy_to_vectors, vectors_to_numpy
@@ -218,53 +217,6 @@ class Mapping:
         return epoch_to_iso(value, to, unit)
 
 
-def _metric_decision(
-    v: VectorField, want: Metric, force: bool, caps: Capabilities
-) -> tuple[str, bool]:
-    """(decision text, whether unit vectors are required)."""
-    if want not in caps.metrics:
-        raise SchemaMismatchError(f"the target has no {want.value} metric for {v.name!r}")
-    if want == v.metric:
-        return f"{v.name}: metric {v.metric.value} kept", False
-    pair = {v.metric, want}
-    if pair == {Metric.COSINE, Metric.DOT}:
-        return (
-            f"{v.name}: metric {v.metric.value} -> {want.value}: same ranking for unit vectors; "
-            "every vector is checked and refused if its norm is not 1"
-        ), True
-    if force:
-        return (
-            f"{v.name}: metric {v.metric.value} -> {want.value} FORCED: rankings will differ",
-            False,
-        )
-    raise SchemaMismatchError(
-        f"{v.name}: {v.metric.value} -> {want.value} changes which neighbours are nearest",
-        hint="set force_metric: true in the mapping if that is what you want",
-    )
-
-
-def _index_decision(
-    v: VectorField, spec_index: IndexSpec | None, caps: Capabilities
-) -> tuple[IndexSpec | None, str, str | None]:
-    wanted = spec_index or v.index
-    if wanted is None or wanted.kind in ("auto", "none"):
-        return (
-            wanted,
-            f"{v.name}: index {'engine default' if wanted is None else wanted.kind}",
-            None,
-        )
-    if wanted.kind in caps.index_kinds:
-        return wanted, f"{v.name}: index {wanted.kind} {dict(wanted.params) or ''}".rstrip(), None
-    fallback = (
-        "hnsw" if "hnsw" in caps.index_kinds else "flat" if "flat" in caps.index_kinds else "auto"
-    )
-    warning = (
-        f"{v.name}: the target has no {wanted.kind} index; using {fallback} "
-        f"(parameters {dict(wanted.params)} not carried)"
-    )
-    return IndexSpec(kind=fallback), f"{v.name}: index {wanted.kind} -> {fallback}", warning  # type: ignore[arg-type]
-
-
 def build_mapping(
     source: CollectionSchema,
     capabilities: Capabilities,
@@ -295,11 +247,11 @@ def build_mapping(
             continue
         vspec = spec.vectors.get(v.name)
         want = vspec.metric if vspec and vspec.metric else v.metric
-        text, unit = _metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
+        text, unit = metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
         if unit and not (vspec and vspec.normalize):
             mapping.unit_required.add(v.name)
         mapping.decisions.append(text)
-        index, text, warning = _index_decision(v, vspec.index if vspec else None, capabilities)
+        index, text, warning = index_decision(v, vspec.index if vspec else None, capabilities)
         mapping.decisions.append(text)
         if warning:
             mapping.warnings.append(warning)

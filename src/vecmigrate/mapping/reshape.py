@@ -12,8 +12,8 @@ from vecmigrate.mapping.spec import FlattenSpec, MappingSpec
 from vecmigrate.model import Capabilities, CollectionSchema, MetadataField, MetadataType
 
 NAMESPACE_OPTIONS = (
-    "namespaces: {to: field, field: tenant} (a metadata field), "
-    '{to: collections, pattern: "{collection}__{namespace}"}, or {to: drop}'
+    "namespaces: {to: field, field: tenant} (each record's namespace in a string field) "
+    "or namespaces: {to: drop}"
 )
 
 
