@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             [f"doc-{i:05d}" for i in range(w, 400, 2)] + [f"new-{w}-{j}" for j in range(100)]
             for w in range(2)
         ]
+        _warm(bases)  # first connections per worker thread are not what a phase costs
         load = Load(bases, writer_ids, [f"doc-{i:05d}" for i in range(400, ROWS)], dim=DIM).start()
         time.sleep(1.0)
 
@@ -312,6 +314,19 @@ def _start_app(
             start_new_session=True,
         )
     return f"http://127.0.0.1:{port}", proc
+
+
+def _warm(bases: list[str]) -> None:
+    """A few concurrent reads on every instance before the measured load starts."""
+    body = {"vector": [0.1] * DIM, "k": 10, "filter": {"genre": "a"}}
+
+    def hit(i: int) -> None:
+        httpx.post(f"{bases[i % len(bases)]}/search", json=body, timeout=30).raise_for_status()
+        ids = {"ids": [f"doc-{i:05d}"]}
+        httpx.post(f"{bases[i % len(bases)]}/fetch", json=ids, timeout=30).raise_for_status()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(hit, range(40)))
 
 
 def _publish(bases: list[str]) -> None:
