@@ -482,3 +482,25 @@ def test_resume_in_a_new_pit_after_a_merge_has_no_duplicates(
         got = first.column("id").to_pylist() + rest
         assert len(got) == 100 and sorted(got) == ids
         conn.drop("merged")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_immense_keyword_is_refused_naming_the_field(dialect: str, uris: dict[str, str]) -> None:
+    schema = CollectionSchema(
+        name="immense",
+        vectors=(VectorField(dim=4),),
+        metadata=(MetadataField(name="genre", type="string"),),
+    )
+    batch = build_batch(
+        schema,
+        ["ok", "huge"],
+        {"vector": np.ones((2, 4), np.float32)},
+        metadata=[{"genre": "news"}, {"genre": "é" * 20_000}],  # 40,000 UTF-8 bytes
+    )
+    with connect(uris[dialect]) as conn:
+        conn.create(schema, if_exists="replace")
+        with pytest.raises(DataError) as err:
+            conn.upsert("immense", batch)
+        assert err.value.record_id == "huge" and err.value.field == "genre"
+        assert conn.count("immense") == 1
+        conn.drop("immense")

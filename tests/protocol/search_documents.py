@@ -237,6 +237,16 @@ class Documents(State):
             if t in ("dense_vector", "knn_vector"):
                 self._check_vector(kind, field, spec, rid, value)
                 continue
+            if t == "keyword" and spec.get("index", True) and "ignore_above" not in spec:
+                long = next((v for v in _values(value) if len(str(v).encode()) > 32766), None)
+                if long is not None:
+                    raise ApiFailure(
+                        400,
+                        "illegal_argument_exception",
+                        f'Document contains at least one immense term in field="{field}" '
+                        "(whose UTF8 encoding is longer than the max length 32766), all of "
+                        "which were skipped.",
+                    )
             ok = _CHECKS.get(t)
             if ok is not None and not all(ok(v) for v in _values(value)):
                 preview = json.dumps(value)[:20]

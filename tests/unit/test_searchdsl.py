@@ -112,3 +112,17 @@ def test_rejected_items_make_the_batch_transient_and_missing_deletes_are_fine() 
     # A delete of a missing id is a 404 item with result not_found, not a failure.
     gone = {"errors": True, "items": [_item(404, action="delete"), _item(200, action="delete")]}
     check_bulk(gone, ["a", "b"], "docs", "opensearch")
+
+
+def test_immense_keyword_error_names_the_field() -> None:
+    reason = (
+        'Document contains at least one immense term in field="genre" (whose UTF8 encoding '
+        "is longer than the max length 32766), all of which were skipped."
+    )
+    got = {
+        "errors": True,
+        "items": [_item(400, {"type": "illegal_argument_exception", "reason": reason})],
+    }
+    with pytest.raises(DataError) as err:
+        check_bulk(got, ["x"], "docs", "elasticsearch")
+    assert err.value.record_id == "x" and err.value.field == "genre"

@@ -74,7 +74,11 @@ _METADATA_FIELDS = frozenset(
     {"_id", "_index", "_source", "_routing", "_field_names", "_ignored", "_seq_no", "_version"}
     | {"_primary_term", "_doc_count", "_tier", "_data_stream_timestamp", "_size"}
 )
-_PARSE_FIELD = re.compile(r"failed to parse field \[([^\]]+)\]|field \[([^\]]+)\]")
+# Where the engines name the field in an item error: "failed to parse field [year] ...",
+# "The [dense_vector] field [vector] ...", "immense term in field=\"genre\" ...".
+_PARSE_FIELD = re.compile(
+    r"failed to parse field \[([^\]]+)\]|field \[([^\]]+)\]|in field=\"([^\"]+)\""
+)
 
 
 def slot(record_id: Any) -> int:
@@ -321,7 +325,7 @@ def check_bulk(
         if cause.get("reason"):
             reason += f" (caused by {cause.get('type')}: {cause['reason']})"
         m = _PARSE_FIELD.search(reason)
-        field = (m.group(1) or m.group(2)) if m else None
+        field = next((g for g in m.groups() if g), None) if m else None
         if field is None and len(vectors) == 1 and "vector" in reason:
             field = vectors[0]
         raise DataError(
