@@ -4,9 +4,11 @@ Pinecone *protocol test double* (``tests/protocol/pinecone_server.py``), not the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from tests.conftest import require_module
 from tests.e2e.helpers import json_of, make_dump, run_cli
 from vecmigrate.connectors import Connector, connect
+from vecmigrate.connectors.pinecone_codec import index_url
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
@@ -48,6 +51,43 @@ def server() -> Iterator[Any]:
 def uri(srv: Any, index: str = "", **params: str) -> str:
     extra = "".join(f"&{k}={v}" for k, v in params.items())
     return f"pinecone://{index}?host={srv.url}&api_key=env:{ENV}{extra}"
+
+
+@pytest.fixture(autouse=True)
+def _own_failures(server: Any) -> Iterator[None]:
+    """Injected failures never outlive the test that injected them (the server is shared
+    by the module); one the test left unconsumed means it did not test what it meant to."""
+    server.clear_failures()
+    yield
+    left = server.clear_failures()
+    assert not left, f"injected failures left unconsumed: {left}"
+
+
+@contextlib.contextmanager
+def _on_pipeline_retries(logger: str, *steps: Callable[[], None]) -> Iterator[list[str]]:
+    """Run ``steps[i]`` when the pipeline logs its (i+1)-th retry warning on ``logger``.
+
+    A failure injected "until cleared" and cleared here has, by construction, outlasted
+    the official client's own retries — however many the client makes: its count (3 by
+    default) is throttled by a process-wide retry budget per host name, shared by every
+    127.0.0.1 double, so it depends on what ran earlier in the process."""
+    seen: list[str] = []
+
+    class Hook(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            if len(seen) <= len(steps):
+                steps[len(seen) - 1]()
+
+    log, hook = logging.getLogger(logger), Hook(logging.WARNING)
+    level = log.level
+    log.setLevel(logging.WARNING)
+    log.addHandler(hook)
+    try:
+        yield seen
+    finally:
+        log.removeHandler(hook)
+        log.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +124,10 @@ def _batch(schema: CollectionSchema, ids: list[Any], seed: int = 0, **kw: Any) -
     )
 
 
-def _raw_index(pc: Any, name: str) -> Any:
-    """The official client on an index of the double (bare hosts; plain http)."""
-    return pc.index(host="http://" + pc.indexes.describe(name).host.split("://", 1)[1])
+def _raw_index(pc: Any, name: str, server: Any) -> Any:
+    """The official client on an index of the double. Never ``pc.index(name=...)``: the
+    double describes bare hosts, as the API does, which the client would dial as https."""
+    return pc.index(host=index_url(pc.indexes.describe(name).host, server.url))
 
 
 def _dump_with(tmp_path: Path, schema: CollectionSchema, batch: pa.RecordBatch) -> Connector:
@@ -103,16 +144,24 @@ def test_transient_429_and_5xx_are_retried_without_loss(
     schema = _schema("retry-target")
     dump = _dump_with(tmp_path, schema, _batch(schema, [f"r{i}" for i in range(600)]))
     before = len(server.requests)
-    # Past the client's own 3 retries, so the pipeline's retry has to step in as well.
-    server.fail(429, times=6, path="/vectors/upsert", after=1)
-    server.fail(503, times=5, path="/vectors/upsert")
-    opts = CopyOptions(batch_rows=150, job_path=tmp_path / "job.sqlite", retry=FAST)
+    # 429 until the pipeline retries (so past the client's own retries), then 503 until it
+    # retries again, then nothing: exactly two pipeline retries, whatever the client does.
+    server.fail(429, times=None, path="/vectors/upsert", after=1)
+
+    def to_503() -> None:
+        server.clear_failures()
+        server.fail(503, times=None, path="/vectors/upsert")
+
+    opts = CopyOptions(batch_rows=150, job_path=tmp_path / "job.sqlite", retry=FAST, workers=1)
     try:
-        result = copy_collection(dump, conn, schema.name, options=opts)
+        with _on_pipeline_retries("vecmigrate.retry", to_503, server.clear_failures) as seen:
+            result = copy_collection(dump, conn, schema.name, options=opts)
         assert result.rows_written == 600 and result.dead_letters == 0
-        assert result.retries >= 2
-        statuses = [r[2] for r in server.requests[before:]]
-        assert statuses.count(429) == 6 and statuses.count(503) == 5
+        assert len(seen) == 2 and result.retries == 2
+        assert "HTTP 429" in seen[0] and "HTTP 503" in seen[1]
+        statuses = [r[2] for r in server.requests[before:] if r[1] == "/vectors/upsert"]
+        assert statuses.count(429) >= 1 and statuses.count(503) >= 1
+        assert set(statuses) == {200, 429, 503} and statuses.count(200) == 4  # 600 / 150
         assert conn.count(schema.name) == 600
         assert (
             collection_digest(dump, schema.name).compare(collection_digest(conn, schema.name)).equal
@@ -128,12 +177,26 @@ def test_read_failures_past_the_client_retries_resume_from_the_token(
     conn.create(schema)
     try:
         conn.upsert(schema.name, _batch(schema, [f"s{i:04d}" for i in range(700)]))
-        out = connect(f"dump://{tmp_path / 'out'}")
-        opts = CopyOptions(batch_rows=100, job_path=tmp_path / "job.sqlite", workers=1)
-        # 4 = the client's attempts (1 + 3 retries): the scan fails once, mid-way.
-        server.fail(500, times=4, path="/vectors/fetch", after=3)
+        # One fetch per batch of 100 ids: the scan fails on its 4th batch, past the client's
+        # retries, until the pipeline restarts it from the last token handed over.
+        server.fail(500, times=None, path="/vectors/fetch", after=3)
+        opts = CopyOptions(batch_rows=100, job_path=tmp_path / "a.sqlite", workers=1, retry=FAST)
+        out = connect(f"dump://{tmp_path / 'a'}")
+        with _on_pipeline_retries("vecmigrate.copy", server.clear_failures) as seen:
+            result = copy_collection(conn, out, schema.name, options=opts)
+        assert len(seen) == 1 and "HTTP 500" in seen[0]
+        assert result.rows_written == 700  # restarted from the token: nothing read twice
+        assert (
+            collection_digest(conn, schema.name).compare(collection_digest(out, schema.name)).equal
+        )
+        # Failing past the pipeline's retries too: the copy stops, --resume finishes it.
+        server.fail(500, times=None, path="/vectors/fetch", after=3)
+        out = connect(f"dump://{tmp_path / 'b'}")
+        opts = CopyOptions(batch_rows=100, job_path=tmp_path / "b.sqlite", workers=1,
+                           retry=RetryPolicy(attempts=2, base_seconds=0.01))  # fmt: skip
         with pytest.raises(TransientError, match="HTTP 500"):
             copy_collection(conn, out, schema.name, options=opts)
+        assert server.clear_failures() == [(500, "/vectors/fetch", 0, None)]
         opts.resume = True
         result = copy_collection(conn, out, schema.name, options=opts)
         assert result.resumed and 0 < result.rows_written < 700
@@ -173,7 +236,7 @@ def test_the_server_itself_refuses_what_pinecone_refuses(server: Any) -> None:
     pc = Pinecone(api_key=KEY, host=server.url)
     server.create_index("raw", 4, "cosine", {"deployment_type": "managed", "cloud": "aws",
                                             "region": "us-east-1"})  # fmt: skip
-    idx = _raw_index(pc, "raw")
+    idx = _raw_index(pc, "raw", server)
     cases = [
         ([{"id": "a", "values": [1.0, 0, 0, 0], "metadata": {"t": "x" * 41_000}}], 400),
         ([{"id": "a", "values": [1.0, 0, 0]}], 400),
@@ -391,7 +454,7 @@ def test_index_written_by_another_tool_is_described_from_samples(
                                        "metric": "euclidean"}}},
         deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
     )  # fmt: skip
-    idx = _raw_index(pc, "foreign")
+    idx = _raw_index(pc, "foreign", server)
     vectors = [
         {"id": f"f{i}", "values": [float(i + 1), 0.5, 0.0, 1.0],
          "metadata": {"text": f"chunk {i}", "page": i, "lang": ["en"], "ok": i % 2 == 0}}

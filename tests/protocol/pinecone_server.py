@@ -26,7 +26,8 @@ implements only what the connector uses, following Pinecone's public API referen
   the field; this double follows MongoDB (they match), the less convenient reading, so a
   connector has to guard against it;
 * errors in Pinecone's shapes: 400 bad request, 401 bad ``Api-Key``, 404, 409, 413 body
-  over 2 MB; 429 and 5xx are injected on demand with ``fail(status, times)``.
+  over 2 MB; 429 and 5xx are injected on demand with ``fail(status, times)`` (or until
+  ``clear_failures()``).
 
 Writes are visible at once (the real service is eventually consistent).
 """
@@ -232,11 +233,21 @@ class PineconeServer:
         """Control-plane base URL (what ``?host=`` points at)."""
         return f"http://127.0.0.1:{self.control.server_address[1]}"
 
-    def fail(self, status: int, times: int = 1, path: str = "", after: int = 0) -> None:
+    def fail(self, status: int, times: int | None = 1, path: str = "", after: int = 0) -> None:
         """Answer ``times`` requests whose path starts with ``path`` with ``status``, after
-        letting ``after`` such requests through."""
+        letting ``after`` such requests through; ``times=None`` fails them until
+        :meth:`clear_failures` (so a test need not know how often the client retries)."""
         with self.lock:
             self._failures.append([status, path, after, times])
+
+    def clear_failures(self) -> list[tuple[int, str, int, int | None]]:
+        """Drop every injected failure; returns the ones left (status, path, still to let
+        through, still to fail — ``None`` = until cleared), for a test to check it used
+        what it injected and for one test's injections never to reach the next."""
+        with self.lock:
+            left = [(f[0], f[1], f[2], f[3]) for f in self._failures]
+            self._failures.clear()
+        return left
 
     def create_index(self, name: str, dim: int, metric: str, deployment: dict[str, Any]) -> None:
         """Create an index directly (e.g. a pod-based one the connector must refuse)."""
@@ -538,7 +549,7 @@ class PineconeServer:
                         if hit and hit[2] > 0:
                             hit[2] -= 1
                             hit = None
-                        elif hit:
+                        elif hit and hit[3] is not None:
                             hit[3] -= 1
                             if hit[3] == 0:
                                 server._failures.remove(hit)

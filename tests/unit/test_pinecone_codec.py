@@ -16,6 +16,7 @@ from vecmigrate.connectors.pinecone_codec import (
     encode_metadata,
     from_pinecone_id,
     index_name,
+    index_url,
     pop_extra,
     schema_from_tags,
     schema_tags,
@@ -109,3 +110,22 @@ def test_schema_tags_round_trip_or_refuse_when_too_large() -> None:
     assert schema_tags(wide) is None
     with pytest.raises(ConfigError, match="unreadable"):
         schema_from_tags({"vecmigrate-schema-00": "not base64!"})
+
+
+@pytest.mark.parametrize(
+    ("described", "control_plane", "want"),
+    [
+        ("my-idx-abc.svc.pinecone.io", None, "https://my-idx-abc.svc.pinecone.io"),
+        ("https://my-idx-abc.svc.pinecone.io", None, "https://my-idx-abc.svc.pinecone.io"),
+        # Pinecone Local / the test double: bare hosts, or https:// added by the client's
+        # index model, on a plain-http control plane are plain http.
+        ("127.0.0.1:5081", "http://127.0.0.1:5080", "http://127.0.0.1:5081"),
+        ("https://127.0.0.1:5081", "HTTP://127.0.0.1:5080", "http://127.0.0.1:5081"),
+        ("http://localhost:5081", "https://localhost:5080", "https://localhost:5081"),
+        ("localhost:5081", "localhost:5080", "https://localhost:5081"),
+    ],
+)  # fmt: skip
+def test_index_urls_take_the_control_planes_scheme(
+    described: str, control_plane: str | None, want: str
+) -> None:
+    assert index_url(described, control_plane) == want

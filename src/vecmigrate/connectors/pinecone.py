@@ -53,6 +53,7 @@ from vecmigrate.connectors.pinecone_codec import (
     encode_metadata,
     from_pinecone_id,
     index_name,
+    index_url,
     pop_extra,
     schema_from_tags,
     schema_tags,
@@ -119,10 +120,8 @@ class PineconeConnector(Connector):
         self.ids_file = uri.params.get("ids_file")
         self.cloud = uri.params.get("cloud", "aws")
         self.region = uri.params.get("region", "us-east-1")
-        self.plain_http = (uri.params.get("host") or "").startswith("http://")
-        self.pc = Pinecone(
-            api_key=key, host=uri.params.get("host") or None, source_tag="vecmigrate"
-        )
+        self.control_plane = uri.params.get("host") or None
+        self.pc = Pinecone(api_key=key, host=self.control_plane, source_tag="vecmigrate")
         self._handles: dict[str, Any] = {}
         self._schemas: dict[str, CollectionSchema] = {}
         self._lock = threading.Lock()
@@ -163,13 +162,10 @@ class PineconeConnector(Connector):
                 model = self._model(name)
                 if model is None or not model.host:
                     raise ConfigError(f"{self.uri} has no ready index {iname!r}")
-                host = str(model.host)
-                # The API returns bare hosts, which the client reads as https. A plain-http
-                # control plane is Pinecone Local (or a test double): its indexes are http too.
-                if self.plain_http and host.startswith("https://"):
-                    host = "http://" + host[len("https://") :]
                 self._handles[iname] = self._call(
-                    f"opening index {iname!r}", self.pc.index, host=host
+                    f"opening index {iname!r}",
+                    self.pc.index,
+                    host=index_url(str(model.host), self.control_plane),
                 )
             return self._handles[iname]
 

@@ -38,6 +38,22 @@ def index_name(collection: str) -> str:
     return f"{base}-{hashlib.sha256(collection.encode()).hexdigest()[:8]}"
 
 
+def index_url(described_host: str, control_plane: str | None) -> str:
+    """The URL to open an index at, with an explicit scheme: the control plane's.
+
+    The API describes an index by a bare host, which the client reads as https (its
+    index model even writes ``https://`` in). Against a plain-http control plane
+    (Pinecone Local, a test double) the indexes are plain http too, so the scheme is
+    always decided here, from the connection URI, never left to the client's default."""
+    bare = described_host.strip()
+    for prefix in ("https://", "http://"):
+        if bare.lower().startswith(prefix):
+            bare = bare[len(prefix) :]
+            break
+    plain = (control_plane or "").strip().lower().startswith("http://")
+    return ("http://" if plain else "https://") + bare
+
+
 def to_pinecone_id(value: Any) -> str:
     """Record id as a Pinecone id: ASCII kept, anything else escaped reversibly."""
     text = str(value)
