@@ -150,6 +150,9 @@ def test_bad_input(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert set(got) == set(case.dead)
         for rid, (reason, fld) in case.dead.items():
             assert reason in got[rid][0] and got[rid][1] == fld, got[rid]
+        # Verification passes: the target is the source minus exactly the refused records.
+        assert not out["ok"] and all(c["passed"] for c in out["checks"]), out["checks"]
+        assert "identical but for the" in out["checks"][-1]["detail"]
     else:
         assert out["verified"], out["checks"]
 
