@@ -357,7 +357,9 @@ class _AppliesThenFails(Outage):
             raise TransientError("timeout after the write was applied")
 
 
-def _dual_write_router(tmp_path: Path, **kw: Any) -> tuple[Any, Any, Any, StateStore]:
+def _dual_write_router(
+    tmp_path: Path, state: StateStore | None = None, **kw: Any
+) -> tuple[Any, Any, Any, StateStore]:
     require_module("chromadb")
     require_module("prometheus_client")
     from vecmigrate.live.router import MigrationRouter
@@ -366,7 +368,7 @@ def _dual_write_router(tmp_path: Path, **kw: Any) -> tuple[Any, Any, Any, StateS
     target = connect(f"chroma://{tmp_path}/tgt")
     source.create(SCHEMA)
     target.create(SCHEMA)
-    state = open_state(f"sqlite://{tmp_path}/state.db")
+    state = state or open_state(f"sqlite://{tmp_path}/state.db")
     s = state.get("docs")
     state.transition("docs", s, next_state(s), actor="t", action="advance")
     router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False, **kw)  # type: ignore[arg-type]
@@ -391,8 +393,11 @@ def test_ambiguous_primary_failure_still_ends_equal(tmp_path: Path) -> None:
     state.close()
 
 
-def test_writer_dying_between_primary_and_release_is_recovered(tmp_path: Path) -> None:
-    router, source, target, state = _dual_write_router(tmp_path, held_timeout=0.0)
+def test_writer_dying_between_primary_and_release_is_recovered(
+    tmp_path: Path, store: StateStore
+) -> None:
+    """On both state stores (SQLite and a real PostgreSQL)."""
+    router, source, target, state = _dual_write_router(tmp_path, store, held_timeout=0.0)
     source.armed, source.crash = True, True
     with pytest.raises(_Crash):
         router.upsert(_batch(["a"], "v1"))  # applied on the source, entry left held
