@@ -1,0 +1,64 @@
+"""Target-limit checks: the vectorised metadata size bound never under-estimates, and the
+rows refused are exactly those over the limit (sliced batches included)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from vecmigrate.model import CollectionSchema, MetadataField, VectorField
+from vecmigrate.pipeline.validate import metadata_upper_bound, oversized_metadata
+from vecmigrate.records import build_batch, encode_json, metadata_rows
+
+SCHEMA = CollectionSchema(
+    name="d",
+    vectors=(VectorField(dim=2),),
+    metadata=(
+        MetadataField(name="g", type="string"),
+        MetadataField(name="t", type="list<string>"),
+        MetadataField(name="n", type="int64"),
+        MetadataField(name="j", type="json"),
+        MetadataField(name="f", type="list<float64>"),
+    ),
+)
+
+
+def _batch(seed: int, n: int = 300) -> object:
+    rng = random.Random(seed)
+
+    def text() -> str:  # quotes, backslashes, non-ASCII and control characters escape
+        return "".join(rng.choice('ab"\\é\n\x01') for _ in range(rng.randint(0, 50)))
+
+    meta = []
+    for i in range(n):
+        m: dict[str, object] = {}
+        if rng.random() < 0.8:
+            m["g"] = text()
+        if rng.random() < 0.8:
+            m["t"] = [text() for _ in range(rng.randint(0, 5))]
+        if rng.random() < 0.8:
+            m["n"] = rng.randint(-(2**63), 2**63 - 1)
+        if rng.random() < 0.5:
+            m["j"] = {"a": [text(), 1.5e300]}
+        if rng.random() < 0.5:
+            m["f"] = [rng.random() * 1e300 for _ in range(3)]
+        if rng.random() < 0.3:
+            m[f"undeclared_{i % 3}"] = text()
+        meta.append(m)
+    ids = [f"i{i}" for i in range(n)]
+    return build_batch(SCHEMA, ids, {"vector": np.zeros((n, 2), np.float32)}, metadata=meta)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_metadata_bound_and_refusals_are_exact(seed: int) -> None:
+    batch = _batch(seed)
+    for part in (batch, batch.slice(37, 150)):  # type: ignore[attr-defined]
+        exact = np.array([len(encode_json(m).encode()) for m in metadata_rows(part, SCHEMA)])
+        assert (metadata_upper_bound(part) >= exact).all()
+        limit = int(np.median(exact))
+        refused = oversized_metadata(part, SCHEMA, limit)
+        assert set(refused) == set(np.flatnonzero(exact > limit).tolist())
+        assert all(f == "metadata" and f"allows {limit:,}" in r for r, f in refused.values())
+        assert oversized_metadata(part, SCHEMA, None) == {}
