@@ -36,7 +36,15 @@ _PORT_KEYS = (
     "etcd_port",
 )
 # Components advertise these addresses to each other: keep them on loopback.
-_ADVERTISED = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord")
+_ADVERTISED = (
+    "rootCoord",
+    "proxy",
+    "queryCoord",
+    "queryNode",
+    "indexNode",
+    "dataCoord",
+    "dataNode",
+)
 # Shorter housekeeping periods than Milvus' production defaults, so that loading a new
 # collection and strongly consistent reads take a fraction of a second (tests create
 # hundreds of small collections). Milvus reads any setting from the environment too:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pymilvus import DataType, MilvusClient
+from pymilvus import MilvusClient
 from pymilvus.exceptions import (
     DataNotMatchException,
     DataTypeNotMatchException,
@@ -45,23 +45,22 @@ from pymilvus.exceptions import (
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
 from vecmigrate.connectors.milvus_expr import (
-    LAYOUT_KEY,
     Compiler,
     ids_in,
     key_range,
-    layout,
     pk,
     typed_ids,
 )
 from vecmigrate.connectors.milvus_schema import (
-    DOC_KEY,
     METRIC_OF,
+    SCHEMA_MARK,
+    batch_to_rows,
+    check_ids,
     infer_schema,
-    milvus_index,
+    new_collection,
     output_fields,
     portable_index,
     rows_to_batch,
-    typed_metadata,
 )
 from vecmigrate.errors import (
     ConfigError,
@@ -73,13 +72,10 @@ from vecmigrate.errors import (
 )
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken
-from vecmigrate.records import conform, vectors_to_numpy
+from vecmigrate.records import conform
 
-SCHEMA_MARK = "vecmigrate.schema:"
-_MAX_VARCHAR = 65535
 _PAGE = 16384  # Milvus caps offset + limit of one query at 16384
 _MIN_SERVER = (2, 3)
-_INT64_MAX = 2**63 - 1
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
 _TRANSIENT_HINTS = ("unavailable", "timeout", "timed out", "rate limit", "deny to", "connect")
 
@@ -250,16 +246,22 @@ class MilvusConnector(Connector):
     def count(self, name: str, filter: Filter | None = None) -> int:
         schema = self._schema(name)
         expr = self._expr(schema, filter)
+        res = self._query(name, expr, ["count(*)"])
+        return int(res[0]["count(*)"]) if res else 0
+
+    def _query(self, name: str, expr: str, fields: list[str], **kw: Any) -> list[dict[str, Any]]:
+        """Rows matching ``expr``; strongly consistent: a job reads what it wrote."""
         self._ensure_loaded(name)
-        res = self._call(
-            f"count {name!r}",
+        rows = self._call(
+            f"query {name!r}",
             self.client.query,
             name,
             filter=expr,
-            output_fields=["count(*)"],
+            output_fields=fields,
             consistency_level="Strong",
+            **kw,
         )
-        return int(res[0]["count(*)"]) if res else 0
+        return [dict(r) for r in rows]
 
     def _expr(self, schema: CollectionSchema, filter: Filter | None) -> str:
         node = self._filter(schema, filter)
@@ -289,39 +291,9 @@ class MilvusConnector(Connector):
                 f"{len(schema.vectors)}",
                 hint="Milvus 2.4 added several; or map one vector field only",
             )
-        settings = {k: v for k, v in schema.engine_settings.items() if not k.startswith("milvus.")}
-        settings[LAYOUT_KEY] = "json"
-        index = self.client.prepare_index_params()
-        vectors = []
-        for v in schema.vectors:
-            index_type, params, note = milvus_index(v, self.capabilities.index_kinds, self.engine)
-            if note:
-                settings[f"milvus.{v.name}.index"] = note
-            index.add_index(
-                v.name, index_type=index_type, metric_type=METRIC_OF[v.metric], params=params
-            )
-            real = portable_index({"index_type": index_type, **params})
-            vectors.append(v.model_copy(update={"index": real}))
-        if schema.id_type is not IdType.INT:
-            max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
-            settings["milvus.id_max_length"] = max_len
-        stored = schema.replace(
-            engine=self.engine, engine_settings=settings, vectors=tuple(vectors)
+        ms, index, stored = new_collection(
+            self.client, schema, self.capabilities.index_kinds, self.engine
         )
-        text = json.dumps(json.loads(stored.to_json()), separators=(",", ":"))
-        ms = self.client.create_schema(
-            auto_id=False, enable_dynamic_field=False, description=SCHEMA_MARK + text
-        )
-        if schema.id_type is IdType.INT:
-            ms.add_field("id", DataType.INT64, is_primary=True)
-        else:
-            ms.add_field("id", DataType.VARCHAR, is_primary=True, max_length=max_len)
-        for v in schema.vectors:
-            ms.add_field(v.name, DataType.FLOAT_VECTOR, dim=v.dim)
-        ms.add_field("document", DataType.VARCHAR, max_length=_MAX_VARCHAR)
-        ms.add_field("metadata", DataType.JSON)
-        ms.add_field("metadata_extra", DataType.VARCHAR, max_length=_MAX_VARCHAR)
-        ms.add_field("metadata_present", DataType.JSON)
         self._call(
             f"create {schema.name!r}",
             self.client.create_collection,  # creates the index and loads the collection
@@ -370,22 +342,13 @@ class MilvusConnector(Connector):
         merged by key, which pymilvus' query_iterator relies on too); paging by key rather
         than through query_iterator gives exact, resumable ranges.
         """
-        self._ensure_loaded(name)
         key = pk(schema)
         limit = max(1, min(batch_rows, _PAGE))
         while True:
-            rows = self._call(
-                f"query {name!r}",
-                self.client.query,
-                name,
-                filter=key_range(schema, after, upto),
-                output_fields=fields,
-                limit=limit,
-                consistency_level="Strong",
-            )
+            rows = self._query(name, key_range(schema, after, upto), fields, limit=limit)
             if not rows:
                 return
-            page = sorted((dict(r) for r in rows), key=lambda r: r[key])
+            page = sorted(rows, key=lambda r: r[key])
             after = page[-1][key]
             yield page
             if len(page) < limit:
@@ -418,19 +381,12 @@ class MilvusConnector(Connector):
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
     ) -> pa.RecordBatch:
         read = self._read_schema(name, schema)
-        self._ensure_loaded(name)
         typed = typed_ids(read, ids)
         rows: list[dict[str, Any]] = []
         for start in range(0, len(typed), 1000):
-            got = self._call(
-                f"get from {name!r}",
-                self.client.query,
-                name,
-                filter=ids_in(read, typed[start : start + 1000]),
-                output_fields=output_fields(read),
-                consistency_level="Strong",
+            rows += self._query(
+                name, ids_in(read, typed[start : start + 1000]), output_fields(read)
             )
-            rows += [dict(r) for r in got]
         return rows_to_batch(rows, read)
 
     # -- writing ---------------------------------------------------------------------------
@@ -440,87 +396,9 @@ class MilvusConnector(Connector):
         if data.num_rows == 0:
             return
         ids = data.column("id").to_pylist()
-        self._check_ids(name, schema, ids)
-        rows = self._rows(name, schema, data, ids)
+        check_ids(name, schema, ids, lite=self.lite, version=self.server_version)
+        rows = batch_to_rows(name, schema, data, ids)
         self._call(f"upsert into {name!r}", self.client.upsert, name, rows)
-
-    def _check_ids(self, name: str, schema: CollectionSchema, ids: list[Any]) -> None:
-        """Refuse, naming the record, ids the engine would reject for the whole batch."""
-        if any(i is None for i in ids):
-            raise DataError("a record has no id", collection=name, field="id")
-        if schema.id_type is IdType.INT:
-            if (
-                self.server_version is not None
-                and self.server_version < (2, 5)
-                and _INT64_MAX in ids
-            ):
-                raise DataError(
-                    f"Milvus {'.'.join(map(str, self.server_version))} stores the id "
-                    f"{_INT64_MAX} but never returns it (seen on 2.3.5; fixed by 2.5)",
-                    collection=name,
-                    record_id=_INT64_MAX,
-                    field="id",
-                )
-            return
-        max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
-        for i in ids:
-            if len(i.encode()) > max_len:
-                raise DataError(
-                    f"id is longer than the key's {max_len} bytes",
-                    collection=name,
-                    record_id=i,
-                    field="id",
-                )
-            if self.lite and "'" in i:
-                raise DataError(
-                    "milvus-lite cannot store ids containing a single quote "
-                    "(its upsert fails with 'internal error')",
-                    collection=name,
-                    record_id=i,
-                    field="id",
-                )
-
-    def _rows(
-        self, name: str, schema: CollectionSchema, data: pa.RecordBatch, ids: list[Any]
-    ) -> list[dict[str, Any]]:
-        """Milvus rows for one batch in the collection's physical layout."""
-        n = data.num_rows
-        vectors = {v.name: vectors_to_numpy(data.column(v.name)) for v in schema.vectors}
-        docs = data.column("document").to_pylist() if schema.has_document else [None] * n
-        typed = typed_metadata(data, schema)
-        extra = data.column("metadata_extra").to_pylist()
-        key, doc_field = pk(schema), schema.engine_settings.get(DOC_KEY)
-        json_layout = layout(schema) == "json"
-        rows: list[dict[str, Any]] = []
-        for i in range(n):
-            row: dict[str, Any] = {key: ids[i]}
-            for vname, matrix in vectors.items():
-                row[vname] = matrix[i]
-            if json_layout:
-                row["document"] = docs[i] or ""
-                row["metadata"] = typed[i]
-                row["metadata_extra"] = extra[i] or ""
-                row["metadata_present"] = {
-                    "fields": {m.name: m.name in typed[i] for m in schema.metadata},
-                    "document": docs[i] is not None,
-                }
-                too_long = [
-                    f for f in ("document", "metadata_extra") if len(row[f].encode()) > _MAX_VARCHAR
-                ]
-            else:
-                if doc_field:
-                    row[doc_field] = docs[i] if docs[i] is not None else ""
-                row.update({m.name: typed[i].get(m.name) for m in schema.metadata})
-                too_long = []
-            if too_long:
-                raise DataError(
-                    f"{too_long[0]} is longer than Milvus' {_MAX_VARCHAR}-byte VARCHAR",
-                    collection=name,
-                    record_id=ids[i],
-                    field=too_long[0],
-                )
-            rows.append(row)
-        return rows
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pymilvus import DataType
+from pymilvus import DataType, MilvusClient
 
 from vecmigrate.connectors.milvus_expr import LAYOUT_KEY, PK_KEY, layout, pk
-from vecmigrate.errors import ConfigError
+from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import (
     CollectionSchema,
     IdType,
@@ -26,9 +26,12 @@ from vecmigrate.model import (
     Metric,
     VectorField,
 )
-from vecmigrate.records import build_batch
+from vecmigrate.records import build_batch, vectors_to_numpy
 
+SCHEMA_MARK = "vecmigrate.schema:"
 DOC_KEY = "milvus.document_field"
+MAX_VARCHAR = 65535
+_INT64_MAX = 2**63 - 1
 METRIC_OF: dict[Metric, str] = {Metric.COSINE: "COSINE", Metric.DOT: "IP", Metric.L2: "L2"}
 PORTABLE_METRIC = {v: k for k, v in METRIC_OF.items()}
 _SCALAR: dict[DataType, MetadataType] = {
@@ -235,3 +238,126 @@ def typed_metadata(batch: pa.RecordBatch, schema: CollectionSchema) -> list[dict
             if v is not None:
                 out[i][child_field.name] = json.loads(v) if is_json else v
     return out
+
+
+def new_collection(
+    client: MilvusClient, schema: CollectionSchema, kinds: frozenset[str], engine: str
+) -> tuple[Any, Any, CollectionSchema]:
+    """Milvus schema, index parameters and the vecmigrate schema to store (as the
+    collection's description) for a new collection in the ``json`` layout."""
+    settings = {k: v for k, v in schema.engine_settings.items() if not k.startswith("milvus.")}
+    settings[LAYOUT_KEY] = "json"
+    index = client.prepare_index_params()
+    vectors = []
+    for v in schema.vectors:
+        index_type, params, note = milvus_index(v, kinds, engine)
+        if note:
+            settings[f"milvus.{v.name}.index"] = note
+        index.add_index(
+            v.name, index_type=index_type, metric_type=METRIC_OF[v.metric], params=params
+        )
+        real = portable_index({"index_type": index_type, **params})
+        vectors.append(v.model_copy(update={"index": real}))
+    max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
+    if schema.id_type is not IdType.INT:
+        settings["milvus.id_max_length"] = max_len
+    stored = schema.replace(engine=engine, engine_settings=settings, vectors=tuple(vectors))
+    text = json.dumps(json.loads(stored.to_json()), separators=(",", ":"))
+    ms = client.create_schema(
+        auto_id=False, enable_dynamic_field=False, description=SCHEMA_MARK + text
+    )
+    if schema.id_type is IdType.INT:
+        ms.add_field("id", DataType.INT64, is_primary=True)
+    else:
+        ms.add_field("id", DataType.VARCHAR, is_primary=True, max_length=max_len)
+    for v in schema.vectors:
+        ms.add_field(v.name, DataType.FLOAT_VECTOR, dim=v.dim)
+    ms.add_field("document", DataType.VARCHAR, max_length=MAX_VARCHAR)
+    ms.add_field("metadata", DataType.JSON)
+    ms.add_field("metadata_extra", DataType.VARCHAR, max_length=MAX_VARCHAR)
+    ms.add_field("metadata_present", DataType.JSON)
+    return ms, index, stored
+
+
+def check_ids(
+    name: str,
+    schema: CollectionSchema,
+    ids: list[Any],
+    *,
+    lite: bool,
+    version: tuple[int, int] | None,
+) -> None:
+    """Refuse, naming the record, ids the engine would reject for the whole batch (or
+    store but never return: Milvus 2.3.5 hides the key 2**63 - 1)."""
+    if any(i is None for i in ids):
+        raise DataError("a record has no id", collection=name, field="id")
+    if schema.id_type is IdType.INT:
+        if version is not None and version < (2, 5) and _INT64_MAX in ids:
+            raise DataError(
+                f"Milvus {'.'.join(map(str, version))} stores the id "
+                f"{_INT64_MAX} but never returns it (seen on 2.3.5; milvus-lite 2.5 returns it)",
+                collection=name,
+                record_id=_INT64_MAX,
+                field="id",
+            )
+        return
+    max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
+    for i in ids:
+        if len(i.encode()) > max_len:
+            raise DataError(
+                f"id is longer than the key's {max_len} bytes",
+                collection=name,
+                record_id=i,
+                field="id",
+            )
+        if lite and "'" in i:
+            raise DataError(
+                "milvus-lite cannot store ids containing a single quote "
+                "(its upsert fails with 'internal error')",
+                collection=name,
+                record_id=i,
+                field="id",
+            )
+
+
+def batch_to_rows(
+    name: str, schema: CollectionSchema, data: pa.RecordBatch, ids: list[Any]
+) -> list[dict[str, Any]]:
+    """Milvus rows for one batch in the collection's physical layout."""
+    n = data.num_rows
+    vectors = {v.name: vectors_to_numpy(data.column(v.name)) for v in schema.vectors}
+    docs = data.column("document").to_pylist() if schema.has_document else [None] * n
+    typed = typed_metadata(data, schema)
+    extra = data.column("metadata_extra").to_pylist()
+    key, doc_field = pk(schema), schema.engine_settings.get(DOC_KEY)
+    json_layout = layout(schema) == "json"
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        row: dict[str, Any] = {key: ids[i]}
+        for vname, matrix in vectors.items():
+            row[vname] = matrix[i]
+        if json_layout:
+            row["document"] = docs[i] or ""
+            row["metadata"] = typed[i]
+            row["metadata_extra"] = extra[i] or ""
+            row["metadata_present"] = {
+                "fields": {m.name: m.name in typed[i] for m in schema.metadata},
+                "document": docs[i] is not None,
+            }
+            too_long = [
+                f for f in ("document", "metadata_extra") if len(row[f].encode()) > MAX_VARCHAR
+            ]
+        else:
+            if doc_field:
+                row[doc_field] = docs[i] if docs[i] is not None else ""
+            row.update({m.name: typed[i].get(m.name) for m in schema.metadata})
+            too_long = []
+        if too_long:
+            raise DataError(
+                f"{too_long[0]} is longer than Milvus' {MAX_VARCHAR}-byte VARCHAR",
+                collection=name,
+                record_id=ids[i],
+                field=too_long[0],
+            )
+        rows.append(row)
+    return rows
