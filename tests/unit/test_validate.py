@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
@@ -25,7 +26,7 @@ SCHEMA = CollectionSchema(
 )
 
 
-def _batch(seed: int, n: int = 300) -> object:
+def _batch(seed: int, n: int = 300) -> pa.RecordBatch:
     rng = random.Random(seed)
 
     def text() -> str:  # quotes, backslashes, non-ASCII and control characters escape
@@ -54,7 +55,7 @@ def _batch(seed: int, n: int = 300) -> object:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_metadata_bound_and_refusals_are_exact(seed: int) -> None:
     batch = _batch(seed)
-    for part in (batch, batch.slice(37, 150)):  # type: ignore[attr-defined]
+    for part in (batch, batch.slice(37, 150)):
         exact = np.array([len(encode_json(m).encode()) for m in metadata_rows(part, SCHEMA)])
         assert (metadata_upper_bound(part) >= exact).all()
         limit = int(np.median(exact))
