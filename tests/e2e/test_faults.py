@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.helpers import VECMIGRATE, cli, make_dump
 from tests.faults import FaultyTarget
 from vecmigrate.connectors import connect
-from vecmigrate.errors import DataError
+from vecmigrate.errors import DataError, TransientError
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.pipeline.retry import RetryPolicy
 from vecmigrate.verify.digest import collection_digest
@@ -213,3 +213,53 @@ def test_source_connection_killed_mid_scan_is_retried(
     assert result.ok and result.rows_written == 3000
     with connect(source) as s, connect(target) as t:
         assert collection_digest(s, "fault_src").compare(collection_digest(t, "fault_src")).equal
+
+
+def test_flaky_source_scan_restarts_after_the_last_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every scan dies with a TransientError after handing over two batches: each restart
+    continues from the last token, so the copy ends identical, no batch read twice."""
+    _ten_part_dump(tmp_path / "seed", tmp_path / "src", 2000)
+    source, target = f"dump://{tmp_path / 'src'}", f"dump://{tmp_path / 'out'}"
+    scans: list[int] = []
+    with connect(source) as s, connect(target) as t:
+        real_scan = s.scan
+
+        def dying_scan(*args: Any, **kwargs: Any) -> Any:
+            scans.append(1)
+            for i, item in enumerate(real_scan(*args, **kwargs)):
+                if i == 2:
+                    raise TransientError("injected: connection reset")
+                yield item
+
+        monkeypatch.setattr(s, "scan", dying_scan)
+        options = CopyOptions(
+            batch_rows=100,
+            workers=2,
+            job_path=tmp_path / "job.sqlite",
+            retry=RetryPolicy(attempts=3, base_seconds=0.001),
+        )
+        result = copy_collection(s, t, "docs", options=options)
+    assert len(scans) >= 10  # 20 batches, two per scan
+    assert result.ok and result.rows_read == 2000 and result.rows_written == 2000
+    _assert_identical(source, target, 2000)
+
+
+def test_source_scan_failing_for_good_names_the_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source that stays down: after the retry budget, one clear error and a resumable job."""
+    make_dump(tmp_path / "src", 300, dim=8)
+    with connect(f"dump://{tmp_path / 'src'}") as s, connect(f"dump://{tmp_path / 'out'}") as t:
+
+        def down(*args: Any, **kwargs: Any) -> Any:
+            raise TransientError("injected: 503")
+
+        monkeypatch.setattr(s, "scan", down)
+        options = CopyOptions(
+            job_path=tmp_path / "job.sqlite", retry=RetryPolicy(attempts=3, base_seconds=0.001)
+        )
+        with pytest.raises(TransientError, match="scan of 'docs' still failing after 3") as err:
+            copy_collection(s, t, "docs", options=options)
+    assert err.value.hint and "--resume" in err.value.hint

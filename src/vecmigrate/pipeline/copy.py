@@ -220,7 +220,13 @@ class _Copier:
             except TransientError as exc:
                 failures += 1
                 if failures >= self.options.retry.attempts:
-                    offer(exc)
+                    offer(
+                        TransientError(
+                            f"scan of {self.collection!r} still failing after {failures} "
+                            f"attempts: {exc.message}",
+                            hint="the job is resumable: fix the cause and rerun with --resume",
+                        )
+                    )
                     return
                 wait = self.options.retry.delay(failures, rng)
                 log.warning("scan of %r failed (%s); retry in %.2fs", self.collection, exc, wait)
