@@ -216,7 +216,7 @@ def _foreign_index(dialect: str, server: SearchServer) -> Any:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_index_made_by_another_tool_is_described_and_scanned(
-    dialect: str, servers: dict[str, SearchServer], uris: dict[str, str]
+    dialect: str, servers: dict[str, SearchServer], uris: dict[str, str], tmp_path: Path
 ) -> None:
     client = _foreign_index(dialect, servers[dialect])
     try:
@@ -234,21 +234,31 @@ def test_index_made_by_another_tool_is_described_and_scanned(
                 "on": "bool",
             }
             assert conn.count("foreign", {"tags": "x1"}) == 43
-            part = conn.partitions("foreign", 4)
-            assert len(part) == 1
-            scan = conn.scan("foreign", part[0], batch_rows=50)
-            first, token = next(scan)
-            scan.close()  # a resumed scan continues after the token
-            rest = [b for b, _ in conn.scan("foreign", part[0], token, batch_rows=50)]
-            ids = first.column("id").to_pylist() + [
-                x for b in rest for x in b.column("id").to_pylist()
-            ]
-            assert sorted(ids) == sorted(f"f{i}" for i in range(130))
+            # ES: slices of one shared PIT; OpenSearch: one partition sorted on _id.
+            parts = conn.partitions("foreign", 4)
+            assert len(parts) == (2 if dialect == "elasticsearch" else 1)
+            ids: list[str] = []
+            for part in parts:
+                scan = conn.scan("foreign", part, batch_rows=20)
+                first, token = next(scan)
+                scan.close()  # a resumed scan continues after the token
+                rest = [b for b, _ in conn.scan("foreign", part, token, batch_rows=20)]
+                ids += first.column("id").to_pylist()
+                ids += [x for b in rest for x in b.column("id").to_pylist()]
+            assert sorted(ids) == sorted(f"f{i}" for i in range(130))  # disjoint, covering
             row = conn.fetch("foreign", ["f4"]).to_pylist()[0]
             assert row["document"] == "text 4"
             assert row["metadata"]["tags"] == ["x1", "all"]
             got, _ = conn.search("foreign", np.array([[1.0, 0.0, 0.0]], np.float32), 3)
             assert len(got[0]) == 3
+            # Exported by the pipeline, partitions in parallel: same content as the index.
+            dump = connect(f"dump://{tmp_path / 'dump'}")
+            opts = CopyOptions(workers=2, batch_rows=30, job_path=tmp_path / "f.sqlite")
+            res = copy_collection(conn, dump, "foreign", options=opts)
+            assert res.rows_written == 130 and res.partitions == len(parts)
+            assert (
+                collection_digest(conn, "foreign").compare(collection_digest(dump, "foreign")).equal
+            )
     finally:
         client.indices.delete(index="foreign")
         client.close()

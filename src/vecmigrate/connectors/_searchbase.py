@@ -49,6 +49,8 @@ MAX_PAGE = 10_000  # index.max_result_window's default
 class SearchEngineConnector(Connector):
     """Shared logic of the Elasticsearch and OpenSearch connectors (see module docstring)."""
 
+    sliced_foreign_scans = False  # whether sliced PIT searches split foreign indexes
+
     # -- what each engine supplies ---------------------------------------------------------
     @abstractmethod
     def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
@@ -220,10 +222,22 @@ class SearchEngineConnector(Connector):
     def partitions(self, name: str, n: int) -> list[Partition]:
         schema = self._schema(name)
         total = self.count(name)
-        if schema.engine_settings.get("foreign"):
-            return [Partition(id="all", spec={"foreign": True}, estimated_rows=total)]
-        # Slot ranges of a stable id hash: disjoint, covering, independent of any PIT.
         n = max(1, min(n, total // 100 + 1))
+        if schema.engine_settings.get("foreign"):
+            if n == 1 or not self.sliced_foreign_scans:
+                return [Partition(id="all", spec={"foreign": True}, estimated_rows=total)]
+            # No id copy to range over: slices of one shared PIT (all slices must use the
+            # same PIT, so these partitions resume only while it lives).
+            pit = self._read(f"opening a point in time on {name!r}", "open_pit", index=name)
+            return [
+                Partition(
+                    id=f"slice-{i}",
+                    spec={"foreign": True, "pit": pit, "slice": i, "max": n},
+                    estimated_rows=total // n,
+                )
+                for i in range(n)
+            ]
+        # Slot ranges of a stable id hash: disjoint, covering, independent of any PIT.
         bounds = [SLOTS * i // n for i in range(n + 1)]
         return [
             Partition(
@@ -257,8 +271,9 @@ class SearchEngineConnector(Connector):
         # _shard_doc values only mean something inside their PIT: such a scan resumes in
         # the same PIT, which is left to expire (keep_alive) unless the scan finished.
         pinned = "_shard_doc" in sort
-        pit = state.get("pit") if pinned and after is not None else None
+        pit = (state.get("pit") if pinned and after is not None else None) or spec.get("pit")
         resumed_pit = pit is not None
+        owned = pit is None or "pit" not in spec  # a shared (sliced) PIT just expires
         if after is not None and not pinned and len(after) == len(sort) + 1:
             # ES appended its implicit _shard_doc tiebreaker, whose values change with the
             # PIT (merges renumber documents): in a new PIT, "after this id" is (id, max).
@@ -276,6 +291,8 @@ class SearchEngineConnector(Connector):
                     "_source": self._source_param(),
                     "track_total_hits": False,
                 }
+                if "slice" in spec:
+                    body["slice"] = {"id": spec["slice"], "max": spec["max"]}
                 if after is not None:
                     body["search_after"] = after
                 try:
@@ -299,7 +316,7 @@ class SearchEngineConnector(Connector):
                 if done:
                     return
         finally:
-            if done or not pinned:
+            if owned and (done or not pinned):
                 with contextlib.suppress(TransientError, TerminalError):  # it expires anyway
                     self._call(f"closing a point in time on {name!r}", "close_pit", id=pit)
 

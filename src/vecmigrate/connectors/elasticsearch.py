@@ -52,6 +52,7 @@ class ElasticsearchConnector(SearchEngineConnector):
     # ES >= 9.2 rebuilds vectors it left out of _source from the indexed values (cosine
     # vectors are stored normalised with their magnitude): allow float32 rounding.
     capabilities = search_capabilities(vector_tolerance=1e-6)
+    sliced_foreign_scans = True  # PIT + slice, as the search API documents
 
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
