@@ -72,6 +72,8 @@ def test_cli_dump_to_es_to_opensearch_and_back(uris: dict[str, str], tmp_path: P
         assert SECRET not in proc.stdout + proc.stderr
         out = json_of(proc)
         assert out.get("dead_letters", 0) == 0
+    for path in tmp_path.rglob("*"):  # dumps, manifests, job files: never the secret
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
     want = collection_digest(connect(f"dump://{src}"), "docs")
     final = collection_digest(connect(f"dump://{tmp_path / 'from_os'}"), "docs")
     assert want.compare(final, tolerance=1e-6).equal
