@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 import pyarrow as pa
 import uvicorn
@@ -54,7 +56,14 @@ class Outage:
 
 def create_app(router: MigrationRouter, outage: Outage | None = None) -> FastAPI:
     """The application: four data endpoints, metrics, and test-only admin endpoints."""
-    app = FastAPI()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # a bounded worker pool: each worker thread holds its own engine connections
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 8
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.exception_handler(VecmigrateError)
     async def _engine_error(request: Request, exc: VecmigrateError) -> JSONResponse:
@@ -146,7 +155,6 @@ def main() -> None:
             host="127.0.0.1",
             port=args.port,
             log_level="warning",
-            lifespan="off",
         )
     finally:
         router.close()
