@@ -146,6 +146,33 @@ def operators(node: Node) -> set[str]:
     return {node.op}.union(*(operators(c) for c in node.children))
 
 
+def namespace_scope(
+    node: Node | None, namespaces: list[str | None]
+) -> tuple[list[str | None], Node | None]:
+    """For engines that address namespaces separately (tenants, Pinecone namespaces): the
+    namespaces a filter's top-level ``$namespace`` conditions allow, and the rest of the
+    filter. A ``$namespace`` under ``$or``/``$not`` cannot be scoped: ConfigError."""
+    if node is None:
+        return namespaces, None
+    parts = list(node.children) if isinstance(node, Bool) and node.op == "$and" else [node]
+    scoped = [p for p in parts if isinstance(p, Cond) and p.field.name == NAMESPACE_KEY]
+    rest = [p for p in parts if p not in scoped]
+    if any(NAMESPACE_KEY in operators(p) for p in rest):
+        raise ConfigError(f"{NAMESPACE_KEY} can only be combined with $and here")
+
+    def allows(c: Node, ns: str | None) -> bool:
+        assert isinstance(c, Cond)
+        if ns is None:  # like a field: only a present namespace matches
+            return False
+        if c.op in ("$eq", "$ne"):
+            return bool(ns == c.value) == (c.op == "$eq")
+        return (ns in c.value) == (c.op == "$in")
+
+    allowed = [ns for ns in namespaces if all(allows(c, ns) for c in scoped)]
+    remaining = rest[0] if len(rest) == 1 else Bool("$and", tuple(rest)) if rest else None
+    return allowed, remaining
+
+
 # -- exact evaluation on Arrow ------------------------------------------------------------------
 def evaluate(node: Node, batch: pa.RecordBatch) -> np.ndarray:
     """Boolean mask of the batch's records that match (the reference semantics)."""

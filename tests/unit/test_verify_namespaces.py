@@ -3,6 +3,7 @@ one query group per namespace, and a cross-namespace leak failing the gate."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,30 @@ def test_verify_says_when_per_namespace_groups_cannot_run(tmp_path: Path) -> Non
     assert "NOT run" in markdown(report)
     assert not any(g["gate"] == "namespace leaks" for g in report["gates"])
     assert np.isfinite(report["systems"]["target"]["all"]["recall@10"])
+
+
+@pytest.fixture
+def weaviate_uri() -> Iterator[str]:
+    require_module("weaviate")
+    from tests.protocol.weaviate_server import WeaviateDouble
+
+    server = WeaviateDouble().start()
+    try:
+        yield str(server.uri())
+    finally:
+        server.stop()
+
+
+def test_weaviate_scopes_namespace_filters_to_tenants(tmp_path: Path, weaviate_uri: str) -> None:
+    """Weaviate (protocol double): ``$namespace`` becomes the tenant list searched."""
+    src = _namespaced_dump(tmp_path)
+    with connect(weaviate_uri) as dst:
+        copy_collection(src, dst, "docs", options=CopyOptions(job_path=tmp_path / "j"))
+        assert dst.count("docs", {NAMESPACE_KEY: "tenant-a"}) == 96
+        assert dst.count("docs", {NAMESPACE_KEY: {"$ne": "tenant-a"}, "year": 1991}) == 4
+        with pytest.raises(ConfigError, match="only be combined with"):
+            dst.count("docs", {"$or": [{NAMESPACE_KEY: "tenant-a"}, {"year": 1991}]})
+        report = verify_migration(src, dst, "docs", config=CONFIG)
+        assert report["namespaces"]["queried"] == ["tenant-a", "tenant-b"]
+        leak_gate = next(g for g in report["gates"] if g["gate"] == "namespace leaks")
+        assert leak_gate["passed"] and report["systems"]["target"]["all"]["namespace_leaks"] == 0

@@ -63,7 +63,7 @@ from vecmigrate.connectors.weaviate_codec import (
     uuids_for,
 )
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import ALL_OPS, Node, operators
+from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Node, namespace_scope, operators
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -87,7 +87,7 @@ class WeaviateConnector(Connector):
         metrics=frozenset(Metric),
         named_vectors=True,
         namespaces=True,
-        filter_ops=ALL_OPS,
+        filter_ops=ALL_OPS | {NAMESPACE_KEY},
         max_batch_rows=1000,
         index_kinds=frozenset({"hnsw", "flat"}),
     )
@@ -270,10 +270,12 @@ class WeaviateConnector(Connector):
 
     # -- reading -----------------------------------------------------------------------------
     def count(self, name: str, filter: PortableFilter | None = None) -> int:
-        node = self._filter(self._schema(name), filter)
+        tenants, node = namespace_scope(
+            self._filter(self._schema(name), filter), self._tenant_list(name)
+        )
         flt = compile_filter(node) if node else None
         total = 0
-        for t in self._tenant_list(name):
+        for t in tenants:
             agg = self._col(name, t).aggregate
             got = self._call(f"counting {name!r}", agg.over_all, total_count=True, filters=flt)
             total += int(got.total_count or 0)
@@ -421,7 +423,7 @@ class WeaviateConnector(Connector):
     ) -> tuple[list[list[Any]], list[list[float]]]:
         """Top-k per query; across tenants, merged by distance. Scores are distances."""
         schema = self._schema(name)
-        node = self._filter(schema, filter)
+        tenants, node = namespace_scope(self._filter(schema, filter), self._tenant_list(name))
         flt = compile_filter(node) if node else None
         field = schema.vector_field(vector_field)
         target = None if schema.engine_settings.get("unnamed_vector") else field.name
@@ -430,7 +432,7 @@ class WeaviateConnector(Connector):
         all_ids, all_scores = [], []
         for q in np.asarray(vectors, dtype=np.float32):
             hits: list[tuple[float, Any]] = []
-            for t in self._tenant_list(name):
+            for t in tenants:
                 res = self._call(
                     f"search in {name!r}",
                     self._col(name, t).query.near_vector,
