@@ -170,7 +170,7 @@ class _SqlStore(StateStore, Outbox):
                 self._q(
                     f"INSERT INTO {P}events (collection, at, actor, action, from_phase, "
                     "from_percent, to_phase, to_percent, version, gates, note) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"
                 ),
                 (
                     collection,
@@ -186,8 +186,18 @@ class _SqlStore(StateStore, Outbox):
                     note,
                 ),
             )
-        last = self.events(collection, limit=1)
-        return last[-1]
+            seq = int(cur.fetchone()[0])
+        return PhaseEvent(
+            seq=seq,
+            collection=collection,
+            at=now,
+            actor=actor,
+            action=action,
+            before=PhaseState(expected.phase, expected.canary_percent, new.version - 1),
+            after=new,
+            gates=list(gates or []),
+            note=note,
+        )
 
     def events(self, collection: str, limit: int = 50) -> list[PhaseEvent]:
         rows = self._rows(
