@@ -159,3 +159,33 @@ def test_weaviate_scopes_namespace_filters_to_tenants(tmp_path: Path, weaviate_u
         assert report["namespaces"]["queried"] == ["tenant-a", "tenant-b"]
         leak_gate = next(g for g in report["gates"] if g["gate"] == "namespace leaks")
         assert leak_gate["passed"] and report["systems"]["target"]["all"]["namespace_leaks"] == 0
+
+
+@pytest.fixture
+def pinecone_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    require_module("pinecone")
+    from tests.protocol.pinecone_server import PineconeServer
+
+    server = PineconeServer("pc-ns-test-key-0123")
+    monkeypatch.setenv("VECMIGRATE_TEST_PINECONE_NS_KEY", "pc-ns-test-key-0123")
+    try:
+        yield f"pinecone://?host={server.url}&api_key=env:VECMIGRATE_TEST_PINECONE_NS_KEY"
+    finally:
+        server.stop()
+
+
+def test_pinecone_scopes_namespace_filters_to_namespaces(tmp_path: Path, pinecone_uri: str) -> None:
+    """Pinecone (protocol double): ``$namespace`` picks the namespaces queried/counted."""
+    src = _namespaced_dump(tmp_path)
+    with connect(pinecone_uri) as dst:
+        copy_collection(src, dst, "docs", options=CopyOptions(job_path=tmp_path / "j"))
+        assert dst.count("docs", {NAMESPACE_KEY: "tenant-a"}) == 96
+        assert dst.count("docs", {NAMESPACE_KEY: {"$in": ["tenant-b"]}, "year": 1991}) == 4
+        ids, _ = dst.search(
+            "docs", np.ones((1, 16), np.float32), 20, filter={NAMESPACE_KEY: "tenant-b"}
+        )
+        assert len(ids[0]) == 20 and all(int(i[4:8]) % 2 == 1 for i in ids[0])
+        cfg = CONFIG.model_copy(update={"namespace_queries": 10})
+        report = verify_migration(src, dst, "docs", config=cfg)
+        assert report["namespaces"]["queried"] == ["tenant-a", "tenant-b"]
+        assert report["systems"]["target"]["all"]["namespace_leaks"] == 0

@@ -60,7 +60,7 @@ from vecmigrate.connectors.pinecone_codec import (
     to_pinecone_id,
 )
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import ALL_OPS, evaluate
+from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate, namespace_scope
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -99,7 +99,7 @@ class PineconeConnector(Connector):
         documents=True,
         namespaces=True,
         stores_null_metadata=False,
-        filter_ops=ALL_OPS,
+        filter_ops=ALL_OPS | {NAMESPACE_KEY},
         max_batch_rows=1000,
         max_batch_bytes=MAX_REQUEST_BYTES,
         max_metadata_bytes=MAX_METADATA_BYTES,
@@ -279,13 +279,13 @@ class PineconeConnector(Connector):
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         schema = self._schema(name)
-        node = self._filter(schema, filter)
         namespaces = self._namespaces(name)
+        allowed, node = namespace_scope(self._filter(schema, filter), list(namespaces))
         if node is None:
-            return sum(namespaces.values())
+            return sum(namespaces[ns] for ns in allowed if ns is not None)
         total = 0
         probe = [1.0] + [0.0] * (schema.vector.dim - 1)
-        for ns in namespaces:
+        for ns in allowed:
             # A filtered query returns every match up to top_k (Pinecone documents this);
             # at the cap, count exactly by scanning the namespace instead.
             got = self._call(
@@ -614,9 +614,9 @@ class PineconeConnector(Connector):
         schema.vector_field(vector_field)
         if k > MAX_TOP_K:
             raise ConfigError(f"Pinecone returns at most {MAX_TOP_K} results per query, not {k}")
-        node = self._filter(schema, filter)
+        index, every = self._index(name), list(self._namespaces(name)) or [""]
+        spaces, node = namespace_scope(self._filter(schema, filter), [*every])
         flt = compile_filter(node) if node else None
-        index, spaces = self._index(name), list(self._namespaces(name)) or [""]
         lower_first = schema.vector.metric is Metric.L2  # euclidean scores are distances
         ids: list[list[Any]] = []
         scores: list[list[float]] = []
