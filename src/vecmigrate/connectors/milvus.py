@@ -303,7 +303,7 @@ class MilvusConnector(Connector):
             consistency_level="Strong",
         )
         self._schemas[schema.name] = stored
-        self._loaded.discard(schema.name)
+        self._loaded.add(schema.name)
 
     # -- reading ---------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
