@@ -76,9 +76,11 @@ class MilvusServer:
         return f"milvus://{self.host}:{self.port}"
 
     def stop(self) -> None:
-        """Stop the process group (TERM, then KILL after 5 s) and delete the data folder."""
+        """Stop the process group (TERM, then KILL after 5 s) and delete the data folder
+        and the server-id file Milvus 2.3 leaves in /tmp/milvus whatever it is told."""
         stop_group(self.process)
         shutil.rmtree(self.datadir, ignore_errors=True)
+        Path("/tmp/milvus", f"server_id_{self.process.pid}").unlink(missing_ok=True)
 
 
 def _bin_dir() -> tuple[Path, str]:
