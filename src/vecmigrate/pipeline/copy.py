@@ -22,14 +22,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, IfExists
-from vecmigrate.errors import DataError, TerminalError, TransientError
+from vecmigrate.errors import TransientError
 from vecmigrate.mapping import Mapping, MappingSpec, build_mapping
-from vecmigrate.model import CollectionSchema, Metric, ResumeToken
+from vecmigrate.model import CollectionSchema, ResumeToken
 from vecmigrate.pipeline.deadletter import (
     DeadLetter,
     DeadLetterBuffer,
@@ -38,9 +36,8 @@ from vecmigrate.pipeline.deadletter import (
 )
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.plan import metadata_sample
-from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
-from vecmigrate.pipeline.validate import oversized_metadata
-from vecmigrate.records import conform, vectors_to_numpy
+from vecmigrate.pipeline.retry import RetryPolicy
+from vecmigrate.pipeline.writer import RecordWriter
 
 log = logging.getLogger("vecmigrate.copy")
 ProgressCallback = Callable[[int], None]
@@ -135,32 +132,6 @@ def default_job_path(source: Connector, target: Connector, collection: str, tgt:
     return Path(".vecmigrate") / "jobs" / f"{collection}-{key[:12]}.sqlite"
 
 
-def invalid_vector_rows(
-    batch: pa.RecordBatch, schema: CollectionSchema
-) -> list[tuple[int, str, str]]:
-    """(row, field, reason) for records no engine should receive: null/NaN/Inf vectors,
-    zero vectors under cosine (no direction: engines return NaN or divide by zero),
-    null or empty ids."""
-    checks: list[tuple[np.ndarray, str, str]] = []
-    for v in schema.vectors:
-        col = batch.column(v.name)
-        if col.null_count:
-            checks.append((col.is_null().to_numpy(zero_copy_only=False), v.name, "vector is null"))
-        else:
-            matrix = vectors_to_numpy(col)
-            finite = np.isfinite(matrix).all(axis=1)
-            checks.append((~finite, v.name, "vector contains NaN or Inf"))
-            if v.metric is Metric.COSINE:
-                zero = ~np.any(matrix, axis=1)
-                checks.append((zero, v.name, "zero vector: undefined under cosine"))
-    ids = batch.column("id")
-    if ids.null_count:
-        checks.append((ids.is_null().to_numpy(zero_copy_only=False), "id", "id is null"))
-    elif pa.types.is_string(ids.type):
-        checks.append((np.asarray(pc.utf8_length(ids)) == 0, "id", "id is empty"))
-    return [(int(i), fld, why) for mask, fld, why in checks for i in np.flatnonzero(mask)]
-
-
 class _Copier:
     """One run of one copy job; see ``copy_collection``."""
 
@@ -179,13 +150,17 @@ class _Copier:
         self.collection, self.target_collection = collection, target_collection
         self.source_schema, self.mapping = source_schema, mapping
         self.target_schema = mapping.target
-        self.options, self.dead = options, dead
-        # Retries of the batch being written, per thread: a partition's batches are written
-        # by the thread consuming its outcomes.
-        self._batch = threading.local()
-        caps = target.capabilities
-        self.max_rows = max(1, min(caps.max_batch_rows, options.batch_rows))
-        self.max_bytes = caps.max_batch_bytes
+        self.options = options
+        self.writer = RecordWriter(
+            target,
+            target_collection,
+            collection,
+            source_schema,
+            mapping,
+            dead,
+            options.retry,
+            options.batch_rows,
+        )
 
     def _read(self, state: PartitionState, out: queue.Queue[Any], stop: threading.Event) -> None:
         def offer(item: Any) -> bool:
@@ -253,103 +228,11 @@ class _Copier:
                 if isinstance(item, BaseException):
                     raise item
                 batch, token = item
-                self._batch.retries = 0
-                written, refused = self._write(batch)
-                yield BatchOutcome(token, batch.num_rows, written, refused, self._batch.retries)
+                w = self.writer.write(batch)
+                yield BatchOutcome(token, batch.num_rows, w.written, w.refused, w.retries)
         finally:
             stop.set()
             reader.join(timeout=5)
-
-    def _write(self, batch: pa.RecordBatch) -> tuple[int, int]:
-        """Validate, split and upsert one source batch; returns (written, dead-lettered)."""
-        bad = {
-            row: (reason, fld)
-            for row, fld, reason in reversed(invalid_vector_rows(batch, self.source_schema))
-        }
-        batch, refused = self._dead_letter(batch, bad), len(bad)
-        mapped, refusals = self.mapping.apply(batch)
-        if refusals:
-            first = refusals[0]
-            if self.mapping.spec.on_invalid == "fail":
-                raise DataError(
-                    first.reason,
-                    collection=self.collection,
-                    record_id=batch.column("id")[first.row].as_py(),
-                    field=first.field,
-                    hint="fix the data or set on_invalid: dead_letter in the mapping",
-                )
-            reasons = {r.row: (r.reason, r.field) for r in reversed(refusals)}
-            batch, refused = self._dead_letter(batch, reasons), refused + len(reasons)
-        try:
-            converted = conform(mapped, self.target_schema)
-        except TerminalError:
-            return self._isolate(batch, refused)
-        limit = self.target.capabilities.max_metadata_bytes
-        oversized = oversized_metadata(converted, self.target_schema, limit)
-        if oversized:
-            keep = np.ones(converted.num_rows, dtype=bool)
-            keep[list(oversized)] = False
-            converted = converted.filter(pa.array(keep))
-            batch, refused = self._dead_letter(batch, oversized), refused + len(oversized)
-        written = 0
-        for chunk in self._split(converted):
-            w, r = self._upsert_isolating(chunk)
-            written, refused = written + w, refused + r
-        return written, refused
-
-    def _dead_letter(
-        self, batch: pa.RecordBatch, reasons: dict[int, tuple[str, str]]
-    ) -> pa.RecordBatch:
-        """Write each refused row once (with its first reason); return the rows kept."""
-        if not reasons:
-            return batch
-        for row, (reason, fld) in sorted(reasons.items()):
-            self.dead.write(batch.slice(row, 1), reason, fld)
-        keep = np.ones(batch.num_rows, dtype=bool)
-        keep[list(reasons)] = False
-        return batch.filter(pa.array(keep))
-
-    def _isolate(self, batch: pa.RecordBatch, refused: int) -> tuple[int, int]:
-        # A batch that cannot be converted as a whole: convert row by row to name the culprits.
-        written = 0
-        for i in range(batch.num_rows):
-            row = batch.slice(i, 1)
-            try:
-                w, r = self._upsert_isolating(
-                    conform(self.mapping.apply(row)[0], self.target_schema)
-                )
-            except TerminalError as exc:
-                self.dead.write(row, exc.message, getattr(exc, "field", None))
-                w, r = 0, 1
-            written, refused = written + w, refused + r
-        return written, refused
-
-    def _split(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-        per_row = max(1, batch.nbytes // max(1, batch.num_rows))
-        step = max(1, min(self.max_rows, self.max_bytes // per_row))
-        for start in range(0, batch.num_rows, step):
-            yield batch.slice(start, step)
-
-    def _upsert_isolating(self, batch: pa.RecordBatch) -> tuple[int, int]:
-        """Upsert with retries; a refused batch is bisected down to the refused records."""
-        try:
-            _, retries = call_with_retry(
-                lambda: self.target.upsert(self.target_collection, batch),
-                self.options.retry,
-                what=f"upsert into {self.target_collection!r}",
-            )
-            self._batch.retries += retries
-            return batch.num_rows, 0
-        except TerminalError as exc:
-            if batch.num_rows == 1:
-                rid = batch.column("id")[0].as_py()
-                log.warning("record %r refused by the target: %s", rid, exc.message)
-                self.dead.write(batch, exc.message, getattr(exc, "field", None))
-                return 0, 1
-            half = batch.num_rows // 2
-            a = self._upsert_isolating(batch.slice(0, half))
-            b = self._upsert_isolating(batch.slice(half))
-            return a[0] + b[0], a[1] + b[1]
 
 
 OutcomeStream = Callable[[], Iterator[BatchOutcome]]

@@ -8,21 +8,18 @@ Applying the same id twice is harmless, which is what makes a resumed sync exact
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector
-from vecmigrate.errors import DataError, TerminalError
 from vecmigrate.mapping import Mapping
 from vecmigrate.model import CollectionSchema, IdType
-from vecmigrate.pipeline.copy import invalid_vector_rows
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
-from vecmigrate.records import conform
+from vecmigrate.pipeline.writer import RecordWriter
 from vecmigrate.verify.digest import id_text
 
 log = logging.getLogger("vecmigrate.sync")
@@ -63,10 +60,11 @@ class Applier:
         self.source, self.target = source, target
         self.name, self.target_name = name, target_name
         self.source_schema, self.mapping = source_schema, mapping
-        self.dead, self.retry = dead, retry
-        caps = target.capabilities
-        self.batch_rows = max(1, min(batch_rows, caps.max_batch_rows))
-        self.max_bytes = caps.max_batch_bytes
+        self.retry = retry
+        self.batch_rows = max(1, min(batch_rows, target.capabilities.max_batch_rows))
+        self.writer = RecordWriter(
+            target, target_name, name, source_schema, mapping, dead, retry, batch_rows
+        )
 
     def target_ids(self, source_ids: Sequence[Any]) -> list[Any]:
         """Ids the given source records have on the target (the mapping's id strategy)."""
@@ -116,77 +114,5 @@ class Applier:
     # -- upserts, as copy does them ----------------------------------------------------------
     def write(self, batch: pa.RecordBatch) -> Applied:
         """Validate, map, split and upsert source records; refused ones are dead-lettered."""
-        done = Applied()
-        bad = {
-            row: (reason, fld)
-            for row, fld, reason in reversed(invalid_vector_rows(batch, self.source_schema))
-        }
-        batch = self._dead_letter(batch, bad, done)
-        mapped, refusals = self.mapping.apply(batch)
-        if refusals:
-            first = refusals[0]
-            if self.mapping.spec.on_invalid == "fail":
-                raise DataError(
-                    first.reason,
-                    collection=self.name,
-                    record_id=batch.column("id")[first.row].as_py(),
-                    field=first.field,
-                    hint="fix the data or set on_invalid: dead_letter in the mapping",
-                )
-            reasons = {r.row: (r.reason, r.field) for r in reversed(refusals)}
-            batch = self._dead_letter(batch, reasons, done)
-        try:
-            converted = conform(mapped, self.mapping.target)
-        except TerminalError:
-            for i in range(batch.num_rows):  # name the culprits row by row
-                row = batch.slice(i, 1)
-                try:
-                    self._upsert(conform(self.mapping.apply(row)[0], self.mapping.target), done)
-                except TerminalError as exc:
-                    self.dead.write(row, exc.message, getattr(exc, "field", None))
-                    done.dead_letters += 1
-            return done
-        for chunk in self._split(converted):
-            self._upsert(chunk, done)
-        return done
-
-    def _dead_letter(
-        self, batch: pa.RecordBatch, reasons: dict[int, tuple[str, str]], done: Applied
-    ) -> pa.RecordBatch:
-        if not reasons:
-            return batch
-        for row, (reason, fld) in sorted(reasons.items()):
-            self.dead.write(batch.slice(row, 1), reason, fld)
-        done.dead_letters += len(reasons)
-        keep = np.ones(batch.num_rows, dtype=bool)
-        keep[list(reasons)] = False
-        return batch.filter(pa.array(keep))
-
-    def _split(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-        per_row = max(1, batch.nbytes // max(1, batch.num_rows))
-        step = max(1, min(self.batch_rows, self.max_bytes // per_row))
-        for start in range(0, batch.num_rows, step):
-            yield batch.slice(start, step)
-
-    def _upsert(self, batch: pa.RecordBatch, done: Applied) -> None:
-        """Upsert with retries; a refused batch is bisected down to the refused records."""
-        if batch.num_rows == 0:
-            return
-        try:
-            _, retries = call_with_retry(
-                lambda: self.target.upsert(self.target_name, batch),
-                self.retry,
-                what=f"upsert into {self.target_name!r}",
-            )
-            done.upserted += batch.num_rows
-            done.retries += retries
-        except TerminalError as exc:
-            if batch.num_rows == 1:
-                rid = batch.column("id")[0].as_py()
-                log.warning("record %r refused by the target: %s", rid, exc.message)
-                self.dead.write(batch, exc.message, getattr(exc, "field", None))
-                done.dead_letters += 1
-                return
-            half = batch.num_rows // 2
-            self._upsert(batch.slice(0, half), done)
-            self._upsert(batch.slice(half), done)
+        w = self.writer.write(batch)
+        return Applied(upserted=w.written, dead_letters=w.refused, retries=w.retries)

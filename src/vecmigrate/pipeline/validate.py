@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecmigrate.model import CollectionSchema
-from vecmigrate.records import encode_json, metadata_rows
+from vecmigrate.model import CollectionSchema, Metric
+from vecmigrate.records import encode_json, metadata_rows, vectors_to_numpy
 
 
 def _string_bytes(col: pa.Array) -> np.ndarray:
@@ -62,3 +62,29 @@ def oversized_metadata(
                 "metadata",
             )
     return out
+
+
+def invalid_vector_rows(
+    batch: pa.RecordBatch, schema: CollectionSchema
+) -> list[tuple[int, str, str]]:
+    """(row, field, reason) for records no engine should receive: null/NaN/Inf vectors,
+    zero vectors under cosine (no direction: engines return NaN or divide by zero),
+    null or empty ids."""
+    checks: list[tuple[np.ndarray, str, str]] = []
+    for v in schema.vectors:
+        col = batch.column(v.name)
+        if col.null_count:
+            checks.append((col.is_null().to_numpy(zero_copy_only=False), v.name, "vector is null"))
+        else:
+            matrix = vectors_to_numpy(col)
+            finite = np.isfinite(matrix).all(axis=1)
+            checks.append((~finite, v.name, "vector contains NaN or Inf"))
+            if v.metric is Metric.COSINE:
+                zero = ~np.any(matrix, axis=1)
+                checks.append((zero, v.name, "zero vector: undefined under cosine"))
+    ids = batch.column("id")
+    if ids.null_count:
+        checks.append((ids.is_null().to_numpy(zero_copy_only=False), "id", "id is null"))
+    elif pa.types.is_string(ids.type):
+        checks.append((np.asarray(pc.utf8_length(ids)) == 0, "id", "id is empty"))
+    return [(int(i), fld, why) for mask, fld, why in checks for i in np.flatnonzero(mask)]
