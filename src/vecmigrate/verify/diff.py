@@ -162,9 +162,11 @@ def diff_collections(
     target_name: str | None = None,
     digests: tuple[CollectionDigest, CollectionDigest] | None = None,
     transform: Transform | None = None,
+    name_fields: bool = True,
 ) -> DiffResult:
     """Compare two collections record by record, streaming; with ``transform`` (the
-    copy's mapping) the target is compared with what the mapping makes of the source."""
+    copy's mapping) the target is compared with what the mapping makes of the source.
+    ``name_fields=False`` skips fetching changed records to name their fields (ids only)."""
     tname = target_name or name
     sa, sb = source.describe(name), target.describe(tname)
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
@@ -196,7 +198,7 @@ def diff_collections(
         ]
         if ha != hb or moved:
             suspects.append((rid, moved))
-    if transform is not None:  # mapped ids and fields: name what the signatures show
+    if transform is not None or not name_fields:  # name what the signatures show
         result.changed = [
             ChangedRecord(rid, moved or ["(content hash)"]) for rid, moved in suspects
         ]
@@ -204,6 +206,13 @@ def diff_collections(
     ids = [rid for rid, _ in suspects]
     ra, rb = _records(source, name, sa, ids), _records(target, tname, sb, ids)
     for rid in ids:
+        # Written between the scan and the fetch (a live source): report what is there now.
+        if rid not in ra or rid not in rb:
+            if rid in rb:
+                result.extra.append(rid)
+            elif rid in ra:
+                result.missing.append(rid)
+            continue
         fields = _changed_fields(ra[rid], rb[rid], sa, sb, tol)
         result.changed.append(ChangedRecord(rid, fields or ["(content hash)"]))
     return result
