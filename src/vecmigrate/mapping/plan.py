@@ -71,7 +71,7 @@ class Mapping:
             and s.flatten is None
             and s.unflatten is None
             and not (s.namespaces and (s.namespaces.to == "field" or s.namespaces.from_))
-            and not any(v.normalize or v.rename for v in s.vectors.values())
+            and not any(v.normalize or v.rename or v.drop for v in s.vectors.values())
         )
 
     # -- the transform ---------------------------------------------------------------------
@@ -99,7 +99,8 @@ class Mapping:
         kept = [
             v
             for v in self.source.vectors
-            if not self.spec.reembed or v.name != self.spec.reembed.replace
+            if not (self.spec.reembed and v.name == self.spec.reembed.replace)
+            and not ((vs := self.spec.vectors.get(v.name)) and vs.drop)
         ]
         for src_field, tgt_field in zip(kept, self.target.vectors, strict=False):
             m = vectors_to_numpy(batch.column(src_field.name))
@@ -127,6 +128,7 @@ class Mapping:
             documents=batch.column("document").to_pylist() if "document" in names else None,
             metadata=metas,
             namespaces=namespaces,
+            sparse={s.name: batch.column(s.name).to_pylist() for s in self.target.sparse},
         )
         bad = sorted({r.row for r in refusals})
         if bad:
@@ -246,6 +248,9 @@ def build_mapping(
             mapping.decisions.append(f"{v.name}: replaced by a re-embedding ({spec.reembed.model})")
             continue
         vspec = spec.vectors.get(v.name)
+        if vspec and vspec.drop:
+            mapping.decisions.append(f"{v.name}: dropped (mapping)")
+            continue
         want = vspec.metric if vspec and vspec.metric else v.metric
         text, unit = metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
         if unit and not (vspec and vspec.normalize):
@@ -275,10 +280,21 @@ def build_mapping(
     if len(vectors) > 1 and not capabilities.named_vectors:
         raise SchemaMismatchError(
             f"{source.name!r} has {len(vectors)} vector fields; the target stores one",
-            hint="map the named vectors to separate collections",
+            hint="keep one: drop the others with vectors: {NAME: {drop: true}} "
+            "(copy again with another kept to fill a second collection)",
         )
-    if source.sparse and not capabilities.sparse_vectors:
-        raise SchemaMismatchError(f"the target cannot store sparse vectors of {source.name!r}")
+    sparse = []
+    for sp in source.sparse:
+        if (sspec := spec.vectors.get(sp.name)) and sspec.drop:
+            mapping.decisions.append(f"{sp.name}: sparse field dropped (mapping)")
+        else:
+            sparse.append(sp)
+    if sparse and not capabilities.sparse_vectors:
+        raise SchemaMismatchError(
+            f"the target cannot store the sparse vectors of {source.name!r} "
+            f"({', '.join(s.name for s in sparse)})",
+            hint="drop them explicitly with vectors: {NAME: {drop: true}}",
+        )
     provenance = dict(source.provenance) or {
         "source_engine": source_engine,
         "source_uri": source_uri,
@@ -291,6 +307,7 @@ def build_mapping(
         metadata=tuple(metadata),
         namespaces=namespaces,
         vectors=tuple(vectors),
+        sparse=tuple(sparse),
         provenance=provenance,
         embedding=embedding,
     )

@@ -100,9 +100,14 @@ class FlattenSpec(_Spec):
 
 
 class VectorSpec(_Spec):
-    """Target metric and index for one vector field."""
+    """Target metric and index for one vector field (dense or sparse), or its removal."""
 
     rename: str | None = None
+    drop: bool = Field(
+        default=False,
+        description="leave this vector (or sparse) field out of the target, e.g. for a "
+        "target that stores one vector per record",
+    )
     metric: Metric | None = None
     normalize: bool = Field(
         default=False, description="normalise vectors to unit length on the way"
