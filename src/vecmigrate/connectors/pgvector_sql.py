@@ -70,5 +70,10 @@ def pg_error(exc: Exception, what: str) -> Exception:
 
 
 def regclass(namespace: str, name: str) -> str:
-    """``"namespace"."name"``: the text a ``%s::regclass`` parameter needs for a table."""
-    return f'"{namespace}"."{name}"'
+    """``"namespace"."name"``: the text a ``%s::regclass`` parameter needs for a table
+    (double quotes inside a name are doubled, as in any quoted identifier)."""
+
+    def quote(part: str) -> str:
+        return '"' + part.replace('"', '""') + '"'
+
+    return f"{quote(namespace)}.{quote(name)}"
