@@ -1,5 +1,7 @@
 """One real-embedding collection copied around a ring of engines through the CLI; the
-last copy's digest equals the first's (Qdrant in local mode; the rest real engines)."""
+last copy's digest equals the first's (Qdrant in local mode; the rest real engines:
+Chroma, milvus-lite, Milvus 2.3 standalone, Redis Stack, PostgreSQL, LanceDB, FAISS,
+sqlite-vec, a dump)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from vecmigrate.verify.digest import collection_digest
 
 
 def test_ring_of_engines_ends_with_the_digest_it_started_with(
-    tmp_path: Path, postgres: Any
+    tmp_path: Path, postgres: Any, milvus_server: Any, redis_server: Any
 ) -> None:
     ring = [
         _chroma_source(tmp_path / "chroma"),
         f"milvus-lite://{tmp_path / 'milvus.db'}",
+        milvus_server.uri,
         f"qdrant+local://{tmp_path / 'qdrant'}",
+        redis_server.uri,
         postgres.uri(),
         f"lancedb://{tmp_path / 'lance'}",
         f"faiss://{tmp_path / 'faiss'}",
