@@ -98,10 +98,15 @@ class VectorField(_Model):
 
 
 class SparseField(_Model):
-    """A sparse vector field (indices + values)."""
+    """A sparse vector field (indices + values).
+
+    ``dim`` is the size of the index space when the source records one (pgvector's
+    ``sparsevec(N)``); None means unbounded (uint32 indices), as in Qdrant or Milvus.
+    """
 
     name: str
     metric: Metric = Metric.DOT
+    dim: int | None = Field(default=None, gt=0)
 
 
 class MetadataField(_Model):

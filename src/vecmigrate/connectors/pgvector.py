@@ -1,7 +1,8 @@
 """PostgreSQL + pgvector: ``pgvector://user@host:5432/db?password=env:PGPASSWORD&schema=public``.
 
 A collection is a table: ``id`` (text or bigint, primary key), ``document`` text, one
-``vector(dim)`` column per vector field, one typed column per metadata field and a
+``vector(dim)`` column per vector field, one ``sparsevec(dim)`` column per sparse field
+(``pgvector_sparse``), one typed column per metadata field and a
 ``metadata_extra`` jsonb. Reads use keyset pagination and move vectors as pgvector's binary
 form straight into one numpy array; writes are binary COPY into a staging table, then one
 ``INSERT ... ON CONFLICT (id) DO UPDATE``. The vecmigrate schema is the table's COMMENT;
@@ -29,6 +30,7 @@ from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_pa
 from vecmigrate.connectors.pgvector_catalog import describe_table, vector_tables
 from vecmigrate.connectors.pgvector_changes import ChangeCapture
 from vecmigrate.connectors.pgvector_codec import copy_rows, rows_to_batch, select_list, typed_ids
+from vecmigrate.connectors.pgvector_sparse import column_type as sparse_column_type
 from vecmigrate.connectors.pgvector_sql import OPERATOR, OPS, SQL_TYPE, pg_error, where_sql
 from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.filters import ALL_OPS
@@ -55,6 +57,7 @@ class PgvectorConnector(ChangeCapture, Connector):
         id_types=frozenset(IdType),
         metrics=frozenset(Metric),
         named_vectors=True,
+        sparse_vectors=True,
         max_batch_rows=5000,
         max_batch_bytes=64 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_flat"}),
@@ -142,6 +145,7 @@ class PgvectorConnector(ChangeCapture, Connector):
     # -- create ------------------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         reserved = {"id", "document", "metadata_extra"} | {v.name for v in schema.vectors}
+        reserved |= {s.name for s in schema.sparse}
         clash = [m.name for m in schema.metadata if m.name in reserved]
         if clash:
             raise ConfigError(
@@ -166,6 +170,10 @@ class PgvectorConnector(ChangeCapture, Connector):
         cols += [
             sql.SQL("{} vector({})").format(sql.Identifier(v.name), sql.Literal(v.dim))
             for v in schema.vectors
+        ]
+        cols += [
+            sql.SQL("{} {}").format(sql.Identifier(s.name), sql.SQL(sparse_column_type(s)))
+            for s in schema.sparse
         ]
         cols += [
             sql.SQL("{} {}").format(sql.Identifier(m.name), sql.SQL(SQL_TYPE[m.type]))

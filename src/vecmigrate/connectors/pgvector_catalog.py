@@ -4,8 +4,10 @@ Tables vecmigrate created carry their CollectionSchema as JSON in the table's CO
 they round-trip exactly. Tables made by other tools are inferred: ``id`` is the key; the
 first text column named ``document``/``content``/``text`` is the document; each ``vector``
 column is a vector field (dim from its type modifier, metric from its index's operator
-class, cosine assumed without one); other columns map to portable types (unknown types are
-read as JSON through ``to_jsonb``). What was assumed is noted in ``engine_settings``.
+class, cosine assumed without one), each ``sparsevec`` column a sparse field (likewise,
+dot assumed; no dimension when the column declares none); other columns map to portable
+types (unknown types are read as JSON through ``to_jsonb``). What was assumed is noted in
+``engine_settings``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vecmigrate.connectors.pgvector_sparse import SPARSE_OPS
 from vecmigrate.connectors.pgvector_sql import OPS, regclass
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
@@ -23,6 +26,7 @@ from vecmigrate.model import (
     MetadataField,
     MetadataType,
     Metric,
+    SparseField,
     VectorField,
 )
 
@@ -30,6 +34,7 @@ from vecmigrate.model import (
 Query = Callable[[Any, Any], list[tuple[Any, ...]]]
 
 _METRIC_OF_OPS = {v: k for k, v in OPS.items()}
+_METRIC_OF_SPARSE_OPS = {v: k for k, v in SPARSE_OPS.items()}
 _PORTABLE_OF_SQL: dict[str, MetadataType] = {
     "text": "string",
     "character varying": "string",
@@ -52,11 +57,11 @@ _DOC_COLUMNS = ("document", "content", "text")
 
 
 def vector_tables(query: Query, namespace: str) -> list[str]:
-    """Tables in ``namespace`` with at least one ``vector`` column, sorted."""
+    """Tables in ``namespace`` with at least one ``vector`` or ``sparsevec`` column, sorted."""
     rows = query(
         "SELECT DISTINCT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
-        "WHERE n.nspname = %s AND c.relkind = 'r' AND t.typname = 'vector' "
+        "WHERE n.nspname = %s AND c.relkind = 'r' AND t.typname IN ('vector', 'sparsevec') "
         "AND NOT a.attisdropped",
         (namespace,),
     )
@@ -102,7 +107,7 @@ def _infer(query: Query, namespace: str, name: str) -> CollectionSchema:
             (regclass(namespace, name),),
         )
     }
-    vectors, metadata = [], []
+    vectors, sparse, metadata = [], [], []
     notes: dict[str, Any] = {}
     doc = next((c for c in _DOC_COLUMNS if types.get(c) == "text"), None)
     for col, typ, mod in cols:
@@ -117,6 +122,17 @@ def _infer(query: Query, namespace: str, name: str) -> CollectionSchema:
             vectors.append(
                 VectorField(name=col, dim=mod, metric=metric, index=IndexSpec(kind=kind))
             )
+        elif typ == "sparsevec":
+            ops = indexes.get(col, ("", ""))[1]
+            if not ops:
+                notes[f"{col}.metric"] = "assumed dot: no sparsevec index on this column"
+            sparse.append(
+                SparseField(
+                    name=col,
+                    metric=_METRIC_OF_SPARSE_OPS.get(ops, Metric.DOT),
+                    dim=mod if mod > 0 else None,  # -1: declared without a dimension
+                )
+            )
         else:
             metadata.append(MetadataField(name=col, type=_PORTABLE_OF_SQL.get(typ, "json")))
             if typ not in _PORTABLE_OF_SQL:
@@ -130,6 +146,7 @@ def _infer(query: Query, namespace: str, name: str) -> CollectionSchema:
         name=name,
         id_type=id_type,
         vectors=tuple(vectors),
+        sparse=tuple(sparse),
         metadata=tuple(metadata),
         has_document=doc is not None,
         engine="pgvector",

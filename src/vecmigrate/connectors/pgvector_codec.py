@@ -1,8 +1,9 @@
 """Arrow batches to and from pgvector table rows, used only by ``connectors/pgvector.py``.
 
 Vectors travel in pgvector's binary form (int16 dim, int16 unused, dim x float4, big
-endian) both ways: ``vector_send`` on reads lands in one numpy array per field, and binary
-COPY on writes sends each row's bytes untouched, so no per-value text parsing happens.
+endian; sparse vectors as ``pgvector_sparse`` describes) both ways: ``vector_send`` on
+reads lands in one numpy array per field, and binary COPY on writes sends each row's
+bytes untouched, so no per-value text parsing happens.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from psycopg import sql
 
+from vecmigrate.connectors import pgvector_sparse
 from vecmigrate.connectors.pgvector_catalog import doc_column, has_extra
 from vecmigrate.connectors.pgvector_sql import SQL_TYPE
 from vecmigrate.errors import DataError
@@ -28,6 +30,7 @@ def select_list(schema: CollectionSchema) -> sql.Composed:
     if schema.has_document:
         cols.append(sql.Identifier(doc_column(schema)))
     cols += [sql.SQL("vector_send({})").format(sql.Identifier(v.name)) for v in schema.vectors]
+    cols += [sql.SQL("sparsevec_send({})").format(sql.Identifier(s.name)) for s in schema.sparse]
     # json-typed columns go through to_jsonb so timestamps, numerics etc. arrive as JSON.
     cols += [
         sql.SQL("to_jsonb({})").format(sql.Identifier(m.name))
@@ -41,7 +44,8 @@ def select_list(schema: CollectionSchema) -> sql.Composed:
 
 def rows_to_batch(rows: list[tuple[Any, ...]], schema: CollectionSchema) -> pa.RecordBatch:
     """Rows selected with ``select_list`` as one conformed batch."""
-    width = 2 + schema.has_document + len(schema.vectors) + len(schema.metadata)
+    width = 2 + schema.has_document + len(schema.vectors) + len(schema.sparse)
+    width += len(schema.metadata)
     columns = list(zip(*rows, strict=True)) if rows else [()] * width
     n = len(rows)
     arrays: dict[str, pa.Array] = {"id": pa.array(columns[0], schema.id_arrow_type())}
@@ -53,6 +57,9 @@ def rows_to_batch(rows: list[tuple[Any, ...]], schema: CollectionSchema) -> pa.R
         raw = np.frombuffer(b"".join(columns[i]), dtype=">f4").reshape(n, v.dim + 1)
         matrix = raw[:, 1:].astype(np.float32)
         arrays[v.name] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), v.dim)
+        i += 1
+    for s in schema.sparse:
+        arrays[s.name] = pgvector_sparse.decode(columns[i])
         i += 1
     children = []
     for m in schema.metadata:
@@ -90,8 +97,10 @@ def copy_rows(
             field="metadata_extra",
         )
     names = ["id"] + ([doc_column(schema)] if schema.has_document else [])
-    names += [v.name for v in schema.vectors] + [m.name for m in schema.metadata]
-    columns: list[Sequence[Any]] = [typed_ids(schema, batch.column("id").to_pylist())]
+    names += [v.name for v in schema.vectors] + [s.name for s in schema.sparse]
+    names += [m.name for m in schema.metadata]
+    ids = typed_ids(schema, batch.column("id").to_pylist())
+    columns: list[Sequence[Any]] = [ids]
     if schema.has_document:
         columns.append(batch.column("document").to_pylist())
     for v in schema.vectors:
@@ -101,6 +110,8 @@ def copy_rows(
         raw.view(">i2")[:, 0] = v.dim
         raw.view(">i2")[:, 1] = 0
         columns.append([r.tobytes() for r in raw])
+    for s in schema.sparse:
+        columns.append(pgvector_sparse.encode(name, s, batch.column(s.name), ids))
     if schema.metadata:
         struct = batch.column("metadata")
         for f, child in zip(schema.metadata, struct.flatten(), strict=True):
@@ -113,7 +124,9 @@ def copy_rows(
     types = ["bigint" if schema.id_type is IdType.INT else "text"] + (
         ["text"] if schema.has_document else []
     )
-    types += ["bytea"] * len(schema.vectors) + [SQL_TYPE[m.type] for m in schema.metadata]
+    # Binary COPY passes "bytea" values through untouched to the column's recv function.
+    types += ["bytea"] * (len(schema.vectors) + len(schema.sparse))
+    types += [SQL_TYPE[m.type] for m in schema.metadata]
     if has_extra(schema):
         names.append("metadata_extra")
         columns.append([None if x is None else json.loads(x) for x in extra.to_pylist()])

@@ -1,0 +1,136 @@
+"""Sparse vectors on pgvector: sparsevec columns, exact indices, refusals, foreign tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from tests.conformance.data import rich_batch, rich_schema
+from vecmigrate.connectors import connect
+from vecmigrate.errors import DataError
+from vecmigrate.model import SPARSE_TYPE, IdType, Metric, SparseField
+from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.verify.digest import collection_digest
+
+
+def test_dump_to_pgvector_to_dump_keeps_sparse_vectors_exactly(
+    postgres: Any, tmp_path: Path
+) -> None:
+    schema = rich_schema("sparse_rt", id_type=IdType.STRING, sparse=True)
+    batch = rich_batch(schema)
+    # an empty sparse vector and a missing one must stay distinct
+    kw = batch.column("keywords").to_pylist()
+    kw[5] = {"indices": [], "values": []}
+    kw[6] = None
+    kw[7] = {"indices": [0, 999_999_999], "values": [-1.5, 3.0]}  # both ends of the index space
+    batch = batch.set_column(
+        batch.schema.get_field_index("keywords"), "keywords", pa.array(kw, SPARSE_TYPE)
+    )
+    src = connect(f"dump://{tmp_path / 'src'}")
+    src.create(schema)
+    src.upsert("sparse_rt", batch)
+    src.finalize("sparse_rt")
+    pg = connect(postgres.uri())
+    back = connect(f"dump://{tmp_path / 'back'}")
+    try:
+        opts = CopyOptions(job_path=tmp_path / "a.sqlite", batch_rows=70, if_exists="replace")
+        assert copy_collection(src, pg, "sparse_rt", options=opts).ok
+        opts = CopyOptions(job_path=tmp_path / "b.sqlite", batch_rows=70)
+        assert copy_collection(pg, back, "sparse_rt", options=opts).ok
+        digests = [collection_digest(c, "sparse_rt") for c in (src, pg, back)]
+        assert digests[0].compare(digests[1]).equal and digests[0].compare(digests[2]).equal
+        assert back.describe("sparse_rt").sparse == schema.sparse  # dim stays unrecorded
+        with psycopg.connect(postgres.dsn) as db:
+            typ, text = db.execute(
+                "SELECT format_type(atttypid, atttypmod), (SELECT keywords::text FROM sparse_rt "
+                "WHERE id = %s) FROM pg_attribute "
+                "WHERE attrelid = 'sparse_rt'::regclass AND attname = 'keywords'",
+                (str(batch.column("id")[7]),),
+            ).fetchone()
+        # pgvector's text form is 1-based: vecmigrate index 0 is element 1
+        assert (typ, text) == ("sparsevec(1000000000)", "{1:-1.5,1000000000:3}/1000000000")
+    finally:
+        pg.drop("sparse_rt")
+        pg.close()
+
+
+BAD = [
+    ({"indices": [3, 1], "values": [1.0, 2.0]}, "not strictly ascending"),
+    ({"indices": [1, 1], "values": [1.0, 2.0]}, "not strictly ascending"),
+    ({"indices": [100], "values": [1.0]}, "outside the field's dimension 100"),
+    ({"indices": [1, 2], "values": [1.0]}, "2 indices but 1 values"),
+    ({"indices": [1], "values": [0.0]}, "explicit zero"),
+    ({"indices": [1], "values": [float("nan")]}, "NaN or infinite"),
+]
+
+
+@pytest.mark.parametrize(("vector", "why"), BAD, ids=[w for _, w in BAD])
+def test_refuses_what_sparsevec_cannot_hold(postgres: Any, vector: Any, why: str) -> None:
+    base = rich_schema("sparse_bad", id_type=IdType.INT, sparse=True)
+    schema = base.replace(sparse=(SparseField(name="keywords", dim=100),))
+    batch = rich_batch(base, n=3)
+    kw = [{"indices": [1], "values": [1.0]}, vector, None]
+    batch = batch.set_column(
+        batch.schema.get_field_index("keywords"), "keywords", pa.array(kw, SPARSE_TYPE)
+    )
+    with connect(postgres.uri()) as pg:
+        pg.create(schema, if_exists="replace")
+        with pytest.raises(DataError, match=why) as err:
+            pg.upsert("sparse_bad", batch)
+        assert (err.value.record_id, err.value.field) == (batch.column("id")[1].as_py(), "keywords")
+        assert pg.count("sparse_bad") == 0
+        pg.drop("sparse_bad")
+
+
+def test_refuses_more_non_zeros_than_pgvector_allows(postgres: Any) -> None:
+    schema = rich_schema("sparse_big", id_type=IdType.INT, sparse=True)
+    batch = rich_batch(schema, n=2)
+    kw = [{"indices": list(range(16_000)), "values": [1.0] * 16_000}] * 2
+    kw[1] = {"indices": list(range(16_001)), "values": [1.0] * 16_001}
+    batch = batch.set_column(
+        batch.schema.get_field_index("keywords"), "keywords", pa.array(kw, SPARSE_TYPE)
+    )
+    with connect(postgres.uri()) as pg:
+        pg.create(schema, if_exists="replace")
+        with pytest.raises(DataError, match="16001 non-zeros; pgvector allows 16000"):
+            pg.upsert("sparse_big", batch)
+        pg.upsert("sparse_big", batch.slice(0, 1))
+        got = pg.fetch("sparse_big", [batch.column("id")[0].as_py()]).column("keywords")
+        assert got.to_pylist() == kw[:1]
+        pg.drop("sparse_big")
+
+
+def test_describes_a_hand_made_table_with_sparsevec_columns(postgres: Any) -> None:
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS hand_sparse, only_sparse")
+        db.execute(
+            "CREATE TABLE hand_sparse (id text PRIMARY KEY, embedding vector(2), "
+            "kw sparsevec(50), free sparsevec)"
+        )
+        db.execute("CREATE INDEX ON hand_sparse USING hnsw (kw sparsevec_l2_ops)")
+        db.execute(
+            "INSERT INTO hand_sparse VALUES ('a', '[1,2]', '{1:0.5,3:2}/50', '{7:1}/9'), "
+            "('b', '[3,4]', NULL, NULL)"
+        )
+        db.execute("CREATE TABLE only_sparse (id bigint PRIMARY KEY, s sparsevec(10))")
+    try:
+        with connect(postgres.uri()) as conn:
+            assert {"hand_sparse", "only_sparse"} <= set(conn.list_collections())
+            schema = conn.describe("hand_sparse")
+            assert schema.sparse == (
+                SparseField(name="kw", metric=Metric.L2, dim=50),
+                SparseField(name="free", metric=Metric.DOT, dim=None),
+            )
+            assert "free.metric" in schema.engine_settings
+            rows = conn.fetch("hand_sparse", ["a", "b"], schema=schema).to_pylist()
+            assert rows[0]["kw"] == {"indices": [0, 2], "values": [0.5, 2.0]}
+            assert rows[0]["free"] == {"indices": [6], "values": [1.0]}
+            assert rows[1]["kw"] is None and rows[1]["free"] is None
+            assert conn.describe("only_sparse").sparse == (SparseField(name="s", dim=10),)
+    finally:
+        with psycopg.connect(postgres.dsn, autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS hand_sparse, only_sparse")
