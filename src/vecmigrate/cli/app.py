@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import pyarrow.parquet as pq
 import typer
@@ -12,21 +11,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from vecmigrate import __version__
+from vecmigrate.cli.copy_cmd import copy, export_, import_
 from vecmigrate.cli.cutover import cutover_app
+from vecmigrate.cli.options import CollectionOpt, JsonOpt, MapOpt, VerboseOpt, collections_of
 from vecmigrate.cli.output import (
     EXIT_FAILED,
     console,
     emit_json,
-    fail,
-    progress_bar,
     setup_logging,
     user_errors,
 )
 from vecmigrate.cli.sync import sync as sync_command
-from vecmigrate.connectors import Connector, connect
-from vecmigrate.mapping import MappingSpec, build_mapping
+from vecmigrate.connectors import connect
+from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
-from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
 from vecmigrate.pipeline.plan import plan_migration
 from vecmigrate.verify.check import CheckReport, check_collection
 from vecmigrate.verify.diff import diff_collections
@@ -42,23 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
-CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
-WorkersOpt = Annotated[int, typer.Option(help="Partitions copied concurrently.")]
-ExecutorOpt = Annotated[
-    str,
-    typer.Option(help="Where partitions run: local (threads), ray (local Ray) or ray:ADDRESS."),
-]
-BatchOpt = Annotated[int, typer.Option("--batch-rows", help="Rows per read batch.")]
-JobOpt = Annotated[Path | None, typer.Option("--job", help="Job state file (for --resume).")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted job.")]
-RestartOpt = Annotated[
-    bool, typer.Option("--restart", help="Discard an interrupted job, start over.")
-]
-MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
-IfExistsOpt = Annotated[str, typer.Option("--if-exists", help="fail | reuse | replace the target.")]
-
 
 def _version(value: bool) -> None:
     if value:
@@ -71,13 +52,6 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
 ) -> None:
     """Move vector databases between engines and prove nothing was lost."""
-
-
-def _collections(conn: Connector, collection: str | None) -> list[str]:
-    names = [collection] if collection else conn.list_collections()
-    if not names:
-        fail(f"{conn.uri} has no collections")
-    return names
 
 
 # -- inspect ---------------------------------------------------------------------------------
@@ -96,7 +70,7 @@ def inspect(
     setup_logging(verbose)
     with user_errors(verbose), connect(source) as conn:
         rows = [
-            _schema_row(conn.describe(n), conn.count(n)) for n in _collections(conn, collection)
+            _schema_row(conn.describe(n), conn.count(n)) for n in collections_of(conn, collection)
         ]
         if json_out:
             emit_json({"source": str(conn.uri), "collections": rows})
@@ -126,259 +100,9 @@ def inspect(
 
 
 # -- copy / export / import ------------------------------------------------------------------
-def _run_copy(
-    source: str,
-    target: str,
-    collection: str,
-    target_collection: str | None,
-    options: CopyOptions,
-    json_out: bool,
-    verify: bool,
-) -> dict[str, Any]:
-    with connect(source) as src, connect(target) as dst:
-        with progress_bar(not json_out, f"{collection}") as (advance, set_total):
-            result = copy_collection(
-                src,
-                dst,
-                collection,
-                target_collection=target_collection,
-                options=options,
-                progress=advance,
-                on_plan=set_total,
-            )
-        out = result.to_json()
-        checks = _verify_copy(src, dst, collection, result, options.mapping) if verify else []
-        out["checks"] = checks
-        out["verified"] = bool(checks) and all(c["passed"] for c in checks)
-        return out
-
-
-def _verify_copy(
-    src: Connector,
-    dst: Connector,
-    collection: str,
-    result: CopyResult,
-    spec: MappingSpec | None,
-) -> list[dict[str, Any]]:
-    expected = src.count(collection) - result.dead_letters
-    got = dst.count(result.target_collection)
-    checks = [
-        {
-            "name": "row count",
-            "passed": got == expected,
-            "detail": f"source {expected + result.dead_letters:,} - refused "
-            f"{result.dead_letters:,} = {expected:,}; target {got:,}",
-        }
-    ]
-    tol = max(src.capabilities.vector_tolerance, dst.capabilities.vector_tolerance)
-    # A mapped copy is compared with what the mapping makes of the source.
-    mapping = (
-        build_mapping(
-            src.describe(collection), dst.capabilities, spec, name=result.target_collection
-        )
-        if spec
-        else None
-    )
-    transform = mapping if mapping and not mapping.is_identity else None
-    diff = diff_collections(
-        src, dst, collection, target_name=result.target_collection, transform=transform
-    )
-    detail = f"{diff.source_digest} vs {diff.target_digest}; vectors within {tol:g}"
-    passed = diff.equal
-    if not diff.equal and _only_refused(diff.missing, diff, result, transform is None):
-        # The refusals are counted (and fail the command) already; the rest is identical.
-        passed = True
-        detail += f"; identical but for the {len(diff.missing)} refused record(s)"
-    elif not diff.equal:
-        named = [*diff.missing[:3], *diff.extra[:3], *(c.id for c in diff.changed[:3])]
-        detail += (
-            f"; {len(diff.missing)} missing, {len(diff.extra)} extra, "
-            f"{len(diff.changed)} changed (e.g. {', '.join(named)}); run vecmigrate diff"
-        )
-    checks.append({"name": "content digest", "passed": passed, "detail": detail})
-    return checks
-
-
-def _only_refused(missing: list[str], diff: Any, result: CopyResult, same_ids: bool) -> bool:
-    """Whether the only difference is the dead-lettered records (ids kept by the copy)."""
-    if not same_ids or diff.extra or diff.changed or not result.dead_letter_dir:
-        return False
-    folder = Path(result.dead_letter_dir)
-    if not folder.is_dir():
-        return False
-    try:
-        ids = pq.read_table(folder, columns=["id"]).column("id").to_pylist()
-    except (OSError, ValueError):  # pyarrow's errors derive from these
-        return False
-    return set(missing) == {str(i) for i in ids}
-
-
-def _report_copy(results: list[dict[str, Any]], json_out: bool) -> None:
-    if json_out:
-        emit_json(results[0] if len(results) == 1 else {"collections": results})
-    else:
-        for r in results:
-            console.print(
-                f"[bold]{r['collection']}[/] -> {r['target_collection']}: "
-                f"{r['rows_written']:,} rows written in {r['seconds']:.1f}s "
-                f"({r['rows_per_second']:,.0f} rows/s), {r['dead_letters']} refused, "
-                f"{r['retries']} retries{' (resumed)' if r['resumed'] else ''}",
-                highlight=False,
-            )
-            if r["dead_letters"]:
-                console.print(f"[red]refused records are in {r['dead_letter_dir']}[/]")
-            for c in r["checks"]:
-                mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
-                console.print(f"  {mark} {c['name']}: {c['detail']}", highlight=False)
-    if any(not r["ok"] or (r["checks"] and not r["verified"]) for r in results):
-        raise typer.Exit(EXIT_FAILED)
-
-
-def _options(
-    mapping: Path | None,
-    workers: int,
-    batch_rows: int,
-    job: Path | None,
-    resume: bool,
-    restart: bool,
-    if_exists: str,
-    executor: str = "local",
-) -> CopyOptions:
-    if executor not in ("local", "ray") and not executor.startswith("ray:"):
-        fail(f"--executor must be local, ray or ray:ADDRESS, not {executor!r}", code=2)
-    if if_exists not in ("fail", "reuse", "replace"):
-        fail(f"--if-exists must be fail, reuse or replace, not {if_exists!r}", code=2)
-    if resume and restart:
-        fail("--resume and --restart exclude each other", code=2)
-    return CopyOptions(
-        workers=workers,
-        executor=executor,
-        batch_rows=batch_rows,
-        job_path=job,
-        resume=resume,
-        restart=restart,
-        if_exists=if_exists,  # type: ignore[arg-type]
-        mapping=MappingSpec.load(mapping) if mapping else None,
-    )
-
-
-@app.command()
-def copy(
-    source: Annotated[str, typer.Argument(help="Source URI.")],
-    target: Annotated[str, typer.Argument(help="Target URI.")],
-    collection: CollectionOpt = None,
-    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
-    mapping: MapOpt = None,
-    verify: Annotated[bool, typer.Option(help="Compare counts and content digests after.")] = True,
-    workers: WorkersOpt = 2,
-    executor: ExecutorOpt = "local",
-    batch_rows: BatchOpt = 2000,
-    job: JobOpt = None,
-    resume: ResumeOpt = False,
-    restart: RestartOpt = False,
-    if_exists: IfExistsOpt = "fail",
-    json_out: JsonOpt = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
-    setup_logging(verbose)
-    with user_errors(verbose):
-        opts = _options(mapping, workers, batch_rows, job, resume, restart, if_exists, executor)
-        with connect(source) as conn:
-            names = _collections(conn, collection)
-        if target_collection and len(names) > 1:
-            fail("--target-collection needs a single --collection", code=2)
-        results = [
-            _run_copy(source, target, n, target_collection, opts, json_out, verify) for n in names
-        ]
-    _report_copy(results, json_out)
-
-
-@app.command("export")
-def export_(
-    source: Annotated[str, typer.Argument(help="Source URI.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Dump directory.")],
-    collection: CollectionOpt = None,
-    workers: WorkersOpt = 2,
-    executor: ExecutorOpt = "local",
-    batch_rows: BatchOpt = 2000,
-    job: JobOpt = None,
-    resume: ResumeOpt = False,
-    restart: RestartOpt = False,
-    if_exists: IfExistsOpt = "fail",
-    encrypt_key: Annotated[
-        str | None,
-        typer.Option(
-            "--encrypt-key",
-            help="Encrypt each part with AES-256-GCM; the key (32 bytes, hex or base64) is "
-            "read from env:NAME or file:/path, never given literally. Encrypted parts are NOT "
-            "readable by pandas/Polars/DuckDB directly: read them back with vecmigrate as "
-            "dump:///dir?key=env:NAME.",
-        ),
-    ] = None,
-    json_out: JsonOpt = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
-    target = f"dump://{output.resolve()}"
-    if encrypt_key is not None:
-        if not encrypt_key.startswith(("env:", "file:")):
-            # Never echo the value: it may be the key itself.
-            fail("--encrypt-key takes env:NAME or file:/path, not a key", code=2)
-        target += f"?key={quote(encrypt_key, safe=':/')}"
-    copy(
-        source=source,
-        target=target,
-        collection=collection,
-        workers=workers,
-        executor=executor,
-        batch_rows=batch_rows,
-        job=job,
-        resume=resume,
-        restart=restart,
-        if_exists=if_exists,
-        json_out=json_out,
-        verbose=verbose,
-    )
-
-
-@app.command("import")
-def import_(
-    dump: Annotated[
-        str,
-        typer.Argument(help="Dump directory, or dump:///dir?key=env:NAME when encrypted."),
-    ],
-    target: Annotated[str, typer.Argument(help="Target URI.")],
-    collection: CollectionOpt = None,
-    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
-    mapping: MapOpt = None,
-    workers: WorkersOpt = 2,
-    executor: ExecutorOpt = "local",
-    batch_rows: BatchOpt = 2000,
-    job: JobOpt = None,
-    resume: ResumeOpt = False,
-    restart: RestartOpt = False,
-    if_exists: IfExistsOpt = "fail",
-    json_out: JsonOpt = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Import a dump: create schema and index on the target, batched idempotent upserts."""
-    copy(
-        source=dump if "://" in dump else f"dump://{Path(dump).resolve()}",
-        target=target,
-        collection=collection,
-        target_collection=target_collection,
-        mapping=mapping,
-        workers=workers,
-        executor=executor,
-        batch_rows=batch_rows,
-        job=job,
-        resume=resume,
-        restart=restart,
-        if_exists=if_exists,
-        json_out=json_out,
-        verbose=verbose,
-    )
+app.command()(copy)
+app.command("export")(export_)
+app.command("import")(import_)
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -438,6 +162,10 @@ def _print_plan(result: dict[str, Any]) -> None:
     console.print(t)
     for d in result["decisions"]:
         console.print(f"  decision: {d}", highlight=False)
+    for c in result["target_collections"]:
+        console.print(
+            f"  target collection: {c['name']} (namespace {c['namespace']!r})", markup=False
+        )
     for w in result["warnings"]:
         console.print(f"  [yellow]warning[/]: {w}", highlight=False)
     for e in result["errors"]:
@@ -488,7 +216,7 @@ def check(
     setup_logging(verbose)
     uri = source if "://" in source else f"dump://{Path(source).resolve()}"
     with user_errors(verbose), connect(uri) as conn:
-        reports = [check_collection(conn, n) for n in _collections(conn, collection)]
+        reports = [check_collection(conn, n) for n in collections_of(conn, collection)]
     if json_out:
         emit_json({"ok": all(r.ok for r in reports), "collections": [r.to_json() for r in reports]})
     else:

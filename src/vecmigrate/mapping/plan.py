@@ -229,8 +229,11 @@ def build_mapping(
     source_uri: str = "",
     embedder: Embedder | None = None,
     sample: list[dict[str, Any]] | None = None,
+    fan_out: bool = False,
 ) -> Mapping:
-    """Compile a mapping; SchemaMismatchError when a decision is needed and not given."""
+    """Compile a mapping; SchemaMismatchError when a decision is needed and not given.
+    ``fan_out``: the caller routes records to one collection per namespace (copy with
+    ``namespaces: {to: collections}``); ``target`` is then each one's schema, unnamed."""
     spec = spec or MappingSpec()
     mapping = Mapping(source, source, spec)
     tname = name or spec.target_collection or source.name
@@ -240,7 +243,7 @@ def build_mapping(
         spec = mapping.spec = spec.model_copy(update={"flatten": flat})
     fields = _fields(source.replace(metadata=reshaped), spec, mapping)
     namespaces, metadata = namespace_fields(
-        source, capabilities, spec, tuple(fields), mapping.decisions, mapping.warnings
+        source, capabilities, spec, tuple(fields), mapping.decisions, mapping.warnings, fan_out
     )
     vectors = []
     for v in source.vectors:

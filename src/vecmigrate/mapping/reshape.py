@@ -12,8 +12,9 @@ from vecmigrate.mapping.spec import FlattenSpec, MappingSpec
 from vecmigrate.model import Capabilities, CollectionSchema, MetadataField, MetadataType
 
 NAMESPACE_OPTIONS = (
-    "namespaces: {to: field, field: tenant} (each record's namespace in a string field) "
-    "or namespaces: {to: drop}"
+    "namespaces: {to: field, field: tenant} (each record's namespace in a string field), "
+    'namespaces: {to: collections, pattern: "{collection}__{namespace}"} (one collection '
+    "per namespace) or namespaces: {to: drop}"
 )
 
 
@@ -182,9 +183,11 @@ def namespace_fields(
     fields: tuple[MetadataField, ...],
     decisions: list[str],
     warnings: list[str],
+    fan_out: bool = False,
 ) -> tuple[tuple[str, ...] | None, tuple[MetadataField, ...]]:
     """The target's namespaces and metadata fields under the namespace decision; an
-    error, never a silent drop, when the source has namespaces the target cannot store."""
+    error, never a silent drop, when the source has namespaces the target cannot store.
+    ``fan_out``: the caller writes one collection per namespace (``to: collections``)."""
     ns = spec.namespaces
     has = source.namespaces is not None
     if ns is None:
@@ -210,12 +213,19 @@ def namespace_fields(
     if not has:
         raise SchemaMismatchError(f"namespaces: to {ns.to}, but {source.name!r} has none")
     if ns.to == "collections":
-        raise SchemaMismatchError(
-            "namespaces to collections is not supported by copy yet",
-            hint="use namespaces: {to: field, field: tenant} and split by that field "
-            "afterwards, or copy from a source URI scoped to one namespace (pinecone "
-            "?namespace=NS) once per namespace",
+        if not fan_out:
+            raise SchemaMismatchError(
+                "namespaces to collections is supported by copy, import and plan only",
+                hint="use namespaces: {to: field, field: tenant} here",
+            )
+        declared = list(source.namespaces or ())
+        decisions.append(
+            f"namespaces: to collections named {ns.pattern!r}, one per namespace "
+            f"({len(declared)} declared: {', '.join(declared[:5])}"
+            f"{', ...' if len(declared) > 5 else ''}); the namespace column is removed, "
+            "records without a namespace are refused"
         )
+        return None, fields
     if ns.to == "drop":
         decisions.append("namespaces: DROPPED (as the mapping says)")
         warnings.append(f"the namespaces of {source.name!r} are not carried to the target")

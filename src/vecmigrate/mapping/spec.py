@@ -21,6 +21,7 @@ JSON schema (``vecmigrate plan --json-schema``). Example::
 from __future__ import annotations
 
 from pathlib import Path
+from string import Formatter
 from typing import Any, Literal
 
 import yaml
@@ -65,7 +66,9 @@ class NamespaceSpec(_Spec):
 
     ``{to: field, field: tenant}``: each record's namespace becomes a string metadata field;
     ``{from: field, field: tenant}``: a string metadata field becomes the namespace;
-    ``{to: collections, pattern: "{collection}__{namespace}"}``: one collection each;
+    ``{to: collections, pattern: "{collection}__{namespace}"}``: one target collection per
+    namespace, named by the pattern (``{collection}``: the target name, ``{namespace}``:
+    the namespace; no other placeholders or format specs, ``{namespace}`` required);
     ``{to: drop}``: namespaces are dropped (only when written)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -74,7 +77,8 @@ class NamespaceSpec(_Spec):
     from_: Literal["field"] | None = Field(default=None, alias="from")
     field: str | None = Field(default=None, description="the metadata field (to/from field)")
     pattern: str = Field(
-        default="{collection}__{namespace}", description="target names (to: collections)"
+        default="{collection}__{namespace}",
+        description="target collection names (to: collections): {collection}, {namespace}",
     )
 
     @model_validator(mode="after")
@@ -83,7 +87,31 @@ class NamespaceSpec(_Spec):
             raise ValueError("give exactly one of to: (field|collections|drop) or from: field")
         if (self.to == "field" or self.from_ == "field") and not self.field:
             raise ValueError("to/from field needs field: NAME")
+        if self.to == "collections":
+            check_pattern(self.pattern)
         return self
+
+
+def check_pattern(pattern: str) -> None:
+    """A ``to: collections`` pattern uses ``{collection}`` and ``{namespace}`` only, with
+    ``{namespace}`` present (else every namespace would land in one collection)."""
+    try:
+        parts = list(Formatter().parse(pattern))
+    except ValueError as exc:
+        raise ValueError(f"pattern {pattern!r}: {exc}") from None
+    names = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in ("collection", "namespace") or spec or conversion:
+            raise ValueError(
+                f"pattern {pattern!r}: only {{collection}} and {{namespace}} may appear, "
+                f"not {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}}"
+            )
+        names.append(name)
+    if "namespace" not in names:
+        raise ValueError(f"pattern {pattern!r} must contain {{namespace}}")
 
 
 class FlattenSpec(_Spec):

@@ -4,6 +4,8 @@ Per partition, a reader thread scans the source into a bounded queue (back-press
 memory stays flat) while the partition's worker conforms, validates, splits to the
 target's limits and upserts; the partition's resume token is checkpointed only after
 the target acknowledged the batch. Partitions run concurrently on a thread pool.
+With ``namespaces: {to: collections}`` the write step fans out to one target collection
+per namespace (``pipeline/fanout.py``); the scan and its resume tokens are unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, IfExists
-from vecmigrate.errors import TransientError
+from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.mapping import Mapping, MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, ResumeToken
 from vecmigrate.pipeline.deadletter import (
@@ -34,6 +36,7 @@ from vecmigrate.pipeline.deadletter import (
     DeadLetterSink,
     DeadLetterWriter,
 )
+from vecmigrate.pipeline.fanout import NamespaceRouter, fan_out_spec, open_router
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.plan import metadata_sample
 from vecmigrate.pipeline.retry import RetryPolicy
@@ -106,6 +109,8 @@ class CopyResult:
     job: str | None = None
     decisions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # namespaces to collections: one {"namespace", "name", "rows"} per target collection
+    target_collections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -145,13 +150,14 @@ class _Copier:
         mapping: Mapping,
         options: CopyOptions,
         dead: DeadLetterSink,
+        router: NamespaceRouter | None = None,
     ) -> None:
         self.source, self.target = source, target
         self.collection, self.target_collection = collection, target_collection
         self.source_schema, self.mapping = source_schema, mapping
         self.target_schema = mapping.target
         self.options = options
-        self.writer = RecordWriter(
+        self.writer: RecordWriter | NamespaceRouter = router or RecordWriter(
             target,
             target_collection,
             collection,
@@ -311,6 +317,12 @@ def copy_collection(
     tgt = target_collection or spec_target or collection
     started = time.perf_counter()
     source_schema = source.describe(collection)
+    fan = fan_out_spec(options.mapping)
+    if fan and options.executor != "local":
+        raise ConfigError(
+            "namespaces to collections runs with --executor local only",
+            hint="drop --executor, or copy each namespace separately",
+        )
     mapping = build_mapping(
         source_schema,
         target.capabilities,
@@ -319,6 +331,7 @@ def copy_collection(
         source_engine=source.engine,
         source_uri=str(source.uri),
         sample=metadata_sample(source, collection, options.mapping),
+        fan_out=fan is not None,
     )
     if mapping.spec.flatten is not None:  # remote workers get the sampled field types
         options = replace(options, mapping=mapping.spec)
@@ -329,6 +342,7 @@ def copy_collection(
         "target": str(target.uri),
         "collection": collection,
         "target_collection": tgt,
+        **({"namespaces_to": fan.pattern} if fan else {}),
     }
     job = JobState.open(job_path, identity, resume=options.resume, restart=options.restart)
     try:
@@ -339,14 +353,33 @@ def copy_collection(
         # kill during create is covered too ("reuse" creates what is missing).
         created = options.resume and job.get("target_created") is not None
         job.set("target_created", tgt)
-        target.create(target_schema, if_exists="reuse" if resumed or created else options.if_exists)
+        if_exists: IfExists = "reuse" if resumed or created else options.if_exists
+        dead_dir = options.dead_letter_dir or job_path.with_suffix(".dead-letters")
+        dead = DeadLetterWriter(dead_dir)
+        router = None
+        if fan:
+            router = open_router(
+                target,
+                job,
+                collection,
+                tgt,
+                fan.pattern,
+                source_schema,
+                mapping,
+                dead,
+                options.retry,
+                options.batch_rows,
+            )
+            router.create_declared(if_exists)
+        else:
+            target.create(target_schema, if_exists=if_exists)
         if not states:
             n = options.partitions or max(1, options.workers * 2)
             states = job.plan(source.partitions(collection, n))
-            target.begin_bulk_load(tgt)
+            for name in router.names.values() if router else [tgt]:
+                target.begin_bulk_load(name)
         job.set("status", "running")
         job.set("target_schema", target_schema.to_json())
-        dead_dir = options.dead_letter_dir or job_path.with_suffix(".dead-letters")
         result = CopyResult(
             source=str(source.uri),
             target=str(target.uri),
@@ -359,12 +392,13 @@ def copy_collection(
             decisions=mapping.decisions,
             warnings=mapping.warnings,
         )
-        dead = DeadLetterWriter(dead_dir)
         if on_plan:
             on_plan(source.count(collection) - sum(s.rows for s in states))
         todo = [s for s in states if not s.done]
         if options.executor == "local":
-            copier = _Copier(source, target, collection, tgt, source_schema, mapping, options, dead)
+            copier = _Copier(
+                source, target, collection, tgt, source_schema, mapping, options, dead, router
+            )
             streams: dict[int, OutcomeStream] = {s.seq: partial(copier.outcomes, s) for s in todo}
         else:
             from vecmigrate.pipeline.ray_executor import ray_streams
@@ -374,7 +408,10 @@ def copy_collection(
             )
             streams = ray_streams(task, todo, options.executor, dead)
         _run_streams(streams, job, result, options.workers, progress)
-        target.finalize(tgt)
+        if router is None:
+            target.finalize(tgt)
+        else:
+            result.target_collections = router.finish()
         job.set("status", "complete")
         result.rows_total = sum(s.rows for s in job.partitions())
         result.dead_letters = job.counter("dead_letters")

@@ -12,6 +12,7 @@ import pyarrow as pa
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
 from vecmigrate.mapping.plan import UNIT_TOLERANCE
+from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
 from vecmigrate.records import conform, metadata_rows, vectors_to_numpy
 
 
@@ -52,8 +53,11 @@ def plan_migration(
     sample_rows: int = 2000,
     measure_write: bool = True,
 ) -> dict[str, Any]:
-    """The plan as JSON-able data; SchemaMismatchError when a decision is missing."""
+    """The plan as JSON-able data; SchemaMismatchError when a decision is missing.
+    ``target_collections``: the collections a ``namespaces: {to: collections}`` copy
+    creates up front, one per declared namespace (empty otherwise)."""
     schema = source.describe(name)
+    fan = fan_out_spec(spec)
     mapping = build_mapping(
         schema,
         target.capabilities,
@@ -62,7 +66,13 @@ def plan_migration(
         source_engine=source.engine,
         source_uri=str(source.uri),
         sample=metadata_sample(source, name, spec, sample_rows),
+        fan_out=fan is not None,
     )
+    fanned = [
+        {"namespace": ns, "name": collection_name(fan.pattern, mapping.target.name, ns)}
+        for ns in (schema.namespaces or ())
+        if fan
+    ]
     total = source.count(name)
     sample, scan_seconds = _sample(source, name, sample_rows)
     n = sample.num_rows
@@ -117,6 +127,7 @@ def plan_migration(
         },
         "decisions": mapping.decisions,
         "warnings": mapping.warnings,
+        "target_collections": fanned,
         "errors": errors,
         "checks": checks,
         "sample": {"rows": n, "refused": refused},

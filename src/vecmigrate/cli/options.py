@@ -1,0 +1,36 @@
+"""Options and helpers shared by the ``vecmigrate`` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vecmigrate.cli.output import fail
+from vecmigrate.connectors import Connector
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
+WorkersOpt = Annotated[int, typer.Option(help="Partitions copied concurrently.")]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(help="Where partitions run: local (threads), ray (local Ray) or ray:ADDRESS."),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-rows", help="Rows per read batch.")]
+JobOpt = Annotated[Path | None, typer.Option("--job", help="Job state file (for --resume).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted job.")]
+RestartOpt = Annotated[
+    bool, typer.Option("--restart", help="Discard an interrupted job, start over.")
+]
+MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
+IfExistsOpt = Annotated[str, typer.Option("--if-exists", help="fail | reuse | replace the target.")]
+
+
+def collections_of(conn: Connector, collection: str | None) -> list[str]:
+    """The named collection, or every collection of ``conn`` (none: exit 1)."""
+    names = [collection] if collection else conn.list_collections()
+    if not names:
+        fail(f"{conn.uri} has no collections")
+    return names
