@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_schema
+from tests.conformance.data import (
+    ROWS,
+    rich_batch,
+    rich_schema,
+    sample_batch,
+    sample_ids,
+    sample_schema,
+)
 from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.model import IdType, IndexSpec
+from vecmigrate.model import SPARSE_TYPE, IdType, IndexSpec, SparseField
 
 
 class TestMilvusLiteStringIds(ConnectorConformance):
@@ -136,3 +145,80 @@ def test_describe_and_scan_a_collection_made_by_another_tool(tmp_path: Path) -> 
         assert conn.count("foreign", {"tags": "a"}) == 5
         got = conn.fetch("foreign", [1, 3])
         assert sorted(got.column("id").to_pylist()) == [1, 3]
+
+
+def _with_keywords(batch: pa.RecordBatch, kw: list[Any]) -> pa.RecordBatch:
+    i = batch.schema.get_field_index("keywords")
+    return batch.set_column(i, "keywords", pa.array(kw, SPARSE_TYPE))
+
+
+def test_sparse_missing_empty_and_odd_values_round_trip(tmp_path: Path) -> None:
+    require_module("milvus_lite")
+    schema = rich_schema("sp", id_type=IdType.INT, sparse=True)
+    kw: list[Any] = [
+        None,
+        {"indices": [], "values": []},
+        {"indices": [0, 4_294_967_294], "values": [0.0, -2.5]},  # both ends; zero kept
+        {"indices": [7], "values": [float("inf")]},
+    ]
+    batch = _with_keywords(rich_batch(schema, n=4), kw)
+    with connect(f"milvus-lite://{tmp_path / 's.db'}") as conn:
+        conn.create(schema)
+        conn.upsert("sp", batch)
+        got = conn.fetch("sp", batch.column("id").to_pylist())
+        assert got.column("keywords").to_pylist() == kw
+        assert conn.describe("sp").sparse == schema.sparse
+
+
+@pytest.mark.parametrize(
+    ("vector", "why"),
+    [
+        ({"indices": [3, 1], "values": [1.0, 2.0]}, "not strictly ascending"),
+        ({"indices": [1, 1], "values": [1.0, 2.0]}, "not strictly ascending"),
+        ({"indices": [2**32 - 1], "values": [1.0]}, "exceeds Milvus' maximum"),
+        ({"indices": [1], "values": [float("nan")]}, "NaN"),
+    ],
+)
+def test_sparse_vectors_milvus_would_alter_or_refuse_are_data_errors(
+    tmp_path: Path, vector: Any, why: str
+) -> None:
+    require_module("milvus_lite")
+    schema = rich_schema("spbad", id_type=IdType.STRING, sparse=True)
+    batch = rich_batch(schema, n=2)
+    batch = _with_keywords(batch, [{"indices": [1], "values": [1.0]}, vector])
+    with connect(f"milvus-lite://{tmp_path / 'b.db'}") as conn:
+        conn.create(schema)
+        with pytest.raises(DataError, match=why) as err:
+            conn.upsert("spbad", batch)
+        assert (err.value.record_id, err.value.field) == (batch.column("id")[1].as_py(), "keywords")
+        assert conn.count("spbad") == 0
+
+
+def test_foreign_collection_with_a_sparse_field(tmp_path: Path) -> None:
+    require_module("milvus_lite")
+    from pymilvus import DataType, MilvusClient
+
+    path = tmp_path / "fsparse.db"
+    client = MilvusClient(str(path))
+    ms = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    ms.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=20)
+    ms.add_field("emb", DataType.FLOAT_VECTOR, dim=2)
+    ms.add_field("bag", DataType.SPARSE_FLOAT_VECTOR)
+    index = client.prepare_index_params()
+    index.add_index("emb", index_type="FLAT", metric_type="L2")
+    index.add_index("bag", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+    client.create_collection("fs", schema=ms, index_params=index)
+    client.insert("fs", [{"pk": "a", "emb": [1.0, 2.0], "bag": {9: 0.5, 2: 1.0}}])
+    client.close()
+    with connect(f"milvus-lite://{path}") as conn:
+        schema = conn.describe("fs")
+        assert schema.sparse == (SparseField(name="bag"),)
+        row = conn.fetch("fs", ["a"]).to_pylist()[0]
+        assert row["bag"] == {"indices": [2, 9], "values": [1.0, 0.5]}
+        batch = conn.fetch("fs", ["a"])
+        kw = batch.column("bag").to_pylist()
+        kw[0] = None  # this layout has no way to say "none" rather than "empty"
+        i = batch.schema.get_field_index("bag")
+        with pytest.raises(DataError, match="not nullable") as err:
+            conn.upsert("fs", batch.set_column(i, "bag", pa.array(kw, SPARSE_TYPE)))
+        assert err.value.record_id == "a"

@@ -78,6 +78,15 @@ def test_version_gates_capabilities(conn: Connector) -> None:
     assert version is not None and version >= (2, 3)
     assert {"hnsw", "ivf_pq", "ivf_flat", "flat"} <= conn.capabilities.index_kinds
     assert conn.capabilities.named_vectors is (version >= (2, 4))
+    assert conn.capabilities.sparse_vectors is (version >= (2, 4))
+
+
+def test_sparse_vectors_on_2_3_are_a_clear_refusal(conn: Connector, name: str) -> None:
+    if conn.capabilities.sparse_vectors:
+        pytest.skip("this server stores sparse vectors")
+    with pytest.raises(ConfigError, match="no sparse vectors"):
+        conn.create(rich_schema(name, id_type=IdType.STRING, sparse=True))
+    assert name not in conn.list_collections()
 
 
 def test_one_vector_field_on_2_3_is_a_clear_refusal(conn: Connector, name: str) -> None:

@@ -1,7 +1,8 @@
 """Milvus: ``milvus://host:19530?token=env:MILVUS_TOKEN`` or ``milvus-lite:///path/x.db``.
 
 A collection made by vecmigrate (layout ``json``) has a primary key ``id`` (INT64 or
-VARCHAR), one FLOAT_VECTOR field per vector field, ``document`` VARCHAR, ``metadata`` JSON
+VARCHAR), one FLOAT_VECTOR field per vector field, one SPARSE_FLOAT_VECTOR field per
+sparse field (``milvus_sparse``; servers 2.4+ and lite), ``document`` VARCHAR, ``metadata`` JSON
 (typed values, nulls omitted), ``metadata_extra`` VARCHAR (canonical JSON text, ``""`` for
 none) and ``metadata_present`` JSON (``{"fields": {name: bool}, "document": bool}``).
 
@@ -109,6 +110,7 @@ class MilvusConnector(Connector):
         id_types=frozenset(IdType),
         metrics=frozenset(METRIC_OF),
         named_vectors=True,
+        sparse_vectors=True,
         max_batch_rows=2000,
         max_batch_bytes=32 * 1024 * 1024,
         max_metadata_bytes=65536,
@@ -179,7 +181,8 @@ class MilvusConnector(Connector):
         if self.lite:
             return caps.model_copy(update={"index_kinds": _LITE_INDEXES})
         if self.server_version is not None and self.server_version < (2, 4):
-            return caps.model_copy(update={"named_vectors": False})  # 2.4 added several
+            # 2.4 added several vector fields per collection and SPARSE_FLOAT_VECTOR
+            return caps.model_copy(update={"named_vectors": False, "sparse_vectors": False})
         return caps
 
     def close(self) -> None:
@@ -279,8 +282,12 @@ class MilvusConnector(Connector):
                 self.describe(schema.name)
                 return
             self.drop(schema.name)
-        if schema.sparse:
-            raise ConfigError("the Milvus connector does not migrate sparse vectors yet")
+        if schema.sparse and not self.capabilities.sparse_vectors:
+            raise ConfigError(
+                f"{self.uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
+                f"has {', '.join(s.name for s in schema.sparse)}",
+                hint="drop them in a mapping file (vectors: {NAME: {drop: true}})",
+            )
         if schema.namespaces is not None:
             raise ConfigError("the Milvus connector does not map namespaces yet")
         if not schema.vectors:

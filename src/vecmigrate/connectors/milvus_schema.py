@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 from pymilvus import DataType, MilvusClient
 
+from vecmigrate.connectors import milvus_sparse
 from vecmigrate.connectors.milvus_expr import LAYOUT_KEY, PK_KEY, layout, pk
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import (
@@ -24,6 +25,7 @@ from vecmigrate.model import (
     MetadataField,
     MetadataType,
     Metric,
+    SparseField,
     VectorField,
 )
 from vecmigrate.records import build_batch, vectors_to_numpy
@@ -120,6 +122,7 @@ def infer_schema(
 ) -> CollectionSchema:
     """Describe a collection vecmigrate did not create, and say what was assumed."""
     vectors: list[VectorField] = []
+    sparse: list[SparseField] = []
     metadata: list[MetadataField] = []
     notes: dict[str, Any] = {LAYOUT_KEY: "columns"}
     nullable: list[str] = []
@@ -151,6 +154,14 @@ def infer_schema(
             vectors.append(
                 VectorField(name=fname, dim=int(params["dim"]), metric=metric, index=index)
             )
+        elif ftype == DataType.SPARSE_FLOAT_VECTOR:
+            metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
+            if metric_type != "IP":
+                notes[f"{fname}.metric"] = (
+                    f"assumed dot: the field's index metric is {metric_type!r}"
+                )
+            sparse.append(SparseField(name=fname, metric=Metric.DOT))
+            continue
         elif fname == doc:
             continue
         elif ftype in _SCALAR:
@@ -171,6 +182,7 @@ def infer_schema(
         name=name,
         id_type=id_type,
         vectors=tuple(vectors),
+        sparse=tuple(sparse),
         metadata=tuple(metadata),
         has_document=doc is not None,
         engine=engine,
@@ -180,7 +192,7 @@ def infer_schema(
 
 def output_fields(schema: CollectionSchema) -> list[str]:
     """The fields a scan or fetch reads."""
-    fields = [pk(schema), *(v.name for v in schema.vectors)]
+    fields = [pk(schema), *(v.name for v in schema.vectors), *(s.name for s in schema.sparse)]
     if layout(schema) == "json":
         return [*fields, "document", "metadata", "metadata_extra", "metadata_present"]
     doc = schema.engine_settings.get(DOC_KEY)
@@ -209,12 +221,14 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.Re
             docs.append(r.get(doc) if doc else None)
             meta.append({m.name: _plain(r.get(m.name)) for m in schema.metadata})
     key = pk(schema)
+    json_layout = layout(schema) == "json"
     return build_batch(
         schema,
         [r[key] for r in rows],
         vectors,
         documents=docs if schema.has_document else None,
         metadata=meta,
+        sparse={s.name: milvus_sparse.read_column(rows, s, json_layout) for s in schema.sparse},
     )
 
 
@@ -258,6 +272,10 @@ def new_collection(
         )
         real = portable_index({"index_type": index_type, **params})
         vectors.append(v.model_copy(update={"index": real}))
+    for sp in schema.sparse:
+        index.add_index(sp.name, index_type=milvus_sparse.INDEX_TYPE, metric_type="IP")
+        if note := milvus_sparse.index_note(sp):
+            settings[f"milvus.{sp.name}.index"] = note
     max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
     if schema.id_type is not IdType.INT:
         settings["milvus.id_max_length"] = max_len
@@ -272,6 +290,8 @@ def new_collection(
         ms.add_field("id", DataType.VARCHAR, is_primary=True, max_length=max_len)
     for v in schema.vectors:
         ms.add_field(v.name, DataType.FLOAT_VECTOR, dim=v.dim)
+    for sp in schema.sparse:
+        ms.add_field(sp.name, DataType.SPARSE_FLOAT_VECTOR)
     ms.add_field("document", DataType.VARCHAR, max_length=MAX_VARCHAR)
     ms.add_field("metadata", DataType.JSON)
     ms.add_field("metadata_extra", DataType.VARCHAR, max_length=MAX_VARCHAR)
@@ -331,11 +351,24 @@ def batch_to_rows(
     extra = data.column("metadata_extra").to_pylist()
     key, doc_field = pk(schema), schema.engine_settings.get(DOC_KEY)
     json_layout = layout(schema) == "json"
+    sparse = {
+        s.name: milvus_sparse.to_rows(name, s, data.column(s.name), ids) for s in schema.sparse
+    }
     rows: list[dict[str, Any]] = []
     for i in range(n):
         row: dict[str, Any] = {key: ids[i]}
         for vname, matrix in vectors.items():
             row[vname] = matrix[i]
+        for sname, values in sparse.items():
+            if values[i] is None and not json_layout:
+                raise DataError(
+                    "the collection's sparse field cannot tell a missing vector from an "
+                    "empty one (Milvus vector fields are not nullable)",
+                    collection=name,
+                    record_id=ids[i],
+                    field=sname,
+                )
+            row[sname] = values[i] if values[i] is not None else {}
         if json_layout:
             row["document"] = docs[i] or ""
             row["metadata"] = typed[i]
@@ -343,6 +376,7 @@ def batch_to_rows(
             row["metadata_present"] = {
                 "fields": {m.name: m.name in typed[i] for m in schema.metadata},
                 "document": docs[i] is not None,
+                "sparse": {k: v[i] is not None for k, v in sparse.items()},
             }
             too_long = [
                 f for f in ("document", "metadata_extra") if len(row[f].encode()) > MAX_VARCHAR
