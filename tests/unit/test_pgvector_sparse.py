@@ -134,3 +134,24 @@ def test_describes_a_hand_made_table_with_sparsevec_columns(postgres: Any) -> No
     finally:
         with psycopg.connect(postgres.dsn, autocommit=True) as db:
             db.execute("DROP TABLE IF EXISTS hand_sparse, only_sparse")
+
+
+def test_encoding_is_byte_identical_to_pgvectors_own_client() -> None:
+    import numpy as np
+    from pgvector import SparseVector
+
+    from vecmigrate.connectors import pgvector_sparse
+
+    rng = np.random.default_rng(1)
+    rows: list[Any] = []
+    for i in range(300):
+        idx = np.unique(rng.integers(0, 5000, int(rng.integers(0, 40))))
+        vals = (rng.random(len(idx)) + 0.1).astype(np.float32)
+        rows.append(None if i % 9 == 4 else {"indices": idx.tolist(), "values": vals.tolist()})
+    column = pa.array(rows, SPARSE_TYPE).slice(7)  # a sliced column, as batches often are
+    field = SparseField(name="kw", dim=5000)
+    got = pgvector_sparse.encode("c", field, column, list(range(len(column))))
+    for want, raw in zip(rows[7:], got, strict=True):
+        ref = None if want is None else dict(zip(want["indices"], want["values"], strict=True))
+        assert raw == (None if ref is None else SparseVector(ref, 5000).to_binary())
+    assert pgvector_sparse.decode(tuple(got)).to_pylist() == rows[7:]

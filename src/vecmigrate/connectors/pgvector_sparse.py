@@ -52,58 +52,81 @@ def column_type(field: SparseField) -> str:
 def encode(
     collection: str, field: SparseField, column: pa.Array, ids: list[Any]
 ) -> list[bytes | None]:
-    """One ``SPARSE_TYPE`` column as sparsevec binary values, validated (see module doc)."""
+    """One ``SPARSE_TYPE`` column as sparsevec binary values, validated (see module doc).
+
+    Validation and byte layout are whole-column numpy operations; only the final slicing
+    of one buffer into per-row ``bytes`` (what COPY writes) is a Python loop.
+    """
     dim = sparse_dim(field)
     if column.type != SPARSE_TYPE:
         raise DataError(f"sparse column has type {column.type}", collection=collection)
+    n = len(column)
     idx_list, val_list = column.flatten()  # honours the struct's offset and validity
 
     def bad(row: int, why: str) -> DataError:
         return DataError(why, collection=collection, record_id=ids[row], field=field.name)
 
-    if idx_list.values.null_count or val_list.values.null_count:
-        row = next(
-            r
-            for r, (i, v) in enumerate(zip(idx_list.to_pylist(), val_list.to_pylist(), strict=True))
-            if None in (i or []) or None in (v or [])
-        )
-        raise bad(row, "sparse vector has a null index or value")
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    holes = valid & ~(
+        idx_list.is_valid().to_numpy(zero_copy_only=False)
+        & val_list.is_valid().to_numpy(zero_copy_only=False)
+    )
+    if holes.any():
+        raise bad(int(np.argmax(holes)), "sparse vector has null indices or values")
     io = idx_list.offsets.to_numpy()
     vo = val_list.offsets.to_numpy()
-    iv = idx_list.values.to_numpy(zero_copy_only=False).astype(np.int64)
-    vv = val_list.values.to_numpy(zero_copy_only=False).astype(np.float32)
-    struct_valid = column.is_valid().to_numpy(zero_copy_only=False)
-    idx_valid = idx_list.is_valid().to_numpy(zero_copy_only=False)
-    val_valid = val_list.is_valid().to_numpy(zero_copy_only=False)
-    out: list[bytes | None] = []
-    for r in range(len(column)):
-        if not struct_valid[r]:
-            out.append(None)
-            continue
-        if not (idx_valid[r] and val_valid[r]):
-            raise bad(r, "sparse vector has null indices or values")
-        i = iv[io[r] : io[r + 1]]
-        v = vv[vo[r] : vo[r + 1]]
-        nnz = len(i)
-        if nnz != len(v):
-            raise bad(r, f"sparse vector has {nnz} indices but {len(v)} values")
-        if nnz > MAX_NNZ:
-            raise bad(r, f"sparse vector has {nnz} non-zeros; pgvector allows {MAX_NNZ}")
-        if nnz > 1 and not bool(np.all(i[1:] > i[:-1])):
-            raise bad(r, "sparse vector indices are not strictly ascending (unsorted or repeated)")
-        if nnz and int(i[-1]) >= dim:
-            raise bad(
-                r,
-                f"sparse vector index {int(i[-1])} is outside the field's dimension {dim}",
-            )
-        if not bool(np.all(np.isfinite(v))):
-            raise bad(r, "sparse vector has a NaN or infinite value; pgvector refuses them")
-        if not bool(np.all(v != 0)):
-            raise bad(r, "sparse vector stores an explicit zero; pgvector would drop it")
-        out.append(
-            _HEADER.pack(dim, nnz, 0) + i.astype(">i4").tobytes() + v.astype(">f4").tobytes()
+    li, lv = np.diff(io), np.diff(vo)
+    iv = idx_list.values.slice(io[0], io[-1] - io[0])
+    vv = val_list.values.slice(vo[0], vo[-1] - vo[0])
+    for child in (iv, vv):
+        if child.null_count:
+            owner = np.repeat(np.arange(n), li if child is iv else lv)
+            pos = int(np.argmax(~child.is_valid().to_numpy(zero_copy_only=False)))
+            raise bad(int(owner[pos]), "sparse vector has a null index or value")
+    # Keep only the elements of records that have a sparse vector.
+    idx = iv.to_numpy(zero_copy_only=False).astype(np.int64)[np.repeat(valid, li)]
+    val = vv.to_numpy(zero_copy_only=False).astype(np.float32)[np.repeat(valid, lv)]
+    if (mismatch := valid & (li != lv)).any():
+        r = int(np.argmax(mismatch))
+        raise bad(r, f"sparse vector has {li[r]} indices but {lv[r]} values")
+    nnz = np.where(valid, li, 0)
+    if (nnz > MAX_NNZ).any():
+        r = int(np.argmax(nnz > MAX_NNZ))
+        raise bad(r, f"sparse vector has {nnz[r]} non-zeros; pgvector allows {MAX_NNZ}")
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(nnz, out=starts[1:])
+    owner = np.repeat(np.arange(n), nnz)  # record of each kept element
+
+    def first(elements: np.ndarray, why: str) -> None:
+        if elements.any():
+            raise bad(int(owner[int(np.argmax(elements))]), why)
+
+    ascending = np.ones(len(idx), dtype=bool)
+    ascending[1:] = idx[1:] > idx[:-1]
+    ascending[starts[:-1][nnz > 0]] = True  # a record's first index has no predecessor
+    first(~ascending, "sparse vector indices are not strictly ascending (unsorted or repeated)")
+    if (outside := idx >= dim).any():
+        r = int(owner[int(np.argmax(outside))])
+        raise bad(
+            r, f"sparse vector index {int(idx[outside][0])} is outside the field's dimension {dim}"
         )
-    return out
+    first(~np.isfinite(val), "sparse vector has a NaN or infinite value; pgvector refuses them")
+    first(val == 0, "sparse vector stores an explicit zero; pgvector would drop it")
+    # One big-endian int32 buffer: per record [dim, nnz, 0, indices..., value bits...].
+    sizes = 3 + 2 * nnz
+    word = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes, out=word[1:])
+    buf = np.empty(int(word[-1]), dtype=">i4")
+    buf[word[:-1]] = dim
+    buf[word[:-1] + 1] = nnz
+    buf[word[:-1] + 2] = 0
+    rank = np.arange(len(idx)) - starts[:-1][owner]  # position inside its record
+    at = word[:-1][owner] + 3 + rank
+    buf[at] = idx
+    buf[at + nnz[owner]] = val.astype(">f4").view(">i4")
+    raw = buf.tobytes()
+    offsets = (word * 4).tolist()
+    return [raw[offsets[r] : offsets[r + 1]] if valid[r] else None for r in range(n)]
 
 
 def decode(values: tuple[bytes | None, ...]) -> pa.StructArray:
