@@ -1,5 +1,6 @@
-"""Live cutover pieces: phase rules, canary stickiness, state stores (SQLite and a real
-PostgreSQL), outbox ordering through failures, shadow dropping, the router's catch-up."""
+"""Live cutover pieces: phase rules, canary stickiness, state stores (SQLite, a real
+PostgreSQL, a real Redis), outbox ordering through failures, shadow dropping, the router's
+catch-up."""
 
 from __future__ import annotations
 
@@ -126,10 +127,14 @@ def test_canary_is_sticky_monotone_and_proportional() -> None:
 
 
 # -- state stores -----------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "sqlite":
         s = open_state(f"sqlite://{tmp_path}/state.db")
+    elif request.param == "redis":
+        require_module("redis")
+        rs = request.getfixturevalue("redis_server")
+        s = open_state(f"redis://{rs.host}:{rs.port}/0")
     else:
         require_module("psycopg")
         pg = request.getfixturevalue("postgres")

@@ -36,7 +36,9 @@ cutover_app = typer.Typer(
 StateOpt = Annotated[
     str,
     typer.Option(
-        "--state", help="State store: sqlite:///path/state.db or postgresql://user@host/db."
+        "--state",
+        help="State store: sqlite:///path/state.db, postgresql://user@host/db or "
+        "redis://host:6379/0.",
     ),
 ]
 NameOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]

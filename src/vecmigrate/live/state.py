@@ -3,8 +3,8 @@
 Every application instance reads the phase from the same store (re-read after a short
 TTL), so they agree; ``vecmigrate cutover`` changes it with compare-and-set and records
 who, when, from, to and the gate results. ``open_state`` picks the store from a URI:
-``sqlite:///path/state.db`` (one host) or ``postgresql://user@host:5432/db?password=env:X``
-(many hosts); both speak the interface below, so other stores can be added.
+``sqlite:///path/state.db`` (one host), ``postgresql://user@host:5432/db?password=env:X``
+or ``redis://host:6379/0?password=env:X`` (many hosts); all speak the interface below.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ class StateStore(ABC):
 
 
 def open_state(uri: str) -> StateStore:
-    """Open the state store a URI names: ``sqlite:///path`` or ``postgresql://...``."""
+    """Open the state store a URI names: ``sqlite:///path``, ``postgresql://...`` or
+    ``redis://...``."""
     parsed = ConnectionURI.parse(uri if "://" in uri else f"sqlite://{uri}")
     if parsed.scheme == "sqlite":
         from vecmigrate.live.sqlstore import SqliteStateStore
@@ -151,9 +152,13 @@ def open_state(uri: str) -> StateStore:
         from vecmigrate.live.sqlstore import PostgresStateStore
 
         return PostgresStateStore(parsed)
+    if parsed.scheme in ("redis", "rediss"):
+        from vecmigrate.live.redisstore import RedisStateStore
+
+        return RedisStateStore(parsed)
     raise ConfigError(
         f"unknown state store scheme {parsed.scheme!r}",
-        hint="use sqlite:///path/state.db or postgresql://user@host:5432/db",
+        hint="use sqlite:///path/state.db, postgresql://user@host:5432/db or redis://host:6379/0",
     )
 
 
