@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from vecmigrate.errors import ConfigError, SchemaMismatchError
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.pipeline.fanout import collection_name, split_by_namespace
 from vecmigrate.records import build_batch
 from vecmigrate.verify.digest import CollectionDigest, DigestBuilder, collection_digest
 
@@ -31,9 +33,12 @@ SPLIT = MappingSpec.model_validate({"namespaces": {"to": "collections"}})
 MAP_YAML = 'namespaces: {to: collections, pattern: "{collection}__{namespace}"}\n'
 
 
-def make_ns_dump(path: Path, rows: int, extra: list[str | None] | None = None) -> None:
+def make_ns_dump(
+    path: Path, rows: int, extra: list[str | None] | None = None, head: list[str] | None = None
+) -> None:
     """A dump ``docs`` declaring NAMESPACES; record i is in namespace i % 3, and the last
-    ``len(extra)`` records are in the namespaces ``extra`` gives (undeclared ones, None)."""
+    ``len(extra)`` (first ``len(head)``) records are in the namespaces ``extra`` (``head``)
+    gives: undeclared ones, or None."""
     schema = CollectionSchema(
         name="docs",
         vectors=(VectorField(dim=16),),
@@ -50,6 +55,8 @@ def make_ns_dump(path: Path, rows: int, extra: list[str | None] | None = None) -
     namespaces: list[str | None] = [NAMESPACES[i % 3] for i in range(rows)]
     if extra:
         namespaces[-len(extra) :] = extra
+    if head:
+        namespaces[: len(head)] = head
     step = 4000
     for start in range(0, rows, step):
         idx = range(start, min(rows, start + step))
@@ -278,3 +285,44 @@ def test_cli_import_into_chroma_and_plan(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "namespace 'beta' -> docs__beta: 200 rows" in shown.stdout + shown.stderr
     assert "pass content digest docs__beta" in shown.stdout + shown.stderr
+
+
+def test_split_by_namespace_groups_rows_in_order() -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"id": ["a", "b", "c", "d", "e"], "namespace": ["x", None, "y", "x", None]}
+    )
+    groups = {ns: rows.column("id").to_pylist() for ns, rows in split_by_namespace(batch)}
+    assert groups == {"x": ["a", "d"], "y": ["c"], None: ["b", "e"]}
+    assert list(split_by_namespace(batch.slice(0, 0))) == []
+    with pytest.raises(ConfigError, match="empty"):
+        collection_name("{collection}__{namespace}", "docs", "")
+    assert collection_name("{namespace}-{collection}", "docs", "acme") == "acme-docs"
+
+
+def test_interrupted_copy_resumes_and_finalizes_a_lazily_created_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The undeclared namespace's records are all in the first batch: the resumed run
+    never meets it again, yet finalizes and reports its collection (recorded in the job)."""
+    make_ns_dump(tmp_path / "src", 600, head=["zeta"] * 5)
+    opts = CopyOptions(job_path=tmp_path / "job", mapping=SPLIT, batch_rows=50, workers=1)
+    with connect(f"dump://{tmp_path / 'src'}") as src, connect(f"dump://{tmp_path / 'o'}") as dst:
+        real, calls = dst.upsert, [0]
+
+        def crash_later(name: str, batch: pa.RecordBatch) -> None:
+            calls[0] += 1
+            if calls[0] == 12:
+                raise RuntimeError("killed")
+            real(name, batch)
+
+        monkeypatch.setattr(dst, "upsert", crash_later)
+        with pytest.raises(RuntimeError, match="killed"):
+            copy_collection(src, dst, "docs", options=opts)
+        monkeypatch.setattr(dst, "upsert", real)
+    with connect(f"dump://{tmp_path / 'src'}") as src, connect(f"dump://{tmp_path / 'o'}") as dst:
+        result = copy_collection(src, dst, "docs", options=replace(opts, resume=True))
+        assert result.resumed and result.ok
+        rows = {c["name"]: c["rows"] for c in result.target_collections}
+        assert rows == {"docs__acme": 198, "docs__beta": 198, "docs__gamma": 199, "docs__zeta": 5}
+        checks = _verify_copy(src, dst, "docs", result, SPLIT)
+        assert all(c["passed"] for c in checks) and len(checks) == 5, checks

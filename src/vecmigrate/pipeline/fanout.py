@@ -59,15 +59,16 @@ def collection_name(pattern: str, collection: str, namespace: str) -> str:
     take (empty, ``.``/``..``, path separators or control characters). Engine-specific
     rules are the target connector's: its ``create`` refuses what it cannot take."""
     name = pattern.format(collection=collection, namespace=namespace)
-    if (
-        not namespace
-        or name in (".", "..")
-        or _FORBIDDEN & set(name)
-        or any(ord(c) < 32 for c in name)
-    ):
+    why = (
+        "the namespace is empty (the default namespace)"
+        if not namespace
+        else f"the name {name!r} is a path, or has path separators or control characters"
+        if name in (".", "..") or _FORBIDDEN & set(name) or any(ord(c) < 32 for c in name)
+        else None
+    )
+    if why:
         raise ConfigError(
-            f"namespace {namespace!r} of {collection!r} gives the target collection name "
-            f"{name!r}, which is empty or has path separators or control characters",
+            f"namespace {namespace!r} of {collection!r} cannot name a target collection: {why}",
             hint="choose another namespaces.pattern, or copy that namespace separately",
         )
     return name
@@ -96,6 +97,8 @@ def create_collection(
 def split_by_namespace(batch: pa.RecordBatch) -> Iterable[tuple[str | None, pa.RecordBatch]]:
     """The batch's rows grouped by namespace (None: rows without one), original order
     kept within each group."""
+    if batch.num_rows == 0:
+        return
     col = batch.column("namespace")
     encoded = col.dictionary_encode()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
