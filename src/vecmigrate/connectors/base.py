@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.errors import ConfigError
+from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.filters import Node, operators, parse
 from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
 from vecmigrate.uri import ConnectionURI
 
 IfExists = Literal["fail", "reuse", "replace"]
 Filter = dict[str, Any]
+T = TypeVar("T")
+IF_EXISTS_HINT = "pass --if-exists replace or reuse"
 
 
 def offset_partitions(total: int, n: int, *, min_rows: int = 1000) -> list[Partition]:
@@ -32,6 +35,47 @@ def offset_partitions(total: int, n: int, *, min_rows: int = 1000) -> list[Parti
         Partition(id=f"offsets-{i}", spec={"start": a, "end": b}, estimated_rows=b - a)
         for i, (a, b) in enumerate(itertools.pairwise(bounds))
     ]
+
+
+def scan_offsets(
+    engine: str,
+    name: str,
+    partition: Partition,
+    resume: ResumeToken | None,
+    batch_rows: int,
+    read: Callable[[int, int], pa.RecordBatch],
+) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+    """Scan an ``offset_partitions`` range: ``read(offset, limit)`` returns the rows there.
+
+    Each batch's token (``{"next": offset}``) resumes after it. A read that returns no
+    rows before the range ends means the collection changed under the scan: that is a
+    TransientError, never a silently shorter scan.
+    """
+    start = json.loads(resume)["next"] if resume else partition.spec["start"]
+    end = partition.spec["end"]
+    while start < end:
+        batch = read(start, min(batch_rows, end - start))
+        if not batch.num_rows:
+            raise TransientError(
+                f"{engine} returned no rows at offset {start} of {name!r}; was it written to?"
+            )
+        start += batch.num_rows
+        yield batch, json.dumps({"next": start})
+
+
+def balanced_groups(items: Sequence[T], weight: Callable[[T], int], n: int) -> list[list[T]]:
+    """``items`` in at most ``n`` groups (at least one, maybe empty) of similar total weight.
+
+    Largest first onto the (first) lightest group: the classic greedy that keeps
+    partitions of unevenly sized units (files, namespaces) balanced.
+    """
+    groups: list[list[T]] = [[] for _ in range(max(1, min(n, len(items))))]
+    sizes = [0] * len(groups)
+    for item in sorted(items, key=lambda x: -weight(x)):
+        i = sizes.index(min(sizes))
+        groups[i].append(item)
+        sizes[i] += weight(item)
+    return groups
 
 
 def key_range_partitions(cuts: Sequence[Any], total: int) -> list[Partition]:
@@ -54,6 +98,8 @@ class Connector(ABC):
 
     def __init__(self, uri: ConnectionURI) -> None:
         self.uri = uri
+        # Schemas ``describe`` found (or ``create`` made), read through ``_schema``.
+        self._schemas: dict[str, CollectionSchema] = {}
 
     @property
     def engine(self) -> str:
@@ -147,6 +193,36 @@ class Connector(ABC):
         return f"{type(self).__name__}({self.uri})"
 
     # -- helpers for subclasses ----------------------------------------------------------
+    def _schema(self, name: str) -> CollectionSchema:
+        """The cached schema of ``name``, described on first use."""
+        return self._schemas.get(name) or self.describe(name)
+
+    def _keep_existing(
+        self,
+        name: str,
+        exists: bool,
+        if_exists: IfExists,
+        what: str,
+        *,
+        describe: bool = True,
+        hint: str = IF_EXISTS_HINT,
+    ) -> bool:
+        """Apply ``if_exists`` to a collection ``create`` is about to make.
+
+        Missing, or ``replace``: False (create it; replacing is the caller's). ``fail``:
+        ConfigError "<what> already exists". ``reuse``: True (keep it, after ``describe``
+        shows it is readable unless ``describe=False``).
+        """
+        if not exists:
+            return False
+        if if_exists == "fail":
+            raise ConfigError(f"{what} already exists", hint=hint)
+        if if_exists == "reuse":
+            if describe:
+                self.describe(name)
+            return True
+        return False
+
     def _filter(self, schema: CollectionSchema, filter: Filter | None) -> Node | None:
         """Parse a portable filter and refuse operators this engine cannot express."""
         if not filter:
