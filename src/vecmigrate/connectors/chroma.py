@@ -19,7 +19,13 @@ import pyarrow as pa
 from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from chromadb.errors import NotFoundError
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
+from vecmigrate.connectors.base import (
+    Connector,
+    Filter,
+    IfExists,
+    offset_partitions,
+    scan_offsets,
+)
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import Bool, Node
 from vecmigrate.model import (
@@ -124,7 +130,6 @@ class ChromaConnector(Connector):
             self.client = chromadb.PersistentClient(
                 path=str(uri.local_path), tenant=tenant, database=database
             )
-        self._schemas: dict[str, CollectionSchema] = {}
         self._lock = threading.Lock()
 
     def _collection(self, name: str) -> Any:
@@ -173,9 +178,6 @@ class ChromaConnector(Connector):
             },
         )
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
         col = self._collection(name)
@@ -189,12 +191,8 @@ class ChromaConnector(Connector):
                 f"Chroma stores one vector per record; {schema.name!r} has {len(schema.vectors)}"
             )
         exists = schema.name in self.list_collections()
-        if exists and if_exists == "fail":
-            raise ConfigError(
-                f"Chroma collection {schema.name!r} already exists",
-                hint="pass --if-exists replace or reuse",
-            )
-        if exists and if_exists == "reuse":
+        what = f"Chroma collection {schema.name!r}"
+        if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
             self._schemas[schema.name] = schema
             return
         if exists:
@@ -241,20 +239,15 @@ class ChromaConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
         col = self._collection(name)
-        start = json.loads(resume)["next"] if resume else partition.spec["start"]
-        end = partition.spec["end"]
-        while start < end:
-            limit = min(batch_rows, end - start)
+
+        def read(offset: int, limit: int) -> pa.RecordBatch:
             try:
-                got = col.get(limit=limit, offset=start, include=_INCLUDE)
+                got = col.get(limit=limit, offset=offset, include=_INCLUDE)
             except Exception as exc:
                 raise _wrap(exc, f"reading {name!r}") from exc
-            if not got["ids"]:
-                raise TransientError(
-                    f"Chroma returned no rows at offset {start} of {name!r}; was it written to?"
-                )
-            start += len(got["ids"])
-            yield self._to_batch(got, schema), json.dumps({"next": start})
+            return self._to_batch(got, schema)
+
+        yield from scan_offsets("Chroma", name, partition, resume, batch_rows, read)
 
     def _ids(self, ids: Sequence[Any]) -> list[str]:
         return [str(i) for i in ids]

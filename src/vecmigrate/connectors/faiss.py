@@ -11,7 +11,6 @@ the millions-of-vectors scale FAISS files usually hold, not for many tiny batche
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
+from vecmigrate.connectors.base import (
+    Connector,
+    Filter,
+    IfExists,
+    offset_partitions,
+    scan_offsets,
+)
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import ALL_OPS, evaluate
 from vecmigrate.model import (
@@ -64,7 +69,6 @@ class FaissConnector(Connector):
         super().__init__(uri)
         self.root: Path = uri.local_path
         self._tables: dict[str, pa.Table] = {}
-        self._schemas: dict[str, CollectionSchema] = {}
         self._lock = threading.Lock()
 
     def _paths(self, name: str) -> tuple[Path, Path, Path]:
@@ -110,9 +114,6 @@ class FaissConnector(Connector):
             engine_settings=notes,
             vectors=(VectorField(dim=index.d, metric=metric, index=IndexSpec(kind="flat")),),
         )
-
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
 
     def _table(self, name: str) -> pa.Table:
         """The whole collection in the batch layout (cached)."""
@@ -161,15 +162,11 @@ class FaissConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
         table = self._table(name)
-        start = json.loads(resume)["next"] if resume else partition.spec["start"]
-        end = partition.spec["end"]
-        while start < end:
-            stop = min(end, start + batch_rows)
-            yield (
-                conform(table_to_batch(table.slice(start, stop - start)), schema),
-                json.dumps({"next": stop}),
-            )
-            start = stop
+
+        def read(offset: int, limit: int) -> pa.RecordBatch:
+            return conform(table_to_batch(table.slice(offset, limit)), schema)
+
+        yield from scan_offsets("FAISS", name, partition, resume, batch_rows, read)
 
     def fetch(
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
@@ -186,13 +183,7 @@ class FaissConnector(Connector):
         if len(schema.vectors) != 1 or schema.sparse:
             raise ConfigError("a FAISS index holds one dense vector field per collection")
         exists = schema.name in self.list_collections()
-        if exists and if_exists == "fail":
-            raise ConfigError(
-                f"FAISS collection {schema.name!r} already exists",
-                hint="pass --if-exists replace or reuse",
-            )
-        if exists and if_exists == "reuse":
-            self.describe(schema.name)
+        if self._keep_existing(schema.name, exists, if_exists, f"FAISS collection {schema.name!r}"):
             return
         self.root.mkdir(parents=True, exist_ok=True)
         _, _, schema_path = self._paths(schema.name)

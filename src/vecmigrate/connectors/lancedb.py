@@ -6,7 +6,6 @@ metric, types and provenance; tables made by other tools are described by infere
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -16,7 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions
+from vecmigrate.connectors.base import (
+    Connector,
+    Filter,
+    IfExists,
+    offset_partitions,
+    scan_offsets,
+)
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
 from vecmigrate.model import (
@@ -74,7 +79,6 @@ class LanceDBConnector(Connector):
         # Tables being bulk-loaded into from empty: appends instead of merge_insert (whose
         # cost grows with the table), duplicates from re-sent batches removed at finalize.
         self._bulk: set[str] = set()
-        self._schemas: dict[str, CollectionSchema] = {}
 
     def _table(self, name: str) -> Any:
         try:
@@ -105,9 +109,6 @@ class LanceDBConnector(Connector):
         self._schemas[name] = schema
         return schema
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
         table = self._table(name)
@@ -115,12 +116,8 @@ class LanceDBConnector(Connector):
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         exists = schema.name in self.list_collections()
-        if exists and if_exists == "fail":
-            raise ConfigError(
-                f"LanceDB table {schema.name!r} already exists",
-                hint="pass --if-exists replace or reuse",
-            )
-        if exists and if_exists == "reuse":
+        what = f"LanceDB table {schema.name!r}"
+        if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
             return
         arrow = schema.arrow_schema().with_metadata({SCHEMA_KEY: schema.to_json().encode()})
         self.db.create_table(schema.name, schema=arrow, mode="overwrite")
@@ -142,16 +139,15 @@ class LanceDBConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
         table = self._table(name)
-        start = json.loads(resume)["next"] if resume else partition.spec["start"]
-        end = partition.spec["end"]
-        while start < end:
-            stop = min(end, start + batch_rows)
+
+        def read(offset: int, limit: int) -> pa.RecordBatch:
             try:
-                got = table.take_offsets(list(range(start, stop))).to_arrow()
+                got = table.take_offsets(list(range(offset, offset + limit))).to_arrow()
             except OSError as exc:
                 raise TransientError(f"LanceDB read of {name!r} failed: {exc}") from exc
-            yield _to_layout(got, schema), json.dumps({"next": stop})
-            start = stop
+            return _to_layout(got, schema)
+
+        yield from scan_offsets("LanceDB", name, partition, resume, batch_rows, read)
 
     def _where_ids(self, ids: Sequence[Any]) -> str:
         return "id IN (" + ", ".join(_sql_value(i) for i in ids) + ")"

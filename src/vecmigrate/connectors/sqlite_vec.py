@@ -86,7 +86,6 @@ class SqliteVecConnector(Connector):
         self.path: Path = uri.local_path
         self._local = threading.local()
         self._write = threading.Lock()
-        self._schemas: dict[str, CollectionSchema] = {}
         self._conn().execute(
             "CREATE TABLE IF NOT EXISTS _vecmigrate_schema (name TEXT PRIMARY KEY, schema TEXT)"
         )
@@ -125,9 +124,6 @@ class SqliteVecConnector(Connector):
         self._schemas[name] = schema
         return schema
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
         where, params = where_sql(node) if node else ("1", [])
@@ -137,13 +133,7 @@ class SqliteVecConnector(Connector):
         if len(schema.vectors) != 1:
             raise ConfigError("a sqlite-vec collection holds one vector field")
         exists = schema.name in self.list_collections()
-        if exists and if_exists == "fail":
-            raise ConfigError(
-                f"collection {schema.name!r} already exists",
-                hint="pass --if-exists replace or reuse",
-            )
-        if exists and if_exists == "reuse":
-            self.describe(schema.name)
+        if self._keep_existing(schema.name, exists, if_exists, f"collection {schema.name!r}"):
             return
         self.drop(schema.name)
         v = schema.vector
