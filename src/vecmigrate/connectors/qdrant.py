@@ -5,14 +5,14 @@ Point ids must be unsigned ints or UUIDs: int ids are kept; string ids become
 uuid5(collection/id) and the original travels in the payload. Qdrant normalises cosine
 vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
 kept in the collection's metadata. Sparse fields are Qdrant sparse vectors; namespaces
-follow Qdrant's multitenancy advice: a tenant key in the payload, filtered on.
+follow Qdrant's multitenancy advice: a tenant key in the payload, filtered on. Payload
+keys, point ids and filter compilation are in ``qdrant_codec``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,8 +21,18 @@ import pyarrow as pa
 from qdrant_client import QdrantClient, models
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.qdrant_codec import (
+    DOC_KEY,
+    ID_KEY,
+    NS_KEY,
+    RESERVED_KEYS,
+    batch_to_points,
+    point_ids,
+    points_to_batch,
+    query_filter,
+)
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import NAMESPACE_KEY, Bool, Cond, Node
+from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -34,60 +44,15 @@ from vecmigrate.model import (
     SparseField,
     VectorField,
 )
-from vecmigrate.records import build_batch, infer_metadata_fields, metadata_rows, vectors_to_numpy
+from vecmigrate.records import infer_metadata_fields
 
 SCHEMA_KEY = "vecmigrate:schema"
-ID_KEY = "_vecmigrate_id"
-DOC_KEY = "_vecmigrate_document"
-NS_KEY = "_vecmigrate_namespace"
-RESERVED_KEYS = (ID_KEY, DOC_KEY, NS_KEY)
 _DISTANCE = {
     Metric.COSINE: models.Distance.COSINE,
     Metric.DOT: models.Distance.DOT,
     Metric.L2: models.Distance.EUCLID,
 }
 _METRIC = {v: k for k, v in _DISTANCE.items()}
-_RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
-
-
-def _condition(node: Node) -> Any:
-    """A portable filter node as a Qdrant condition, with vecmigrate's exact semantics."""
-    if isinstance(node, Bool):
-        parts = [_condition(c) for c in node.children]
-        if node.op == "$and":
-            return models.Filter(must=parts)
-        if node.op == "$or":
-            return models.Filter(should=parts)
-        return models.Filter(must_not=parts)
-    return _leaf(node)
-
-
-def _leaf(node: Cond) -> Any:
-    key = NS_KEY if node.field.name == NAMESPACE_KEY else node.field.name
-    empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
-    is_list = node.field.type.startswith("list<")
-    if node.op == "$exists":
-        if is_list:  # IsEmpty also matches [], which is a present value
-            raise ConfigError(f"Qdrant cannot tell an empty list from a missing {key!r}")
-        return models.Filter(must_not=[empty]) if node.value else models.Filter(must=[empty])
-    if node.op == "$eq":
-        return models.FieldCondition(key=key, match=models.MatchValue(value=node.value))
-    if node.op == "$in":
-        return models.FieldCondition(key=key, match=models.MatchAny(any=node.value))
-    if node.op in _RANGE:
-        return models.FieldCondition(key=key, range=models.Range(**{_RANGE[node.op]: node.value}))
-    # $ne / $nin: Qdrant's must_not alone also matches records without the field.
-    match = (
-        models.MatchValue(value=node.value) if node.op == "$ne" else models.MatchAny(any=node.value)
-    )
-    return models.Filter(must_not=[empty, models.FieldCondition(key=key, match=match)])
-
-
-def _sparse_dict(vector: Any, name: str) -> dict[str, list[Any]] | None:
-    got = vector.get(name) if isinstance(vector, dict) else None
-    if got is None:
-        return None
-    return {"indices": list(got.indices), "values": list(got.values)}
 
 
 class QdrantConnector(Connector):
@@ -134,7 +99,6 @@ class QdrantConnector(Connector):
                 api_key=uri.secret("api_key"),
                 https=uri.params.get("https") == "1",
             )
-        self._schemas: dict[str, CollectionSchema] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -200,18 +164,10 @@ class QdrantConnector(Connector):
             engine_settings={"unnamed_vector": "" in named},
         )
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         exists = self.client.collection_exists(schema.name)
-        if exists and if_exists == "fail":
-            raise ConfigError(
-                f"Qdrant collection {schema.name!r} already exists",
-                hint="pass --if-exists replace or reuse",
-            )
-        if exists and if_exists == "reuse":
-            self.describe(schema.name)
+        what = f"Qdrant collection {schema.name!r}"
+        if self._keep_existing(schema.name, exists, if_exists, what):
             return
         if exists:
             self.client.delete_collection(schema.name)
@@ -236,55 +192,14 @@ class QdrantConnector(Connector):
         self._schemas[schema.name] = schema
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        node = self._filter(self._schema(name), filter)
-        flt = _condition(node) if node else None
-        if flt is not None and not isinstance(flt, models.Filter):
-            flt = models.Filter(must=[flt])
+        flt = query_filter(self._filter(self._schema(name), filter))
         return int(self.client.count(name, count_filter=flt, exact=True).count)
 
     # -- ids ---------------------------------------------------------------------------------
-    def _point_ids(self, name: str, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
-        if schema.id_type is IdType.INT:
-            bad = [i for i in ids if int(i) < 0]
-            if bad:
-                raise DataError(
-                    "Qdrant point ids cannot be negative",
-                    collection=name,
-                    record_id=bad[0],
-                    field="id",
-                    hint="map ids with the uuid5 strategy",
-                )
-            return [int(i) for i in ids]
-        return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}")) for i in ids]
-
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
         # scroll walks point ids in order from an opaque offset; one partition keeps it exact.
         return [Partition(id="all", spec={}, estimated_rows=self.count(name))]
-
-    def _to_batch(self, points: list[Any], schema: CollectionSchema) -> pa.RecordBatch:
-        payloads = [dict(p.payload or {}) for p in points]
-        ids: list[Any] = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
-        if schema.id_type is IdType.INT:
-            ids = [int(i) for i in ids]
-        vectors = {}
-        for v in schema.vectors:
-            key = "" if schema.engine_settings.get("unnamed_vector") else v.name
-            rows = [p.vector if key == "" else p.vector[key] for p in points]
-            vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
-        docs = [pl.get(DOC_KEY) for pl in payloads] if schema.has_document else None
-        metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
-        namespaces = [pl.get(NS_KEY) for pl in payloads] if schema.namespaces is not None else None
-        sparse = {s.name: [_sparse_dict(p.vector, s.name) for p in points] for s in schema.sparse}
-        return build_batch(
-            schema,
-            ids,
-            vectors,
-            documents=docs,
-            metadata=metas,
-            namespaces=namespaces,
-            sparse=sparse,
-        )
 
     def scan(
         self,
@@ -310,7 +225,7 @@ class QdrantConnector(Connector):
             if not points:
                 return
             yield (
-                self._to_batch(points, schema),
+                points_to_batch(points, schema),
                 json.dumps({"offset": offset, "done": offset is None}),
             )
             if offset is None:
@@ -321,56 +236,20 @@ class QdrantConnector(Connector):
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
         points = self.client.retrieve(
-            name, ids=self._point_ids(name, schema, ids), with_payload=True, with_vectors=True
+            name, ids=point_ids(name, schema, ids), with_payload=True, with_vectors=True
         )
-        return self._to_batch(list(points), schema)
+        return points_to_batch(list(points), schema)
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
-        ids = batch.column("id").to_pylist()
-        payloads = metadata_rows(batch, schema)
-        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
-        namespaces = (
-            batch.column("namespace").to_pylist() if "namespace" in batch.schema.names else None
-        )
-        for i, payload in enumerate(payloads):
-            if schema.id_type is not IdType.INT:
-                payload[ID_KEY] = ids[i]
-            if docs is not None and docs[i] is not None:
-                payload[DOC_KEY] = docs[i]
-            if namespaces is not None and namespaces[i] is not None:
-                payload[NS_KEY] = namespaces[i]
-        vectors: dict[str, list[Any]] = {
-            v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors
-        }
-        point_ids = self._point_ids(name, schema, ids)
-        points: Any
-        if schema.sparse:
-            sparse = {s.name: batch.column(s.name).to_pylist() for s in schema.sparse}
-            points = [
-                models.PointStruct(
-                    id=pid,
-                    payload=payloads[i],
-                    vector={
-                        **{k: v[i] for k, v in vectors.items()},
-                        **{
-                            k: models.SparseVector(indices=v[i]["indices"], values=v[i]["values"])
-                            for k, v in sparse.items()
-                            if v[i] is not None
-                        },
-                    },
-                )
-                for i, pid in enumerate(point_ids)
-            ]
-        else:
-            points = models.Batch(ids=point_ids, vectors=vectors, payloads=payloads)
+        points = batch_to_points(name, batch, schema)
         with self._lock:
             self._call(f"upsert into {name!r}", self.client.upsert, name, points=points, wait=True)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)
-        selector = models.PointIdsList(points=self._point_ids(name, schema, ids))
+        selector = models.PointIdsList(points=point_ids(name, schema, ids))
         with self._lock:
             self._call(
                 f"delete from {name!r}",
@@ -397,10 +276,7 @@ class QdrantConnector(Connector):
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema = self._schema(name)
-        node = self._filter(schema, filter)
-        flt = _condition(node) if node else None
-        if flt is not None and not isinstance(flt, models.Filter):
-            flt = models.Filter(must=[flt])
+        flt = query_filter(self._filter(schema, filter))
         field = schema.vector_field(vector_field)
         using = None if schema.engine_settings.get("unnamed_vector") else field.name
         ids: list[list[Any]] = []

@@ -1,0 +1,159 @@
+"""Qdrant payloads, point ids and filters (used only by ``connectors.qdrant``).
+
+Reserved payload keys carry what Qdrant has no place for: the original id of a string-id
+record (points take only unsigned ints and UUIDs), the document and the namespace.
+Portable filters compile to Qdrant conditions with vecmigrate's exact semantics.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from qdrant_client import models
+
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.filters import NAMESPACE_KEY, Bool, Cond, Node
+from vecmigrate.model import CollectionSchema, IdType
+from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
+
+ID_KEY = "_vecmigrate_id"
+DOC_KEY = "_vecmigrate_document"
+NS_KEY = "_vecmigrate_namespace"
+RESERVED_KEYS = (ID_KEY, DOC_KEY, NS_KEY)
+_RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+
+
+def _condition(node: Node) -> Any:
+    """A portable filter node as a Qdrant condition, with vecmigrate's exact semantics."""
+    if isinstance(node, Bool):
+        parts = [_condition(c) for c in node.children]
+        if node.op == "$and":
+            return models.Filter(must=parts)
+        if node.op == "$or":
+            return models.Filter(should=parts)
+        return models.Filter(must_not=parts)
+    return _leaf(node)
+
+
+def query_filter(node: Node | None) -> models.Filter | None:
+    """A parsed filter (or None: everything) as the top-level ``models.Filter`` calls take."""
+    flt = _condition(node) if node else None
+    if flt is not None and not isinstance(flt, models.Filter):
+        flt = models.Filter(must=[flt])
+    return flt
+
+
+def _leaf(node: Cond) -> Any:
+    key = NS_KEY if node.field.name == NAMESPACE_KEY else node.field.name
+    empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+    is_list = node.field.type.startswith("list<")
+    if node.op == "$exists":
+        if is_list:  # IsEmpty also matches [], which is a present value
+            raise ConfigError(f"Qdrant cannot tell an empty list from a missing {key!r}")
+        return models.Filter(must_not=[empty]) if node.value else models.Filter(must=[empty])
+    if node.op == "$eq":
+        return models.FieldCondition(key=key, match=models.MatchValue(value=node.value))
+    if node.op == "$in":
+        return models.FieldCondition(key=key, match=models.MatchAny(any=node.value))
+    if node.op in _RANGE:
+        return models.FieldCondition(key=key, range=models.Range(**{_RANGE[node.op]: node.value}))
+    # $ne / $nin: Qdrant's must_not alone also matches records without the field.
+    match = (
+        models.MatchValue(value=node.value) if node.op == "$ne" else models.MatchAny(any=node.value)
+    )
+    return models.Filter(must_not=[empty, models.FieldCondition(key=key, match=match)])
+
+
+def _sparse_dict(vector: Any, name: str) -> dict[str, list[Any]] | None:
+    got = vector.get(name) if isinstance(vector, dict) else None
+    if got is None:
+        return None
+    return {"indices": list(got.indices), "values": list(got.values)}
+
+
+def point_ids(name: str, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
+    """Qdrant point ids: int ids as they are (never negative), others uuid5(name/id)."""
+    if schema.id_type is IdType.INT:
+        bad = [i for i in ids if int(i) < 0]
+        if bad:
+            raise DataError(
+                "Qdrant point ids cannot be negative",
+                collection=name,
+                record_id=bad[0],
+                field="id",
+                hint="map ids with the uuid5 strategy",
+            )
+        return [int(i) for i in ids]
+    return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}")) for i in ids]
+
+
+def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBatch:
+    """Scrolled or retrieved points in the batch layout (reserved payload keys lifted out)."""
+    payloads = [dict(p.payload or {}) for p in points]
+    ids: list[Any] = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
+    if schema.id_type is IdType.INT:
+        ids = [int(i) for i in ids]
+    vectors = {}
+    for v in schema.vectors:
+        key = "" if schema.engine_settings.get("unnamed_vector") else v.name
+        rows = [p.vector if key == "" else p.vector[key] for p in points]
+        vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
+    docs = [pl.get(DOC_KEY) for pl in payloads] if schema.has_document else None
+    metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
+    namespaces = [pl.get(NS_KEY) for pl in payloads] if schema.namespaces is not None else None
+    sparse = {s.name: [_sparse_dict(p.vector, s.name) for p in points] for s in schema.sparse}
+    return build_batch(
+        schema,
+        ids,
+        vectors,
+        documents=docs,
+        metadata=metas,
+        namespaces=namespaces,
+        sparse=sparse,
+    )
+
+
+def batch_to_points(name: str, batch: pa.RecordBatch, schema: CollectionSchema) -> Any:
+    """A batch as what ``client.upsert`` takes: payload = metadata + reserved keys."""
+    ids = batch.column("id").to_pylist()
+    payloads = metadata_rows(batch, schema)
+    docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+    namespaces = (
+        batch.column("namespace").to_pylist() if "namespace" in batch.schema.names else None
+    )
+    for i, payload in enumerate(payloads):
+        if schema.id_type is not IdType.INT:
+            payload[ID_KEY] = ids[i]
+        if docs is not None and docs[i] is not None:
+            payload[DOC_KEY] = docs[i]
+        if namespaces is not None and namespaces[i] is not None:
+            payload[NS_KEY] = namespaces[i]
+    vectors: dict[str, list[Any]] = {
+        v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors
+    }
+    pids = point_ids(name, schema, ids)
+    points: Any
+    if schema.sparse:
+        sparse = {s.name: batch.column(s.name).to_pylist() for s in schema.sparse}
+        points = [
+            models.PointStruct(
+                id=pid,
+                payload=payloads[i],
+                vector={
+                    **{k: v[i] for k, v in vectors.items()},
+                    **{
+                        k: models.SparseVector(indices=v[i]["indices"], values=v[i]["values"])
+                        for k, v in sparse.items()
+                        if v[i] is not None
+                    },
+                },
+            )
+            for i, pid in enumerate(pids)
+        ]
+    else:
+        points = models.Batch(ids=pids, vectors=vectors, payloads=payloads)
+    return points
