@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -46,23 +45,22 @@ from weaviate.classes.tenants import Tenant
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.connectors.base import Filter as PortableFilter
 from vecmigrate.connectors.weaviate_codec import (
-    DOC_PROP,
     ID_PROP,
     MAX_RESULTS,
     SCHEMA_PREFIX,
     TENANT_RE,
-    TRANSIENT,
+    call,
     class_body,
     class_name,
     compile_filter,
-    error_status,
     index_specs,
-    metadata_fields,
+    infer_schema,
     object_properties,
     objects_to_batch,
+    uuid_partitions,
     uuids_for,
 )
-from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Node, namespace_scope, operators
 from vecmigrate.model import (
     Capabilities,
@@ -71,7 +69,6 @@ from vecmigrate.model import (
     Metric,
     Partition,
     ResumeToken,
-    VectorField,
 )
 from vecmigrate.records import table_to_batch, vectors_to_numpy
 
@@ -97,7 +94,7 @@ class WeaviateConnector(Connector):
         key = uri.secret("api_key")
         secure = uri.params.get("secure") == "1"
         host = uri.host or "127.0.0.1"
-        self.client = self._call(
+        self.client = call(
             f"connecting to {uri}",
             weaviate.connect_to_custom,
             http_host=host,
@@ -111,33 +108,16 @@ class WeaviateConnector(Connector):
             skip_init_checks=True,
             additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
         )
-        if not self._call(f"readiness of {uri}", self.client.is_ready):
+        if not call(f"readiness of {uri}", self.client.is_ready):
             self.client.close()
             raise TransientError(f"Weaviate at {uri} is not ready")
-        meta = self._call(f"meta of {uri}", self.client.get_meta)
+        meta = call(f"meta of {uri}", self.client.get_meta)
         self.server_version = str(meta.get("version", "0"))
-        self._schemas: dict[str, CollectionSchema] = {}
         self._tenants: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a client call; map failures to TransientError / TerminalError (no secrets)."""
-        try:
-            return fn(*args, **kwargs)
-        except (ConfigError, TerminalError, TransientError):
-            raise
-        except Exception as exc:
-            status = error_status(exc)
-            text = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-            if status in TRANSIENT:
-                raise TransientError(f"{what}: {status}: {text}") from None
-            if isinstance(exc, ConnectionError | TimeoutError) or "Connect" in type(exc).__name__:
-                raise TransientError(f"{what}: {text}") from None
-            auth = status in ("401", "403", "UNAUTHENTICATED", "PERMISSION_DENIED")
-            raise TerminalError(f"{what}: {text}", hint="check api_key" if auth else None) from None
 
     def _filter(self, schema: CollectionSchema, filter: PortableFilter | None) -> Node | None:
         node = super()._filter(schema, filter)
@@ -155,7 +135,7 @@ class WeaviateConnector(Connector):
         return col.with_tenant(tenant) if tenant else col
 
     def list_collections(self) -> list[str]:
-        configs = self._call("listing classes", self.client.collections.list_all, simple=True)
+        configs = call("listing classes", self.client.collections.list_all, simple=True)
         names = []
         for cls, cfg in configs.items():
             desc = cfg.description or ""
@@ -165,15 +145,13 @@ class WeaviateConnector(Connector):
 
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
-        exists = self._call(
-            f"looking up {name!r}", self.client.collections.exists, class_name(name)
-        )
+        exists = call(f"looking up {name!r}", self.client.collections.exists, class_name(name))
         if not exists:
             raise ConfigError(f"{self.uri} has no collection {name!r}")
-        cfg = self._call(f"reading the config of {name!r}", self._col(name).config.get)
+        cfg = call(f"reading the config of {name!r}", self._col(name).config.get)
         tenants = None
         if cfg.multi_tenancy_config.enabled:
-            tenants = tuple(sorted(self._call(f"tenants of {name!r}", self._col(name).tenants.get)))
+            tenants = tuple(sorted(call(f"tenants of {name!r}", self._col(name).tenants.get)))
         self._tenants[name] = set(tenants or ())
         specs, settings = index_specs(cfg)
         desc = cfg.description or ""
@@ -188,57 +166,28 @@ class WeaviateConnector(Connector):
             )
             schema = stored.replace(name=name, vectors=vectors, namespaces=tenants)
         else:
-            schema = self._infer(name, cfg, specs, tenants)
+            schema = infer_schema(name, cfg, specs, tenants, self._sample(name, tenants))
         schema = schema.replace(engine="weaviate", engine_settings=settings)
         self._schemas[name] = schema
         return schema
 
-    def _infer(
-        self, name: str, cfg: Any, specs: dict[str, Any], tenants: tuple[str, ...] | None
-    ) -> CollectionSchema:
-        """Schema of a class made by another tool: dims from one sampled object."""
-        sample = None
+    def _sample(self, name: str, tenants: tuple[str, ...] | None) -> Any | None:
+        """One object with its vectors (from the first tenant that has one), or None."""
         for t in tenants or [None]:
             col = self._col(name, t)
-            got = self._call("sampling", col.query.fetch_objects, limit=1, include_vector=True)
+            got = call("sampling", col.query.fetch_objects, limit=1, include_vector=True)
             if got.objects:
-                sample = got.objects[0]
-                break
-        vectors = []
-        for vname, (metric, index) in specs.items():
-            if sample is None or vname not in sample.vector:
-                raise ConfigError(
-                    f"cannot tell the dimension of {name!r}.{vname}: no object has it"
-                )
-            dim = len(sample.vector[vname])
-            vname = "vector" if vname == "default" else vname
-            vectors.append(VectorField(name=vname, dim=dim, metric=metric, index=index))
-        props = {p.name for p in cfg.properties}
-        return CollectionSchema(
-            name=name,
-            id_type=IdType.STRING if ID_PROP in props else IdType.UUID,
-            vectors=tuple(vectors),
-            has_document=DOC_PROP in props,
-            metadata=metadata_fields(cfg),
-            namespaces=tenants,
-        )
-
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
+                return got.objects[0]
+        return None
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         body = class_body(schema)
-        if self._call(f"looking up {schema.name!r}", self.client.collections.exists, body["class"]):
-            if if_exists == "fail":
-                raise ConfigError(
-                    f"Weaviate class {body['class']!r} already exists",
-                    hint="pass --if-exists replace or reuse",
-                )
-            if if_exists == "reuse":
-                self.describe(schema.name)
-                return
+        exists = call(f"looking up {schema.name!r}", self.client.collections.exists, body["class"])
+        if self._keep_existing(schema.name, exists, if_exists, f"Weaviate class {body['class']!r}"):
+            return
+        if exists:
             self.drop(schema.name)
-        self._call(f"creating {schema.name!r}", self.client.collections.create_from_dict, body)
+        call(f"creating {schema.name!r}", self.client.collections.create_from_dict, body)
         self._schemas.pop(schema.name, None)
         self._tenants[schema.name] = set()
         self._ensure_tenants(schema.name, [n for n in schema.namespaces or () if n])
@@ -260,7 +209,7 @@ class WeaviateConnector(Connector):
                 )
         if new:
             tenants = [Tenant(name=t) for t in new]
-            self._call(f"creating tenants of {name!r}", self._col(name).tenants.create, tenants)
+            call(f"creating tenants of {name!r}", self._col(name).tenants.create, tenants)
             self._tenants[name].update(new)
 
     def _tenant_list(self, name: str) -> Tenants:
@@ -277,7 +226,7 @@ class WeaviateConnector(Connector):
         total = 0
         for t in tenants:
             agg = self._col(name, t).aggregate
-            got = self._call(f"counting {name!r}", agg.over_all, total_count=True, filters=flt)
+            got = call(f"counting {name!r}", agg.over_all, total_count=True, filters=flt)
             total += int(got.total_count or 0)
         return total
 
@@ -286,18 +235,7 @@ class WeaviateConnector(Connector):
             tenants = self._tenant_list(name)
             k = max(1, min(n, len(tenants)))
             return [Partition(id=f"tenants-{i}", spec={"tenants": tenants[i::k]}) for i in range(k)]
-        total = self.count(name)
-        k = max(1, min(n, total // 1000 + 1))
-        # uuid5 ids spread evenly over the uuid space: even cuts give even partitions
-        cuts = [None, *(str(uuid.UUID(int=i * (2**128 // k))) for i in range(1, k)), None]
-        return [
-            Partition(
-                id=f"uuids-{i}",
-                spec={"tenants": [None], "after": cuts[i], "upto": cuts[i + 1]},
-                estimated_rows=total // k,
-            )
-            for i in range(k)
-        ]
+        return uuid_partitions(self.count(name), n)
 
     def scan(
         self,
@@ -320,7 +258,7 @@ class WeaviateConnector(Connector):
             after = state["after"] if same else partition.spec.get("after")  # type: ignore[index]
             query = self._col(name, t).query
             while True:
-                objs = self._call(
+                objs = call(
                     f"scanning {name!r}",
                     query.fetch_objects,
                     limit=batch_rows,
@@ -348,7 +286,7 @@ class WeaviateConnector(Connector):
             query = self._col(name, t).query
             for i in range(0, len(uuids), MAX_RESULTS):
                 chunk = uuids[i : i + MAX_RESULTS]
-                got = self._call(
+                got = call(
                     f"fetching from {name!r}",
                     query.fetch_objects_by_ids,
                     chunk,
@@ -388,7 +326,7 @@ class WeaviateConnector(Connector):
                 )
                 for i in rows
             ]
-            res = self._call(f"upsert into {name!r}", self._col(name, t).data.insert_many, objects)
+            res = call(f"upsert into {name!r}", self._col(name, t).data.insert_many, objects)
             if res.errors:  # the others were written; upserts are idempotent, so that is fine
                 pos, err = min(res.errors.items())
                 raise DataError(
@@ -403,10 +341,10 @@ class WeaviateConnector(Connector):
             data = self._col(name, t).data
             for i in range(0, len(uuids), MAX_RESULTS):
                 where = Filter.by_id().contains_any(uuids[i : i + MAX_RESULTS])
-                self._call(f"delete from {name!r}", data.delete_many, where=where)
+                call(f"delete from {name!r}", data.delete_many, where=where)
 
     def drop(self, name: str) -> None:
-        self._call(f"dropping {name!r}", self.client.collections.delete, class_name(name))
+        call(f"dropping {name!r}", self.client.collections.delete, class_name(name))
         self._schemas.pop(name, None)
         self._tenants.pop(name, None)
 
@@ -433,7 +371,7 @@ class WeaviateConnector(Connector):
         for q in np.asarray(vectors, dtype=np.float32):
             hits: list[tuple[float, Any]] = []
             for t in tenants:
-                res = self._call(
+                res = call(
                     f"search in {name!r}",
                     self._col(name, t).query.near_vector,
                     near_vector=q.tolist(),

@@ -13,9 +13,17 @@ import numpy as np
 import pyarrow as pa
 from weaviate.classes.query import Filter
 
-from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import Bool, Cond, Node
-from vecmigrate.model import CollectionSchema, IdType, IndexSpec, MetadataField, Metric
+from vecmigrate.model import (
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    MetadataField,
+    Metric,
+    Partition,
+    VectorField,
+)
 from vecmigrate.records import build_batch
 
 SCHEMA_PREFIX = "vecmigrate:schema:"
@@ -157,6 +165,47 @@ def metadata_fields(cfg: Any) -> tuple[MetadataField, ...]:
     )
 
 
+def infer_schema(
+    name: str,
+    cfg: Any,
+    specs: dict[str, tuple[Metric, IndexSpec]],
+    tenants: tuple[str, ...] | None,
+    sample: Any | None,
+) -> CollectionSchema:
+    """Schema of a class made by another tool: dims from one sampled object."""
+    vectors = []
+    for vname, (metric, index) in specs.items():
+        if sample is None or vname not in sample.vector:
+            raise ConfigError(f"cannot tell the dimension of {name!r}.{vname}: no object has it")
+        dim = len(sample.vector[vname])
+        vname = "vector" if vname == "default" else vname
+        vectors.append(VectorField(name=vname, dim=dim, metric=metric, index=index))
+    props = {p.name for p in cfg.properties}
+    return CollectionSchema(
+        name=name,
+        id_type=IdType.STRING if ID_PROP in props else IdType.UUID,
+        vectors=tuple(vectors),
+        has_document=DOC_PROP in props,
+        metadata=metadata_fields(cfg),
+        namespaces=tenants,
+    )
+
+
+def uuid_partitions(total: int, n: int) -> list[Partition]:
+    """At most ``n`` ``(after, upto]`` uuid ranges of a class without tenants."""
+    k = max(1, min(n, total // 1000 + 1))
+    # uuid5 ids spread evenly over the uuid space: even cuts give even partitions
+    cuts = [None, *(str(uuid.UUID(int=i * (2**128 // k))) for i in range(1, k)), None]
+    return [
+        Partition(
+            id=f"uuids-{i}",
+            spec={"tenants": [None], "after": cuts[i], "upto": cuts[i + 1]},
+            estimated_rows=total // k,
+        )
+        for i in range(k)
+    ]
+
+
 def _dtype(prop: Any) -> str:
     return str(getattr(prop.data_type, "value", prop.data_type))
 
@@ -215,6 +264,23 @@ def error_status(exc: BaseException) -> str | None:
             return str(status)
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a client call; map failures to TransientError / TerminalError (no secrets)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, TerminalError, TransientError):
+        raise
+    except Exception as exc:
+        status = error_status(exc)
+        text = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        if status in TRANSIENT:
+            raise TransientError(f"{what}: {status}: {text}") from None
+        if isinstance(exc, ConnectionError | TimeoutError) or "Connect" in type(exc).__name__:
+            raise TransientError(f"{what}: {text}") from None
+        auth = status in ("401", "403", "UNAUTHENTICATED", "PERMISSION_DENIED")
+        raise TerminalError(f"{what}: {text}", hint="check api_key" if auth else None) from None
 
 
 # -- objects <-> batches -------------------------------------------------------------------------
