@@ -1,5 +1,5 @@
-"""Pinecone's data mapping, without the client: index names, ids, metadata, filters and
-the stored schema. ``vecmigrate.connectors.pinecone`` documents what each choice keeps."""
+"""Pinecone's data mapping, without the client: index names, ids, metadata, filters, the
+stored schema and records <-> batches. ``connectors.pinecone`` documents what each keeps."""
 
 from __future__ import annotations
 
@@ -12,17 +12,23 @@ import zlib
 from typing import Any
 from urllib.parse import quote, unquote
 
+import numpy as np
 import pyarrow as pa
 
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Cond, Node
-from vecmigrate.model import CollectionSchema, MetadataField
+from vecmigrate.model import CollectionSchema, IdType, IndexSpec, MetadataField, Metric, VectorField
+from vecmigrate.records import build_batch, infer_metadata_fields
 
 DOC_KEY = "_vecmigrate_document"
 EXTRA_KEY = "_vecmigrate_extra"
 SCHEMA_TAG = "vecmigrate-schema"
 ID_ESCAPE = "~u:"
 MAX_METADATA_BYTES = 40 * 1024
+MAX_ID_LENGTH = 512
+METRIC = {Metric.COSINE: "cosine", Metric.DOT: "dotproduct", Metric.L2: "euclidean"}
+_FROM_METRIC = {v: k for k, v in METRIC.items()}
+SCHEMA_NAMESPACE = "__vecmigrate_schema__"
 _VALID_INDEX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
 _NEGATE = {
     "$eq": "$ne", "$ne": "$eq", "$in": "$nin", "$nin": "$in",
@@ -217,3 +223,151 @@ def encode_metadata(
             )  # fmt: skip
         out.append((md, size))
     return out
+
+
+def records_to_batch(
+    schema: CollectionSchema, ns: str, recs: list[Any], doc_key: str
+) -> pa.RecordBatch:
+    """Fetched records of namespace ``ns`` in the batch layout."""
+    ids: list[Any] = [from_pinecone_id(r.id) for r in recs]
+    if schema.id_type is IdType.INT:
+        ids = [int(i) for i in ids]
+    docs, metas = [], []
+    by_name = {f.name: f for f in schema.metadata}
+    for r in recs:
+        md = dict(r.metadata or {})
+        docs.append(md.pop(doc_key, None))
+        extra = pop_extra(md)
+        metas.append({**{k: decode_value(by_name.get(k), v) for k, v in md.items()}, **extra})
+    matrix = np.asarray([r.values for r in recs], dtype=np.float32)
+    return build_batch(
+        schema,
+        ids,
+        {schema.vector.name: matrix.reshape(len(recs), schema.vector.dim)},
+        documents=docs if schema.has_document else None,
+        metadata=metas,
+        namespaces=[ns] * len(recs),
+    )
+
+
+def check_ids(name: str, ids: list[Any], pids: list[str]) -> None:
+    """Refuse ids longer than Pinecone's limit once encoded."""
+    for rid, pid in zip(ids, pids, strict=True):
+        if len(pid) > MAX_ID_LENGTH:
+            raise DataError(
+                f"id is {len(pid)} characters as a Pinecone id (at most {MAX_ID_LENGTH})",
+                collection=name, record_id=rid, field="id",
+            )  # fmt: skip
+
+
+def check_vectors(name: str, ids: list[Any], matrix: np.ndarray, field: str) -> None:
+    """Refuse all-zero dense vectors, which Pinecone rejects."""
+    zero = np.flatnonzero(~matrix.any(axis=1))
+    if len(zero):
+        raise DataError(
+            "Pinecone refuses all-zero dense vectors",
+            collection=name, record_id=ids[zero[0]], field=field,
+        )  # fmt: skip
+
+
+def namespace_groups(name: str, ids: list[Any], spaces: list[str]) -> dict[str, list[int]]:
+    """Row positions per namespace; DataError for a namespace Pinecone cannot hold."""
+    groups: dict[str, list[int]] = {}
+    for i, ns in enumerate(spaces):
+        if not ns.isascii() or len(ns) > 512 or ns == SCHEMA_NAMESPACE:
+            raise DataError(
+                "Pinecone namespaces are 1-512 ASCII characters (and not the reserved "
+                f"{SCHEMA_NAMESPACE!r})", collection=name, record_id=ids[i], field="namespace",
+            )  # fmt: skip
+        groups.setdefault(ns, []).append(i)
+    return groups
+
+
+# -- schemas --------------------------------------------------------------------------------
+def infer_schema(
+    name: str, dim: int, metric: Metric, rows: list[dict[str, Any]], doc: str | None
+) -> CollectionSchema:
+    """Schema of an index written by another tool, from sampled metadata ``rows``."""
+    fields = infer_metadata_fields([{k: v for k, v in r.items() if k != doc} for r in rows])
+    return CollectionSchema(
+        name=name,
+        vectors=(VectorField(dim=dim, metric=metric, index=IndexSpec(kind="auto")),),
+        metadata=fields,
+        has_document=bool(doc and any(doc in r for r in rows)),
+        engine_settings={"document_key": doc, "metadata_types": "inferred (numbers: float64)"},
+    )
+
+
+def dense_field(model: Any) -> tuple[int, Metric]:
+    """Dimension and metric of a dense index's model; ConfigError for other index kinds."""
+    field = model.schema.fields.get("_values")
+    dim = getattr(field, "dimension", None)
+    if dim is None:
+        raise ConfigError(
+            f"Pinecone index {model.name!r} is not a dense vector index",
+            hint="document, sparse and integrated-embedding indexes are not supported",
+        )
+    return int(dim), _FROM_METRIC[str(field.metric).lower()]
+
+
+def described(
+    name: str,
+    model: Any,
+    stored: CollectionSchema,
+    namespaces: dict[str, int],
+    serverless: bool,
+    scoped_namespace: str | None,
+) -> CollectionSchema:
+    """The schema of ``name``: the stored (or inferred) one, with what the index says
+    (dimension, metric, namespaces found, deployment) winning."""
+    dim, metric = dense_field(model)
+    v = stored.vector.model_copy(update={"dim": dim, "metric": metric})
+    ns: tuple[str, ...] | None = None
+    if scoped_namespace is None and (stored.namespaces is not None or set(namespaces) - {""}):
+        ns = tuple(sorted(set(stored.namespaces or ()) | set(namespaces)))
+    return stored.replace(
+        name=name,
+        vectors=(v,),
+        namespaces=ns,
+        engine="pinecone",
+        engine_settings={
+            **stored.engine_settings,
+            "index": model.name,
+            "deployment": "serverless" if serverless else "pod",
+        },
+    )
+
+
+def collection_name(model: Any) -> str:
+    """The collection an index holds: its stored schema's name when that maps to this
+    index, else the index name (describe says what is wrong with unreadable tags)."""
+    try:
+        stored = schema_from_tags(model.tags or {})
+    except ConfigError:
+        stored = None
+    return stored.name if stored and index_name(stored.name) == model.name else model.name
+
+
+def check_creatable(
+    schema: CollectionSchema, scope: str | None, namespace: str | None, doc_key: str
+) -> None:
+    """Refuse what an index (or a URI scoped to one index / namespace) cannot hold."""
+    if scope is not None and index_name(schema.name) != index_name(scope):
+        raise ConfigError(
+            f"this URI is scoped to index {scope!r}, not {schema.name!r}",
+            hint=f"pass --target-collection {scope} or drop the index from the URI",
+        )
+    if len(schema.vectors) != 1 or schema.sparse:
+        raise ConfigError(f"a Pinecone index holds one dense vector; {schema.name!r} has more")
+    clash = {doc_key, EXTRA_KEY} & {m.name for m in schema.metadata}
+    if clash:
+        raise ConfigError(
+            f"metadata field {sorted(clash)[0]!r} of {schema.name!r} is a key vecmigrate "
+            "reserves in Pinecone metadata",
+            hint="rename the field with a mapping (fields: {NAME: {rename: ...}})",
+        )
+    if schema.namespaces is not None and namespace is not None:
+        raise ConfigError(
+            f"{schema.name!r} has namespaces but this URI is scoped to namespace {namespace!r}",
+            hint="drop ?namespace= from the target URI to keep the source's namespaces",
+        )
