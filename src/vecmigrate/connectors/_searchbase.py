@@ -109,7 +109,6 @@ class SearchEngineConnector(Connector):
         return result
 
     def _init_cache(self) -> None:
-        self._schemas: dict[str, CollectionSchema] = {}
         self._dirty: set[str] = set()  # indexes this connector wrote since its last refresh
 
     def _refresh(self, name: str, *, always: bool = True) -> None:
@@ -173,20 +172,12 @@ class SearchEngineConnector(Connector):
             },
         )
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         name = schema.name
-        if self._read(f"looking up {name!r}", "exists", index=name):
-            if if_exists == "fail":
-                raise ConfigError(
-                    f"{self.engine} index {name!r} already exists",
-                    hint="pass --if-exists replace or reuse",
-                )
-            if if_exists == "reuse":
-                self.describe(name)
-                return
+        exists = bool(self._read(f"looking up {name!r}", "exists", index=name))
+        if self._keep_existing(name, exists, if_exists, f"{self.engine} index {name!r}"):
+            return
+        if exists:
             self._call(f"deleting {name!r}", "delete", index=name)
         props = index_properties(schema, self.engine)
         for v in schema.vectors:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.base import Connector, Filter, IfExists, balanced_groups
 from vecmigrate.dump import Dump, PartInfo, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate
@@ -73,10 +73,7 @@ class DumpConnector(Connector):
     def partitions(self, name: str, n: int) -> list[Partition]:
         parts = self.dump.listed_parts(name)
         self._check_unique_ids(name, parts)
-        groups: list[list[PartInfo]] = [[] for _ in range(max(1, min(n, len(parts))))]
-        # Largest first onto the lightest group keeps partitions balanced.
-        for p in sorted(parts, key=lambda p: -p.rows):
-            min(groups, key=lambda g: sum(x.rows for x in g)).append(p)
+        groups = balanced_groups(parts, lambda p: p.rows, n)
         return [
             Partition(
                 id=f"files-{i}",

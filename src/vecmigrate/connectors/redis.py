@@ -105,7 +105,6 @@ class RedisConnector(Connector):
             protocol=2,
             socket_timeout=float(uri.params.get("timeout", 120)),
         )
-        self._schemas: dict[str, CollectionSchema] = {}
         self._layouts: dict[str, Layout] = {}
 
     def close(self) -> None:
@@ -188,9 +187,6 @@ class RedisConnector(Connector):
                 raise DataError(f"redis refused the record: {res}", collection=name, record_id=rid)
         return results
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def _layout(self, name: str) -> Layout:
         if name not in self._layouts:
             self.describe(name)
@@ -214,14 +210,10 @@ class RedisConnector(Connector):
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         name = schema.name
         check_creatable(schema)
-        if self._info(name) is not None:
-            if if_exists == "fail":
-                raise ConfigError(
-                    f"redis index {name!r} already exists", hint="pass --if-exists replace or reuse"
-                )
-            if if_exists == "reuse":
-                self.describe(name)
-                return
+        exists = self._info(name) is not None
+        if self._keep_existing(name, exists, if_exists, f"redis index {name!r}"):
+            return
+        if exists:
             self.drop(name)
         self._call(f"creating {name!r}", *create_args(schema))
         self._call(f"creating {name!r}", "SET", SCHEMA_KEY + name, schema.to_json())
