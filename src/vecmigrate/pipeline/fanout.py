@@ -153,6 +153,11 @@ class NamespaceRouter:
             if name is None:
                 try:
                     name = collection_name(self.pattern, self.target_name, namespace)
+                    if name.casefold() in {n.casefold() for n in self.names.values()}:
+                        raise ConfigError(
+                            f"namespace {namespace!r}: {name!r} differs only in case from "
+                            "another namespace's collection"
+                        )
                     if self.on_create:  # recorded first: a kill during create is covered
                         self.on_create(namespace, name)
                     create_collection(
