@@ -233,7 +233,8 @@ def build_mapping(
 ) -> Mapping:
     """Compile a mapping; SchemaMismatchError when a decision is needed and not given.
     ``fan_out``: the caller routes records to one collection per namespace (copy with
-    ``namespaces: {to: collections}``); ``target`` is then each one's schema, unnamed."""
+    ``namespaces: {to: collections}``); ``target`` is then the schema each of them gets
+    (without namespaces), named here for the pattern's ``{collection}``."""
     spec = spec or MappingSpec()
     mapping = Mapping(source, source, spec)
     tname = name or spec.target_collection or source.name
