@@ -23,13 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vecmigrate.connectors.base import (
-    Connector,
-    Filter,
-    IfExists,
-    offset_partitions,
-    scan_offsets,
-)
+from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import ALL_OPS, evaluate
 from vecmigrate.model import (

@@ -15,13 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecmigrate.connectors.base import (
-    Connector,
-    Filter,
-    IfExists,
-    offset_partitions,
-    scan_offsets,
-)
+from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
 from vecmigrate.model import (
