@@ -116,6 +116,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             (f"{event.before.label} -> {event.after.label}", time.monotonic() - started)
         )
         assert all(r.passed for r in results), results
+        _await_phase(bases, event.after.label)
 
     try:
         for i, b in enumerate(bases):
@@ -133,8 +134,8 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             src, tgt, name, options=CopyOptions(job_path=tmp_path / "copy.job")
         )
         assert copied.ok
-        step("dual-write")
-        time.sleep(1.0)  # > state TTL: every write now reaches both sides
+        step("dual-write")  # returns once every instance routes by it: a write that
+        # read source-only before and lands later is fenced by the router (queued as a sync)
         # 2. repair what changed between the backfill's scan and the start of dual write
         # through the outbox, from the operator's side, while both instances keep writing
         ran = cli(
@@ -174,6 +175,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             (f"{ev.before.label} -> {ev.after.label} (rollback)", time.monotonic() - started)
         )
         assert ev.after.phase is Phase.SHADOW_READ
+        _await_phase(bases, ev.after.label)
         time.sleep(2.0)
         _publish(bases)
         step("canary", percent=10)
@@ -327,6 +329,16 @@ def _warm(bases: list[str]) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(hit, range(40)))
+
+
+def _await_phase(bases: list[str], label: str, timeout: float = 30.0) -> None:
+    """Return once every app instance reports ``label`` as the phase it routes by (each
+    re-reads the state store after its TTL; a loaded machine may take longer than that)."""
+    deadline = time.monotonic() + timeout
+    for b in bases:
+        while (seen := httpx.get(f"{b}/health", timeout=10).json()["phase"]) != label:
+            assert time.monotonic() < deadline, f"{b} still routes by {seen}, not {label}"
+            time.sleep(0.05)
 
 
 def _publish(bases: list[str]) -> None:

@@ -456,3 +456,41 @@ def test_gates_verify_report_outbox_shadow_and_skips(tmp_path: Path) -> None:
     event, _ = advance(state, "docs", config=no_data, percent=5)
     assert event.after.label == "canary:5"
     state.close()
+
+
+class _PhaseMovesDuringWrite(Outage):
+    """The operator advances source-only -> dual-write while a write is in flight (a
+    request that read the phase, then was slow to reach the primary)."""
+
+    state: StateStore | None = None
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        if self.state is not None:
+            s = self.state.get("docs")
+            self.state.transition("docs", s, next_state(s), actor="op", action="advance")
+            self.state = None
+        self.inner.upsert(name, batch)
+
+
+def test_write_routed_by_a_phase_that_changed_before_it_landed_still_reaches_the_target(
+    tmp_path: Path,
+) -> None:
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source = _PhaseMovesDuringWrite(connect(f"chroma://{tmp_path}/src"))
+    target = connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False)  # type: ignore[arg-type]
+    router.upsert(_batch(["a"], "v0"))  # source-only, phase unchanged: nothing queued
+    assert not state.outbox.has_pending("docs", "target")
+    source.state = state
+    router.upsert(_batch(["a", "b"], "v1"))  # routed source-only, landed in dual-write
+    assert state.get("docs").phase is Phase.DUAL_WRITE
+    router._replay_side("target", block=True)
+    assert _docs(target, ["a", "b"]) == {"a": "a v1", "b": "b v1"}
+    router.close()
+    state.close()

@@ -195,8 +195,44 @@ class MigrationRouter(Replication):
                 self.metrics.writes.labels(
                     self.collection, secondary, op, "secondary", "queued"
                 ).inc()
+            else:
+                secondary = self._fence(state, ids)
         if secondary is not None:
             self._wake.set()
+
+    def _fence(self, used: PhaseState, ids: list[Any]) -> Side | None:
+        """A write routed without a secondary (source-only) whose primary write landed
+        after a phase with a secondary began: the request read the phase up to a TTL
+        before, then may have waited (locks, catch-up, a loaded machine) for seconds, so
+        its write missed the outbox and any reconcile scan already taken. Queue the
+        primary's current value of its ids for the new secondary (a held ``sync`` entry,
+        resolved from the primary), so it reaches both sides like any dual write. Only a
+        write that landed less than a TTL after the change goes undetected here, which is
+        what waiting a TTL after ``advance`` covers. Returns the side queued for, if any."""
+        now = self.current()
+        secondary = now.secondary()
+        if now.version == used.version or secondary is None or now.primary() != used.primary():
+            return None
+        primary = now.primary()
+        queue_reconcile(
+            self.state.outbox,
+            self.collection,
+            secondary,
+            self.conns[primary],
+            self.names[primary],
+            self.schema_of(primary),
+            self.schema,
+            ids,
+        )
+        self.metrics.writes.labels(self.collection, secondary, "sync", "secondary", "fenced").inc()
+        log.info(
+            "%s: %d id(s) written under %s queued for the %s",
+            self.collection,
+            len(ids),
+            used.label,
+            secondary,
+        )
+        return secondary
 
     def _apply(self, side: Side, op: Op, batch: pa.RecordBatch, ids: list[Any]) -> None:
         conn, name = self.conns[side], self.names[side]
