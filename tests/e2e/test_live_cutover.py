@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pyarrow as pa
 
 from tests.conftest import require_module
 from tests.e2e.helpers import cli, json_of, run_cli
@@ -375,9 +376,13 @@ def test_cutover_advance_refuses_failing_gate(
         proc = cli("cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri)
         assert proc.returncode == 0, proc.stderr  # source-only -> dual-write: target exists
         tgt.delete(name, ["doc-00001", "doc-00002", "doc-00003"])  # target now lacks 3 records
+        edited = tgt.fetch(name, ["doc-00004"])
+        docs = edited.schema.get_field_index("document")
+        tgt.upsert(name, edited.set_column(docs, "document", pa.array(["edited"])))
     proc = cli("cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri)
     assert proc.returncode == 1
     assert "refused" in proc.stderr and "3 missing" in proc.stderr, proc.stderr
+    assert "1 changed" in proc.stderr and "doc-00004 (document)" in proc.stderr, proc.stderr
     proc = cli(
         "cutover",
         "advance",
@@ -388,7 +393,7 @@ def test_cutover_advance_refuses_failing_gate(
         src_uri,
         tgt_uri,
         "--max-diff",
-        "3",
+        "4",
         "--json",
     )
     assert proc.returncode == 0, proc.stderr
@@ -407,7 +412,7 @@ def test_cutover_advance_refuses_failing_gate(
         src_uri,
         tgt_uri,
         "--max-diff",
-        "3",
+        "4",
         "--json",
     )
     assert proc.returncode == 1

@@ -14,7 +14,9 @@ from typing import Any
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import ConnectorError
 from vecmigrate.model import IdType
-from vecmigrate.verify.diff import diff_collections
+from vecmigrate.verify.diff import changed_fields, diff_collections
+
+SAMPLE = 3
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Drift:
     missing: list[Any] = field(default_factory=list)
     extra: list[Any] = field(default_factory=list)
     changed: list[Any] = field(default_factory=list)
+    sample_fields: dict[str, list[str]] = field(default_factory=dict)
+    """For the first few changed ids: which fields differ (read again after the scan)."""
 
     @property
     def ids(self) -> list[Any]:
@@ -45,13 +49,17 @@ def _drift_once(source: Connector, target: Connector, name: str, target_name: st
     def typed(ids: list[str]) -> list[Any]:
         return [int(i) for i in ids] if int_ids else list(ids)
 
-    return Drift(
+    drift = Drift(
         diff.source_count,
         diff.target_count,
         typed(diff.missing),
         typed(diff.extra),
         typed([c.id for c in diff.changed]),
     )
+    if diff.changed:  # so a refused gate says what differs, not only which ids
+        sample = [c.id for c in diff.changed[:SAMPLE]]
+        drift.sample_fields = changed_fields(source, target, name, sample, target_name=target_name)
+    return drift
 
 
 def live_drift(

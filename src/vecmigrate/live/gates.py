@@ -93,7 +93,7 @@ def _data_gate(
         return GateResult("data", False, "needs SOURCE and TARGET to compare the data")
     d = live_drift(source, target, collection, target_collection)
     bad = d.size
-    actual = {
+    actual: dict[str, Any] = {
         "source_count": d.source_count,
         "target_count": d.target_count,
         "missing": len(d.missing),
@@ -106,7 +106,11 @@ def _data_gate(
     )
     if bad:
         sample = [*d.missing[:2], *d.extra[:2], *d.changed[:2]]
-        detail += f", e.g. {', '.join(map(str, sample))}"
+        fields = d.sample_fields
+        detail += ", e.g. " + ", ".join(
+            f"{i} ({','.join(fields[str(i)])})" if fields.get(str(i)) else str(i) for i in sample
+        )
+        actual["changed_fields"] = fields
     return GateResult("data", bad <= cfg.max_diff, detail, actual=actual)
 
 

@@ -216,3 +216,26 @@ def diff_collections(
         fields = _changed_fields(ra[rid], rb[rid], sa, sb, tol)
         result.changed.append(ChangedRecord(rid, fields or ["(content hash)"]))
     return result
+
+
+def changed_fields(
+    source: Connector,
+    target: Connector,
+    name: str,
+    ids: list[str],
+    *,
+    target_name: str | None = None,
+) -> dict[str, list[str]]:
+    """The fields that differ now for a few ids (fetched from both sides); an id missing
+    on one side by now maps to ``["(missing)"]`` or ``["(extra)"]``."""
+    tname = target_name or name
+    sa, sb = source.describe(name), target.describe(tname)
+    tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
+    ra, rb = _records(source, name, sa, ids), _records(target, tname, sb, ids)
+    out: dict[str, list[str]] = {}
+    for rid in ids:
+        if rid not in ra or rid not in rb:
+            out[rid] = ["(extra)"] if rid in rb else ["(missing)"] if rid in ra else []
+            continue
+        out[rid] = _changed_fields(ra[rid], rb[rid], sa, sb, tol) or ["(content hash)"]
+    return out
