@@ -64,6 +64,7 @@ class _SqlStore(StateStore, Outbox):
     blob = "BLOB"
     float_type = "REAL"
     ph = "?"
+    serialize_appends = ""  # SQLite: BEGIN IMMEDIATE already serialises writers
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -264,12 +265,17 @@ class _SqlStore(StateStore, Outbox):
     def append(
         self, collection: str, side: str, op: Op, payload: bytes, *, held: bool = False
     ) -> int:
-        rows = self._rows(
-            f"INSERT INTO {P}outbox (collection, side, op, payload, created, attempts, dead, "
-            "held) VALUES (?, ?, ?, ?, ?, 0, 0, ?) RETURNING seq",
-            [collection, side, op, payload, time.time(), int(held)],
-        )
-        return int(rows[0][0])
+        with self._tx() as cur:
+            if self.serialize_appends:
+                cur.execute(self.serialize_appends)
+            cur.execute(
+                self._q(
+                    f"INSERT INTO {P}outbox (collection, side, op, payload, created, attempts, "
+                    "dead, held) VALUES (?, ?, ?, ?, ?, 0, 0, ?) RETURNING seq"
+                ),
+                (collection, side, op, payload, time.time(), int(held)),
+            )
+            return int(cur.fetchone()[0])
 
     def pending(self, collection: str, side: str, limit: int = 100) -> list[OutboxEntry]:
         rows = self._rows(
@@ -404,6 +410,10 @@ class PostgresStateStore(_SqlStore):
     blob = "BYTEA"
     float_type = "DOUBLE PRECISION"
     ph = "%s"
+    # A sequence hands out numbers before commit, so without this an append could become
+    # visible after a later one: replay or a reconcile's wait for older held entries
+    # would miss it. Appends take this lock (to commit) so seq order is visibility order.
+    serialize_appends = "SELECT pg_advisory_xact_lock(7307734501)"
 
     def __init__(self, uri: ConnectionURI) -> None:
         try:
