@@ -21,30 +21,31 @@ index each vector field really has, read back from the engine. Every read is
 The vecmigrate schema is the collection description (milvus-lite silently drops collection
 properties). Collections made by other tools (layout ``columns``) are described from their
 fields and index parameters; their scalar fields become metadata fields.
+
+Helper modules: ``milvus_client`` (connecting, version check, error mapping),
+``milvus_schema`` (collection layout and indexes), ``milvus_codec`` (rows to and from
+Arrow), ``milvus_expr`` (filters as expressions), ``milvus_sparse`` (sparse vectors).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pymilvus import MilvusClient
-from pymilvus.exceptions import (
-    DataNotMatchException,
-    DataTypeNotMatchException,
-    MilvusException,
-    MilvusUnavailableException,
-    ParamError,
-)
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
+from vecmigrate.connectors.milvus_client import check_version, connect, milvus_error
+from vecmigrate.connectors.milvus_codec import (
+    batch_to_rows,
+    check_ids,
+    output_fields,
+    rows_to_batch,
+)
 from vecmigrate.connectors.milvus_expr import (
     Compiler,
     ids_in,
@@ -55,47 +56,17 @@ from vecmigrate.connectors.milvus_expr import (
 from vecmigrate.connectors.milvus_schema import (
     METRIC_OF,
     SCHEMA_MARK,
-    batch_to_rows,
-    check_ids,
     infer_schema,
     new_collection,
-    output_fields,
     portable_index,
-    rows_to_batch,
 )
-from vecmigrate.errors import (
-    ConfigError,
-    ConnectorError,
-    DataError,
-    TerminalError,
-    TransientError,
-    VecmigrateError,
-)
+from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken
 from vecmigrate.records import conform
 
 _PAGE = 16384  # Milvus caps offset + limit of one query at 16384
-_MIN_SERVER = (2, 3)
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
-_TRANSIENT_HINTS = ("unavailable", "timeout", "timed out", "rate limit", "deny to", "connect")
-
-
-def _errors(exc: Exception, what: str) -> ConnectorError:
-    """Map pymilvus and gRPC failures to vecmigrate's transient / terminal / data errors."""
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, MilvusUnavailableException | ConnectionError | TimeoutError):
-        return TransientError(f"{what}: {msg}")
-    if isinstance(exc, DataNotMatchException | DataTypeNotMatchException | ParamError):
-        return DataError(f"{what}: {msg}")
-    if isinstance(exc, MilvusException):
-        low = msg.lower()
-        if any(h in low for h in _TRANSIENT_HINTS):
-            return TransientError(f"{what}: {msg}")
-        return TerminalError(f"{what}: {msg}")
-    if type(exc).__module__.startswith("grpc"):
-        return TransientError(f"{what}: {msg}")
-    return TerminalError(f"{what}: {msg}")
 
 
 class MilvusConnector(Connector):
@@ -123,58 +94,18 @@ class MilvusConnector(Connector):
         self.lite = uri.scheme == "milvus-lite"
         self.server_version: tuple[int, int] | None = None
         try:
-            self.client = self._connect(uri)
+            self.client = connect(uri, self.lite)
         except VecmigrateError:
             raise
         except Exception as exc:
-            raise _errors(exc, f"cannot connect to {self.uri}") from None
-        if not self.lite:
-            self.server_version = self._check_version()
+            raise milvus_error(exc, f"cannot connect to {self.uri}") from None
+        if not self.lite:  # refuse servers older than 2.3; None when a server does not say
+            version = self._call("get_server_version", self.client.get_server_version)
+            self.server_version = check_version(str(version), self.uri)
         # Capabilities vary by engine and version here (tests/faults.py also sets them).
         self.capabilities = self._capabilities()  # type: ignore[misc]
-        self._schemas: dict[str, CollectionSchema] = {}
         self._loaded: set[str] = set()
         self._lock = threading.Lock()
-
-    def _connect(self, uri: Any) -> MilvusClient:
-        # pymilvus shares one connection per address unless told otherwise, and closing
-        # any client closes it for all: each connector owns its own.
-        alias = f"vecmigrate-{uuid.uuid4().hex}"
-        if self.lite:
-            path = uri.local_path
-            if path.suffix != ".db":
-                raise ConfigError(
-                    f"milvus-lite needs a file ending in .db, got {str(path)!r}",
-                    hint="use milvus-lite:///path/to/store.db",
-                )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return MilvusClient(str(path), alias=alias)
-        scheme = "https" if uri.params.get("secure") in ("1", "true") else "http"
-        kwargs: dict[str, Any] = {
-            "alias": alias,
-            "uri": f"{scheme}://{uri.host or '127.0.0.1'}:{uri.port or 19530}",
-        }
-        token = uri.secret("token")
-        if token:
-            kwargs["token"] = token
-        db = uri.path.strip("/")
-        if db:
-            kwargs["db_name"] = db
-        return MilvusClient(**kwargs)
-
-    def _check_version(self) -> tuple[int, int] | None:
-        """Refuse servers older than 2.3; None when the server does not say (managed ones)."""
-        text = str(self._call("get_server_version", self.client.get_server_version))
-        m = re.match(r"v?(\d+)\.(\d+)", text)
-        if not m:
-            return None
-        version = (int(m.group(1)), int(m.group(2)))
-        if version < _MIN_SERVER:
-            raise ConfigError(
-                f"Milvus at {self.uri} is version {text}; vecmigrate needs 2.3 or newer",
-                hint="2.3 added upsert and JSON containment, which the connector relies on",
-            )
-        return version
 
     def _capabilities(self) -> Capabilities:
         caps = type(self).capabilities
@@ -195,7 +126,7 @@ class MilvusConnector(Connector):
         except VecmigrateError:
             raise
         except Exception as exc:
-            raise _errors(exc, f"{self.uri}: {what}") from None
+            raise milvus_error(exc, f"{self.uri}: {what}") from None
 
     def _exists(self, name: str) -> bool:
         return bool(self._call("has_collection", self.client.has_collection, name))
@@ -234,9 +165,6 @@ class MilvusConnector(Connector):
         self._schemas[name] = schema
         return schema
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def _index_info(self, name: str) -> dict[str, dict[str, Any]]:
         """The index of each indexed field, as the engine reports it."""
         out: dict[str, dict[str, Any]] = {}
@@ -272,15 +200,11 @@ class MilvusConnector(Connector):
 
     # -- writing schema --------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
-        if self._exists(schema.name):
-            if if_exists == "fail":
-                raise ConfigError(
-                    f"Milvus collection {schema.name!r} already exists",
-                    hint="pass --if-exists replace or reuse",
-                )
-            if if_exists == "reuse":
-                self.describe(schema.name)
-                return
+        exists = self._exists(schema.name)
+        what = f"Milvus collection {schema.name!r}"
+        if self._keep_existing(schema.name, exists, if_exists, what):
+            return
+        if exists:
             self.drop(schema.name)
         if schema.sparse and not self.capabilities.sparse_vectors:
             raise ConfigError(

@@ -2,7 +2,7 @@
 
 Indexes are mapped deliberately both ways (portable kind + parameters <-> Milvus index
 type + parameters), collections made by other tools are described from their fields, and
-rows are converted between Milvus dicts and Arrow batches.
+new collections get the ``json`` layout. Rows <-> Arrow batches: ``milvus_codec``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 from pymilvus import DataType, MilvusClient
 
 from vecmigrate.connectors import milvus_sparse
-from vecmigrate.connectors.milvus_expr import LAYOUT_KEY, PK_KEY, layout, pk
-from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.connectors.milvus_expr import LAYOUT_KEY, PK_KEY
+from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
     CollectionSchema,
     IdType,
@@ -28,12 +26,10 @@ from vecmigrate.model import (
     SparseField,
     VectorField,
 )
-from vecmigrate.records import build_batch, vectors_to_numpy
 
 SCHEMA_MARK = "vecmigrate.schema:"
 DOC_KEY = "milvus.document_field"
 MAX_VARCHAR = 65535
-_INT64_MAX = 2**63 - 1
 METRIC_OF: dict[Metric, str] = {Metric.COSINE: "COSINE", Metric.DOT: "IP", Metric.L2: "L2"}
 PORTABLE_METRIC = {v: k for k, v in METRIC_OF.items()}
 _SCALAR: dict[DataType, MetadataType] = {
@@ -190,70 +186,6 @@ def infer_schema(
     )
 
 
-def output_fields(schema: CollectionSchema) -> list[str]:
-    """The fields a scan or fetch reads."""
-    fields = [pk(schema), *(v.name for v in schema.vectors), *(s.name for s in schema.sparse)]
-    if layout(schema) == "json":
-        return [*fields, "document", "metadata", "metadata_extra", "metadata_present"]
-    doc = schema.engine_settings.get(DOC_KEY)
-    return [*fields, *([doc] if doc else []), *(m.name for m in schema.metadata)]
-
-
-def rows_to_batch(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.RecordBatch:
-    """Milvus query/get rows -> a batch in ``schema``'s layout."""
-    vectors = {
-        v.name: np.asarray([r[v.name] for r in rows], dtype=np.float32).reshape(len(rows), v.dim)
-        for v in schema.vectors
-    }
-    meta: list[dict[str, Any]] = []
-    docs: list[str | None] = []
-    if layout(schema) == "json":
-        for r in rows:
-            present = r.get("metadata_present") or {}
-            docs.append(r.get("document") if present.get("document", True) else None)
-            m = dict(r.get("metadata") or {})
-            if r.get("metadata_extra"):
-                m.update(json.loads(r["metadata_extra"]))
-            meta.append(m)
-    else:
-        doc = schema.engine_settings.get(DOC_KEY)
-        for r in rows:
-            docs.append(r.get(doc) if doc else None)
-            meta.append({m.name: _plain(r.get(m.name)) for m in schema.metadata})
-    key = pk(schema)
-    json_layout = layout(schema) == "json"
-    return build_batch(
-        schema,
-        [r[key] for r in rows],
-        vectors,
-        documents=docs if schema.has_document else None,
-        metadata=meta,
-        sparse={s.name: milvus_sparse.read_column(rows, s, json_layout) for s in schema.sparse},
-    )
-
-
-def _plain(value: Any) -> Any:
-    """ARRAY values arrive as protobuf repeated containers; make them Python lists."""
-    if value is None or isinstance(value, str | bytes | int | float | bool | dict | list):
-        return value
-    return list(value)
-
-
-def typed_metadata(batch: pa.RecordBatch, schema: CollectionSchema) -> list[dict[str, Any]]:
-    """Typed metadata per record (nulls omitted); json-typed values decoded to objects."""
-    out: list[dict[str, Any]] = [{} for _ in range(batch.num_rows)]
-    if "metadata" not in batch.schema.names:
-        return out
-    json_fields = {f.name for f in schema.metadata if f.type == "json"}
-    struct = batch.column(batch.schema.names.index("metadata"))
-    for child_field, child in zip(struct.type, struct.flatten(), strict=True):
-        is_json = child_field.name in json_fields
-        for i, v in enumerate(child.to_pylist()):
-            if v is not None:
-                out[i][child_field.name] = json.loads(v) if is_json else v
-    return out
-
-
 def new_collection(
     client: MilvusClient, schema: CollectionSchema, kinds: frozenset[str], engine: str
 ) -> tuple[Any, Any, CollectionSchema]:
@@ -297,101 +229,3 @@ def new_collection(
     ms.add_field("metadata_extra", DataType.VARCHAR, max_length=MAX_VARCHAR)
     ms.add_field("metadata_present", DataType.JSON)
     return ms, index, stored
-
-
-def check_ids(
-    name: str,
-    schema: CollectionSchema,
-    ids: list[Any],
-    *,
-    lite: bool,
-    version: tuple[int, int] | None,
-) -> None:
-    """Refuse, naming the record, ids the engine would reject for the whole batch (or
-    store but never return: Milvus 2.3.5 hides the key 2**63 - 1)."""
-    if any(i is None for i in ids):
-        raise DataError("a record has no id", collection=name, field="id")
-    if schema.id_type is IdType.INT:
-        if version is not None and version < (2, 5) and _INT64_MAX in ids:
-            raise DataError(
-                f"Milvus {'.'.join(map(str, version))} stores the id "
-                f"{_INT64_MAX} but never returns it (seen on 2.3.5; milvus-lite 2.5 returns it)",
-                collection=name,
-                record_id=_INT64_MAX,
-                field="id",
-            )
-        return
-    max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
-    for i in ids:
-        if len(i.encode()) > max_len:
-            raise DataError(
-                f"id is longer than the key's {max_len} bytes",
-                collection=name,
-                record_id=i,
-                field="id",
-            )
-        if lite and "'" in i:
-            raise DataError(
-                "milvus-lite cannot store ids containing a single quote "
-                "(its upsert fails with 'internal error')",
-                collection=name,
-                record_id=i,
-                field="id",
-            )
-
-
-def batch_to_rows(
-    name: str, schema: CollectionSchema, data: pa.RecordBatch, ids: list[Any]
-) -> list[dict[str, Any]]:
-    """Milvus rows for one batch in the collection's physical layout."""
-    n = data.num_rows
-    vectors = {v.name: vectors_to_numpy(data.column(v.name)) for v in schema.vectors}
-    docs = data.column("document").to_pylist() if schema.has_document else [None] * n
-    typed = typed_metadata(data, schema)
-    extra = data.column("metadata_extra").to_pylist()
-    key, doc_field = pk(schema), schema.engine_settings.get(DOC_KEY)
-    json_layout = layout(schema) == "json"
-    sparse = {
-        s.name: milvus_sparse.to_rows(name, s, data.column(s.name), ids) for s in schema.sparse
-    }
-    rows: list[dict[str, Any]] = []
-    for i in range(n):
-        row: dict[str, Any] = {key: ids[i]}
-        for vname, matrix in vectors.items():
-            row[vname] = matrix[i]
-        for sname, values in sparse.items():
-            if values[i] is None and not json_layout:
-                raise DataError(
-                    "the collection's sparse field cannot tell a missing vector from an "
-                    "empty one (Milvus vector fields are not nullable)",
-                    collection=name,
-                    record_id=ids[i],
-                    field=sname,
-                )
-            row[sname] = values[i] if values[i] is not None else {}
-        if json_layout:
-            row["document"] = docs[i] or ""
-            row["metadata"] = typed[i]
-            row["metadata_extra"] = extra[i] or ""
-            row["metadata_present"] = {
-                "fields": {m.name: m.name in typed[i] for m in schema.metadata},
-                "document": docs[i] is not None,
-                "sparse": {k: v[i] is not None for k, v in sparse.items()},
-            }
-            too_long = [
-                f for f in ("document", "metadata_extra") if len(row[f].encode()) > MAX_VARCHAR
-            ]
-        else:
-            if doc_field:
-                row[doc_field] = docs[i] if docs[i] is not None else ""
-            row.update({m.name: typed[i].get(m.name) for m in schema.metadata})
-            too_long = []
-        if too_long:
-            raise DataError(
-                f"{too_long[0]} is longer than Milvus' {MAX_VARCHAR}-byte VARCHAR",
-                collection=name,
-                record_id=ids[i],
-                field=too_long[0],
-            )
-        rows.append(row)
-    return rows

@@ -77,7 +77,6 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._local = threading.local()
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
-        self._schemas: dict[str, CollectionSchema] = {}
         self._has_conflicts: set[str] = set()
 
     # -- connections -------------------------------------------------------------------------
@@ -133,9 +132,6 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._schemas[name] = schema
         return schema
 
-    def _schema(self, name: str) -> CollectionSchema:
-        return self._schemas.get(name) or self.describe(name)
-
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
         where, params = where_sql(node) if node else (sql.SQL("true"), [])
@@ -152,13 +148,9 @@ class PgvectorConnector(ChangeCapture, Connector):
                 f"metadata fields {clash} clash with column names of {schema.name!r}",
                 hint="rename them in a mapping file",
             )
+        # On reuse, the table's own layout (described) decides how to write it.
         exists = schema.name in self.list_collections()
-        if exists and if_exists == "fail":
-            raise ConfigError(
-                f"table {schema.name!r} already exists", hint="pass --if-exists replace or reuse"
-            )
-        if exists and if_exists == "reuse":
-            self.describe(schema.name)  # the table's own layout decides how to write it
+        if self._keep_existing(schema.name, exists, if_exists, f"table {schema.name!r}"):
             return
         cols: list[sql.Composable] = [
             sql.SQL("id {} PRIMARY KEY").format(
