@@ -222,3 +222,15 @@ def test_foreign_collection_with_a_sparse_field(tmp_path: Path) -> None:
         with pytest.raises(DataError, match="not nullable") as err:
             conn.upsert("fs", batch.set_column(i, "bag", pa.array(kw, SPARSE_TYPE)))
         assert err.value.record_id == "a"
+
+
+def test_replace_with_a_schema_milvus_refuses_keeps_the_old_collection(tmp_path: Path) -> None:
+    require_module("milvus_lite")
+    schema = sample_schema("kept")
+    with connect(f"milvus-lite://{tmp_path / 'k.db'}") as conn:
+        conn.create(schema)
+        conn.upsert("kept", sample_batch(schema))
+        namespaced = rich_schema("kept", id_type=IdType.STRING, namespaces=True)
+        with pytest.raises(ConfigError, match="namespaces"):
+            conn.create(namespaced, if_exists="replace")
+        assert conn.count("kept") == ROWS

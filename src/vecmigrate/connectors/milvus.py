@@ -204,8 +204,8 @@ class MilvusConnector(Connector):
         what = f"Milvus collection {schema.name!r}"
         if self._keep_existing(schema.name, exists, if_exists, what):
             return
-        if exists:
-            self.drop(schema.name)
+        # Every refusal comes before the drop: --if-exists replace with a schema this
+        # server cannot store must not destroy the collection it would replace.
         if schema.sparse and not self.capabilities.sparse_vectors:
             raise ConfigError(
                 f"{self.uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
@@ -222,6 +222,8 @@ class MilvusConnector(Connector):
                 f"{len(schema.vectors)}",
                 hint="Milvus 2.4 added several; or map one vector field only",
             )
+        if exists:
+            self.drop(schema.name)
         ms, index, stored = new_collection(
             self.client, schema, self.capabilities.index_kinds, self.engine
         )
