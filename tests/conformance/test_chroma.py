@@ -36,3 +36,32 @@ class TestChromaHttp(ConnectorConformance):
         conn = connect(chroma_server.uri)
         yield conn
         conn.close()
+
+
+def test_a_dropped_collections_list_metadata_never_reappears(chroma_server: Any) -> None:
+    """Chroma 1.5.9 keeps the list-valued metadata of a deleted collection's records and
+    attaches it to later records that reuse their internal ids; ``drop`` (and ``create``
+    with replace) delete the records first so nothing leaks into the next collection."""
+    import numpy as np
+
+    from vecmigrate.model import CollectionSchema, MetadataField, VectorField
+    from vecmigrate.records import build_batch, metadata_rows
+
+    conn = connect(chroma_server.uri)
+    n, tag = 200, uuid.uuid4().hex[:6]
+    names = [f"leak_{tag}_a", f"leak_{tag}_b"]
+    fields = (MetadataField(name="tags", type="list<string>"),), ()
+    for name, meta in zip(names, fields, strict=True):
+        schema = CollectionSchema(name=name, vectors=(VectorField(dim=2),), metadata=meta)
+        conn.create(schema)
+        rows = [{"tags": [f"t{i}", "x"]} if meta else {} for i in range(n)]
+        vecs = np.ones((n, 2), np.float32)
+        conn.upsert(
+            name, build_batch(schema, [f"r{i}" for i in range(n)], {"vector": vecs}, metadata=rows)
+        )
+        if meta:
+            conn.drop(name)
+    got = conn.fetch(names[1], [f"r{i}" for i in range(n)])
+    assert [m for m in metadata_rows(got, conn.describe(names[1])) if m] == []
+    conn.drop(names[1])
+    conn.close()

@@ -190,7 +190,7 @@ class ChromaConnector(Connector):
             self._schemas[schema.name] = schema
             return
         if exists:
-            self.client.delete_collection(schema.name)
+            self._delete_collection(schema.name)
         v = schema.vector
         hnsw: dict[str, Any] = {"space": _SPACE[v.metric]}
         for key, value in (v.index.params if v.index else {}).items():
@@ -276,8 +276,20 @@ class ChromaConnector(Connector):
 
     def drop(self, name: str) -> None:
         if name in self.list_collections():
-            self.client.delete_collection(name)
+            self._delete_collection(name)
         self._schemas.pop(name, None)
+
+    def _delete_collection(self, name: str) -> None:
+        """Delete the records, then the collection. Chroma (1.5.9) leaves the list-valued
+        metadata of a deleted collection's records behind, and records of a collection
+        made later that reuse their internal ids come back with those lists attached
+        (another collection's ``tags`` on new records). Deleting records removes their
+        list metadata properly."""
+        col = self._collection(name)
+        while ids := col.get(limit=5000, include=[])["ids"]:
+            with self._lock:
+                col.delete(ids=ids)
+        self.client.delete_collection(name)
 
     # -- querying ----------------------------------------------------------------------------
     def search(
