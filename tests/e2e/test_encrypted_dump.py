@@ -125,3 +125,45 @@ def test_missing_wrong_and_literal_keys_are_refused_by_name(
     assert altered.returncode == 2 and f"cannot decrypt part {name}" in altered.stderr
     for p in (missing, wrong, literal, not_a_key, altered):
         assert not _leaks(p.stdout + p.stderr) and "Traceback" not in p.stderr
+
+
+def test_records_refused_from_an_encrypted_dump_stay_encrypted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from tests.conformance.data import sample_batch, sample_ids, sample_schema
+    from vecmigrate.errors import ConfigError
+    from vecmigrate.pipeline import CopyOptions, copy_collection
+    from vecmigrate.pipeline.deadletter import read_dead_letters
+    from vecmigrate.records import vectors_to_numpy
+
+    monkeypatch.setenv("VM_DUMP_KEY", KEY)
+    schema = sample_schema("docs")
+    batch = sample_batch(schema)
+    vec = vectors_to_numpy(batch.column("vector")).copy()
+    vec[7] = np.nan
+    batch = batch.set_column(
+        batch.schema.get_field_index("vector"),
+        "vector",
+        pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), vec.shape[1]),
+    )
+    src = connect(f"dump://{tmp_path / 'enc'}?key=env:VM_DUMP_KEY")
+    src.create(schema)
+    src.upsert("docs", batch)
+    src.finalize("docs")
+    dst = connect(f"dump://{tmp_path / 'plain'}")
+    opts = CopyOptions(job_path=tmp_path / "job.sqlite", dead_letter_dir=tmp_path / "dead")
+    result = copy_collection(src, dst, "docs", options=opts)
+
+    assert result.dead_letters == 1
+    refused_id = sample_ids(schema.id_type)[7]
+    files = list((tmp_path / "dead").iterdir())
+    assert files and all(f.name.endswith(".parquet.enc") for f in files)
+    assert not any(refused_id.encode() in f.read_bytes() for f in files)
+    with pytest.raises(ConfigError, match="encrypted"):
+        read_dead_letters(tmp_path / "dead")
+    table = read_dead_letters(tmp_path / "dead", key=bytes.fromhex(KEY))
+    assert table.column("id").to_pylist() == [refused_id]
+    assert table.column("_reason").to_pylist() == ["vector contains NaN or Inf"]

@@ -159,6 +159,11 @@ class Connector(ABC):
     def drop(self, name: str) -> None:
         """Remove the collection entirely (missing is a no-op)."""
 
+    def at_rest_key(self) -> bytes | None:
+        """The key this store encrypts its data with (encrypted dumps), if any: records
+        refused while copying out of or into it are sealed with it too."""
+        return None
+
     def begin_bulk_load(self, name: str) -> None:  # noqa: B027 - optional hook
         """A copy job is about to load ``name``, which it created. An engine may write
         faster until ``finalize`` as long as the result is what idempotent upserts give."""

@@ -48,6 +48,10 @@ class DumpConnector(Connector):
         self.dump = Dump(uri.local_path, key=crypto.parse_key(secret) if secret else None)
         self._ids_checked: set[str] = set()
 
+    def at_rest_key(self) -> bytes | None:
+        """The dump's encryption key (``?key=``), when it is encrypted."""
+        return self.dump.key
+
     def list_collections(self) -> list[str]:
         return self.dump.collections()
 

@@ -267,7 +267,7 @@ def copy_collection(
         job.set("target_created", tgt)
         if_exists: IfExists = "reuse" if resumed or created else options.if_exists
         dead_dir = options.dead_letter_dir or job_path.with_suffix(".dead-letters")
-        dead = DeadLetterWriter(dead_dir)
+        dead = DeadLetterWriter(dead_dir, key=source.at_rest_key() or target.at_rest_key())
         router = None
         if fan:
             router = open_router(

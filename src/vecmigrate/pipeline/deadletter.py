@@ -12,6 +12,9 @@ from typing import NamedTuple, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vecmigrate.dump import crypto
+from vecmigrate.errors import ConfigError
+
 
 class DeadLetter(NamedTuple):
     """Refused records with the reason and the field at fault."""
@@ -53,11 +56,15 @@ class DeadLetterWriter:
     """Writes refused records (all their columns) plus ``_reason`` and ``_field``.
 
     One small Parquet file per refusal, written atomically, so a killed job never
-    leaves a half-written file; read them all with ``pq.read_table(directory)``.
+    leaves a half-written file; read them all with ``read_dead_letters(directory)``
+    (or ``pq.read_table(directory)`` when they are not encrypted). With ``key`` (the copy
+    reads or writes an encrypted dump) each file is sealed the way dump parts are, so
+    refused records never land on disk in the clear.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, key: bytes | None = None) -> None:
         self.directory = directory
+        self.key = key
         self.count = 0
         self._lock = threading.Lock()
         self._seq = itertools.count()
@@ -73,8 +80,37 @@ class DeadLetterWriter:
         table = table.append_column("_field", pa.array([field] * n, pa.string()))
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{self._stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+            name = f"{self._stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+            path = self.directory / (name + ENCRYPTED_SUFFIX if self.key else name)
             tmp = path.with_name(f".{path.name}.tmp")
-            pq.write_table(table, tmp)
+            if self.key is None:
+                pq.write_table(table, tmp)
+            else:
+                sink = pa.BufferOutputStream()
+                pq.write_table(table, sink)
+                plain = sink.getvalue().to_pybytes()
+                tmp.write_bytes(crypto.encrypt(self.key, plain, aad=path.name))
             os.replace(tmp, path)
             self.count += n
+
+
+ENCRYPTED_SUFFIX = ".enc"
+
+
+def read_dead_letters(directory: Path, key: bytes | None = None) -> pa.Table:
+    """Every refused record in ``directory``, decrypting sealed files with ``key``."""
+    tables = []
+    for path in sorted(directory.glob("*.parquet*")):
+        if path.name.endswith(ENCRYPTED_SUFFIX):
+            if key is None:
+                raise ConfigError(
+                    f"dead letter {path.name} is encrypted",
+                    hint="pass the key of the encrypted dump the copy read or wrote",
+                )
+            plain = crypto.decrypt(key, path.read_bytes(), aad=path.name)
+            if plain is None:
+                raise ConfigError(f"dead letter {path.name}: wrong key or altered file")
+            tables.append(pq.read_table(pa.BufferReader(plain)))
+        else:
+            tables.append(pq.read_table(path))
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})

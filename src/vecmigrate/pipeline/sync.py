@@ -192,7 +192,7 @@ class _Round:
             tname,
             self.source_schema,
             self.mapping,
-            DeadLetterWriter(dead_dir),
+            DeadLetterWriter(dead_dir, key=source.at_rest_key() or target.at_rest_key()),
             options.retry,
             options.fetch_rows,
         )
