@@ -50,6 +50,44 @@ def measure(cmd: list[str]) -> tuple[float, float, str]:
     return seconds, peak / 2**20, out
 
 
+def vecmigrate_copy(source: str, target: str, job: Path) -> list[str]:
+    """The ``vecmigrate copy`` both benchmarks time: no verification pass, 2 workers."""
+    return [
+        VECMIGRATE,
+        "copy",
+        source,
+        target,
+        "-c",
+        "docs",
+        "--no-verify",
+        "--json",
+        "--batch-rows",
+        "2000",
+        "--workers",
+        "2",
+        "--if-exists",
+        "replace",
+        "--job",
+        str(job),
+    ]
+
+
+def result_row(
+    pair: str, rows: int, vecmigrate: tuple[float, float], raw: tuple[float, float]
+) -> dict[str, Any]:
+    """One result: rows/s of each side from (seconds, peak RSS MiB), and their ratio."""
+    (vm_s, vm_rss), (raw_s, raw_rss) = vecmigrate, raw
+    return {
+        "pair": pair,
+        "rows": rows,
+        "vecmigrate_rows_per_s": round(rows / vm_s),
+        "raw_rows_per_s": round(rows / raw_s),
+        "ratio": round(raw_s / vm_s, 3),
+        "vecmigrate_peak_rss_mib": round(vm_rss),
+        "raw_peak_rss_mib": round(raw_rss),
+    }
+
+
 def load_sources(n: int, work: Path, pg: Any) -> dict[str, str]:
     """Chroma and pgvector sources with the same records, written with the raw clients."""
     import chromadb
@@ -139,42 +177,14 @@ def main() -> None:
                             if src == "chroma"
                             else _uri(pg, "source")
                         )
-                        cmd = [
-                            VECMIGRATE,
-                            "copy",
-                            src_uri,
-                            target_vm,
-                            "-c",
-                            "docs",
-                            "--no-verify",
-                            "--json",
-                            "--batch-rows",
-                            "2000",
-                            "--workers",
-                            "2",
-                            "--if-exists",
-                            "replace",
-                            "--job",
-                            str(work / f"{tag}.sqlite"),
-                        ]
+                        cmd = vecmigrate_copy(src_uri, target_vm, work / f"{tag}.sqlite")
                     seconds, rss, out = measure(cmd)
                     rows = json.loads(out)["rows" if side == "raw" else "rows_written"]
                     assert rows == args.rows, f"{tag} moved {rows} rows"
                     if side not in best or seconds < best[side][0]:
                         best[side] = (seconds, rss)
                     print(f"  {tag}: {seconds:.2f}s, peak RSS {rss:.0f} MiB", flush=True)
-            (vm_s, vm_rss), (raw_s, raw_rss) = best["vecmigrate"], best["raw"]
-            results.append(
-                {
-                    "pair": pair,
-                    "rows": args.rows,
-                    "vecmigrate_rows_per_s": round(args.rows / vm_s),
-                    "raw_rows_per_s": round(args.rows / raw_s),
-                    "ratio": round(raw_s / vm_s, 3),
-                    "vecmigrate_peak_rss_mib": round(vm_rss),
-                    "raw_peak_rss_mib": round(raw_rss),
-                }
-            )
+            results.append(result_row(pair, args.rows, best["vecmigrate"], best["raw"]))
         print(
             f"\n{'pair':<18}{'rows':>8}{'vecmigrate r/s':>16}{'raw r/s':>10}{'ratio':>8}"
             f"{'RSS vm/raw MiB':>17}"

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from copy_vs_raw import PY, VECMIGRATE, _dsn, _uri, measure  # noqa: E402
+from copy_vs_raw import PY, _dsn, _uri, measure, result_row, vecmigrate_copy  # noqa: E402
 
 DIM = 384
 GENRES = ["news", "art", "science", "sport", "tech"]
@@ -119,24 +119,7 @@ def main() -> None:
                             raw_t,
                         ]
                     else:
-                        cmd = [
-                            VECMIGRATE,
-                            "copy",
-                            f"dump://{dump}",
-                            vm_t,
-                            "-c",
-                            "docs",
-                            "--no-verify",
-                            "--json",
-                            "--batch-rows",
-                            "2000",
-                            "--workers",
-                            "2",
-                            "--if-exists",
-                            "replace",
-                            "--job",
-                            str(work / f"{tag}.sqlite"),
-                        ]
+                        cmd = vecmigrate_copy(f"dump://{dump}", vm_t, work / f"{tag}.sqlite")
                     seconds, rss, out = measure(cmd)
                     moved = json.loads(out)["rows" if side == "raw" else "rows_written"]
                     assert moved == rows, f"{tag} moved {moved} rows"
@@ -147,17 +130,8 @@ def main() -> None:
                         flush=True,
                     )
                     shutil.rmtree(work / tag, ignore_errors=True)
-                (vm_s, vm_rss), (raw_s, raw_rss) = sides["vecmigrate"], sides["raw"]
                 results.append(
-                    {
-                        "pair": f"dump-{target}",
-                        "rows": rows,
-                        "vecmigrate_rows_per_s": round(rows / vm_s),
-                        "raw_rows_per_s": round(rows / raw_s),
-                        "ratio": round(raw_s / vm_s, 3),
-                        "vecmigrate_peak_rss_mib": round(vm_rss),
-                        "raw_peak_rss_mib": round(raw_rss),
-                    }
+                    result_row(f"dump-{target}", rows, sides["vecmigrate"], sides["raw"])
                 )
             shutil.rmtree(dump, ignore_errors=True)
         out_file = ROOT / "bench" / "results" / "scale.json"
