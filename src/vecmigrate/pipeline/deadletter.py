@@ -15,6 +15,9 @@ import pyarrow.parquet as pq
 from vecmigrate.dump import crypto
 from vecmigrate.errors import ConfigError
 
+# Sealed dead-letter files (a copy that reads or writes an encrypted dump) end with this.
+ENCRYPTED_SUFFIX = ".enc"
+
 
 class DeadLetter(NamedTuple):
     """Refused records with the reason and the field at fault."""
@@ -92,9 +95,6 @@ class DeadLetterWriter:
                 tmp.write_bytes(crypto.encrypt(self.key, plain, aad=path.name))
             os.replace(tmp, path)
             self.count += n
-
-
-ENCRYPTED_SUFFIX = ".enc"
 
 
 def read_dead_letters(directory: Path, key: bytes | None = None) -> pa.Table:
