@@ -22,6 +22,7 @@ class FaultyTarget(Connector):
         refuse_ids: Sequence[Any] = (),
         transient_rate: float = 0.0,
         fail_after_write_rate: float = 0.0,
+        healthy_calls: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(inner.uri)
@@ -31,6 +32,7 @@ class FaultyTarget(Connector):
         self.refuse = set(refuse_ids)
         self.transient_rate = transient_rate
         self.fail_after_write_rate = fail_after_write_rate
+        self.healthy_calls = healthy_calls  # upserts that succeed before every later one fails
         self.rng = random.Random(seed)
         self.upsert_calls = 0
         self.injected = 0
@@ -42,7 +44,8 @@ class FaultyTarget(Connector):
         bad = self.refuse.intersection(batch.column("id").to_pylist())
         if bad:
             raise DataError("refused by the engine", collection=name, record_id=sorted(bad)[0])
-        if self.rng.random() < self.transient_rate:
+        outage = self.healthy_calls is not None and self.upsert_calls > self.healthy_calls
+        if outage or self.rng.random() < self.transient_rate:
             self.injected += 1
             self.injected_before += 1
             raise TransientError("injected 503")
@@ -59,6 +62,7 @@ class FaultyTarget(Connector):
             "refuse",
             "transient_rate",
             "fail_after_write_rate",
+            "healthy_calls",
             "rng",
             "upsert_calls",
             "injected",

@@ -19,6 +19,10 @@ class ConfigError(VecmigrateError):
     """Bad URI, missing extra, bad option or mapping: fix the invocation and run again."""
 
 
+class ReplaceNotConfirmed(ConfigError):
+    """``--if-exists replace`` would drop records and was not confirmed (``--yes``)."""
+
+
 class ConnectorError(VecmigrateError):
     """An engine call failed."""
 

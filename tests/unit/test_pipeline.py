@@ -79,9 +79,22 @@ def test_transient_failures_are_retried_without_loss(tmp_path: Path) -> None:
     assert collection_digest(src, "docs").compare(collection_digest(target.inner, "docs")).equal
 
 
-def test_unfinished_job_needs_resume_or_restart(tmp_path: Path) -> None:
+def test_failure_before_the_first_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     src = _source(tmp_path)
     target = FaultyTarget(connect(f"dump://{tmp_path / 'dst'}"), transient_rate=1.0)
+    with pytest.raises(Exception, match="still failing"):
+        copy_collection(src, target, "docs", options=_opts(tmp_path))
+    assert not (tmp_path / "job.sqlite").exists()
+    assert "docs" not in target.inner.list_collections()
+    assert not (tmp_path / "dst" / "docs").exists()
+    # Nothing to resume: the same command simply runs again.
+    result = copy_collection(src, target.inner, "docs", options=_opts(tmp_path))
+    assert result.ok and not result.resumed and result.rows_written == ROWS
+
+
+def test_unfinished_job_needs_resume_or_restart(tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    target = FaultyTarget(connect(f"dump://{tmp_path / 'dst'}"), healthy_calls=2)
     with pytest.raises(Exception, match="still failing"):
         copy_collection(src, target, "docs", options=_opts(tmp_path))
     with pytest.raises(ConfigError, match="--resume"):

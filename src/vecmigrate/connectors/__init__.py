@@ -6,58 +6,73 @@ from __future__ import annotations
 import importlib
 
 from vecmigrate.connectors.base import Connector
+from vecmigrate.connectors.identity import StorageIdentity, storage_identity
+from vecmigrate.connectors.registry import REGISTRY, Scheme
 from vecmigrate.errors import ConfigError
 from vecmigrate.uri import ConnectionURI
-
-# scheme -> (module, class, pip extra that provides the client)
-REGISTRY: dict[str, tuple[str, str, str | None]] = {
-    "dump": ("vecmigrate.connectors.dump", "DumpConnector", None),
-    "chroma": ("vecmigrate.connectors.chroma", "ChromaConnector", "chroma"),
-    "chroma+http": ("vecmigrate.connectors.chroma", "ChromaConnector", "chroma"),
-    "lancedb": ("vecmigrate.connectors.lancedb", "LanceDBConnector", "lancedb"),
-    "pgvector": ("vecmigrate.connectors.pgvector", "PgvectorConnector", "pgvector"),
-    "postgresql": ("vecmigrate.connectors.pgvector", "PgvectorConnector", "pgvector"),
-    "qdrant": ("vecmigrate.connectors.qdrant", "QdrantConnector", "qdrant"),
-    "qdrant+local": ("vecmigrate.connectors.qdrant", "QdrantConnector", "qdrant"),
-    "faiss": ("vecmigrate.connectors.faiss", "FaissConnector", "faiss"),
-    "milvus": ("vecmigrate.connectors.milvus", "MilvusConnector", "milvus"),
-    "milvus-lite": ("vecmigrate.connectors.milvus", "MilvusConnector", "milvus"),
-    "sqlite-vec": ("vecmigrate.connectors.sqlite_vec", "SqliteVecConnector", "sqlite-vec"),
-    "redis": ("vecmigrate.connectors.redis", "RedisConnector", "redis"),
-    "pinecone": ("vecmigrate.connectors.pinecone", "PineconeConnector", "pinecone"),
-    "weaviate": ("vecmigrate.connectors.weaviate", "WeaviateConnector", "weaviate"),
-    "elasticsearch": (
-        "vecmigrate.connectors.elasticsearch",
-        "ElasticsearchConnector",
-        "elasticsearch",
-    ),
-    "opensearch": ("vecmigrate.connectors.opensearch", "OpenSearchConnector", "opensearch"),
-}
 
 
 def connector_class(scheme: str) -> type[Connector]:
     """The connector class for a URI scheme; ConfigError names the extra to install."""
     try:
-        module_name, class_name, extra = REGISTRY[scheme]
+        info = REGISTRY[scheme]
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise ConfigError(f"unknown engine scheme {scheme!r}", hint=f"known: {known}") from None
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(info.module)
     except ImportError as exc:
         missing = exc.name or str(exc)
         raise ConfigError(
             f"the client for {scheme!r} is not installed ({missing})",
-            hint=f"pip install 'vecmigrate[{extra}]'" if extra else None,
+            hint=f"pip install 'vecmigrate[{info.extra}]'" if info.extra else None,
         ) from None
-    cls: type[Connector] = getattr(module, class_name)
+    cls: type[Connector] = getattr(module, info.cls)
     return cls
 
 
-def connect(uri: str | ConnectionURI) -> Connector:
-    """Open a connector for a connection URI such as ``chroma:///data/chroma``."""
+def _check_params(uri: ConnectionURI, info: Scheme) -> None:
+    # A mistyped parameter would otherwise be ignored and the default used in its place.
+    unknown = sorted(set(uri.params) - info.params)
+    if unknown:
+        known = ", ".join(sorted(info.params)) or "none"
+        raise ConfigError(
+            f"{uri.scheme}:// does not take parameter(s) {', '.join(map(repr, unknown))}",
+            hint=f"known parameters: {known}; write '?' or '&' in a path as %3F / %26",
+        )
+
+
+def _check_exists(uri: ConnectionURI) -> None:
+    path = uri.local_path.expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"{uri} does not exist ({path.resolve()})",
+            hint="check the path; read-only commands never create storage",
+        )
+
+
+def connect(uri: str | ConnectionURI, *, read_only: bool = False) -> Connector:
+    """Open a connector for a connection URI such as ``chroma:///data/chroma``.
+
+    ``read_only`` is for verbs that must not create or change storage (inspect, check,
+    verify, diff, plan, the source of a copy): a local store that does not exist is a
+    ConfigError instead of being created empty.
+    """
     parsed = uri if isinstance(uri, ConnectionURI) else ConnectionURI.parse(uri)
-    return connector_class(parsed.scheme)(parsed)
+    cls = connector_class(parsed.scheme)
+    info = REGISTRY[parsed.scheme]
+    _check_params(parsed, info)
+    if info.storage == "path" and read_only:
+        _check_exists(parsed)
+    return cls(parsed)
 
 
-__all__ = ["REGISTRY", "Connector", "connect", "connector_class"]
+__all__ = [
+    "REGISTRY",
+    "Connector",
+    "Scheme",
+    "StorageIdentity",
+    "connect",
+    "connector_class",
+    "storage_identity",
+]

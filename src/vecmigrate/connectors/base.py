@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from abc import ABC, abstractmethod
@@ -96,6 +97,21 @@ class Connector(ABC):
     schemes: ClassVar[tuple[str, ...]]
     capabilities: ClassVar[Capabilities]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every engine's ``create`` checks the schema first, so ``if_exists="replace"``
+        # with a schema this engine cannot store never drops the collection it replaces.
+        super().__init_subclass__(**kwargs)
+        create = cls.__dict__.get("create")
+        if create is not None and not getattr(create, "_checks_schema", False):
+
+            @functools.wraps(create)
+            def checked(self: Connector, schema: CollectionSchema, *a: Any, **kw: Any) -> None:
+                self.check_schema(schema)
+                create(self, schema, *a, **kw)
+
+            checked._checks_schema = True  # type: ignore[attr-defined]
+            cls.create = checked  # type: ignore[method-assign]
+
     def __init__(self, uri: ConnectionURI) -> None:
         self.uri = uri
         # Schemas ``describe`` found (or ``create`` made), read through ``_schema``.
@@ -146,6 +162,35 @@ class Connector(ABC):
     @abstractmethod
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         """Create the collection with deliberately mapped metric, types and index."""
+
+    def check_schema(self, schema: CollectionSchema) -> None:
+        """ConfigError when this engine cannot store ``schema`` as it is (run by every
+        ``create`` before anything is dropped or created)."""
+        caps, where = self.capabilities, f"{self.engine} collection {schema.name!r}"
+        problems = []
+        if schema.id_type not in caps.id_types:
+            problems.append(f"{schema.id_type.value} ids")
+        problems += [
+            f"metric {v.metric.value} ({v.name})"
+            for v in schema.vectors
+            if v.metric not in caps.metrics
+        ]
+        if len(schema.vectors) > 1 and not caps.named_vectors:
+            problems.append(f"{len(schema.vectors)} vector fields")
+        if schema.sparse and not caps.sparse_vectors:
+            problems.append("sparse vectors")
+        if schema.namespaces is not None and not caps.namespaces:
+            problems.append("namespaces")
+        problems += [
+            f"metadata type {m.type} ({m.name})"
+            for m in schema.metadata
+            if m.type not in caps.metadata_types
+        ]
+        if problems:
+            raise ConfigError(
+                f"{where} cannot hold {', '.join(problems)}; nothing was changed",
+                hint="map the schema first (vecmigrate plan writes a mapping to edit)",
+            )
 
     @abstractmethod
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:

@@ -135,5 +135,11 @@ class JobState:
         return 0 if row is None else int(row[0])
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (again is a no-op)."""
         self._db.close()
+
+    def discard(self) -> None:
+        """Close and delete the job file: nothing was done that a rerun must know of."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)

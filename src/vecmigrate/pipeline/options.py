@@ -27,6 +27,8 @@ class CopyOptions:
     resume: bool = False
     restart: bool = False
     if_exists: IfExists = "fail"
+    # ``if_exists="replace"`` drops a non-empty target only when this is True (--yes).
+    replace_confirmed: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     dead_letter_dir: Path | None = None
     mapping: MappingSpec | None = None

@@ -19,10 +19,10 @@ from functools import partial
 from typing import Any
 
 from vecmigrate.errors import ConfigError
-from vecmigrate.pipeline.copy import run_partition_task
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.jobstate import PartitionState
 from vecmigrate.pipeline.options import BatchOutcome, PartitionTask
+from vecmigrate.pipeline.streams import run_partition_task
 
 # Batches a worker may run ahead of the driver's checkpoints (bounds object-store use).
 READ_AHEAD = 4

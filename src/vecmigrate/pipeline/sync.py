@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vecmigrate.connectors.base import ChangeFeed, Connector
+from vecmigrate.connectors.identity import refuse_same_collection
 from vecmigrate.errors import ConfigError
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import IdType
@@ -321,6 +322,7 @@ def sync_collection(
     started = time.perf_counter()
     spec_target = options.mapping.target_collection if options.mapping else None
     tname = target_collection or spec_target or name
+    refuse_same_collection(source.uri, name, target.uri, tname)
     if not target.capabilities.mutable:
         raise ConfigError(
             f"{target.engine} targets are append-only: sync needs to update and delete",

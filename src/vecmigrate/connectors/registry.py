@@ -1,0 +1,124 @@
+"""What each URI scheme is: its connector class, the extra that installs its client, the
+URI parameters it understands, and how its storage is located (a local path or a server).
+
+Engine modules are imported lazily, on first use of their scheme, so ``import vecmigrate``
+pulls in no engine client.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+Storage = Literal["path", "server", "service"]
+
+
+class Scheme(NamedTuple):
+    """One URI scheme. ``scope`` names the parameters (with their defaults) that select
+    separate storage on the same server: two URIs differing there are different stores."""
+
+    module: str
+    cls: str
+    extra: str | None
+    storage: Storage
+    params: frozenset[str] = frozenset()
+    default_port: int | None = None
+    scope: tuple[tuple[str, str], ...] = ()
+    # Schemes that reach the same storage (postgresql:// and pgvector://) share a family.
+    family: str | None = None
+    # The database a server URI names when its path names none.
+    default_db: str = ""
+
+
+_C = "vecmigrate.connectors."
+_CHROMA = frozenset({"tenant", "database", "token"})
+_CHROMA_SCOPE = (("tenant", "default_tenant"), ("database", "default_database"))
+_PG = frozenset({"password", "schema"})
+_SEARCH = frozenset(
+    {"https", "api_key", "password", "token", "user", "verify", "ca", "shards", "document_field"}
+)
+_MILVUS = frozenset({"secure", "token"})
+
+REGISTRY: dict[str, Scheme] = {
+    "dump": Scheme(_C + "dump", "DumpConnector", None, "path", frozenset({"key"})),
+    "chroma": Scheme(
+        _C + "chroma", "ChromaConnector", "chroma", "path", _CHROMA, scope=_CHROMA_SCOPE
+    ),
+    "chroma+http": Scheme(
+        _C + "chroma", "ChromaConnector", "chroma", "server", _CHROMA, 8000, _CHROMA_SCOPE
+    ),
+    "lancedb": Scheme(_C + "lancedb", "LanceDBConnector", "lancedb", "path"),
+    "pgvector": Scheme(
+        _C + "pgvector",
+        "PgvectorConnector",
+        "pgvector",
+        "server",
+        _PG,
+        5432,
+        (("schema", "public"),),
+        default_db="postgres",
+    ),
+    "postgresql": Scheme(
+        _C + "pgvector",
+        "PgvectorConnector",
+        "pgvector",
+        "server",
+        _PG,
+        5432,
+        (("schema", "public"),),
+        family="pgvector",
+        default_db="postgres",
+    ),
+    "qdrant": Scheme(
+        _C + "qdrant", "QdrantConnector", "qdrant", "server", frozenset({"api_key", "https"}), 6333
+    ),
+    "qdrant+local": Scheme(_C + "qdrant", "QdrantConnector", "qdrant", "path"),
+    "faiss": Scheme(_C + "faiss", "FaissConnector", "faiss", "path"),
+    "milvus": Scheme(
+        _C + "milvus", "MilvusConnector", "milvus", "server", _MILVUS, 19530, default_db="default"
+    ),
+    "milvus-lite": Scheme(_C + "milvus", "MilvusConnector", "milvus", "path", _MILVUS),
+    "sqlite-vec": Scheme(_C + "sqlite_vec", "SqliteVecConnector", "sqlite-vec", "path"),
+    "redis": Scheme(
+        _C + "redis",
+        "RedisConnector",
+        "redis",
+        "server",
+        frozenset({"db", "password", "tls", "timeout"}),
+        6379,
+        default_db="0",
+    ),
+    "pinecone": Scheme(
+        _C + "pinecone",
+        "PineconeConnector",
+        "pinecone",
+        "service",
+        frozenset(
+            {"api_key", "namespace", "document_field", "ids_file", "cloud", "region", "host"}
+        ),
+        scope=(("host", ""), ("namespace", "")),
+    ),
+    "weaviate": Scheme(
+        _C + "weaviate",
+        "WeaviateConnector",
+        "weaviate",
+        "server",
+        frozenset({"api_key", "secure", "grpc_host", "grpc_port"}),
+        8080,
+    ),
+    "elasticsearch": Scheme(
+        _C + "elasticsearch",
+        "ElasticsearchConnector",
+        "elasticsearch",
+        "server",
+        _SEARCH | {"index_type"},
+        9200,
+    ),
+    "opensearch": Scheme(
+        _C + "opensearch",
+        "OpenSearchConnector",
+        "opensearch",
+        "server",
+        _SEARCH | {"engine"},
+        9200,
+    ),
+}

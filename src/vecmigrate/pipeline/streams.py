@@ -1,0 +1,194 @@
+"""The streaming half of a copy: per partition, a reader thread scans the source into a
+bounded queue (back-pressure: memory stays flat) while the partition's worker conforms,
+validates, splits to the target's limits and upserts. Each acknowledged batch becomes a
+``BatchOutcome`` that the caller checkpoints; partitions run concurrently on a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from vecmigrate.connectors.base import Connector
+from vecmigrate.errors import TransientError
+from vecmigrate.mapping import Mapping, build_mapping
+from vecmigrate.model import CollectionSchema, ResumeToken
+from vecmigrate.pipeline.deadletter import DeadLetterBuffer, DeadLetterSink
+from vecmigrate.pipeline.fanout import NamespaceRouter
+from vecmigrate.pipeline.jobstate import JobState, PartitionState
+from vecmigrate.pipeline.options import BatchOutcome, CopyOptions, CopyResult, PartitionTask
+from vecmigrate.pipeline.writer import RecordWriter
+
+log = logging.getLogger("vecmigrate.copy")
+ProgressCallback = Callable[[int], None]
+
+
+class Copier:
+    """One run of one copy job; see ``copy_collection``."""
+
+    def __init__(
+        self,
+        source: Connector,
+        target: Connector,
+        collection: str,
+        target_collection: str,
+        source_schema: CollectionSchema,
+        mapping: Mapping,
+        options: CopyOptions,
+        dead: DeadLetterSink,
+        router: NamespaceRouter | None = None,
+    ) -> None:
+        self.source, self.target = source, target
+        self.collection, self.target_collection = collection, target_collection
+        self.source_schema, self.mapping = source_schema, mapping
+        self.target_schema = mapping.target
+        self.options = options
+        self.writer: RecordWriter | NamespaceRouter = router or RecordWriter(
+            target,
+            target_collection,
+            collection,
+            source_schema,
+            mapping,
+            dead,
+            options.retry,
+            options.batch_rows,
+        )
+
+    def _read(self, state: PartitionState, out: queue.Queue[Any], stop: threading.Event) -> None:
+        def offer(item: Any) -> bool:
+            # Never block for good: the writer may have stopped consuming after a failure.
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        # A transient source failure (a dropped connection, a 503) restarts the scan
+        # after the last batch handed over, with back-off: the same contract as --resume,
+        # so nothing is read twice or skipped.
+        token, failures, rng = state.token, 0, random.Random()
+        while True:
+            try:
+                scan = self.source.scan(
+                    self.collection,
+                    state.partition,
+                    token,
+                    schema=self.source_schema,
+                    batch_rows=self.options.batch_rows,
+                )
+                for item in scan:
+                    if not offer(item):
+                        return
+                    token, failures = item[1], 0
+                offer(None)
+                return
+            except TransientError as exc:
+                failures += 1
+                if failures >= self.options.retry.attempts:
+                    offer(
+                        TransientError(
+                            f"scan of {self.collection!r} still failing after {failures} "
+                            f"attempts: {exc.message}",
+                            hint="the job is resumable: fix the cause and rerun with --resume",
+                        )
+                    )
+                    return
+                wait = self.options.retry.delay(failures, rng)
+                log.warning("scan of %r failed (%s); retry in %.2fs", self.collection, exc, wait)
+                if stop.wait(wait):
+                    return
+            except BaseException as exc:  # handed to the writer, which re-raises it
+                offer(exc)
+                return
+
+    def outcomes(self, state: PartitionState) -> Iterator[BatchOutcome]:
+        """Copy one partition, yielding each batch's outcome once the target acknowledged
+        it. The caller checkpoints; this runs wherever the executor runs it."""
+        q: queue.Queue[tuple[pa.RecordBatch, ResumeToken] | BaseException | None] = queue.Queue(
+            self.options.queue_depth
+        )
+        stop = threading.Event()
+        reader = threading.Thread(target=self._read, args=(state, q, stop), daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                batch, token = item
+                w = self.writer.write(batch)
+                yield BatchOutcome(token, batch.num_rows, w.written, w.refused, w.retries)
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+
+
+OutcomeStream = Callable[[], Iterator[BatchOutcome]]
+
+
+def run_streams(
+    streams: dict[int, OutcomeStream],
+    job: JobState,
+    result: CopyResult,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Consume each partition's outcomes concurrently, checkpointing after every ack."""
+    lock = threading.Lock()
+
+    def consume(seq: int, stream: OutcomeStream) -> None:
+        for o in stream():
+            job.checkpoint(seq, o.token, o.written, o.refused)
+            with lock:
+                result.rows_read += o.rows_read
+                result.rows_written += o.written
+                result.dead_letters += o.refused
+                result.retries += o.retries
+            if progress:
+                progress(o.rows_read)
+        job.finish_partition(seq)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for fut in [pool.submit(consume, seq, st) for seq, st in streams.items()]:
+            fut.result()
+
+
+def run_partition_task(task: PartitionTask, state: PartitionState) -> Iterator[BatchOutcome]:
+    """Copy one partition in a worker process: open both ends from their URIs, rebuild
+    the mapping, and yield outcomes whose refused records travel with them."""
+    from vecmigrate.connectors import connect
+
+    with connect(task.source_uri) as source, connect(task.target_uri) as target:
+        mapping = build_mapping(
+            task.source_schema,
+            target.capabilities,
+            task.options.mapping,
+            name=task.target_collection,
+            source_engine=source.engine,
+            source_uri=str(source.uri),
+        )
+        dead = DeadLetterBuffer()
+        copier = Copier(
+            source,
+            target,
+            task.collection,
+            task.target_collection,
+            task.source_schema,
+            mapping,
+            task.options,
+            dead,
+        )
+        for outcome in copier.outcomes(state):
+            outcome.refused_records = dead.drain()
+            yield outcome
