@@ -25,7 +25,7 @@ from vecmigrate.cli.sync import sync as sync_command
 from vecmigrate.connectors import connect
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
-from vecmigrate.pipeline.plan import plan_migration
+from vecmigrate.pipeline.plan import open_plan_target, plan_migration
 from vecmigrate.verify.check import CheckReport, check_collection
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig
@@ -68,7 +68,7 @@ def inspect(
 ) -> None:
     """Collections, counts, dims, metric, id type, metadata schema and index settings."""
     setup_logging(verbose)
-    with user_errors(verbose), connect(source) as conn:
+    with user_errors(verbose), connect(source, read_only=True) as conn:
         rows = [
             _schema_row(conn.describe(n), conn.count(n)) for n in collections_of(conn, collection)
         ]
@@ -117,17 +117,34 @@ def plan(
         Path | None, typer.Option(help="Write the (inferred) mapping here.")
     ] = None,
     sample: Annotated[int, typer.Option(help="Rows sampled for checks and rates.")] = 2000,
+    measure_writes: Annotated[
+        bool,
+        typer.Option(
+            "--measure-writes",
+            help="Measure the target's write rate by loading the sample into a scratch "
+            "collection (<name>__vecmigrate_plan), dropped afterwards.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Dry run: schemas side by side, every decision and warning, estimates; writes nothing
-    to the target but a scratch collection it drops (to measure the write rate)."""
+    """Dry run: schemas side by side, every decision and warning, estimates. Reads only:
+    the target is not created or changed (except the scratch of --measure-writes)."""
     setup_logging(verbose)
     with user_errors(verbose):
         spec = MappingSpec.load(mapping)
-        with connect(source) as src, connect(target) as dst:
+        with (
+            connect(source, read_only=True) as src,
+            open_plan_target(target, measure_writes) as dst,
+        ):
             result = plan_migration(
-                src, dst, collection, spec=spec, target_name=target_collection, sample_rows=sample
+                src,
+                dst,
+                collection,
+                spec=spec,
+                target_name=target_collection,
+                sample_rows=sample,
+                measure_write=measure_writes,
             )
         if write_map:
             header = "".join(f"# {d}\n" for d in [*result["decisions"], *result["warnings"]])
@@ -215,7 +232,7 @@ def check(
     """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
     setup_logging(verbose)
     uri = source if "://" in source else f"dump://{Path(source).resolve()}"
-    with user_errors(verbose), connect(uri) as conn:
+    with user_errors(verbose), connect(uri, read_only=True) as conn:
         reports = [check_collection(conn, n) for n in collections_of(conn, collection)]
     if json_out:
         emit_json({"ok": all(r.ok for r in reports), "collections": [r.to_json() for r in reports]})
@@ -248,7 +265,7 @@ def verify(
         cfg = VerifyConfig.load(config)
         updates = {"queries": queries, "k": k}
         cfg = cfg.model_copy(update={n: v for n, v in updates.items() if v is not None})
-        with connect(source) as src, connect(target) as dst:
+        with connect(source, read_only=True) as src, connect(target, read_only=True) as dst:
             report = verify_migration(
                 src, dst, collection, target_name=target_collection, config=cfg
             )
@@ -274,7 +291,11 @@ def diff(
 ) -> None:
     """Missing, extra and changed ids (and which fields changed); exit 1 when any."""
     setup_logging(verbose)
-    with user_errors(verbose), connect(source) as src, connect(target) as dst:
+    with (
+        user_errors(verbose),
+        connect(source, read_only=True) as src,
+        connect(target, read_only=True) as dst,
+    ):
         result = diff_collections(src, dst, collection, target_name=target_collection)
     data = result.to_json()
     if output:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,6 +23,7 @@ from vecmigrate.cli.options import (
     ResumeOpt,
     VerboseOpt,
     WorkersOpt,
+    YesOpt,
     collections_of,
 )
 from vecmigrate.cli.output import (
@@ -33,6 +36,7 @@ from vecmigrate.cli.output import (
     user_errors,
 )
 from vecmigrate.connectors import Connector, connect
+from vecmigrate.errors import ReplaceNotConfirmed
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
 from vecmigrate.pipeline.fanout import fan_out_spec
@@ -49,22 +53,39 @@ def _run_copy(
     json_out: bool,
     verify: bool,
 ) -> dict[str, Any]:
-    with connect(source) as src, connect(target) as dst:
-        with progress_bar(not json_out, f"{collection}") as (advance, set_total):
-            result = copy_collection(
-                src,
-                dst,
-                collection,
-                target_collection=target_collection,
-                options=options,
-                progress=advance,
-                on_plan=set_total,
-            )
+    with connect(source, read_only=True) as src, connect(target) as dst:
+        try:
+            result = _copy_with_progress(src, dst, collection, target_collection, options, json_out)
+        except ReplaceNotConfirmed as exc:
+            if json_out or not sys.stdin.isatty() or not typer.confirm(f"{exc.message}. Drop it?"):
+                raise
+            options = replace(options, replace_confirmed=True)
+            result = _copy_with_progress(src, dst, collection, target_collection, options, json_out)
         out = result.to_json()
         checks = _verify_copy(src, dst, collection, result, options.mapping) if verify else []
         out["checks"] = checks
         out["verified"] = bool(checks) and all(c["passed"] for c in checks)
         return out
+
+
+def _copy_with_progress(
+    src: Connector,
+    dst: Connector,
+    collection: str,
+    target_collection: str | None,
+    options: CopyOptions,
+    json_out: bool,
+) -> CopyResult:
+    with progress_bar(not json_out, f"{collection}") as (advance, set_total):
+        return copy_collection(
+            src,
+            dst,
+            collection,
+            target_collection=target_collection,
+            options=options,
+            progress=advance,
+            on_plan=set_total,
+        )
 
 
 def _verify_copy(
@@ -107,9 +128,12 @@ def _verify_copy(
         detail += f"; identical but for the {len(diff.missing)} refused record(s)"
     elif not diff.equal:
         named = [*diff.missing[:3], *diff.extra[:3], *(c.id for c in diff.changed[:3])]
+        named += [d.id for d in diff.duplicates[:3]]
         detail += (
-            f"; {len(diff.missing)} missing, {len(diff.extra)} extra, "
-            f"{len(diff.changed)} changed (e.g. {', '.join(named)}); run vecmigrate diff"
+            f"; source {diff.source_count:,} records, target {diff.target_count:,}: "
+            f"{len(diff.missing)} missing, {len(diff.extra)} extra, "
+            f"{len(diff.changed)} changed, {len(diff.duplicates)} duplicate ids"
+            f" (e.g. {', '.join(named)}); run vecmigrate diff"
         )
     checks.append({"name": "content digest", "passed": passed, "detail": detail})
     return checks
@@ -117,7 +141,9 @@ def _verify_copy(
 
 def _only_refused(missing: list[str], diff: Any, result: CopyResult, same_ids: bool) -> bool:
     """Whether the only difference is the dead-lettered records (ids kept by the copy)."""
-    if not same_ids or diff.extra or diff.changed or not result.dead_letter_dir:
+    if not same_ids or diff.extra or diff.changed or diff.duplicates or not result.dead_letter_dir:
+        return False
+    if diff.target_count != diff.source_count - len(missing):  # something else is off too
         return False
     folder = Path(result.dead_letter_dir)
     if not folder.is_dir():
@@ -165,6 +191,7 @@ def _options(
     restart: bool,
     if_exists: str,
     executor: str = "local",
+    yes: bool = False,
 ) -> CopyOptions:
     if executor not in ("local", "ray") and not executor.startswith("ray:"):
         fail(f"--executor must be local, ray or ray:ADDRESS, not {executor!r}", code=2)
@@ -180,6 +207,7 @@ def _options(
         resume=resume,
         restart=restart,
         if_exists=if_exists,  # type: ignore[arg-type]
+        replace_confirmed=yes,
         mapping=MappingSpec.load(mapping) if mapping else None,
     )
 
@@ -198,14 +226,17 @@ def copy(
     resume: ResumeOpt = False,
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
     setup_logging(verbose)
     with user_errors(verbose):
-        opts = _options(mapping, workers, batch_rows, job, resume, restart, if_exists, executor)
-        with connect(source) as conn:
+        opts = _options(
+            mapping, workers, batch_rows, job, resume, restart, if_exists, executor, yes
+        )
+        with connect(source, read_only=True) as conn:
             names = collections_of(conn, collection)
         if target_collection and len(names) > 1:
             fail("--target-collection needs a single --collection", code=2)
@@ -226,6 +257,7 @@ def export_(
     resume: ResumeOpt = False,
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
+    yes: YesOpt = False,
     encrypt_key: Annotated[
         str | None,
         typer.Option(
@@ -257,6 +289,7 @@ def export_(
         resume=resume,
         restart=restart,
         if_exists=if_exists,
+        yes=yes,
         json_out=json_out,
         verbose=verbose,
     )
@@ -278,6 +311,7 @@ def import_(
     resume: ResumeOpt = False,
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -295,6 +329,7 @@ def import_(
         resume=resume,
         restart=restart,
         if_exists=if_exists,
+        yes=yes,
         json_out=json_out,
         verbose=verbose,
     )

@@ -26,6 +26,15 @@ RestartOpt = Annotated[
 ]
 MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
 IfExistsOpt = Annotated[str, typer.Option("--if-exists", help="fail | reuse | replace the target.")]
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Confirm that --if-exists replace may drop a non-empty target (asked "
+        "interactively on a terminal; required otherwise).",
+    ),
+]
 
 
 def collections_of(conn: Connector, collection: str | None) -> list[str]:

@@ -4,16 +4,22 @@ estimates of rows, bytes, duration and target storage from measured scan and wri
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from vecmigrate.connectors import REGISTRY, connect, connector_class
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
 from vecmigrate.mapping.plan import UNIT_TOLERANCE
+from vecmigrate.model import Capabilities
 from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
 from vecmigrate.records import conform, metadata_rows, vectors_to_numpy
+from vecmigrate.uri import ConnectionURI
 
 
 def _sample(source: Connector, name: str, rows: int) -> tuple[pa.Table, float]:
@@ -43,19 +49,44 @@ def metadata_sample(
     return [m for b in table.to_batches() for m in metadata_rows(b, schema)]
 
 
+@dataclass(frozen=True)
+class AbsentTarget:
+    """A target whose storage does not exist yet: planned from its engine's declared
+    capabilities, without creating anything."""
+
+    uri: ConnectionURI
+    engine: str
+    capabilities: Capabilities
+
+
+@contextmanager
+def open_plan_target(uri: str, measure_writes: bool) -> Iterator[Connector | AbsentTarget]:
+    """The target of a plan, opened read-only (or stood in for when it does not exist);
+    opened for writing only when ``measure_writes`` asks to load a scratch collection."""
+    parsed = ConnectionURI.parse(uri)
+    if not measure_writes and REGISTRY.get(parsed.scheme, None) is not None:
+        cls = connector_class(parsed.scheme)
+        if REGISTRY[parsed.scheme].storage == "path" and not parsed.local_path.exists():
+            yield AbsentTarget(parsed, cls.schemes[0], cls.capabilities)
+            return
+    with connect(parsed, read_only=not measure_writes) as conn:
+        yield conn
+
+
 def plan_migration(
     source: Connector,
-    target: Connector,
+    target: Connector | AbsentTarget,
     name: str,
     *,
     spec: MappingSpec | None = None,
     target_name: str | None = None,
     sample_rows: int = 2000,
-    measure_write: bool = True,
+    measure_write: bool = False,
 ) -> dict[str, Any]:
     """The plan as JSON-able data; SchemaMismatchError when a decision is missing.
     ``target_collections``: the collections a ``namespaces: {to: collections}`` copy
-    creates up front, one per declared namespace (empty otherwise)."""
+    creates up front, one per declared namespace (empty otherwise). Reads only, unless
+    ``measure_write`` loads the sample into a scratch collection on the target."""
     schema = source.describe(name)
     fan = fan_out_spec(spec)
     mapping = build_mapping(
@@ -101,7 +132,7 @@ def plan_migration(
         refused = len({r.row for r in refusals})
         converted = conform(mapped, mapping.target)
         mapped_bytes = converted.nbytes
-        if measure_write:
+        if measure_write and isinstance(target, Connector):
             write_seconds = _measure_write(target, mapping.target, converted)
     per_row = mapped_bytes / max(1, n - refused)
     scan_rate = n / scan_seconds if scan_seconds > 0 else None
@@ -157,12 +188,14 @@ def _explicit(mapping: Mapping) -> MappingSpec:
 
 
 def _measure_write(target: Connector, schema: Any, batch: pa.RecordBatch) -> float | None:
-    """Write the sample into a scratch collection on the target, timed, then drop it."""
+    """Write the sample into a scratch collection on the target, timed, then drop it.
+    The scratch name is reserved: one left by a plan that was killed is dropped first."""
     if not target.capabilities.mutable or batch.num_rows == 0:
         return None
     scratch = schema.replace(name=f"{schema.name}__vecmigrate_plan")
+    target.drop(scratch.name)
     try:
-        target.create(scratch, if_exists="replace")
+        target.create(scratch, if_exists="fail")
         t0 = time.perf_counter()
         for start in range(0, batch.num_rows, target.capabilities.max_batch_rows):
             target.upsert(scratch.name, batch.slice(start, target.capabilities.max_batch_rows))

@@ -1,0 +1,173 @@
+"""Safety as a user meets it: a collection is never written into itself, read-only verbs
+never create storage, URIs mean what they say, and every printed hint leads forward."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.helpers import cli, make_dump
+from vecmigrate.connectors import connect
+
+ROWS = 300
+
+
+@pytest.fixture
+def lance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A LanceDB store with a 300-row collection ``docs``; the cwd is ``tmp_path``."""
+    require_module("lancedb")
+    monkeypatch.chdir(tmp_path)
+    make_dump(tmp_path / "dump", ROWS, dim=8)
+    assert cli("import", "dump", "lancedb:./data/Lance", "-c", "docs").returncode == 0
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    return tmp_path / "data" / "Lance"
+
+
+def _rows(uri: str) -> int:
+    with connect(uri) as conn:
+        return conn.count("docs")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "lancedb:./data/Lance",  # the same spelling
+        "lancedb:data/Lance",
+        "lancedb://./data/Lance",
+        "lancedb:./data/../data/Lance",
+        "lancedb:./link/Lance",  # through a symlink
+        "ABSOLUTE",
+    ],
+)
+def test_copying_a_collection_onto_itself_is_refused_with_rows_intact(
+    lance: Path, target: str
+) -> None:
+    target = f"lancedb://{lance}" if target == "ABSOLUTE" else target
+    for extra in ([], ["--if-exists", "replace", "--yes"], ["--if-exists", "replace", "--restart"]):
+        out = cli("copy", "lancedb:./data/Lance", target, "-c", "docs", *extra)
+        assert out.returncode == 2, out.stderr
+        assert "same collection 'docs'" in out.stderr
+    assert _rows(f"lancedb://{lance}") == ROWS
+
+
+def test_sync_and_a_dump_onto_itself_are_refused(lance: Path) -> None:
+    out = cli("sync", "lancedb:./data/Lance", "lancedb:./link/Lance", "-c", "docs")
+    assert out.returncode == 2 and "same collection" in out.stderr
+    out = cli("import", "dump", "dump:./dump", "-c", "docs", "--if-exists", "replace", "--yes")
+    assert out.returncode == 2 and "same collection" in out.stderr
+    assert _rows("dump:./dump") == ROWS
+
+
+def test_pgvector_spellings_of_one_database_are_one_storage(postgres: Any, tmp_path: Path) -> None:
+    make_dump(tmp_path / "dump", 50, dim=8)
+    uri = postgres.uri()
+    assert cli("import", str(tmp_path / "dump"), uri, "-c", "docs").returncode == 0
+    port = uri.split(":")[-1].split("/")[0]
+    spellings = [
+        f"postgresql://postgres@localhost:{port}/postgres",
+        f"pgvector://other@127.0.0.1:{port}/postgres?schema=public",
+        f"pgvector://postgres@[::1]:{port}/postgres",
+    ]
+    try:
+        for target in spellings:
+            out = cli("copy", uri, target, "-c", "docs", "--if-exists", "replace", "--yes")
+            assert out.returncode == 2 and "same collection" in out.stderr, (target, out.stderr)
+        assert _rows(uri) == 50
+        # Another schema of the same database is other storage: allowed.
+        out = cli("copy", uri, f"{uri}?schema=copy_target", "-c", "docs", "--json")
+        assert "same collection" not in out.stderr
+    finally:
+        with connect(uri) as conn:
+            conn.drop("docs")
+
+
+def test_replace_states_what_it_drops_and_needs_yes(lance: Path) -> None:
+    out = cli("copy", "dump:./dump", "lancedb:./other", "-c", "docs")
+    assert out.returncode == 0, out.stderr
+    # Each hint, followed literally, leads forward.
+    out = cli("copy", "dump:./dump", "lancedb:./other", "-c", "docs")
+    assert out.returncode == 2 and "--if-exists replace or reuse" in out.stderr
+    out = cli("copy", "dump:./dump", "lancedb:./other", "-c", "docs", "--if-exists", "replace")
+    assert out.returncode == 2
+    assert "would drop 'docs' (300 records)" in out.stderr and "--yes" in out.stderr
+    assert _rows("lancedb:./other") == ROWS
+    out = cli(
+        "copy", "dump:./dump", "lancedb:./other", "-c", "docs", "--if-exists", "replace", "--yes"
+    )
+    assert out.returncode == 0, out.stderr
+    assert _rows("lancedb:./other") == ROWS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "chroma:./missing"],
+        ["inspect", "lancedb:./missing"],
+        ["inspect", "qdrant+local:./missing"],
+        ["inspect", "sqlite-vec:./missing.db"],
+        ["inspect", "faiss:./missing"],
+        ["check", "./missing"],
+        ["diff", "lancedb:./missing", "lancedb:./data/Lance", "-c", "docs"],
+        ["verify", "lancedb:./data/Lance", "chroma:./missing", "-c", "docs"],
+        ["copy", "lancedb:./missing", "lancedb:./out", "-c", "docs"],
+        ["export", "lancedb:./missing", "-o", "out", "-c", "docs"],
+    ],
+)
+def test_read_only_verbs_on_a_missing_path_say_so_and_create_nothing(
+    lance: Path, args: list[str]
+) -> None:
+    before = sorted(p.name for p in Path.cwd().iterdir())
+    out = cli(*args)
+    assert out.returncode == 2, out.stderr
+    assert "does not exist" in out.stderr
+    assert sorted(p.name for p in Path.cwd().iterdir()) == before
+
+
+def test_plan_writes_nothing_unless_asked_to_measure_writes(lance: Path) -> None:
+    out = cli("plan", "lancedb:./data/Lance", "lancedb:./planned", "-c", "docs", "--json")
+    assert out.returncode == 0, out.stderr
+    assert not Path("planned").exists()
+    assert out.json()["estimate"]["write_rows_per_second"] is None
+    cli("copy", "dump:./dump", "lancedb:./existing", "-c", "docs")
+    with connect("lancedb:./existing") as conn:
+        before = sorted(conn.list_collections())
+    out = cli("plan", "lancedb:./data/Lance", "lancedb:./existing", "-c", "d2", "--measure-writes")
+    assert "does not exist" in out.stderr or out.returncode != 0  # no collection d2
+    out = cli(
+        "plan",
+        "lancedb:./data/Lance",
+        "lancedb:./existing",
+        "-c",
+        "docs",
+        "--target-collection",
+        "d2",
+        "--measure-writes",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.json()["estimate"]["write_rows_per_second"] > 0
+    with connect("lancedb:./existing") as conn:
+        assert sorted(conn.list_collections()) == before  # the scratch collection is gone
+
+
+def test_relative_paths_keep_their_case_and_hosts_are_refused(lance: Path) -> None:
+    out = cli("copy", "dump:./dump", "lancedb:./MyLance", "-c", "docs")
+    assert out.returncode == 0, out.stderr
+    assert "MyLance" in os.listdir(".") and "mylance" not in os.listdir(".")
+    out = cli("copy", "dump:./dump", "lancedb://MyLance", "-c", "docs")
+    assert out.returncode == 2
+    assert "lancedb:./MyLance" in out.stderr  # the corrected spelling
+    assert "mylance" not in os.listdir(".")
+
+
+def test_unknown_uri_parameter_names_itself_and_the_known_ones(lance: Path) -> None:
+    out = cli("inspect", f"lancedb://{lance}?bogus=1")
+    assert out.returncode == 2 and "'bogus'" in out.stderr
+    out = cli("inspect", "dump:./dump?kye=env:X")
+    assert out.returncode == 2 and "'kye'" in out.stderr and "key" in out.stderr
+    out = cli("inspect", "lancedb:./a#b")
+    assert out.returncode == 2 and "%23" in out.stderr
