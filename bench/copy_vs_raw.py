@@ -67,6 +67,7 @@ def vecmigrate_copy(source: str, target: str, job: Path) -> list[str]:
         "2",
         "--if-exists",
         "replace",
+        "--yes",
         "--job",
         str(job),
     ]

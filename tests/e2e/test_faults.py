@@ -182,7 +182,7 @@ def test_source_connection_killed_mid_scan_is_retried(
     pg = postgres.uri()
     loaded = cli(
         "copy", f"dump://{tmp_path / 'src'}", pg, "-c", "docs",
-        "--target-collection", "fault_src", "--if-exists", "replace", "--json",
+        "--target-collection", "fault_src", "--if-exists", "replace", "--yes", "--json",
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
     source, target = f"{pg}?table=fault_src", f"dump://{tmp_path / 'out'}"

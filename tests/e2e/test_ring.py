@@ -39,6 +39,7 @@ def test_ring_of_engines_ends_with_the_digest_it_started_with(
             "docs",
             "--if-exists",
             "replace",
+            "--yes",
             "--job",
             f"j{n}.sqlite",
             "--json",

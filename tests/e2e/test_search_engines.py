@@ -167,7 +167,11 @@ def test_refused_record_is_a_data_error_then_a_dead_letter(
             conn,
             "refused",
             options=CopyOptions(
-                workers=1, batch_rows=4, if_exists="replace", job_path=opts.job_path
+                workers=1,
+                batch_rows=4,
+                if_exists="replace",
+                replace_confirmed=True,
+                job_path=opts.job_path,
             ),
         )
         assert res.rows_written == 3 and res.dead_letters == 1

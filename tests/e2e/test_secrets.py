@@ -28,6 +28,7 @@ def test_secret_values_never_leak(tmp_path: Path, postgres: Any, monkeypatch: An
             "job.sqlite",
             "--if-exists",
             "replace",
+            "--yes",
             cwd=tmp_path,
         ),
         run_cli(

@@ -52,6 +52,7 @@ def test_verify_passes_then_diff_and_verify_catch_planted_damage(
         "docs",
         "--if-exists",
         "replace",
+        "--yes",
         "--json",
         cwd=tmp_path,
         check=True,

@@ -37,7 +37,9 @@ def test_dump_to_pgvector_to_dump_keeps_sparse_vectors_exactly(
     pg = connect(postgres.uri())
     back = connect(f"dump://{tmp_path / 'back'}")
     try:
-        opts = CopyOptions(job_path=tmp_path / "a.sqlite", batch_rows=70, if_exists="replace")
+        opts = CopyOptions(
+            job_path=tmp_path / "a.sqlite", batch_rows=70, if_exists="replace", replace_confirmed=True
+        )
         assert copy_collection(src, pg, "sparse_rt", options=opts).ok
         opts = CopyOptions(job_path=tmp_path / "b.sqlite", batch_rows=70)
         assert copy_collection(pg, back, "sparse_rt", options=opts).ok
