@@ -38,7 +38,10 @@ def test_dump_to_pgvector_to_dump_keeps_sparse_vectors_exactly(
     back = connect(f"dump://{tmp_path / 'back'}")
     try:
         opts = CopyOptions(
-            job_path=tmp_path / "a.sqlite", batch_rows=70, if_exists="replace", replace_confirmed=True
+            job_path=tmp_path / "a.sqlite",
+            batch_rows=70,
+            if_exists="replace",
+            replace_confirmed=True,
         )
         assert copy_collection(src, pg, "sparse_rt", options=opts).ok
         opts = CopyOptions(job_path=tmp_path / "b.sqlite", batch_rows=70)
