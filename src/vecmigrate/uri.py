@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from vecmigrate.errors import ConfigError
 
@@ -133,6 +133,17 @@ class ConnectionURI:
 
     def __str__(self) -> str:
         return redact(self.raw)
+
+
+def path_uri(scheme: str, path: Path | str) -> str:
+    """The URI of a local path, every character kept (``%``, ``?``, ``#`` are escaped)."""
+    return f"{scheme}://{quote(str(Path(path).expanduser().resolve()))}"
+
+
+def uri_scheme(text: str) -> str | None:
+    """The scheme ``text`` starts with (``lancedb`` of ``lancedb:./x``), if any."""
+    match = _SCHEME.match(text)
+    return match["scheme"].lower() if match else None
 
 
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?P<rest>.*)", re.S)

@@ -27,6 +27,7 @@ from tests.conformance.data import (
     sample_metadata,
     sample_schema,
 )
+from tests.conformance.safety import SafetyConformance
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import evaluate, operators, parse
@@ -51,7 +52,7 @@ def _scan_all(conn: Connector, name: str, n: int = 1, batch_rows: int = 50) -> p
     return pa.Table.from_batches(batches, schema=schema.arrow_schema())
 
 
-class ConnectorConformance:
+class ConnectorConformance(SafetyConformance):
     """Same data, same assertions, for every engine."""
 
     id_type: IdType = IdType.STRING

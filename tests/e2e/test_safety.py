@@ -171,3 +171,45 @@ def test_unknown_uri_parameter_names_itself_and_the_known_ones(lance: Path) -> N
     assert out.returncode == 2 and "'kye'" in out.stderr and "key" in out.stderr
     out = cli("inspect", "lancedb:./a#b")
     assert out.returncode == 2 and "%23" in out.stderr
+
+
+def _file_bytes(root: Path) -> dict[str, bytes]:
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize(
+    "scheme,module,path",
+    [
+        ("chroma", "chromadb", "store"),
+        ("lancedb", "lancedb", "store"),
+        ("qdrant+local", "qdrant_client", "store"),
+        ("sqlite-vec", "sqlite_vec", "store.db"),
+        ("faiss", "faiss", "store"),
+        ("milvus-lite", "milvus_lite", "store.db"),
+        ("dump", None, "store"),
+    ],
+)
+def test_every_read_only_verb_leaves_an_embedded_store_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str, module: str | None, path: str
+) -> None:
+    if module:
+        require_module(module)
+    monkeypatch.chdir(tmp_path)
+    make_dump(tmp_path / "dump", 120, dim=8)
+    store = f"{scheme}:./{path}"
+    assert cli("import", "dump", store, "-c", "docs").returncode == 0
+    before = _file_bytes(tmp_path / path)
+    verbs = [
+        ["inspect", store],
+        ["inspect", store, "-c", "docs", "--json"],
+        ["check", store, "-c", "docs"],
+        ["diff", store, "dump:./dump", "-c", "docs"],
+        ["verify", store, "dump:./dump", "-c", "docs", "--queries", "5"],
+        ["plan", store, "dump:./planned", "-c", "docs"],
+        ["export", store, "-o", "exported", "-c", "docs"],
+    ]
+    for verb in verbs:
+        out = cli(*verb)
+        assert out.returncode in (0, 1), (verb, out.stderr)  # 1: a gate may fail on ANN
+        assert _file_bytes(tmp_path / path) == before, f"{verb[0]} changed the {scheme} store"

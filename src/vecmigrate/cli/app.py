@@ -13,7 +13,14 @@ from rich.table import Table
 from vecmigrate import __version__
 from vecmigrate.cli.copy_cmd import copy, export_, import_
 from vecmigrate.cli.cutover import cutover_app
-from vecmigrate.cli.options import CollectionOpt, JsonOpt, MapOpt, VerboseOpt, collections_of
+from vecmigrate.cli.options import (
+    CollectionOpt,
+    JsonOpt,
+    MapOpt,
+    VerboseOpt,
+    collections_of,
+    dump_uri,
+)
 from vecmigrate.cli.output import (
     EXIT_FAILED,
     console,
@@ -231,7 +238,7 @@ def check(
 ) -> None:
     """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
     setup_logging(verbose)
-    uri = source if "://" in source else f"dump://{Path(source).resolve()}"
+    uri = dump_uri(source)
     with user_errors(verbose), connect(uri, read_only=True) as conn:
         reports = [check_collection(conn, n) for n in collections_of(conn, collection)]
     if json_out:

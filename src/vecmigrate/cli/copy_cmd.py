@@ -25,6 +25,7 @@ from vecmigrate.cli.options import (
     WorkersOpt,
     YesOpt,
     collections_of,
+    dump_uri,
 )
 from vecmigrate.cli.output import (
     EXIT_FAILED,
@@ -40,6 +41,7 @@ from vecmigrate.errors import ReplaceNotConfirmed
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
 from vecmigrate.pipeline.fanout import fan_out_spec
+from vecmigrate.uri import path_uri
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.split import verify_split
 
@@ -272,7 +274,7 @@ def export_(
     verbose: VerboseOpt = False,
 ) -> None:
     """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
-    target = f"dump://{output.resolve()}"
+    target = path_uri("dump", output)
     if encrypt_key is not None:
         if not encrypt_key.startswith(("env:", "file:")):
             # Never echo the value: it may be the key itself.
@@ -317,7 +319,7 @@ def import_(
 ) -> None:
     """Import a dump: create schema and index on the target, batched idempotent upserts."""
     copy(
-        source=dump if "://" in dump else f"dump://{Path(dump).resolve()}",
+        source=dump_uri(dump),
         target=target,
         collection=collection,
         target_collection=target_collection,

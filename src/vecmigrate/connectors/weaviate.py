@@ -75,6 +75,9 @@ from vecmigrate.records import table_to_batch, vectors_to_numpy
 Tenants = list[str | None]
 
 
+QUERY_MAXIMUM_RESULTS = 10_000
+
+
 class WeaviateConnector(Connector):
     """Weaviate classes: named vectors, typed properties, tenants as namespaces."""
 
@@ -248,6 +251,8 @@ class WeaviateConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         """Cursor pages (``after`` the last uuid) per tenant; ``(after, upto]`` bounds."""
         schema = schema or self._schema(name)
+        # Weaviate refuses a page over QUERY_MAXIMUM_RESULTS (10,000 by default).
+        batch_rows = min(batch_rows, QUERY_MAXIMUM_RESULTS)
         tenants: Tenants = partition.spec.get("tenants", [None])
         state = json.loads(resume) if resume else None
         upto = partition.spec.get("upto")

@@ -1,0 +1,92 @@
+"""Conformance cases for safety, run on every engine: reading never changes storage, and
+``create(..., if_exists="replace")`` with a schema the engine cannot hold drops nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conformance.data import ROWS
+from vecmigrate.connectors import REGISTRY, Connector
+from vecmigrate.errors import ConfigError
+from vecmigrate.model import CollectionSchema, IdType, Metric, SparseField, VectorField
+from vecmigrate.pipeline.plan import plan_migration
+from vecmigrate.records import vectors_to_numpy
+from vecmigrate.verify.diff import diff_collections
+from vecmigrate.verify.digest import collection_digest
+from vecmigrate.verify.run import verify_migration
+
+
+def storage_fingerprint(conn: Connector) -> str:
+    """Bytes of every file of a local store; for a server, what a client can see of it
+    (collections, schemas, counts, content digests)."""
+    h = hashlib.sha256()
+    if REGISTRY[conn.uri.scheme].storage == "path":
+        root = conn.uri.local_path
+        files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file())
+        for p in files:
+            h.update(str(p.relative_to(root.parent)).encode() + b"\0" + p.read_bytes())
+        return h.hexdigest()
+    for name in sorted(conn.list_collections()):
+        h.update(conn.describe(name).to_json().encode())
+        h.update(str(conn.count(name)).encode())
+        h.update(collection_digest(conn, name).content_hash.encode())
+    return h.hexdigest()
+
+
+def unholdable_schema(conn: Connector, like: CollectionSchema) -> CollectionSchema | None:
+    """``like`` changed in one way the engine declares it cannot store (None: it can
+    store everything the portable model expresses)."""
+    caps = conn.capabilities
+    missing_metric = next((m for m in Metric if m not in caps.metrics), None)
+    if missing_metric is not None:
+        vec = like.vector.model_copy(update={"metric": missing_metric})
+        return like.replace(vectors=(vec,))
+    missing_id = next((i for i in IdType if i not in caps.id_types), None)
+    if missing_id is not None:
+        return like.replace(id_type=missing_id)
+    if not caps.named_vectors:
+        return like.replace(vectors=(*like.vectors, VectorField(name="second", dim=4)))
+    if not caps.sparse_vectors:
+        return like.replace(sparse=(SparseField(name="sparse"),))
+    if not caps.namespaces:
+        return like.replace(namespaces=("a",))
+    return None
+
+
+class SafetyConformance:
+    """Mixed into ``ConnectorConformance``; uses its ``connector`` and ``loaded`` fixtures."""
+
+    def test_replace_with_an_unholdable_schema_drops_nothing(
+        self, connector: Connector, loaded: CollectionSchema
+    ) -> None:
+        bad = unholdable_schema(connector, loaded)
+        if bad is None:
+            pytest.skip(f"{connector.engine} can store every schema the portable model expresses")
+        with pytest.raises(ConfigError, match="cannot hold"):
+            connector.create(bad, if_exists="replace")
+        assert connector.count(loaded.name) == ROWS
+        assert connector.describe(loaded.name).vector.metric == loaded.vector.metric
+
+    def test_read_only_verbs_leave_storage_unchanged(
+        self, connector: Connector, loaded: CollectionSchema, tmp_path: Path
+    ) -> None:
+        name = loaded.name
+        before = storage_fingerprint(connector)
+        connector.list_collections()
+        schema = connector.describe(name)
+        connector.count(name)
+        for part in connector.partitions(name, 2):
+            batches = [b for b, _ in connector.scan(name, part, schema=schema, batch_rows=64)]
+        ids = batches[0].column("id").to_pylist()[:5]
+        connector.fetch(name, ids)
+        queries = vectors_to_numpy(batches[0].column("vector"))[:3]
+        connector.search(name, np.ascontiguousarray(queries), 5)
+        assert diff_collections(connector, connector, name).equal
+        verify_migration(connector, connector, name)
+        plan_migration(connector, connector, name, target_name=f"{name}_planned")
+        assert storage_fingerprint(connector) == before
+        assert f"{name}_planned" not in connector.list_collections()
