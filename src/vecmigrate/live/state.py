@@ -18,7 +18,7 @@ from typing import Any
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.live.outbox import Outbox
 from vecmigrate.live.phases import PhaseState
-from vecmigrate.uri import ConnectionURI
+from vecmigrate.uri import ConnectionURI, path_uri, uri_scheme
 
 
 class PhaseConflictError(VecmigrateError):
@@ -143,7 +143,7 @@ class StateStore(ABC):
 def open_state(uri: str) -> StateStore:
     """Open the state store a URI names: ``sqlite:///path``, ``postgresql://...`` or
     ``redis://...``."""
-    parsed = ConnectionURI.parse(uri if "://" in uri else f"sqlite://{uri}")
+    parsed = ConnectionURI.parse(uri if uri_scheme(uri) else path_uri("sqlite", uri))
     if parsed.scheme == "sqlite":
         from vecmigrate.live.sqlstore import SqliteStateStore
 
