@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 
 from tests.conformance.data import sample_batch, sample_schema
-from vecmigrate.model import IdType, Metric
+from vecmigrate.model import CollectionSchema, IdType, Metric, VectorField
 from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
-from vecmigrate.verify.digest import DigestBuilder
+from vecmigrate.verify.digest import DigestBuilder, id_bucket
 
 
-def _digest(batches, schema):  # type: ignore[no-untyped-def]
-    b = DigestBuilder(schema)
+def _digest(batches, schema, tolerance=None):  # type: ignore[no-untyped-def]
+    b = DigestBuilder(schema, tolerance=tolerance)
     for batch in batches:
         b.add(batch)
     return b.digest
@@ -96,3 +96,82 @@ def test_float_metadata_one_ulp_off_still_matches_but_real_changes_do_not() -> N
     assert base.compare(_digest([_rebuild(schema, batch, meta=meta)], schema)).equal
     meta[0]["score"] += 1e-3
     assert not base.compare(_digest([_rebuild(schema, batch, meta=meta)], schema)).equal
+
+
+def _same_bucket_pair(ids: list[str]) -> tuple[int, int]:
+    buckets = id_bucket(ids).tolist()
+    first: dict[int, int] = {}
+    for row, b in enumerate(buckets):
+        if b in first:
+            return first[b], row
+        first[b] = row
+    raise AssertionError("no two ids share a bucket")
+
+
+def test_swapping_two_vectors_within_a_bucket_changes_the_digest() -> None:
+    schema = sample_schema("c")
+    batch = sample_batch(schema)
+    ids = [str(v) for v in batch.column("id").to_pylist()]
+    i, j = _same_bucket_pair(ids)
+    vec = vectors_to_numpy(batch.column("vector")).copy()
+    vec[[i, j]] = vec[[j, i]]
+    swapped = _rebuild(schema, batch, vectors=vec)
+    for tolerance in (None, 0.0, 1e-6):  # id-weighted projections; grid hashes bound to ids
+        a = _digest([batch], schema, tolerance)
+        cmp = a.compare(_digest([swapped], schema, tolerance), tolerance=tolerance or 0.0)
+        assert not cmp.equal, tolerance
+        assert cmp.differing_buckets + cmp.unsettled_buckets == [int(id_bucket(ids)[i])]
+
+
+def _big(rows: int, dim: int):  # type: ignore[no-untyped-def]
+    schema = CollectionSchema(name="big", vectors=(VectorField(dim=dim, metric=Metric.L2),))
+    vec = np.random.default_rng(3).normal(size=(rows, dim)).astype(np.float32)
+    return schema, [f"r{i}" for i in range(rows)], vec
+
+
+def test_grid_finds_a_change_just_above_the_tolerance_among_many_records() -> None:
+    schema, ids, vec = _big(60_000, 64)
+    base = {t: _digest([build_batch(schema, ids, {"vector": vec})], schema, t) for t in (0.0, 1e-6)}
+    changed = vec.copy()
+    changed[12_345, 7] += np.float32(2e-6)  # above 1e-6, far inside the old allowance
+    after = {t: _digest([build_batch(schema, ids, {"vector": changed})], schema, t) for t in base}
+    bucket = int(id_bucket([ids[12_345]])[0])
+    for t in base:
+        cmp = base[t].compare(after[t], tolerance=t)
+        assert not cmp.equal and bucket in cmp.differing_buckets + cmp.unsettled_buckets, t
+
+
+def test_noise_below_the_tolerance_only_unsettles_buckets() -> None:
+    schema, ids, vec = _big(2000, 32)
+    noisy = vec + np.random.default_rng(4).uniform(-5e-7, 5e-7, vec.shape).astype(np.float32)
+    a = _digest([build_batch(schema, ids, {"vector": vec})], schema, 1e-6)
+    cmp = a.compare(
+        _digest([build_batch(schema, ids, {"vector": noisy})], schema, 1e-6), tolerance=1e-6
+    )
+    # The noise crosses grid cells (so diff must look at records) but never the allowance.
+    assert cmp.differing_buckets == [] and len(cmp.unsettled_buckets) > 0 and not cmp.equal
+    same = _digest([build_batch(schema, ids, {"vector": vec})], schema, 1e-6)
+    assert a.compare(same, tolerance=1e-6).equal
+
+
+def test_nan_and_inf_vectors_are_digested_exactly() -> None:
+    schema, ids, vec = _big(300, 8)
+    vec[5, 1], vec[6, 0] = np.nan, np.inf
+    base = _digest([build_batch(schema, ids, {"vector": vec})], schema)
+    assert base.compare(_digest([build_batch(schema, ids, {"vector": vec.copy()})], schema)).equal
+    for row, value in ((5, 0.0), (6, -np.inf), (7, np.nan)):
+        other = vec.copy()
+        other[row, 1 if row == 5 else 0] = value
+        assert not base.compare(
+            _digest([build_batch(schema, ids, {"vector": other})], schema)
+        ).equal, row
+
+
+def test_grid_json_round_trip_and_steps_must_match() -> None:
+    schema = sample_schema("c")
+    d = _digest([sample_batch(schema)], schema, 1e-6)
+    from vecmigrate.verify.digest import CollectionDigest
+
+    back = CollectionDigest.from_json(d.to_json())
+    assert back.grid_step == 1e-6 and back.compare(d).equal
+    assert back.buckets[3].grid == d.buckets[3].grid and d.buckets[3].grid

@@ -83,3 +83,59 @@ def test_user_queries_with_filter_and_expected_ids(tmp_path: Path) -> None:
     faq = report["systems"]["target"]["faq"]
     assert faq["queries"] == 2 and faq["expected_found@10"] == 0.75
     assert report["passed"] and "expected_found@10" not in report["systems"]["target"]["sampled"]
+
+
+def test_short_filtered_results_score_full_recall_and_overlap(tmp_path: Path) -> None:
+    """A filter matching 2 records: both systems returning both is recall 1 and overlap 1."""
+    from vecmigrate.pipeline import CopyOptions, copy_collection
+    from vecmigrate.verify.recall import overlap_at_k
+
+    conn = connect(f"dump://{tmp_path / 'd'}")
+    schema = sample_schema("docs")
+    conn.create(schema)
+    batch = sample_batch(schema)
+    conn.upsert("docs", batch)
+    conn.finalize("docs")
+    lance = connect(f"lancedb://{tmp_path / 'lance'}")
+    copy_collection(conn, lance, "docs", options=CopyOptions(job_path=tmp_path / "j.sqlite"))
+    vectors = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)[10:14]
+    flt = {"genre": "news", "year": 1990}
+    queries = QuerySet(vectors, ["rare"] * 4, [flt] * 4)
+    truth = ground_truth(conn, "docs", schema, queries, 10)
+    assert [len(ids) for ids in truth.ids] == [2] * 4
+    runs = [run_queries(c, "docs", queries, 10) for c in (conn, lance)]
+    assert [len(ids) for run in runs for ids in run.ids] == [2] * 8
+    facts = returned_facts(conn, "docs", schema, queries, runs)
+    for run in runs:
+        assert recall_at_k(run, truth, facts.scores, 10).tolist() == [1.0] * 4
+    assert overlap_at_k(runs[0], runs[1], 10).tolist() == [1.0] * 4
+    half = SystemRun([ids[:1] for ids in runs[1].ids], runs[1].latencies)
+    assert recall_at_k(half, truth, facts.scores, 10).tolist() == [0.5] * 4
+    assert overlap_at_k(runs[0], half, 10).tolist() == [0.5] * 4
+
+
+def test_recall_counts_ids_once_and_ties_only_against_a_full_top_k() -> None:
+    from vecmigrate.verify.groundtruth import GroundTruth
+
+    lat = np.zeros(1)
+    short = GroundTruth(ids=[["a", "b", "c"]], scores=np.array([[0.9, 0.8, 0.7, -np.inf, -np.inf]]))
+    # "x" outranks every match but does not match the filter: no tie with a short answer.
+    scores = [{"a": 0.9, "x": 0.95}]
+    assert recall_at_k(SystemRun([["a", "a", "x"]], lat), short, scores, 5).tolist() == [1 / 3]
+    full = GroundTruth(ids=[["a", "b"]], scores=np.array([[0.9, 0.8]]))
+    tie = SystemRun([["a", "t"]], lat)
+    assert recall_at_k(tie, full, [{"a": 0.9, "t": 0.8}], 2).tolist() == [1.0]
+    failing = [{"t"}]  # a tie that fails the query's filter is not a hit
+    assert recall_at_k(tie, full, [{"a": 0.9, "t": 0.8}], 2, failing).tolist() == [0.5]
+    nothing = GroundTruth(ids=[[]], scores=np.full((1, 2), -np.inf))
+    assert recall_at_k(SystemRun([[]], lat), nothing, [{}], 2).tolist() == [1.0]
+
+
+def test_overlap_over_the_larger_result_set() -> None:
+    from vecmigrate.verify.recall import overlap_at_k
+
+    lat = np.zeros(4)
+    a = SystemRun([["a", "b", "c"], [], ["a", "b"], ["a", "a", "b", "c"]], lat)
+    b = SystemRun([["a", "b", "c"], [], ["a", "b", "c", "d"], ["a", "b", "x", "y"]], lat)
+    assert overlap_at_k(a, b, 10).tolist() == [1.0, 1.0, 0.5, 0.5]
+    assert overlap_at_k(a, b, 2).tolist() == [1.0, 1.0, 1.0, 0.5]

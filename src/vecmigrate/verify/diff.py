@@ -1,9 +1,11 @@
-"""Data parity down to the record: which ids are missing, extra or changed, and which field.
+"""Data parity down to the record: which ids are missing, extra, changed or duplicated.
 
-Pass 1 digests both sides (bucketed, order-independent). Only when buckets differ does
-pass 2 re-scan both sides keeping per-record signatures of the differing buckets alone, so
-memory grows with the size of the difference, not of the collection. Changed records are
-then fetched from both sides to name the fields that differ.
+Pass 1 digests both sides (bucketed, order-independent, with grid hashes of the vectors at
+the engines' tolerance). Only when buckets differ or are unsettled does pass 2 re-scan both
+sides keeping per-record signatures of those buckets alone, so memory grows with the size
+of the difference, not of the collection. Records whose signatures differ are then fetched
+from both sides: their vectors are compared value by value with the tolerance (a grid hash
+may move for noise below it) and, when asked, the fields that differ are named.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.model import CollectionSchema, IdType, Metric
 from vecmigrate.records import metadata_rows, vectors_to_numpy
 from vecmigrate.verify.digest import (
+    BUCKETS,
     CollectionDigest,
     DigestBuilder,
     Transform,
     collection_digest,
-    vector_allowance,
+    id_bucket,
+    id_text,
 )
+
+FETCH = 500  # ids per fetch: both sides' records of one chunk are in memory at a time
 
 
 @dataclass
@@ -37,8 +44,17 @@ class ChangedRecord:
 
 
 @dataclass
+class DuplicateId:
+    """An id held by more than one record on a side (``source``/``target``: how many)."""
+
+    id: str
+    source: int
+    target: int
+
+
+@dataclass
 class DiffResult:
-    """Missing (in source only), extra (in target only) and changed ids."""
+    """Missing (in source only), extra (in target only), changed and duplicated ids."""
 
     source_count: int
     target_count: int
@@ -47,19 +63,23 @@ class DiffResult:
     changed: list[ChangedRecord] = field(default_factory=list)
     source_digest: str = ""
     target_digest: str = ""
+    duplicates: list[DuplicateId] = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
-        """Both sides hold the same records."""
-        return not (self.missing or self.extra or self.changed)
+        """Both sides hold the same records, each id once."""
+        named = self.missing or self.extra or self.changed or self.duplicates
+        return not named and self.source_count == self.target_count
 
     def to_table(self) -> pa.Table:
-        """One row per differing id: id, kind (missing/extra/changed), changed fields."""
+        """One row per differing id: id, kind (missing/extra/changed/duplicate), fields."""
         ids = [*self.missing, *self.extra, *(c.id for c in self.changed)]
+        ids += [d.id for d in self.duplicates]
         kinds = ["missing"] * len(self.missing) + ["extra"] * len(self.extra)
-        kinds += ["changed"] * len(self.changed)
+        kinds += ["changed"] * len(self.changed) + ["duplicate"] * len(self.duplicates)
         fields: list[str | None] = [None] * (len(self.missing) + len(self.extra))
         fields += [",".join(c.fields) for c in self.changed]
+        fields += [f"source x{d.source},target x{d.target}" for d in self.duplicates]
         return pa.table(
             {
                 "id": pa.array(ids, pa.string()),
@@ -79,7 +99,19 @@ class DiffResult:
             "missing": self.missing,
             "extra": self.extra,
             "changed": [{"id": c.id, "fields": c.fields} for c in self.changed],
+            "duplicates": [
+                {"id": d.id, "source": d.source, "target": d.target} for d in self.duplicates
+            ],
         }
+
+
+@dataclass
+class _Seen:
+    """A record's signature in pass 2, and how many records carry its id."""
+
+    hash: int
+    grid: dict[str, int]
+    times: int = 1
 
 
 def _batches(conn: Connector, name: str, schema: CollectionSchema) -> Iterator[pa.RecordBatch]:
@@ -93,19 +125,49 @@ def _signatures_in(
     name: str,
     schema: CollectionSchema,
     buckets: set[int],
+    tolerance: float,
     transform: Transform | None = None,
-) -> dict[str, tuple[int, dict[str, np.ndarray]]]:
-    builder = DigestBuilder(transform.target if transform else schema)
-    out: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+) -> dict[str, _Seen]:
+    builder = DigestBuilder(transform.target if transform else schema, tolerance=tolerance)
+    wanted = np.zeros(BUCKETS, bool)
+    wanted[sorted(buckets)] = True
+    out: dict[str, _Seen] = {}
     for batch in _batches(conn, name, schema):
-        sig = builder.signatures(transform.apply(batch)[0] if transform else batch)
-        for i in np.flatnonzero(np.isin(sig.buckets, list(buckets))):
-            out[sig.ids[i]] = (sig.hashes[i], {k: v[i] for k, v in sig.projections.items()})
+        rows = transform.apply(batch)[0] if transform else batch
+        keep = wanted[id_bucket([id_text(v) for v in rows.column("id").to_pylist()])]
+        if not keep.any():
+            continue  # only the wanted buckets pay for content hashing
+        sig = builder.signatures(rows.filter(pa.array(keep)))
+        for i, rid in enumerate(sig.ids):
+            if rid in out:
+                out[rid].times += 1
+            else:
+                out[rid] = _Seen(sig.hashes[i], {k: int(g[i]) for k, g in sig.grid.items()})
     return out
 
 
 def _typed(ids: list[str], schema: CollectionSchema) -> list[Any]:
     return [int(i) for i in ids] if schema.id_type is IdType.INT else ids
+
+
+def vectors_differ(x: np.ndarray, y: np.ndarray, metric: Metric, tolerance: float) -> bool:
+    """Whether two vectors differ by more than ``tolerance`` in any value (after
+    normalising for cosine); NaN equals NaN and Inf equals Inf of the same sign."""
+    a, b = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if a.shape != b.shape:
+        return True
+    finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+    if metric is Metric.COSINE and finite:  # a vector with NaN/Inf has no direction
+        a = a / max(float(np.linalg.norm(a)), 1e-30)
+        b = b / max(float(np.linalg.norm(b)), 1e-30)
+    if not finite:
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if not same[~(np.isfinite(a) & np.isfinite(b))].all():
+            return True
+        both = np.isfinite(a) & np.isfinite(b)
+        a, b = a[both], b[both]
+    # 1e-12 absorbs float64 rounding of the normalisation, far below any float32 step.
+    return bool(a.size) and float(np.max(np.abs(a - b))) > tolerance + 1e-12
 
 
 def _changed_fields(
@@ -121,14 +183,17 @@ def _changed_fields(
         va, vb = ma.get(key), mb.get(key)
         if type(va) is not type(vb) or (va != vb and not _close(va, vb)):
             fields.append(f"metadata.{key}")
-    for v in sa.vectors:
-        x, y = np.asarray(a[v.name], np.float64), np.asarray(b.get(v.name, []), np.float64)
-        if v.metric is Metric.COSINE:
-            x = x / max(float(np.linalg.norm(x)), 1e-30)
-            y = y / max(float(np.linalg.norm(y)), 1e-30)
-        if x.shape != y.shape or float(np.max(np.abs(x - y))) > tol + 1e-9:
-            fields.append(v.name)
-    return fields
+    return fields + _changed_vectors(a, b, sa, tol)
+
+
+def _changed_vectors(
+    a: dict[str, Any], b: dict[str, Any], schema: CollectionSchema, tol: float
+) -> list[str]:
+    return [
+        v.name
+        for v in schema.vectors
+        if v.name not in b or vectors_differ(a[v.name], b[v.name], v.metric, tol)
+    ]
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -136,22 +201,85 @@ def _close(a: Any, b: Any) -> bool:
     return isinstance(a, float) and isinstance(b, float) and np.float32(a) == np.float32(b)
 
 
+def _rows(batch: pa.RecordBatch, schema: CollectionSchema) -> dict[str, Any]:
+    metas = metadata_rows(batch, schema)
+    rows = batch.to_pylist()
+    for v in schema.vectors:
+        vecs = vectors_to_numpy(batch.column(v.name))
+        for row, vec in zip(rows, vecs, strict=True):
+            row[v.name] = vec
+    out: dict[str, Any] = {}
+    for row, meta in zip(rows, metas, strict=True):
+        row["_meta"] = meta
+        out[id_text(row["id"])] = row
+    return out
+
+
 def _records(
     conn: Connector, name: str, schema: CollectionSchema, ids: list[str]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for start in range(0, len(ids), 500):
-        batch = conn.fetch(name, _typed(ids[start : start + 500], schema), schema=schema)
-        metas = metadata_rows(batch, schema)
-        rows = batch.to_pylist()
-        for v in schema.vectors:
-            vecs = vectors_to_numpy(batch.column(v.name))
-            for row, vec in zip(rows, vecs, strict=True):
-                row[v.name] = vec
-        for row, meta in zip(rows, metas, strict=True):
-            row["_meta"] = meta
-            out[str(row["id"])] = row
+    for start in range(0, len(ids), FETCH):
+        batch = conn.fetch(name, _typed(ids[start : start + FETCH], schema), schema=schema)
+        out.update(_rows(batch, schema))
     return out
+
+
+def _mapped_records(
+    conn: Connector, name: str, schema: CollectionSchema, ids: list[str], transform: Transform
+) -> dict[str, Any]:
+    """Records of ``ids`` (mapped ids) as the mapping makes them: a scan, since a mapped
+    id need not be one the source can fetch by."""
+    wanted = pa.array(ids, pa.string())
+    out: dict[str, Any] = {}
+    for batch in _batches(conn, name, schema):
+        rows = transform.apply(batch)[0]
+        keep = pc.is_in(pc.cast(rows.column("id"), pa.string()), value_set=wanted)
+        if pc.any(keep).as_py():
+            out.update(_rows(rows.filter(keep), transform.target))
+    return out
+
+
+def _settle(
+    source: Connector,
+    target: Connector,
+    names: tuple[str, str],
+    schemas: tuple[CollectionSchema, CollectionSchema],
+    suspects: dict[str, tuple[bool, bool]],
+    tol: float,
+    transform: Transform | None,
+    name_fields: bool,
+) -> list[ChangedRecord]:
+    """Which suspects really changed. ``suspects`` maps an id to (its content hash differs:
+    certainly changed, a vector grid hash differs: a change or noise below the tolerance);
+    the records are fetched when their vectors must be compared or their fields named."""
+    (name, tname), (sa, sb) = names, schemas
+    out: list[ChangedRecord] = []
+    named = name_fields and transform is None
+    look = sorted(rid for rid, (content, grid) in suspects.items() if grid or named)
+    blind = sorted(set(suspects) - set(look))  # content differs; no fields to name
+    out += [ChangedRecord(rid, ["(content hash)"]) for rid in blind]
+    layout = transform.target if transform else sa
+    mapped = _mapped_records(source, name, sa, look, transform) if transform and look else {}
+    for start in range(0, len(look), FETCH):
+        chunk = look[start : start + FETCH]
+        left = mapped if transform else _records(source, name, sa, chunk)
+        right = _records(target, tname, sb, chunk)
+        for rid in chunk:
+            # Both scans saw it: a fetch that no longer finds it names a changed record.
+            if rid not in left or rid not in right:
+                side = "source" if rid not in left else "target"
+                out.append(ChangedRecord(rid, [f"(not found on the {side} again)"]))
+                continue
+            if named:
+                fields = _changed_fields(left[rid], right[rid], sa, sb, tol)
+            else:  # a mapped record's other fields were compared by their hash
+                fields = _changed_vectors(left[rid], right[rid], layout, tol)
+            if suspects[rid][0]:
+                out.append(ChangedRecord(rid, fields or ["(content hash)"]))
+            elif fields:  # else: the grid moved for noise within the tolerance
+                out.append(ChangedRecord(rid, fields))
+    return sorted(out, key=lambda c: c.id)
 
 
 def diff_collections(
@@ -166,55 +294,45 @@ def diff_collections(
 ) -> DiffResult:
     """Compare two collections record by record, streaming; with ``transform`` (the
     copy's mapping) the target is compared with what the mapping makes of the source.
-    ``name_fields=False`` skips fetching changed records to name their fields (ids only)."""
+    ``name_fields=False`` names only the vector fields of changed records (ids only).
+    ``digests`` (pass 1, reused) count only when built with the engines' tolerance."""
     tname = target_name or name
     sa, sb = source.describe(name), target.describe(tname)
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
-    if digests is None:
+    if digests is None or any(d.grid_step != tol for d in digests):
+        # Digests without grid hashes at ``tol`` cannot see every change above it.
         with ThreadPoolExecutor(2) as pool:
-            fa = pool.submit(collection_digest, source, name, schema=sa, transform=transform)
-            fb = pool.submit(collection_digest, target, tname, schema=sb)
+            fa = pool.submit(
+                collection_digest, source, name, schema=sa, transform=transform, tolerance=tol
+            )
+            fb = pool.submit(collection_digest, target, tname, schema=sb, tolerance=tol)
             digests = (fa.result(), fb.result())
     da, db = digests
     result = DiffResult(
         da.count, db.count, source_digest=da.content_hash, target_digest=db.content_hash
     )
     cmp = da.compare(db, tolerance=tol)
-    if cmp.equal:
+    buckets = {*cmp.differing_buckets, *cmp.unsettled_buckets}
+    if not buckets:
         return result
-    buckets = set(cmp.differing_buckets)
-    left = _signatures_in(source, name, sa, buckets, transform)
-    right = _signatures_in(target, tname, sb, buckets)
+    with ThreadPoolExecutor(2) as pool:
+        fl = pool.submit(_signatures_in, source, name, sa, buckets, tol, transform)
+        fr = pool.submit(_signatures_in, target, tname, sb, buckets, tol)
+        left, right = fl.result(), fr.result()
     result.missing = sorted(set(left) - set(right))
     result.extra = sorted(set(right) - set(left))
-    suspects: list[tuple[str, list[str]]] = []
-    for rid in sorted(set(left) & set(right)):
-        (ha, pa_), (hb, pb_) = left[rid], right[rid]
-        dims = {**da.schema_dims, **db.schema_dims}
-        moved = [
-            k
-            for k in sorted(set(pa_) | set(pb_))
-            if float(np.max(np.abs(pa_.get(k, 0) - pb_.get(k, 0)))) > vector_allowance(tol, dims[k])
-        ]
-        if ha != hb or moved:
-            suspects.append((rid, moved))
-    if transform is not None or not name_fields:  # name what the signatures show
-        result.changed = [
-            ChangedRecord(rid, moved or ["(content hash)"]) for rid, moved in suspects
-        ]
-        return result
-    ids = [rid for rid, _ in suspects]
-    ra, rb = _records(source, name, sa, ids), _records(target, tname, sb, ids)
-    for rid in ids:
-        # Written between the scan and the fetch (a live source): report what is there now.
-        if rid not in ra or rid not in rb:
-            if rid in rb:
-                result.extra.append(rid)
-            elif rid in ra:
-                result.missing.append(rid)
-            continue
-        fields = _changed_fields(ra[rid], rb[rid], sa, sb, tol)
-        result.changed.append(ChangedRecord(rid, fields or ["(content hash)"]))
+    suspects: dict[str, tuple[bool, bool]] = {}  # id -> (content differs, grid differs)
+    for rid in sorted(set(left) | set(right)):
+        a, b = left.get(rid), right.get(rid)
+        if (a and a.times > 1) or (b and b.times > 1):
+            # Which of its records is "the" record is unknown: it is named as a duplicate.
+            result.duplicates.append(DuplicateId(rid, a.times if a else 0, b.times if b else 0))
+        elif a and b and (a.hash != b.hash or a.grid != b.grid):
+            suspects[rid] = (a.hash != b.hash, a.grid != b.grid)
+    if suspects:
+        result.changed = _settle(
+            source, target, (name, tname), (sa, sb), suspects, tol, transform, name_fields
+        )
     return result
 
 

@@ -236,17 +236,33 @@ def filter_violations(run: SystemRun, facts: ReturnedFacts) -> np.ndarray:
 
 
 def recall_at_k(
-    run: SystemRun, truth: GroundTruth, scores: list[dict[str, float]], k: int
+    run: SystemRun,
+    truth: GroundTruth,
+    scores: list[dict[str, float]],
+    k: int,
+    failing: list[set[str]] | None = None,
 ) -> np.ndarray:
-    """Per-query recall@k with ties at the k-th exact neighbour counted as hits."""
+    """Per-query recall@k: distinct true neighbours returned in the top k over the number
+    expected, min(k, how many records match the query's filter).
+
+    When the exact answer is a full k, an id tying with the k-th exact neighbour counts as
+    a hit (unless ``failing`` says it fails the query's filter). A shorter exact answer
+    holds every matching record, so only its own ids are hits.
+    """
     out = np.zeros(len(run.ids))
     for qi, got in enumerate(run.ids):
-        exact = truth.ids[qi][:k]
+        exact = {str(i) for i in truth.ids[qi][:k]}
         if not exact:
-            out[qi] = 1.0
+            out[qi] = 1.0  # nothing to find (a filter may match nothing)
             continue
-        kth = float(truth.scores[qi, min(k, len(exact)) - 1])
-        hits = sum(1 for i in got[:k] if i in exact or scores[qi].get(i, -np.inf) >= kth - TIE_EPS)
+        returned = set(got[:k])  # an id returned twice is one hit
+        hits = len(returned & exact)
+        if len(exact) == k:
+            kth = float(truth.scores[qi, k - 1])
+            bad = failing[qi] if failing is not None else set()
+            hits += sum(
+                1 for i in returned - exact - bad if scores[qi].get(i, -np.inf) >= kth - TIE_EPS
+            )
         out[qi] = min(hits, len(exact)) / len(exact)
     return out
 
@@ -262,8 +278,15 @@ def expected_hits(run: SystemRun, expected: list[list[str] | None], k: int) -> n
 
 
 def overlap_at_k(a: SystemRun, b: SystemRun, k: int) -> np.ndarray:
-    """Per-query |A_k ∩ B_k| / k between two systems."""
-    return np.asarray([len(set(x[:k]) & set(y[:k])) / k for x, y in zip(a.ids, b.ids, strict=True)])
+    """Per-query |A_k ∩ B_k| over the size of the larger of the two (distinct) result
+    sets, at most k: a filter matching fewer than k records caps both lists, and two
+    systems returning the same short list agree fully. 1.0 when both are empty."""
+    out = []
+    for x, y in zip(a.ids, b.ids, strict=True):
+        sa, sb = set(x[:k]), set(y[:k])
+        size = max(len(sa), len(sb))
+        out.append(len(sa & sb) / size if size else 1.0)
+    return np.asarray(out, dtype=np.float64)
 
 
 def rank_biased_overlap(a: list[str], b: list[str], p: float = 0.9) -> float:
