@@ -236,6 +236,65 @@ def schema_version(root: Path) -> None:
     path.write_text(json.dumps(doc, indent=2))
 
 
+def missing_metadata_column(root: Path) -> None:
+    """The part has no metadata column at all, though the schema declares genre and year
+    (a reader that filled it with nulls would import every record without them)."""
+    s = _schema()
+    _finish(root, s, [_table(s, _columns(s, _ids())).drop_columns(["metadata"])])
+
+
+def renamed_metadata_field(root: Path) -> None:
+    """The part's metadata struct calls year "yaer" (a cast by name would null every year)."""
+    s = _schema()
+    t = _table(s, _columns(s, _ids()))
+    struct = t.column("metadata").combine_chunks()
+    renamed = pa.StructArray.from_arrays(struct.flatten(), names=["genre", "yaer"])
+    _finish(root, s, [t.set_column(t.schema.get_field_index("metadata"), "metadata", renamed)])
+
+
+def extra_column(root: Path) -> None:
+    """The part has a top-level column "rating" the schema does not declare."""
+    s = _schema()
+    t = _table(s, _columns(s, _ids()))
+    _finish(root, s, [t.append_column("rating", pa.array(range(ROWS), pa.int64()))])
+
+
+def numeric_strings(root: Path) -> None:
+    """year is int64 in the schema, but the part stores it as text: "007", "-0",
+    "0000000001" and "2003" must stay those strings (in metadata_extra), never 7, 0, 1."""
+    s = _schema()
+    t = _table(s, _columns(s, _ids()))
+    genre = t.column("metadata").combine_chunks().field("genre")
+    year = pa.array(["007", "-0", "0000000001", "2003", None, "+5"], pa.string())
+    struct = pa.StructArray.from_arrays([genre, year], names=["genre", "year"])
+    _finish(root, s, [t.set_column(t.schema.get_field_index("metadata"), "metadata", struct)])
+
+
+def id_leading_zeros(root: Path) -> None:
+    """The schema says int ids; the part holds them as text and r2's is "007" (not 7)."""
+    s = _schema(id_type=IdType.INT)
+    ids = [str(i) for i in range(ROWS)]
+    ids[2] = "007"
+    _finish(root, s, [_table(s, _columns(s, ids))])
+
+
+def float64_vectors(root: Path) -> None:
+    """Vectors stored as float64; r3's has a component (0.1) that float32 would round."""
+    s = _schema()
+    c = _columns(s, _ids())
+    c["vector"] = [[0.5, 0.25, -1.0, 2.0] for _ in range(ROWS)]
+    c["vector"][3][2] = 0.1
+    _finish(root, s, [_table(s, c, vector_type=pa.list_(pa.float64(), DIM))])
+
+
+def null_vector(root: Path) -> None:
+    """r2's vector is null."""
+    s = _schema()
+    c = _columns(s, _ids())
+    c["vector"][2] = None
+    _finish(root, s, [_table(s, c)])
+
+
 CASES: dict[str, Callable[[Path], None]] = {
     f.__name__: f
     for f in (
@@ -252,6 +311,13 @@ CASES: dict[str, Callable[[Path], None]] = {
         truncated_part,
         checksum_mismatch,
         schema_version,
+        missing_metadata_column,
+        renamed_metadata_field,
+        extra_column,
+        numeric_strings,
+        id_leading_zeros,
+        float64_vectors,
+        null_vector,
     )
 }
 

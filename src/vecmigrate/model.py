@@ -65,6 +65,64 @@ MetadataType = Literal[
 ]
 
 
+def is_text(t: pa.DataType) -> bool:
+    """Whether Arrow type ``t`` holds UTF-8 text (string, large_string, string_view)."""
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+def is_list_like(t: pa.DataType) -> bool:
+    """Whether Arrow type ``t`` is a list of any layout (list, large, fixed size, view)."""
+    return bool(
+        pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_fixed_size_list(t)
+        or pa.types.is_list_view(t)
+        or pa.types.is_large_list_view(t)
+    )
+
+
+def is_jsonable(t: pa.DataType) -> bool:
+    """Whether every value of Arrow type ``t`` has an exact JSON form (text, bool, integers,
+    floats, and lists / structs / maps of those); dates, decimals and bytes do not."""
+    if is_text(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+        return True
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return True
+    if is_list_like(t):
+        return is_jsonable(t.value_type)
+    if pa.types.is_struct(t):
+        return all(is_jsonable(f.type) for f in t)
+    if pa.types.is_map(t):
+        return is_text(t.key_type) and is_jsonable(t.item_type)
+    if pa.types.is_dictionary(t):
+        return is_jsonable(t.value_type)
+    return False
+
+
+def portable_type(t: pa.DataType) -> MetadataType | None:
+    """The portable metadata type holding every value of Arrow type ``t`` exactly, or None.
+
+    Integers of any width become int64 (an unsigned 64-bit value above 2**63-1 does not fit
+    and travels in ``metadata_extra``, exact); float16/32 widen to float64 exactly; lists
+    of text or numbers keep their element kind; anything else JSON can carry is "json".
+    """
+    if pa.types.is_dictionary(t):
+        return portable_type(t.value_type)
+    if is_text(t):
+        return "string"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "int64"
+    if pa.types.is_floating(t):
+        return "float64"
+    if is_list_like(t):
+        inner = portable_type(t.value_type)
+        if inner in ("string", "int64", "float64"):
+            return f"list<{inner}>"  # type: ignore[return-value]
+    return "json" if is_jsonable(t) and not pa.types.is_null(t) else None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -24,6 +24,7 @@ import pytest
 
 from tests.e2e.helpers import cli
 from vecmigrate.connectors import connect
+from vecmigrate.records import metadata_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "bad"
@@ -76,6 +77,38 @@ CASES: dict[str, Case] = {
     "checksum_mismatch": Case(1, "unreadable", error=("checksum mismatch for part-",)),
     "schema_version": Case(
         2, None, import_exit=2, error=("_schema.json", "format version 99", "not supported")
+    ),
+    # A part whose columns are not the schema's: never filled with nulls or dropped.
+    "missing_metadata_column": Case(
+        1, "missing_column", error=("part-", "has no 'metadata' column", "field='metadata'")
+    ),
+    "renamed_metadata_field": Case(
+        1,
+        "metadata_fields",
+        error=("part-", "missing 'year'", "not in the schema: 'yaer'", "field='metadata.year'"),
+    ),
+    "extra_column": Case(
+        1, "unknown_column", error=("part-", "'rating'", "does not declare", "field='rating'")
+    ),
+    # Text in an int64 field is never parsed: it travels as text in metadata_extra.
+    "numeric_strings": Case(1, "type_drift", ("r0", "r1", "r2", "r3", "r5"), import_exit=0),
+    "id_leading_zeros": Case(
+        1,
+        "id_type",
+        ("007",),
+        error=("row 2", "id '007'", "read back as '7'", "field='id'", "part-"),
+    ),
+    "float64_vectors": Case(
+        1,
+        "vector_precision",
+        ("r3",),
+        error=("row 3", "float64", "float32", "id='r3'", "field='vector'", "part-"),
+    ),
+    "null_vector": Case(
+        1,
+        "null_vector",
+        ("r2",),
+        error=("row 2", "vector is null", "id='r2'", "field='vector'", "part-"),
     ),
 }
 
@@ -168,3 +201,26 @@ def test_mixed_types_travel_unchanged(tmp_path: Path, monkeypatch: pytest.Monkey
         zip(got.column("id").to_pylist(), got.column("metadata_extra").to_pylist(), strict=True)
     )
     assert '"1999"' in extra["r1"] and "2001.5" in extra["r3"]
+
+
+def test_numeric_strings_stay_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "007", "-0", "0000000001" and "+5" in an int64 field arrive as those strings, not as
+    7, 0, 1 and 5; a record without a year still has none."""
+    monkeypatch.chdir(tmp_path)
+    target = _target("lancedb", tmp_path)
+    assert cli("import", str(CORPUS / "numeric_strings"), target, "--json").returncode == 0
+    with connect(target) as conn:
+        schema = conn.describe("docs")
+        got = conn.fetch("docs", [f"r{i}" for i in range(6)])
+    years = {
+        rid: meta.get("year", "<absent>")
+        for rid, meta in zip(got.column("id").to_pylist(), metadata_rows(got, schema), strict=True)
+    }
+    assert years == {
+        "r0": "007",
+        "r1": "-0",
+        "r2": "0000000001",
+        "r3": "2003",
+        "r4": "<absent>",
+        "r5": "+5",
+    }

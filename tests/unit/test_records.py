@@ -97,3 +97,154 @@ def test_arrow_layout() -> None:
     s = _schema(MetadataField(name="year", type="int64"))
     assert s.arrow_schema().names == ["id", "vector", "metadata", "metadata_extra"]
     assert s.arrow_schema().field("vector").type == pa.list_(pa.float32(), 3)
+
+
+# -- values survive exactly or are refused (issue #12) -----------------------------------------
+def _raw_batch(**columns: pa.Array) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(columns)
+
+
+VEC = pa.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], pa.list_(pa.float32(), 3))
+
+
+def test_explicit_null_is_not_a_missing_key() -> None:
+    schema = _schema(MetadataField(name="n", type="int64"))
+    rows = [{"n": None}, {}, {"n": 1}]
+    vecs = {"vector": np.zeros((3, 3))}
+    kept = build_batch(schema, ["a", "b", "c"], vecs, metadata=rows, explicit_nulls=True)
+    assert metadata_rows(kept, schema) == rows
+    assert kept.column("metadata").field("n").to_pylist() == [None, None, 1]
+    # Engines whose None means "absent" (the default) record no null.
+    absent = build_batch(schema, ["a", "b", "c"], vecs, metadata=rows)
+    assert metadata_rows(absent, schema) == [{}, {}, {"n": 1}]
+
+
+def test_int_in_a_float_field_stays_an_int_and_filters_as_a_float() -> None:
+    schema = _schema(
+        MetadataField(name="s", type="float64"), MetadataField(name="l", type="list<float64>")
+    )
+    rows: list[dict[str, object]] = [{"s": 3, "l": [1, 2.5]}, {"s": 2.5, "l": [0.5]}]
+    batch = build_batch(schema, ["a", "b"], {"vector": np.zeros((2, 3))}, metadata=rows)
+    assert batch.column("metadata").field("s").to_pylist() == [3.0, 2.5]  # what filters see
+    back = metadata_rows(batch, schema)
+    assert back == rows and type(back[0]["s"]) is int and type(back[0]["l"][0]) is int  # type: ignore[index]
+
+
+def test_conform_refuses_missing_columns_but_not_an_absent_extra() -> None:
+    schema = _schema(MetadataField(name="year", type="int64")).replace(has_document=True)
+    struct = pa.array([{"year": 1}, {"year": 2}], schema.metadata_struct_type())
+    ok = conform(
+        _raw_batch(
+            id=pa.array(["a", "b"]), document=pa.array(["x", "y"]), vector=VEC, metadata=struct
+        ),
+        schema,
+    )
+    assert ok.column("metadata_extra").null_count == 2
+    with pytest.raises(DataError, match="has no 'metadata' column") as exc:
+        conform(
+            _raw_batch(id=pa.array(["a", "b"]), document=pa.array(["x", "y"]), vector=VEC), schema
+        )
+    assert exc.value.field == "metadata"
+    with pytest.raises(DataError, match="has no 'document' column"):
+        conform(_raw_batch(id=pa.array(["a", "b"]), vector=VEC, metadata=struct), schema)
+
+
+def test_conform_refuses_a_renamed_metadata_field() -> None:
+    schema = _schema(MetadataField(name="label", type="string"))
+    struct = pa.array([{"lable": "x"}, {"lable": "y"}])
+    with pytest.raises(DataError, match="missing 'label'; not in the schema: 'lable'") as exc:
+        conform(_raw_batch(id=pa.array(["a", "b"]), vector=VEC, metadata=struct), schema)
+    assert exc.value.field == "metadata.label"
+
+
+def test_conform_strict_refuses_an_undeclared_column() -> None:
+    batch = _raw_batch(id=pa.array(["a", "b"]), vector=VEC, rating=pa.array([1, 2]))
+    assert conform(batch, _schema()).schema.names == ["id", "vector", "metadata_extra"]
+    with pytest.raises(DataError, match="'rating' the schema does not declare"):
+        conform(batch, _schema(), strict=True)
+
+
+def test_conform_never_parses_text_into_numbers() -> None:
+    """A text column in an int64 field: every value moves to metadata_extra as it is."""
+    schema = _schema(MetadataField(name="year", type="int64"))
+    years = ["007", "-0", "0000000001", "2003", None, "12", "x"]
+    ids = [f"r{i}" for i in range(len(years))]
+    vec = pa.array([[0.0, 0.0, 1.0]] * len(years), pa.list_(pa.float32(), 3))
+    struct = pa.StructArray.from_arrays([pa.array(years)], names=["year"])
+    out = conform(_raw_batch(id=pa.array(ids), vector=vec, metadata=struct), schema)
+    assert out.column("metadata").field("year").null_count == len(years)
+    got = [m.get("year") for m in metadata_rows(out, schema)]
+    assert got == years
+
+
+def test_conform_widens_only_within_a_kind() -> None:
+    schema = _schema(
+        MetadataField(name="i", type="int64"),
+        MetadataField(name="f", type="float64"),
+        MetadataField(name="s", type="string"),
+        MetadataField(name="l", type="list<int64>"),
+    )
+    struct = pa.StructArray.from_arrays(
+        [
+            pa.array([-5, None], pa.int8()),
+            pa.array([0.5, 1.25], pa.float16()),
+            pa.array(["a", "b"], pa.large_string()),
+            pa.array([[1], []], pa.list_(pa.int32())),
+        ],
+        names=["i", "f", "s", "l"],
+    )
+    out = conform(_raw_batch(id=pa.array(["a", "b"]), vector=VEC, metadata=struct), schema)
+    assert out.column("metadata_extra").null_count == 2  # nothing spilled
+    assert metadata_rows(out, schema) == [
+        {"i": -5, "f": 0.5, "s": "a", "l": [1]},
+        {"f": 1.25, "s": "b", "l": []},
+    ]
+
+
+def test_conform_keeps_big_unsigned_ints_exact_and_ints_in_float_fields() -> None:
+    schema = _schema(MetadataField(name="u", type="int64"), MetadataField(name="f", type="float64"))
+    struct = pa.StructArray.from_arrays(
+        [pa.array([1, 2**64 - 1], pa.uint64()), pa.array([3, 4], pa.int64())], names=["u", "f"]
+    )
+    out = conform(_raw_batch(id=pa.array(["a", "b"]), vector=VEC, metadata=struct), schema)
+    rows = metadata_rows(out, schema)
+    assert rows == [{"u": 1, "f": 3}, {"u": 2**64 - 1, "f": 4}]
+    assert all(type(r["f"]) is int for r in rows)
+    assert out.column("metadata").field("f").to_pylist() == [3.0, 4.0]
+
+
+def test_conform_refuses_a_metadata_type_with_no_portable_form() -> None:
+    schema = _schema(MetadataField(name="day", type="string"))
+    struct = pa.StructArray.from_arrays([pa.array([1, 2], pa.date32())], names=["day"])
+    with pytest.raises(DataError, match="'day' is date32") as exc:
+        conform(_raw_batch(id=pa.array(["a", "b"]), vector=VEC, metadata=struct), schema)
+    assert exc.value.field == "metadata.day"
+
+
+def test_conform_refuses_int_ids_that_would_read_back_differently() -> None:
+    schema = _schema(id_type=IdType.INT)
+    assert conform(_raw_batch(id=pa.array(["7", "12"]), vector=VEC), schema).column(
+        "id"
+    ).to_pylist() == [7, 12]
+    with pytest.raises(DataError, match="id '007' as int64 would read back as '7'") as exc:
+        conform(_raw_batch(id=pa.array(["1", "007"]), vector=VEC), schema)
+    assert (exc.value.record_id, exc.value.field) == ("007", "id")
+
+
+def test_conform_copies_float64_vectors_only_when_float32_holds_them() -> None:
+    nan = float("nan")
+    exact = pa.array([[0.5, nan, 2.0], [1.0, 0.25, -4.0]], pa.list_(pa.float64(), 3))
+    out = conform(_raw_batch(id=pa.array(["a", "b"]), vector=exact), _schema())
+    assert out.column("vector").type == pa.list_(pa.float32(), 3)
+    assert out.column("vector").to_pylist()[1] == [1.0, 0.25, -4.0]
+    rounded = pa.array([[0.5, 1.0, 2.0], [1.0, 0.1, -4.0]], pa.list_(pa.float64(), 3))
+    with pytest.raises(DataError, match="float64 and not exactly representable") as exc:
+        conform(_raw_batch(id=pa.array(["a", "b"]), vector=rounded), _schema())
+    assert (exc.value.record_id, exc.value.field) == ("b", "vector")
+    assert exc.value.hint and "astype('float32')" in exc.value.hint
+
+
+def test_null_vector_error_names_the_row() -> None:
+    col = pa.array([[1.0, 2.0, 3.0], None], pa.list_(pa.float32(), 3))
+    with pytest.raises(DataError, match=r"1 null vector.*row 1"):
+        vectors_to_numpy(col)

@@ -45,11 +45,17 @@ def _batch(seed: int, n: int = 300) -> pa.RecordBatch:
             m["j"] = {"a": [text(), 1.5e300]}
         if rng.random() < 0.5:
             m["f"] = [rng.random() * 1e300 for _ in range(3)]
+        if rng.random() < 0.2:  # ints in a float field travel twice: as floats and as ints
+            m["f"] = [rng.randint(-(2**53), 2**53), 0.5]
         if rng.random() < 0.3:
             m[f"undeclared_{i % 3}"] = text()
+        for key in ("g", "n", "j"):  # keys set to null are metadata too
+            if key not in m and rng.random() < 0.3:
+                m[key] = None
         meta.append(m)
     ids = [f"i{i}" for i in range(n)]
-    return build_batch(SCHEMA, ids, {"vector": np.zeros((n, 2), np.float32)}, metadata=meta)
+    vectors = {"vector": np.zeros((n, 2), np.float32)}
+    return build_batch(SCHEMA, ids, vectors, metadata=meta, explicit_nulls=True)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -1,9 +1,12 @@
 """Chroma: ``chroma:///path`` (embedded PersistentClient) and ``chroma+http://host:port``.
 
-Chroma metadata takes str, int, float, bool and non-empty homogeneous lists. Anything
-else (empty lists, objects, mixed lists) is stored as a prefixed JSON string and decoded
-on read, so every value round-trips. The vecmigrate schema is kept in the collection's
-metadata; collections made by other tools are described by sampling.
+Chroma metadata takes str, int, float, bool and non-empty homogeneous lists. In a
+collection vecmigrate created (its schema is kept in the collection's metadata) anything
+else (explicit nulls, empty lists, objects, mixed lists) is stored as ``vecmigrate:json:``
++ JSON and decoded on read, and so is a string that itself starts with that marker, so
+every value round-trips and no string is ever mistaken for an encoded one. Collections
+made by other tools are described by sampling and read verbatim: a string there is a
+string, whatever it starts with; values they cannot hold natively are refused by record.
 """
 
 from __future__ import annotations
@@ -47,35 +50,55 @@ _HNSW_PARAMS = {
 }
 
 
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    if (
+def _native(value: Any) -> bool:
+    """Whether Chroma stores ``value`` as it is (scalars, non-empty homogeneous lists)."""
+    if isinstance(value, bool | int | float | str):
+        return not (isinstance(value, str) and value.startswith(ENCODED))
+    return (
         isinstance(value, list)
-        and value
+        and bool(value)
         and all(type(x) is type(value[0]) for x in value)
-        and (isinstance(value[0], bool | int | float | str))
-    ):
+        and isinstance(value[0], bool | int | float | str)
+    )
+
+
+def _encode_value(value: Any) -> Any:
+    """A metadata value as a vecmigrate-made collection stores it (see the module doc)."""
+    if _native(value):
         return value
     return ENCODED + json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(ENCODED):
+def _decode_value(value: Any, encoded: bool) -> Any:
+    """A stored value back; ``encoded``: the collection is vecmigrate's (markers are ours)."""
+    if encoded and isinstance(value, str) and value.startswith(ENCODED):
         return json.loads(value[len(ENCODED) :])
     return value
 
 
-def where_filter(node: Node) -> dict[str, Any]:
-    """A portable filter as a Chroma ``where`` (only operators in capabilities.filter_ops)."""
+def _decode_metadatas(metadatas: Any, encoded: bool) -> list[dict[str, Any]]:
+    return [{k: _decode_value(v, encoded) for k, v in (m or {}).items()} for m in metadatas]
+
+
+def _is_ours(col: Any) -> bool:
+    """Whether vecmigrate created the collection (and so encoded its values)."""
+    return SCHEMA_KEY in (col.metadata or {})
+
+
+def where_filter(node: Node, encoded: bool = False) -> dict[str, Any]:
+    """A portable filter as a Chroma ``where`` (only operators in capabilities.filter_ops);
+    ``encoded``: the collection is vecmigrate's, so marker-like strings are stored escaped."""
     if isinstance(node, Bool):
-        return {node.op: [where_filter(c) for c in node.children]}
+        return {node.op: [where_filter(c, encoded) for c in node.children]}
     name = node.field.name
     if node.field.type.startswith("list<"):
         wanted = node.value if node.op == "$in" else [node.value]
         terms = [{name: {"$contains": v}} for v in wanted]
         return terms[0] if len(terms) == 1 else {"$or": terms}
-    return {name: {node.op: node.value}}
+    value = node.value
+    if encoded:
+        value = [_encode_value(v) for v in value] if node.op == "$in" else _encode_value(value)
+    return {name: {node.op: value}}
 
 
 def _wrap(exc: Exception, what: str) -> Exception:
@@ -159,7 +182,7 @@ class ChromaConnector(Connector):
         vector = VectorField(
             dim=len(emb[0]), metric=metric, index=IndexSpec(kind="hnsw", params=params)
         )
-        metas = [{k: _decode_value(v) for k, v in (m or {}).items()} for m in sample["metadatas"]]
+        metas = _decode_metadatas(sample["metadatas"], encoded=False)
         return CollectionSchema(
             name=col.name,
             vectors=(vector,),
@@ -177,7 +200,7 @@ class ChromaConnector(Connector):
         col = self._collection(name)
         if node is None:
             return int(col.count())
-        return len(col.get(where=where_filter(node), include=[])["ids"])
+        return len(col.get(where=where_filter(node, _is_ours(col)), include=[])["ids"])
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         if len(schema.vectors) != 1:
@@ -212,15 +235,23 @@ class ChromaConnector(Connector):
         # Chroma has no id-range scan; offsets walk a stable internal order.
         return offset_partitions(self.count(name), n)
 
-    def _to_batch(self, got: dict[str, Any], schema: CollectionSchema) -> pa.RecordBatch:
+    def _to_batch(self, got: dict[str, Any], schema: CollectionSchema, col: Any) -> pa.RecordBatch:
         ids: list[Any] = got["ids"]
         if schema.id_type is IdType.INT:
             ids = [int(i) for i in ids]
         dim = schema.vector.dim
         emb = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(ids), dim)
-        metas = [{k: _decode_value(v) for k, v in (m or {}).items()} for m in got["metadatas"]]
+        metas = _decode_metadatas(got["metadatas"], _is_ours(col))
         docs = got.get("documents") if schema.has_document else None
-        return build_batch(schema, ids, {schema.vector.name: emb}, documents=docs, metadata=metas)
+        # Chroma never returns a null it was not given: a None is a decoded explicit null.
+        return build_batch(
+            schema,
+            ids,
+            {schema.vector.name: emb},
+            documents=docs,
+            metadata=metas,
+            explicit_nulls=True,
+        )
 
     def scan(
         self,
@@ -239,7 +270,7 @@ class ChromaConnector(Connector):
                 got = col.get(limit=limit, offset=offset, include=_INCLUDE)
             except Exception as exc:
                 raise _wrap(exc, f"reading {name!r}") from exc
-            return self._to_batch(got, schema)
+            return self._to_batch(got, schema, col)
 
         yield from scan_offsets("Chroma", name, partition, resume, batch_rows, read)
 
@@ -250,25 +281,45 @@ class ChromaConnector(Connector):
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
-        got = self._collection(name).get(ids=self._ids(ids), include=_INCLUDE)
-        return self._to_batch(got, schema)
+        col = self._collection(name)
+        got = col.get(ids=self._ids(ids), include=_INCLUDE)
+        return self._to_batch(got, schema, col)
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
         col = self._collection(name)
         vectors = vectors_to_numpy(batch.column(schema.vector.name))
-        metas = [
-            {k: _encode_value(v) for k, v in m.items()} or None
-            for m in metadata_rows(batch, schema)
-        ]
-        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
         ids = self._ids(batch.column("id").to_pylist())
+        rows = metadata_rows(batch, schema)
+        if _is_ours(col):
+            metas = [{k: _encode_value(v) for k, v in m.items()} or None for m in rows]
+        else:
+            metas = [self._foreign_metadata(name, rid, m) for rid, m in zip(ids, rows, strict=True)]
+        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
         try:
             with self._lock:
                 col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
         except Exception as exc:
             raise _wrap(exc, f"upsert into {name!r}") from exc
+
+    @staticmethod
+    def _foreign_metadata(name: str, rid: str, meta: dict[str, Any]) -> dict[str, Any] | None:
+        """Metadata for a collection another tool made: stored verbatim (it is read back
+        verbatim), so a value Chroma cannot hold natively is refused, never encoded."""
+        for key, value in meta.items():
+            if not _native(value) and not isinstance(value, str):
+                raise DataError(
+                    f"Chroma cannot store {'a null' if value is None else repr(value)[:60]} "
+                    "natively, and this collection was not made by vecmigrate, so an encoded "
+                    "form would read back as text",
+                    collection=name,
+                    record_id=rid,
+                    field=key,
+                    hint="copy into a new collection (vecmigrate creates it and encodes such "
+                    "values), or drop or cast the field with a mapping",
+                )
+        return meta or None
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         with self._lock:
@@ -304,11 +355,12 @@ class ChromaConnector(Connector):
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema = self._schema(name)
         node = self._filter(schema, filter)
-        got = self._collection(name).query(
+        col = self._collection(name)
+        got = col.query(
             query_embeddings=np.asarray(vectors, dtype=np.float32),
             n_results=k,
             include=["distances"],
-            where=where_filter(node) if node else None,
+            where=where_filter(node, _is_ours(col)) if node else None,
         )
         ids = got["ids"]
         if schema.id_type is IdType.INT:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, balanced_groups
-from vecmigrate.dump import Dump, PartInfo, conform_part_batch, crypto
+from vecmigrate.dump import Dump, PartInfo, check_part_layout, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
@@ -76,6 +76,7 @@ class DumpConnector(Connector):
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
         parts = self.dump.listed_parts(name)
+        self._check_layouts(name, parts)
         self._check_unique_ids(name, parts)
         groups = balanced_groups(parts, lambda p: p.rows, n)
         return [
@@ -86,6 +87,20 @@ class DumpConnector(Connector):
             )
             for i, g in enumerate(groups)
         ]
+
+    def _check_layouts(self, name: str, parts: list[PartInfo]) -> None:
+        """Refuse, before anything is copied, a part whose columns are not the schema's (a
+        missing, renamed or undeclared column). Reads only Parquet footers; encrypted or
+        unreadable parts are checked when the scan opens them."""
+        if self.dump.key is not None:
+            return
+        schema = self.describe(name)
+        for p in parts:
+            try:
+                arrow = pq.read_schema(self.dump.collection_dir(name) / p.file)
+            except (OSError, pa.ArrowInvalid):
+                continue
+            check_part_layout(arrow, schema, p.file)
 
     def _check_unique_ids(self, name: str, parts: list[PartInfo]) -> None:
         """Refuse a dump holding an id twice (a foreign or altered dump: ``finalize``
@@ -208,7 +223,7 @@ class DumpConnector(Connector):
         for path in self.dump.part_files(name):
             pf, sha = self.dump.load_part(name, path.name)
             for batch in pf.iter_batches(batch_size=10_000):
-                batch = conform(batch, schema)
+                batch = conform(batch, schema, strict=True)
                 ids = batch.column("id").to_pylist()
                 dup = seen.intersection(ids)
                 if dup or len(set(ids)) != len(ids):

@@ -26,14 +26,33 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate import __version__
 from vecmigrate.dump import crypto
+from vecmigrate.dump.parts import (
+    check_part_layout,
+    conform_part_batch,
+    invalid_rows,
+    null_vector_row,
+    row_id,
+    validate_part_batch,
+)
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import CollectionSchema
-from vecmigrate.records import conform
+
+__all__ = [
+    "Dump",
+    "PartInfo",
+    "check_part_layout",
+    "conform_part_batch",
+    "crypto",
+    "invalid_rows",
+    "null_vector_row",
+    "row_id",
+    "sha256_file",
+    "validate_part_batch",
+]
 
 DUMP_FORMAT = "vecmigrate-dump"
 DUMP_FORMAT_VERSION = 1
@@ -295,90 +314,3 @@ class Dump:
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def invalid_rows(batch: pa.RecordBatch) -> list[tuple[int, str]]:
-    """(row, column) of every value failing full Arrow validation (non-UTF-8 strings...).
-    Cheap when the batch is valid: one vectorised validation, row by row only if not."""
-    try:
-        batch.validate(full=True)
-        return []
-    except pa.ArrowInvalid:
-        pass
-    found = []
-    for row in range(batch.num_rows):
-        one = batch.slice(row, 1)
-        for col_name, col in zip(one.schema.names, one.columns, strict=True):
-            try:
-                col.validate(full=True)
-            except pa.ArrowInvalid:
-                found.append((row, col_name))
-                break
-    return found
-
-
-def row_id(batch: pa.RecordBatch, row: int) -> Any:
-    if "id" not in batch.schema.names:
-        return None
-    ids = batch.column("id").slice(row, 1)
-    try:
-        ids.validate(full=True)
-        return ids[0].as_py()
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None
-
-
-def validate_part_batch(batch: pa.RecordBatch, name: str, file: str, first_row: int) -> None:
-    """Refuse a batch holding values Arrow itself considers invalid (non-UTF-8 strings),
-    naming the part, row, record id and field instead of failing later in a client."""
-    bad = invalid_rows(batch)
-    if bad:
-        row, column = bad[0]
-        raise DataError(
-            f"part {name}/{file} row {first_row + row}: {column} is not valid "
-            f"(strings must be UTF-8); {len(bad)} such record(s) in this batch",
-            collection=name,
-            record_id=row_id(batch, row),
-            field=column,
-            hint="fix or drop the record at the source, or run `vecmigrate check` on the dump",
-        )
-
-
-def _vector_length_problem(
-    batch: pa.RecordBatch, schema: CollectionSchema, row: int, field: str | None
-) -> str | None:
-    """A plain-words reason when ``field`` is a vector of the wrong length at ``row``."""
-    vf = next((v for v in schema.vectors if v.name == field), None)
-    if vf is None or field not in batch.schema.names:
-        return None
-    col = batch.column(field).slice(row, 1)
-    if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)):
-        return None
-    length = pc.list_value_length(col)[0].as_py()
-    if length == vf.dim:
-        return None
-    return f"vector has {length} values; the collection is {vf.dim}-d"
-
-
-def conform_part_batch(
-    batch: pa.RecordBatch, schema: CollectionSchema, file: str, first_row: int
-) -> pa.RecordBatch:
-    """``conform`` a batch read from a part; when it fails, name the first failing record
-    (wrong vector length, an id of the wrong type...) and the part it is in."""
-    validate_part_batch(batch, schema.name, file, first_row)
-    try:
-        return conform(batch, schema)
-    except DataError as whole:
-        for row in range(batch.num_rows):
-            try:
-                conform(batch.slice(row, 1), schema)
-            except DataError as exc:
-                reason = _vector_length_problem(batch, schema, row, exc.field) or exc.reason
-                raise DataError(
-                    f"part {schema.name}/{file} row {first_row + row}: {reason}",
-                    collection=schema.name,
-                    record_id=row_id(batch, row),
-                    field=exc.field,
-                    hint="fix the record at the source, or run `vecmigrate check` on the dump",
-                ) from None
-        raise whole

@@ -129,6 +129,8 @@ class Mapping:
             metadata=metas,
             namespaces=namespaces,
             sparse={s.name: batch.column(s.name).to_pylist() for s in self.target.sparse},
+            # The rows came from metadata_rows: a None there is an explicit null.
+            explicit_nulls=True,
         )
         bad = sorted({r.row for r in refusals})
         if bad:

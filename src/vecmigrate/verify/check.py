@@ -19,10 +19,13 @@ import pyarrow.compute as pc
 from vecmigrate.connectors.base import Connector
 from vecmigrate.dump import Dump, invalid_rows, row_id
 from vecmigrate.errors import DataError
-from vecmigrate.model import CollectionSchema, Metric
-from vecmigrate.records import value_fits
+from vecmigrate.layout import widens
+from vecmigrate.model import CollectionSchema, MetadataField, Metric, is_jsonable, is_text
+from vecmigrate.records import layout_problems, value_fits
 
 MAX_EXAMPLES = 20
+# Arrow's names for the float types, as numpy and the schema spell them.
+_FLOAT_NAMES = {"double": "float64", "halffloat": "float16"}
 
 
 @dataclass
@@ -78,15 +81,18 @@ class CheckReport:
 
 def _raw_batches(
     connector: Connector, name: str, schema: CollectionSchema
-) -> Iterator[pa.RecordBatch]:
+) -> Iterator[tuple[str | None, pa.RecordBatch]]:
+    """(part file or None, batch): a dump's parts as written, other engines' scans."""
     dump: Dump | None = getattr(connector, "dump", None)
     if isinstance(dump, Dump):
         for part in dump.listed_parts(name):
-            yield from dump.open_part(name, part.file, part.sha256).iter_batches(batch_size=10_000)
+            pf = dump.open_part(name, part.file, part.sha256)
+            for batch in pf.iter_batches(batch_size=10_000):
+                yield part.file, batch
         return
     for p in connector.partitions(name, 1):
         for batch, _ in connector.scan(name, p, schema=schema, batch_rows=5_000):
-            yield batch
+            yield None, batch
 
 
 def _vector_matrix(col: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,9 +120,13 @@ def check_collection(connector: Connector, name: str) -> CheckReport:
     report = CheckReport(collection=name)
     seen: set[Any] = set()
     norms: dict[str, list[float]] = {v.name: [np.inf, -np.inf, 0.0, 0.0] for v in schema.vectors}
+    checked_parts: set[str] = set()
     try:
-        batches = _reading(_raw_batches(connector, name, schema))
-        for batch in batches:
+        for file, batch in _reading(_raw_batches(connector, name, schema)):
+            if file is not None and file not in checked_parts:
+                checked_parts.add(file)
+                for code, column, problem in layout_problems(batch.schema, schema, strict=True):
+                    report.finding(code, "error", column, f"part {name}/{file} {problem}").add([])
             _check_batch(batch, schema, report, seen, norms)
     except DataError as exc:
         report.finding("unreadable", "error", None, exc.message).add([])
@@ -131,7 +141,9 @@ def check_collection(connector: Connector, name: str) -> CheckReport:
     return report
 
 
-def _reading(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _reading(
+    it: Iterator[tuple[str | None, pa.RecordBatch]],
+) -> Iterator[tuple[str | None, pa.RecordBatch]]:
     """Iterate, turning Arrow read errors into DataError (a truncated part, say)."""
     try:
         yield from it
@@ -181,10 +193,17 @@ def _check_batch(
         if v.name not in names:
             report.finding("missing_vector_column", "error", v.name, "vector column absent").add([])
             continue
-        m, wrong = _vector_matrix(batch.column(v.name), v.dim)
-        if wrong.any():
+        col = batch.column(v.name)
+        null = col.is_null().to_numpy(zero_copy_only=False)
+        if null.any():
+            report.finding("null_vector", "error", v.name, "vector is null").add(
+                [ids[i] for i in np.flatnonzero(null)]
+            )
+        m, wrong = _vector_matrix(col, v.dim)  # null rows count as wrong: left out below
+        _check_precision(col, m, ~wrong, v.name, ids, report)
+        if (wrong & ~null).any():
             report.finding("wrong_dimension", "error", v.name, f"vector is not {v.dim}-d").add(
-                [ids[i] for i in np.flatnonzero(wrong)]
+                [ids[i] for i in np.flatnonzero(wrong & ~null)]
             )
         finite = np.isfinite(m).all(axis=1)
         if (~finite & ~wrong).any():
@@ -207,24 +226,43 @@ def _check_batch(
     _check_metadata(batch, schema, ids, report)
 
 
+def _check_precision(
+    col: pa.Array, m: np.ndarray, ok: np.ndarray, field: str, ids: list[Any], report: CheckReport
+) -> None:
+    """Vectors stored wider than float32 whose values float32 would change (import refuses
+    them rather than round silently); ``m`` holds the values of the rows in ``ok``."""
+    value_type = col.type.value_type
+    if value_type.equals(pa.float32()) or not pa.types.is_floating(value_type):
+        return
+    narrowed = m.astype(np.float32).astype(np.float64)
+    same = (narrowed == m) | (np.isnan(narrowed) & np.isnan(m))
+    bad = np.flatnonzero(ok & ~same.all(axis=1))
+    if len(bad):
+        report.finding(
+            "vector_precision",
+            "error",
+            field,
+            f"vector is {_FLOAT_NAMES.get(str(value_type), value_type)}, not exactly float32",
+        ).add([ids[i] for i in bad])
+
+
+def _reads_back(col: pa.Array, want: pa.DataType) -> bool:
+    """Whether ``col`` casts to ``want`` and back to the same values ("007" does not)."""
+    try:
+        return bool(col.cast(want, safe=True).cast(col.type, safe=True).equals(col))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
 def _check_id_type(
     col: pa.Array, schema: CollectionSchema, ids: list[Any], report: CheckReport
 ) -> None:
-    """Ids that cannot be read as the schema's id type (e.g. "four" among int ids)."""
+    """Ids that cannot be read as the schema's id type exactly ("four" or "007" among int
+    ids)."""
     want = schema.id_arrow_type()
-    if col.type.equals(want):
+    if col.type.equals(want) or _reads_back(col, want):
         return
-    try:
-        col.cast(want, safe=True)
-        return
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    bad = []
-    for i, rid in enumerate(ids):
-        try:
-            col.slice(i, 1).cast(want, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            bad.append(rid)
+    bad = [rid for i, rid in enumerate(ids) if not _reads_back(col.slice(i, 1), want)]
     report.finding("id_type", "error", "id", f"id is not a valid {schema.id_type.value} id").add(
         bad
     )
@@ -234,17 +272,13 @@ def _check_metadata(
     batch: pa.RecordBatch, schema: CollectionSchema, ids: list[Any], report: CheckReport
 ) -> None:
     names = batch.schema.names
-    if "metadata" in names:
-        struct_type = batch.column(names.index("metadata")).type
+    if names.count("metadata") == 1 and pa.types.is_struct(batch.schema.field("metadata").type):
+        struct = batch.column(names.index("metadata"))
+        children = dict(zip([c.name for c in struct.type], struct.flatten(), strict=False))
         for f in schema.metadata:
-            idx = struct_type.get_field_index(f.name)
-            if idx >= 0 and not struct_type.field(idx).type.equals(f.arrow_type):
-                report.finding(
-                    "type_drift",
-                    "error",
-                    f.name,
-                    f"column is {struct_type.field(idx).type}, schema says {f.type}",
-                ).add([])
+            child = children.get(f.name)
+            if child is not None and not widens(child.type, f.arrow_type):
+                _check_child(child, f, ids, report)
     if "metadata_extra" not in names:
         return
     for rid, raw in zip(ids, batch.column("metadata_extra").to_pylist(), strict=True):
@@ -261,3 +295,32 @@ def _check_metadata(
                 report.finding(
                     "type_drift", "error", key, f"values of type {kind} in a {declared.type} field"
                 ).add([rid])
+
+
+def _check_child(child: pa.Array, f: MetadataField, ids: list[Any], report: CheckReport) -> None:
+    """A metadata column stored as another type than its field's: records whose values do
+    not fit the field (import keeps them unchanged in ``metadata_extra``), or a type with no
+    portable form at all (import refuses it)."""
+    if not is_jsonable(child.type):
+        report.finding(
+            "unsupported_type",
+            "error",
+            f.name,
+            f"column is {child.type}, which has no portable type (schema says {f.type})",
+        ).add([])
+        return
+    decode = f.type == "json" and is_text(child.type)
+    bad = []
+    for rid, value in zip(ids, child.to_pylist(), strict=True):
+        if value is None:
+            continue
+        try:
+            fits = value_fits(json.loads(value) if decode else value, f)
+        except json.JSONDecodeError:
+            fits = False
+        if not fits:
+            bad.append(rid)
+    if bad:
+        report.finding(
+            "type_drift", "error", f.name, f"column is {child.type}, schema says {f.type}"
+        ).add(bad)
