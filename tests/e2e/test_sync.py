@@ -7,13 +7,15 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.e2e.helpers import VECMIGRATE, run_cli
+from tests.conftest import require_module
+from tests.e2e.helpers import VECMIGRATE, json_of, run_cli
 from tests.faults import FaultyTarget
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import TransientError
@@ -72,7 +74,9 @@ def _mutate(src: Connector, schema: CollectionSchema, n: int) -> None:
 def _backfill(src: Connector, dst: Connector, name: str, tmp: Path, spec: Any = None) -> None:
     from vecmigrate.pipeline import CopyOptions
 
-    opts = CopyOptions(job_path=tmp / "copy.sqlite", mapping=spec, if_exists="replace")
+    opts = CopyOptions(
+        job_path=tmp / "copy.sqlite", mapping=spec, if_exists="replace", replace_confirmed=True
+    )
     assert copy_collection(src, dst, name, options=opts).ok
 
 
@@ -338,3 +342,49 @@ def test_refused_record_is_dead_lettered_and_exits_1(tmp_path: Path) -> None:
     dead = pq.read_table(tmp_path / out["dead_letter_dir"])
     assert dead.column("id").to_pylist() == ["r-nan"]
     assert dead.column("_reason").to_pylist() == ["vector contains NaN or Inf"]
+
+
+def test_sync_from_a_foreign_qdrant_collection_with_uuid_ids(tmp_path: Path) -> None:
+    """Points written by qdrant-client itself (UUID ids, plain payload, no vecmigrate
+    schema): sync updates the edited point instead of deleting it (issue #12, item 8)."""
+    require_module("qdrant_client")
+    from qdrant_client import QdrantClient, models
+
+    qpath, lance = tmp_path / "q", f"lancedb://{tmp_path / 'l'}"
+    src_uri = f"qdrant+local://{qpath}"
+    rng = np.random.default_rng(7)
+    ids = [str(uuid.UUID(int=int(rng.integers(2**62)) << 64 | n)) for n in range(40)]
+
+    def point(pid: str, year: int) -> Any:
+        vec = rng.normal(size=DIM).tolist()
+        return models.PointStruct(id=pid, vector=vec, payload={"genre": "ab"[year % 2], "y": year})
+
+    client = QdrantClient(path=str(qpath))
+    client.create_collection(
+        "foreign", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    )
+    client.upsert("foreign", points=[point(pid, 2000 + n) for n, pid in enumerate(ids)])
+    client.close()  # local mode: one client holds the directory at a time
+    run_cli("copy", src_uri, lance, "-c", "foreign", "--json", cwd=tmp_path, check=True)
+
+    edited, gone, added = ids[3], ids[4], str(uuid.uuid4())
+    client = QdrantClient(path=str(qpath))
+    client.upsert("foreign", points=[point(edited, 1), point(added, 2)])
+    client.delete("foreign", points_selector=models.PointIdsList(points=[gone]))
+    client.close()
+
+    proc = run_cli("sync", src_uri, lance, "-c", "foreign", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json_of(proc)
+    assert (out["missing"], out["changed"], out["extra"]) == (1, 1, 1)
+    assert (out["upserted"], out["deleted"], out["dead_letters"]) == (2, 1, 0)
+    assert out["parity"]["equal"] and out["parity"]["target_count"] == 40
+    diff = run_cli("diff", src_uri, lance, "-c", "foreign", "--json", cwd=tmp_path)
+    assert diff.returncode == 0, diff.stderr
+    assert json_of(diff)["equal"]
+    with connect(lance) as dst:
+        got = dst.fetch("foreign", [edited, gone, added])
+        years = {r["id"]: r["metadata"]["y"] for r in got.to_pylist()}
+        assert years == {edited: 1, added: 2}
+    again = json_of(run_cli("sync", src_uri, lance, "-c", "foreign", "--json", cwd=tmp_path))
+    assert again["rows_changed"] == 0 and again["ok"]

@@ -7,10 +7,16 @@ nlist mapped). An index file made by another tool, without a sidecar, is read to
 are its FAISS ids (IndexIDMap) or positions, vectors come from ``reconstruct_n``.
 Each write rewrites the collection's files atomically: simple and crash-safe, fine for
 the millions-of-vectors scale FAISS files usually hold, not for many tiny batches.
+
+Searches are served by the index file, so reads compare its vectors with the sidecar's and
+return the index's copy where they differ (a file changed behind vecmigrate's back shows up
+as changed records; the next write rebuilds the index from the sidecar). ``describe`` takes
+the metric from the index file when it disagrees with the recorded one, and says so.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -36,7 +42,13 @@ from vecmigrate.model import (
     ResumeToken,
     VectorField,
 )
-from vecmigrate.records import build_batch, conform, table_to_batch, vectors_to_numpy
+from vecmigrate.records import (
+    build_batch,
+    conform,
+    numpy_to_vectors,
+    table_to_batch,
+    vectors_to_numpy,
+)
 from vecmigrate.verify.groundtruth import TopK
 
 _FAISS_METRIC = {
@@ -44,6 +56,9 @@ _FAISS_METRIC = {
     Metric.DOT: faiss.METRIC_INNER_PRODUCT,
     Metric.L2: faiss.METRIC_L2,
 }
+# Rows reconstructed from an index at a time when comparing it with the sidecar.
+_CHUNK = 65_536
+log = logging.getLogger("vecmigrate.connectors.faiss")
 
 
 class FaissConnector(Connector):
@@ -62,7 +77,9 @@ class FaissConnector(Connector):
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
         self.root: Path = uri.local_path
-        self._tables: dict[str, pa.Table] = {}
+        self._tables: dict[str, pa.Table] = {}  # what is stored: writes start from it
+        self._views: dict[str, pa.Table] = {}  # what reads return (the index's vectors)
+        self._indexes: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def _paths(self, name: str) -> tuple[Path, Path, Path]:
@@ -84,8 +101,10 @@ class FaissConnector(Connector):
             schema = CollectionSchema.from_json(schema_path.read_text()).replace(
                 name=name, engine="faiss"
             )
+            if index_path.is_file():
+                schema = _served_metric(schema, self._index(name))
         elif index_path.is_file():
-            schema = self._describe_foreign(name, faiss.read_index(str(index_path)))
+            schema = self._describe_foreign(name, self._index(name))
         else:
             raise ConfigError(f"{self.uri} has no FAISS collection {name!r}")
         self._schemas[name] = schema
@@ -93,11 +112,8 @@ class FaissConnector(Connector):
 
     def _describe_foreign(self, name: str, index: Any) -> CollectionSchema:
         metric = Metric.L2 if index.metric_type == faiss.METRIC_L2 else Metric.DOT
-        kind = type(
-            faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
-        ).__name__
         notes = {
-            "index_class": kind,
+            "index_class": _index_class(index),
             "vector.metric": f"{metric.value} from the index metric type "
             "(an inner-product index over normalised vectors may have been meant as cosine)",
         }
@@ -109,15 +125,83 @@ class FaissConnector(Connector):
             vectors=(VectorField(dim=index.d, metric=metric, index=IndexSpec(kind="flat")),),
         )
 
+    def _index(self, name: str) -> Any:
+        """The index file as loaded (cached; replaced by each write)."""
+        if name not in self._indexes:
+            index_path = self._paths(name)[0]
+            if not index_path.is_file():
+                raise DataError(
+                    f"FAISS collection {name!r} has no index file {index_path.name}",
+                    collection=name,
+                    hint="copy it again with --if-exists replace",
+                )
+            self._indexes[name] = faiss.read_index(str(index_path))
+        return self._indexes[name]
+
     def _table(self, name: str) -> pa.Table:
-        """The whole collection in the batch layout (cached)."""
+        """The collection as reads return it: stored records with the vectors the index
+        serves (cached)."""
+        if name not in self._views:
+            table = self._stored(name)
+            if self._paths(name)[1].is_file():  # else the vectors came from the index itself
+                table = self._served_vectors(name, table)
+            self._views[name] = table
+        return self._views[name]
+
+    def _served_vectors(self, name: str, table: pa.Table) -> pa.Table:
+        """``table`` with the index's copy of every vector that differs from the sidecar's."""
+        field = self._schema(name).vector
+        index = self._index(name)
+        if index.ntotal != table.num_rows:
+            raise DataError(
+                f"the FAISS index of {name!r} holds {index.ntotal} vectors, its sidecar "
+                f"{table.num_rows} records: the files no longer belong together",
+                collection=name,
+                hint="copy it again with --if-exists replace",
+            )
+        stored = (
+            vectors_to_numpy(table.column(field.name))
+            if table.num_rows
+            else np.zeros((0, field.dim), np.float32)
+        )
+        served = stored.copy()
+        bad: list[int] = []
+        for start in range(0, table.num_rows, _CHUNK):
+            got = _reconstruct(index, start, min(_CHUNK, table.num_rows - start))
+            want = stored[start : start + len(got)]
+            scale = np.ones((len(want), 1), np.float32)
+            if field.metric is Metric.COSINE:  # the index holds unit vectors
+                scale = np.linalg.norm(want, axis=1, keepdims=True)
+                want = want / np.maximum(scale, 1e-30)
+            off = np.abs(got - want).max(axis=1, initial=0) > 1e-5 * np.maximum(
+                1, np.abs(want).max(axis=1, initial=0)
+            )
+            rows = np.flatnonzero(off)
+            served[start + rows] = got[rows] * scale[rows]  # at the stored length
+            bad += (start + rows).tolist()
+        if not bad:
+            return table
+        ids = table.column("id").take(bad).to_pylist()
+        log.warning(
+            "FAISS %r: the index file holds another vector than the sidecar for %d record(s) "
+            "%s; reading the index's copy (the one searches serve)",
+            name,
+            len(bad),
+            ids[:10],
+        )
+        column = table.schema.get_field_index(field.name)
+        vectors = numpy_to_vectors(served).cast(table.schema.field(column).type)
+        return table.set_column(column, table.schema.field(column), vectors)
+
+    def _stored(self, name: str) -> pa.Table:
+        """The whole collection in the batch layout as stored (cached)."""
         if name not in self._tables:
             schema = self._schema(name)
-            index_path, sidecar, _ = self._paths(name)
+            sidecar = self._paths(name)[1]
             if sidecar.is_file():
                 table = pq.read_table(sidecar)
             else:
-                index: Any = faiss.read_index(str(index_path))
+                index: Any = self._index(name)
                 ids = (
                     faiss.vector_to_array(index.id_map)
                     if hasattr(index, "id_map")
@@ -191,7 +275,7 @@ class FaissConnector(Connector):
         if len(set(new.column("id").to_pylist())) != new.num_rows:
             raise DataError("batch repeats an id", collection=name, field="id")
         with self._lock:
-            old = self._table(name)
+            old = self._stored(name)
             keep = pc.invert(
                 pc.is_in(old.column("id"), value_set=new.column("id").combine_chunks())
             )
@@ -199,7 +283,7 @@ class FaissConnector(Connector):
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         with self._lock:
-            table = self._table(name)
+            table = self._stored(name)
             gone = pa.array(list(ids)).cast(table.schema.field("id").type, safe=False)
             self._persist(
                 name, table.filter(pc.invert(pc.is_in(table.column("id"), value_set=gone)))
@@ -209,6 +293,8 @@ class FaissConnector(Connector):
         for path in self._paths(name):
             path.unlink(missing_ok=True)
         self._tables.pop(name, None)
+        self._views.pop(name, None)
+        self._indexes.pop(name, None)
         self._schemas.pop(name, None)
 
     def _persist(self, name: str, table: pa.Table) -> None:
@@ -226,7 +312,8 @@ class FaissConnector(Connector):
         tmp = sidecar.with_name(f".{sidecar.name}.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, sidecar)
-        self._tables[name] = table
+        self._tables[name] = self._views[name] = table
+        self._indexes[name] = index
 
     # -- querying ----------------------------------------------------------------------------
     def search(
@@ -253,7 +340,7 @@ class FaissConnector(Connector):
             return truth.ids, [
                 list(map(float, s[: len(i)])) for s, i in zip(truth.scores, truth.ids, strict=True)
             ]
-        index: Any = faiss.read_index(str(self._paths(name)[0]))
+        index: Any = self._index(name)
         if hasattr(index, "hnsw"):
             index.hnsw.efSearch = int((params or {}).get("ef_search", max(64, 2 * k)))
         if field.metric is Metric.COSINE:
@@ -266,6 +353,48 @@ class FaissConnector(Connector):
             [float(s) for s, p in zip(srow, prow, strict=True) if p >= 0]
             for srow, prow in zip(scores, positions, strict=True)
         ]
+
+
+def _index_class(index: Any) -> str:
+    """The class of the index that answers searches (inside an IndexIDMap if wrapped)."""
+    return type(faiss.downcast_index(index.index if hasattr(index, "id_map") else index)).__name__
+
+
+def _reconstruct(index: Any, start: int, n: int) -> np.ndarray:
+    """Rows ``start`` .. ``start + n`` of the vectors an index searches over."""
+    inner = faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
+    if isinstance(inner, faiss.IndexIVF) and not inner.direct_map.type:
+        inner.make_direct_map()  # IVF lists hold vectors by list; the map finds them by row
+    try:
+        got: np.ndarray = inner.reconstruct_n(start, n)
+    except RuntimeError as exc:
+        raise DataError(
+            f"cannot read vectors back from a FAISS {type(inner).__name__}: {exc}"
+        ) from None
+    return got
+
+
+def _served_metric(schema: CollectionSchema, index: Any) -> CollectionSchema:
+    """``schema`` with the metric the index file searches with, noted in ``engine_settings``
+    when it is not the one vecmigrate recorded (the file was rebuilt behind its back)."""
+    by_type = {faiss.METRIC_L2: Metric.L2, faiss.METRIC_INNER_PRODUCT: Metric.DOT}
+    if index.metric_type not in by_type:
+        raise ConfigError(
+            f"the FAISS index of {schema.name!r} has metric type {index.metric_type}, "
+            "which vecmigrate has no metric for"
+        )
+    v = schema.vector
+    settings = dict(schema.engine_settings)
+    kind = "inner product" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2"
+    settings[f"{v.name}.index"] = f"{_index_class(index)} ({kind})"
+    if _FAISS_METRIC[v.metric] != index.metric_type:
+        served = by_type[index.metric_type]
+        settings[f"{v.name}.metric"] = (
+            f"{served.value} from the index file's metric type; vecmigrate recorded "
+            f"{v.metric.value} (the index was rebuilt outside vecmigrate)"
+        )
+        v = v.model_copy(update={"metric": served})
+    return schema.replace(vectors=(v, *schema.vectors[1:]), engine_settings=settings)
 
 
 def _build_index(field: VectorField, vectors: np.ndarray) -> Any:

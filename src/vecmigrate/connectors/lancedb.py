@@ -2,6 +2,12 @@
 
 The vecmigrate schema rides in the table's Arrow schema metadata, so a round trip keeps
 metric, types and provenance; tables made by other tools are described by inference.
+Their columns map to portable types only where every value survives: any integer width
+to int64 (an unsigned value above 2**63-1 travels exactly in ``metadata_extra``),
+float16/32 to float64, any text layout to string, lists of those, nested structs to json;
+dates and timestamps are read as canonical ISO-8601 text, the form ``cast: date`` /
+``cast: timestamp`` in a mapping turns into an int64 epoch. Columns with no exact portable
+form (decimals, bytes, times, durations) are refused by name, never approximated.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
+from vecmigrate.connectors.lancedb_types import foreign_type, portable_column
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
 from vecmigrate.model import (
@@ -24,11 +31,11 @@ from vecmigrate.model import (
     IdType,
     IndexSpec,
     MetadataField,
-    MetadataType,
     Metric,
     Partition,
     ResumeToken,
     VectorField,
+    is_text,
 )
 from vecmigrate.records import conform, table_to_batch
 
@@ -37,18 +44,6 @@ _METRIC_NAMES = {Metric.COSINE: "cosine", Metric.DOT: "dot", Metric.L2: "l2"}
 _DOC_COLUMNS = ("document", "text", "content")
 # Lance needs enough rows to train IVF partitions; below this a flat scan is exact and fast.
 MIN_ROWS_FOR_INDEX = 5000
-_ARROW_TO_PORTABLE: dict[pa.DataType, MetadataType] = {
-    pa.string(): "string",
-    pa.large_string(): "string",
-    pa.int64(): "int64",
-    pa.int32(): "int64",
-    pa.float64(): "float64",
-    pa.float32(): "float64",
-    pa.bool_(): "bool",
-    pa.list_(pa.string()): "list<string>",
-    pa.list_(pa.int64()): "list<int64>",
-    pa.list_(pa.float64()): "list<float64>",
-}
 
 
 class LanceDBConnector(Connector):
@@ -92,7 +87,8 @@ class LanceDBConnector(Connector):
 
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
-        arrow = self._table(name).schema
+        table = self._table(name)
+        arrow = table.schema
         stored = (arrow.metadata or {}).get(SCHEMA_KEY)
         if stored:
             schema = CollectionSchema.from_json(stored.decode()).replace(
@@ -100,6 +96,7 @@ class LanceDBConnector(Connector):
             )
         else:
             schema = _infer_schema(name, arrow)
+        schema = _served_indexes(table, schema, recorded=bool(stored))
         self._schemas[name] = schema
         return schema
 
@@ -270,13 +267,62 @@ class LanceDBConnector(Connector):
         return ids, scores
 
 
+def _served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> CollectionSchema:
+    """``schema`` with each vector's metric read from the index that serves its searches
+    (an index rebuilt outside vecmigrate outranks what vecmigrate recorded, and the
+    disagreement is noted); the index itself is noted in ``engine_settings``."""
+    configs = {c.columns[0]: c for c in table.list_indices() if len(c.columns) == 1}
+    settings = dict(schema.engine_settings)
+    vectors = []
+    for v in schema.vectors:
+        settings.pop(f"{v.name}.index", None)  # a note copied from another engine
+        stats = table.index_stats(configs[v.name].name) if v.name in configs else None
+        if stats is None:  # no index: a flat scan with the metric each query asks for
+            vectors.append(v)
+            continue
+        settings[f"{v.name}.index"] = (
+            f"{stats.index_type} ({stats.distance_type}), {stats.num_indexed_rows} rows indexed"
+        )
+        served = next((m for m, n in _METRIC_NAMES.items() if n == stats.distance_type), None)
+        if served is None:
+            raise ConfigError(
+                f"the {stats.index_type} index on {schema.name}.{v.name} serves "
+                f"{stats.distance_type} distance, which vecmigrate has no metric for"
+            )
+        note = f"{served.value} from the {stats.index_type} index"
+        if served is not v.metric and recorded:
+            note += f"; vecmigrate recorded {v.metric.value} (index rebuilt outside vecmigrate)"
+        if served is not v.metric or not recorded:
+            settings[f"{v.name}.metric"] = note
+            v = v.model_copy(update={"metric": served})
+        vectors.append(v)
+    return schema.replace(vectors=tuple(vectors), engine_settings=settings)
+
+
 def _to_layout(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
-    """The batch layout; a foreign table's top-level metadata columns become the struct."""
+    """The batch layout; a foreign table's top-level metadata columns become the struct.
+
+    Dates and timestamps become ISO-8601 text and nested values JSON text here; every
+    other type is left to ``conform``, which widens it exactly or files values that do
+    not fit in ``metadata_extra``."""
     batch = table_to_batch(table)
-    if schema.metadata and "metadata" not in batch.schema.names:
-        children = [batch.column(f.name).cast(f.arrow_type) for f in schema.metadata]
-        struct = pa.StructArray.from_arrays(children, fields=list(schema.metadata_struct_type()))
-        batch = batch.append_column("metadata", struct)
+    names = batch.schema.names
+    if not schema.metadata or (
+        "metadata" in names
+        and batch.schema.field("metadata").type.equals(schema.metadata_struct_type())
+    ):
+        return conform(batch, schema)
+    if "metadata" in names and pa.types.is_struct(batch.schema.field("metadata").type):
+        struct = batch.column(names.index("metadata"))
+        by_name = dict(zip([c.name for c in struct.type], struct.flatten(), strict=True))
+        source = {m.name: by_name[m.name] for m in schema.metadata if m.name in by_name}
+        batch = batch.remove_column(names.index("metadata"))
+    else:
+        source = {m.name: batch.column(m.name) for m in schema.metadata if m.name in names}
+    if len(source) == len(schema.metadata):
+        children = [portable_column(source[m.name], m) for m in schema.metadata]
+        metadata = pa.StructArray.from_arrays(children, names=[m.name for m in schema.metadata])
+        batch = batch.append_column("metadata", metadata)
     return conform(batch, schema)
 
 
@@ -321,11 +367,27 @@ def _infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:
         raise ConfigError(f"LanceDB table {name!r} has no id column (id, _id or pk)")
     if id_col != "id":
         raise ConfigError(f"LanceDB table {name!r} keeps ids in {id_col!r}; rename it to 'id'")
-    id_type = IdType.INT if pa.types.is_integer(arrow.field("id").type) else IdType.STRING
+    id_arrow = arrow.field("id").type
+    if pa.types.is_integer(id_arrow):
+        id_type = IdType.INT
+    elif is_text(id_arrow):
+        id_type = IdType.STRING
+    else:
+        raise ConfigError(
+            f"LanceDB table {name!r} has ids of type {id_arrow}; ids must be integers or text",
+            hint="add an integer or text id column to the table",
+        )
     doc = next(
-        (c for c in _DOC_COLUMNS if c in arrow.names and pa.types.is_string(arrow.field(c).type)),
+        (c for c in _DOC_COLUMNS if c in arrow.names and is_text(arrow.field(c).type)),
         None,
     )
+
+    def field_of(column: str, t: pa.DataType) -> MetadataField:
+        mtype, note = foreign_type(name, column, t)
+        if note:
+            notes[f"{column}.type"] = note
+        return MetadataField(name=column, type=mtype)
+
     for f in arrow:
         if f.name in ("id", doc, "metadata_extra"):
             continue
@@ -340,12 +402,9 @@ def _infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:
             )
             notes[f"{f.name}.metric"] = "assumed cosine: LanceDB stores no metric"
         elif f.name == "metadata" and pa.types.is_struct(f.type):
-            metadata += [
-                MetadataField(name=c.name, type=_ARROW_TO_PORTABLE.get(c.type, "json"))
-                for c in f.type
-            ]
+            metadata += [field_of(c.name, c.type) for c in f.type]
         else:
-            metadata.append(MetadataField(name=f.name, type=_ARROW_TO_PORTABLE.get(f.type, "json")))
+            metadata.append(field_of(f.name, f.type))
     if doc and doc != "document":
         raise ConfigError(f"LanceDB table {name!r} keeps text in {doc!r}; rename it to 'document'")
     return CollectionSchema(

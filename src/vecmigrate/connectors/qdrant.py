@@ -2,8 +2,10 @@
 (qdrant-client's local mode, a pure-Python emulation of the API; no server runs here).
 
 Point ids must be unsigned ints or UUIDs: int ids are kept; string ids become
-uuid5(collection/id) and the original travels in the payload. Qdrant normalises cosine
-vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
+uuid5(collection/id) and the original travels in the payload. In collections made by other
+tools (and those made here for UUID ids) a UUID id is the point id itself; reads find a
+record wherever either rule put it (``qdrant_codec.point_candidates``). Qdrant normalises
+cosine vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
 kept in the collection's metadata. Sparse fields are Qdrant sparse vectors; namespaces
 follow Qdrant's multitenancy advice: a tenant key in the payload, filtered on. Payload
 keys, point ids and filter compilation are in ``qdrant_codec``.
@@ -25,11 +27,14 @@ from vecmigrate.connectors.qdrant_codec import (
     DOC_KEY,
     ID_KEY,
     NS_KEY,
+    POINT_IDS_SETTING,
     RESERVED_KEYS,
     batch_to_points,
-    point_ids,
+    canonical_uuid,
+    point_candidates,
     points_to_batch,
     query_filter,
+    record_id,
 )
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import NAMESPACE_KEY
@@ -53,6 +58,36 @@ _DISTANCE = {
     Metric.L2: models.Distance.EUCLID,
 }
 _METRIC = {v: k for k, v in _DISTANCE.items()}
+
+
+def _served_metrics(schema: CollectionSchema, info: Any) -> CollectionSchema:
+    """``schema`` (as vecmigrate recorded it) with each vector's metric as the collection
+    is configured to search (a collection recreated with the recorded schema but another
+    distance searches with that one); a disagreement is noted in ``engine_settings``."""
+    params = info.config.params.vectors
+    named = params if isinstance(params, dict) else {"": params}
+    unnamed = schema.engine_settings.get("unnamed_vector")
+    settings = dict(schema.engine_settings)
+    vectors = []
+    for v in schema.vectors:
+        got = named.get("" if unnamed else v.name)
+        if got is None:
+            vectors.append(v)
+            continue
+        served = _METRIC.get(got.distance)
+        if served is None:
+            raise ConfigError(
+                f"Qdrant collection {schema.name!r} searches {v.name!r} with {got.distance} "
+                "distance, which vecmigrate has no metric for"
+            )
+        if served is not v.metric:
+            settings[f"{v.name}.metric"] = (
+                f"{served.value} from the collection's vector config; vecmigrate recorded "
+                f"{v.metric.value} (the collection was changed outside vecmigrate)"
+            )
+            v = v.model_copy(update={"metric": served})
+        vectors.append(v)
+    return schema.replace(engine="qdrant", vectors=tuple(vectors), engine_settings=settings)
 
 
 class QdrantConnector(Connector):
@@ -127,7 +162,7 @@ class QdrantConnector(Connector):
         info = self.client.get_collection(name)
         stored = (getattr(info.config, "metadata", None) or {}).get(SCHEMA_KEY)
         schema = (
-            CollectionSchema.from_json(stored).replace(name=name, engine="qdrant")
+            _served_metrics(CollectionSchema.from_json(stored).replace(name=name), info)
             if stored
             else self._infer(name, info)
         )
@@ -151,17 +186,31 @@ class QdrantConnector(Connector):
         has_doc = any(DOC_KEY in p for p in payloads)
         metas = [{k: v for k, v in p.items() if k not in RESERVED_KEYS} for p in payloads]
         namespaces = sorted({p[NS_KEY] for p in payloads if NS_KEY in p})
-        ints = all(isinstance(p.id, int) and ID_KEY not in (p.payload or {}) for p in points)
+        # A point without vecmigrate's original-id key (or whose key repeats its own id)
+        # holds its record under its own id: hashing that id again would address a point
+        # that does not exist. Only collections vecmigrate filled alone hash every id.
+        rids = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
+        own = [r == p.id for r, p in zip(rids, points, strict=True)]
+        native = not points or any(own)
+        if all(isinstance(r, int) for r in rids) and all(own):
+            id_type = IdType.INT
+        elif native and all(canonical_uuid(r) for r in rids):
+            id_type = IdType.UUID
+        else:
+            id_type = IdType.STRING
+        settings: dict[str, Any] = {"unnamed_vector": "" in named}
+        if native:
+            settings[POINT_IDS_SETTING] = "native"
         return CollectionSchema(
             name=name,
-            id_type=IdType.INT if ints else IdType.STRING,
+            id_type=id_type,
             vectors=vectors,
             sparse=tuple(SparseField(name=n) for n in (info.config.params.sparse_vectors or {})),
             metadata=infer_metadata_fields(metas),
             has_document=has_doc,
             namespaces=tuple(namespaces) if namespaces else None,
             engine="qdrant",
-            engine_settings={"unnamed_vector": "" in named},
+            engine_settings=settings,
         )
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
@@ -171,6 +220,16 @@ class QdrantConnector(Connector):
             return
         if exists:
             self.client.delete_collection(schema.name)
+        # What this collection is made with, not what a source collection had: vectors are
+        # always named here, and UUID ids are the point ids.
+        settings = {
+            k: v
+            for k, v in schema.engine_settings.items()
+            if k not in ("unnamed_vector", POINT_IDS_SETTING)
+        }
+        if schema.id_type is IdType.UUID:
+            settings[POINT_IDS_SETTING] = "native"
+        schema = schema.replace(engine_settings=settings)
         vectors = {}
         for v in schema.vectors:
             params = v.index.params if v.index else {}
@@ -196,6 +255,24 @@ class QdrantConnector(Connector):
         return int(self.client.count(name, count_filter=flt, exact=True).count)
 
     # -- ids ---------------------------------------------------------------------------------
+    def _points(
+        self, name: str, schema: CollectionSchema, ids: Sequence[Any], *, data: bool
+    ) -> list[Any]:
+        """The points holding the records ``ids``, wherever they were written: candidates
+        are read back and kept when the record id they hold is one asked for."""
+        if not ids:
+            return []
+        wanted = {int(i) if schema.id_type is IdType.INT else str(i) for i in ids}
+        points = self._call(
+            f"retrieving from {name!r}",
+            self.client.retrieve,
+            name,
+            ids=point_candidates(name, schema, ids),
+            with_payload=True if data else [ID_KEY],
+            with_vectors=data,
+        )
+        return [p for p in points if record_id(p, schema) in wanted]
+
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
         # scroll walks point ids in order from an opaque offset; one partition keeps it exact.
@@ -235,10 +312,11 @@ class QdrantConnector(Connector):
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
-        points = self.client.retrieve(
-            name, ids=point_ids(name, schema, ids), with_payload=True, with_vectors=True
-        )
-        return points_to_batch(list(points), schema)
+        found: dict[Any, Any] = {}
+        for p in self._points(name, schema, ids, data=True):
+            # Two points holding one record (written by both id rules): one is returned.
+            found.setdefault(record_id(p, schema), p)
+        return points_to_batch(list(found.values()), schema)
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
@@ -249,7 +327,10 @@ class QdrantConnector(Connector):
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)
-        selector = models.PointIdsList(points=point_ids(name, schema, ids))
+        points = self._points(name, schema, ids, data=False)
+        if not points:
+            return
+        selector = models.PointIdsList(points=[p.id for p in points])
         with self._lock:
             self._call(
                 f"delete from {name!r}",
@@ -292,7 +373,6 @@ class QdrantConnector(Connector):
                 query_filter=flt,
                 with_payload=[ID_KEY],
             ).points
-            row = [(p.payload or {}).get(ID_KEY, p.id) for p in got]
-            ids.append([int(i) for i in row] if schema.id_type is IdType.INT else row)
+            ids.append([record_id(p, schema) for p in got])
             scores.append([float(p.score) for p in got])
         return ids, scores

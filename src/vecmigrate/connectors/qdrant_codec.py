@@ -24,6 +24,8 @@ ID_KEY = "_vecmigrate_id"
 DOC_KEY = "_vecmigrate_document"
 NS_KEY = "_vecmigrate_namespace"
 RESERVED_KEYS = (ID_KEY, DOC_KEY, NS_KEY)
+# engine_settings key: "native" when UUID record ids are the point ids themselves.
+POINT_IDS_SETTING = "point_ids"
 _RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 
 
@@ -75,8 +77,31 @@ def _sparse_dict(vector: Any, name: str) -> dict[str, list[Any]] | None:
     return {"indices": list(got.indices), "values": list(got.values)}
 
 
+def native_point_ids(schema: CollectionSchema) -> bool:
+    """Whether a UUID record id is the point id as it is (collections made by other tools,
+    and those vecmigrate makes for UUID ids), rather than hashed as older versions did."""
+    return schema.engine_settings.get(POINT_IDS_SETTING) == "native"
+
+
+def canonical_uuid(value: Any) -> str | None:
+    """``value`` when it is a UUID spelt as Qdrant returns point ids (lower case, hyphens):
+    used as a point id, scrolling gives back the same string."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return value if str(uuid.UUID(value)) == value else None
+    except ValueError:
+        return None
+
+
+def _hashed(name: str, value: Any) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{value}"))
+
+
 def point_ids(name: str, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
-    """Qdrant point ids: int ids as they are (never negative), others uuid5(name/id)."""
+    """Where records are written: int ids as they are (never negative); a canonical UUID as
+    it is where ``native_point_ids``; any other id uuid5(name/id) (the original is kept in
+    the payload under ``ID_KEY``)."""
     if schema.id_type is IdType.INT:
         bad = [i for i in ids if int(i) < 0]
         if bad:
@@ -88,7 +113,28 @@ def point_ids(name: str, schema: CollectionSchema, ids: Sequence[Any]) -> list[A
                 hint="map ids with the uuid5 strategy",
             )
         return [int(i) for i in ids]
-    return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}")) for i in ids]
+    if not native_point_ids(schema):
+        return [_hashed(name, i) for i in ids]
+    return [own if (own := canonical_uuid(i)) is not None else _hashed(name, i) for i in ids]
+
+
+def point_candidates(name: str, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
+    """Every point id a record with one of ``ids`` may be stored at, whichever way it was
+    written (its own UUID, or uuid5(name/id)); read them and keep the points whose
+    ``record_id`` was asked for."""
+    out = dict.fromkeys(point_ids(name, schema, ids))
+    if schema.id_type is not IdType.INT:
+        for i in ids:
+            out.setdefault(_hashed(name, i))
+            if (own := canonical_uuid(i)) is not None:
+                out.setdefault(own)
+    return list(out)
+
+
+def record_id(point: Any, schema: CollectionSchema) -> Any:
+    """The record id a scrolled or retrieved point holds (as ``points_to_batch`` reads it)."""
+    got = (point.payload or {}).get(ID_KEY, point.id)
+    return int(got) if schema.id_type is IdType.INT else str(got)
 
 
 def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBatch:
@@ -106,6 +152,7 @@ def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBat
     metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
     namespaces = [pl.get(NS_KEY) for pl in payloads] if schema.namespaces is not None else None
     sparse = {s.name: [_sparse_dict(p.vector, s.name) for p in points] for s in schema.sparse}
+    # A payload key set to null is not a missing key: Qdrant keeps both apart, so do we.
     return build_batch(
         schema,
         ids,
@@ -114,13 +161,14 @@ def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBat
         metadata=metas,
         namespaces=namespaces,
         sparse=sparse,
+        explicit_nulls=True,
     )
 
 
 def batch_to_points(name: str, batch: pa.RecordBatch, schema: CollectionSchema) -> Any:
     """A batch as what ``client.upsert`` takes: payload = metadata + reserved keys."""
     ids = batch.column("id").to_pylist()
-    payloads = metadata_rows(batch, schema)
+    payloads = metadata_rows(batch, schema)  # explicit nulls included: Qdrant stores them
     docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
     namespaces = (
         batch.column("namespace").to_pylist() if "namespace" in batch.schema.names else None

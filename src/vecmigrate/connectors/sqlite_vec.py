@@ -5,11 +5,18 @@ virtual table ``<name>__vec`` for KNN, joined by rowid.
 This Python's sqlite3 cannot load extensions, so the connector uses pysqlite3. vec0 has no
 inner-product metric: collections are cosine or l2. Filtered search is exact (vector
 distance over the rows the SQL filter keeps); unfiltered search uses the vec0 index.
+
+Vectors are kept twice (the table's blob and vec0's copy). Reads return vec0's copy, the
+one every search serves, so a copy changed behind vecmigrate's back shows up as a changed
+record (``sync`` rewrites both); a record vec0 lacks is a DataError naming it. ``describe``
+takes the metric from the vec0 declaration, which is what searches use.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +42,8 @@ from vecmigrate.records import build_batch, encode_json, vectors_to_numpy
 
 _SQL_TYPE = {"string": "TEXT", "int64": "INTEGER", "float64": "REAL", "bool": "INTEGER"}
 _DISTANCE = {Metric.COSINE: "vec_distance_cosine", Metric.L2: "vec_distance_l2"}
+_VEC0_METRIC = re.compile(r"distance_metric\s*=\s*(\w+)", re.IGNORECASE)
+log = logging.getLogger("vecmigrate.connectors.sqlite_vec")
 
 
 def _q(name: str) -> str:
@@ -121,8 +130,38 @@ class SqliteVecConnector(Connector):
                 hint="tables made by other tools are not described yet",
             )
         schema = CollectionSchema.from_json(rows[0][0]).replace(name=name, engine="sqlite-vec")
+        schema = self._served_metric(schema)
         self._schemas[name] = schema
         return schema
+
+    def _served_metric(self, schema: CollectionSchema) -> CollectionSchema:
+        """``schema`` with the metric its vec0 table was declared with (KNN uses that one),
+        noted in ``engine_settings`` when it is not the metric vecmigrate recorded."""
+        vec = schema.name + "__vec"
+        rows = self._exec("SELECT sql FROM sqlite_master WHERE name = ?", (vec,))
+        if not rows:
+            raise DataError(
+                f"sqlite-vec collection {schema.name!r} has no vec0 index table {vec!r}",
+                collection=schema.name,
+                hint="copy it again with --if-exists replace",
+            )
+        found = _VEC0_METRIC.search(rows[0][0] or "")
+        declared = found.group(1).lower() if found else "l2"  # vec0's default
+        if declared not in {m.value for m in _DISTANCE}:
+            raise ConfigError(
+                f"the vec0 index of {schema.name!r} serves {declared} distance, "
+                "which vecmigrate has no metric for"
+            )
+        v = schema.vector
+        settings = dict(schema.engine_settings)
+        settings[f"{v.name}.index"] = f"vec0 exact KNN ({declared})"
+        if declared != v.metric.value:
+            settings[f"{v.name}.metric"] = (
+                f"{declared} from the vec0 index declaration; vecmigrate recorded "
+                f"{v.metric.value} (the index was rebuilt outside vecmigrate)"
+            )
+            v = v.model_copy(update={"metric": Metric(declared)})
+        return schema.replace(vectors=(v, *schema.vectors[1:]), engine_settings=settings)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
@@ -160,27 +199,53 @@ class SqliteVecConnector(Connector):
         self._schemas[schema.name] = schema
 
     # -- reading -----------------------------------------------------------------------------
-    def _columns(self, schema: CollectionSchema) -> str:
-        return ", ".join(
+    def _select(self, schema: CollectionSchema) -> str:
+        """Rows as ``_to_batch`` reads them: both copies of each vector (vec0's, the
+        table's last), from the table ``t`` joined to its vec0 companion by rowid."""
+        cols = ", ".join(
             [
-                "rowid",
-                "id",
-                "document",
-                "vector",
-                "metadata_extra",
-                *(_q(m.name) for m in schema.metadata),
+                "t.rowid",
+                "t.id",
+                "t.document",
+                "v.embedding",
+                "t.metadata_extra",
+                *(f"t.{_q(m.name)}" for m in schema.metadata),
+                "t.vector",
             ]
+        )
+        return (
+            f"SELECT {cols} FROM {_q(schema.name)} t "
+            f"LEFT JOIN {_q(schema.name + '__vec')} v ON v.rowid = t.rowid"
         )
 
     def _to_batch(self, rows: list[tuple[Any, ...]], schema: CollectionSchema) -> pa.RecordBatch:
         dim = schema.vector.dim
+        unindexed = [r[1] for r in rows if r[3] is None]
+        if unindexed:  # searches can never return these records: refuse, never skip them
+            raise DataError(
+                f"{len(unindexed)} record(s) of {schema.name!r} are missing from its vec0 "
+                f"index (searches cannot return them): {unindexed[:10]}",
+                collection=schema.name,
+                record_id=unindexed[0],
+                field=schema.vector.name,
+                hint="upsert them again (vecmigrate sync from their source rewrites both copies)",
+            )
+        differ = [r[1] for r in rows if r[3] != r[-1]]
+        if differ:
+            log.warning(
+                "sqlite-vec %r: the vec0 index holds another vector than the table for %d "
+                "record(s) %s; reading the index's copy (the one searches serve)",
+                schema.name,
+                len(differ),
+                differ[:10],
+            )
         vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(
             len(rows), dim
         )
         metas = []
         for r in rows:
             meta: dict[str, Any] = json.loads(r[4]) if r[4] else {}
-            for m, value in zip(schema.metadata, r[5:], strict=True):
+            for m, value in zip(schema.metadata, r[5:-1], strict=True):
                 if value is None:
                     continue
                 if m.type == "bool":
@@ -218,8 +283,8 @@ class SqliteVecConnector(Connector):
         upto = partition.spec["upto"]
         while True:
             rows = self._exec(
-                f"SELECT {self._columns(schema)} FROM {_q(name)} WHERE rowid > ? AND rowid <= ? "
-                f"ORDER BY rowid LIMIT ?",
+                f"{self._select(schema)} WHERE t.rowid > ? AND t.rowid <= ? "
+                "ORDER BY t.rowid LIMIT ?",
                 (-1 if after is None else after, 2**62 if upto is None else upto, batch_rows),
             )
             if not rows:
@@ -235,9 +300,7 @@ class SqliteVecConnector(Connector):
         for start in range(0, len(ids), 500):
             chunk = [self._id(schema, i) for i in ids[start : start + 500]]
             marks = ", ".join("?" * len(chunk))
-            rows += self._exec(
-                f"SELECT {self._columns(schema)} FROM {_q(name)} WHERE id IN ({marks})", chunk
-            )
+            rows += self._exec(f"{self._select(schema)} WHERE t.id IN ({marks})", chunk)
         return self._to_batch(rows, schema)
 
     @staticmethod
@@ -348,11 +411,14 @@ class SqliteVecConnector(Connector):
                     (blob, k),
                 )
             else:
+                # Distances to vec0's copy, as unfiltered KNN measures them; the subquery
+                # keeps metadata column names unambiguous (vec0 has hidden columns).
                 where, wparams = where_sql(node)
                 rows = self._exec(
-                    f"SELECT id, {_DISTANCE[field.metric]}(vector, ?) AS d "
-                    f"FROM {_q(name)} WHERE {where} "
-                    "ORDER BY d LIMIT ?",
+                    f"SELECT id, d FROM (SELECT id, {_DISTANCE[field.metric]}("
+                    f"(SELECT embedding FROM {_q(name + '__vec')} v WHERE v.rowid = t.rowid), ?"
+                    f") AS d FROM {_q(name)} t WHERE {where}) "
+                    "WHERE d IS NOT NULL ORDER BY d LIMIT ?",
                     (blob, *wparams, k),
                 )
             ids.append([r[0] for r in rows])

@@ -30,6 +30,11 @@ class Gates(BaseModel):
         default=0, description="returned ids from another namespace than the query's"
     )
     max_p99_ratio: float | None = Field(default=None, description="target p99 <= this x source p99")
+    max_self_misses: int | None = Field(
+        default=0,
+        description="sampled records the source finds by their own vector and the target "
+        "does not (an approximate target index may rarely miss one: raise it there)",
+    )
 
 
 class VerifyConfig(BaseModel):
@@ -47,6 +52,9 @@ class VerifyConfig(BaseModel):
         default=20, ge=0, description="queries per namespace, filtered to it (0: off)"
     )
     max_namespaces: int = Field(default=20, gt=0, description="namespaces given a query group")
+    self_queries: int = Field(
+        default=100, ge=0, description="sampled records searched by their own vector (0: off)"
+    )
     gates: Gates = Field(default_factory=Gates)
 
     @classmethod
@@ -115,6 +123,9 @@ def evaluate_gates(gates: Gates, report: dict[str, Any]) -> list[dict[str, Any]]
     if gates.max_namespace_leaks is not None and report.get("namespaces", {}).get("queried"):
         n = tgt["namespace_leaks"] + src["namespace_leaks"]
         add("namespace leaks", gates.max_namespace_leaks, n, n <= gates.max_namespace_leaks)
+    if gates.max_self_misses is not None and "self_retrieval" in report:
+        n = report["self_retrieval"]["regression_count"]
+        add("self-retrieval misses", gates.max_self_misses, n, n <= gates.max_self_misses)
     if gates.max_p99_ratio is not None:
         ratio = tgt["latency"]["p99_ms"] / max(src["latency"]["p99_ms"], 1e-9)
         add("p99 latency ratio", gates.max_p99_ratio, ratio, ratio <= gates.max_p99_ratio)

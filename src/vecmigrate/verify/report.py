@@ -71,6 +71,7 @@ def markdown(report: dict[str, Any]) -> str:
     ns = report.get("namespaces")
     if ns:
         lines += ["", _md_namespaces(ns, src["all"], tgt["all"])]
+    lines += ["", *_self_lines(report)]
     lines += [
         "",
         f"overlap@{k} source vs target: {report['overlap'][f'overlap@{k}']:.3f}; "
@@ -235,6 +236,8 @@ svg text{font-size:11px} svg .title{font-size:13px;font-weight:600} svg .axis{st
 <h2>Retrieval</h2>
 <div class="charts">$charts</div>
 <p>overlap@$k: $overlap, rank-biased overlap $rbo</p>
+<h2>Indexes</h2>
+<ul id="self-retrieval">$selfcheck</ul>
 <h2>Data parity</h2>
 <p>source $source_count records, target $target_count; digests $digests</p>
 <table id="diff"><tr><th>kind</th><th>count / id</th><th>ids / fields</th></tr>$diff</table>
@@ -245,6 +248,24 @@ svg text{font-size:11px} svg .title{font-size:13px;font-weight:600} svg .axis{st
 def _row(*cells: object, cls: str = "") -> str:
     tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
     return f"<tr class='{cls}'>{tds}</tr>" if cls else f"<tr>{tds}</tr>"
+
+
+def describe_serving(side: dict[str, Any]) -> str:
+    """One side's ``serving`` entry as text: dims, metric, index, where the metric came from."""
+    index = side.get("served_index") or side["index"] or "not recorded"
+    text = f"{side['dim']}-d {side['metric']}, index {index}"
+    return text + (f" [{side['metric_note']}]" if "metric_note" in side else "")
+
+
+def _self_lines(report: dict[str, Any]) -> list[str]:
+    """What each side serves with, and how many sampled records found themselves."""
+    out = [f"{side} serves {describe_serving(s)}" for side, s in report.get("serving", {}).items()]
+    sr = report.get("self_retrieval")
+    if sr:
+        found = ", ".join(f"{side} {v['found']}/{v['asked']}" for side, v in sr["systems"].items())
+        out.append(f"Self-retrieval (own vector in the top {sr['k']}): {found}.")
+        out += [f"- not found by the target: {i}" for i in sr["regressions"][:20]]
+    return out
 
 
 def _md_namespaces(ns: dict[str, Any], src: dict[str, Any], tgt: dict[str, Any]) -> str:
@@ -294,4 +315,7 @@ def render_html(report: dict[str, Any]) -> str:
         target_count=f"{p['target_count']:,}",
         digests=html.escape(f"{p['source_digest']} / {p['target_digest']}"),
         diff=diff,
+        selfcheck="".join(
+            f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in _self_lines(report)
+        ),
     )

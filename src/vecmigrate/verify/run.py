@@ -1,4 +1,10 @@
-"""``verify``: data parity and retrieval parity of a migration, gated by thresholds."""
+"""``verify``: data parity and retrieval parity of a migration, gated by thresholds.
+
+Besides recall against exact ground truth, sampled records are searched by their own
+(source) vector on both systems: an index holding another vector than the stored record
+(a copy changed behind the connector's back) loses that record, which a recall average
+hides. Each side's report names the metric and index it actually serves with.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +17,18 @@ from vecmigrate import __version__
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.filters import NAMESPACE_KEY
-from vecmigrate.model import CollectionSchema
+from vecmigrate.model import CollectionSchema, IdType
+from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
-from vecmigrate.verify.groundtruth import GroundTruth
+from vecmigrate.verify.groundtruth import GroundTruth, prepare_queries, similarity
 from vecmigrate.verify.namespaces import (
     is_namespace_group,
     namespace_queries,
     namespace_support,
 )
 from vecmigrate.verify.recall import (
+    TIE_EPS,
     QuerySet,
     ReturnedFacts,
     SystemRun,
@@ -38,6 +46,7 @@ from vecmigrate.verify.recall import (
     run_queries,
     sample_queries,
 )
+from vecmigrate.verify.report import describe_serving
 
 REPORT_VERSION = 1
 
@@ -112,6 +121,115 @@ def _leaks(
     return out
 
 
+def serving(schema: CollectionSchema) -> dict[str, Any]:
+    """The default vector field as the engine serves it: dim, metric, index, and the
+    connector's notes on where the metric came from and which index answers."""
+    v = schema.vector
+    out: dict[str, Any] = {
+        "vector": v.name,
+        "dim": v.dim,
+        "metric": v.metric.value,
+        "index": v.index.kind if v.index else None,
+    }
+    for key, label in (("index", "served_index"), ("metric", "metric_note")):
+        note = schema.engine_settings.get(f"{v.name}.{key}")
+        if note:
+            out[label] = str(note)
+    return out
+
+
+def sample_records(
+    conn: Connector, name: str, schema: CollectionSchema, n: int, seed: int
+) -> tuple[list[Any], np.ndarray]:
+    """``n`` (> 0) records drawn uniformly (seeded) over a scan: their ids and vectors."""
+    rng = np.random.default_rng(seed)
+    keys = np.zeros(0)
+    ids: list[Any] = []
+    vectors = np.zeros((0, schema.vector.dim), np.float32)
+    for part in conn.partitions(name, 1):
+        for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
+            # Bottom-n of uniform random keys is a uniform sample without replacement.
+            keys = np.concatenate([keys, rng.random(batch.num_rows)])
+            ids += batch.column("id").to_pylist()
+            vectors = np.concatenate([vectors, vectors_to_numpy(batch.column(schema.vector.name))])
+            if len(keys) > n:
+                keep = np.argpartition(keys, n - 1)[:n]
+                keys, vectors = keys[keep], vectors[keep]
+                ids = [ids[i] for i in keep]
+    order = np.argsort(keys, kind="stable")
+    return [ids[i] for i in order], vectors[order]
+
+
+def self_retrieval(
+    source: Connector,
+    target: Connector,
+    name: str,
+    tname: str,
+    schema: CollectionSchema,
+    config: VerifyConfig,
+    absent: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Sampled source records searched by their own vector on both systems; a record not
+    in a system's top ``k`` is a miss unless ``k`` records at least as close came back
+    (ties and, for dot, larger vectors). ``regressions``: misses of the target only.
+    Records in ``absent`` (missing from the target: the parity gate counts them) are not
+    asked of the target (``config``: self_queries records, top k, seed)."""
+    k = config.k
+    ids, vectors = sample_records(source, name, schema, config.self_queries, config.seed)
+    queries = QuerySet(vectors, ["self"] * len(ids))
+    runs = {
+        "source": run_queries(source, name, queries, k),
+        "target": run_queries(target, tname, queries, k),
+    }
+    metric = schema.vector.metric
+    q = prepare_queries(vectors, metric)
+    own = [float(similarity(q[i : i + 1], vectors[i : i + 1], metric)[0, 0]) for i in range(len(q))]
+    missed: dict[str, list[str]] = {}
+    for side, run in runs.items():
+        missed[side] = []
+        for qi, got in enumerate(run.ids):
+            if str(ids[qi]) in got[:k] or (side == "target" and str(ids[qi]) in absent):
+                continue
+            if len(got) >= k and all(
+                s >= own[qi] - TIE_EPS for s in _exact_scores(source, name, schema, q[qi], got[:k])
+            ):
+                continue
+            missed[side].append(str(ids[qi]))
+    regressions = [i for i in missed["target"] if i not in set(missed["source"])]
+    not_there = sum(str(i) in absent for i in ids)
+    asked = {"source": len(ids), "target": len(ids) - not_there}
+    return {
+        "k": k,
+        "sampled": len(ids),
+        "missing_from_target": not_there,
+        "systems": {
+            side: {
+                "asked": asked[side],
+                "found": asked[side] - len(m),
+                "rate": (asked[side] - len(m)) / asked[side] if asked[side] else 1.0,
+                "misses": m[:50],
+            }
+            for side, m in missed.items()
+        },
+        "regressions": regressions[:50],
+        "regression_count": len(regressions),
+    }
+
+
+def _exact_scores(
+    conn: Connector, name: str, schema: CollectionSchema, q: np.ndarray, got: list[str]
+) -> list[float]:
+    """Exact similarity of ``q`` (prepared) to each returned id's source record
+    (-inf for an id the source does not hold)."""
+    typed: list[Any] = [int(i) for i in got] if schema.id_type is IdType.INT else list(got)
+    batch = conn.fetch(name, typed, schema=schema)
+    sims = similarity(
+        q[None, :], vectors_to_numpy(batch.column(schema.vector.name)), schema.vector.metric
+    )[0]
+    found = dict(zip(map(str, batch.column("id").to_pylist()), map(float, sims), strict=True))
+    return [found.get(i, -np.inf) for i in got]
+
+
 def verify_migration(
     source: Connector,
     target: Connector,
@@ -124,10 +242,13 @@ def verify_migration(
     config = config or VerifyConfig()
     tname = target_name or name
     sa, sb = source.describe(name), target.describe(tname)
+    serve = {"source": serving(sa), "target": serving(sb)}
     if sa.vector.dim != sb.vector.dim or sa.vector.metric != sb.vector.metric:
         raise SchemaMismatchError(
-            f"source {sa.vector.dim}-d {sa.vector.metric.value} vs target "
-            f"{sb.vector.dim}-d {sb.vector.metric.value}: recall is not comparable"
+            f"source serves {describe_serving(serve['source'])}; target serves "
+            f"{describe_serving(serve['target'])}: recall is not comparable",
+            hint="an index built with another metric than the data was copied for is "
+            "rebuilt by copying again (--if-exists replace)",
         )
     k = config.k
     ks = sorted({*config.ks, k})
@@ -155,6 +276,7 @@ def verify_migration(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": {"uri": str(source.uri), "engine": source.engine, "collection": name},
         "target": {"uri": str(target.uri), "engine": target.engine, "collection": tname},
+        "serving": serve,
         "k": k,
         "ks": ks,
         "queries": {
@@ -182,6 +304,9 @@ def verify_migration(
             side: (run.latencies * 1000).round(4).tolist() for side, run in runs.items()
         },
     }
+    if config.self_queries:
+        absent = frozenset(parity.missing)
+        report["self_retrieval"] = self_retrieval(source, target, name, tname, sa, config, absent)
     if namespaces:
         if "queried" in namespaces:
             namespaces["leaks"] = _leaks(runs, facts, queries)
