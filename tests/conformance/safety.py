@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conformance.data import ROWS
-from vecmigrate.connectors import REGISTRY, Connector
+from vecmigrate.connectors import Connector, scheme_info
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import CollectionSchema, IdType, Metric, SparseField, VectorField
 from vecmigrate.pipeline.plan import plan_migration
@@ -24,7 +24,7 @@ def storage_fingerprint(conn: Connector) -> str:
     """Bytes of every file of a local store; for a server, what a client can see of it
     (collections, schemas, counts, content digests)."""
     h = hashlib.sha256()
-    if REGISTRY[conn.uri.scheme].storage == "path":
+    if scheme_info(conn.uri.scheme).storage == "path":
         root = conn.uri.local_path
         files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file())
         for p in files:

@@ -28,7 +28,15 @@ def test_chroma_to_qdrant_with_uuid5_ids_and_hnsw_params(tmp_path: Path) -> None
     (tmp_path / "map.yaml").write_text(MAP)
 
     plan = run_cli(
-        "plan", source, target, "-c", "docs", "--map", "map.yaml", "--measure-writes", "--json",
+        "plan",
+        source,
+        target,
+        "-c",
+        "docs",
+        "--map",
+        "map.yaml",
+        "--measure-writes",
+        "--json",
         cwd=tmp_path,
     )
     assert plan.returncode == 0, plan.stderr

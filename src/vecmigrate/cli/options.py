@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from vecmigrate.cli.output import fail
-from vecmigrate.connectors import REGISTRY, Connector
+from vecmigrate.connectors import Connector
+from vecmigrate.connectors.registry import known_schemes
 from vecmigrate.uri import path_uri, uri_scheme
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
@@ -41,7 +42,7 @@ YesOpt = Annotated[
 def dump_uri(arg: str) -> str:
     """A command argument that is a connection URI, or else a dump directory's path
     (``./x`` or ``x``: write ``./lancedb:x`` for a folder whose name looks like a URI)."""
-    return arg if uri_scheme(arg) in REGISTRY else path_uri("dump", arg)
+    return arg if uri_scheme(arg) in known_schemes() else path_uri("dump", arg)
 
 
 def collections_of(conn: Connector, collection: str | None) -> list[str]:

@@ -3,32 +3,11 @@ so ``import vecmigrate`` pulls in no engine client."""
 
 from __future__ import annotations
 
-import importlib
-
 from vecmigrate.connectors.base import Connector
 from vecmigrate.connectors.identity import StorageIdentity, storage_identity
-from vecmigrate.connectors.registry import REGISTRY, Scheme
+from vecmigrate.connectors.registry import REGISTRY, Scheme, connector_class, scheme_info
 from vecmigrate.errors import ConfigError
 from vecmigrate.uri import ConnectionURI
-
-
-def connector_class(scheme: str) -> type[Connector]:
-    """The connector class for a URI scheme; ConfigError names the extra to install."""
-    try:
-        info = REGISTRY[scheme]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise ConfigError(f"unknown engine scheme {scheme!r}", hint=f"known: {known}") from None
-    try:
-        module = importlib.import_module(info.module)
-    except ImportError as exc:
-        missing = exc.name or str(exc)
-        raise ConfigError(
-            f"the client for {scheme!r} is not installed ({missing})",
-            hint=f"pip install 'vecmigrate[{info.extra}]'" if info.extra else None,
-        ) from None
-    cls: type[Connector] = getattr(module, info.cls)
-    return cls
 
 
 def _check_params(uri: ConnectionURI, info: Scheme) -> None:
@@ -60,7 +39,7 @@ def connect(uri: str | ConnectionURI, *, read_only: bool = False) -> Connector:
     """
     parsed = uri if isinstance(uri, ConnectionURI) else ConnectionURI.parse(uri)
     cls = connector_class(parsed.scheme)
-    info = REGISTRY[parsed.scheme]
+    info = scheme_info(parsed.scheme)
     _check_params(parsed, info)
     if info.storage == "path" and read_only:
         _check_exists(parsed)
@@ -74,5 +53,6 @@ __all__ = [
     "StorageIdentity",
     "connect",
     "connector_class",
+    "scheme_info",
     "storage_identity",
 ]

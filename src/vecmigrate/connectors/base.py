@@ -96,6 +96,11 @@ class Connector(ABC):
 
     schemes: ClassVar[tuple[str, ...]]
     capabilities: ClassVar[Capabilities]
+    # How a plug-in's URIs are read (built-in engines declare this in connectors/registry):
+    # a local ``path`` or a ``server``, the parameters it takes, its default port.
+    storage: ClassVar[Literal["path", "server", "service"]] = "server"
+    uri_params: ClassVar[frozenset[str]] = frozenset()
+    default_port: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every engine's ``create`` checks the schema first, so ``if_exists="replace"``

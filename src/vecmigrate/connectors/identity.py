@@ -12,7 +12,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-from vecmigrate.connectors.registry import REGISTRY
+from vecmigrate.connectors.registry import scheme_info
 from vecmigrate.errors import ConfigError
 from vecmigrate.uri import ConnectionURI
 
@@ -53,9 +53,7 @@ def _path(uri: ConnectionURI) -> str:
 def storage_identity(uri: ConnectionURI | str) -> StorageIdentity:
     """The canonical identity of the storage ``uri`` reaches."""
     parsed = uri if isinstance(uri, ConnectionURI) else ConnectionURI.parse(uri)
-    scheme = REGISTRY.get(parsed.scheme)
-    if scheme is None:
-        raise ConfigError(f"unknown engine scheme {parsed.scheme!r}")
+    scheme = scheme_info(parsed.scheme)
     family = scheme.family or parsed.scheme
     scope = tuple((k, parsed.params.get(k, default)) for k, default in scheme.scope)
     if scheme.storage == "path":

@@ -2,12 +2,22 @@
 URI parameters it understands, and how its storage is located (a local path or a server).
 
 Engine modules are imported lazily, on first use of their scheme, so ``import vecmigrate``
-pulls in no engine client.
+pulls in no engine client. Engines of other packages plug in through the entry-point group
+``vecmigrate.connectors`` (name: the URI scheme, value: ``module:ConnectorClass``); their
+class declares ``storage``, ``uri_params`` and ``default_port`` itself.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from vecmigrate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vecmigrate.connectors.base import Connector
 
 Storage = Literal["path", "server", "service"]
 
@@ -122,3 +132,50 @@ REGISTRY: dict[str, Scheme] = {
         9200,
     ),
 }
+
+
+ENTRY_POINT_GROUP = "vecmigrate.connectors"
+
+
+@cache
+def _plugins() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_schemes() -> set[str]:
+    """Every scheme: built in and from installed plug-ins."""
+    return {*REGISTRY, *_plugins()}
+
+
+def scheme_info(scheme: str) -> Scheme:
+    """What ``scheme`` is: built in, or declared by an installed plug-in's class."""
+    if scheme in REGISTRY:
+        return REGISTRY[scheme]
+    if scheme in _plugins():
+        cls = connector_class(scheme)
+        module, _, name = _plugins()[scheme].partition(":")
+        return Scheme(module, name, None, cls.storage, cls.uri_params, cls.default_port)
+    known = ", ".join(sorted(known_schemes()))
+    raise ConfigError(f"unknown engine scheme {scheme!r}", hint=f"known: {known}")
+
+
+def connector_class(scheme: str) -> type[Connector]:
+    """The connector class for a URI scheme; ConfigError names the extra to install."""
+    if scheme in REGISTRY:
+        info = REGISTRY[scheme]
+        target, extra = f"{info.module}:{info.cls}", info.extra
+    elif scheme in _plugins():
+        target, extra = _plugins()[scheme], None
+    else:
+        scheme_info(scheme)  # raises, naming the known schemes
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        raise ConfigError(
+            f"the client for {scheme!r} is not installed ({missing})",
+            hint=f"pip install 'vecmigrate[{extra}]'" if extra else None,
+        ) from None
+    cls: type[Connector] = getattr(module, class_name)
+    return cls

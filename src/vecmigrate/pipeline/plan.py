@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors import REGISTRY, connect, connector_class
+from vecmigrate.connectors import connect, connector_class, scheme_info
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
 from vecmigrate.mapping.plan import UNIT_TOLERANCE
@@ -64,11 +64,11 @@ def open_plan_target(uri: str, measure_writes: bool) -> Iterator[Connector | Abs
     """The target of a plan, opened read-only (or stood in for when it does not exist);
     opened for writing only when ``measure_writes`` asks to load a scratch collection."""
     parsed = ConnectionURI.parse(uri)
-    if not measure_writes and REGISTRY.get(parsed.scheme, None) is not None:
+    local = scheme_info(parsed.scheme).storage == "path"
+    if not measure_writes and local and not parsed.local_path.exists():
         cls = connector_class(parsed.scheme)
-        if REGISTRY[parsed.scheme].storage == "path" and not parsed.local_path.exists():
-            yield AbsentTarget(parsed, cls.schemes[0], cls.capabilities)
-            return
+        yield AbsentTarget(parsed, cls.schemes[0], cls.capabilities)
+        return
     with connect(parsed, read_only=not measure_writes) as conn:
         yield conn
 
