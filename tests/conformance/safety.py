@@ -66,7 +66,7 @@ class SafetyConformance:
         bad = unholdable_schema(connector, loaded)
         if bad is None:
             pytest.skip(f"{connector.engine} can store every schema the portable model expresses")
-        with pytest.raises(ConfigError, match="cannot hold"):
+        with pytest.raises(ConfigError):
             connector.create(bad, if_exists="replace")
         assert connector.count(loaded.name) == ROWS
         assert connector.describe(loaded.name).vector.metric == loaded.vector.metric

@@ -19,6 +19,7 @@ from tests.faults import FaultyTarget
 from vecmigrate.connectors import connect
 from vecmigrate.errors import DataError, TransientError
 from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.pipeline.copy import _CopyRun
 from vecmigrate.pipeline.retry import RetryPolicy
 from vecmigrate.verify.digest import collection_digest
 
@@ -158,6 +159,9 @@ def test_resume_after_a_kill_between_create_and_planning(
     make_dump(tmp_path / "src", 500, dim=16)
     source, target = f"dump://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'lance'}"
     job = tmp_path / "job.sqlite"
+    # A kill -9 runs no clean-up: without this the failed start would remove the
+    # collection it created (tests/unit/test_pipeline.py), leaving nothing to resume.
+    monkeypatch.setattr(_CopyRun, "undo_if_unstarted", lambda self: None)
     with connect(source) as s, connect(target) as t:
         monkeypatch.setattr(s, "partitions", lambda *a, **k: (_ for _ in ()).throw(OSError))
         with pytest.raises(OSError):
@@ -185,7 +189,7 @@ def test_source_connection_killed_mid_scan_is_retried(
         "--target-collection", "fault_src", "--if-exists", "replace", "--yes", "--json",
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
-    source, target = f"{pg}?table=fault_src", f"dump://{tmp_path / 'out'}"
+    source, target = pg, f"dump://{tmp_path / 'out'}"
     killed: list[int] = []
 
     def terminate(_rows: int) -> None:

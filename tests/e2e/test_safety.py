@@ -63,9 +63,10 @@ def test_sync_and_a_dump_onto_itself_are_refused(lance: Path) -> None:
 
 
 def test_pgvector_spellings_of_one_database_are_one_storage(postgres: Any, tmp_path: Path) -> None:
-    make_dump(tmp_path / "dump", 50, dim=8)
+    make_dump(tmp_path / "dump", 50, dim=8, name="safety_docs")
     uri = postgres.uri()
-    assert cli("import", str(tmp_path / "dump"), uri, "-c", "docs").returncode == 0
+    imported = cli("import", str(tmp_path / "dump"), uri, "-c", "safety_docs")
+    assert imported.returncode == 0, imported.stderr
     port = uri.split(":")[-1].split("/")[0]
     spellings = [
         f"postgresql://postgres@localhost:{port}/postgres",
@@ -74,15 +75,16 @@ def test_pgvector_spellings_of_one_database_are_one_storage(postgres: Any, tmp_p
     ]
     try:
         for target in spellings:
-            out = cli("copy", uri, target, "-c", "docs", "--if-exists", "replace", "--yes")
+            out = cli("copy", uri, target, "-c", "safety_docs", "--if-exists", "replace", "--yes")
             assert out.returncode == 2 and "same collection" in out.stderr, (target, out.stderr)
-        assert _rows(uri) == 50
+        with connect(uri) as conn:
+            assert conn.count("safety_docs") == 50
         # Another schema of the same database is other storage: allowed.
-        out = cli("copy", uri, f"{uri}?schema=copy_target", "-c", "docs", "--json")
+        out = cli("copy", uri, f"{uri}?schema=copy_target", "-c", "safety_docs", "--json")
         assert "same collection" not in out.stderr
     finally:
         with connect(uri) as conn:
-            conn.drop("docs")
+            conn.drop("safety_docs")
 
 
 def test_replace_states_what_it_drops_and_needs_yes(lance: Path) -> None:

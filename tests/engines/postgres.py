@@ -73,10 +73,9 @@ class PostgresServer:
         """libpq connection string."""
         return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
-    def uri(self, table: str | None = None) -> str:
+    def uri(self) -> str:
         """vecmigrate URI of this server."""
-        suffix = f"?table={table}" if table else ""
-        return f"pgvector://postgres@{self.host}:{self.port}/postgres{suffix}"
+        return f"pgvector://postgres@{self.host}:{self.port}/postgres"
 
     def stop(self) -> None:
         """Stop the server fast (safe to call twice)."""

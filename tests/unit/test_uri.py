@@ -7,7 +7,7 @@ from vecmigrate.uri import ConnectionURI, redact
 
 
 def test_parse_parts() -> None:
-    u = ConnectionURI.parse("pgvector://app@db.local:5433/vectors?table=items")
+    u = ConnectionURI.parse("pgvector://app@db.local:5433/vectors?schema=items")
     assert (u.scheme, u.host, u.port, u.path, u.user) == (
         "pgvector",
         "db.local",
@@ -15,7 +15,7 @@ def test_parse_parts() -> None:
         "/vectors",
         "app",
     )
-    assert u.params == {"table": "items"}
+    assert u.params == {"schema": "items"}
 
 
 def test_literal_password_refused_and_not_echoed() -> None:

@@ -199,13 +199,9 @@ class MilvusConnector(Connector):
         return "" if node is None else Compiler(schema, has_not=not self.lite).compile(node)
 
     # -- writing schema --------------------------------------------------------------------
-    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
-        exists = self._exists(schema.name)
-        what = f"Milvus collection {schema.name!r}"
-        if self._keep_existing(schema.name, exists, if_exists, what):
-            return
-        # Every refusal comes before the drop: --if-exists replace with a schema this
-        # server cannot store must not destroy the collection it would replace.
+    def check_schema(self, schema: CollectionSchema) -> None:
+        """Milvus's own words for what this server cannot store, then the generic check
+        (the base class runs this before ``create`` may drop anything)."""
         if schema.sparse and not self.capabilities.sparse_vectors:
             raise ConfigError(
                 f"{self.uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
@@ -222,6 +218,13 @@ class MilvusConnector(Connector):
                 f"{len(schema.vectors)}",
                 hint="Milvus 2.4 added several; or map one vector field only",
             )
+        super().check_schema(schema)
+
+    def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        exists = self._exists(schema.name)
+        what = f"Milvus collection {schema.name!r}"
+        if self._keep_existing(schema.name, exists, if_exists, what):
+            return
         if exists:
             self.drop(schema.name)
         ms, index, stored = new_collection(
