@@ -18,7 +18,6 @@ import pytest
 from pydantic import ValidationError
 
 from tests.e2e.helpers import VECMIGRATE, cli, json_of, run_cli
-from vecmigrate.cli.copy_cmd import _verify_copy
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, SchemaMismatchError
 from vecmigrate.mapping import MappingSpec, build_mapping
@@ -26,6 +25,7 @@ from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.pipeline.fanout import collection_name, split_by_namespace
 from vecmigrate.records import build_batch
+from vecmigrate.verify.copycheck import check_copy
 from vecmigrate.verify.digest import CollectionDigest, DigestBuilder, collection_digest
 
 NAMESPACES = ("acme", "beta", "gamma")
@@ -146,12 +146,12 @@ def test_undeclared_namespace_is_created_and_records_without_one_are_refused(
         # None, "bad/name" and "ACME" (t__ACME would be t__acme on a case-folding engine)
         assert result.dead_letters == 3 and not result.ok
         assert sorted(dst.list_collections()) == sorted(rows)
-        checks = _verify_copy(src, dst, "docs", result, SPLIT)
-        assert [c["passed"] for c in checks] == [True] * 5, checks
+        checks = check_copy(src, dst, "docs", result, SPLIT)
+        assert [c.passed for c in checks] == [True] * 5, checks
         # A record missing from one collection fails that collection's check only.
         dst.delete("t__zeta", ["r000296"])
-        checks = _verify_copy(src, dst, "docs", result, SPLIT)
-        failed = [c["name"] for c in checks if not c["passed"]]
+        checks = check_copy(src, dst, "docs", result, SPLIT)
+        failed = [c.name for c in checks if not c.passed]
         assert failed == ["row count", "content digest t__zeta"], checks
 
 
@@ -325,5 +325,5 @@ def test_interrupted_copy_resumes_and_finalizes_a_lazily_created_collection(
         assert result.resumed and result.ok
         rows = {c["name"]: c["rows"] for c in result.target_collections}
         assert rows == {"docs__acme": 198, "docs__beta": 198, "docs__gamma": 199, "docs__zeta": 5}
-        checks = _verify_copy(src, dst, "docs", result, SPLIT)
-        assert all(c["passed"] for c in checks) and len(checks) == 5, checks
+        checks = check_copy(src, dst, "docs", result, SPLIT)
+        assert all(c.passed for c in checks) and len(checks) == 5, checks

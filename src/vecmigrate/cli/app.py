@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vecmigrate import __version__
+from vecmigrate import __version__, api
 from vecmigrate.cli.copy_cmd import copy, export_, import_
 from vecmigrate.cli.cutover import cutover_app
 from vecmigrate.cli.options import (
@@ -18,26 +18,21 @@ from vecmigrate.cli.options import (
     JsonOpt,
     MapOpt,
     VerboseOpt,
-    collections_of,
-    dump_uri,
 )
 from vecmigrate.cli.output import (
     EXIT_FAILED,
     console,
     emit_json,
+    fail,
     setup_logging,
     user_errors,
 )
 from vecmigrate.cli.sync import sync as sync_command
-from vecmigrate.connectors import connect
 from vecmigrate.mapping import MappingSpec
-from vecmigrate.model import CollectionSchema
-from vecmigrate.pipeline.plan import open_plan_target, plan_migration
-from vecmigrate.verify.check import CheckReport, check_collection
-from vecmigrate.verify.diff import diff_collections
+from vecmigrate.uri import redact
+from vecmigrate.verify.check import CheckReport
 from vecmigrate.verify.gates import VerifyConfig
 from vecmigrate.verify.report import markdown, write_reports
-from vecmigrate.verify.run import verify_migration
 
 app = typer.Typer(
     name="vecmigrate",
@@ -62,10 +57,6 @@ def _root(
 
 
 # -- inspect ---------------------------------------------------------------------------------
-def _schema_row(schema: CollectionSchema, count: int) -> dict[str, Any]:
-    return {"count": count, **schema.model_dump(mode="json")}
-
-
 @app.command()
 def inspect(
     source: Annotated[str, typer.Argument(help="Connection URI, e.g. chroma:///data.")],
@@ -75,12 +66,12 @@ def inspect(
 ) -> None:
     """Collections, counts, dims, metric, id type, metadata schema and index settings."""
     setup_logging(verbose)
-    with user_errors(verbose), connect(source, read_only=True) as conn:
-        rows = [
-            _schema_row(conn.describe(n), conn.count(n)) for n in collections_of(conn, collection)
-        ]
+    with user_errors(verbose):
+        rows = [info.to_json() for info in api.inspect(source, collection)]
+        if not rows:
+            fail(f"{redact(source)} has no collections")
         if json_out:
-            emit_json({"source": str(conn.uri), "collections": rows})
+            emit_json({"source": redact(source), "collections": rows})
             return
         for r in rows:
             t = Table(
@@ -140,19 +131,15 @@ def plan(
     setup_logging(verbose)
     with user_errors(verbose):
         spec = MappingSpec.load(mapping)
-        with (
-            connect(source, read_only=True) as src,
-            open_plan_target(target, measure_writes) as dst,
-        ):
-            result = plan_migration(
-                src,
-                dst,
-                collection,
-                spec=spec,
-                target_name=target_collection,
-                sample_rows=sample,
-                measure_write=measure_writes,
-            )
+        result = api.plan(
+            source,
+            target,
+            collection,
+            mapping=spec,
+            target_collection=target_collection,
+            sample_rows=sample,
+            measure_writes=measure_writes,
+        ).to_json()
         if write_map:
             header = "".join(f"# {d}\n" for d in [*result["decisions"], *result["warnings"]])
             write_map.write_text(header + MappingSpec.model_validate(result["mapping"]).to_yaml())
@@ -238,9 +225,10 @@ def check(
 ) -> None:
     """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
     setup_logging(verbose)
-    uri = dump_uri(source)
-    with user_errors(verbose), connect(uri, read_only=True) as conn:
-        reports = [check_collection(conn, n) for n in collections_of(conn, collection)]
+    with user_errors(verbose):
+        reports = api.check(source, collection)
+        if not reports:
+            fail(f"{redact(source)} has no collections")
     if json_out:
         emit_json({"ok": all(r.ok for r in reports), "collections": [r.to_json() for r in reports]})
     else:
@@ -272,10 +260,9 @@ def verify(
         cfg = VerifyConfig.load(config)
         updates = {"queries": queries, "k": k}
         cfg = cfg.model_copy(update={n: v for n, v in updates.items() if v is not None})
-        with connect(source, read_only=True) as src, connect(target, read_only=True) as dst:
-            report = verify_migration(
-                src, dst, collection, target_name=target_collection, config=cfg
-            )
+        report = api.verify(
+            source, target, collection, target_collection=target_collection, config=cfg
+        ).to_json()
         paths = write_reports(report, report_dir)
     if json_out:
         emit_json({**report, "latency_ms": None, "reports": {n: str(p) for n, p in paths.items()}})
@@ -298,12 +285,8 @@ def diff(
 ) -> None:
     """Missing, extra and changed ids (and which fields changed); exit 1 when any."""
     setup_logging(verbose)
-    with (
-        user_errors(verbose),
-        connect(source, read_only=True) as src,
-        connect(target, read_only=True) as dst,
-    ):
-        result = diff_collections(src, dst, collection, target_name=target_collection)
+    with user_errors(verbose):
+        result = api.diff(source, target, collection, target_collection=target_collection)
     data = result.to_json()
     if output:
         pq.write_table(result.to_table(), output)

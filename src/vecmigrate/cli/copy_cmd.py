@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import pyarrow.parquet as pq
 import typer
 
+from vecmigrate import api
+from vecmigrate.api import CopyReport
 from vecmigrate.cli.options import (
     BatchOpt,
     CollectionOpt,
@@ -25,7 +25,6 @@ from vecmigrate.cli.options import (
     WorkersOpt,
     YesOpt,
     collections_of,
-    dump_uri,
 )
 from vecmigrate.cli.output import (
     EXIT_FAILED,
@@ -36,14 +35,11 @@ from vecmigrate.cli.output import (
     setup_logging,
     user_errors,
 )
-from vecmigrate.connectors import Connector, connect
+from vecmigrate.connectors import connect
 from vecmigrate.errors import ReplaceNotConfirmed
-from vecmigrate.mapping import MappingSpec, build_mapping
-from vecmigrate.pipeline import CopyOptions, CopyResult, copy_collection
-from vecmigrate.pipeline.fanout import fan_out_spec
+from vecmigrate.mapping import MappingSpec
+from vecmigrate.pipeline import CopyOptions
 from vecmigrate.uri import path_uri
-from vecmigrate.verify.diff import diff_collections
-from vecmigrate.verify.split import verify_split
 
 
 def _run_copy(
@@ -55,106 +51,25 @@ def _run_copy(
     json_out: bool,
     verify: bool,
 ) -> dict[str, Any]:
-    with connect(source, read_only=True) as src, connect(target) as dst:
-        try:
-            result = _copy_with_progress(src, dst, collection, target_collection, options, json_out)
-        except ReplaceNotConfirmed as exc:
-            if json_out or not sys.stdin.isatty() or not typer.confirm(f"{exc.message}. Drop it?"):
-                raise
-            options = replace(options, replace_confirmed=True)
-            result = _copy_with_progress(src, dst, collection, target_collection, options, json_out)
-        out = result.to_json()
-        checks = _verify_copy(src, dst, collection, result, options.mapping) if verify else []
-        out["checks"] = checks
-        out["verified"] = bool(checks) and all(c["passed"] for c in checks)
-        return out
+    def run(opts: CopyOptions) -> CopyReport:
+        with progress_bar(not json_out, collection) as (advance, set_total):
+            return api.copy(
+                source,
+                target,
+                collection,
+                target_collection=target_collection,
+                options=opts,
+                verify=verify,
+                progress=advance,
+                on_plan=set_total,
+            )
 
-
-def _copy_with_progress(
-    src: Connector,
-    dst: Connector,
-    collection: str,
-    target_collection: str | None,
-    options: CopyOptions,
-    json_out: bool,
-) -> CopyResult:
-    with progress_bar(not json_out, f"{collection}") as (advance, set_total):
-        return copy_collection(
-            src,
-            dst,
-            collection,
-            target_collection=target_collection,
-            options=options,
-            progress=advance,
-            on_plan=set_total,
-        )
-
-
-def _verify_copy(
-    src: Connector,
-    dst: Connector,
-    collection: str,
-    result: CopyResult,
-    spec: MappingSpec | None,
-) -> list[dict[str, Any]]:
-    if spec is not None and fan_out_spec(spec):  # one check per target collection
-        return verify_split(src, dst, collection, result, spec)
-    expected = src.count(collection) - result.dead_letters
-    got = dst.count(result.target_collection)
-    checks = [
-        {
-            "name": "row count",
-            "passed": got == expected,
-            "detail": f"source {expected + result.dead_letters:,} - refused "
-            f"{result.dead_letters:,} = {expected:,}; target {got:,}",
-        }
-    ]
-    tol = max(src.capabilities.vector_tolerance, dst.capabilities.vector_tolerance)
-    # A mapped copy is compared with what the mapping makes of the source.
-    mapping = (
-        build_mapping(
-            src.describe(collection), dst.capabilities, spec, name=result.target_collection
-        )
-        if spec
-        else None
-    )
-    transform = mapping if mapping and not mapping.is_identity else None
-    diff = diff_collections(
-        src, dst, collection, target_name=result.target_collection, transform=transform
-    )
-    detail = f"{diff.source_digest} vs {diff.target_digest}; vectors within {tol:g}"
-    passed = diff.equal
-    if not diff.equal and _only_refused(diff.missing, diff, result, transform is None):
-        # The refusals are counted (and fail the command) already; the rest is identical.
-        passed = True
-        detail += f"; identical but for the {len(diff.missing)} refused record(s)"
-    elif not diff.equal:
-        named = [*diff.missing[:3], *diff.extra[:3], *(c.id for c in diff.changed[:3])]
-        named += [d.id for d in diff.duplicates[:3]]
-        detail += (
-            f"; source {diff.source_count:,} records, target {diff.target_count:,}: "
-            f"{len(diff.missing)} missing, {len(diff.extra)} extra, "
-            f"{len(diff.changed)} changed, {len(diff.duplicates)} duplicate ids"
-            f" (e.g. {', '.join(named)}); run vecmigrate diff"
-        )
-    checks.append({"name": "content digest", "passed": passed, "detail": detail})
-    return checks
-
-
-def _only_refused(missing: list[str], diff: Any, result: CopyResult, same_ids: bool) -> bool:
-    """Whether the only difference is the dead-lettered records (ids kept by the copy)."""
-    if not same_ids or diff.extra or diff.changed or diff.duplicates or not result.dead_letter_dir:
-        return False
-    if diff.target_count != diff.source_count - len(missing):  # something else is off too
-        return False
-    folder = Path(result.dead_letter_dir)
-    if not folder.is_dir():
-        return False
     try:
-        ids = pq.read_table(folder, columns=["id"]).column("id").to_pylist()
-    except (OSError, ValueError):  # pyarrow's errors derive from these
-        return False
-    return set(missing) == {str(i) for i in ids}
+        return run(options).to_json()
+    except ReplaceNotConfirmed as exc:
+        if json_out or not sys.stdin.isatty() or not typer.confirm(f"{exc.message}. Drop it?"):
+            raise
+        return run(api.confirmed(options)).to_json()
 
 
 def _report_copy(results: list[dict[str, Any]], json_out: bool) -> None:
@@ -319,7 +234,7 @@ def import_(
 ) -> None:
     """Import a dump: create schema and index on the target, batched idempotent upserts."""
     copy(
-        source=dump_uri(dump),
+        source=api.dump_uri(dump),
         target=target,
         collection=collection,
         target_collection=target_collection,

@@ -9,8 +9,6 @@ import typer
 
 from vecmigrate.cli.output import fail
 from vecmigrate.connectors import Connector
-from vecmigrate.connectors.registry import known_schemes
-from vecmigrate.uri import path_uri, uri_scheme
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
@@ -37,12 +35,6 @@ YesOpt = Annotated[
         "interactively on a terminal; required otherwise).",
     ),
 ]
-
-
-def dump_uri(arg: str) -> str:
-    """A command argument that is a connection URI, or else a dump directory's path
-    (``./x`` or ``x``: write ``./lancedb:x`` for a folder whose name looks like a URI)."""
-    return arg if uri_scheme(arg) in known_schemes() else path_uri("dump", arg)
 
 
 def collections_of(conn: Connector, collection: str | None) -> list[str]:

@@ -71,6 +71,11 @@ class DiffResult:
         named = self.missing or self.extra or self.changed or self.duplicates
         return not named and self.source_count == self.target_count
 
+    @property
+    def ok(self) -> bool:
+        """Same as ``equal`` (every result of the public API has ``ok``)."""
+        return self.equal
+
     def to_table(self) -> pa.Table:
         """One row per differing id: id, kind (missing/extra/changed/duplicate), fields."""
         ids = [*self.missing, *self.extra, *(c.id for c in self.changed)]
