@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from vecmigrate.exact import TopK
 from vecmigrate.model import Metric
-from vecmigrate.verify.groundtruth import TopK
 
 
 def main() -> None:

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from tests.protocol.search_server import SearchServer
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.model import IdType
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conformance.data import sample_batch, sample_ids, sample_schema, sample_vectors
-from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import DataError
 from vecmigrate.model import IdType, Metric
 from vecmigrate.records import vectors_to_numpy
+from vecmigrate.testing.data import sample_batch, sample_ids, sample_schema, sample_vectors
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 class TestFaissStringIds(ConnectorConformance):

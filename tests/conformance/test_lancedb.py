@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.model import IdType
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 class TestLanceDBStringIds(ConnectorConformance):

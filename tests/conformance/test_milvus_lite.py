@@ -9,7 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.conformance.data import (
+from tests.conftest import require_module
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.model import SPARSE_TYPE, IdType, IndexSpec, SparseField
+from vecmigrate.testing.data import (
     ROWS,
     rich_batch,
     rich_schema,
@@ -17,11 +21,7 @@ from tests.conformance.data import (
     sample_ids,
     sample_schema,
 )
-from tests.conformance.suite import ConnectorConformance
-from tests.conftest import require_module
-from vecmigrate.connectors import Connector, connect
-from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.model import SPARSE_TYPE, IdType, IndexSpec, SparseField
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 class TestMilvusLiteStringIds(ConnectorConformance):

@@ -16,19 +16,19 @@ import pyarrow as pa
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from tests.conformance.data import (
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.filters import evaluate, parse
+from vecmigrate.model import IdType, IndexSpec, Metric
+from vecmigrate.records import build_batch, vectors_to_numpy
+from vecmigrate.testing.data import (
     ROWS,
     rich_schema,
     sample_batch,
     sample_schema,
     sample_vectors,
 )
-from tests.conformance.suite import ConnectorConformance
-from vecmigrate.connectors import Connector, connect
-from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.filters import evaluate, parse
-from vecmigrate.model import IdType, IndexSpec, Metric
-from vecmigrate.records import build_batch, vectors_to_numpy
+from vecmigrate.testing.suite import ConnectorConformance
 
 _KEY_SENSITIVE = {
     "test_describe_round_trips_schema",

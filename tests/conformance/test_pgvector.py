@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.suite import ConnectorConformance
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.model import IdType
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 class TestPgvectorStringIds(ConnectorConformance):

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.model import IdType
+from vecmigrate.testing.suite import ConnectorConformance
 
 API_KEY = "pc-test-key-0123456789"
 

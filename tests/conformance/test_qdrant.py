@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.model import IdType
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 class TestQdrantLocalStringIds(ConnectorConformance):

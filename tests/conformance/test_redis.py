@@ -11,13 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conformance.data import sample_batch, sample_ids, sample_schema, sample_vectors
-from tests.conformance.suite import ConnectorConformance
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import CollectionSchema, IdType, IndexSpec, MetadataField, Metric, VectorField
 from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
+from vecmigrate.testing.data import sample_batch, sample_ids, sample_schema, sample_vectors
+from vecmigrate.testing.suite import ConnectorConformance
 
 
 class TestRedisStringIds(ConnectorConformance):

@@ -133,11 +133,11 @@ def test_records_refused_from_an_encrypted_dump_stay_encrypted(
     import numpy as np
     import pyarrow as pa
 
-    from tests.conformance.data import sample_batch, sample_ids, sample_schema
     from vecmigrate.errors import ConfigError
     from vecmigrate.pipeline import CopyOptions, copy_collection
     from vecmigrate.pipeline.deadletter import read_dead_letters
     from vecmigrate.records import vectors_to_numpy
+    from vecmigrate.testing.data import sample_batch, sample_ids, sample_schema
 
     monkeypatch.setenv("VM_DUMP_KEY", KEY)
     schema = sample_schema("docs")

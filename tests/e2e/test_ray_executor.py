@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conformance.data import sample_batch, sample_ids, sample_schema
 from tests.conftest import require_module
 from tests.e2e.helpers import json_of, make_dump, run_cli
 from vecmigrate.connectors import connect
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.pipeline.jobstate import JobState
 from vecmigrate.records import vectors_to_numpy
+from vecmigrate.testing.data import sample_batch, sample_ids, sample_schema
 from vecmigrate.verify.digest import collection_digest
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_schema
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.model import CollectionSchema, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import build_batch
+from vecmigrate.testing.data import ROWS, sample_batch, sample_ids, sample_schema
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.digest import id_bucket
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.conformance.data import sample_batch, sample_schema
 from vecmigrate.model import CollectionSchema, IdType, Metric, VectorField
 from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
+from vecmigrate.testing.data import sample_batch, sample_schema
 from vecmigrate.verify.digest import DigestBuilder, id_bucket
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from tests.conformance.data import ROWS, sample_batch, sample_schema
 from vecmigrate.connectors import connect
 from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.testing.data import ROWS, sample_batch, sample_schema
 from vecmigrate.verify.digest import CollectionDigest, collection_digest
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.data import FILTER_MATRIX, sample_batch, sample_metadata, sample_schema
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import evaluate, parse
+from vecmigrate.testing.data import FILTER_MATRIX, sample_batch, sample_metadata, sample_schema
 
 SCHEMA = sample_schema("c")
 BATCH = sample_batch(SCHEMA)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vecmigrate.exact import exact_topk
 from vecmigrate.model import Metric
-from vecmigrate.verify.groundtruth import exact_topk
 
 
 def _naive(q: np.ndarray, c: np.ndarray, k: int, metric: Metric) -> np.ndarray:

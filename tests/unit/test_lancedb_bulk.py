@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conformance.data import ROWS, sample_batch, sample_schema
 from tests.conftest import require_module
 from vecmigrate.connectors import connect
+from vecmigrate.testing.data import ROWS, sample_batch, sample_schema
 from vecmigrate.verify.digest import collection_digest
 
 

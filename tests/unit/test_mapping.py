@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_schema
 from vecmigrate.connectors import connect
 from vecmigrate.errors import DataError, SchemaMismatchError
 from vecmigrate.mapping import FieldSpec, IdSpec, MappingSpec, VectorSpec, build_mapping
@@ -20,6 +19,7 @@ from vecmigrate.mapping.casts import CastRefused, cast_value
 from vecmigrate.model import Capabilities, IdType, Metric
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.testing.data import ROWS, sample_batch, sample_ids, sample_schema
 
 TYPES = ["string", "int64", "float64", "bool"]
 values = st.one_of(

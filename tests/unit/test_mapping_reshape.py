@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tests.conformance.data import NAMESPACES, ROWS, rich_schema, sample_batch
 from tests.conftest import require_module
 from tests.e2e.helpers import json_of, run_cli
 from vecmigrate.connectors import connect
@@ -32,6 +31,7 @@ from vecmigrate.model import (
 )
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
+from vecmigrate.testing.data import NAMESPACES, ROWS, rich_schema, sample_batch
 from vecmigrate.verify.diff import diff_collections
 
 ZONES = [None, timezone.utc, timezone(timedelta(hours=2))]

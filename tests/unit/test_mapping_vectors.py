@@ -8,13 +8,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.conformance.data import rich_batch, rich_schema
 from vecmigrate.connectors import connect, connector_class
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.mapping.spec import FieldSpec, VectorSpec
 from vecmigrate.model import IdType
 from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.testing.data import rich_batch, rich_schema
 
 
 def _source(tmp_path: Path) -> pa.RecordBatch:

@@ -9,11 +9,11 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from tests.conformance.data import rich_batch, rich_schema
 from vecmigrate.connectors import connect
 from vecmigrate.errors import DataError
 from vecmigrate.model import SPARSE_TYPE, IdType, Metric, SparseField
 from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.testing.data import rich_batch, rich_schema
 from vecmigrate.verify.digest import collection_digest
 
 

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conformance.data import ROWS, sample_batch, sample_ids, sample_schema
 from tests.faults import FaultyTarget
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError
 from vecmigrate.pipeline import CopyOptions, RetryPolicy, copy_collection
 from vecmigrate.records import vectors_to_numpy
+from vecmigrate.testing.data import ROWS, sample_batch, sample_ids, sample_schema
 from vecmigrate.verify.digest import collection_digest
 
 FAST_RETRY = RetryPolicy(attempts=8, base_seconds=0.001, max_seconds=0.01)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conformance.data import sample_batch, sample_metadata, sample_schema
 from vecmigrate.connectors import connect
+from vecmigrate.testing.data import sample_batch, sample_metadata, sample_schema
 from vecmigrate.verify.recall import (
     QuerySet,
     SystemRun,
@@ -115,7 +115,7 @@ def test_short_filtered_results_score_full_recall_and_overlap(tmp_path: Path) ->
 
 
 def test_recall_counts_ids_once_and_ties_only_against_a_full_top_k() -> None:
-    from vecmigrate.verify.groundtruth import GroundTruth
+    from vecmigrate.exact import GroundTruth
 
     lat = np.zeros(1)
     short = GroundTruth(ids=[["a", "b", "c"]], scores=np.array([[0.9, 0.8, 0.7, -np.inf, -np.inf]]))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.data import sample_schema
 from tests.conftest import require_module
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import parse
+from vecmigrate.testing.data import sample_schema
 
 
 def _compile(flt: dict[str, object], missing: bool = True) -> tuple[str, dict[str, str]]:

@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.conformance.data import sample_batch, sample_schema
 from tests.conftest import require_module
 from vecmigrate.connectors import connect
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.mapping.spec import ReembedSpec
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import vectors_to_numpy
+from vecmigrate.testing.data import sample_batch, sample_schema
 
 
 def test_reembed_beside_the_old_vector_with_provenance(tmp_path: Path) -> None:

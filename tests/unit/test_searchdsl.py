@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.data import sample_schema
 from vecmigrate.connectors._searchdsl import SLOTS, check_bulk, query, slot
 from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.filters import parse
+from vecmigrate.testing.data import sample_schema
 
 SCHEMA = sample_schema("docs")
 

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 from vecmigrate.connectors.base import Connector, Filter, IfExists, balanced_groups
 from vecmigrate.dump import Dump, PartInfo, check_part_layout, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
+from vecmigrate.exact import TopK
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
 from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
 from vecmigrate.verify.digest import DigestBuilder
-from vecmigrate.verify.groundtruth import TopK
 
 
 class DumpConnector(Connector):

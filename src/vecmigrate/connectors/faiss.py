@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.exact import TopK
 from vecmigrate.filters import ALL_OPS, evaluate
 from vecmigrate.model import (
     Capabilities,
@@ -49,7 +50,6 @@ from vecmigrate.records import (
     table_to_batch,
     vectors_to_numpy,
 )
-from vecmigrate.verify.groundtruth import TopK
 
 _FAISS_METRIC = {
     Metric.COSINE: faiss.METRIC_INNER_PRODUCT,

@@ -20,10 +20,10 @@ import numpy as np
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import ConfigError
+from vecmigrate.exact import GroundTruth, TopK, prepare_queries, similarity
 from vecmigrate.filters import evaluate, parse
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import metadata_rows, vectors_to_numpy
-from vecmigrate.verify.groundtruth import GroundTruth, TopK, prepare_queries, similarity
 
 TIE_EPS = 1e-5
 

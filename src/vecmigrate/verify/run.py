@@ -16,12 +16,12 @@ import numpy as np
 from vecmigrate import __version__
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import SchemaMismatchError
+from vecmigrate.exact import GroundTruth, prepare_queries, similarity
 from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
-from vecmigrate.verify.groundtruth import GroundTruth, prepare_queries, similarity
 from vecmigrate.verify.namespaces import (
     is_namespace_group,
     namespace_queries,

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conformance.data import ROWS
 from vecmigrate.connectors import Connector, scheme_info
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import CollectionSchema, IdType, Metric, SparseField, VectorField
 from vecmigrate.pipeline.plan import plan_migration
 from vecmigrate.records import vectors_to_numpy
+from vecmigrate.testing.data import ROWS
 from vecmigrate.verify.diff import diff_collections
 from vecmigrate.verify.digest import collection_digest
 from vecmigrate.verify.run import verify_migration

@@ -16,7 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conformance.data import (
+from vecmigrate.connectors import Connector, connect
+from vecmigrate.errors import ConfigError, VecmigrateError
+from vecmigrate.exact import exact_topk
+from vecmigrate.filters import evaluate, operators, parse
+from vecmigrate.model import CollectionSchema, IdType, Metric
+from vecmigrate.pipeline import CopyOptions, copy_collection
+from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.testing.data import (
     FILTER_MATRIX,
     NAMESPACES,
     ROWS,
@@ -27,19 +34,13 @@ from tests.conformance.data import (
     sample_metadata,
     sample_schema,
 )
-from tests.conformance.safety import SafetyConformance
-from vecmigrate.connectors import Connector, connect
-from vecmigrate.errors import ConfigError, VecmigrateError
-from vecmigrate.filters import evaluate, operators, parse
-from vecmigrate.model import CollectionSchema, IdType, Metric
-from vecmigrate.pipeline import CopyOptions, copy_collection
-from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.testing.safety import SafetyConformance
 from vecmigrate.verify.digest import collection_digest
-from vecmigrate.verify.groundtruth import exact_topk
 
 
 def _normalise(m: np.ndarray) -> np.ndarray:
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
+    unit: np.ndarray = m / np.linalg.norm(m, axis=1, keepdims=True)
+    return unit
 
 
 def _scan_all(conn: Connector, name: str, n: int = 1, batch_rows: int = 50) -> pa.Table:
