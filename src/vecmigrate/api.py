@@ -19,8 +19,8 @@ from vecmigrate.connectors.registry import known_schemes
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.copy import copy_collection
+from vecmigrate.pipeline.dryrun import open_plan_target, plan_migration
 from vecmigrate.pipeline.options import CopyOptions, CopyResult
-from vecmigrate.pipeline.plan import open_plan_target, plan_migration
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import path_uri, uri_scheme
 from vecmigrate.verify.check import CheckReport, check_collection

@@ -20,7 +20,7 @@ from vecmigrate.connectors import connect
 from vecmigrate.errors import DataError, TransientError
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.pipeline.copy import _CopyRun
-from vecmigrate.pipeline.retry import RetryPolicy
+from vecmigrate.retry import RetryPolicy
 from vecmigrate.verify.digest import collection_digest
 
 KILLS = 20

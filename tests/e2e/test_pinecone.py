@@ -24,8 +24,8 @@ from vecmigrate.connectors.pinecone_codec import index_url
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
-from vecmigrate.pipeline.retry import RetryPolicy
 from vecmigrate.records import build_batch, metadata_rows
+from vecmigrate.retry import RetryPolicy
 from vecmigrate.verify.digest import collection_digest
 
 KEY = "pc-e2e-secret-7f3a9c1d"

@@ -22,9 +22,9 @@ from vecmigrate.errors import TransientError
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema, IdType, MetadataField, VectorField
 from vecmigrate.pipeline import copy_collection
-from vecmigrate.pipeline.retry import RetryPolicy
 from vecmigrate.pipeline.sync import SyncOptions, last_result, sync_collection
 from vecmigrate.records import build_batch, metadata_rows
+from vecmigrate.retry import RetryPolicy
 
 DIM = 8
 

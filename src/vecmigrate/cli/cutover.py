@@ -16,7 +16,7 @@ from rich.table import Table
 
 from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
 from vecmigrate.connectors import Connector, connect
-from vecmigrate.live.gates import (
+from vecmigrate.live.cutover_gates import (
     GateConfig,
     GateFailedError,
     GateResult,

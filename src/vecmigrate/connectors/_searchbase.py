@@ -38,7 +38,7 @@ from vecmigrate.model import (
     ResumeToken,
     VectorField,
 )
-from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
+from vecmigrate.retry import RetryPolicy, call_with_retry
 
 READ_RETRY = RetryPolicy(attempts=5, base_seconds=0.1, max_seconds=2.0)
 FETCH_CHUNK = 1000  # ids per search: stays far inside index.max_result_window (10,000)

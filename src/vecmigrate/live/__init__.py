@@ -6,7 +6,7 @@ Needs the ``live`` extra (prometheus-client) for the router's metrics.
 
 from __future__ import annotations
 
-from vecmigrate.live.gates import GateConfig, GateFailedError, GateResult, advance, rollback
+from vecmigrate.live.cutover_gates import GateConfig, GateFailedError, GateResult, advance, rollback
 from vecmigrate.live.phases import Phase, PhaseState, canary_bucket
 from vecmigrate.live.state import PhaseEvent, ShadowTotals, StateStore, open_state
 

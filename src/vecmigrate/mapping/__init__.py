@@ -1,7 +1,7 @@
 """Schema mapping: the mapping file, lossless casts, and the compiled mapping copy applies."""
 
-from vecmigrate.mapping.plan import Mapping, Refusal, build_mapping
 from vecmigrate.mapping.spec import FieldSpec, IdSpec, MappingSpec, VectorSpec
+from vecmigrate.mapping.transform import Mapping, Refusal, build_mapping
 
 __all__ = [
     "FieldSpec",

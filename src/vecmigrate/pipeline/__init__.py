@@ -2,6 +2,6 @@
 
 from vecmigrate.pipeline.copy import copy_collection
 from vecmigrate.pipeline.options import CopyOptions, CopyResult
-from vecmigrate.pipeline.retry import RetryPolicy
+from vecmigrate.retry import RetryPolicy
 
 __all__ = ["CopyOptions", "CopyResult", "RetryPolicy", "copy_collection"]

@@ -24,10 +24,10 @@ from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
 from vecmigrate.mapping import Mapping, build_mapping
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
+from vecmigrate.pipeline.dryrun import metadata_sample
 from vecmigrate.pipeline.fanout import fan_out_spec, open_router
 from vecmigrate.pipeline.jobstate import JobState
 from vecmigrate.pipeline.options import CopyOptions, CopyResult, PartitionTask, default_job_path
-from vecmigrate.pipeline.plan import metadata_sample
 from vecmigrate.pipeline.streams import (
     Copier,
     OutcomeStream,

@@ -41,8 +41,8 @@ from vecmigrate.mapping.spec import MappingSpec, NamespaceSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.deadletter import DeadLetterSink
 from vecmigrate.pipeline.jobstate import JobState
-from vecmigrate.pipeline.retry import RetryPolicy
 from vecmigrate.pipeline.writer import RecordWriter, Written
+from vecmigrate.retry import RetryPolicy
 
 log = logging.getLogger("vecmigrate.copy")
 _FORBIDDEN = set("/\\\x00")

@@ -12,7 +12,7 @@ from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema, ResumeToken
 from vecmigrate.pipeline.deadletter import DeadLetter
-from vecmigrate.pipeline.retry import RetryPolicy
+from vecmigrate.retry import RetryPolicy
 
 
 @dataclass

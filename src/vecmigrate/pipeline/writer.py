@@ -16,9 +16,9 @@ from vecmigrate.errors import DataError, TerminalError
 from vecmigrate.mapping import Mapping
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.deadletter import DeadLetterSink
-from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
 from vecmigrate.pipeline.validate import invalid_vector_rows, oversized_metadata
 from vecmigrate.records import conform
+from vecmigrate.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger("vecmigrate.write")
 

@@ -12,7 +12,7 @@ import pytest
 from vecmigrate.connectors import Connector, scheme_info
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import CollectionSchema, IdType, Metric, SparseField, VectorField
-from vecmigrate.pipeline.plan import plan_migration
+from vecmigrate.pipeline.dryrun import plan_migration
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.testing.data import ROWS
 from vecmigrate.verify.diff import diff_collections

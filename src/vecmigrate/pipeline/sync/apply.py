@@ -18,8 +18,8 @@ from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
-from vecmigrate.pipeline.retry import RetryPolicy, call_with_retry
 from vecmigrate.pipeline.writer import RecordWriter
+from vecmigrate.retry import RetryPolicy, call_with_retry
 from vecmigrate.verify.digest import id_text
 
 log = logging.getLogger("vecmigrate.sync")

@@ -3,7 +3,7 @@
 Two ways to learn what changed:
 
 * **generic** (every engine): bucketed digests of both sides narrow the difference down to
-  ids (``sync_drift``); missing and changed records are fetched from the source and
+  ids (``drift``); missing and changed records are fetched from the source and
   upserted, extra ones deleted. Reads scan both sides (twice when anything differs);
   writes and memory grow with the difference.
 * **changes** (engines with a ``ChangeFeed``, e.g. pgvector after ``--install-capture``):
@@ -36,9 +36,9 @@ from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import IdType
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.jobstate import JobState
-from vecmigrate.pipeline.retry import RetryPolicy
-from vecmigrate.pipeline.sync_apply import Applied, Applier
-from vecmigrate.pipeline.sync_drift import Side, find_drift
+from vecmigrate.pipeline.sync.apply import Applied, Applier
+from vecmigrate.pipeline.sync.drift import Side, find_drift
+from vecmigrate.retry import RetryPolicy
 from vecmigrate.verify.digest import collection_digest
 
 SyncMode = Literal["auto", "generic", "changes"]

@@ -15,7 +15,7 @@ import pyarrow as pa
 from vecmigrate.connectors import connect, connector_class, scheme_info
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
-from vecmigrate.mapping.plan import UNIT_TOLERANCE
+from vecmigrate.mapping.transform import UNIT_TOLERANCE
 from vecmigrate.model import Capabilities
 from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
 from vecmigrate.records import conform, metadata_rows, vectors_to_numpy

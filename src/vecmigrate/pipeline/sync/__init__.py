@@ -1,0 +1,26 @@
+"""sync: bring a target up to date with its source after a copy (``run``), from the
+drift found by digests (``drift``) or a change feed, applied by id (``apply``)."""
+
+from vecmigrate.pipeline.sync.run import (
+    SyncMode,
+    SyncOptions,
+    SyncResult,
+    WatchOutcome,
+    default_state_path,
+    feed_of,
+    last_result,
+    sync_collection,
+    watch,
+)
+
+__all__ = [
+    "SyncMode",
+    "SyncOptions",
+    "SyncResult",
+    "WatchOutcome",
+    "default_state_path",
+    "feed_of",
+    "last_result",
+    "sync_collection",
+    "watch",
+]
