@@ -101,7 +101,7 @@ def test_records_are_found_wherever_either_id_rule_put_them(local: Connector) ->
     version (uuid5(name/id), original id in the payload) is still fetched and deleted."""
     from qdrant_client import models
 
-    from vecmigrate.connectors.qdrant_codec import ID_KEY, point_ids
+    from vecmigrate.connectors.qdrant._records import ID_KEY, point_ids
     from vecmigrate.model import CollectionSchema, VectorField
 
     schema = CollectionSchema(name="foreign", id_type=IdType.UUID, vectors=(VectorField(dim=DIM),))

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import require_module
 from tests.e2e.helpers import json_of, make_dump, run_cli
 from vecmigrate.connectors import Connector, connect
-from vecmigrate.connectors.pinecone_codec import index_url
+from vecmigrate.connectors.pinecone._records import index_url
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection

@@ -145,7 +145,7 @@ def test_encoding_is_byte_identical_to_pgvectors_own_client() -> None:
     import numpy as np
     from pgvector import SparseVector
 
-    from vecmigrate.connectors import pgvector_sparse
+    from vecmigrate.connectors.pgvector import _sparse as pgvector_sparse
 
     rng = np.random.default_rng(1)
     rows: list[Any] = []

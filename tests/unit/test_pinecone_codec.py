@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vecmigrate.connectors.pinecone_codec import (
+from vecmigrate.connectors.pinecone._records import (
     EXTRA_KEY,
     compile_filter,
     decode_value,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vecmigrate.connectors._searchdsl import SLOTS, check_bulk, query, slot
+from vecmigrate.connectors.search._filters import SLOTS, check_bulk, query, slot
 from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.filters import parse
 from vecmigrate.testing.data import sample_schema

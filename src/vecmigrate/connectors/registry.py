@@ -116,7 +116,7 @@ REGISTRY: dict[str, Scheme] = {
         8080,
     ),
     "elasticsearch": Scheme(
-        _C + "elasticsearch",
+        _C + "search.elasticsearch",
         "ElasticsearchConnector",
         "elasticsearch",
         "server",
@@ -124,7 +124,7 @@ REGISTRY: dict[str, Scheme] = {
         9200,
     ),
     "opensearch": Scheme(
-        _C + "opensearch",
+        _C + "search.opensearch",
         "OpenSearchConnector",
         "opensearch",
         "server",

@@ -15,8 +15,8 @@ from typing import Any
 
 from opensearchpy import OpenSearch, SSLError, TransportError
 
-from vecmigrate.connectors._searchbase import SearchEngineConnector
-from vecmigrate.connectors._searchdsl import search_capabilities, tls_refused
+from vecmigrate.connectors.search._base import SearchEngineConnector
+from vecmigrate.connectors.search._filters import search_capabilities, tls_refused
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vecmigrate.connectors.pgvector_sparse import SPARSE_OPS
-from vecmigrate.connectors.pgvector_sql import OPS, regclass
+from vecmigrate.connectors.pgvector._sparse import SPARSE_OPS
+from vecmigrate.connectors.pgvector._sql import OPS, regclass
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
     CollectionSchema,

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vecmigrate.connectors.pinecone_codec import SCHEMA_NAMESPACE, index_name, to_pinecone_id
+from vecmigrate.connectors.pinecone._records import SCHEMA_NAMESPACE, index_name, to_pinecone_id
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.model import CollectionSchema
 

@@ -38,28 +38,29 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
-from vecmigrate.connectors.milvus_client import check_version, connect, milvus_error
-from vecmigrate.connectors.milvus_codec import (
-    batch_to_rows,
-    check_ids,
-    output_fields,
-    rows_to_batch,
-)
-from vecmigrate.connectors.milvus_expr import (
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.milvus._client import check_version, connect, milvus_error
+from vecmigrate.connectors.milvus._filters import (
     Compiler,
     ids_in,
     key_range,
     pk,
     typed_ids,
 )
-from vecmigrate.connectors.milvus_schema import (
+from vecmigrate.connectors.milvus._records import (
+    batch_to_rows,
+    check_ids,
+    output_fields,
+    rows_to_batch,
+)
+from vecmigrate.connectors.milvus._schema import (
     METRIC_OF,
     SCHEMA_MARK,
     infer_schema,
     new_collection,
     portable_index,
 )
+from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken

@@ -22,7 +22,8 @@ import pyarrow as pa
 from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from chromadb.errors import NotFoundError
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import Bool, Node
 from vecmigrate.model import (

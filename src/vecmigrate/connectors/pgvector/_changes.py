@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from vecmigrate.connectors.base import Change
-from vecmigrate.connectors.pgvector_catalog import columns
-from vecmigrate.connectors.pgvector_sql import pg_error, regclass
+from vecmigrate.connectors.pgvector._schema import columns
+from vecmigrate.connectors.pgvector._sql import pg_error, regclass
 from vecmigrate.model import CollectionSchema
 
 _OPS = {"U": "upsert", "D": "delete", "T": "truncate"}

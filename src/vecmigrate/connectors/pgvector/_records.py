@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 from psycopg import sql
 
-from vecmigrate.connectors import pgvector_sparse
-from vecmigrate.connectors.pgvector_catalog import doc_column, has_extra
-from vecmigrate.connectors.pgvector_sql import SQL_TYPE
+from vecmigrate.connectors.pgvector import _sparse as pgvector_sparse
+from vecmigrate.connectors.pgvector._schema import doc_column, has_extra
+from vecmigrate.connectors.pgvector._sql import SQL_TYPE
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import conform, encode_json, vectors_to_numpy

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors import milvus_sparse
-from vecmigrate.connectors.milvus_expr import layout, pk
-from vecmigrate.connectors.milvus_schema import DOC_KEY, MAX_VARCHAR
+from vecmigrate.connectors.milvus import _sparse as milvus_sparse
+from vecmigrate.connectors.milvus._filters import layout, pk
+from vecmigrate.connectors.milvus._schema import DOC_KEY, MAX_VARCHAR
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import build_batch, vectors_to_numpy

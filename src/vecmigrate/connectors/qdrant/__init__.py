@@ -23,7 +23,7 @@ import pyarrow as pa
 from qdrant_client import QdrantClient, models
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.qdrant_codec import (
+from vecmigrate.connectors.qdrant._records import (
     DOC_KEY,
     ID_KEY,
     NS_KEY,

@@ -41,8 +41,23 @@ import numpy as np
 import pyarrow as pa
 from pinecone import Pinecone
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, balanced_groups
-from vecmigrate.connectors.pinecone_codec import (
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.partitions import balanced_groups
+from vecmigrate.connectors.pinecone._client import (
+    MAX_REQUEST_BYTES,
+    call,
+    fetch_raw,
+    index_model,
+    is_pod,
+    list_ids,
+    read_ids_file,
+    read_schema_records,
+    require_serverless,
+    sample_metadata,
+    upsert_rows,
+    write_schema_records,
+)
+from vecmigrate.connectors.pinecone._records import (
     DOC_KEY,
     MAX_METADATA_BYTES,
     METRIC,
@@ -65,20 +80,6 @@ from vecmigrate.connectors.pinecone_codec import (
     schema_from_tags,
     schema_tags,
     to_pinecone_id,
-)
-from vecmigrate.connectors.pinecone_io import (
-    MAX_REQUEST_BYTES,
-    call,
-    fetch_raw,
-    index_model,
-    is_pod,
-    list_ids,
-    read_ids_file,
-    read_schema_records,
-    require_serverless,
-    sample_metadata,
-    upsert_rows,
-    write_schema_records,
 )
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate, namespace_scope

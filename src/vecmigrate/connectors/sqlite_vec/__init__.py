@@ -27,7 +27,8 @@ import pyarrow as pa
 import pysqlite3.dbapi2 as sqlite3
 import sqlite_vec
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, Bool, Node
 from vecmigrate.model import (

@@ -21,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
-from vecmigrate.connectors.lancedb_types import foreign_type, portable_column
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.lancedb._schema import foreign_type, portable_column
+from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
 from vecmigrate.model import (

@@ -12,8 +12,8 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
-from vecmigrate.connectors import milvus_sparse
-from vecmigrate.connectors.milvus_expr import LAYOUT_KEY, PK_KEY
+from vecmigrate.connectors.milvus import _sparse as milvus_sparse
+from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, PK_KEY
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
     CollectionSchema,

@@ -22,8 +22,9 @@ import pyarrow as pa
 import redis
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.redis_codec import hash_rows, json_bodies, records_to_batch
-from vecmigrate.connectors.redis_layout import (
+from vecmigrate.connectors.redis._filters import _Query, compile_filter
+from vecmigrate.connectors.redis._records import hash_rows, json_bodies, records_to_batch
+from vecmigrate.connectors.redis._schema import (
     EXTRA,
     SCHEMA_KEY,
     Layout,
@@ -36,7 +37,6 @@ from vecmigrate.connectors.redis_layout import (
     pairs,
     text,
 )
-from vecmigrate.connectors.redis_query import _Query, compile_filter
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import (

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors.redis_layout import EXTRA, SEP, Layout, pairs
+from vecmigrate.connectors.redis._schema import EXTRA, SEP, Layout, pairs
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType, MetadataField
 from vecmigrate.records import build_batch, encode_json, metadata_rows, vectors_to_numpy

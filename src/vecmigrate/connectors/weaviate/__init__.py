@@ -44,7 +44,7 @@ from weaviate.classes.tenants import Tenant
 
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.connectors.base import Filter as PortableFilter
-from vecmigrate.connectors.weaviate_codec import (
+from vecmigrate.connectors.weaviate._records import (
     ID_PROP,
     MAX_RESULTS,
     SCHEMA_PREFIX,

@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, offset_partitions, scan_offsets
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.exact import TopK
 from vecmigrate.filters import ALL_OPS, evaluate

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, balanced_groups
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.partitions import balanced_groups
 from vecmigrate.dump import Dump, PartInfo, check_part_layout, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
 from vecmigrate.exact import TopK

@@ -26,12 +26,13 @@ import pyarrow as pa
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from vecmigrate.connectors.base import Connector, Filter, IfExists, key_range_partitions
-from vecmigrate.connectors.pgvector_catalog import describe_table, vector_tables
-from vecmigrate.connectors.pgvector_changes import ChangeCapture
-from vecmigrate.connectors.pgvector_codec import copy_rows, rows_to_batch, select_list, typed_ids
-from vecmigrate.connectors.pgvector_sparse import column_type as sparse_column_type
-from vecmigrate.connectors.pgvector_sql import OPERATOR, OPS, SQL_TYPE, pg_error, where_sql
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.partitions import key_range_partitions
+from vecmigrate.connectors.pgvector._changes import ChangeCapture
+from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list, typed_ids
+from vecmigrate.connectors.pgvector._schema import describe_table, vector_tables
+from vecmigrate.connectors.pgvector._sparse import column_type as sparse_column_type
+from vecmigrate.connectors.pgvector._sql import OPERATOR, OPS, SQL_TYPE, pg_error, where_sql
 from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import (

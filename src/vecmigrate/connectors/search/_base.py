@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors._searchdsl import (
+from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.search._filters import (
     ID_FIELD,
     META_KEY,
     SLOT_FIELD,
@@ -28,7 +29,6 @@ from vecmigrate.connectors._searchdsl import (
     portable_types,
     query,
 )
-from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.errors import ConfigError, TerminalError, TransientError
 from vecmigrate.model import (
     CollectionSchema,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vecmigrate.connectors.redis_layout import Layout
+from vecmigrate.connectors.redis._schema import Layout
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import Bool, Node
 from vecmigrate.model import MetadataField
