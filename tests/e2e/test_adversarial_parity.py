@@ -230,3 +230,8 @@ def test_a_duplicate_id_in_the_source_fails_copy_and_diff(postgres: Any, tmp_pat
     assert (out["equal"], out["source_count"], out["target_count"]) == (False, 12, 11)
     assert out["duplicates"] == [{"id": "dup", "source": 2, "target": 1}]
     assert out["missing"] == [] and out["extra"] == []
+
+    ran = cli("verify", lance, target, "-c", name, "--queries", "5", "--json")
+    assert ran.returncode == 1
+    failed = {g["gate"]: g["actual"] for g in ran.json()["gates"] if not g["passed"]}
+    assert failed.get("duplicate ids") == 1, ran.json()["gates"]

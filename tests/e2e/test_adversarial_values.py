@@ -190,6 +190,28 @@ def test_explicit_nulls_and_ints_round_trip_through_chroma(tmp_path: Path) -> No
     _exact(_metadata(f"dump://{tmp_path / 'dump'}", "nulls", [1, 2, 3]), dict(PAYLOADS))
 
 
+def test_explicit_nulls_and_ints_round_trip_through_redis_hashes(
+    tmp_path: Path, redis_server: Any
+) -> None:
+    """A hash field holds text only: nulls and ints in float fields travel beside it."""
+    name = f"nulls_{uuid.uuid4().hex[:8]}"
+    _qdrant_points(tmp_path / "q", name, PAYLOADS)
+    target = redis_server.uri
+    try:
+        _copied(f"qdrant+local://{tmp_path / 'q'}", target, name)
+        _exact(_metadata(target, name, [1, 2, 3]), dict(PAYLOADS))
+        hits = _count_where(target, name, {"score": {"$gte": 3}})
+        assert hits == 2  # the int 3 is still indexed as a number
+    finally:
+        with connect(target) as conn:
+            conn.drop(name)
+
+
+def _count_where(uri: str, name: str, flt: dict[str, Any]) -> int:
+    with connect(uri) as conn:
+        return conn.count(name, flt)
+
+
 # -- E: LanceDB tables made by lancedb's own client --------------------------------------------
 def _lance_table(path: Path, name: str, columns: dict[str, pa.Array], dim: int = 3) -> None:
     lancedb = require_module("lancedb")

@@ -24,6 +24,9 @@ class Gates(BaseModel):
     max_missing: int | None = 0
     max_extra: int | None = 0
     max_changed: int | None = 0
+    max_duplicates: int | None = Field(
+        default=0, description="ids held by more than one record, on either side"
+    )
     max_empty_rate: float | None = 0.0
     max_filter_violations: int | None = 0
     max_namespace_leaks: int | None = Field(
@@ -110,6 +113,8 @@ def evaluate_gates(gates: Gates, report: dict[str, Any]) -> list[dict[str, Any]]
     ):
         n = len(parity[kind])
         add(f"{kind} ids", limit, n, limit is None or n <= limit)
+    n = len(parity.get("duplicates", []))
+    add("duplicate ids", gates.max_duplicates, n, n <= (gates.max_duplicates or 0))
     if gates.max_empty_rate is not None:
         add(
             "target empty results",

@@ -46,10 +46,13 @@ def hash_rows(
         extra: dict[str, Any] = {}
         for key, value in meta.items():
             f = typed.get(key)
-            if f is None or key not in layout.fields:
-                extra[key] = value
+            if f is None or key not in layout.fields or value is None:
+                extra[key] = value  # an explicit null too: a hash field cannot hold one
                 continue
-            rows[i] += [layout.fields[key], _encode(value, f, name, ids[i])]
+            text = _encode(value, f, name, ids[i])
+            rows[i] += [layout.fields[key], text]
+            if not _same(_decode(text, f.type, name, ids[i], key), value):
+                extra[key] = value  # e.g. an int in a float64 field: indexed, and kept as is
         if extra:
             rows[i] += [EXTRA, encode_json(extra)]
     return rows
@@ -117,12 +120,14 @@ def records_to_batch(
             docs.append(doc if isinstance(doc, str) or doc is None else encode_json(doc))
             metas.append(h)
             continue
-        meta: dict[str, Any] = json.loads(h.pop(EXTRA)) if EXTRA in h else {}
+        extra: dict[str, Any] = json.loads(h.pop(EXTRA)) if EXTRA in h else {}
+        meta: dict[str, Any] = {}
         for mname, hfield in layout.fields.items():
             if hfield in h:
                 meta[mname] = _decode(h.pop(hfield), types[mname], name, rid, mname)
         for leftover, value in h.items():  # fields no schema names: kept, never dropped
             meta[leftover] = _decode(value, "string", name, rid, leftover)
+        meta.update(extra)  # the value as written where the hash field could not say it
         docs.append(None if doc is None else _decode(doc, "string", name, rid, "document"))
         metas.append(meta)
     arrays = {
@@ -130,8 +135,20 @@ def records_to_batch(
         for v in schema.vectors
     }
     return build_batch(
-        schema, ids, arrays, documents=docs if schema.has_document else None, metadata=metas
+        schema,
+        ids,
+        arrays,
+        documents=docs if schema.has_document else None,
+        metadata=metas,
+        explicit_nulls=True,  # a null is kept (JSON null, or in the extra field of a hash)
     )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal in value and in type (3 is not 3.0, True is not 1), lists element-wise."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def _encode(value: Any, f: MetadataField, name: str, rid: Any) -> bytes:

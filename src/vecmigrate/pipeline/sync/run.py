@@ -24,7 +24,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +38,7 @@ from vecmigrate.pipeline.jobstate import JobState
 from vecmigrate.pipeline.sync.apply import Applied, Applier
 from vecmigrate.pipeline.sync.drift import Side, find_drift
 from vecmigrate.retry import RetryPolicy
-from vecmigrate.verify.digest import collection_digest
+from vecmigrate.verify.diff import diff_collections
 
 SyncMode = Literal["auto", "generic", "changes"]
 
@@ -285,25 +284,19 @@ class _Round:
         r.lag_rows, r.lag_seconds = lag_rows, round(lag_seconds, 3) if lag_rows else 0.0
 
     def parity(self) -> dict[str, Any]:
-        """Counts and content digests of both sides, compared (the cutover gate's input)."""
-        with ThreadPoolExecutor(2) as pool:
-            fa = pool.submit(
-                collection_digest,
-                self.source,
-                self.name,
-                schema=self.source_schema,
-                transform=self.transform,
-            )
-            fb = pool.submit(collection_digest, self.target, self.tname, schema=self.target_schema)
-            da, db = fa.result(), fb.result()
-        cmp = da.compare(db, tolerance=self.tolerance)
+        """Whether the target now equals (what the mapping makes of) the source: the diff's
+        digests, drilled down to records, so any change above the engines' tolerance is
+        found at any size (the cutover gate's input)."""
+        d = diff_collections(
+            self.source, self.target, self.name, target_name=self.tname, transform=self.transform
+        )
         return {
-            "equal": cmp.equal,
-            "source_count": da.count,
-            "target_count": db.count,
-            "source_digest": da.content_hash,
-            "target_digest": db.content_hash,
-            "differing_buckets": len(cmp.differing_buckets),
+            "equal": d.equal,
+            "source_count": d.source_count,
+            "target_count": d.target_count,
+            "source_digest": d.source_digest,
+            "target_digest": d.target_digest,
+            "differing_ids": len(d.missing) + len(d.extra) + len(d.changed) + len(d.duplicates),
         }
 
 
