@@ -25,7 +25,8 @@ class FaultyTarget(Connector):
         healthy_calls: int | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(inner.uri)
+        # Not Connector.__init__: the inner connector parsed its URI already.
+        self.uri, self._schemas = inner.uri, {}
         self.inner = inner
         self.schemes = inner.schemes  # type: ignore[misc]
         self.capabilities = inner.capabilities  # type: ignore[misc]

@@ -41,3 +41,26 @@ def test_missing_client_names_the_extra(
 def test_unknown_scheme() -> None:
     with pytest.raises(ConfigError, match="unknown engine scheme"):
         connect("nosuch:///x")
+
+
+def test_uri_parameters_are_typed_and_secrets_stay_references(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vecmigrate.connectors.config import Secret
+    from vecmigrate.connectors.redis import RedisConfig
+    from vecmigrate.uri import ConnectionURI
+
+    cfg = RedisConfig.from_uri(
+        ConnectionURI.parse("redis://h?tls=true&timeout=2.5&password=env:VM_REDIS_PW")
+    )
+    assert (cfg.tls, cfg.timeout, cfg.db) == (True, 2.5, "0")
+    assert cfg.password == Secret("env:VM_REDIS_PW")
+    monkeypatch.setenv("VM_REDIS_PW", "hunter2")
+    assert cfg.password.reveal() == "hunter2" and "hunter2" not in repr(cfg)
+    with pytest.raises(ConfigError, match=r"timeout='soon' is not a valid float"):
+        RedisConfig.from_uri(ConnectionURI.parse("redis://h?timeout=soon"))
+    with pytest.raises(ConfigError, match=r"tls='maybe'"):
+        RedisConfig.from_uri(ConnectionURI.parse("redis://h?tls=maybe"))
+    with pytest.raises(ConfigError) as err:
+        connect("redis://h?timout=3")
+    assert "'timout'" in str(err.value) and "timeout" in str(err.value.hint)

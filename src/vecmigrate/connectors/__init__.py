@@ -10,17 +10,6 @@ from vecmigrate.errors import ConfigError
 from vecmigrate.uri import ConnectionURI
 
 
-def _check_params(uri: ConnectionURI, info: Scheme) -> None:
-    # A mistyped parameter would otherwise be ignored and the default used in its place.
-    unknown = sorted(set(uri.params) - info.params)
-    if unknown:
-        known = ", ".join(sorted(info.params)) or "none"
-        raise ConfigError(
-            f"{uri.scheme}:// does not take parameter(s) {', '.join(map(repr, unknown))}",
-            hint=f"known parameters: {known}; write '?' or '&' in a path as %3F / %26",
-        )
-
-
 def _check_exists(uri: ConnectionURI) -> None:
     path = uri.local_path.expanduser()
     if not path.exists():
@@ -39,9 +28,8 @@ def connect(uri: str | ConnectionURI, *, read_only: bool = False) -> Connector:
     """
     parsed = uri if isinstance(uri, ConnectionURI) else ConnectionURI.parse(uri)
     cls = connector_class(parsed.scheme)
-    info = scheme_info(parsed.scheme)
-    _check_params(parsed, info)
-    if info.storage == "path" and read_only:
+    cls.Config.from_uri(parsed)  # a mistyped parameter first, before any existence check
+    if scheme_info(parsed.scheme).storage == "path" and read_only:
         _check_exists(parsed)
     return cls(parsed)
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
+from vecmigrate.connectors.config import ConnectorConfig
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import Node, operators, parse
 from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
@@ -26,10 +27,11 @@ class Connector(ABC):
 
     schemes: ClassVar[tuple[str, ...]]
     capabilities: ClassVar[Capabilities]
+    # The URI parameters it takes, typed (``connectors/config.py``).
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
     # How a plug-in's URIs are read (built-in engines declare this in connectors/registry):
-    # a local ``path`` or a ``server``, the parameters it takes, its default port.
+    # a local ``path`` or a ``server``, and its default port.
     storage: ClassVar[Literal["path", "server", "service"]] = "server"
-    uri_params: ClassVar[frozenset[str]] = frozenset()
     default_port: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -49,6 +51,7 @@ class Connector(ABC):
 
     def __init__(self, uri: ConnectionURI) -> None:
         self.uri = uri
+        self.config = self.Config.from_uri(uri)
         # Schemas ``describe`` found (or ``create`` made), read through ``_schema``.
         self._schemas: dict[str, CollectionSchema] = {}
 

@@ -4,7 +4,7 @@ URI parameters it understands, and how its storage is located (a local path or a
 Engine modules are imported lazily, on first use of their scheme, so ``import vecmigrate``
 pulls in no engine client. Engines of other packages plug in through the entry-point group
 ``vecmigrate.connectors`` (name: the URI scheme, value: ``module:ConnectorClass``); their
-class declares ``storage``, ``uri_params`` and ``default_port`` itself.
+class declares ``Config``, ``storage`` and ``default_port`` itself.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ Storage = Literal["path", "server", "service"]
 
 class Scheme(NamedTuple):
     """One URI scheme. ``scope`` names the parameters (with their defaults) that select
-    separate storage on the same server: two URIs differing there are different stores."""
+    separate storage on the same server: two URIs differing there are different stores.
+    The parameters a scheme takes are its connector's ``Config``."""
 
     module: str
     cls: str
     extra: str | None
     storage: Storage
-    params: frozenset[str] = frozenset()
     default_port: int | None = None
     scope: tuple[tuple[str, str], ...] = ()
     # Schemes that reach the same storage (postgresql:// and pgvector://) share a family.
@@ -40,21 +40,14 @@ class Scheme(NamedTuple):
 
 
 _C = "vecmigrate.connectors."
-_CHROMA = frozenset({"tenant", "database", "token"})
 _CHROMA_SCOPE = (("tenant", "default_tenant"), ("database", "default_database"))
-_PG = frozenset({"password", "schema"})
-_SEARCH = frozenset(
-    {"https", "api_key", "password", "token", "user", "verify", "ca", "shards", "document_field"}
-)
-_MILVUS = frozenset({"secure", "token"})
+_PG_SCOPE = (("schema", "public"),)
 
 REGISTRY: dict[str, Scheme] = {
-    "dump": Scheme(_C + "dump", "DumpConnector", None, "path", frozenset({"key"})),
-    "chroma": Scheme(
-        _C + "chroma", "ChromaConnector", "chroma", "path", _CHROMA, scope=_CHROMA_SCOPE
-    ),
+    "dump": Scheme(_C + "dump", "DumpConnector", None, "path"),
+    "chroma": Scheme(_C + "chroma", "ChromaConnector", "chroma", "path", scope=_CHROMA_SCOPE),
     "chroma+http": Scheme(
-        _C + "chroma", "ChromaConnector", "chroma", "server", _CHROMA, 8000, _CHROMA_SCOPE
+        _C + "chroma", "ChromaConnector", "chroma", "server", 8000, _CHROMA_SCOPE
     ),
     "lancedb": Scheme(_C + "lancedb", "LanceDBConnector", "lancedb", "path"),
     "pgvector": Scheme(
@@ -62,9 +55,8 @@ REGISTRY: dict[str, Scheme] = {
         "PgvectorConnector",
         "pgvector",
         "server",
-        _PG,
         5432,
-        (("schema", "public"),),
+        _PG_SCOPE,
         default_db="postgres",
     ),
     "postgresql": Scheme(
@@ -72,64 +64,33 @@ REGISTRY: dict[str, Scheme] = {
         "PgvectorConnector",
         "pgvector",
         "server",
-        _PG,
         5432,
-        (("schema", "public"),),
+        _PG_SCOPE,
         family="pgvector",
         default_db="postgres",
     ),
-    "qdrant": Scheme(
-        _C + "qdrant", "QdrantConnector", "qdrant", "server", frozenset({"api_key", "https"}), 6333
-    ),
+    "qdrant": Scheme(_C + "qdrant", "QdrantConnector", "qdrant", "server", 6333),
     "qdrant+local": Scheme(_C + "qdrant", "QdrantConnector", "qdrant", "path"),
     "faiss": Scheme(_C + "faiss", "FaissConnector", "faiss", "path"),
     "milvus": Scheme(
-        _C + "milvus", "MilvusConnector", "milvus", "server", _MILVUS, 19530, default_db="default"
+        _C + "milvus", "MilvusConnector", "milvus", "server", 19530, default_db="default"
     ),
-    "milvus-lite": Scheme(_C + "milvus", "MilvusConnector", "milvus", "path", _MILVUS),
+    "milvus-lite": Scheme(_C + "milvus", "MilvusConnector", "milvus", "path"),
     "sqlite-vec": Scheme(_C + "sqlite_vec", "SqliteVecConnector", "sqlite-vec", "path"),
-    "redis": Scheme(
-        _C + "redis",
-        "RedisConnector",
-        "redis",
-        "server",
-        frozenset({"db", "password", "tls", "timeout"}),
-        6379,
-        default_db="0",
-    ),
+    "redis": Scheme(_C + "redis", "RedisConnector", "redis", "server", 6379, default_db="0"),
     "pinecone": Scheme(
         _C + "pinecone",
         "PineconeConnector",
         "pinecone",
         "service",
-        frozenset(
-            {"api_key", "namespace", "document_field", "ids_file", "cloud", "region", "host"}
-        ),
         scope=(("host", ""), ("namespace", "")),
     ),
-    "weaviate": Scheme(
-        _C + "weaviate",
-        "WeaviateConnector",
-        "weaviate",
-        "server",
-        frozenset({"api_key", "secure", "grpc_host", "grpc_port"}),
-        8080,
-    ),
+    "weaviate": Scheme(_C + "weaviate", "WeaviateConnector", "weaviate", "server", 8080),
     "elasticsearch": Scheme(
-        _C + "search.elasticsearch",
-        "ElasticsearchConnector",
-        "elasticsearch",
-        "server",
-        _SEARCH | {"index_type"},
-        9200,
+        _C + "search.elasticsearch", "ElasticsearchConnector", "elasticsearch", "server", 9200
     ),
     "opensearch": Scheme(
-        _C + "search.opensearch",
-        "OpenSearchConnector",
-        "opensearch",
-        "server",
-        _SEARCH | {"engine"},
-        9200,
+        _C + "search.opensearch", "OpenSearchConnector", "opensearch", "server", 9200
     ),
 }
 
@@ -154,7 +115,7 @@ def scheme_info(scheme: str) -> Scheme:
     if scheme in _plugins():
         cls = connector_class(scheme)
         module, _, name = _plugins()[scheme].partition(":")
-        return Scheme(module, name, None, cls.storage, cls.uri_params, cls.default_port)
+        return Scheme(module, name, None, cls.storage, cls.default_port)
     known = ", ".join(sorted(known_schemes()))
     raise ConfigError(f"unknown engine scheme {scheme!r}", hint=f"known: {known}")
 

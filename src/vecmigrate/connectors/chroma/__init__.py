@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import chromadb
@@ -23,6 +24,7 @@ from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from chromadb.errors import NotFoundError
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.filters import Bool, Node
@@ -112,7 +114,19 @@ def _wrap(exc: Exception, what: str) -> Exception:
     return TerminalError(f"{what}: {text}")
 
 
+@dataclass(frozen=True)
+class ChromaConfig(ConnectorConfig):
+    """Tenant and database (Chroma's defaults), and the HTTP server's token."""
+
+    tenant: str = DEFAULT_TENANT
+    database: str = DEFAULT_DATABASE
+    token: Secret | None = None
+
+
 class ChromaConnector(Connector):
+    Config = ChromaConfig
+    config: ChromaConfig
+
     """Chroma collections, embedded or over HTTP."""
 
     schemes = ("chroma", "chroma+http")
@@ -132,10 +146,9 @@ class ChromaConnector(Connector):
 
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
-        tenant = uri.params.get("tenant", DEFAULT_TENANT)
-        database = uri.params.get("database", DEFAULT_DATABASE)
+        tenant, database = self.config.tenant, self.config.database
         if uri.scheme == "chroma+http":
-            token = uri.secret("token")
+            token = reveal(self.config.token)
             headers = {"Authorization": f"Bearer {token}"} if token else None
             self.client = chromadb.HttpClient(
                 host=uri.host or "127.0.0.1",

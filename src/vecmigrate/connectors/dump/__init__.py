@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.partitions import balanced_groups
 from vecmigrate.dump import Dump, PartInfo, check_part_layout, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
@@ -26,7 +28,17 @@ from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
 from vecmigrate.verify.digest import DigestBuilder
 
 
+@dataclass(frozen=True)
+class DumpConfig(ConnectorConfig):
+    """``?key=env:NAME``: the AES-256 key of an encrypted dump."""
+
+    key: Secret | None = None
+
+
 class DumpConnector(Connector):
+    Config = DumpConfig
+    config: DumpConfig
+
     """Reads and writes the portable dump format. Append-only: no update or delete."""
 
     schemes = ("dump",)
@@ -45,7 +57,7 @@ class DumpConnector(Connector):
 
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
-        secret = uri.secret("key")
+        secret = reveal(self.config.key)
         self.dump = Dump(uri.local_path, key=crypto.parse_key(secret) if secret else None)
         self._ids_checked: set[str] = set()
 

@@ -2,14 +2,14 @@
 
 A collection made by vecmigrate (layout ``json``) has a primary key ``id`` (INT64 or
 VARCHAR), one FLOAT_VECTOR field per vector field, one SPARSE_FLOAT_VECTOR field per
-sparse field (``milvus_sparse``; servers 2.4+ and lite), ``document`` VARCHAR, ``metadata`` JSON
+sparse field (``_sparse``; servers 2.4+ and lite), ``document`` VARCHAR, ``metadata`` JSON
 (typed values, nulls omitted), ``metadata_extra`` VARCHAR (canonical JSON text, ``""`` for
 none) and ``metadata_present`` JSON (``{"fields": {name: bool}, "document": bool}``).
 
 Why JSON and not one typed scalar field per metadata field: milvus-lite and servers before
 2.5 have no nullable fields, and a non-nullable typed field cannot tell a missing value
 from a default. JSON keeps int vs float, bools, lists and absence exactly (see
-``milvus_expr`` for how filters test presence).
+``_filters`` for how filters test presence).
 
 Servers must be Milvus 2.3 or newer (upsert, JSON containment). Server and lite differ in:
 indexes (a server builds FLAT, IVF_FLAT, IVF_PQ, HNSW with explicit parameters; lite only
@@ -22,9 +22,9 @@ The vecmigrate schema is the collection description (milvus-lite silently drops 
 properties). Collections made by other tools (layout ``columns``) are described from their
 fields and index parameters; their scalar fields become metadata fields.
 
-Helper modules: ``milvus_client`` (connecting, version check, error mapping),
-``milvus_schema`` (collection layout and indexes), ``milvus_codec`` (rows to and from
-Arrow), ``milvus_expr`` (filters as expressions), ``milvus_sparse`` (sparse vectors).
+Helper modules: ``_client`` (connecting, version check, error mapping),
+``_schema`` (collection layout and indexes), ``_records`` (rows to and from
+Arrow), ``_filters`` (filters as expressions), ``_sparse`` (sparse vectors).
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret
 from vecmigrate.connectors.milvus._client import check_version, connect, milvus_error
 from vecmigrate.connectors.milvus._filters import (
     Compiler,
@@ -70,7 +72,18 @@ _PAGE = 16384  # Milvus caps offset + limit of one query at 16384
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
 
 
+@dataclass(frozen=True)
+class MilvusConfig(ConnectorConfig):
+    """TLS and token of a Milvus server."""
+
+    secure: bool = False
+    token: Secret | None = None
+
+
 class MilvusConnector(Connector):
+    Config = MilvusConfig
+    config: MilvusConfig
+
     """Milvus collections over pymilvus' ``MilvusClient`` (server or embedded milvus-lite).
 
     ``capabilities`` are the server's; a milvus-lite connector narrows its own copy.
@@ -95,7 +108,7 @@ class MilvusConnector(Connector):
         self.lite = uri.scheme == "milvus-lite"
         self.server_version: tuple[int, int] | None = None
         try:
-            self.client = connect(uri, self.lite)
+            self.client = connect(uri, self.lite, self.config.secure, self.config.token)
         except VecmigrateError:
             raise
         except Exception as exc:

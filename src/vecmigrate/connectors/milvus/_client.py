@@ -17,6 +17,7 @@ from pymilvus.exceptions import (
     ParamError,
 )
 
+from vecmigrate.connectors.config import Secret
 from vecmigrate.errors import ConfigError, ConnectorError, DataError, TerminalError, TransientError
 
 MIN_SERVER = (2, 3)
@@ -40,7 +41,7 @@ def milvus_error(exc: Exception, what: str) -> ConnectorError:
     return TerminalError(f"{what}: {msg}")
 
 
-def connect(uri: Any, lite: bool) -> MilvusClient:
+def connect(uri: Any, lite: bool, secure: bool, token: Secret | None) -> MilvusClient:
     """A new client for ``uri`` (a milvus-lite file, or a server with optional token / db)."""
     # pymilvus shares one connection per address unless told otherwise, and closing
     # any client closes it for all: each connector owns its own.
@@ -54,14 +55,13 @@ def connect(uri: Any, lite: bool) -> MilvusClient:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         return MilvusClient(str(path), alias=alias)
-    scheme = "https" if uri.params.get("secure") in ("1", "true") else "http"
+    scheme = "https" if secure else "http"
     kwargs: dict[str, Any] = {
         "alias": alias,
         "uri": f"{scheme}://{uri.host or '127.0.0.1'}:{uri.port or 19530}",
     }
-    token = uri.secret("token")
-    if token:
-        kwargs["token"] = token
+    if token is not None:
+        kwargs["token"] = token.reveal()
     db = uri.path.strip("/")
     if db:
         kwargs["db_name"] = db

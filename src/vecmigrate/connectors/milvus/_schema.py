@@ -2,7 +2,7 @@
 
 Indexes are mapped deliberately both ways (portable kind + parameters <-> Milvus index
 type + parameters), collections made by other tools are described from their fields, and
-new collections get the ``json`` layout. Rows <-> Arrow batches: ``milvus_codec``.
+new collections get the ``json`` layout. Rows <-> Arrow batches: ``_records``.
 """
 
 from __future__ import annotations

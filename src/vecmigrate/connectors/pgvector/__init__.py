@@ -2,14 +2,14 @@
 
 A collection is a table: ``id`` (text or bigint, primary key), ``document`` text, one
 ``vector(dim)`` column per vector field, one ``sparsevec(dim)`` column per sparse field
-(``pgvector_sparse``), one typed column per metadata field and a
+(``_sparse``), one typed column per metadata field and a
 ``metadata_extra`` jsonb. Reads use keyset pagination and move vectors as pgvector's binary
 form straight into one numpy array; writes are binary COPY into a staging table, then one
 ``INSERT ... ON CONFLICT (id) DO UPDATE``. The vecmigrate schema is the table's COMMENT;
 tables made by other tools are described from the catalog.
 
-Helper modules: ``pgvector_sql`` (filters as SQL, error mapping), ``pgvector_catalog``
-(describing tables), ``pgvector_codec`` (rows to and from Arrow), ``pgvector_changes``
+Helper modules: ``_sql`` (filters as SQL, error mapping), ``_schema``
+(describing tables), ``_records`` (rows to and from Arrow), ``_changes``
 (the change feed ``vecmigrate sync`` reads). This module holds the connector contract.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
 from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list, typed_ids
@@ -49,7 +51,18 @@ from vecmigrate.records import conform
 __all__ = ["PgvectorConnector", "where_sql"]
 
 
+@dataclass(frozen=True)
+class PgvectorConfig(ConnectorConfig):
+    """The password (a reference) and the PostgreSQL schema holding the tables."""
+
+    password: Secret | None = None
+    schema: str = "public"
+
+
 class PgvectorConnector(ChangeCapture, Connector):
+    Config = PgvectorConfig
+    config: PgvectorConfig
+
     """Tables with pgvector columns in one PostgreSQL database (a ``ChangeFeed`` too)."""
 
     schemes = ("pgvector", "postgresql")
@@ -66,15 +79,15 @@ class PgvectorConnector(ChangeCapture, Connector):
 
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
-        self._conninfo = {
+        self._conninfo: dict[str, Any] = {
             "host": uri.host or "127.0.0.1",
             "port": uri.port or 5432,
             "dbname": uri.path.lstrip("/") or "postgres",
             "user": uri.user or "postgres",
-            "password": uri.secret("password"),
+            "password": reveal(self.config.password),
             "connect_timeout": 10,
         }
-        self.namespace = uri.params.get("schema", "public")
+        self.namespace = self.config.schema
         self._local = threading.local()
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()

@@ -1,7 +1,7 @@
 """Arrow batches to and from pgvector table rows, used only by ``connectors/pgvector.py``.
 
 Vectors travel in pgvector's binary form (int16 dim, int16 unused, dim x float4, big
-endian; sparse vectors as ``pgvector_sparse`` describes) both ways: ``vector_send`` on
+endian; sparse vectors as ``_sparse`` describes) both ways: ``vector_send`` on
 reads lands in one numpy array per field, and binary COPY on writes sends each row's
 bytes untouched, so no per-value text parsing happens.
 """

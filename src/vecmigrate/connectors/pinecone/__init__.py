@@ -6,7 +6,7 @@ namespace, which the API reports as ``__default__``). ``?namespace=NS`` narrows 
 connector to one namespace, seen as a collection without namespaces. ``?host=`` points at
 another control plane (Pinecone Local, the tests' protocol server); ``?cloud=&region=``
 choose where new serverless indexes go (default aws / us-east-1). The data mapping is in
-``pinecone_codec``, calls on one index handle in ``pinecone_io``.
+``_records``, calls on one index handle in ``_client``.
 
 What the mapping keeps, and what it cannot:
 
@@ -35,6 +35,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ import pyarrow as pa
 from pinecone import Pinecone
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.partitions import balanced_groups
 from vecmigrate.connectors.pinecone._client import (
     MAX_REQUEST_BYTES,
@@ -91,7 +93,24 @@ DEFAULT_NAMESPACE = "__default__"
 MAX_TOP_K = 10_000
 
 
+@dataclass(frozen=True)
+class PineconeConfig(ConnectorConfig):
+    """API key, one namespace, the metadata field holding documents, a file of ids to
+    read (serverless lists no ids otherwise), where new indexes go, a control-plane URL."""
+
+    api_key: Secret | None = None
+    namespace: str | None = None
+    document_field: str | None = None
+    ids_file: str | None = None
+    cloud: str = "aws"
+    region: str = "us-east-1"
+    host: str | None = None
+
+
 class PineconeConnector(Connector):
+    Config = PineconeConfig
+    config: PineconeConfig
+
     """Pinecone indexes (serverless; pod-based readable by id only) over the official client."""
 
     schemes = ("pinecone",)
@@ -110,19 +129,19 @@ class PineconeConnector(Connector):
 
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        key = uri.secret("api_key") or os.environ.get("PINECONE_API_KEY")
+        key = reveal(self.config.api_key) or os.environ.get("PINECONE_API_KEY")
         if not key:
             raise ConfigError(
                 "Pinecone needs an API key",
                 hint="add ?api_key=env:NAME to the URI, or set PINECONE_API_KEY",
             )
         self.scope = uri.host or (uri.path.strip("/") or None)
-        self.namespace = uri.params.get("namespace")
-        self.document_field = uri.params.get("document_field")
-        self.ids_file = uri.params.get("ids_file")
-        self.cloud = uri.params.get("cloud", "aws")
-        self.region = uri.params.get("region", "us-east-1")
-        self.control_plane = uri.params.get("host") or None
+        self.namespace = self.config.namespace
+        self.document_field = self.config.document_field
+        self.ids_file = self.config.ids_file
+        self.cloud = self.config.cloud
+        self.region = self.config.region
+        self.control_plane = self.config.host or None
         self.pc = Pinecone(api_key=key, host=self.control_plane, source_tag="vecmigrate")
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -8,7 +8,7 @@ record wherever either rule put it (``qdrant_codec.point_candidates``). Qdrant n
 cosine vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
 kept in the collection's metadata. Sparse fields are Qdrant sparse vectors; namespaces
 follow Qdrant's multitenancy advice: a tenant key in the payload, filtered on. Payload
-keys, point ids and filter compilation are in ``qdrant_codec``.
+keys, point ids and filter compilation are in ``_records``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow as pa
 from qdrant_client import QdrantClient, models
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.qdrant._records import (
     DOC_KEY,
     ID_KEY,
@@ -90,7 +92,18 @@ def _served_metrics(schema: CollectionSchema, info: Any) -> CollectionSchema:
     return schema.replace(engine="qdrant", vectors=tuple(vectors), engine_settings=settings)
 
 
+@dataclass(frozen=True)
+class QdrantConfig(ConnectorConfig):
+    """API key and TLS of a Qdrant server."""
+
+    api_key: Secret | None = None
+    https: bool = False
+
+
 class QdrantConnector(Connector):
+    Config = QdrantConfig
+    config: QdrantConfig
+
     """Qdrant collections with named dense vectors and JSON payloads."""
 
     schemes = ("qdrant", "qdrant+local")
@@ -131,8 +144,8 @@ class QdrantConnector(Connector):
             self.client = QdrantClient(
                 host=uri.host or "127.0.0.1",
                 port=uri.port or 6333,
-                api_key=uri.secret("api_key"),
-                https=uri.params.get("https") == "1",
+                api_key=reveal(self.config.api_key),
+                https=self.config.https,
             )
         self._lock = threading.Lock()
 

@@ -3,8 +3,8 @@
 A collection is a RediSearch index over one HASH per record (key ``<collection>:<id>``),
 with the vecmigrate schema kept at ``vecmigrate:schema:<collection>``; indexes made by other
 tools (over HASH or JSON documents) are described from ``FT.INFO``. The exact layout is in
-``redis_layout``; filter compilation in ``redis_query``; hash / JSON encoding in
-``redis_codec``. This module holds the connector contract: commands, pipelines, errors.
+``_schema``; filter compilation in ``_filters``; hash / JSON encoding in
+``_records``. This module holds the connector contract: commands, pipelines, errors.
 
 Scans walk ``SCAN MATCH <prefix>* TYPE hash`` and partition keys by crc32 buckets; a
 resume token is the SCAN cursor plus the last key emitted from that cursor's reply.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import pyarrow as pa
 import redis
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.redis._filters import _Query, compile_filter
 from vecmigrate.connectors.redis._records import hash_rows, json_bodies, records_to_batch
 from vecmigrate.connectors.redis._schema import (
@@ -74,7 +76,20 @@ def _exec(target: Any, *args: Any) -> Any:
     return target.execute_command(*args)
 
 
+@dataclass(frozen=True)
+class RedisConfig(ConnectorConfig):
+    """Database (0: RediSearch's only one), password, TLS and the socket timeout (s)."""
+
+    db: str = "0"
+    password: Secret | None = None
+    tls: bool = False
+    timeout: float = 120.0
+
+
 class RedisConnector(Connector):
+    Config = RedisConfig
+    config: RedisConfig
+
     """RediSearch vector indexes over HASH documents in one Redis database."""
 
     schemes = ("redis",)
@@ -91,7 +106,7 @@ class RedisConnector(Connector):
 
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
-        db = uri.path.strip("/") or uri.params.get("db", "0")
+        db = uri.path.strip("/") or self.config.db
         if db != "0":
             raise ConfigError(
                 f"{uri}: RediSearch keeps indexes in database 0 only", hint="drop the /db part"
@@ -100,10 +115,10 @@ class RedisConnector(Connector):
             host=uri.host or "127.0.0.1",
             port=uri.port or 6379,
             username=uri.user,
-            password=uri.secret("password"),
-            ssl=uri.params.get("tls", "").lower() in ("1", "true", "yes"),
+            password=reveal(self.config.password),
+            ssl=self.config.tls,
             protocol=2,
-            socket_timeout=float(uri.params.get("timeout", 120)),
+            socket_timeout=self.config.timeout,
         )
         self._layouts: dict[str, Layout] = {}
 

@@ -1,7 +1,7 @@
 """The connector both Elasticsearch and OpenSearch derive from: index lifecycle, bulk
 writes, point-in-time scans with ``search_after`` over slot-range partitions, and kNN
 search. Each engine module supplies its client calls and vector mappings; the document
-layout and query DSL live in ``_searchdsl``.
+layout and query DSL live in ``_filters``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import contextlib
 import json
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.config import ConnectorConfig, Secret
 from vecmigrate.connectors.search._filters import (
     ID_FIELD,
     META_KEY,
@@ -46,7 +48,22 @@ _DERIVED = frozenset({"described_from", "foreign", "document_field", "vector_map
 MAX_PAGE = 10_000  # index.max_result_window's default
 
 
+@dataclass(frozen=True)
+class SearchConfig(ConnectorConfig):
+    """What Elasticsearch and OpenSearch share: TLS (and its CA, verification), basic
+    auth, shards of new indexes, and the field other tools keep the document in."""
+
+    https: bool = False
+    verify: bool = True
+    ca: str | None = None
+    user: str | None = None
+    password: Secret | None = None
+    shards: int = 1
+    document_field: str = "document"
+
+
 class SearchEngineConnector(Connector):
+    config: SearchConfig
     """Shared logic of the Elasticsearch and OpenSearch connectors (see module docstring)."""
 
     sliced_foreign_scans = False  # whether sliced PIT searches split foreign indexes
@@ -157,7 +174,7 @@ class SearchEngineConnector(Connector):
         body = {"size": 100, "query": {"match_all": {}}}
         sample = self._read(f"sampling {name!r}", "search", index=name, body=body)
         # The text field other tools keep the document in (e.g. LangChain's "text").
-        doc_field = self.uri.params.get("document_field", "document")
+        doc_field = self.config.document_field
         meta = portable_types(props, sample["hits"]["hits"], doc_field)
         return CollectionSchema(
             name=name,

@@ -7,18 +7,20 @@ A collection is an index. Vectors are ``dense_vector`` fields with ``similarity`
 does not require unit-length vectors) / ``l2_norm`` and ``index_options`` ``hnsw`` (m,
 ef_construction) or ``flat``; ``?index_type=int8_hnsw`` (or int4_hnsw, bbq_hnsw,
 int8_flat) picks a quantized index deliberately. Scans use a point in time with
-``search_after`` (see ``_searchdsl``). From 9.2 on, ES leaves vectors out of ``_source``
+``search_after`` (see ``_filters``). From 9.2 on, ES leaves vectors out of ``_source``
 unless asked: every read that needs them asks for them (``exclude_vectors: false``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from elastic_transport import TlsError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from vecmigrate.connectors.search._base import SearchEngineConnector
+from vecmigrate.connectors.config import Secret, reveal
+from vecmigrate.connectors.search._base import SearchConfig, SearchEngineConnector
 from vecmigrate.connectors.search._filters import search_capabilities, tls_refused
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
@@ -45,7 +47,18 @@ def _reason(exc: ApiError) -> str:
     return str(error or "no error body")
 
 
+@dataclass(frozen=True)
+class ElasticsearchConfig(SearchConfig):
+    """The shared search settings, an API key, and the dense_vector index type."""
+
+    api_key: Secret | None = None
+    index_type: str | None = None
+
+
 class ElasticsearchConnector(SearchEngineConnector):
+    Config = ElasticsearchConfig
+    config: ElasticsearchConfig
+
     """Elasticsearch indexes with ``dense_vector`` fields and typed metadata fields."""
 
     schemes = ("elasticsearch",)
@@ -57,20 +70,20 @@ class ElasticsearchConnector(SearchEngineConnector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._init_cache()
-        https = uri.params.get("https") == "1"
+        https = self.config.https
         host = f"{'https' if https else 'http'}://{uri.host or '127.0.0.1'}:{uri.port or 9200}"
         kwargs: dict[str, Any] = {"max_retries": 0, "retry_on_timeout": False}
-        api_key = uri.secret("api_key")
-        password = uri.secret("password")
+        api_key = reveal(self.config.api_key)
+        password = reveal(self.config.password)
         if api_key:
             kwargs["api_key"] = api_key
         elif password is not None:
-            kwargs["basic_auth"] = (uri.user or uri.params.get("user") or "elastic", password)
+            kwargs["basic_auth"] = (uri.user or self.config.user or "elastic", password)
         if https:
-            kwargs["verify_certs"] = uri.params.get("verify", "1") != "0"
-            if uri.params.get("ca"):
-                kwargs["ca_certs"] = uri.params["ca"]
-        self.index_type = uri.params.get("index_type")
+            kwargs["verify_certs"] = self.config.verify
+            if self.config.ca:
+                kwargs["ca_certs"] = self.config.ca
+        self.index_type = self.config.index_type
         if self.index_type is not None and self.index_type not in _INDEX_TYPES:
             raise ConfigError(
                 f"unknown Elasticsearch index_type {self.index_type!r}",
@@ -132,7 +145,7 @@ class ElasticsearchConnector(SearchEngineConnector):
         raise AssertionError(op)
 
     def _index_settings(self) -> dict[str, Any]:
-        return {"number_of_shards": int(self.uri.params.get("shards", "1"))}
+        return {"number_of_shards": self.config.shards}
 
     def _vector_mapping(self, field: VectorField) -> dict[str, Any]:
         params = field.index.params if field.index else {}

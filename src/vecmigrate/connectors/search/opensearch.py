@@ -5,17 +5,19 @@ over the official ``opensearch-py`` 3.x client.
 A collection is an index with ``index.knn: true``. Vectors are ``knn_vector`` fields with
 ``method`` {name hnsw, engine lucene (default) or faiss via ``?engine=faiss``, space_type
 cosinesimil / innerproduct / l2, parameters m / ef_construction}. Scans use the PIT API
-(OpenSearch 2.4+) with ``search_after`` (see ``_searchdsl``). Filtered kNN uses the
+(OpenSearch 2.4+) with ``search_after`` (see ``_filters``). Filtered kNN uses the
 ``knn`` query's own ``filter`` (efficient filtering on lucene and faiss).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from opensearchpy import OpenSearch, SSLError, TransportError
 
-from vecmigrate.connectors.search._base import SearchEngineConnector
+from vecmigrate.connectors.config import Secret, reveal
+from vecmigrate.connectors.search._base import SearchConfig, SearchEngineConnector
 from vecmigrate.connectors.search._filters import search_capabilities, tls_refused
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
@@ -35,7 +37,19 @@ def _reason(exc: TransportError) -> str:
     return str(error or "no error body")
 
 
+@dataclass(frozen=True)
+class OpenSearchConfig(SearchConfig):
+    """The shared search settings, a bearer token, and the k-NN engine of new indexes
+    (OpenSearch takes no API key: user + password, or a token)."""
+
+    token: Secret | None = None
+    engine: str = "lucene"
+
+
 class OpenSearchConnector(SearchEngineConnector):
+    Config = OpenSearchConfig
+    config: OpenSearchConfig
+
     """OpenSearch k-NN indexes with ``knn_vector`` fields and typed metadata fields."""
 
     schemes = ("opensearch",)
@@ -45,25 +59,20 @@ class OpenSearchConnector(SearchEngineConnector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._init_cache()
-        if uri.params.get("api_key"):
-            raise ConfigError(
-                "OpenSearch takes no ?api_key",
-                hint="use ?user=NAME&password=env:NAME or ?token=env:NAME (bearer token)",
-            )
-        https = uri.params.get("https") == "1"
+        https = self.config.https
         kwargs: dict[str, Any] = {"use_ssl": https, "max_retries": 0, "retry_on_timeout": False}
-        password = uri.secret("password")
-        token = uri.secret("token")
+        password = reveal(self.config.password)
+        token = reveal(self.config.token)
         if password is not None:
-            kwargs["http_auth"] = (uri.user or uri.params.get("user") or "admin", password)
+            kwargs["http_auth"] = (uri.user or self.config.user or "admin", password)
         elif token:
             kwargs["headers"] = {"authorization": f"Bearer {token}"}
         if https:
-            kwargs["verify_certs"] = uri.params.get("verify", "1") != "0"
+            kwargs["verify_certs"] = self.config.verify
             kwargs["ssl_show_warn"] = False
-            if uri.params.get("ca"):
-                kwargs["ca_certs"] = uri.params["ca"]
-        self.engine_name = uri.params.get("engine", "lucene")
+            if self.config.ca:
+                kwargs["ca_certs"] = self.config.ca
+        self.engine_name = self.config.engine
         if self.engine_name not in _ENGINES:
             raise ConfigError(
                 f"unknown OpenSearch k-NN engine {self.engine_name!r}",
@@ -122,7 +131,7 @@ class OpenSearchConnector(SearchEngineConnector):
         raise AssertionError(op)
 
     def _index_settings(self) -> dict[str, Any]:
-        return {"index": {"knn": True, "number_of_shards": int(self.uri.params.get("shards", "1"))}}
+        return {"index": {"knn": True, "number_of_shards": self.config.shards}}
 
     def _vector_mapping(self, field: VectorField) -> dict[str, Any]:
         params = field.index.params if field.index else {}

@@ -32,6 +32,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from weaviate.classes.tenants import Tenant
 
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.connectors.base import Filter as PortableFilter
+from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.weaviate._records import (
     ID_PROP,
     MAX_RESULTS,
@@ -78,7 +80,20 @@ Tenants = list[str | None]
 QUERY_MAXIMUM_RESULTS = 10_000
 
 
+@dataclass(frozen=True)
+class WeaviateConfig(ConnectorConfig):
+    """API key, TLS and the gRPC endpoint (default: the HTTP host, port 50051)."""
+
+    api_key: Secret | None = None
+    secure: bool = False
+    grpc_host: str | None = None
+    grpc_port: int = 50051
+
+
 class WeaviateConnector(Connector):
+    Config = WeaviateConfig
+    config: WeaviateConfig
+
     """Weaviate classes: named vectors, typed properties, tenants as namespaces."""
 
     schemes = ("weaviate",)
@@ -94,8 +109,8 @@ class WeaviateConnector(Connector):
 
     def __init__(self, uri: Any) -> None:
         super().__init__(uri)
-        key = uri.secret("api_key")
-        secure = uri.params.get("secure") == "1"
+        key = reveal(self.config.api_key)
+        secure = self.config.secure
         host = uri.host or "127.0.0.1"
         self.client = call(
             f"connecting to {uri}",
@@ -103,8 +118,8 @@ class WeaviateConnector(Connector):
             http_host=host,
             http_port=uri.port or 8080,
             http_secure=secure,
-            grpc_host=uri.params.get("grpc_host", host),
-            grpc_port=int(uri.params.get("grpc_port", 50051)),
+            grpc_host=self.config.grpc_host or host,
+            grpc_port=self.config.grpc_port,
             grpc_secure=secure,
             auth_credentials=Auth.api_key(key) if key else None,
             # the init checks would also ask PyPI for the latest client; readiness is below

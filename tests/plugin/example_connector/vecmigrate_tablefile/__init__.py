@@ -30,7 +30,6 @@ class TablefileConnector(Connector):
 
     schemes = ("tablefile",)
     storage: ClassVar = "path"
-    uri_params: ClassVar = frozenset()
     capabilities = Capabilities(
         id_types=frozenset({IdType.STRING, IdType.INT}),
         metrics=frozenset(Metric),

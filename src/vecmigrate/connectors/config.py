@@ -1,0 +1,98 @@
+"""Typed connector configuration parsed from a URI's parameters.
+
+Each connector declares ``Config``, a frozen dataclass subclass of ``ConnectorConfig``
+whose fields are the ``?parameters`` it understands, typed (``str``, ``int``, ``float``,
+``bool``, ``Secret``, or ``... | None``). Parsing refuses an unknown parameter with the
+list of known ones, and a value of the wrong type naming the parameter; a ``Secret`` holds
+only its reference (``env:NAME`` / ``file:PATH``) and is resolved on use, so printing a
+config never shows a secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from vecmigrate.errors import ConfigError
+from vecmigrate.uri import ConnectionURI
+
+C = TypeVar("C", bound="ConnectorConfig")
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A reference to a secret (``env:NAME`` or ``file:PATH``), resolved by ``reveal``."""
+
+    ref: str
+
+    def reveal(self) -> str:
+        """The secret's value, read from the environment or the file now."""
+        if self.ref.startswith("env:"):
+            value = os.environ.get(self.ref[4:])
+            if value is None:
+                raise ConfigError(f"environment variable {self.ref[4:]!r} is not set")
+            return value
+        path = Path(self.ref[5:]).expanduser()
+        try:
+            return path.read_text().strip()
+        except OSError:
+            raise ConfigError(f"cannot read secret file {path}") from None
+
+    def __repr__(self) -> str:
+        return f"Secret({self.ref!r})"  # the reference, never the value
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """Base of every connector's ``Config``: no parameters."""
+
+    scheme: ClassVar[str] = ""
+
+    @classmethod
+    def known(cls) -> list[str]:
+        """The parameter names this config accepts."""
+        return sorted(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_uri(cls: type[C], uri: ConnectionURI) -> C:
+        """Parse ``uri.params``; ConfigError on an unknown parameter or a bad value."""
+        unknown = sorted(set(uri.params) - set(cls.known()))
+        if unknown:
+            raise ConfigError(
+                f"{uri.scheme}:// does not take parameter(s) {', '.join(map(repr, unknown))}",
+                hint=f"known parameters: {', '.join(cls.known()) or 'none'}; "
+                "write '?' or '&' in a path as %3F / %26",
+            )
+        hints = typing.get_type_hints(cls)
+        values = {
+            name: _convert(uri.scheme, name, raw, hints[name]) for name, raw in uri.params.items()
+        }
+        return cls(**values)
+
+
+def _convert(scheme: str, name: str, raw: str, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if raw.lower() in _TRUE | _FALSE:
+                return raw.lower() in _TRUE
+            raise ValueError
+        if hint is Secret:
+            return Secret(raw)  # the URI parser already refused a literal secret
+        return hint(raw)
+    except ValueError:
+        kind = "1/0, true/false" if hint is bool else getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{scheme}:// parameter {name}={raw!r} is not a valid {kind}") from None
+
+
+def reveal(secret: Secret | None) -> str | None:
+    """The secret's value, or None when the parameter was not given."""
+    return None if secret is None else secret.reveal()
