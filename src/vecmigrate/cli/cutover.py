@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from vecmigrate.cli.options import JsonOpt, NameOpt, VerboseOpt
 from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.live.cutover_gates import (
@@ -37,13 +38,11 @@ StateOpt = Annotated[
     str,
     typer.Option(
         "--state",
+        envvar="VECMIGRATE_STATE",
         help="State store: sqlite:///path/state.db, postgresql://user@host/db or "
         "redis://host:6379/0.",
     ),
 ]
-NameOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
 SourceArg = Annotated[str | None, typer.Argument(help="Source URI (for the data gate).")]
 TargetArg = Annotated[str | None, typer.Argument(help="Target URI (for the data gate).")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Phase to move to.")]

@@ -10,15 +10,29 @@ import typer
 from vecmigrate.cli.output import fail
 from vecmigrate.connectors import Connector
 
+# Options shared by several commands, defined once; settings a team fixes for every run
+# can come from the environment (VECMIGRATE_*).
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", envvar="VECMIGRATE_VERBOSE", help="Debug logs and tracebacks."),
+]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
-WorkersOpt = Annotated[int, typer.Option(help="Partitions copied concurrently.")]
+NameOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+TargetCollectionOpt = Annotated[str | None, typer.Option(help="Name on the target.")]
+WorkersOpt = Annotated[
+    int, typer.Option(envvar="VECMIGRATE_WORKERS", help="Partitions copied concurrently.")
+]
 ExecutorOpt = Annotated[
     str,
-    typer.Option(help="Where partitions run: local (threads), ray (local Ray) or ray:ADDRESS."),
+    typer.Option(
+        envvar="VECMIGRATE_EXECUTOR",
+        help="Where partitions run: local (threads), ray (local Ray) or ray:ADDRESS.",
+    ),
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-rows", help="Rows per read batch.")]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-rows", envvar="VECMIGRATE_BATCH_ROWS", help="Rows per read batch.")
+]
 JobOpt = Annotated[Path | None, typer.Option("--job", help="Job state file (for --resume).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted job.")]
 RestartOpt = Annotated[

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vecmigrate.cli.options import BatchOpt, NameOpt, TargetCollectionOpt, VerboseOpt
 from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
 from vecmigrate.connectors import connect
 from vecmigrate.mapping import MappingSpec
@@ -70,8 +71,8 @@ def _print_round(r: SyncResult) -> None:
 def sync(
     source: Annotated[str, typer.Argument(help="Source URI.")],
     target: Annotated[str | None, typer.Argument(help="Target URI.")] = None,
-    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")] = "",
-    target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
+    collection: NameOpt = "",
+    target_collection: TargetCollectionOpt = None,
     mapping: Annotated[
         Path | None, typer.Option("--map", help="Mapping file used by the copy.")
     ] = None,
@@ -90,9 +91,9 @@ def sync(
     state: Annotated[
         Path | None, typer.Option("--state", help="Sync state file (position, last result).")
     ] = None,
-    batch_rows: Annotated[int, typer.Option("--batch-rows", help="Rows per scan batch.")] = 2000,
+    batch_rows: BatchOpt = 2000,
     json_out: Annotated[bool, typer.Option("--json", help="JSON (one line per round).")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Bring TARGET up to date with SOURCE - inserts, updates and deletes - after a copy.
 

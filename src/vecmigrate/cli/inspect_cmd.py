@@ -1,0 +1,107 @@
+"""``vecmigrate inspect`` and ``check``: what a store holds, and whether a dump is sound."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vecmigrate import api
+from vecmigrate.cli.options import (
+    CollectionOpt,
+    JsonOpt,
+    VerboseOpt,
+)
+from vecmigrate.cli.output import (
+    EXIT_FAILED,
+    console,
+    emit_json,
+    fail,
+    setup_logging,
+    user_errors,
+)
+from vecmigrate.uri import redact
+from vecmigrate.verify.check import CheckReport
+
+
+# -- inspect ---------------------------------------------------------------------------------
+def inspect(
+    source: Annotated[str, typer.Argument(help="Connection URI, e.g. chroma:///data.")],
+    collection: CollectionOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Collections, counts, dims, metric, id type, metadata schema and index settings."""
+    setup_logging(verbose)
+    with user_errors(verbose):
+        rows = [info.to_json() for info in api.inspect(source, collection)]
+        if not rows:
+            fail(f"{redact(source)} has no collections")
+        if json_out:
+            emit_json({"source": redact(source), "collections": rows})
+            return
+        for r in rows:
+            t = Table(
+                title=f"{r['name']}  ({r['count']:,} records, ids: {r['id_type']})",
+                title_justify="left",
+            )
+            t.add_column("field")
+            t.add_column("type")
+            t.add_column("details")
+            for v in r["vectors"]:
+                idx = v["index"] or {}
+                t.add_row(
+                    v["name"],
+                    f"vector[{v['dim']}] {v['dtype']}",
+                    f"metric={v['metric']} index={idx.get('kind', '-')} {idx.get('params', '')}",
+                )
+            if r["has_document"]:
+                t.add_row("document", "string", "")
+            for m in r["metadata"]:
+                t.add_row(m["name"], m["type"], "indexed" if m["indexed"] else "")
+            console.print(t)
+            if r["engine_settings"]:
+                console.print(f"[dim]engine settings: {r['engine_settings']}[/]")
+
+
+# -- check -----------------------------------------------------------------------------------
+def _print_check(report: CheckReport) -> None:
+    status = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
+    console.print(f"[bold]{report.collection}[/]: {report.rows:,} records, {status}")
+    for f in report.findings.values():
+        color = "red" if f.severity == "error" else "yellow"
+        ids = ", ".join(map(repr, f.ids[:8])) + (" ..." if f.count > 8 else "")
+        where = f" - {f.count} record(s): {ids}" if f.count else ""
+        console.print(
+            f"  [{color}]{f.severity}[/] {f.code} field={f.field}: {escape(f.message + where)}",
+            highlight=False,
+        )
+    for name, n in report.norms.items():
+        console.print(
+            f"  norms of {name}: min {n['min']:.4g} mean {n['mean']:.4g} "
+            f"max {n['max']:.4g}, {n['unit_fraction']:.1%} unit length",
+            highlight=False,
+        )
+
+
+def check(
+    source: Annotated[str, typer.Argument(help="Dump directory or connection URI.")],
+    collection: CollectionOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
+    setup_logging(verbose)
+    with user_errors(verbose):
+        reports = api.check(source, collection)
+        if not reports:
+            fail(f"{redact(source)} has no collections")
+    if json_out:
+        emit_json({"ok": all(r.ok for r in reports), "collections": [r.to_json() for r in reports]})
+    else:
+        for r in reports:
+            _print_check(r)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(EXIT_FAILED)
