@@ -9,6 +9,7 @@ import numpy as np
 
 from vecmigrate.connectors import connect
 from vecmigrate.testing.data import sample_batch, sample_metadata, sample_schema
+from vecmigrate.verify.gates import evaluate_gates
 from vecmigrate.verify.recall import (
     QuerySet,
     SystemRun,
@@ -139,3 +140,28 @@ def test_overlap_over_the_larger_result_set() -> None:
     b = SystemRun([["a", "b", "c"], [], ["a", "b", "c", "d"], ["a", "b", "x", "y"]], lat)
     assert overlap_at_k(a, b, 10).tolist() == [1.0, 1.0, 0.5, 0.5]
     assert overlap_at_k(a, b, 2).tolist() == [1.0, 1.0, 1.0, 0.5]
+
+
+def test_self_retrieval_gate_allows_an_approximate_index_the_recall_drop_share() -> None:
+    from vecmigrate.verify.gates import Gates
+
+    def report(index: str | None, misses: int) -> dict[str, object]:
+        side = {"recall@10": 1.0, "empty_rate": 0.0, "filter_violations": 0}
+        return {
+            "k": 10,
+            "systems": {"source": {"all": side}, "target": {"all": side}},
+            "parity": {"missing": [], "extra": [], "changed": [], "duplicates": []},
+            "serving": {"target": {"index": index}},
+            "self_retrieval": {
+                "regression_count": misses,
+                "systems": {"target": {"asked": 200}},
+            },
+        }
+
+    def gate(index: str | None, misses: int) -> dict[str, object]:
+        results = evaluate_gates(Gates(), report(index, misses))
+        return next(g for g in results if g["gate"] == "self-retrieval misses")
+
+    assert not gate("flat", 1)["passed"] and not gate(None, 1)["passed"]  # exact: none
+    assert gate("hnsw", 2)["passed"] and gate("hnsw", 2)["threshold"] == 2  # 1% of 200
+    assert not gate("hnsw", 3)["passed"]
