@@ -57,7 +57,10 @@ class VerifyConfig(BaseModel):
     )
     max_namespaces: int = Field(default=20, gt=0, description="namespaces given a query group")
     self_queries: int = Field(
-        default=100, ge=0, description="sampled records searched by their own vector (0: off)"
+        default=100,
+        ge=0,
+        description="sampled records searched by their own vector, taken from the query "
+        "sample (at most `queries`; 0: off)",
     )
     gates: Gates = Field(default_factory=Gates)
 

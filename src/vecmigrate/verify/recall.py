@@ -52,32 +52,35 @@ class QuerySet:
 
 def sample_queries(
     conn: Connector, name: str, schema: CollectionSchema, n: int, seed: int
-) -> tuple[QuerySet, list[dict[str, Any]]]:
+) -> tuple[QuerySet, list[dict[str, Any]], list[Any]]:
     """``n`` corpus vectors reservoir-sampled per partition (every region represented),
-    with the sampled records' metadata (to generate filter queries from)."""
+    with the sampled records' metadata (to generate filter queries from) and ids (for
+    the self-retrieval check: one scan serves both)."""
     rng = np.random.default_rng(seed)
     parts = conn.partitions(name, 4)
     per_part = math.ceil(n / max(1, len(parts)))
-    chosen: list[tuple[np.ndarray, dict[str, Any]]] = []
+    chosen: list[tuple[np.ndarray, dict[str, Any], Any]] = []
     for part in parts:
-        reservoir: list[tuple[np.ndarray, dict[str, Any]]] = []
+        reservoir: list[tuple[np.ndarray, dict[str, Any], Any]] = []
         seen = 0
         for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
             vectors = vectors_to_numpy(batch.column(schema.vector.name))
+            ids = batch.column("id").to_pylist()
             metas: list[dict[str, Any]] | None = None
             for row in range(batch.num_rows):
                 seen += 1
                 slot = len(reservoir) if len(reservoir) < per_part else int(rng.integers(seen))
                 if slot < per_part:
                     metas = metas if metas is not None else metadata_rows(batch, schema)
-                    item = (vectors[row].copy(), metas[row])
+                    item = (vectors[row].copy(), metas[row], ids[row])
                     reservoir[slot : slot + 1] = [item]
         chosen += reservoir
     if not chosen:
         raise ConfigError(f"collection {name!r} is empty: nothing to query")
     picked = sorted(rng.permutation(len(chosen))[:n])
     vectors = np.stack([chosen[i][0] for i in picked])
-    return QuerySet(vectors, ["sampled"] * len(vectors)), [chosen[i][1] for i in picked]
+    queries = QuerySet(vectors, ["sampled"] * len(vectors))
+    return queries, [chosen[i][1] for i in picked], [chosen[i][2] for i in picked]
 
 
 def filter_queries(

@@ -138,28 +138,6 @@ def serving(schema: CollectionSchema) -> dict[str, Any]:
     return out
 
 
-def sample_records(
-    conn: Connector, name: str, schema: CollectionSchema, n: int, seed: int
-) -> tuple[list[Any], np.ndarray]:
-    """``n`` (> 0) records drawn uniformly (seeded) over a scan: their ids and vectors."""
-    rng = np.random.default_rng(seed)
-    keys = np.zeros(0)
-    ids: list[Any] = []
-    vectors = np.zeros((0, schema.vector.dim), np.float32)
-    for part in conn.partitions(name, 1):
-        for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
-            # Bottom-n of uniform random keys is a uniform sample without replacement.
-            keys = np.concatenate([keys, rng.random(batch.num_rows)])
-            ids += batch.column("id").to_pylist()
-            vectors = np.concatenate([vectors, vectors_to_numpy(batch.column(schema.vector.name))])
-            if len(keys) > n:
-                keep = np.argpartition(keys, n - 1)[:n]
-                keys, vectors = keys[keep], vectors[keep]
-                ids = [ids[i] for i in keep]
-    order = np.argsort(keys, kind="stable")
-    return [ids[i] for i in order], vectors[order]
-
-
 def self_retrieval(
     source: Connector,
     target: Connector,
@@ -167,15 +145,17 @@ def self_retrieval(
     tname: str,
     schema: CollectionSchema,
     config: VerifyConfig,
+    sample: tuple[list[Any], np.ndarray],
     absent: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Sampled source records searched by their own vector on both systems; a record not
-    in a system's top ``k`` is a miss unless ``k`` records at least as close came back
-    (ties and, for dot, larger vectors). ``regressions``: misses of the target only.
-    Records in ``absent`` (missing from the target: the parity gate counts them) are not
-    asked of the target (``config``: self_queries records, top k, seed)."""
+    """Sampled source records (``sample``: ids and vectors of the query sample, the first
+    ``config.self_queries`` of them) searched by their own vector on both systems; a
+    record not in a system's top ``k`` is a miss unless ``k`` records at least as close
+    came back (ties and, for dot, larger vectors). ``regressions``: misses of the target
+    only. Records in ``absent`` (missing from the target: the parity gate counts them)
+    are not asked of the target."""
     k = config.k
-    ids, vectors = sample_records(source, name, schema, config.self_queries, config.seed)
+    ids, vectors = sample[0][: config.self_queries], sample[1][: config.self_queries]
     queries = QuerySet(vectors, ["self"] * len(ids))
     runs = {
         "source": run_queries(source, name, queries, k),
@@ -253,7 +233,8 @@ def verify_migration(
     k = config.k
     ks = sorted({*config.ks, k})
     parity = diff_collections(source, target, name, target_name=tname)
-    queries, sample_meta = sample_queries(source, name, sa, config.queries, config.seed)
+    queries, sample_meta, sample_ids = sample_queries(source, name, sa, config.queries, config.seed)
+    sample = (sample_ids, queries.vectors)  # the corpus records, before other query groups
     if config.filter_queries:
         queries = queries + filter_queries(
             sa, sample_meta, queries.vectors, config.filter_queries, config.seed
@@ -306,7 +287,9 @@ def verify_migration(
     }
     if config.self_queries:
         absent = frozenset(parity.missing)
-        report["self_retrieval"] = self_retrieval(source, target, name, tname, sa, config, absent)
+        report["self_retrieval"] = self_retrieval(
+            source, target, name, tname, sa, config, sample, absent
+        )
     if namespaces:
         if "queried" in namespaces:
             namespaces["leaks"] = _leaks(runs, facts, queries)
