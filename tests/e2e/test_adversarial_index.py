@@ -90,9 +90,7 @@ ENGINES: dict[str, tuple[Callable[[Path], str], Callable[[Path], None]]] = {
 def _verify(src: str, dst: str, tmp: Path, out: str) -> tuple[int, Any]:
     config = tmp / "verify.yaml"
     # Every record sampled and asked by its own vector, so the victim is always among them.
-    config.write_text(
-        f"verify:\n  queries: {ROWS}\n  filter_queries: 0\n  self_queries: {ROWS}\n"
-    )
+    config.write_text(f"verify:\n  queries: {ROWS}\n  filter_queries: 0\n  self_queries: {ROWS}\n")
     proc = run_cli(
         "verify",
         src,
