@@ -215,3 +215,22 @@ def test_every_read_only_verb_leaves_an_embedded_store_byte_identical(
         out = cli(*verb)
         assert out.returncode in (0, 1), (verb, out.stderr)  # 1: a gate may fail on ANN
         assert _file_bytes(tmp_path / path) == before, f"{verb[0]} changed the {scheme} store"
+
+
+def test_sync_from_an_empty_source_does_not_empty_the_target(lance: Path) -> None:
+    with connect("dump:./dump") as dump:
+        schema = dump.describe("docs")
+    with connect("lancedb:./empty") as conn:
+        conn.create(schema)  # the same collection, with no records: a mistaken source
+    out = cli("sync", "lancedb:./empty", "lancedb:./data/Lance", "-c", "docs")
+    assert out.returncode == 2, out.stderr
+    assert "would delete 300 of the 300 records" in out.stderr and "--max-delete 300" in out.stderr
+    assert _rows(f"lancedb://{lance}") == ROWS
+    out = cli("sync", "lancedb:./empty", "lancedb:./data/Lance", "-c", "docs", "--max-delete", "10")
+    assert out.returncode == 2 and "more than --max-delete 10" in out.stderr
+    # The printed hint, followed, does what it says.
+    out = cli(
+        "sync", "lancedb:./empty", "lancedb:./data/Lance", "-c", "docs", "--max-delete", "300"
+    )
+    assert out.returncode == 0, out.stderr
+    assert _rows(f"lancedb://{lance}") == 0

@@ -87,6 +87,13 @@ def sync(
     interval: Annotated[float, typer.Option(help="Seconds between --watch rounds.")] = 5.0,
     max_rounds: Annotated[int | None, typer.Option(help="Stop --watch after N rounds.")] = None,
     prune: Annotated[bool, typer.Option(help="Delete applied changes (changes mode).")] = False,
+    max_delete: Annotated[
+        int | None,
+        typer.Option(
+            help="Most records one round may delete (default: any number short of emptying "
+            "the target)."
+        ),
+    ] = None,
     verify: Annotated[bool, typer.Option(help="Check counts + digests after each round.")] = True,
     state: Annotated[
         Path | None, typer.Option("--state", help="Sync state file (position, last result).")
@@ -134,6 +141,7 @@ def sync(
             state_path=state,
             verify=verify,
             prune=prune,
+            max_delete=max_delete,
         )
         with connect(source) as src, connect(target) as dst:
             if watch_:

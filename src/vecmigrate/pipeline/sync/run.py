@@ -57,6 +57,9 @@ class SyncOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     verify: bool = True
     prune: bool = False
+    # Deletes one generic round may make; None: any number short of the whole target
+    # (emptying a target, as an empty or mistaken source would, needs an explicit limit).
+    max_delete: int | None = None
 
 
 @dataclass
@@ -212,6 +215,7 @@ class _Round:
         r.mapping_refused = drift.mapping_refused
         r.rows_scanned += drift.rows_scanned
         r.buckets, r.dirty_buckets = drift.buckets, drift.dirty_buckets
+        self._check_deletes(len(drift.extra))
         ids = [*drift.missing, *(s for s, _ in drift.changed)]
         if self.mapping.is_identity:
             # Confirm each extra id against the source before deleting it: a scan over an
@@ -232,6 +236,23 @@ class _Round:
             r.add(self.applier.bring_current(ids[start : start + step]))
         if drift.extra:
             r.add(self.applier.delete(drift.extra))  # already target ids
+
+    def _check_deletes(self, n: int) -> None:
+        """ConfigError before deleting more than ``max_delete`` records, or (without a
+        limit) every record of the target: what a wrong or empty source would cause."""
+        limit = self.options.max_delete
+        if not n or (limit is not None and n <= limit):
+            return
+        held = self.target.count(self.tname)
+        if limit is None and n < held:
+            return
+        raise ConfigError(
+            f"sync would delete {n:,} of the {held:,} records of {self.tname!r} on "
+            f"{self.target.uri} (the source {self.source.uri} collection {self.name!r} "
+            f"lacks them){'' if limit is None else f', more than --max-delete {limit:,}'}; "
+            "nothing was changed",
+            hint=f"check the source; to delete them, pass --max-delete {n}",
+        )
 
     def changes(self, feed: ChangeFeed) -> None:
         """Apply the recorded changes since the stored position, page by page."""
