@@ -19,7 +19,7 @@ from vecmigrate.connectors.registry import known_schemes
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.copy import copy_collection
-from vecmigrate.pipeline.dryrun import open_plan_target, plan_migration
+from vecmigrate.pipeline.dryrun import AbsentTarget, open_plan_target, plan_migration
 from vecmigrate.pipeline.options import CopyOptions, CopyResult
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import path_uri, uri_scheme
@@ -41,6 +41,15 @@ def opened(store: Store, *, read_only: bool) -> Iterator[Connector]:
         return
     with connect(store, read_only=read_only) as conn:
         yield conn
+
+
+@contextmanager
+def _plan_target(target: Store, measure_writes: bool) -> Iterator[Connector | AbsentTarget]:
+    if isinstance(target, Connector):
+        yield target
+        return
+    with open_plan_target(target, measure_writes) as dst:
+        yield dst
 
 
 def dump_uri(arg: str | Path) -> str:
@@ -263,28 +272,16 @@ def plan(
 ) -> PlanReport:
     """Dry run of a copy; reads only, unless ``measure_writes`` loads a scratch
     collection on the target to time writes (dropped after)."""
-    with opened(source, read_only=True) as src:
-        if isinstance(target, Connector):
-            data = plan_migration(
-                src,
-                target,
-                collection,
-                spec=mapping,
-                target_name=target_collection,
-                sample_rows=sample_rows,
-                measure_write=measure_writes,
-            )
-        else:
-            with open_plan_target(target, measure_writes) as dst:
-                data = plan_migration(
-                    src,
-                    dst,
-                    collection,
-                    spec=mapping,
-                    target_name=target_collection,
-                    sample_rows=sample_rows,
-                    measure_write=measure_writes,
-                )
+    with opened(source, read_only=True) as src, _plan_target(target, measure_writes) as dst:
+        data = plan_migration(
+            src,
+            dst,
+            collection,
+            spec=mapping,
+            target_name=target_collection,
+            sample_rows=sample_rows,
+            measure_write=measure_writes,
+        )
     return PlanReport(data)
 
 
