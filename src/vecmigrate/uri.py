@@ -16,6 +16,32 @@ REDACTED = "***"
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A reference to a secret (``env:NAME`` or ``file:PATH``), resolved by ``reveal``;
+    printing it shows the reference, never the value."""
+
+    ref: str
+    param: str = field(default="", compare=False)  # the URI parameter, for messages
+
+    def reveal(self) -> str:
+        """The secret's value, read from the environment or the file now."""
+        where = f" (for {self.param!r})" if self.param else ""
+        if self.ref.startswith("env:"):
+            value = os.environ.get(self.ref[4:])
+            if value is None:
+                raise ConfigError(f"environment variable {self.ref[4:]!r}{where} is not set")
+            return value
+        path = Path(self.ref[5:]).expanduser()
+        try:
+            return path.read_text().strip()
+        except OSError:
+            raise ConfigError(f"cannot read secret file{where}: {path}") from None
+
+    def __repr__(self) -> str:
+        return f"Secret({self.ref!r})"
+
+
+@dataclass(frozen=True)
 class ConnectionURI:
     """A parsed connection URI; secrets stay references until ``secret()`` resolves them."""
 
@@ -93,19 +119,7 @@ class ConnectionURI:
     def secret(self, name: str) -> str | None:
         """Resolve the secret parameter ``name`` from the environment or a file."""
         ref = self.params.get(name)
-        if ref is None:
-            return None
-        if ref.startswith("env:"):
-            var = ref[4:]
-            value = os.environ.get(var)
-            if value is None:
-                raise ConfigError(f"environment variable {var!r} (for {name!r}) is not set")
-            return value
-        path = Path(ref[5:]).expanduser()
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file for {name!r}: {path}") from exc
+        return None if ref is None else Secret(ref, param=name).reveal()
 
     @property
     def local_path(self) -> Path:

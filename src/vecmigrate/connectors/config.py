@@ -11,41 +11,16 @@ config never shows a secret.
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from vecmigrate.errors import ConfigError
-from vecmigrate.uri import ConnectionURI
+from vecmigrate.uri import ConnectionURI, Secret
 
 C = TypeVar("C", bound="ConnectorConfig")
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A reference to a secret (``env:NAME`` or ``file:PATH``), resolved by ``reveal``."""
-
-    ref: str
-
-    def reveal(self) -> str:
-        """The secret's value, read from the environment or the file now."""
-        if self.ref.startswith("env:"):
-            value = os.environ.get(self.ref[4:])
-            if value is None:
-                raise ConfigError(f"environment variable {self.ref[4:]!r} is not set")
-            return value
-        path = Path(self.ref[5:]).expanduser()
-        try:
-            return path.read_text().strip()
-        except OSError:
-            raise ConfigError(f"cannot read secret file {path}") from None
-
-    def __repr__(self) -> str:
-        return f"Secret({self.ref!r})"  # the reference, never the value
 
 
 @dataclass(frozen=True)
@@ -86,7 +61,7 @@ def _convert(scheme: str, name: str, raw: str, hint: Any) -> Any:
                 return raw.lower() in _TRUE
             raise ValueError
         if hint is Secret:
-            return Secret(raw)  # the URI parser already refused a literal secret
+            return Secret(raw, param=name)  # the URI parser refused a literal secret
         return hint(raw)
     except ValueError:
         kind = "1/0, true/false" if hint is bool else getattr(hint, "__name__", str(hint))
@@ -96,3 +71,6 @@ def _convert(scheme: str, name: str, raw: str, hint: Any) -> Any:
 def reveal(secret: Secret | None) -> str | None:
     """The secret's value, or None when the parameter was not given."""
     return None if secret is None else secret.reveal()
+
+
+__all__ = ["ConnectorConfig", "Secret", "reveal"]
