@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.connectors.registry import known_schemes
+from vecmigrate.errors import ConfigError
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.copy import copy_collection
@@ -56,6 +57,17 @@ def dump_uri(arg: str | Path) -> str:
     """A connection URI as it is; a path (``dump/``, ``./x``) as the dump there."""
     text = str(arg)
     return text if uri_scheme(text) in known_schemes() else path_uri("dump", text)
+
+
+def export_uri(output: str | Path, encrypt_key: str | None = None) -> str:
+    """The dump URI an export writes: ``output`` as a path, with the key reference."""
+    target = path_uri("dump", output)
+    if encrypt_key is None:
+        return target
+    if not encrypt_key.startswith(("env:", "file:")):
+        # Never echo the value: it may be the key itself.
+        raise ConfigError("--encrypt-key (encrypt_key) takes env:NAME or file:/path, not a key")
+    return f"{target}?key={quote(encrypt_key, safe=':/')}"
 
 
 @dataclass(frozen=True)
@@ -191,12 +203,9 @@ def export(
 ) -> CopyReport:
     """Export a collection to a dump folder; ``encrypt_key`` is ``env:NAME`` or
     ``file:/path`` (AES-256-GCM parts, readable back with the same key)."""
-    target = path_uri("dump", output)
-    if encrypt_key is not None:
-        target += f"?key={quote(encrypt_key, safe=':/')}"
     return copy(
         source,
-        target,
+        export_uri(output, encrypt_key),
         collection,
         options=options,
         verify=verify,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
@@ -40,7 +39,6 @@ from vecmigrate.connectors import connect
 from vecmigrate.errors import ReplaceNotConfirmed
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.pipeline import CopyOptions
-from vecmigrate.uri import path_uri
 
 
 def _run_copy(
@@ -190,12 +188,8 @@ def export_(
     verbose: VerboseOpt = False,
 ) -> None:
     """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
-    target = path_uri("dump", output)
-    if encrypt_key is not None:
-        if not encrypt_key.startswith(("env:", "file:")):
-            # Never echo the value: it may be the key itself.
-            fail("--encrypt-key takes env:NAME or file:/path, not a key", code=2)
-        target += f"?key={quote(encrypt_key, safe=':/')}"
+    with user_errors(verbose):
+        target = api.export_uri(output, encrypt_key)
     copy(
         source=source,
         target=target,
