@@ -239,3 +239,39 @@ def test_random_schema_mappings_round_trip_or_refuse(case: Any) -> None:
     assert got == want
     for g, w in zip(got, want, strict=True):
         assert all(type(g[k]) is type(w[k]) for k in w)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=schemas_rows_and_casts(), rename=st.booleans(), original=st.booleans())
+def test_column_path_equals_the_per_record_path(case: Any, rename: bool, original: bool) -> None:
+    """Mapping whole columns gives the batch and refusals the per-record path gives."""
+    from unittest import mock
+
+    from vecmigrate.mapping import columns
+    from vecmigrate.mapping.spec import IdSpec
+    from vecmigrate.records import build_batch
+
+    schema, rows, casts = case
+    caps = Capabilities(id_types=frozenset(IdType), metrics=frozenset(Metric))
+    batch = build_batch(
+        schema,
+        [str(i) for i in range(len(rows))],
+        {"vector": np.ones((len(rows), 2))},
+        metadata=rows,
+    )
+    spec = MappingSpec(
+        fields={
+            k: FieldSpec(cast=v, rename=f"r_{k}" if rename else None) for k, v in casts.items()
+        },
+        id=IdSpec(
+            strategy="uuid5" if original else "keep", original_field="orig" if original else None
+        ),
+    )
+    by_columns, refused_c = build_mapping(schema, caps, spec).apply(batch)
+    with (
+        mock.patch.object(columns, "needs_rows", return_value=True),
+        mock.patch("vecmigrate.mapping.transform.needs_rows", return_value=True),
+    ):
+        by_rows, refused_r = build_mapping(schema, caps, spec).apply(batch)
+    assert [(r.row, r.field) for r in refused_c] == [(r.row, r.field) for r in refused_r]
+    assert by_columns.equals(by_rows), (by_columns.to_pylist(), by_rows.to_pylist())

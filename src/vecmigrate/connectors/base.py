@@ -4,22 +4,91 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.config import ConnectorConfig
-from vecmigrate.errors import ConfigError
+from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import Node, operators, parse
+from vecmigrate.layout import conform
 from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
 from vecmigrate.uri import ConnectionURI
 
 IfExists = Literal["fail", "reuse", "replace"]
 Filter = dict[str, Any]
 IF_EXISTS_HINT = "pass --if-exists replace or reuse"
+T = TypeVar("T")
+
+# The contract's calls, run inside the engine's ``translate_error`` by the base class.
+_CALLS = (
+    "list_collections",
+    "describe",
+    "count",
+    "partitions",
+    "fetch",
+    "create",
+    "upsert",
+    "delete",
+    "drop",
+    "search",
+)
+
+
+def _what(conn: Connector, verb: str, args: tuple[Any, ...]) -> str:
+    """``pgvector upsert 'docs'``: the call a translated error names (never the URI's secrets)."""
+    name = args[0] if args and isinstance(args[0], str) else None
+    if name is None and args and isinstance(args[0], CollectionSchema):
+        name = args[0].name
+    return f"{conn.engine} {verb}" + (f" {name!r}" if name is not None else "")
+
+
+def _translating(method: Callable[..., Any], verb: str) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Connector, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except VecmigrateError:
+            raise
+        except Exception as exc:
+            translated = self.translate_error(exc, _what(self, verb, args))
+            if translated is None:
+                raise
+            raise translated from None
+
+    call._translates = True  # type: ignore[attr-defined]
+    return call
+
+
+def _translating_scan(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    @functools.wraps(method)
+    def scan(self: Connector, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from method(self, *args, **kwargs)
+        except VecmigrateError:
+            raise
+        except Exception as exc:
+            translated = self.translate_error(exc, _what(self, "scan", args))
+            if translated is None:
+                raise
+            raise translated from None
+
+    scan._translates = True  # type: ignore[attr-defined]
+    return scan
+
+
+def _conforming(upsert: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(upsert)
+    def conformed(self: Connector, name: str, batch: pa.RecordBatch, *a: Any, **kw: Any) -> None:
+        # The writer conforms before retrying and dead-lettering, so this is one schema
+        # comparison there; direct callers (the live router, tests) get the same layout.
+        upsert(self, name, conform(batch, self._schema(name), strict=self.strict_layout), *a, **kw)
+
+    conformed._conforms = True  # type: ignore[attr-defined]
+    return conformed
 
 
 class Connector(ABC):
@@ -33,11 +102,23 @@ class Connector(ABC):
     # a local ``path`` or a ``server``, and its default port.
     storage: ClassVar[Literal["path", "server", "service"]] = "server"
     default_port: ClassVar[int | None] = None
+    # ``upsert`` refuses columns the schema does not declare instead of dropping them.
+    strict_layout: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every contract call runs inside the engine's one error mapping.
+        for verb in _CALLS + ("scan",):
+            method = cls.__dict__.get(verb)
+            if method is not None and not getattr(method, "_translates", False):
+                wrap = _translating_scan(method) if verb == "scan" else _translating(method, verb)
+                setattr(cls, verb, wrap)
+        # ``upsert`` receives batches in the collection's own layout.
+        upsert = cls.__dict__.get("upsert")
+        if upsert is not None and not getattr(upsert, "_conforms", False):
+            cls.upsert = _conforming(upsert)  # type: ignore[method-assign]
         # Every engine's ``create`` checks the schema first, so ``if_exists="replace"``
         # with a schema this engine cannot store never drops the collection it replaces.
-        super().__init_subclass__(**kwargs)
         create = cls.__dict__.get("create")
         if create is not None and not getattr(create, "_checks_schema", False):
 
@@ -59,6 +140,30 @@ class Connector(ABC):
     def engine(self) -> str:
         """Engine name as shown to users."""
         return self.schemes[0]
+
+    # -- errors ------------------------------------------------------------------------------
+    @classmethod
+    def translate_error(cls, exc: Exception, what: str) -> VecmigrateError | None:
+        """The engine's driver error as ``TransientError`` (retry may help),
+        ``TerminalError``/``DataError`` (it will not) or ``ConfigError`` (fix the URI or
+        permissions); None leaves ``exc`` (not the driver's: a bug) to surface as it is.
+
+        The one place an engine maps its errors: the base class applies it around every
+        contract call, and ``_call`` around a driver call that needs a sharper ``what``.
+        """
+        return None
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` with driver errors translated, naming ``what``."""
+        try:
+            return fn(*args, **kwargs)
+        except VecmigrateError:
+            raise
+        except Exception as exc:
+            translated = self.translate_error(exc, what)
+            if translated is None:
+                raise
+            raise translated from None
 
     # -- discovery -------------------------------------------------------------------
     @abstractmethod

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.mapping.casts import CastRefused, cast_value, epoch_to_iso, iso_to_epoch
+from vecmigrate.mapping.columns import NeedsRows, map_metadata, needs_rows
 from vecmigrate.mapping.embed import Embedder, SentenceTransformerEmbedder
 from vecmigrate.mapping.reshape import (
     FieldRefused,
@@ -32,7 +35,8 @@ from vecmigrate.model import (
     MetadataField,
     VectorField,
 )
-from vecmigrate.records import build_batch, metadata_rows, numpy_to_vectors, vectors_to_numpy
+from vecmigrate.records import metadata_rows, numpy_to_vectors, vectors_to_numpy
+from vecmigrate.values import metadata_to_arrow
 
 UNIT_TOLERANCE = 1e-3  # |norm - 1| below this counts as unit length
 
@@ -76,11 +80,55 @@ class Mapping:
 
     # -- the transform ---------------------------------------------------------------------
     def apply(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[Refusal]]:
-        """The batch in the target's layout, plus the rows it refused (left out)."""
+        """The batch in the target's layout, plus the rows it refused (left out).
+
+        Columns are mapped whole (``columns.py``); a batch whose metadata must be
+        reshaped record by record takes ``_metadata_rows``.
+        """
         if self.is_identity:
             return batch, []
         refusals: list[Refusal] = []
-        ids = self._map_ids(batch.column("id").to_pylist(), refusals)
+        ids = self._map_ids(batch.column("id"), refusals)
+        id_refusals = len(refusals)
+        try:
+            if needs_rows(self, batch):
+                raise NeedsRows("layout")
+            meta, extra, namespaces = map_metadata(self, batch, refusals)
+        except NeedsRows:
+            del refusals[id_refusals:]
+            meta, extra, namespaces = self._metadata_rows(batch, refusals)
+        vectors = self._vectors(batch, refusals)
+        if self.spec.reembed and self.embedder:
+            vectors[self.spec.reembed.field] = self._embed(batch, refusals)
+        n, names = batch.num_rows, batch.schema.names
+        arrays: list[pa.Array] = []
+        for f in self.target.arrow_schema():
+            if f.name == "id":
+                column = ids
+            elif f.name == "metadata":
+                column = meta
+            elif f.name == "metadata_extra":
+                column = extra
+            elif f.name == "namespace":
+                column = namespaces
+            elif f.name in vectors:
+                column = vectors[f.name]
+            else:  # document and sparse vectors pass through
+                column = batch.column(f.name) if f.name in names else None
+            arrays.append(pa.nulls(n, f.type) if column is None else column.cast(f.type))
+        out = pa.RecordBatch.from_arrays(arrays, schema=self.target.arrow_schema())
+        refusals.sort(key=lambda r: r.row)  # stable: per record, ids, metadata, vectors
+        bad = sorted({r.row for r in refusals})
+        if bad:
+            keep = np.ones(batch.num_rows, bool)
+            keep[bad] = False
+            out = out.filter(pa.array(keep))
+        return out, refusals
+
+    def _metadata_rows(
+        self, batch: pa.RecordBatch, refusals: list[Refusal]
+    ) -> tuple[pa.Array | None, pa.Array, pa.Array | None]:
+        """(metadata, metadata_extra, namespaces) mapped record by record."""
         metas = self._reshape(metadata_rows(batch, self.source), refusals)
         metas = self._map_metadata(metas, refusals)
         names = batch.schema.names
@@ -92,9 +140,16 @@ class Mapping:
                     meta[str(nspec.field)] = ns
         elif nspec and nspec.from_ == "field":
             namespaces = [meta.pop(str(nspec.field), None) for meta in metas]
-        for i, orig in enumerate(batch.column("id").to_pylist()):
-            if self.spec.id.original_field:
-                metas[i][self.spec.id.original_field] = str(orig)
+        if self.spec.id.original_field:
+            for meta, orig in zip(metas, batch.column("id").to_pylist(), strict=True):
+                meta[self.spec.id.original_field] = str(orig)
+        # The rows came from metadata_rows: a None there is an explicit null.
+        struct, extra = metadata_to_arrow(metas, self.target, explicit_nulls=True)
+        return struct, extra, None if namespaces is None else pa.array(namespaces, pa.string())
+
+    def _vectors(self, batch: pa.RecordBatch, refusals: list[Refusal]) -> dict[str, pa.Array]:
+        """The kept vector columns under their target names: normalised where the
+        mapping says so, rows refused where the target metric needs unit length."""
         vectors = {}
         kept = [
             v
@@ -103,12 +158,15 @@ class Mapping:
             and not ((vs := self.spec.vectors.get(v.name)) and vs.drop)
         ]
         for src_field, tgt_field in zip(kept, self.target.vectors, strict=False):
-            m = vectors_to_numpy(batch.column(src_field.name))
-            norms = np.linalg.norm(m, axis=1)
+            column = batch.column(src_field.name)
             vspec = self.spec.vectors.get(src_field.name)
-            if vspec and vspec.normalize:
-                m = m / np.where(norms > 0, norms, 1)[:, None]
+            normalize = bool(vspec and vspec.normalize)
+            if normalize:
+                m = vectors_to_numpy(column)
+                norms = np.linalg.norm(m, axis=1)
+                column = numpy_to_vectors(m / np.where(norms > 0, norms, 1)[:, None])
             elif src_field.name in self.unit_required:
+                norms = np.linalg.norm(vectors_to_numpy(column), axis=1)
                 for row in np.flatnonzero(np.abs(norms - 1) > UNIT_TOLERANCE):
                     refusals.append(
                         Refusal(
@@ -118,26 +176,8 @@ class Mapping:
                             f"{tgt_field.metric.value} needs unit vectors",
                         )
                     )
-            vectors[tgt_field.name] = numpy_to_vectors(m)
-        if self.spec.reembed and self.embedder:
-            vectors[self.spec.reembed.field] = self._embed(batch, refusals)
-        out = build_batch(
-            self.target,
-            ids,
-            vectors,
-            documents=batch.column("document").to_pylist() if "document" in names else None,
-            metadata=metas,
-            namespaces=namespaces,
-            sparse={s.name: batch.column(s.name).to_pylist() for s in self.target.sparse},
-            # The rows came from metadata_rows: a None there is an explicit null.
-            explicit_nulls=True,
-        )
-        bad = sorted({r.row for r in refusals})
-        if bad:
-            keep = np.ones(batch.num_rows, bool)
-            keep[bad] = False
-            out = out.filter(pa.array(keep))
-        return out, refusals
+            vectors[tgt_field.name] = column
+        return vectors
 
     def _embed(self, batch: pa.RecordBatch, refusals: list[Refusal]) -> pa.Array:
         assert self.embedder is not None
@@ -167,15 +207,20 @@ class Mapping:
             out.append(meta)
         return out
 
-    def _map_ids(self, ids: list[Any], refusals: list[Refusal]) -> list[Any]:
+    def map_ids(self, ids: Sequence[Any]) -> list[Any]:
+        """The ids these source records get on the target (the id strategy)."""
+        return list(ids) if self.is_identity else self._map_ids(pa.array(list(ids)), []).to_pylist()
+
+    def _map_ids(self, column: pa.Array, refusals: list[Refusal]) -> pa.Array:
         strategy = self.spec.id.strategy
         if strategy == "keep":
-            return ids
+            return column
         if strategy == "string":
-            return [str(i) for i in ids]
+            return pc.cast(column, pa.string())
+        ids = column.to_pylist()
         if strategy == "uuid5":
             ns = uuid.UUID(self.spec.id.namespace)
-            return [str(uuid.uuid5(ns, f"{self.source.name}/{i}")) for i in ids]
+            return pa.array([str(uuid.uuid5(ns, f"{self.source.name}/{i}")) for i in ids])
         out = []
         for row, original in enumerate(ids):
             digest = hashlib.blake2b(str(original).encode(), digest_size=8).digest()
@@ -184,7 +229,7 @@ class Mapping:
             if seen != str(original):
                 refusals.append(Refusal(row, "id", f"hash64 collision with id {seen!r}"))
             out.append(h)
-        return out
+        return pa.array(out, pa.int64())
 
     def _map_metadata(
         self, rows: list[dict[str, Any]], refusals: list[Refusal]

@@ -8,9 +8,9 @@ form straight into one numpy array; writes are binary COPY into a staging table,
 ``INSERT ... ON CONFLICT (id) DO UPDATE``. The vecmigrate schema is the table's COMMENT;
 tables made by other tools are described from the catalog.
 
-Helper modules: ``_sql`` (filters as SQL, error mapping), ``_schema``
-(describing tables), ``_records`` (rows to and from Arrow), ``_changes``
-(the change feed ``vecmigrate sync`` reads). This module holds the connector contract.
+Helper modules: ``_client`` (connections, the one error mapping), ``_sql`` (filters as SQL),
+``_schema`` (describing tables), ``_records`` (rows to and from Arrow), ``_changes`` (the
+change feed ``vecmigrate sync`` reads). This module holds the connector contract.
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from typing import Any
 import numpy as np
 import psycopg
 import pyarrow as pa
-from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.partitions import key_range_partitions
+from vecmigrate.connectors.pgvector import _client
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
 from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list, typed_ids
 from vecmigrate.connectors.pgvector._schema import describe_table, vector_tables
 from vecmigrate.connectors.pgvector._sparse import column_type as sparse_column_type
-from vecmigrate.connectors.pgvector._sql import OPERATOR, OPS, SQL_TYPE, pg_error, where_sql
-from vecmigrate.errors import ConfigError, TransientError
+from vecmigrate.connectors.pgvector._sql import OPERATOR, OPS, SQL_TYPE, where_sql
+from vecmigrate.errors import ConfigError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import (
     Capabilities,
@@ -45,7 +45,7 @@ from vecmigrate.model import (
     Partition,
     ResumeToken,
 )
-from vecmigrate.records import conform
+from vecmigrate.uri import ConnectionURI
 
 # Re-exported: where_sql was importable from here before the split.
 __all__ = ["PgvectorConnector", "where_sql"]
@@ -77,14 +77,16 @@ class PgvectorConnector(ChangeCapture, Connector):
         index_kinds=frozenset({"flat", "hnsw", "ivf_flat"}),
     )
 
-    def __init__(self, uri: Any) -> None:
+    translate_error = staticmethod(_client.translate_error)
+
+    def __init__(self, uri: ConnectionURI) -> None:
+        # No I/O here: connections (and the password) are opened on first use, per thread.
         super().__init__(uri)
         self._conninfo: dict[str, Any] = {
             "host": uri.host or "127.0.0.1",
             "port": uri.port or 5432,
             "dbname": uri.path.lstrip("/") or "postgres",
             "user": uri.user or "postgres",
-            "password": reveal(self.config.password),
             "connect_timeout": 10,
         }
         self.namespace = self.config.schema
@@ -98,20 +100,11 @@ class PgvectorConnector(ChangeCapture, Connector):
         """One connection per thread: the pipeline reads and writes from several threads."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            try:
-                conn = psycopg.connect(**{k: v for k, v in self._conninfo.items() if v is not None})
-            except psycopg.OperationalError as exc:
-                # libpq messages name host and port, never the password.
-                raise TransientError(
-                    f"cannot connect to {self.uri}: {str(exc).splitlines()[0]}"
-                ) from None
-            try:
-                register_vector(conn)
-            except psycopg.ProgrammingError as exc:
-                raise ConfigError(
-                    f"{self.uri}: the vector extension is not installed",
-                    hint="CREATE EXTENSION vector",
-                ) from exc
+            conninfo = {**self._conninfo, "password": reveal(self.config.password)}
+            # libpq messages name host and port, never the password.
+            conn = self._call(
+                f"cannot connect to {self.uri}", _client.open_connection, conninfo, str(self.uri)
+            )
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -127,13 +120,14 @@ class PgvectorConnector(ChangeCapture, Connector):
         return sql.SQL("{}.{}").format(sql.Identifier(self.namespace), sql.Identifier(name))
 
     def _query(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
-        conn = self._conn()
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        except psycopg.Error as exc:
-            raise pg_error(exc, f"{self.uri}") from None
+        """Rows of one statement in its own transaction (errors name the server)."""
+        return self._call(str(self.uri), self._run_query, self._conn(), query, params)
+
+    @staticmethod
+    def _run_query(conn: psycopg.Connection[Any], query: Any, params: Any) -> list[tuple[Any, ...]]:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
 
     # -- discovery ---------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -290,38 +284,44 @@ class PgvectorConnector(ChangeCapture, Connector):
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
-        schema = self._schema(name)
-        batch = conform(batch, schema)
-        names, types, rows = copy_rows(name, schema, batch)
-        ident = [sql.Identifier(c) for c in names]
+        # ``batch`` arrives conformed to the schema (the base class does it).
+        names, types, rows = copy_rows(name, self._schema(name), batch)
         conn = self._conn()
-        try:
-            if name not in self._has_conflicts:
-                # Fast path: straight COPY, atomic per batch. A re-sent batch (after a resume)
-                # or an update violates the key; from then on this table goes through staging.
-                try:
-                    with conn.transaction(), conn.cursor() as cur:
-                        self._copy(cur, self._table(name), ident, types, rows)
-                    return
-                except psycopg.errors.UniqueViolation:
-                    self._has_conflicts.add(name)
-            stage = sql.Identifier(f"vm_stage_{abs(hash(name)) % 10**8}")
-            updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(c) for c in ident[1:])
-            cols = sql.SQL(", ").join(ident)
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
-                    ).format(stage, self._table(name))
-                )
-                self._copy(cur, stage, ident, types, rows)
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET {}"
-                    ).format(self._table(name), cols, cols, stage, updates)
-                )
-        except psycopg.Error as exc:
-            raise pg_error(exc, f"upsert into {name!r}") from None
+        self._call(f"upsert into {name!r}", self._write, conn, name, names, types, rows)
+
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        name: str,
+        names: list[str],
+        types: list[str],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        ident = [sql.Identifier(c) for c in names]
+        if name not in self._has_conflicts:
+            # Fast path: straight COPY, atomic per batch. A re-sent batch (after a resume)
+            # or an update violates the key; from then on this table goes through staging.
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    self._copy(cur, self._table(name), ident, types, rows)
+                return
+            except psycopg.errors.UniqueViolation:
+                self._has_conflicts.add(name)
+        stage = sql.Identifier(f"vm_stage_{abs(hash(name)) % 10**8}")
+        updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(c) for c in ident[1:])
+        cols = sql.SQL(", ").join(ident)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+                ).format(stage, self._table(name))
+            )
+            self._copy(cur, stage, ident, types, rows)
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET {}"
+                ).format(self._table(name), cols, cols, stage, updates)
+            )
 
     @staticmethod
     def _copy(
@@ -379,17 +379,25 @@ class PgvectorConnector(ChangeCapture, Connector):
             sql.Literal(k),
         )
         conn = self._conn()
-        ids: list[list[Any]] = []
-        scores: list[list[float]] = []
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
-                # With a filter, HNSW keeps scanning until k rows pass it (pgvector >= 0.8).
-                cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                for q in np.asarray(vectors, dtype=np.float32):
-                    rows = cur.execute(query, (q, *where_params, q)).fetchall()
-                    ids.append([r[0] for r in rows])
-                    scores.append([float(r[1]) for r in rows])
-        except psycopg.Error as exc:
-            raise pg_error(exc, f"search in {name!r}") from None
-        return ids, scores
+        return self._call(f"search in {name!r}", _knn, conn, query, where_params, vectors, ef)
+
+
+def _knn(
+    conn: psycopg.Connection[Any],
+    query: sql.Composed,
+    where_params: list[Any],
+    vectors: np.ndarray,
+    ef: int,
+) -> tuple[list[list[Any]], list[list[float]]]:
+    """Top-k ids and distances of each query vector, in one transaction."""
+    ids: list[list[Any]] = []
+    scores: list[list[float]] = []
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
+        # With a filter, HNSW keeps scanning until k rows pass it (pgvector >= 0.8).
+        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        for q in np.asarray(vectors, dtype=np.float32):
+            rows = cur.execute(query, (q, *where_params, q)).fetchall()
+            ids.append([r[0] for r in rows])
+            scores.append([float(r[1]) for r in rows])
+    return ids, scores

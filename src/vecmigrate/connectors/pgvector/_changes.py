@@ -11,17 +11,19 @@ exactly what committed in between, whatever order transactions commit in.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import sql
 
 from vecmigrate.connectors.base import Change
 from vecmigrate.connectors.pgvector._schema import columns
-from vecmigrate.connectors.pgvector._sql import pg_error, regclass
+from vecmigrate.connectors.pgvector._sql import regclass
 from vecmigrate.model import CollectionSchema
 
 _OPS = {"U": "upsert", "D": "delete", "T": "truncate"}
+T = TypeVar("T")
 
 
 class _Host(Protocol):
@@ -30,6 +32,7 @@ class _Host(Protocol):
     namespace: str
 
     def _conn(self) -> psycopg.Connection[Any]: ...
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
     def _table(self, name: str) -> sql.Composed: ...
     def _query(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]: ...
     def describe(self, name: str) -> CollectionSchema: ...
@@ -46,14 +49,16 @@ def capture_names(name: str) -> tuple[str, str, str]:
 
 def _run(host: _Host, what: str, *statements: tuple[sql.Composed, Any]) -> int:
     """Run ``statements`` in one transaction; returns the last one's row count."""
-    conn = host._conn()
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            for statement, params in statements:
-                cur.execute(statement, params)
-            return int(cur.rowcount)
-    except psycopg.Error as exc:
-        raise pg_error(exc, what) from None
+    return host._call(what, _execute, host._conn(), statements)
+
+
+def _execute(
+    conn: psycopg.Connection[Any], statements: tuple[tuple[sql.Composed, Any], ...]
+) -> int:
+    with conn.transaction(), conn.cursor() as cur:
+        for statement, params in statements:
+            cur.execute(statement, params)
+        return int(cur.rowcount)
 
 
 class ChangeCapture:

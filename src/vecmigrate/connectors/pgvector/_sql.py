@@ -3,17 +3,15 @@
 Portable filters compile to SQL predicates with bound parameters (values are never inlined).
 A comparison on a NULL column is false rather than unknown (``IS NOT NULL AND ...`` and
 ``coalesce``), so ``$not``/``$and``/``$or`` combine leaves with two-valued logic.
-psycopg errors map to vecmigrate's typed errors.
+psycopg errors map to vecmigrate's typed errors in ``_client``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
-from vecmigrate.errors import DataError, TerminalError, TransientError
 from vecmigrate.filters import Bool, Node
 from vecmigrate.model import Metric
 
@@ -56,17 +54,6 @@ def where_sql(node: Node) -> tuple[sql.Composable, list[Any]]:
         return sql.SQL(template).format(col), [node.value]
     op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
     return sql.SQL("({0} IS NOT NULL AND {0} " + op + " %s)").format(col), [node.value]
-
-
-def pg_error(exc: Exception, what: str) -> Exception:
-    """A psycopg error as vecmigrate's typed error (first line only: no query text leaks)."""
-    if isinstance(exc, psycopg.OperationalError | psycopg.errors.ConnectionException):
-        return TransientError(f"{what}: {exc}")
-    if isinstance(
-        exc, psycopg.DataError | psycopg.IntegrityError | psycopg.errors.CardinalityViolation
-    ):
-        return DataError(f"{what}: {str(exc).splitlines()[0]}")
-    return TerminalError(f"{what}: {str(exc).splitlines()[0]}")
 
 
 def regclass(namespace: str, name: str) -> str:

@@ -4,7 +4,8 @@ A collection is a RediSearch index over one HASH per record (key ``<collection>:
 with the vecmigrate schema kept at ``vecmigrate:schema:<collection>``; indexes made by other
 tools (over HASH or JSON documents) are described from ``FT.INFO``. The exact layout is in
 ``_schema``; filter compilation in ``_filters``; hash / JSON encoding in
-``_records``. This module holds the connector contract: commands, pipelines, errors.
+``_records``; the client and the one error mapping in ``_client``. This module holds the
+connector contract: commands and pipelines.
 
 Scans walk ``SCAN MATCH <prefix>* TYPE hash`` and partition keys by crc32 buckets; a
 resume token is the SCAN cursor plus the last key emitted from that cursor's reply.
@@ -16,6 +17,7 @@ import json
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,8 @@ import redis
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.redis import _client
+from vecmigrate.connectors.redis._client import execute as _exec
 from vecmigrate.connectors.redis._filters import _Query, compile_filter
 from vecmigrate.connectors.redis._records import hash_rows, json_bodies, records_to_batch
 from vecmigrate.connectors.redis._schema import (
@@ -39,7 +43,7 @@ from vecmigrate.connectors.redis._schema import (
     pairs,
     text,
 )
-from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import (
     Capabilities,
@@ -49,31 +53,13 @@ from vecmigrate.model import (
     Partition,
     ResumeToken,
 )
-from vecmigrate.records import conform
+from vecmigrate.uri import ConnectionURI
 
 # Re-exported: tests and callers import these from here.
 __all__ = ["Layout", "RedisConnector", "_Query", "compile_filter"]
 
 SCORE = "__vm_score"
 SCAN_COUNT = 1000  # fixed: a resumed SCAN must see the same reply for the same cursor
-
-
-def _wrap(exc: Exception, what: str) -> Exception:
-    """A redis-py error as vecmigrate's typed error (retryable or not)."""
-    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
-        return ConfigError(f"{what}: {exc}", hint="check the user and ?password=env:NAME")
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
-        return TransientError(f"{what}: {exc}")
-    if isinstance(exc, redis.ResponseError) and str(exc).startswith(
-        ("BUSY", "LOADING", "TRYAGAIN")
-    ):
-        return TransientError(f"{what}: {exc}")
-    return TerminalError(f"{what}: {exc}")
-
-
-def _exec(target: Any, *args: Any) -> Any:
-    """``execute_command`` on a client or pipeline (redis-py leaves it untyped)."""
-    return target.execute_command(*args)
 
 
 @dataclass(frozen=True)
@@ -104,54 +90,62 @@ class RedisConnector(Connector):
         index_kinds=frozenset({"flat", "hnsw"}),
     )
 
-    def __init__(self, uri: Any) -> None:
+    translate_error = staticmethod(_client.translate_error)
+
+    def __init__(self, uri: ConnectionURI) -> None:
+        # No I/O here: the client (and the password) is made on first use.
         super().__init__(uri)
         db = uri.path.strip("/") or self.config.db
         if db != "0":
             raise ConfigError(
                 f"{uri}: RediSearch keeps indexes in database 0 only", hint="drop the /db part"
             )
-        self.client = redis.Redis(
-            host=uri.host or "127.0.0.1",
-            port=uri.port or 6379,
-            username=uri.user,
-            password=reveal(self.config.password),
-            ssl=self.config.tls,
-            protocol=2,
-            socket_timeout=self.config.timeout,
-        )
         self._layouts: dict[str, Layout] = {}
 
-    def close(self) -> None:
-        self.client.close()
+    @cached_property
+    def client(self) -> redis.Redis:
+        """The redis-py client, made on first use (it connects on its first command)."""
+        return _client.open_client(
+            self.uri.host or "127.0.0.1",
+            self.uri.port or 6379,
+            self.uri.user,
+            reveal(self.config.password),
+            tls=self.config.tls,
+            timeout=self.config.timeout,
+        )
 
-    def _call(self, what: str, *args: Any) -> Any:
-        try:
-            return _exec(self.client, *args)
-        except redis.RedisError as exc:
-            raise _wrap(exc, what) from None
+    def close(self) -> None:
+        if "client" in self.__dict__:  # never made: nothing to close
+            self.client.close()
+
+    def _cmd(self, what: str, *args: Any) -> Any:
+        """One Redis command, its errors translated naming ``what``."""
+        return self._call(what, _exec, self.client, *args)
 
     # -- discovery ---------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
         """RediSearch indexes over HASH or JSON documents with a VECTOR field."""
-        names = [text(n) for n in self._call("FT._LIST", "FT._LIST")]
+        names = [text(n) for n in self._cmd("FT._LIST", "FT._LIST")]
         return sorted(n for n in names if (info := self._info(n)) and has_vectors(info))
 
     def _info(self, name: str) -> dict[str, Any] | None:
-        try:
-            return pairs(_exec(self.client, "FT.INFO", name))
-        except redis.ResponseError as exc:
-            if "unknown index" in str(exc).lower() or "no such index" in str(exc).lower():
-                return None
-            raise _wrap(exc, f"FT.INFO {name!r}") from None
-        except redis.RedisError as exc:
-            raise _wrap(exc, f"FT.INFO {name!r}") from None
+        """``FT.INFO`` as a dict; None when there is no such index."""
+
+        def info() -> dict[str, Any] | None:
+            try:
+                return pairs(_exec(self.client, "FT.INFO", name))
+            except redis.ResponseError as exc:
+                if _client.unknown_index(exc):
+                    return None
+                raise
+
+        return self._call(f"FT.INFO {name!r}", info)
 
     def describe(self, name: str) -> CollectionSchema:
         info = self._info(name)
         if info is None:
             raise ConfigError(f"{self.uri} has no RediSearch index {name!r}")
-        stored = self._call("GET", "GET", SCHEMA_KEY + name)
+        stored = self._cmd("GET", "GET", SCHEMA_KEY + name)
         if stored:
             schema = CollectionSchema.from_json(stored.decode()).replace(name=name, engine="redis")
             layout = own_layout(schema)
@@ -165,7 +159,7 @@ class RedisConnector(Connector):
     ) -> Iterator[tuple[int, list[bytes]]]:
         """SCAN replies from ``cursor`` until the walk ends: (the cursor asked, its keys)."""
         while True:
-            nxt, keys = self._call(
+            nxt, keys = self._cmd(
                 what, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, *type_filter
             )
             yield cursor, keys
@@ -182,7 +176,7 @@ class RedisConnector(Connector):
             if len(keys) >= n:
                 break
         docs = (
-            [json.loads(d) for d in self._call("sampling", "JSON.MGET", *keys[:n], "$")]
+            [json.loads(d) for d in self._cmd("sampling", "JSON.MGET", *keys[:n], "$")]
             if keys
             else []
         )
@@ -193,10 +187,7 @@ class RedisConnector(Connector):
     ) -> list[Any]:
         """Run a pipeline. With ``owners`` (the record id of each command), a command Redis
         refuses is a DataError naming its record rather than a failure of the whole batch."""
-        try:
-            results: list[Any] = pipe.execute(raise_on_error=owners is None)
-        except redis.RedisError as exc:
-            raise _wrap(exc, what) from None
+        results: list[Any] = self._call(what, pipe.execute, raise_on_error=owners is None)
         for rid, res in zip(owners or (), results, strict=owners is not None):
             if isinstance(res, Exception):
                 raise DataError(f"redis refused the record: {res}", collection=name, record_id=rid)
@@ -212,7 +203,7 @@ class RedisConnector(Connector):
         args = ["FT.SEARCH", name, query, *(["PARAMS", len(flat), *flat] if flat else []), *extra]
         # TIMEOUT 0: the module default (500 ms, ON_TIMEOUT RETURN) silently returns partial
         # results.
-        result: list[Any] = self._call(f"search in {name!r}", *args, "TIMEOUT", 0, "DIALECT", 2)
+        result: list[Any] = self._cmd(f"search in {name!r}", *args, "TIMEOUT", 0, "DIALECT", 2)
         return result
 
     def count(self, name: str, filter: Filter | None = None) -> int:
@@ -230,8 +221,8 @@ class RedisConnector(Connector):
             return
         if exists:
             self.drop(name)
-        self._call(f"creating {name!r}", *create_args(schema))
-        self._call(f"creating {name!r}", "SET", SCHEMA_KEY + name, schema.to_json())
+        self._cmd(f"creating {name!r}", *create_args(schema))
+        self._cmd(f"creating {name!r}", "SET", SCHEMA_KEY + name, schema.to_json())
         self._schemas[name], self._layouts[name] = schema, own_layout(schema)
 
     # -- reading -----------------------------------------------------------------------------
@@ -305,7 +296,7 @@ class RedisConnector(Connector):
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
         layout = self._layout(name)
-        batch = conform(batch, schema)
+        # ``batch`` arrives conformed to the schema (the base class does it).
         if layout.json:
             self._upsert_json(name, schema, layout, batch)
             return
@@ -341,18 +332,18 @@ class RedisConnector(Connector):
         schema, layout = self._schema(name), self._layout(name)
         keys = [self._key(layout, schema, i) for i in ids]
         for start in range(0, len(keys), 1000):
-            self._call(f"deleting from {name!r}", "UNLINK", *keys[start : start + 1000])
+            self._cmd(f"deleting from {name!r}", "UNLINK", *keys[start : start + 1000])
 
     def drop(self, name: str) -> None:
-        own = bool(self._call("drop", "EXISTS", SCHEMA_KEY + name))
+        own = bool(self._cmd("drop", "EXISTS", SCHEMA_KEY + name))
         if self._info(name) is not None:
             # Other tools' collections: DD deletes exactly the documents the index holds.
-            self._call(f"dropping {name!r}", "FT.DROPINDEX", name, *([] if own else ["DD"]))
+            self._cmd(f"dropping {name!r}", "FT.DROPINDEX", name, *([] if own else ["DD"]))
         if own:  # every key under the prefix, indexed or not
             for _, keys in self._scan_from("drop", match_pattern(f"{name}:")):
                 if keys:
-                    self._call(f"dropping {name!r}", "UNLINK", *keys)
-            self._call("drop", "DEL", SCHEMA_KEY + name)
+                    self._cmd(f"dropping {name!r}", "UNLINK", *keys)
+            self._cmd("drop", "DEL", SCHEMA_KEY + name)
         self._schemas.pop(name, None)
         self._layouts.pop(name, None)
 

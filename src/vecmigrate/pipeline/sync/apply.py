@@ -68,10 +68,7 @@ class Applier:
 
     def target_ids(self, source_ids: Sequence[Any]) -> list[Any]:
         """Ids the given source records have on the target (the mapping's id strategy)."""
-        if self.mapping.is_identity:
-            ids = list(source_ids)
-        else:
-            ids = self.mapping._map_ids(list(source_ids), [])
+        ids = self.mapping.map_ids(source_ids)
         if self.mapping.target.id_type is IdType.INT:
             return [int(i) for i in ids]
         return [str(i) for i in ids]
