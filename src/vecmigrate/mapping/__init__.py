@@ -1,7 +1,8 @@
 """Schema mapping: the mapping file, lossless casts, and the compiled mapping copy applies."""
 
+from vecmigrate.mapping.compile import build_mapping
 from vecmigrate.mapping.spec import FieldSpec, IdSpec, MappingSpec, VectorSpec
-from vecmigrate.mapping.transform import Mapping, Refusal, build_mapping
+from vecmigrate.mapping.transform import Mapping, Refusal
 
 __all__ = [
     "FieldSpec",

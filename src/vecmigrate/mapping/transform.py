@@ -7,33 +7,23 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.mapping.casts import CastRefused, cast_value, epoch_to_iso, iso_to_epoch
 from vecmigrate.mapping.columns import NeedsRows, map_metadata, needs_rows
-from vecmigrate.mapping.embed import Embedder, SentenceTransformerEmbedder
+from vecmigrate.mapping.embed import Embedder
 from vecmigrate.mapping.reshape import (
     FieldRefused,
     flatten_row,
-    namespace_fields,
-    reshape_fields,
     unflatten_row,
 )
 from vecmigrate.mapping.spec import MappingSpec
-from vecmigrate.mapping.vectors import index_decision, metric_decision
 from vecmigrate.model import (
-    Capabilities,
     CollectionSchema,
-    EmbeddingProvenance,
-    IdType,
-    MetadataField,
-    VectorField,
 )
 from vecmigrate.records import metadata_rows, numpy_to_vectors, vectors_to_numpy
 from vecmigrate.values import metadata_to_arrow
@@ -264,198 +254,3 @@ class Mapping:
         if target is not None and target.type == "int64":
             return iso_to_epoch(value, to, unit)
         return epoch_to_iso(value, to, unit)
-
-
-def build_mapping(
-    source: CollectionSchema,
-    capabilities: Capabilities,
-    spec: MappingSpec | None = None,
-    *,
-    name: str | None = None,
-    source_engine: str = "",
-    source_uri: str = "",
-    embedder: Embedder | None = None,
-    sample: list[dict[str, Any]] | None = None,
-    fan_out: bool = False,
-) -> Mapping:
-    """Compile a mapping; SchemaMismatchError when a decision is needed and not given.
-    ``fan_out``: the caller routes records to one collection per namespace (copy with
-    ``namespaces: {to: collections}``); ``target`` is then the schema each of them gets
-    (without namespaces), named here for the pattern's ``{collection}``."""
-    spec = spec or MappingSpec()
-    mapping = Mapping(source, source, spec)
-    tname = name or spec.target_collection or source.name
-    id_type = _id_type(source, capabilities, spec, mapping)
-    reshaped, flat = reshape_fields(source, spec, mapping.decisions, sample)
-    if flat is not None:
-        spec = mapping.spec = spec.model_copy(update={"flatten": flat})
-    fields = _fields(source.replace(metadata=reshaped), spec, mapping)
-    namespaces, metadata = namespace_fields(
-        source, capabilities, spec, tuple(fields), mapping.decisions, mapping.warnings, fan_out
-    )
-    vectors = []
-    for v in source.vectors:
-        if spec.reembed and v.name == spec.reembed.replace:
-            mapping.decisions.append(f"{v.name}: replaced by a re-embedding ({spec.reembed.model})")
-            continue
-        vspec = spec.vectors.get(v.name)
-        if vspec and vspec.drop:
-            mapping.decisions.append(f"{v.name}: dropped (mapping)")
-            continue
-        want = vspec.metric if vspec and vspec.metric else v.metric
-        text, unit = metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
-        if unit and not (vspec and vspec.normalize):
-            mapping.unit_required.add(v.name)
-        mapping.decisions.append(text)
-        index, text, warning = index_decision(v, vspec.index if vspec else None, capabilities)
-        mapping.decisions.append(text)
-        if warning:
-            mapping.warnings.append(warning)
-        vectors.append(
-            v.model_copy(
-                update={
-                    "name": (vspec.rename if vspec and vspec.rename else v.name),
-                    "metric": want,
-                    "index": index,
-                    "normalized": True if vspec and vspec.normalize else v.normalized,
-                }
-            )
-        )
-    embedding = tuple(
-        e for e in source.embedding if not spec.reembed or e.vector_field != spec.reembed.replace
-    )
-    if spec.reembed:
-        new, provenance_entry = _reembed(source, spec, mapping, embedder)
-        vectors.append(new)
-        embedding += (provenance_entry,)
-    if len(vectors) > 1 and not capabilities.named_vectors:
-        raise SchemaMismatchError(
-            f"{source.name!r} has {len(vectors)} vector fields; the target stores one",
-            hint="keep one: drop the others with vectors: {NAME: {drop: true}} "
-            "(copy again with another kept to fill a second collection)",
-        )
-    sparse = []
-    for sp in source.sparse:
-        if (sspec := spec.vectors.get(sp.name)) and sspec.drop:
-            mapping.decisions.append(f"{sp.name}: sparse field dropped (mapping)")
-        else:
-            sparse.append(sp)
-    if sparse and not capabilities.sparse_vectors:
-        raise SchemaMismatchError(
-            f"the target cannot store the sparse vectors of {source.name!r} "
-            f"({', '.join(s.name for s in sparse)})",
-            hint="drop them explicitly with vectors: {NAME: {drop: true}}",
-        )
-    provenance = dict(source.provenance) or {
-        "source_engine": source_engine,
-        "source_uri": source_uri,
-        "source_collection": source.name,
-        "copied_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    mapping.target = source.replace(
-        name=tname,
-        id_type=id_type,
-        metadata=tuple(metadata),
-        namespaces=namespaces,
-        vectors=tuple(vectors),
-        sparse=tuple(sparse),
-        provenance=provenance,
-        embedding=embedding,
-    )
-    return mapping
-
-
-def _reembed(
-    source: CollectionSchema, spec: MappingSpec, mapping: Mapping, embedder: Embedder | None
-) -> tuple[VectorField, EmbeddingProvenance]:
-    assert spec.reembed is not None
-    r = spec.reembed
-    if not source.has_document:
-        raise SchemaMismatchError(f"{source.name!r} stores no documents to re-embed")
-    if r.field != r.replace and any(v.name == r.field for v in source.vectors):
-        raise SchemaMismatchError(
-            f"re-embedding into {r.field!r} would overwrite an existing vector",
-            hint=f"set replace: {r.field} or choose another field name",
-        )
-    mapping.embedder = embedder or SentenceTransformerEmbedder(r.model, batch_size=r.batch_size)
-    e = mapping.embedder
-    mapping.decisions.append(
-        f"{r.field}: re-embedded from documents with {e.name} ({e.dim}-d, "
-        f"{r.metric.value}); records without text are refused and reported"
-    )
-    field_ = VectorField(name=r.field, dim=e.dim, metric=r.metric, normalized=True)
-    return field_, EmbeddingProvenance(
-        vector_field=r.field, model=e.name, version=e.version, dim=e.dim, normalized=True
-    )
-
-
-def _id_type(
-    source: CollectionSchema, caps: Capabilities, spec: MappingSpec, mapping: Mapping
-) -> IdType:
-    strategy = spec.id.strategy
-    if strategy in ("uuid5", "hash64") and not spec.id.original_field:
-        raise SchemaMismatchError(
-            f"id strategy {strategy} needs original_field to keep the original ids"
-        )
-    target_type = {
-        "keep": source.id_type,
-        "string": IdType.STRING,
-        "uuid5": IdType.UUID,
-        "hash64": IdType.INT,
-    }[strategy]
-    if target_type not in caps.id_types:
-        if strategy == "keep" and source.id_type is IdType.INT and IdType.STRING in caps.id_types:
-            mapping.spec = spec.model_copy(
-                update={"id": spec.id.model_copy(update={"strategy": "string"})}
-            )
-            mapping.decisions.append("ids: int -> string (the target has no int ids; lossless)")
-            return IdType.STRING
-        raise SchemaMismatchError(
-            f"the target cannot store {target_type.value} ids",
-            hint="choose an id strategy (uuid5, hash64) in a mapping file",
-        )
-    mapping.decisions.append(
-        f"ids: {strategy} ({source.id_type.value} -> {target_type.value})"
-        + (f", originals in metadata.{spec.id.original_field}" if spec.id.original_field else "")
-    )
-    return target_type
-
-
-def _fields(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> list[MetadataField]:
-    unknown = set(spec.fields) - {m.name for m in source.metadata}
-    if unknown:
-        raise SchemaMismatchError(
-            f"the mapping names fields {sorted(unknown)} that {source.name!r} lacks"
-        )
-    out = []
-    for m in source.metadata:
-        fspec = spec.fields.get(m.name)
-        if fspec and fspec.drop:
-            mapping.decisions.append(f"metadata.{m.name}: dropped")
-            continue
-        cast = fspec.cast if fspec else None
-        if cast in ("date", "timestamp"):
-            if m.type not in ("string", "int64"):
-                raise SchemaMismatchError(
-                    f"metadata.{m.name}: cast {cast} needs ISO text or an int64 epoch, not {m.type}"
-                )
-            cast = "int64" if m.type == "string" else "string"
-        new = m.model_copy(
-            update={
-                "name": (fspec.rename if fspec and fspec.rename else m.name),
-                "type": cast or m.type,
-            }
-        )
-        if fspec:
-            mapping.decisions.append(f"metadata.{m.name}: {m.type} -> {new.name} {new.type}")
-        out.append(new)
-    if spec.id.original_field:
-        out.append(MetadataField(name=spec.id.original_field, type="string"))
-    names = [m.name for m in out]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise SchemaMismatchError(
-            f"the mapping gives several fields the name(s) {clashes}",
-            hint="rename or drop one of them",
-        )
-    return out
