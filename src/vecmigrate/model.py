@@ -123,6 +123,9 @@ def portable_type(t: pa.DataType) -> MetadataType | None:
     return "json" if is_jsonable(t) and not pa.types.is_null(t) else None
 
 
+METRIC_UNKNOWN = "unknown"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -146,6 +149,15 @@ class VectorField(_Model):
     dtype: Literal["float32"] = "float32"
     normalized: bool | None = None
     index: IndexSpec | None = None
+    # Where ``metric`` was read on a collection vecmigrate did not lay out (an index's
+    # operator class, the engine's default, sampled unit vectors); METRIC_UNKNOWN when
+    # nothing says, and a copy then needs the mapping's ``vectors.<name>.metric``.
+    metric_source: str | None = None
+
+    @property
+    def metric_known(self) -> bool:
+        """The metric was read, not a placeholder."""
+        return self.metric_source != METRIC_UNKNOWN
 
     @field_validator("name")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,6 +22,7 @@ from vecmigrate.cli.output import (
     setup_logging,
     user_errors,
 )
+from vecmigrate.model import METRIC_UNKNOWN
 from vecmigrate.uri import redact
 from vecmigrate.verify.check import CheckReport
 
@@ -55,7 +56,7 @@ def inspect(
                 t.add_row(
                     v["name"],
                     f"vector[{v['dim']}] {v['dtype']}",
-                    f"metric={v['metric']} index={idx.get('kind', '-')} {idx.get('params', '')}",
+                    f"metric={_metric(v)} index={idx.get('kind', '-')} {idx.get('params', '')}",
                 )
             if r["has_document"]:
                 t.add_row("document", "string", "")
@@ -64,6 +65,13 @@ def inspect(
             console.print(t)
             if r["engine_settings"]:
                 console.print(f"[dim]engine settings: {r['engine_settings']}[/]")
+
+
+def _metric(v: dict[str, Any]) -> str:
+    source = v.get("metric_source")
+    if source == METRIC_UNKNOWN:
+        return f"UNKNOWN (state it: vectors.{v['name']}.metric in a mapping)"
+    return f"{v['metric']} ({source})" if source else str(v["metric"])
 
 
 # -- check -----------------------------------------------------------------------------------

@@ -58,6 +58,15 @@ def build_mapping(
         if vspec and vspec.drop:
             mapping.decisions.append(f"{v.name}: dropped (mapping)")
             continue
+        if not v.metric_known:
+            if not (vspec and vspec.metric):
+                raise SchemaMismatchError(
+                    f"{source.name!r}: nothing records the metric of vector field {v.name!r} "
+                    "and its vectors are not unit length",
+                    hint=f"state it in the mapping: vectors: {{{v.name}: {{metric: l2}}}} "
+                    "(or cosine, dot: the metric the application searches with)",
+                )
+            v = v.model_copy(update={"metric": vspec.metric, "metric_source": "the mapping"})
         want = vspec.metric if vspec and vspec.metric else v.metric
         text, unit = metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
         if unit and not (vspec and vspec.normalize):
