@@ -380,7 +380,7 @@ def test_schema_too_large_for_tags_lives_in_a_reserved_namespace(conn: Connector
     conn.create(schema)
     try:
         conn.upsert("wide", _batch(schema, ["a", "b"], metadata=[{fields[5].name: "v"}, {}]))
-        tags = conn.pc.indexes.describe("wide").tags  # type: ignore[attr-defined]
+        tags = conn.client.indexes.describe("wide").tags  # type: ignore[attr-defined]
         assert tags == {"vecmigrate-schema": "namespace:__vecmigrate_schema__"}
         fresh = connect(str(conn.uri.raw))
         got = fresh.describe("wide")

@@ -494,3 +494,68 @@ def test_write_routed_by_a_phase_that_changed_before_it_landed_still_reaches_the
     assert _docs(target, ["a", "b"]) == {"a": "a v1", "b": "b v1"}
     router.close()
     state.close()
+
+
+class _ReadOutage(Outage):
+    """Reads fail (``down``) or hang for ``hang`` seconds, like a target being restarted."""
+
+    hang = 0.0
+
+    def _read(self) -> None:
+        self._check()
+        if self.hang:
+            time.sleep(self.hang)
+
+    def search(self, *a: Any, **kw: Any) -> Any:
+        self._read()
+        return self.inner.search(*a, **kw)
+
+    def fetch(self, *a: Any, **kw: Any) -> Any:
+        self._read()
+        return self.inner.fetch(*a, **kw)
+
+
+@pytest.mark.parametrize("phase_steps", [3, 4])  # canary:100, target-primary
+def test_reads_fall_back_to_the_source_when_the_target_fails_or_hangs(
+    tmp_path: Path, phase_steps: int
+) -> None:
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source = connect(f"chroma://{tmp_path}/src")
+    target = _ReadOutage(connect(f"chroma://{tmp_path}/tgt"))
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    for _ in range(phase_steps):
+        s = state.get("docs")
+        pct = 100.0 if s.phase is Phase.SHADOW_READ else None
+        state.transition("docs", s, next_state(s, percent=pct), actor="t", action="advance")
+    router = MigrationRouter(
+        source,
+        target,
+        "docs",
+        state,
+        state_ttl=0,
+        start=False,
+        read_timeout=0.5,  # type: ignore[arg-type]
+    )
+    router.upsert(_batch(["a", "b"], "v1"))
+    router._replay_side(state.get("docs").secondary() or "target", block=True)
+    assert state.get("docs").read_side("user-1") == "target"
+    got = router.fetch(["a", "a", "b"], key="user-1")  # a duplicated id comes back once
+    assert sorted(got.column("id").to_pylist()) == ["a", "b"]
+    target.down.set()
+    ids, _ = router.search(np.ones((1, 4), np.float32), 2, key="user-1")
+    assert sorted(ids[0]) == ["a", "b"]
+    assert router.fetch(["a"], key="user-1").column("document").to_pylist() == ["a v1"]
+    target.down.clear()
+    target.hang = 3.0
+    started = time.perf_counter()
+    ids, _ = router.search(np.ones((1, 4), np.float32), 2, key="user-1")
+    assert sorted(ids[0]) == ["a", "b"] and time.perf_counter() - started < 2.0
+    text = router.metrics.exposition().decode()
+    assert 'side="source"' in text and "fallback" in text and "timeout" in text
+    router.close()
+    state.close()

@@ -74,6 +74,13 @@ class PhaseState:
             return "target" if canary_bucket(key) < self.canary_percent * 100 else "source"
         return "target" if self.phase.rank >= Phase.TARGET_PRIMARY.rank else "source"
 
+    def fallback_side(self, served: Side) -> Side | None:
+        """Where a read goes when ``served`` fails or times out: the source, which holds
+        every acknowledged write until target-only (the target may still lag behind)."""
+        if served == "target" and self.phase is not Phase.TARGET_ONLY:
+            return "source"
+        return None
+
     def shadow_side(self, served: Side) -> Side | None:
         """The other side, queried off the request path to compare, when this phase does."""
         if self.phase in (Phase.SHADOW_READ, Phase.CANARY, Phase.TARGET_PRIMARY):

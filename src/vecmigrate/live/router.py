@@ -23,8 +23,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +42,7 @@ from vecmigrate.live.state import StateStore
 from vecmigrate.records import build_batch, conform, table_to_batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 Records: TypeAlias = pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]
 
 
@@ -63,6 +66,7 @@ class MigrationRouter(Replication):
         lease_ttl: float = 10.0,
         held_timeout: float = 30.0,
         metrics: RouterMetrics | None = None,
+        read_timeout: float = 5.0,
         start: bool = True,
     ) -> None:
         self.conns: dict[Side, Connector] = {"source": source, "target": target}
@@ -78,6 +82,9 @@ class MigrationRouter(Replication):
         self.stats_interval = stats_interval
         self.lease_ttl = lease_ttl
         self.held_timeout = held_timeout
+        self.read_timeout = read_timeout
+        # Reads that can fall back run here: a hung side costs read_timeout, not the request.
+        self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vm-read")
         self.metrics = metrics or RouterMetrics(collection)
         self.shadow = ShadowReader(
             self.metrics, collection, workers=shadow_workers, queue=shadow_queue
@@ -154,13 +161,13 @@ class MigrationRouter(Replication):
     def upsert(self, records: Records) -> None:
         """Insert or replace records by id (a batch, a table, or dicts with ``id``, the
         vector field(s), ``document`` and ``metadata``)."""
-        batch = self._to_batch(records)
+        batch = _last_per_id_sorted(self._to_batch(records))
         if batch.num_rows:
             self._write("upsert", batch, batch.column("id").to_pylist())
 
     def delete(self, ids: Sequence[Any]) -> None:
         """Delete records by id (missing ids are a no-op)."""
-        ids = list(ids)
+        ids = sorted(set(ids), key=str)
         if ids:
             self._write("delete", ids_batch(ids, self.schema.id_arrow_type()), ids)
 
@@ -279,11 +286,11 @@ class MigrationRouter(Replication):
         keeps one user on one system during a canary)."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         state = self.current()
-        side = state.read_side(key)
-        ids, scores = self._read(
-            side,
+        side, (ids, scores) = self._read(
+            state,
+            state.read_side(key),
             "search",
-            lambda: self.conns[side].search(self.names[side], vectors, k, filter=filter),
+            lambda s: self.conns[s].search(self.names[s], vectors, k, filter=filter),
         )
         other = state.shadow_side(side)
         if other is not None:
@@ -295,12 +302,16 @@ class MigrationRouter(Replication):
         return ids, scores
 
     def fetch(self, ids: Sequence[Any], *, key: str | None = None) -> pa.RecordBatch:
-        """Records by id from the phase's read side, in this collection's layout."""
-        ids = list(ids)
+        """Records by id from the phase's read side, in this collection's layout (an id
+        asked for twice comes back once, as most engines answer it)."""
+        ids = list(dict.fromkeys(ids))
         state = self.current()
-        side = state.read_side(key)
-        conn, name, schema = self.conns[side], self.names[side], self.schema_of(side)
-        batch = self._read(side, "fetch", lambda: conn.fetch(name, ids, schema=schema))
+        side, batch = self._read(
+            state,
+            state.read_side(key),
+            "fetch",
+            lambda s: self.conns[s].fetch(self.names[s], ids, schema=self.schema_of(s)),
+        )
         other = state.shadow_side(side)
         if other is not None:
             served = batch.column("id").to_pylist()
@@ -310,12 +321,38 @@ class MigrationRouter(Replication):
             )
         return conform(batch, self.schema)
 
-    def _read(self, side: Side, kind: str, call: Any) -> Any:
+    def _read(
+        self, state: PhaseState, side: Side, kind: str, call: Callable[[Side], T]
+    ) -> tuple[Side, T]:
+        """(side that answered, answer): ``side``'s, or the fallback side's when ``side``
+        fails or takes longer than ``read_timeout``."""
+        fallback = state.fallback_side(side)
+        try:
+            if fallback is None:
+                return side, self._timed(side, kind, lambda: call(side))
+            future = self._reads.submit(call, side)
+            return side, self._timed(side, kind, lambda: future.result(self.read_timeout))
+        except Exception as exc:
+            if fallback is None:
+                raise
+            log.warning(
+                "%s: %s %s failed (%s); the %s answered",
+                self.collection,
+                side,
+                kind,
+                type(exc).__name__,
+                fallback,
+            )
+            self.metrics.reads.labels(self.collection, fallback, kind, "fallback").inc()
+            return fallback, self._timed(fallback, kind, lambda: call(fallback))
+
+    def _timed(self, side: Side, kind: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()
         try:
             out = call()
-        except Exception:
-            self.metrics.reads.labels(self.collection, side, kind, "error").inc()
+        except Exception as exc:
+            outcome = "timeout" if isinstance(exc, FutureTimeout) else "error"
+            self.metrics.reads.labels(self.collection, side, kind, outcome).inc()
             self.metrics.errors.labels(self.collection, f"{side}-{kind}").inc()
             raise
         finally:
@@ -332,6 +369,7 @@ class MigrationRouter(Replication):
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.shadow.close()
+        self._reads.shutdown(wait=False, cancel_futures=True)
         try:
             self.publish()
         finally:
@@ -343,3 +381,15 @@ class MigrationRouter(Replication):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _last_per_id_sorted(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """One row per id (the last one given, as applying them in order would leave it),
+    ordered by id: two instances writing the same ids then lock rows in one order, so
+    engines that lock rows (PostgreSQL) cannot deadlock them against each other."""
+    ids = batch.column("id").to_pylist()
+    last = {i: row for row, i in enumerate(ids)}
+    rows = [last[i] for i in sorted(last, key=str)]
+    if rows == list(range(batch.num_rows)):
+        return batch
+    return batch.take(pa.array(rows, pa.int64()))

@@ -40,22 +40,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pinecone import Pinecone
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.partitions import balanced_groups
 from vecmigrate.connectors.pinecone._client import (
     MAX_REQUEST_BYTES,
-    call,
     fetch_raw,
     index_model,
     is_pod,
     list_ids,
+    open_client,
     read_ids_file,
     read_schema_records,
     require_serverless,
     sample_metadata,
+    translate_error,
     upsert_rows,
     write_schema_records,
 )
@@ -142,15 +142,29 @@ class PineconeConnector(Connector):
         self.cloud = self.config.cloud
         self.region = self.config.region
         self.control_plane = self.config.host or None
-        self.pc = Pinecone(api_key=key, host=self.control_plane, source_tag="vecmigrate")
+        self._key = key
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    translate_error = staticmethod(translate_error)
+
+    @property
+    def client(self) -> Any:
+        """The control-plane client, made on first use (making one sends no request)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = open_client(self._key, self.control_plane)
+            return self._client
 
     def close(self) -> None:
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
-        self.pc.close()
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def _index(self, name: str) -> Any:
         iname = index_name(name)
@@ -159,25 +173,25 @@ class PineconeConnector(Connector):
                 model = self._model(name)
                 if model is None or not model.host:
                     raise ConfigError(f"{self.uri} has no ready index {iname!r}")
-                self._handles[iname] = call(
+                self._handles[iname] = self._call(
                     f"opening index {iname!r}",
-                    self.pc.index,
+                    self.client.index,
                     host=index_url(str(model.host), self.control_plane),
                 )
             return self._handles[iname]
 
     def _model(self, name: str) -> Any | None:
-        return index_model(self.pc, name)
+        return self._call(f"describing index {index_name(name)!r}", index_model, self.client, name)
 
     # -- discovery ---------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
-        models = call("listing indexes", lambda: list(self.pc.indexes.list()))
+        models = self._call("listing indexes", lambda: list(self.client.indexes.list()))
         scope = None if self.scope is None else index_name(self.scope)
         return sorted(collection_name(m) for m in models if scope is None or m.name == scope)
 
     def _namespaces(self, name: str) -> dict[str, int]:
         """User namespaces of an index and their record counts (default namespace: "")."""
-        stats = call(f"stats of {name!r}", self._index(name).describe_index_stats)
+        stats = self._call(f"stats of {name!r}", self._index(name).describe_index_stats)
         found = {
             ("" if ns in (DEFAULT_NAMESPACE, "") else ns): int(s.vector_count)
             for ns, s in stats.namespaces.items()
@@ -198,7 +212,7 @@ class PineconeConnector(Connector):
         namespaces = self._namespaces(name)
         serverless = not is_pod(model)
         if stored is None:
-            rows = sample_metadata(self._index(name), name, namespaces, serverless, dim)
+            rows = sample_metadata(self._index(name), namespaces, serverless, dim)
             stored = infer_schema(name, dim, metric, rows, self.document_field)
         schema = described(name, model, stored, namespaces, serverless, self.namespace)
         self._schemas[name] = schema
@@ -218,10 +232,11 @@ class PineconeConnector(Connector):
         for ns in allowed:
             # A filtered query returns every match up to top_k (Pinecone documents this);
             # at the cap, count exactly by scanning the namespace instead.
-            got = call(
-                f"counting in {name!r}", self._index(name).query, vector=probe, top_k=MAX_TOP_K,
-                namespace=ns, filter=compile_filter(node),
-            ).matches  # fmt: skip
+            got = (
+                self._index(name)
+                .query(vector=probe, top_k=MAX_TOP_K, namespace=ns, filter=compile_filter(node))
+                .matches
+            )
             if len(got) < MAX_TOP_K:
                 total += len(got)
                 continue
@@ -272,7 +287,7 @@ class PineconeConnector(Connector):
         index = self._index(name)
         while i < len(spaces):
             ns = spaces[i]
-            ids, token = list_ids(index, name, ns, token, batch_rows)
+            ids, token = list_ids(index, ns, token, batch_rows)
             if token is None:
                 i += 1
             nxt = {"ns": spaces[i] if i < len(spaces) else None, "token": token}
@@ -298,7 +313,7 @@ class PineconeConnector(Connector):
             yield table_to_batch(table), json.dumps({"line": line})
 
     def _fetch_raw(self, name: str, ns: str, pids: Sequence[str]) -> dict[str, Any]:
-        return fetch_raw(self._index(name), name, ns, pids)
+        return fetch_raw(self._index(name), ns, pids)
 
     def _to_batch(self, schema: CollectionSchema, ns: str, recs: list[Any]) -> pa.RecordBatch:
         return records_to_batch(schema, ns, recs, self._doc_key(schema))
@@ -328,9 +343,9 @@ class PineconeConnector(Connector):
         )
         tags = schema_tags(stored)
         iname, v = index_name(schema.name), schema.vector
-        call(
+        self._call(
             f"creating index {iname!r}",
-            self.pc.indexes.create,
+            self.client.indexes.create,
             name=iname,
             schema={"fields": {"_values": {
                 "type": "dense_vector", "dimension": v.dim, "metric": METRIC[v.metric]}}},
@@ -361,17 +376,14 @@ class PineconeConnector(Connector):
             spaces = [""] * len(ids)
         index = self._index(name)
         for ns, rows in namespace_groups(name, ids, spaces).items():
-            upsert_rows(index, name, ns, pids, matrix, metas, rows)
+            upsert_rows(index, ns, pids, matrix, metas, rows)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         pids = list(dict.fromkeys(to_pinecone_id(i) for i in ids))
         index = self._index(name)
         for ns in self._namespaces(name):
             for start in range(0, len(pids), 1000):
-                call(
-                    f"delete from {name!r}", index.delete,
-                    ids=pids[start : start + 1000], namespace=ns,
-                )  # fmt: skip
+                index.delete(ids=pids[start : start + 1000], namespace=ns)
 
     def drop(self, name: str) -> None:
         iname = index_name(name)
@@ -381,7 +393,7 @@ class PineconeConnector(Connector):
             handle.close()
         self._schemas.pop(name, None)
         if self._model(name) is not None:
-            call(f"deleting index {iname!r}", self.pc.indexes.delete, iname, timeout=300)
+            self._call(f"deleting index {iname!r}", self.client.indexes.delete, iname, timeout=300)
 
     # -- querying ----------------------------------------------------------------------------
     def search(
@@ -407,10 +419,7 @@ class PineconeConnector(Connector):
         for q in np.asarray(vectors, dtype=np.float32):
             hits = []
             for ns in spaces:
-                res = call(
-                    f"search in {name!r}", index.query, vector=q.tolist(), top_k=k,
-                    namespace=ns, filter=flt,
-                )  # fmt: skip
+                res = index.query(vector=q.tolist(), top_k=k, namespace=ns, filter=flt)
                 hits += [(float(m.score), m.id) for m in res.matches]
             hits.sort(key=lambda h: h[0] if lower_first else -h[0])
             row: list[Any] = [from_pinecone_id(h[1]) for h in hits[:k]]

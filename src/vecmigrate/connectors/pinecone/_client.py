@@ -1,8 +1,10 @@
-"""Pinecone calls for ``connectors/pinecone.py``: error mapping, bounded fetches and upserts
-on one index handle, type sampling, the reserved schema namespace and ``?ids_file=`` lists.
+"""Pinecone calls for ``connectors/pinecone.py``: the client, its error mapping, bounded
+fetches and upserts on one index handle, type sampling, the reserved schema namespace and
+``?ids_file=`` lists.
 
 Everything here works on a data-plane handle (``pc.index(host=...)``) or a model from the
-control plane; connection state and caching stay in the connector.
+control plane; connection state and caching stay in the connector, whose contract calls
+(which the base class runs inside ``translate_error``) are the only callers.
 """
 
 from __future__ import annotations
@@ -13,17 +15,24 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+from pinecone import Pinecone  # the client: missing, the registry names the extra
 
 from vecmigrate.connectors.pinecone._records import SCHEMA_NAMESPACE, index_name, to_pinecone_id
-from vecmigrate.errors import ConfigError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError, TerminalError, TransientError, VecmigrateError
 from vecmigrate.model import CollectionSchema
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 _FLOAT_JSON_BYTES = 25  # longest JSON text of one float64 plus its comma
 
 
-def call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a client call: 408/429/5xx and connection failures are transient."""
+def open_client(api_key: str, host: str | None) -> Any:
+    """A Pinecone control-plane client (no request is made until it is used)."""
+    return Pinecone(api_key=api_key, host=host, source_tag="vecmigrate")
+
+
+def translate_error(exc: Exception, what: str) -> VecmigrateError | None:
+    """Pinecone's errors: 408/429/5xx and connection failures are transient, other HTTP
+    errors and the client's own validation terminal; anything else is not the client's."""
     from pinecone.errors.exceptions import (
         ApiError,
         PineconeConnectionError,
@@ -31,31 +40,27 @@ def call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         PineconeTimeoutError,
     )
 
-    try:
-        return fn(*args, **kwargs)
-    except (PineconeConnectionError, PineconeTimeoutError) as exc:
-        raise TransientError(f"{what}: {exc.message}") from None
-    except ApiError as exc:
+    if isinstance(exc, (PineconeConnectionError, PineconeTimeoutError)):
+        return TransientError(f"{what}: {exc.message}")
+    if isinstance(exc, ApiError):
         status = exc.status_code
         msg = f"{what}: HTTP {status}: {exc.message}"
         if status in (408, 429) or (status or 0) >= 500:
-            raise TransientError(msg) from None
-        raise TerminalError(msg) from None
-    except PineconeError as exc:  # client-side validation
-        raise TerminalError(f"{what}: {exc.message}") from None
+            return TransientError(msg)
+        return TerminalError(msg)
+    if isinstance(exc, PineconeError):  # client-side validation
+        return TerminalError(f"{what}: {exc.message}")
+    return None
 
 
 def index_model(pc: Any, name: str) -> Any | None:
     """The control plane's model of the index of collection ``name`` (None: no such index)."""
     from pinecone.errors.exceptions import NotFoundError
 
-    def describe() -> Any | None:
-        try:
-            return pc.indexes.describe(index_name(name))
-        except NotFoundError:
-            return None
-
-    return call(f"describing {index_name(name)!r}", describe)
+    try:
+        return pc.indexes.describe(index_name(name))
+    except NotFoundError:
+        return None
 
 
 def is_pod(model: Any) -> bool:
@@ -65,7 +70,7 @@ def is_pod(model: Any) -> bool:
     return isinstance(model.deployment, PodDeployment)
 
 
-def fetch_raw(index: Any, name: str, ns: str, pids: Sequence[str]) -> dict[str, Any]:
+def fetch_raw(index: Any, ns: str, pids: Sequence[str]) -> dict[str, Any]:
     """The records of namespace ``ns`` with these Pinecone ids, by id (missing: absent)."""
     out: dict[str, Any] = {}
     start = 0
@@ -75,7 +80,7 @@ def fetch_raw(index: Any, name: str, ns: str, pids: Sequence[str]) -> dict[str, 
         while end < len(pids) and end - start < 100 and chars < 6000:
             chars += len(quote(pids[end])) + 5
             end += 1
-        res = call(f"fetching from {name!r}", index.fetch, ids=list(pids[start:end]), namespace=ns)
+        res = index.fetch(ids=list(pids[start:end]), namespace=ns)
         out.update(res.vectors)
         start = end
     return out
@@ -83,7 +88,6 @@ def fetch_raw(index: Any, name: str, ns: str, pids: Sequence[str]) -> dict[str, 
 
 def upsert_rows(
     index: Any,
-    name: str,
     ns: str,
     pids: list[str],
     matrix: np.ndarray,
@@ -103,25 +107,22 @@ def upsert_rows(
             md_bytes = metas[i][1]
         need = per_vector + len(pids[i]) + md_bytes
         if chunk and (len(chunk) == 1000 or size + need > MAX_REQUEST_BYTES - 4096):
-            call(f"upsert into {name!r}", index.upsert, vectors=chunk, namespace=ns)
+            index.upsert(vectors=chunk, namespace=ns)
             chunk, size = [], 0
         chunk.append(rec)
         size += need
     if chunk:
-        call(f"upsert into {name!r}", index.upsert, vectors=chunk, namespace=ns)
+        index.upsert(vectors=chunk, namespace=ns)
 
 
-def list_ids(
-    index: Any, name: str, ns: str, token: str | None, want: int
-) -> tuple[list[str], str | None]:
+def list_ids(index: Any, ns: str, token: str | None, want: int) -> tuple[list[str], str | None]:
     """Up to ``want`` ids of ``ns`` from ``token`` on (serverless only), and the token after
     them (None: the namespace is done)."""
     ids: list[str] = []
     while len(ids) < want:
-        page = call(
-            f"listing ids of {name!r}", index.list_paginated, namespace=ns,
-            limit=min(100, want - len(ids)), pagination_token=token,
-        )  # fmt: skip
+        page = index.list_paginated(
+            namespace=ns, limit=min(100, want - len(ids)), pagination_token=token
+        )
         ids += [v.id for v in page.vectors]
         token = page.pagination.next if page.pagination else None
         if token is None:
@@ -143,21 +144,18 @@ def require_serverless(model: Any | None) -> None:
 
 
 def sample_metadata(
-    index: Any, name: str, namespaces: Iterable[str], serverless: bool, dim: int
+    index: Any, namespaces: Iterable[str], serverless: bool, dim: int
 ) -> list[dict[str, Any]]:
     """Metadata of up to 100 records from each of the first 10 namespaces (for types)."""
     rows: list[dict[str, Any]] = []
     for ns in sorted(namespaces)[:10]:
         if serverless:
-            page = call(f"listing {name!r}", index.list_paginated, namespace=ns, limit=100)
+            page = index.list_paginated(namespace=ns, limit=100)
             ids = [v.id for v in page.vectors]
-            recs = fetch_raw(index, name, ns, ids).values() if ids else []
+            recs = fetch_raw(index, ns, ids).values() if ids else []
         else:  # sampling for types only; never used to enumerate records
             probe = [1.0] + [0.0] * (dim - 1)
-            recs = call(
-                f"sampling {name!r}", index.query, vector=probe, top_k=100,
-                namespace=ns, include_metadata=True,
-            ).matches  # fmt: skip
+            recs = index.query(vector=probe, top_k=100, namespace=ns, include_metadata=True).matches
         rows += [dict(r.metadata or {}) for r in recs]
     return rows
 
@@ -173,19 +171,16 @@ def write_schema_records(index: Any, schema: CollectionSchema) -> None:
         for i, p in enumerate(parts)
     ]
     for start in range(0, len(vectors), 100):
-        call(
-            "storing the schema", index.upsert,
-            vectors=vectors[start : start + 100], namespace=SCHEMA_NAMESPACE,
-        )  # fmt: skip
+        index.upsert(vectors=vectors[start : start + 100], namespace=SCHEMA_NAMESPACE)
 
 
 def read_schema_records(index: Any, name: str) -> CollectionSchema:
     """The schema ``write_schema_records`` stored in the index of ``name``."""
-    first = fetch_raw(index, name, SCHEMA_NAMESPACE, ["schema-0000"]).get("schema-0000")
+    first = fetch_raw(index, SCHEMA_NAMESPACE, ["schema-0000"]).get("schema-0000")
     if first is None:
         raise ConfigError(f"the stored schema of {name!r} is missing from its index")
     n = int(first.metadata["parts"])
-    recs = fetch_raw(index, name, SCHEMA_NAMESPACE, [f"schema-{i:04d}" for i in range(n)])
+    recs = fetch_raw(index, SCHEMA_NAMESPACE, [f"schema-{i:04d}" for i in range(n)])
     text = "".join(recs[f"schema-{i:04d}"].metadata["json"] for i in range(n))
     return CollectionSchema.from_json(text)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from vecmigrate.connectors.search._filters import (
     META_KEY,
     SLOT_FIELD,
     SLOTS,
-    TRANSIENT_STATUS,
     bulk_index_lines,
     check_bulk,
     hits_to_batch,
@@ -41,6 +41,7 @@ from vecmigrate.model import (
     VectorField,
 )
 from vecmigrate.retry import RetryPolicy, call_with_retry
+from vecmigrate.uri import ConnectionURI
 
 READ_RETRY = RetryPolicy(attempts=5, base_seconds=0.1, max_seconds=2.0)
 FETCH_CHUNK = 1000  # ids per search: stays far inside index.max_result_window (10,000)
@@ -68,10 +69,18 @@ class SearchEngineConnector(Connector):
 
     sliced_foreign_scans = False  # whether sliced PIT searches split foreign indexes
 
+    def __init__(self, uri: ConnectionURI) -> None:
+        super().__init__(uri)
+        # host:port, named by every error (a refused connection says nothing else).
+        self.address = f"{uri.host or '127.0.0.1'}:{uri.port or 9200}"
+        self._dirty: set[str] = set()  # indexes this connector wrote since its last refresh
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
     # -- what each engine supplies ---------------------------------------------------------
     @abstractmethod
-    def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
-        """(HTTP status or None for a connection failure, reason) of a client error."""
+    def _open_client(self) -> Any:
+        """The engine's client (which connects on its first request)."""
 
     @abstractmethod
     def _vector_mapping(self, field: VectorField) -> dict[str, Any]:
@@ -105,28 +114,27 @@ class SearchEngineConnector(Connector):
         search, bulk, open_pit, close_pit, mappings) and return the response body."""
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _call(self, what: str, op: str, **kw: Any) -> Any:
-        """One client call; client errors become typed errors (no secrets in them)."""
-        try:
-            return self._op(op, **kw)
-        except Exception as exc:
-            info = self._status_of(exc)
-            if info is None:
-                raise
-            status, reason = info
-            if status is None:
-                raise TransientError(f"{what}: {reason}") from None
-            if status in TRANSIENT_STATUS:
-                raise TransientError(f"{what}: HTTP {status} {reason}") from None
-            raise TerminalError(f"{what}: HTTP {status} {reason}") from None
+    @property
+    def client(self) -> Any:
+        """The engine's client, made on first use."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._open_client()
+            return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _op_call(self, what: str, op: str, **kw: Any) -> Any:
+        """One client operation (``_op``), its errors translated (``translate_error``)."""
+        return self._call(f"{what} at {self.address}", self._op, op, **kw)
 
     def _read(self, what: str, op: str, **kw: Any) -> Any:
         """A read call, retried on transient failures (reads are not retried upstream)."""
-        result, _ = call_with_retry(lambda: self._call(what, op, **kw), READ_RETRY, what=what)
+        result, _ = call_with_retry(lambda: self._op_call(what, op, **kw), READ_RETRY, what=what)
         return result
-
-    def _init_cache(self) -> None:
-        self._dirty: set[str] = set()  # indexes this connector wrote since its last refresh
 
     def _refresh(self, name: str, *, always: bool = True) -> None:
         """Make writes searchable (searches and counts see refreshed segments only)."""
@@ -195,7 +203,7 @@ class SearchEngineConnector(Connector):
         if self._keep_existing(name, exists, if_exists, f"{self.engine} index {name!r}"):
             return
         if exists:
-            self._call(f"deleting {name!r}", "delete", index=name)
+            self._op_call(f"deleting {name!r}", "delete", index=name)
         props = index_properties(schema, self.engine)
         for v in schema.vectors:
             props[v.name] = self._vector_mapping(v)
@@ -208,12 +216,12 @@ class SearchEngineConnector(Connector):
             "settings": self._index_settings(),
             "mappings": {"dynamic": "strict", "_meta": {META_KEY: stored}, "properties": props},
         }
-        self._call(f"creating {name!r}", "create", index=name, body=body)
+        self._op_call(f"creating {name!r}", "create", index=name, body=body)
         self._schemas[name] = schema
 
     def drop(self, name: str) -> None:
         if self._read(f"looking up {name!r}", "exists", index=name):
-            self._call(f"deleting {name!r}", "delete", index=name)
+            self._op_call(f"deleting {name!r}", "delete", index=name)
         self._schemas.pop(name, None)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
@@ -326,7 +334,7 @@ class SearchEngineConnector(Connector):
         finally:
             if owned and (done or not pinned):
                 with contextlib.suppress(TransientError, TerminalError):  # it expires anyway
-                    self._call(f"closing a point in time on {name!r}", "close_pit", id=pit)
+                    self._op_call(f"closing a point in time on {name!r}", "close_pit", id=pit)
 
     def fetch(
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
@@ -362,7 +370,7 @@ class SearchEngineConnector(Connector):
     def _bulk(self, name: str, lines: list[str], ids: list[Any]) -> None:
         """One ``_bulk`` request, its items inspected one by one (``check_bulk``)."""
         body = "\n".join(lines) + "\n"
-        got = self._call(f"bulk request to {name!r}", "bulk", index=name, body=body)
+        got = self._op_call(f"bulk request to {name!r}", "bulk", index=name, body=body)
         vectors = [v.name for v in self._schema(name).vectors]
         check_bulk(got, ids, name, self.engine, vectors)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from elastic_transport import TlsError, TransportError
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import Elasticsearch
 
 from vecmigrate.connectors.config import Secret, reveal
 from vecmigrate.connectors.search._base import SearchConfig, SearchEngineConnector
-from vecmigrate.connectors.search._filters import search_capabilities, tls_refused
+from vecmigrate.connectors.search._client import translate_elasticsearch_error
+from vecmigrate.connectors.search._filters import search_capabilities
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI
@@ -36,15 +36,6 @@ _METRIC = {
 _INDEX_TYPES = frozenset(
     {"hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat"}
 )
-
-
-def _reason(exc: ApiError) -> str:
-    """``type: reason`` from an ES error body (never the request, which may hold data)."""
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error")
-    if isinstance(error, dict):
-        return f"{error.get('type')}: {error.get('reason')}"
-    return str(error or "no error body")
 
 
 @dataclass(frozen=True)
@@ -67,11 +58,12 @@ class ElasticsearchConnector(SearchEngineConnector):
     capabilities = search_capabilities(vector_tolerance=1e-6)
     sliced_foreign_scans = True  # PIT + slice, as the search API documents
 
+    translate_error = staticmethod(translate_elasticsearch_error)
+
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        self._init_cache()
         https = self.config.https
-        host = f"{'https' if https else 'http'}://{uri.host or '127.0.0.1'}:{uri.port or 9200}"
+        self._host = f"{'https' if https else 'http'}://{self.address}"
         kwargs: dict[str, Any] = {"max_retries": 0, "retry_on_timeout": False}
         api_key = reveal(self.config.api_key)
         password = reveal(self.config.password)
@@ -89,20 +81,11 @@ class ElasticsearchConnector(SearchEngineConnector):
                 f"unknown Elasticsearch index_type {self.index_type!r}",
                 hint=f"use one of {sorted(_INDEX_TYPES)}",
             )
-        self.client = Elasticsearch(host, request_timeout=60, **kwargs)
+        self._client_kwargs = kwargs
         self._version: tuple[int, ...] | None = None
 
-    def close(self) -> None:
-        self.client.close()
-
-    def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
-        if isinstance(exc, ApiError):
-            return int(exc.meta.status), _reason(exc)
-        if isinstance(exc, TlsError):
-            raise tls_refused("Elasticsearch") from None
-        if isinstance(exc, TransportError):  # connection refused, timeout
-            return None, f"cannot reach Elasticsearch ({type(exc).__name__})"
-        return None
+    def _open_client(self) -> Any:
+        return Elasticsearch(self._host, request_timeout=60, **self._client_kwargs)
 
     def version(self) -> tuple[int, ...]:
         """Server version from ``GET /``."""

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opensearchpy import OpenSearch, SSLError, TransportError
+from opensearchpy import OpenSearch, TransportError
 
 from vecmigrate.connectors.config import Secret, reveal
 from vecmigrate.connectors.search._base import SearchConfig, SearchEngineConnector
-from vecmigrate.connectors.search._filters import search_capabilities, tls_refused
+from vecmigrate.connectors.search._client import translate_opensearch_error
+from vecmigrate.connectors.search._filters import search_capabilities
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import IndexSpec, Metric, VectorField
 from vecmigrate.uri import ConnectionURI
@@ -26,15 +27,6 @@ from vecmigrate.uri import ConnectionURI
 _SPACE = {Metric.COSINE: "cosinesimil", Metric.DOT: "innerproduct", Metric.L2: "l2"}
 _METRIC = {v: k for k, v in _SPACE.items()}
 _ENGINES = frozenset({"lucene", "faiss"})
-
-
-def _reason(exc: TransportError) -> str:
-    """``type: reason`` from an OpenSearch error body."""
-    info = exc.info if isinstance(exc.info, dict) else {}
-    error = info.get("error")
-    if isinstance(error, dict):
-        return f"{error.get('type')}: {error.get('reason')}"
-    return str(error or "no error body")
 
 
 @dataclass(frozen=True)
@@ -56,9 +48,10 @@ class OpenSearchConnector(SearchEngineConnector):
     # No flat knn_vector method: exact search would be a script query, not an index.
     capabilities = search_capabilities(index_kinds=frozenset({"hnsw"}))
 
+    translate_error = staticmethod(translate_opensearch_error)
+
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        self._init_cache()
         https = self.config.https
         kwargs: dict[str, Any] = {"use_ssl": https, "max_retries": 0, "retry_on_timeout": False}
         password = reveal(self.config.password)
@@ -78,21 +71,11 @@ class OpenSearchConnector(SearchEngineConnector):
                 f"unknown OpenSearch k-NN engine {self.engine_name!r}",
                 hint=f"use one of {sorted(_ENGINES)}",
             )
-        host = {"host": uri.host or "127.0.0.1", "port": uri.port or 9200}
-        self.client = OpenSearch(hosts=[host], timeout=60, **kwargs)
+        self._host = {"host": uri.host or "127.0.0.1", "port": uri.port or 9200}
+        self._client_kwargs = kwargs
 
-    def close(self) -> None:
-        self.client.close()
-
-    def _status_of(self, exc: Exception) -> tuple[int | None, str] | None:
-        if isinstance(exc, SSLError):
-            raise tls_refused("OpenSearch") from None
-        if not isinstance(exc, TransportError):
-            return None
-        status = exc.status_code
-        if not isinstance(status, int):  # "N/A": connection refused, timeout, TLS
-            return None, f"cannot reach OpenSearch ({type(exc).__name__})"
-        return status, _reason(exc)
+    def _open_client(self) -> Any:
+        return OpenSearch(hosts=[self._host], timeout=60, **self._client_kwargs)
 
     def _op(self, op: str, **kw: Any) -> Any:
         c = self.client

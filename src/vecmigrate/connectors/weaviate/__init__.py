@@ -37,21 +37,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import weaviate
 from weaviate.classes.data import DataObject
-from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.classes.tenants import Tenant
 
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.connectors.base import Filter as PortableFilter
 from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.weaviate._client import open_client, translate_error
 from vecmigrate.connectors.weaviate._records import (
     ID_PROP,
     MAX_RESULTS,
     SCHEMA_PREFIX,
     TENANT_RE,
-    call,
     class_body,
     class_name,
     compile_filter,
@@ -62,7 +60,7 @@ from vecmigrate.connectors.weaviate._records import (
     uuid_partitions,
     uuids_for,
 )
-from vecmigrate.errors import ConfigError, DataError, TransientError
+from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Node, namespace_scope, operators
 from vecmigrate.model import (
     Capabilities,
@@ -73,6 +71,7 @@ from vecmigrate.model import (
     ResumeToken,
 )
 from vecmigrate.records import table_to_batch, vectors_to_numpy
+from vecmigrate.uri import ConnectionURI
 
 Tenants = list[str | None]
 
@@ -107,35 +106,43 @@ class WeaviateConnector(Connector):
         index_kinds=frozenset({"hnsw", "flat"}),
     )
 
-    def __init__(self, uri: Any) -> None:
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        key = reveal(self.config.api_key)
-        secure = self.config.secure
-        host = uri.host or "127.0.0.1"
-        self.client = call(
-            f"connecting to {uri}",
-            weaviate.connect_to_custom,
-            http_host=host,
-            http_port=uri.port or 8080,
-            http_secure=secure,
-            grpc_host=self.config.grpc_host or host,
-            grpc_port=self.config.grpc_port,
-            grpc_secure=secure,
-            auth_credentials=Auth.api_key(key) if key else None,
-            # the init checks would also ask PyPI for the latest client; readiness is below
-            skip_init_checks=True,
-            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
-        )
-        if not call(f"readiness of {uri}", self.client.is_ready):
-            self.client.close()
-            raise TransientError(f"Weaviate at {uri} is not ready")
-        meta = call(f"meta of {uri}", self.client.get_meta)
-        self.server_version = str(meta.get("version", "0"))
+        self._key = reveal(self.config.api_key)
+        self._client: Any = None
+        self._server_version = "0"
+        self._open_lock = threading.Lock()
         self._tenants: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
+    translate_error = staticmethod(translate_error)
+
+    @property
+    def client(self) -> Any:
+        """The connected client, opened (and checked ready) on first use."""
+        with self._open_lock:
+            if self._client is None:
+                self._client, self._server_version = self._call(
+                    f"connecting to {self.uri}",
+                    open_client,
+                    self.uri,
+                    self._key,
+                    secure=self.config.secure,
+                    grpc_host=self.config.grpc_host,
+                    grpc_port=self.config.grpc_port,
+                )
+            return self._client
+
+    @property
+    def server_version(self) -> str:
+        """The server's version (``/v1/meta``), read when the client is opened."""
+        self.client  # noqa: B018 - opens the client, which reads the version
+        return self._server_version
+
     def close(self) -> None:
-        self.client.close()
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def _filter(self, schema: CollectionSchema, filter: PortableFilter | None) -> Node | None:
         node = super()._filter(schema, filter)
@@ -153,7 +160,7 @@ class WeaviateConnector(Connector):
         return col.with_tenant(tenant) if tenant else col
 
     def list_collections(self) -> list[str]:
-        configs = call("listing classes", self.client.collections.list_all, simple=True)
+        configs = self._call("listing classes", self.client.collections.list_all, simple=True)
         names = []
         for cls, cfg in configs.items():
             desc = cfg.description or ""
@@ -163,13 +170,15 @@ class WeaviateConnector(Connector):
 
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
-        exists = call(f"looking up {name!r}", self.client.collections.exists, class_name(name))
+        exists = self._call(
+            f"looking up {name!r}", self.client.collections.exists, class_name(name)
+        )
         if not exists:
             raise ConfigError(f"{self.uri} has no collection {name!r}")
-        cfg = call(f"reading the config of {name!r}", self._col(name).config.get)
+        cfg = self._call(f"reading the config of {name!r}", self._col(name).config.get)
         tenants = None
         if cfg.multi_tenancy_config.enabled:
-            tenants = tuple(sorted(call(f"tenants of {name!r}", self._col(name).tenants.get)))
+            tenants = tuple(sorted(self._call(f"tenants of {name!r}", self._col(name).tenants.get)))
         self._tenants[name] = set(tenants or ())
         specs, settings = index_specs(cfg)
         desc = cfg.description or ""
@@ -193,19 +202,21 @@ class WeaviateConnector(Connector):
         """One object with its vectors (from the first tenant that has one), or None."""
         for t in tenants or [None]:
             col = self._col(name, t)
-            got = call("sampling", col.query.fetch_objects, limit=1, include_vector=True)
+            got = self._call("sampling", col.query.fetch_objects, limit=1, include_vector=True)
             if got.objects:
                 return got.objects[0]
         return None
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         body = class_body(schema)
-        exists = call(f"looking up {schema.name!r}", self.client.collections.exists, body["class"])
+        exists = self._call(
+            f"looking up {schema.name!r}", self.client.collections.exists, body["class"]
+        )
         if self._keep_existing(schema.name, exists, if_exists, f"Weaviate class {body['class']!r}"):
             return
         if exists:
             self.drop(schema.name)
-        call(f"creating {schema.name!r}", self.client.collections.create_from_dict, body)
+        self._call(f"creating {schema.name!r}", self.client.collections.create_from_dict, body)
         self._schemas.pop(schema.name, None)
         self._tenants[schema.name] = set()
         self._ensure_tenants(schema.name, [n for n in schema.namespaces or () if n])
@@ -227,7 +238,7 @@ class WeaviateConnector(Connector):
                 )
         if new:
             tenants = [Tenant(name=t) for t in new]
-            call(f"creating tenants of {name!r}", self._col(name).tenants.create, tenants)
+            self._call(f"creating tenants of {name!r}", self._col(name).tenants.create, tenants)
             self._tenants[name].update(new)
 
     def _tenant_list(self, name: str) -> Tenants:
@@ -244,7 +255,7 @@ class WeaviateConnector(Connector):
         total = 0
         for t in tenants:
             agg = self._col(name, t).aggregate
-            got = call(f"counting {name!r}", agg.over_all, total_count=True, filters=flt)
+            got = self._call(f"counting {name!r}", agg.over_all, total_count=True, filters=flt)
             total += int(got.total_count or 0)
         return total
 
@@ -278,7 +289,7 @@ class WeaviateConnector(Connector):
             after = state["after"] if same else partition.spec.get("after")  # type: ignore[index]
             query = self._col(name, t).query
             while True:
-                objs = call(
+                objs = self._call(
                     f"scanning {name!r}",
                     query.fetch_objects,
                     limit=batch_rows,
@@ -306,7 +317,7 @@ class WeaviateConnector(Connector):
             query = self._col(name, t).query
             for i in range(0, len(uuids), MAX_RESULTS):
                 chunk = uuids[i : i + MAX_RESULTS]
-                got = call(
+                got = self._call(
                     f"fetching from {name!r}",
                     query.fetch_objects_by_ids,
                     chunk,
@@ -346,7 +357,7 @@ class WeaviateConnector(Connector):
                 )
                 for i in rows
             ]
-            res = call(f"upsert into {name!r}", self._col(name, t).data.insert_many, objects)
+            res = self._call(f"upsert into {name!r}", self._col(name, t).data.insert_many, objects)
             if res.errors:  # the others were written; upserts are idempotent, so that is fine
                 pos, err = min(res.errors.items())
                 raise DataError(
@@ -361,10 +372,10 @@ class WeaviateConnector(Connector):
             data = self._col(name, t).data
             for i in range(0, len(uuids), MAX_RESULTS):
                 where = Filter.by_id().contains_any(uuids[i : i + MAX_RESULTS])
-                call(f"delete from {name!r}", data.delete_many, where=where)
+                self._call(f"delete from {name!r}", data.delete_many, where=where)
 
     def drop(self, name: str) -> None:
-        call(f"dropping {name!r}", self.client.collections.delete, class_name(name))
+        self._call(f"dropping {name!r}", self.client.collections.delete, class_name(name))
         self._schemas.pop(name, None)
         self._tenants.pop(name, None)
 
@@ -391,7 +402,7 @@ class WeaviateConnector(Connector):
         for q in np.asarray(vectors, dtype=np.float32):
             hits: list[tuple[float, Any]] = []
             for t in tenants:
-                res = call(
+                res = self._call(
                     f"search in {name!r}",
                     self._col(name, t).query.near_vector,
                     near_vector=q.tolist(),

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 from weaviate.classes.query import Filter
 
-from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Cond, Node
 from vecmigrate.model import (
     CollectionSchema,
@@ -43,13 +43,6 @@ PORTABLE_TYPES = {
 CLASS_RE = re.compile(r"^[A-Z][_0-9A-Za-z]*$")
 NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,230}$")
 TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TRANSIENT = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED"} | {
-    "429",
-    "500",
-    "502",
-    "503",
-    "504",
-}
 MAX_RESULTS = 10_000  # Weaviate's QUERY_MAXIMUM_RESULTS default: per fetch and batch delete
 _INDEX_PARAMS = (("M", "maxConnections"), ("ef_construction", "efConstruction"), ("ef", "ef"))
 
@@ -245,42 +238,6 @@ def _leaf(node: Cond) -> Any:
     ranges = {"$gt": prop.greater_than, "$gte": prop.greater_or_equal}
     ranges.update({"$lt": prop.less_than, "$lte": prop.less_or_equal})
     return ranges[node.op](value)
-
-
-def error_status(exc: BaseException) -> str | None:
-    """The gRPC status name or HTTP status found in the exception chain, if any."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return None
-        code = getattr(seen, "code", None)
-        if callable(code):
-            try:
-                return str(code().name)
-            except Exception:
-                pass
-        status = getattr(seen, "status_code", None)
-        if isinstance(status, int):
-            return str(status)
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a client call; map failures to TransientError / TerminalError (no secrets)."""
-    try:
-        return fn(*args, **kwargs)
-    except (ConfigError, TerminalError, TransientError):
-        raise
-    except Exception as exc:
-        status = error_status(exc)
-        text = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-        if status in TRANSIENT:
-            raise TransientError(f"{what}: {status}: {text}") from None
-        if isinstance(exc, ConnectionError | TimeoutError) or "Connect" in type(exc).__name__:
-            raise TransientError(f"{what}: {text}") from None
-        auth = status in ("401", "403", "UNAUTHENTICATED", "PERMISSION_DENIED")
-        raise TerminalError(f"{what}: {text}", hint="check api_key" if auth else None) from None
 
 
 # -- objects <-> batches -------------------------------------------------------------------------
