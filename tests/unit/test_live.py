@@ -419,6 +419,67 @@ def test_writer_dying_between_primary_and_release_is_recovered(
     state.close()
 
 
+def _report(
+    tmp_path: Path,
+    *,
+    passed: bool = True,
+    gates: list[dict[str, Any]] | None = None,
+    age: float = 0.0,
+    source: str = "src",
+    target: str = "tgt",
+) -> str:
+    """A verify report.json as ``vecmigrate verify`` writes it."""
+    from datetime import datetime, timedelta, timezone
+
+    created = datetime.now(timezone.utc) - timedelta(seconds=age)
+    return json.dumps(
+        {
+            "created": created.isoformat(timespec="seconds"),
+            "source": {
+                "uri": f"chroma://{tmp_path}/{source}",
+                "engine": "chroma",
+                "collection": "docs",
+            },
+            "target": {
+                "uri": f"chroma://{tmp_path}/{target}",
+                "engine": "chroma",
+                "collection": "docs",
+            },
+            "passed": passed,
+            "gates": gates or [],
+        }
+    )
+
+
+def test_verify_gate_refuses_a_stale_self_or_foreign_report_and_shadow_errors(
+    tmp_path: Path,
+) -> None:
+    from vecmigrate.live import GateConfig, GateFailedError, advance
+
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    src, tgt = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
+    report = tmp_path / "report.json"
+    cfg = GateConfig(skip=frozenset({"data"}), verify_report=report)
+    for text, reason in [
+        (_report(tmp_path, age=25 * 60), "made 25 min ago"),
+        (_report(tmp_path, target="src"), "with itself"),
+        (_report(tmp_path, target="other"), "its target is 'docs' on"),
+        (json.dumps({"passed": True, "gates": []}), "not a vecmigrate verify report"),
+    ]:
+        report.write_text(text)
+        with pytest.raises(GateFailedError, match=reason):
+            advance(state, "docs", source=src, target=tgt, config=cfg)
+    report.write_text(_report(tmp_path))
+    event, _ = advance(state, "docs", source=src, target=tgt, config=cfg)
+    # shadow reads that failed count against the gate (a target outage is not a pass)
+    state.record_shadow("docs", "i1", event.after.version, ShadowTotals(50, 50.0, 1.0, errors=9))
+    with pytest.raises(GateFailedError, match=r"9 errors \(15\.3% of shadow reads"):
+        advance(state, "docs", config=GateConfig(skip=frozenset({"data", "verify"})), percent=5)
+    state.close()
+
+
 def test_gates_verify_report_outbox_shadow_and_skips(tmp_path: Path) -> None:
     from vecmigrate.live import GateConfig, GateFailedError, advance
 
@@ -428,7 +489,7 @@ def test_gates_verify_report_outbox_shadow_and_skips(tmp_path: Path) -> None:
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.json").write_text(
-        json.dumps({"passed": False, "gates": [{"gate": "recall@10 target", "passed": False}]})
+        _report(tmp_path, passed=False, gates=[{"gate": "recall@10 target", "passed": False}])
     )
     no_data = GateConfig(skip=frozenset({"data"}), verify_report=report)
     state.outbox.append("docs", "target", "delete", encode_batch(ids_batch(["a"], pa.string())))
@@ -439,7 +500,7 @@ def test_gates_verify_report_outbox_shadow_and_skips(tmp_path: Path) -> None:
     assert not by_gate["outbox"].passed and "1 pending" in by_gate["outbox"].detail
     assert by_gate["data"].skipped and by_gate["shadow"].skipped  # dual-write has no shadow
     assert state.get("docs").phase is Phase.DUAL_WRITE  # refused: nothing changed
-    (report / "report.json").write_text(json.dumps({"passed": True, "gates": []}))
+    (report / "report.json").write_text(_report(tmp_path))
     state.outbox.complete([e.seq for e in state.outbox.pending("docs", "target")])
     event, _ = advance(state, "docs", config=no_data, actor="ann", note="verified")
     assert event.after.phase is Phase.SHADOW_READ

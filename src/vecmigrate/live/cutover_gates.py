@@ -18,10 +18,12 @@ import getpass
 import json
 import socket
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from vecmigrate.connectors.base import Connector
+from vecmigrate.connectors.identity import storage_identity
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.live.drift import live_drift
 from vecmigrate.live.outbox import queue_reconcile
@@ -65,6 +67,10 @@ class GateConfig:
     min_shadow_reads: int = 20
     max_violations: int = 0
     verify_report: Path | None = None
+    # A verify report older than this judged data that may have been reloaded since.
+    max_report_age: float = 900.0
+    # Shadow reads that failed or timed out, as a share of all shadow reads.
+    max_shadow_errors: float = 0.0
     skip: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -129,7 +135,13 @@ def _outbox_gate(state: StateStore, collection: str, cfg: GateConfig) -> GateRes
     )
 
 
-def _verify_gate(cfg: GateConfig) -> GateResult:
+def _verify_gate(
+    cfg: GateConfig,
+    source: Connector | None,
+    target: Connector | None,
+    collection: str,
+    target_collection: str | None,
+) -> GateResult:
     path = cfg.verify_report
     if path is None:
         return GateResult("verify", True, "no verify report given", skipped=True)
@@ -138,10 +150,49 @@ def _verify_gate(cfg: GateConfig) -> GateResult:
         report = json.loads(report_file.read_text())
     except (OSError, ValueError) as exc:
         return GateResult("verify", False, f"cannot read {report_file}: {exc}")
+    wrong = _report_mismatch(report, cfg, source, target, collection, target_collection)
+    if wrong:
+        return GateResult("verify", False, f"{report_file}: {wrong}; run verify again")
     failed = [g["gate"] for g in report.get("gates", []) if not g.get("passed")]
     passed = bool(report.get("passed")) and not failed
     detail = f"{report_file}: " + ("passed" if passed else f"FAILED gates {failed}")
     return GateResult("verify", passed, detail, actual={"failed": failed})
+
+
+def _report_mismatch(
+    report: dict[str, Any],
+    cfg: GateConfig,
+    source: Connector | None,
+    target: Connector | None,
+    collection: str,
+    target_collection: str | None,
+) -> str | None:
+    """Why ``report`` does not judge this cutover's data now (None: it does)."""
+    try:
+        created = datetime.fromisoformat(report["created"])
+        sides = {side: report[side] for side in ("source", "target")}
+        ident = {side: storage_identity(sides[side]["uri"]) for side in sides}
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"not a vecmigrate verify report ({type(exc).__name__}: {exc})"
+    age = (datetime.now(timezone.utc) - created).total_seconds()
+    if age > cfg.max_report_age:
+        return f"made {age / 60:.0f} min ago (max {cfg.max_report_age / 60:g} min)"
+    if (ident["source"], sides["source"]["collection"]) == (
+        ident["target"],
+        sides["target"]["collection"],
+    ):
+        return "compares a collection with itself"
+    expected = {
+        "source": (source, collection),
+        "target": (target, target_collection or collection),
+    }
+    for side, (conn, name) in expected.items():
+        if conn is None:
+            continue
+        if (ident[side], sides[side]["collection"]) != (storage_identity(conn.uri), name):
+            found = f"{sides[side]['collection']!r} on {sides[side]['uri']}"
+            return f"its {side} is {found}, not this cutover's"
+    return None
 
 
 def _shadow_gate(
@@ -151,17 +202,21 @@ def _shadow_gate(
         return GateResult("shadow", True, f"{current.label} does not shadow reads", skipped=True)
     t = state.shadow_totals(collection, current.version)
     mean = t.mean_overlap
+    attempted = t.comparisons + t.errors
+    error_share = t.errors / attempted if attempted else 0.0
     ok = (
         t.comparisons >= cfg.min_shadow_reads
         and mean is not None
         and mean >= cfg.min_overlap
         and t.violations <= cfg.max_violations
+        and error_share <= cfg.max_shadow_errors
     )
     detail = (
         f"{t.comparisons} shadow reads in {current.label} (min {cfg.min_shadow_reads}), "
         f"mean overlap {mean if mean is not None else float('nan'):.3f} "
         f"(min {cfg.min_overlap:g}), {t.violations} filter violations "
-        f"(max {cfg.max_violations}), {t.dropped} dropped, {t.errors} errors"
+        f"(max {cfg.max_violations}), {t.dropped} dropped, {t.errors} errors "
+        f"({error_share:.1%} of shadow reads, max {cfg.max_shadow_errors:.1%})"
     )
     return GateResult("shadow", ok, detail, actual=t.to_json())
 
@@ -202,7 +257,7 @@ def evaluate_gates(
         elif name == "outbox":
             results.append(_outbox_gate(state, collection, cfg))
         elif name == "verify":
-            results.append(_verify_gate(cfg))
+            results.append(_verify_gate(cfg, source, target, collection, target_collection))
         else:
             results.append(_shadow_gate(state, collection, current, cfg))
     return results
