@@ -620,3 +620,28 @@ def test_reads_fall_back_to_the_source_when_the_target_fails_or_hangs(
     assert 'side="source"' in text and "fallback" in text and "timeout" in text
     router.close()
     state.close()
+
+
+def test_postgres_state_stores_start_concurrently_on_a_fresh_database(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Four instances opening the store at once on an empty database all succeed."""
+    psycopg = pytest.importorskip("psycopg")
+    pg = request.getfixturevalue("postgres")
+    opener = (
+        "import sys; from vecmigrate.live import open_state; "
+        "s = open_state(sys.argv[1]); s.get('docs'); s.close()"
+    )
+    for trial in range(3):
+        db = f"state_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(
+            host=pg.host, port=pg.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f"CREATE DATABASE {db}")
+        uri = f"postgresql://postgres@{pg.host}:{pg.port}/{db}"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", opener, uri], stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs if p.wait(timeout=60) != 0]
+        assert not errors, f"trial {trial}: {errors[0][-500:]}"

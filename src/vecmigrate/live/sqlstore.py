@@ -65,12 +65,15 @@ class _SqlStore(StateStore, Outbox):
     float_type = "REAL"
     ph = "?"
     serialize_appends = ""  # SQLite: BEGIN IMMEDIATE already serialises writers
+    serialize_ddl = ""
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
         with self._tx() as cur:
+            if self.serialize_ddl:
+                cur.execute(self.serialize_ddl)
             for ddl in _DDL:
                 cur.execute(ddl.format(serial=self.serial, blob=self.blob, float=self.float_type))
 
@@ -414,6 +417,9 @@ class PostgresStateStore(_SqlStore):
     # visible after a later one: replay or a reconcile's wait for older held entries
     # would miss it. Appends take this lock (to commit) so seq order is visibility order.
     serialize_appends = "SELECT pg_advisory_xact_lock(7307734501)"
+    # CREATE TABLE IF NOT EXISTS is not atomic against itself: instances starting at once
+    # both create the table's row type and one fails (pg_type_typname_nsp_index).
+    serialize_ddl = "SELECT pg_advisory_xact_lock(7307734502)"
 
     def __init__(self, uri: ConnectionURI) -> None:
         try:
