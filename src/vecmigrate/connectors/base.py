@@ -29,6 +29,7 @@ _CALLS = (
     "describe",
     "count",
     "partitions",
+    "scan",
     "fetch",
     "create",
     "upsert",
@@ -108,7 +109,7 @@ class Connector(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # Every contract call runs inside the engine's one error mapping.
-        for verb in _CALLS + ("scan",):
+        for verb in _CALLS:
             method = cls.__dict__.get(verb)
             if method is not None and not getattr(method, "_translates", False):
                 wrap = _translating_scan(method) if verb == "scan" else _translating(method, verb)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.dump._client import translate_error
+from vecmigrate.connectors.files import check_dir
 from vecmigrate.connectors.partitions import balanced_groups
 from vecmigrate.dump import Dump, PartInfo, check_part_layout, conform_part_batch, crypto
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
@@ -25,6 +28,7 @@ from vecmigrate.exact import TopK
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
 from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
+from vecmigrate.uri import ConnectionURI
 from vecmigrate.verify.digest import DigestBuilder
 
 
@@ -36,11 +40,10 @@ class DumpConfig(ConnectorConfig):
 
 
 class DumpConnector(Connector):
-    Config = DumpConfig
-    config: DumpConfig
-
     """Reads and writes the portable dump format. Append-only: no update or delete."""
 
+    Config = DumpConfig
+    config: DumpConfig
     schemes = ("dump",)
     capabilities = Capabilities(
         filter_ops=ALL_OPS | {NAMESPACE_KEY},
@@ -54,22 +57,32 @@ class DumpConnector(Connector):
         max_batch_bytes=128 * 1024 * 1024,
         index_kinds=frozenset({"flat"}),
     )
+    # Parts hold exactly the schema's columns: an undeclared one is refused, not dropped.
+    strict_layout = True
+    translate_error = staticmethod(translate_error)
 
-    def __init__(self, uri: Any) -> None:
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        secret = reveal(self.config.key)
-        self.dump = Dump(uri.local_path, key=crypto.parse_key(secret) if secret else None)
         self._ids_checked: set[str] = set()
+
+    @cached_property
+    def dump(self) -> Dump:
+        """The dump directory, with its key read (``?key=``) on first use."""
+        secret = reveal(self.config.key)
+        return Dump(self.uri.local_path, key=crypto.parse_key(secret) if secret else None)
 
     def at_rest_key(self) -> bytes | None:
         """The dump's encryption key (``?key=``), when it is encrypted."""
         return self.dump.key
 
     def list_collections(self) -> list[str]:
+        check_dir(self.dump.root)  # missing is an empty dump; a file in the way is refused
         return self.dump.collections()
 
     def describe(self, name: str) -> CollectionSchema:
-        return self.dump.read_schema(name)
+        schema = self.dump.read_schema(name)
+        self._schemas[name] = schema
+        return schema
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         if filter:
@@ -208,6 +221,7 @@ class DumpConnector(Connector):
                 return
             self.dump.remove(schema.name)
         self.dump.write_schema(schema)
+        self._schemas[schema.name] = schema
 
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         if not self.dump.has(name):
@@ -223,9 +237,13 @@ class DumpConnector(Connector):
     def drop(self, name: str) -> None:
         if self.dump.has(name):
             self.dump.remove(name)
+        self._schemas.pop(name, None)
 
     def finalize(self, name: str) -> None:
         """Check parts for duplicate ids, digest them and write the manifest entry."""
+        self._call(f"dump finalize {name!r}", self._finalize, name)
+
+    def _finalize(self, name: str) -> None:
         schema = self.describe(name)
         # Temp files of writes a killed run never renamed: their batches were re-sent.
         for stale in self.dump.collection_dir(name).glob(".part-*.tmp"):

@@ -30,6 +30,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
+from vecmigrate.connectors.faiss._client import (
+    FAISS_METRIC,
+    atomic_write,
+    build_index,
+    index_class,
+    reconstruct,
+    translate_error,
+    write_index,
+)
+from vecmigrate.connectors.files import make_dir
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.exact import TopK
@@ -51,12 +61,8 @@ from vecmigrate.records import (
     table_to_batch,
     vectors_to_numpy,
 )
+from vecmigrate.uri import ConnectionURI
 
-_FAISS_METRIC = {
-    Metric.COSINE: faiss.METRIC_INNER_PRODUCT,
-    Metric.DOT: faiss.METRIC_INNER_PRODUCT,
-    Metric.L2: faiss.METRIC_L2,
-}
 # Rows reconstructed from an index at a time when comparing it with the sidecar.
 _CHUNK = 65_536
 log = logging.getLogger("vecmigrate.connectors.faiss")
@@ -74,8 +80,9 @@ class FaissConnector(Connector):
         max_batch_bytes=512 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_flat"}),
     )
+    translate_error = staticmethod(translate_error)
 
-    def __init__(self, uri: Any) -> None:
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self.root: Path = uri.local_path
         self._tables: dict[str, pa.Table] = {}  # what is stored: writes start from it
@@ -93,7 +100,11 @@ class FaissConnector(Connector):
         )
 
     def list_collections(self) -> list[str]:
-        return sorted(p.stem for p in self.root.glob("*.faiss")) if self.root.is_dir() else []
+        try:
+            names = [e.name for e in os.scandir(self.root)]
+        except FileNotFoundError:
+            return []  # the first ``create`` makes the directory
+        return sorted(n.removesuffix(".faiss") for n in names if n.endswith(".faiss"))
 
     # -- schema and data ---------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
@@ -114,7 +125,7 @@ class FaissConnector(Connector):
     def _describe_foreign(self, name: str, index: Any) -> CollectionSchema:
         metric = Metric.L2 if index.metric_type == faiss.METRIC_L2 else Metric.DOT
         notes = {
-            "index_class": _index_class(index),
+            "index_class": index_class(index),
             "vector.metric": f"{metric.value} from the index metric type "
             "(an inner-product index over normalised vectors may have been meant as cosine)",
         }
@@ -136,7 +147,9 @@ class FaissConnector(Connector):
                     collection=name,
                     hint="copy it again with --if-exists replace",
                 )
-            self._indexes[name] = faiss.read_index(str(index_path))
+            self._indexes[name] = self._call(
+                f"faiss {index_path}", faiss.read_index, str(index_path)
+            )
         return self._indexes[name]
 
     def _table(self, name: str) -> pa.Table:
@@ -168,7 +181,7 @@ class FaissConnector(Connector):
         served = stored.copy()
         bad: list[int] = []
         for start in range(0, table.num_rows, _CHUNK):
-            got = _reconstruct(index, start, min(_CHUNK, table.num_rows - start))
+            got = reconstruct(index, start, min(_CHUNK, table.num_rows - start))
             want = stored[start : start + len(got)]
             scale = np.ones((len(want), 1), np.float32)
             if field.metric is Metric.COSINE:  # the index holds unit vectors
@@ -264,15 +277,14 @@ class FaissConnector(Connector):
         exists = schema.name in self.list_collections()
         if self._keep_existing(schema.name, exists, if_exists, f"FAISS collection {schema.name!r}"):
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dir(self.root)
         _, _, schema_path = self._paths(schema.name)
-        _atomic_write(schema_path, schema.to_json().encode())
+        atomic_write(schema_path, schema.to_json().encode())
         self._schemas[schema.name] = schema
         self._persist(schema.name, schema.arrow_schema().empty_table())
 
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
-        schema = self._schema(name)
-        new = pa.Table.from_batches([conform(batch, schema)])
+        new = pa.Table.from_batches([batch])
         if len(set(new.column("id").to_pylist())) != new.num_rows:
             raise DataError("batch repeats an id", collection=name, field="id")
         with self._lock:
@@ -306,10 +318,8 @@ class FaissConnector(Connector):
             if table.num_rows
             else np.zeros((0, schema.vector.dim), np.float32)
         )
-        index = _build_index(schema.vector, vectors)
-        tmp = index_path.with_name(f".{index_path.name}.tmp")
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, index_path)
+        index = build_index(schema.vector, vectors)
+        write_index(index, index_path)
         tmp = sidecar.with_name(f".{sidecar.name}.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, sidecar)
@@ -356,25 +366,6 @@ class FaissConnector(Connector):
         ]
 
 
-def _index_class(index: Any) -> str:
-    """The class of the index that answers searches (inside an IndexIDMap if wrapped)."""
-    return type(faiss.downcast_index(index.index if hasattr(index, "id_map") else index)).__name__
-
-
-def _reconstruct(index: Any, start: int, n: int) -> np.ndarray:
-    """Rows ``start`` .. ``start + n`` of the vectors an index searches over."""
-    inner = faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
-    if isinstance(inner, faiss.IndexIVF) and not inner.direct_map.type:
-        inner.make_direct_map()  # IVF lists hold vectors by list; the map finds them by row
-    try:
-        got: np.ndarray = inner.reconstruct_n(start, n)
-    except RuntimeError as exc:
-        raise DataError(
-            f"cannot read vectors back from a FAISS {type(inner).__name__}: {exc}"
-        ) from None
-    return got
-
-
 def _served_metric(schema: CollectionSchema, index: Any) -> CollectionSchema:
     """``schema`` with the metric the index file searches with, noted in ``engine_settings``
     when it is not the one vecmigrate recorded (the file was rebuilt behind its back)."""
@@ -387,8 +378,8 @@ def _served_metric(schema: CollectionSchema, index: Any) -> CollectionSchema:
     v = schema.vector
     settings = dict(schema.engine_settings)
     kind = "inner product" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2"
-    settings[f"{v.name}.index"] = f"{_index_class(index)} ({kind})"
-    if _FAISS_METRIC[v.metric] != index.metric_type:
+    settings[f"{v.name}.index"] = f"{index_class(index)} ({kind})"
+    if FAISS_METRIC[v.metric] != index.metric_type:
         served = by_type[index.metric_type]
         settings[f"{v.name}.metric"] = (
             f"{served.value} from the index file's metric type; vecmigrate recorded "
@@ -396,32 +387,3 @@ def _served_metric(schema: CollectionSchema, index: Any) -> CollectionSchema:
         )
         v = v.model_copy(update={"metric": served})
     return schema.replace(vectors=(v, *schema.vectors[1:]), engine_settings=settings)
-
-
-def _build_index(field: VectorField, vectors: np.ndarray) -> Any:
-    """The index the schema asks for, over ``vectors`` (normalised for cosine)."""
-    metric = _FAISS_METRIC[field.metric]
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
-    if field.metric is Metric.COSINE and len(data):
-        data = data / np.maximum(np.linalg.norm(data, axis=1, keepdims=True), 1e-30)
-    spec = field.index or IndexSpec(kind="flat")
-    params = spec.params
-    index: Any
-    if spec.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(field.dim, int(params.get("M", 32)), metric)
-        index.hnsw.efConstruction = int(params.get("ef_construction", 40))
-    elif spec.kind == "ivf_flat" and len(data) >= 39 * int(params.get("nlist", 100)):
-        quantizer = faiss.IndexFlat(field.dim, metric)
-        index = faiss.IndexIVFFlat(quantizer, field.dim, int(params.get("nlist", 100)), metric)
-        index.train(data)
-    else:  # flat, or IVF with too few rows to train: exact search
-        index = faiss.IndexFlat(field.dim, metric)
-    if len(data):
-        index.add(data)
-    return index
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

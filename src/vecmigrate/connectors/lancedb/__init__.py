@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import lancedb
@@ -22,27 +24,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.lancedb._schema import foreign_type, portable_column
+from vecmigrate.connectors.files import make_dir
+from vecmigrate.connectors.lancedb._client import translate_error
+from vecmigrate.connectors.lancedb._schema import infer_schema, portable_column
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
-from vecmigrate.errors import ConfigError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
     IdType,
-    IndexSpec,
-    MetadataField,
     Metric,
     Partition,
     ResumeToken,
-    VectorField,
-    is_text,
 )
 from vecmigrate.records import conform, table_to_batch
+from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = b"vecmigrate.schema"
 _METRIC_NAMES = {Metric.COSINE: "cosine", Metric.DOT: "dot", Metric.L2: "l2"}
-_DOC_COLUMNS = ("document", "text", "content")
 # Lance needs enough rows to train IVF partitions; below this a flat scan is exact and fast.
 MIN_ROWS_FOR_INDEX = 5000
 
@@ -61,14 +61,19 @@ class LanceDBConnector(Connector):
         max_batch_bytes=256 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_pq", "ivf_flat"}),
     )
+    translate_error = staticmethod(translate_error)
 
-    def __init__(self, uri: Any) -> None:
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        self.db = lancedb.connect(str(uri.local_path))
         self._write_lock = threading.Lock()
         # Tables being bulk-loaded into from empty: appends instead of merge_insert (whose
         # cost grows with the table), duplicates from re-sent batches removed at finalize.
         self._bulk: set[str] = set()
+
+    @cached_property
+    def db(self) -> Any:
+        """The database, opened (and its directory made) on first use."""
+        return self._call(f"lancedb {self.uri.local_path}", _open_db, self.uri.local_path)
 
     def _table(self, name: str) -> Any:
         try:
@@ -96,7 +101,7 @@ class LanceDBConnector(Connector):
                 name=name, engine="lancedb"
             )
         else:
-            schema = _infer_schema(name, arrow)
+            schema = infer_schema(name, arrow)
         schema = _served_indexes(table, schema, recorded=bool(stored))
         self._schemas[name] = schema
         return schema
@@ -133,10 +138,7 @@ class LanceDBConnector(Connector):
         table = self._table(name)
 
         def read(offset: int, limit: int) -> pa.RecordBatch:
-            try:
-                got = table.take_offsets(list(range(offset, offset + limit))).to_arrow()
-            except OSError as exc:
-                raise TransientError(f"LanceDB read of {name!r} failed: {exc}") from exc
+            got = table.take_offsets(list(range(offset, offset + limit))).to_arrow()
             return _to_layout(got, schema)
 
         yield from scan_offsets("LanceDB", name, partition, resume, batch_rows, read)
@@ -160,26 +162,20 @@ class LanceDBConnector(Connector):
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
-        schema = self._schema(name)
-        data = conform(batch, schema)
         table = self._table(name)
+        data = pa.Table.from_batches([batch])
         # Lance commits are optimistic; concurrent merge_inserts on one table conflict and
         # retry internally. Serialising writes here is simpler and no slower (each is large).
         with self._write_lock:
-            try:
-                if name in self._bulk:
-                    table.add(pa.Table.from_batches([data]))
-                else:
-                    (
-                        table.merge_insert("id")
-                        .when_matched_update_all()
-                        .when_not_matched_insert_all()
-                        .execute(pa.Table.from_batches([data]))
-                    )
-            except OSError as exc:
-                raise TransientError(f"LanceDB write to {name!r} failed: {exc}") from exc
-            except (ValueError, RuntimeError) as exc:
-                raise TerminalError(f"LanceDB refused a write to {name!r}: {exc}") from exc
+            if name in self._bulk:
+                table.add(data)
+            else:
+                (
+                    table.merge_insert("id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(data)
+                )
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         table = self._table(name)
@@ -194,7 +190,7 @@ class LanceDBConnector(Connector):
 
     def begin_bulk_load(self, name: str) -> None:
         """Append until ``finalize`` when the table is empty (see ``_bulk``)."""
-        if self._table(name).count_rows() == 0:
+        if self.count(name) == 0:
             self._bulk.add(name)
 
     def _drop_duplicate_ids(self, table: Any) -> None:
@@ -215,6 +211,9 @@ class LanceDBConnector(Connector):
     def finalize(self, name: str) -> None:
         """Remove duplicates a bulk load may leave; compact the fragments many batches
         leave behind; build a requested index."""
+        self._call(f"lancedb finalize {name!r}", self._finalize, name)
+
+    def _finalize(self, name: str) -> None:
         table = self._table(name)
         schema = self._schema(name)
         with self._write_lock:
@@ -266,6 +265,11 @@ class LanceDBConnector(Connector):
             ids.append(res.column("id").to_pylist())
             scores.append(res.column("_distance").to_pylist())
         return ids, scores
+
+
+def _open_db(path: Path) -> Any:
+    make_dir(path)  # lancedb.connect makes it too, but names a file in the way less clearly
+    return lancedb.connect(str(path))
 
 
 def _served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> CollectionSchema:
@@ -358,62 +362,3 @@ def where_sql(node: Node) -> str:
         return f"({col} IS NOT NULL AND {col} {'NOT ' if node.op == '$nin' else ''}IN ({listed}))"
     sql_op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
     return f"({col} IS NOT NULL AND {col} {sql_op} {_sql_value(node.value)})"
-
-
-def _infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:
-    """Describe a table vecmigrate did not create, and say what was assumed."""
-    vectors, metadata, notes = [], [], {}
-    id_col = next((c for c in ("id", "_id", "pk") if c in arrow.names), None)
-    if id_col is None:
-        raise ConfigError(f"LanceDB table {name!r} has no id column (id, _id or pk)")
-    if id_col != "id":
-        raise ConfigError(f"LanceDB table {name!r} keeps ids in {id_col!r}; rename it to 'id'")
-    id_arrow = arrow.field("id").type
-    if pa.types.is_integer(id_arrow):
-        id_type = IdType.INT
-    elif is_text(id_arrow):
-        id_type = IdType.STRING
-    else:
-        raise ConfigError(
-            f"LanceDB table {name!r} has ids of type {id_arrow}; ids must be integers or text",
-            hint="add an integer or text id column to the table",
-        )
-    doc = next(
-        (c for c in _DOC_COLUMNS if c in arrow.names and is_text(arrow.field(c).type)),
-        None,
-    )
-
-    def field_of(column: str, t: pa.DataType) -> MetadataField:
-        mtype, note = foreign_type(name, column, t)
-        if note:
-            notes[f"{column}.type"] = note
-        return MetadataField(name=column, type=mtype)
-
-    for f in arrow:
-        if f.name in ("id", doc, "metadata_extra"):
-            continue
-        if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type):
-            vectors.append(
-                VectorField(
-                    name=f.name,
-                    dim=f.type.list_size,
-                    metric=Metric.COSINE,
-                    index=IndexSpec(kind="flat"),
-                )
-            )
-            notes[f"{f.name}.metric"] = "assumed cosine: LanceDB stores no metric"
-        elif f.name == "metadata" and pa.types.is_struct(f.type):
-            metadata += [field_of(c.name, c.type) for c in f.type]
-        else:
-            metadata.append(field_of(f.name, f.type))
-    if doc and doc != "document":
-        raise ConfigError(f"LanceDB table {name!r} keeps text in {doc!r}; rename it to 'document'")
-    return CollectionSchema(
-        name=name,
-        id_type=id_type,
-        vectors=tuple(vectors),
-        metadata=tuple(metadata),
-        has_document=doc is not None,
-        engine="lancedb",
-        engine_settings=notes,
-    )

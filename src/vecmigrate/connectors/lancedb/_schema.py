@@ -1,5 +1,5 @@
-"""How LanceDB columns of tables other tools made map to portable types (used only by
-``connectors.lancedb``; see its module docstring for the rules)."""
+"""How LanceDB tables other tools made are described: their columns map to portable types
+(used only by ``connectors.lancedb``; see its module docstring for the rules)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.model import MetadataField, MetadataType, is_text, portable_type
+from vecmigrate.model import (
+    CollectionSchema,
+    IdType,
+    IndexSpec,
+    MetadataField,
+    MetadataType,
+    Metric,
+    VectorField,
+    is_text,
+    portable_type,
+)
 from vecmigrate.records import encode_json
 
 _ISO_NOTE = "read as ISO-8601 text (a mapping's cast: date / timestamp makes an int64 epoch)"
+_DOC_COLUMNS = ("document", "text", "content")
 
 
 def portable_column(col: pa.Array, field: MetadataField) -> pa.Array:
@@ -78,4 +89,63 @@ def foreign_type(table: str, column: str, t: pa.DataType) -> tuple[MetadataType,
     raise ConfigError(
         f"LanceDB table {table!r} column {column!r} is {t}, which has no exact portable type",
         hint=hint,
+    )
+
+
+def infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:
+    """Describe a table vecmigrate did not create, and say what was assumed."""
+    vectors, metadata, notes = [], [], {}
+    id_col = next((c for c in ("id", "_id", "pk") if c in arrow.names), None)
+    if id_col is None:
+        raise ConfigError(f"LanceDB table {name!r} has no id column (id, _id or pk)")
+    if id_col != "id":
+        raise ConfigError(f"LanceDB table {name!r} keeps ids in {id_col!r}; rename it to 'id'")
+    id_arrow = arrow.field("id").type
+    if pa.types.is_integer(id_arrow):
+        id_type = IdType.INT
+    elif is_text(id_arrow):
+        id_type = IdType.STRING
+    else:
+        raise ConfigError(
+            f"LanceDB table {name!r} has ids of type {id_arrow}; ids must be integers or text",
+            hint="add an integer or text id column to the table",
+        )
+    doc = next(
+        (c for c in _DOC_COLUMNS if c in arrow.names and is_text(arrow.field(c).type)),
+        None,
+    )
+
+    def field_of(column: str, t: pa.DataType) -> MetadataField:
+        mtype, note = foreign_type(name, column, t)
+        if note:
+            notes[f"{column}.type"] = note
+        return MetadataField(name=column, type=mtype)
+
+    for f in arrow:
+        if f.name in ("id", doc, "metadata_extra"):
+            continue
+        if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type):
+            vectors.append(
+                VectorField(
+                    name=f.name,
+                    dim=f.type.list_size,
+                    metric=Metric.COSINE,
+                    index=IndexSpec(kind="flat"),
+                )
+            )
+            notes[f"{f.name}.metric"] = "assumed cosine: LanceDB stores no metric"
+        elif f.name == "metadata" and pa.types.is_struct(f.type):
+            metadata += [field_of(c.name, c.type) for c in f.type]
+        else:
+            metadata.append(field_of(f.name, f.type))
+    if doc and doc != "document":
+        raise ConfigError(f"LanceDB table {name!r} keeps text in {doc!r}; rename it to 'document'")
+    return CollectionSchema(
+        name=name,
+        id_type=id_type,
+        vectors=tuple(vectors),
+        metadata=tuple(metadata),
+        has_document=doc is not None,
+        engine="lancedb",
+        engine_settings=notes,
     )

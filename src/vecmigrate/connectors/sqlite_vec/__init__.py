@@ -2,9 +2,10 @@
 float32 vector blob, one typed column per metadata field, metadata_extra) plus a ``vec0``
 virtual table ``<name>__vec`` for KNN, joined by rowid.
 
-This Python's sqlite3 cannot load extensions, so the connector uses pysqlite3. vec0 has no
-inner-product metric: collections are cosine or l2. Filtered search is exact (vector
-distance over the rows the SQL filter keeps); unfiltered search uses the vec0 index.
+This Python's sqlite3 cannot load extensions, so the connector uses pysqlite3 (one
+connection per thread, opened on first use by ``_client``). vec0 has no inner-product
+metric: collections are cosine or l2. Filtered search is exact (vector distance over the
+rows the SQL filter keeps); unfiltered search uses the vec0 index.
 
 Vectors are kept twice (the table's blob and vec0's copy). Reads return vec0's copy, the
 one every search serves, so a copy changed behind vecmigrate's back shows up as a changed
@@ -24,13 +25,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pysqlite3.dbapi2 as sqlite3
-import sqlite_vec
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.partitions import key_range_partitions
-from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.filters import ALL_OPS, Bool, Node
+from vecmigrate.connectors.sqlite_vec._client import open_db, translate_error
+from vecmigrate.connectors.sqlite_vec._filters import quote as _q
+from vecmigrate.connectors.sqlite_vec._filters import sql_value as _sql
+from vecmigrate.connectors.sqlite_vec._filters import where_sql
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -40,43 +43,12 @@ from vecmigrate.model import (
     ResumeToken,
 )
 from vecmigrate.records import build_batch, encode_json, vectors_to_numpy
+from vecmigrate.uri import ConnectionURI
 
 _SQL_TYPE = {"string": "TEXT", "int64": "INTEGER", "float64": "REAL", "bool": "INTEGER"}
 _DISTANCE = {Metric.COSINE: "vec_distance_cosine", Metric.L2: "vec_distance_l2"}
 _VEC0_METRIC = re.compile(r"distance_metric\s*=\s*(\w+)", re.IGNORECASE)
 log = logging.getLogger("vecmigrate.connectors.sqlite_vec")
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def where_sql(node: Node) -> tuple[str, list[Any]]:
-    """A portable filter as an SQLite predicate with bound parameters."""
-    if isinstance(node, Bool):
-        parts = [where_sql(c) for c in node.children]
-        params = [p for _, ps in parts for p in ps]
-        if node.op == "$not":
-            return f"NOT coalesce(({parts[0][0]}), 0)", params
-        joiner = " AND " if node.op == "$and" else " OR "
-        return "(" + joiner.join(f"coalesce(({q}), 0)" for q, _ in parts) + ")", params
-    col = _q(node.field.name)
-    if node.op == "$exists":
-        return f"{col} IS {'NOT ' if node.value else ''}NULL", []
-    if node.field.type.startswith("list<"):
-        wanted = node.value if node.op == "$in" else [node.value]
-        marks = ", ".join("?" * len(wanted))
-        return f"EXISTS (SELECT 1 FROM json_each({col}) WHERE value IN ({marks}))", list(wanted)
-    if node.op in ("$in", "$nin"):
-        marks = ", ".join("?" * len(node.value))
-        neg = "NOT " if node.op == "$nin" else ""
-        return f"({col} IS NOT NULL AND {col} {neg}IN ({marks}))", [_sql(v) for v in node.value]
-    op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
-    return f"({col} IS NOT NULL AND {col} {op} ?)", [_sql(node.value)]
-
-
-def _sql(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value
 
 
 class SqliteVecConnector(Connector):
@@ -90,35 +62,23 @@ class SqliteVecConnector(Connector):
         max_batch_rows=5000,
         index_kinds=frozenset({"flat"}),
     )
+    translate_error = staticmethod(translate_error)
 
-    def __init__(self, uri: Any) -> None:
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self.path: Path = uri.local_path
         self._local = threading.local()
         self._write = threading.Lock()
-        self._conn().execute(
-            "CREATE TABLE IF NOT EXISTS _vecmigrate_schema (name TEXT PRIMARY KEY, schema TEXT)"
-        )
 
     def _conn(self) -> Any:
+        """This thread's connection, opened on first use."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            conn.enable_load_extension(True)
-            sqlite_vec.load(conn)
-            conn.enable_load_extension(False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
+            conn = self._local.conn = self._call(f"sqlite-vec {self.path}", open_db, self.path)
         return conn
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return list(self._conn().execute(sql, params).fetchall())
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise TransientError(f"{self.uri}: {exc}") from None
-            raise TerminalError(f"{self.uri}: {exc}") from None
+        return list(self._conn().execute(sql, params).fetchall())
 
     def list_collections(self) -> list[str]:
         return sorted(r[0] for r in self._exec("SELECT name FROM _vecmigrate_schema"))
@@ -353,11 +313,10 @@ class SqliteVecConnector(Connector):
                 conn.executemany(f"DELETE FROM {vec} WHERE rowid = ?", [(r[0],) for r in rowids])
                 conn.executemany(f"INSERT INTO {vec} (rowid, embedding) VALUES (?, ?)", rowids)
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise (TransientError if "locked" in str(exc) else DataError)(
-                    f"upsert into {name!r}: {exc}"
-                ) from None
+            except Exception:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)
