@@ -380,8 +380,8 @@ def _dual_write_router(
     return router, source, target, state
 
 
-def _docs(conn: Any, ids: list[str]) -> dict[str, str]:
-    got = conn.fetch("docs", ids)
+def _docs(conn: Any, ids: list[str], name: str = "docs") -> dict[str, str]:
+    got = conn.fetch(name, ids)
     return dict(zip(got.column("id").to_pylist(), got.column("document").to_pylist(), strict=True))
 
 
@@ -645,3 +645,41 @@ def test_postgres_state_stores_start_concurrently_on_a_fresh_database(
         ]
         errors = [p.communicate(timeout=60)[1] for p in procs if p.wait(timeout=60) != 0]
         assert not errors, f"trial {trial}: {errors[0][-500:]}"
+
+
+def test_a_dead_writers_held_entry_does_not_stall_writes_after_rollback(
+    tmp_path: Path, store: StateStore
+) -> None:
+    """Instance A dies between its primary write (target-primary) and the release of the
+    source's held entry; after a rollback, instance B writes at once: A's entry is
+    resolved as soon as A's heartbeat expires, not after held_timeout."""
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source = connect(f"chroma://{tmp_path}/src")
+    target = _AppliesThenFails(connect(f"chroma://{tmp_path}/tgt"))
+    name = f"c{uuid.uuid4().hex[:8]}"  # the PostgreSQL and Redis stores are shared
+    source.create(SCHEMA.replace(name=name))
+    target.create(SCHEMA.replace(name=name))
+    for _ in range(4):  # dual-write, shadow-read, canary, target-primary
+        s = store.get(name)
+        pct = 10.0 if s.phase is Phase.SHADOW_READ else None
+        store.transition(name, s, next_state(s, percent=pct), actor="t", action="advance")
+    kw: dict[str, Any] = {"state_ttl": 0, "start": False, "held_timeout": 60.0}
+    a = MigrationRouter(source, target, name, store, alive_ttl=0.5, **kw)  # type: ignore[arg-type]
+    target.armed, target.crash = True, True
+    with pytest.raises(_Crash):
+        a.upsert(_batch(["x"], "v1"))  # on the target; the source's entry stays held
+    assert [e.held for e in store.outbox.pending(name, "source")] == [True]
+    s = store.get(name)
+    store.transition(name, s, rollback_state(s), actor="t", action="rollback")
+    b = MigrationRouter(source, target, name, store, **kw)  # type: ignore[arg-type]
+    time.sleep(0.6)  # A's heartbeat expires (A never renews it: it is dead)
+    started = time.perf_counter()
+    b.upsert(_batch(["x"], "v2"))  # the source is primary again: catch-up resolves A's entry
+    assert time.perf_counter() - started < 3.0
+    assert _docs(source, ["x"], name) == {"x": "x v2"}
+    b._replay_side("target", block=True)
+    assert _docs(target.inner, ["x"], name) == {"x": "x v2"}
+    b.close()

@@ -29,11 +29,17 @@ DELETE_FLAG = "__vecmigrate_delete"
 """Column of a ``sync`` payload: true for the ids to delete, false for the records to put."""
 
 
-def encode_batch(batch: pa.RecordBatch) -> bytes:
-    """Arrow IPC stream bytes of one batch (schema included, so entries are self-describing)."""
+WRITER_KEY = b"vecmigrate.writer"
+
+
+def encode_batch(batch: pa.RecordBatch, *, writer: str | None = None) -> bytes:
+    """Arrow IPC stream bytes of one batch (schema included, so entries are self-describing);
+    ``writer``: the router instance whose primary write a held entry mirrors."""
+    if writer is not None:
+        batch = batch.replace_schema_metadata({**(batch.schema.metadata or {}), WRITER_KEY: writer})
     sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
+    with ipc.new_stream(sink, batch.schema) as stream:
+        stream.write_batch(batch)
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -89,6 +95,12 @@ class OutboxEntry:
     def batch(self) -> pa.RecordBatch:
         """The decoded payload."""
         return decode_batch(self.payload)
+
+    def writer(self) -> str | None:
+        """The router instance that appended this entry before its primary write, if any."""
+        meta = self.batch().schema.metadata or {}
+        raw = meta.get(WRITER_KEY)
+        return raw.decode() if raw is not None else None
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,10 @@ class Outbox(ABC):
     @abstractmethod
     def release_lease(self, collection: str, side: str, owner: str) -> None:
         """Give the lease up early."""
+
+    @abstractmethod
+    def lease_holder(self, collection: str, side: str) -> str | None:
+        """The owner of the unexpired lease on ``side`` (None: nobody holds it)."""
 
 
 @dataclass

@@ -373,3 +373,7 @@ class RedisStateStore(StateStore, Outbox):
 
     def release_lease(self, collection: str, side: str, owner: str) -> None:
         self._run("release", [self._key(collection, "lease", side)], [owner])
+
+    def lease_holder(self, collection: str, side: str) -> str | None:
+        owner = self._call(self.client.get, self._key(collection, "lease", side))
+        return owner.decode() if isinstance(owner, bytes) else owner

@@ -38,6 +38,7 @@ class Replication(ABC):
     schema: CollectionSchema
     lease_ttl: float
     held_timeout: float
+    alive_ttl: float
     replay_interval: float
     stats_interval: float
 
@@ -105,16 +106,47 @@ class Replication(ABC):
             log.debug("%s: cannot resolve outbox entry %d yet: %s", self.collection, seq, exc)
             return False
 
+    # -- liveness: whose held entries may be resolved now ---------------------------------------
+    def heartbeat(self) -> None:
+        """Say this instance is alive for ``alive_ttl`` (renewed by the background thread):
+        while it is, its held entries are its own to release."""
+        self.state.outbox.acquire_lease(
+            self.collection, f"alive:{self.instance}", self.instance, self.alive_ttl
+        )
+
+    def _writer_alive(self, writer: str | None) -> bool:
+        if writer is None or writer == self.instance:
+            return True  # unknown writers wait out held_timeout; this one is alive
+        return self.state.outbox.lease_holder(self.collection, f"alive:{writer}") == writer
+
     def _recover_held(self) -> None:
-        """Resolve held entries older than ``held_timeout``, oldest first: their writer
-        died (or could not reach the primary) and they block the replay behind them."""
-        for entry in self.state.outbox.held(self.collection, self.held_timeout):
+        """Resolve held entries whose writer died (its heartbeat expired) at once, and any
+        older than ``held_timeout``, oldest first: they block the replay behind them."""
+        for entry in self.state.outbox.held(self.collection, 0):
+            writer = entry.writer()
+            dead = not self._writer_alive(writer)
+            if not dead and time.time() - entry.created < self.held_timeout:
+                continue
             ids = entry.batch().column("id").to_pylist()
+            side: Side = "source" if entry.side == "source" else "target"
+            if dead:  # another process's write: no writer of these ids here to wait for
+                if not self._resolve_quietly(entry.seq, side, ids, 0.5):
+                    return
+                continue
             with self._locked(ids):  # a live writer of these ids in this process finishes first
                 still = {e.seq for e in self.state.outbox.held(self.collection, 0)}
-                side: Side = "source" if entry.side == "source" else "target"
                 if entry.seq in still and not self._resolve_quietly(entry.seq, side, ids, 0.5):
                     return  # the older ones first: try again on the next round
+
+    def _recover_dead_writers(self) -> None:
+        """The part of ``_recover_held`` safe under a write's own stripe locks."""
+        for entry in self.state.outbox.held(self.collection, 0):
+            if self._writer_alive(entry.writer()):
+                continue
+            ids = entry.batch().column("id").to_pylist()
+            side: Side = "source" if entry.side == "source" else "target"
+            if not self._resolve_quietly(entry.seq, side, ids, 0.2):
+                return
 
     def _catch_up(self, side: Side) -> None:
         """Before a side takes a primary write, wait until the writes queued for it so far
@@ -132,6 +164,7 @@ class Replication(ABC):
             head = outbox.pending(self.collection, side, limit=1)
             if not head or head[0].seq > upto:
                 return
+            self._recover_dead_writers()  # a writer killed mid-write must not block this one
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{self.collection}: {side} has queued writes that cannot be applied "
@@ -195,6 +228,7 @@ class Replication(ABC):
                         retry_at[side] = now + backoff[side]
                 self.current()
                 if now >= next_stats:
+                    self.heartbeat()
                     self._recover_held()
                     self.publish()
                     next_stats = now + self.stats_interval

@@ -65,6 +65,7 @@ class MigrationRouter(Replication):
         stats_interval: float = 1.0,
         lease_ttl: float = 10.0,
         held_timeout: float = 30.0,
+        alive_ttl: float = 5.0,
         metrics: RouterMetrics | None = None,
         read_timeout: float = 5.0,
         start: bool = True,
@@ -82,6 +83,7 @@ class MigrationRouter(Replication):
         self.stats_interval = stats_interval
         self.lease_ttl = lease_ttl
         self.held_timeout = held_timeout
+        self.alive_ttl = max(alive_ttl, 2 * stats_interval)
         self.read_timeout = read_timeout
         # Reads that can fall back run here: a hung side costs read_timeout, not the request.
         self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vm-read")
@@ -91,6 +93,7 @@ class MigrationRouter(Replication):
         )
         self.schema = source.describe(collection)  # the canonical layout of payloads
         self._init_replication()
+        self.heartbeat()
         self._state_lock = threading.Lock()
         self._cached = state.get(collection)
         self._cached_at = time.monotonic()
@@ -181,7 +184,7 @@ class MigrationRouter(Replication):
             self._catch_up(primary)
             seq = None
             if secondary is not None:
-                payload = encode_batch(batch)
+                payload = encode_batch(batch, writer=self.instance)
                 seq = self.state.outbox.append(self.collection, secondary, op, payload, held=True)
             started = time.perf_counter()
             try:
@@ -373,7 +376,7 @@ class MigrationRouter(Replication):
         try:
             self.publish()
         finally:
-            for side in ("source", "target"):
+            for side in ("source", "target", f"alive:{self.instance}"):
                 self.state.outbox.release_lease(self.collection, side, self.instance)
 
     def __enter__(self) -> MigrationRouter:

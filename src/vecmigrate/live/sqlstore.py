@@ -376,6 +376,13 @@ class _SqlStore(StateStore, Outbox):
             [collection, side, owner],
         )
 
+    def lease_holder(self, collection: str, side: str) -> str | None:
+        rows = self._rows(
+            f"SELECT owner FROM {P}leases WHERE collection = ? AND side = ? AND until >= ?",
+            [collection, side, time.time()],
+        )
+        return str(rows[0][0]) if rows else None
+
 
 class SqliteStateStore(_SqlStore):
     """A SQLite file (WAL mode): every process on one host shares it."""
