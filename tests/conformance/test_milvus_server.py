@@ -17,9 +17,10 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 from vecmigrate.connectors import Connector, connect
+from vecmigrate.connectors.milvus import MilvusConnector
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import evaluate, parse
-from vecmigrate.model import IdType, IndexSpec, Metric
+from vecmigrate.model import Capabilities, IdType, IndexSpec, Metric
 from vecmigrate.records import build_batch, vectors_to_numpy
 from vecmigrate.testing.data import (
     ROWS,
@@ -42,12 +43,29 @@ _KEY_SENSITIVE = {
 }
 
 
+def _server_caps(conn: Connector) -> Capabilities:
+    """What the connected server stores (the class declares what a current one does)."""
+    return MilvusConnector.capabilities_for(conn.server_version)  # type: ignore[attr-defined]
+
+
 class TestMilvusServerStringIds(ConnectorConformance):
     @pytest.fixture
     def connector(self, milvus_server: Any) -> Iterator[Connector]:
         conn = connect(milvus_server.uri)
         yield conn
         conn.close()
+
+    def test_named_vectors_round_trip_and_are_searchable(
+        self, connector: Connector, name: str
+    ) -> None:
+        if not _server_caps(connector).named_vectors:
+            pytest.skip("this server keeps one vector field per collection")
+        super().test_named_vectors_round_trip_and_are_searchable(connector, name)
+
+    def test_sparse_vectors_round_trip(self, connector: Connector, name: str) -> None:
+        if not _server_caps(connector).sparse_vectors:
+            pytest.skip("this server has no sparse vectors")
+        super().test_sparse_vectors_round_trip(connector, name)
 
 
 class TestMilvusServerIntIds(TestMilvusServerStringIds):
@@ -74,15 +92,19 @@ def name(conn: Connector) -> Iterator[str]:
 
 
 def test_version_gates_capabilities(conn: Connector) -> None:
-    version = conn.server_version  # type: ignore[attr-defined]
+    assert type(conn) is MilvusConnector
+    version = conn.server_version
     assert version is not None and version >= (2, 3)
     assert {"hnsw", "ivf_pq", "ivf_flat", "flat"} <= conn.capabilities.index_kinds
-    assert conn.capabilities.named_vectors is (version >= (2, 4))
-    assert conn.capabilities.sparse_vectors is (version >= (2, 4))
+    caps = MilvusConnector.capabilities_for(version)
+    assert caps.named_vectors is (version >= (2, 4))
+    assert caps.sparse_vectors is (version >= (2, 4))
+    assert MilvusConnector.capabilities_for((2, 5)) == MilvusConnector.capabilities
+    assert MilvusConnector.capabilities_for(None) == MilvusConnector.capabilities
 
 
 def test_sparse_vectors_on_2_3_are_a_clear_refusal(conn: Connector, name: str) -> None:
-    if conn.capabilities.sparse_vectors:
+    if _server_caps(conn).sparse_vectors:
         pytest.skip("this server stores sparse vectors")
     with pytest.raises(ConfigError, match="no sparse vectors"):
         conn.create(rich_schema(name, id_type=IdType.STRING, sparse=True))
@@ -90,7 +112,7 @@ def test_sparse_vectors_on_2_3_are_a_clear_refusal(conn: Connector, name: str) -
 
 
 def test_one_vector_field_on_2_3_is_a_clear_refusal(conn: Connector, name: str) -> None:
-    if conn.capabilities.named_vectors:
+    if _server_caps(conn).named_vectors:
         pytest.skip("this server stores several vector fields")
     with pytest.raises(ConfigError, match="one vector field"):
         conn.create(rich_schema(name, id_type=IdType.STRING, named=True))

@@ -75,7 +75,7 @@ REGISTRY: dict[str, Scheme] = {
     "milvus": Scheme(
         _C + "milvus", "MilvusConnector", "milvus", "server", 19530, default_db="default"
     ),
-    "milvus-lite": Scheme(_C + "milvus", "MilvusConnector", "milvus", "path"),
+    "milvus-lite": Scheme(_C + "milvus", "MilvusLiteConnector", "milvus", "path"),
     "sqlite-vec": Scheme(_C + "sqlite_vec", "SqliteVecConnector", "sqlite-vec", "path"),
     "redis": Scheme(_C + "redis", "RedisConnector", "redis", "server", 6379, default_db="0"),
     "pinecone": Scheme(

@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import chromadb
@@ -24,9 +25,10 @@ from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from chromadb.errors import NotFoundError
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.chroma._client import open_client, translate_error
+from vecmigrate.connectors.config import ConnectorConfig, Secret
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
-from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Node
 from vecmigrate.model import (
     Capabilities,
@@ -39,6 +41,7 @@ from vecmigrate.model import (
     VectorField,
 )
 from vecmigrate.records import build_batch, infer_metadata_fields, metadata_rows, vectors_to_numpy
+from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = "vecmigrate:schema"
 ENCODED = "vecmigrate:json:"
@@ -104,16 +107,6 @@ def where_filter(node: Node, encoded: bool = False) -> dict[str, Any]:
     return {name: {node.op: value}}
 
 
-def _wrap(exc: Exception, what: str) -> Exception:
-    """Chroma errors to vecmigrate errors: connection trouble is transient."""
-    if isinstance(exc, ConnectionError | TimeoutError | OSError):
-        return TransientError(f"{what}: {exc}")
-    text = str(exc)
-    if "NaN" in text or "dimension" in text or isinstance(exc, ValueError):
-        return DataError(f"{what}: {text}")
-    return TerminalError(f"{what}: {text}")
-
-
 @dataclass(frozen=True)
 class ChromaConfig(ConnectorConfig):
     """Tenant and database (Chroma's defaults), and the HTTP server's token."""
@@ -124,10 +117,10 @@ class ChromaConfig(ConnectorConfig):
 
 
 class ChromaConnector(Connector):
+    """Chroma collections, embedded or over HTTP."""
+
     Config = ChromaConfig
     config: ChromaConfig
-
-    """Chroma collections, embedded or over HTTP."""
 
     schemes = ("chroma", "chroma+http")
     capabilities = Capabilities(
@@ -144,32 +137,27 @@ class ChromaConnector(Connector):
         index_kinds=frozenset({"hnsw"}),
     )
 
-    def __init__(self, uri: Any) -> None:
+    translate_error = staticmethod(translate_error)
+
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        tenant, database = self.config.tenant, self.config.database
-        if uri.scheme == "chroma+http":
-            token = reveal(self.config.token)
-            headers = {"Authorization": f"Bearer {token}"} if token else None
-            self.client = chromadb.HttpClient(
-                host=uri.host or "127.0.0.1",
-                port=uri.port or 8000,
-                headers=headers,
-                tenant=tenant,
-                database=database,
-            )
-        else:
-            self.client = chromadb.PersistentClient(
-                path=str(uri.local_path), tenant=tenant, database=database
-            )
         self._lock = threading.Lock()
 
+    @cached_property
+    def client(self) -> chromadb.api.ClientAPI:
+        """Opened on first use: an HTTP client asks the server who it is, and an embedded
+        one creates its directory (read-only verbs refuse a missing one before that)."""
+        c = self.config
+        return self._call(
+            f"Chroma at {self.uri}", open_client, self.uri, c.tenant, c.database, c.token
+        )
+
     def _collection(self, name: str) -> Any:
+        client = self.client
         try:
-            return self.client.get_collection(name, embedding_function=None)
+            return client.get_collection(name, embedding_function=None)
         except (NotFoundError, ValueError) as exc:
             raise ConfigError(f"Chroma at {self.uri} has no collection {name!r}") from exc
-        except Exception as exc:
-            raise _wrap(exc, f"opening {name!r}") from exc
 
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self.client.list_collections())
@@ -233,15 +221,12 @@ class ChromaConnector(Connector):
         for key, value in (v.index.params if v.index else {}).items():
             if key in _HNSW_PARAMS:
                 hnsw[_HNSW_PARAMS[key]] = value
-        try:
-            self.client.create_collection(
-                schema.name,
-                embedding_function=None,
-                configuration={"hnsw": hnsw},  # type: ignore[arg-type]
-                metadata={SCHEMA_KEY: schema.to_json()},
-            )
-        except Exception as exc:
-            raise _wrap(exc, f"creating {schema.name!r}") from exc
+        self.client.create_collection(
+            schema.name,
+            embedding_function=None,
+            configuration={"hnsw": hnsw},  # type: ignore[arg-type]
+            metadata={SCHEMA_KEY: schema.to_json()},
+        )
         self._schemas[schema.name] = schema
 
     # -- reading -----------------------------------------------------------------------------
@@ -280,10 +265,7 @@ class ChromaConnector(Connector):
         col = self._collection(name)
 
         def read(offset: int, limit: int) -> pa.RecordBatch:
-            try:
-                got = col.get(limit=limit, offset=offset, include=_INCLUDE)
-            except Exception as exc:
-                raise _wrap(exc, f"reading {name!r}") from exc
+            got = col.get(limit=limit, offset=offset, include=_INCLUDE)
             return self._to_batch(got, schema, col)
 
         yield from scan_offsets("Chroma", name, partition, resume, batch_rows, read)
@@ -311,11 +293,8 @@ class ChromaConnector(Connector):
         else:
             metas = [self._foreign_metadata(name, rid, m) for rid, m in zip(ids, rows, strict=True)]
         docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
-        try:
-            with self._lock:
-                col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
-        except Exception as exc:
-            raise _wrap(exc, f"upsert into {name!r}") from exc
+        with self._lock:
+            col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
 
     @staticmethod
     def _foreign_metadata(name: str, rid: str, meta: dict[str, Any]) -> dict[str, Any] | None:

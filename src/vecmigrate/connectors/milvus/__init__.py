@@ -34,14 +34,16 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+from pymilvus import MilvusClient
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig, Secret
-from vecmigrate.connectors.milvus._client import check_version, connect, milvus_error
+from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
 from vecmigrate.connectors.milvus._filters import (
     Compiler,
     ids_in,
@@ -63,10 +65,10 @@ from vecmigrate.connectors.milvus._schema import (
     portable_index,
 )
 from vecmigrate.connectors.partitions import key_range_partitions
-from vecmigrate.errors import ConfigError, VecmigrateError
+from vecmigrate.errors import ConfigError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken
-from vecmigrate.records import conform
+from vecmigrate.uri import ConnectionURI
 
 _PAGE = 16384  # Milvus caps offset + limit of one query at 16384
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
@@ -81,15 +83,18 @@ class MilvusConfig(ConnectorConfig):
 
 
 class MilvusConnector(Connector):
+    """Milvus collections on a server, over pymilvus' ``MilvusClient``.
+
+    ``capabilities`` are those of a current server; ``capabilities_for(server_version)``
+    narrows them for older ones (``check_schema`` applies it). ``MilvusLiteConnector``
+    is the embedded milvus-lite.
+    """
+
     Config = MilvusConfig
     config: MilvusConfig
 
-    """Milvus collections over pymilvus' ``MilvusClient`` (server or embedded milvus-lite).
-
-    ``capabilities`` are the server's; a milvus-lite connector narrows its own copy.
-    """
-
-    schemes = ("milvus", "milvus-lite")
+    schemes = ("milvus",)
+    lite: ClassVar[bool] = False
     capabilities = Capabilities(
         filter_ops=ALL_OPS,
         id_types=frozenset(IdType),
@@ -103,47 +108,59 @@ class MilvusConnector(Connector):
     )
     MIN_PARTITION_ROWS = 1000
 
-    def __init__(self, uri: Any) -> None:
+    translate_error = staticmethod(translate_error)
+
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        self.lite = uri.scheme == "milvus-lite"
-        self.server_version: tuple[int, int] | None = None
-        try:
-            self.client = connect(uri, self.lite, self.config.secure, self.config.token)
-        except VecmigrateError:
-            raise
-        except Exception as exc:
-            raise milvus_error(exc, f"cannot connect to {self.uri}") from None
-        if not self.lite:  # refuse servers older than 2.3; None when a server does not say
-            version = self._call("get_server_version", self.client.get_server_version)
-            self.server_version = check_version(str(version), self.uri)
-        # Capabilities vary by engine and version here (tests/faults.py also sets them).
-        self.capabilities = self._capabilities()  # type: ignore[misc]
         self._loaded: set[str] = set()
         self._lock = threading.Lock()
 
-    def _capabilities(self) -> Capabilities:
-        caps = type(self).capabilities
+    @classmethod
+    def capabilities_for(cls, server_version: tuple[int, int] | None) -> Capabilities:
+        """What a server of ``server_version`` stores (None: it does not say, so the
+        class's): 2.4 added several vector fields per collection and SPARSE_FLOAT_VECTOR."""
+        if server_version is not None and server_version < (2, 4):
+            return cls.capabilities.model_copy(
+                update={"named_vectors": False, "sparse_vectors": False}
+            )
+        return cls.capabilities
+
+    @cached_property
+    def _client(self) -> MilvusClient:
+        return self._call(
+            f"cannot connect to {self.uri}",
+            connect,
+            self.uri,
+            self.lite,
+            self.config.secure,
+            self.config.token,
+        )
+
+    @property
+    def client(self) -> MilvusClient:
+        """The connector's own pymilvus client, opened on first use, when a server older
+        than 2.3 is refused too."""
+        client = self._client
+        self.server_version  # noqa: B018 - reads (and checks) the version once
+        return client
+
+    @cached_property
+    def server_version(self) -> tuple[int, int] | None:
+        """The server's (major, minor), read on first use; None for milvus-lite and for
+        servers that do not say (managed ones). ConfigError below 2.3."""
         if self.lite:
-            return caps.model_copy(update={"index_kinds": _LITE_INDEXES})
-        if self.server_version is not None and self.server_version < (2, 4):
-            # 2.4 added several vector fields per collection and SPARSE_FLOAT_VECTOR
-            return caps.model_copy(update={"named_vectors": False, "sparse_vectors": False})
-        return caps
+            return None
+        text = self._call(f"{self.uri}: get_server_version", self._client.get_server_version)
+        return check_version(str(text), self.uri)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):  # closing must not fail a job
-            self.client.close()
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VecmigrateError:
-            raise
-        except Exception as exc:
-            raise milvus_error(exc, f"{self.uri}: {what}") from None
+        client = self.__dict__.pop("_client", None)  # never opened: nothing to close
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing must not fail a job
+                client.close()
 
     def _exists(self, name: str) -> bool:
-        return bool(self._call("has_collection", self.client.has_collection, name))
+        return bool(self._call(f"{self.uri}: has_collection", self.client.has_collection, name))
 
     def _ensure_loaded(self, name: str) -> None:
         """Collections reopen released; search and query need them loaded."""
@@ -152,17 +169,17 @@ class MilvusConnector(Connector):
         if not self._exists(name):
             raise ConfigError(f"Milvus at {self.uri} has no collection {name!r}")
         with self._lock:
-            self._call(f"load {name!r}", self.client.load_collection, name)
+            self._call(f"{self.uri}: load {name!r}", self.client.load_collection, name)
             self._loaded.add(name)
 
     # -- discovery -------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
-        return sorted(self._call("list_collections", self.client.list_collections))
+        return sorted(self._call(f"{self.uri}: list_collections", self.client.list_collections))
 
     def describe(self, name: str) -> CollectionSchema:
         if not self._exists(name):
             raise ConfigError(f"Milvus at {self.uri} has no collection {name!r}")
-        info = self._call(f"describe {name!r}", self.client.describe_collection, name)
+        info = self._call(f"{self.uri}: describe {name!r}", self.client.describe_collection, name)
         indexes = self._index_info(name)
         desc = str(info.get("description") or "")
         if desc.startswith(SCHEMA_MARK):
@@ -182,8 +199,8 @@ class MilvusConnector(Connector):
     def _index_info(self, name: str) -> dict[str, dict[str, Any]]:
         """The index of each indexed field, as the engine reports it."""
         out: dict[str, dict[str, Any]] = {}
-        for idx in self._call("list_indexes", self.client.list_indexes, name):
-            d = self._call("describe_index", self.client.describe_index, name, idx)
+        for idx in self._call(f"{self.uri}: list_indexes", self.client.list_indexes, name):
+            d = self._call(f"{self.uri}: describe_index", self.client.describe_index, name, idx)
             if d:
                 out[str(d.get("field_name", idx))] = dict(d)
         return out
@@ -198,7 +215,7 @@ class MilvusConnector(Connector):
         """Rows matching ``expr``; strongly consistent: a job reads what it wrote."""
         self._ensure_loaded(name)
         rows = self._call(
-            f"query {name!r}",
+            f"{self.uri}: query {name!r}",
             self.client.query,
             name,
             filter=expr,
@@ -214,9 +231,11 @@ class MilvusConnector(Connector):
 
     # -- writing schema --------------------------------------------------------------------
     def check_schema(self, schema: CollectionSchema) -> None:
-        """Milvus's own words for what this server cannot store, then the generic check
-        (the base class runs this before ``create`` may drop anything)."""
-        if schema.sparse and not self.capabilities.sparse_vectors:
+        """Milvus's own words for what the connected server (``capabilities_for`` its
+        version) cannot store, then the generic check (the base class runs this before
+        ``create`` may drop anything)."""
+        caps = self.capabilities_for(self.server_version)
+        if schema.sparse and not caps.sparse_vectors:
             raise ConfigError(
                 f"{self.uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
                 f"has {', '.join(s.name for s in schema.sparse)}",
@@ -226,7 +245,7 @@ class MilvusConnector(Connector):
             raise ConfigError("the Milvus connector does not map namespaces yet")
         if not schema.vectors:
             raise ConfigError(f"Milvus collections need a vector field; {schema.name!r} has none")
-        if len(schema.vectors) > 1 and not self.capabilities.named_vectors:
+        if len(schema.vectors) > 1 and not caps.named_vectors:
             raise ConfigError(
                 f"{self.uri} keeps one vector field per collection; {schema.name!r} has "
                 f"{len(schema.vectors)}",
@@ -245,7 +264,7 @@ class MilvusConnector(Connector):
             self.client, schema, self.capabilities.index_kinds, self.engine
         )
         self._call(
-            f"create {schema.name!r}",
+            f"{self.uri}: create {schema.name!r}",
             self.client.create_collection,  # creates the index and loads the collection
             schema.name,
             schema=ms,
@@ -342,24 +361,23 @@ class MilvusConnector(Connector):
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
-        data = conform(batch, schema)
-        if data.num_rows == 0:
+        if batch.num_rows == 0:
             return
-        ids = data.column("id").to_pylist()
+        ids = batch.column("id").to_pylist()
         check_ids(name, schema, ids, lite=self.lite, version=self.server_version)
-        rows = batch_to_rows(name, schema, data, ids)
-        self._call(f"upsert into {name!r}", self.client.upsert, name, rows)
+        rows = batch_to_rows(name, schema, batch, ids)
+        self._call(f"{self.uri}: upsert into {name!r}", self.client.upsert, name, rows)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)
         typed = typed_ids(schema, ids)
         for start in range(0, len(typed), 1000):
             expr = ids_in(schema, typed[start : start + 1000])
-            self._call(f"delete from {name!r}", self.client.delete, name, filter=expr)
+            self._call(f"{self.uri}: delete from {name!r}", self.client.delete, name, filter=expr)
 
     def drop(self, name: str) -> None:
         if self._exists(name):
-            self._call(f"drop {name!r}", self.client.drop_collection, name)
+            self._call(f"{self.uri}: drop {name!r}", self.client.drop_collection, name)
         self._schemas.pop(name, None)
         self._loaded.discard(name)
 
@@ -370,7 +388,7 @@ class MilvusConnector(Connector):
         strongly consistent reads see them; waiting adds seconds and protects nothing.
         """
         if not self.lite and self._exists(name):
-            self._call(f"flush {name!r}", self.client.flush, name, _async=True)
+            self._call(f"{self.uri}: flush {name!r}", self.client.flush, name, _async=True)
 
     # -- querying --------------------------------------------------------------------------
     def search(
@@ -394,7 +412,7 @@ class MilvusConnector(Connector):
         if field.index is not None and field.index.kind == "hnsw":
             search_params["ef"] = max(int(search_params.get("ef", 64)), k)  # HNSW needs ef >= k
         res = self._call(
-            f"search {name!r}",
+            f"{self.uri}: search {name!r}",
             self.client.search,
             name,
             data=list(np.asarray(vectors, dtype=np.float32)),
@@ -410,4 +428,13 @@ class MilvusConnector(Connector):
         return ids, scores
 
 
-__all__ = ["MilvusConnector"]
+class MilvusLiteConnector(MilvusConnector):
+    """Milvus embedded (milvus-lite, a ``.db`` file): FLAT, IVF_FLAT and AUTOINDEX only,
+    so other index kinds are substituted and noted; no ``not`` in expressions."""
+
+    schemes = ("milvus-lite",)
+    lite = True
+    capabilities = MilvusConnector.capabilities.model_copy(update={"index_kinds": _LITE_INDEXES})
+
+
+__all__ = ["MilvusConnector", "MilvusLiteConnector"]

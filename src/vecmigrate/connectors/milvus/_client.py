@@ -1,6 +1,6 @@
 """Talking to Milvus for the Milvus connector (used only by it): one private pymilvus
 client per connector, the minimum server version, and pymilvus / gRPC failures mapped to
-vecmigrate's transient / terminal / data errors."""
+vecmigrate's transient / terminal / data / configuration errors (``translate_error``)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,30 @@ from pymilvus.exceptions import (
 )
 
 from vecmigrate.connectors.config import Secret
-from vecmigrate.errors import ConfigError, ConnectorError, DataError, TerminalError, TransientError
+from vecmigrate.errors import (
+    ConfigError,
+    DataError,
+    TerminalError,
+    TransientError,
+    VecmigrateError,
+)
+from vecmigrate.uri import ConnectionURI
 
 MIN_SERVER = (2, 3)
 _TRANSIENT_HINTS = ("unavailable", "timeout", "timed out", "rate limit", "deny to", "connect")
+_AUTH_HINTS = ("unauthenticated", "authenticat", "permission denied", "privilege")
 
 
-def milvus_error(exc: Exception, what: str) -> ConnectorError:
-    """Map pymilvus and gRPC failures to vecmigrate's transient / terminal / data errors."""
+def translate_error(exc: Exception, what: str) -> VecmigrateError | None:
+    """pymilvus and gRPC failures as vecmigrate errors; None for anything else (a bug)."""
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    grpc_error = type(exc).__module__.startswith("grpc")
+    if isinstance(exc, MilvusException | ParamError) or grpc_error:
+        low = msg.lower()
+        if any(h in low for h in _AUTH_HINTS):
+            return ConfigError(
+                f"{what}: {msg}", hint="check the token (token=env:NAME) and its privileges"
+            )
     if isinstance(exc, MilvusUnavailableException | ConnectionError | TimeoutError):
         return TransientError(f"{what}: {msg}")
     if isinstance(exc, DataNotMatchException | DataTypeNotMatchException | ParamError):
@@ -36,12 +51,14 @@ def milvus_error(exc: Exception, what: str) -> ConnectorError:
         if any(h in low for h in _TRANSIENT_HINTS):
             return TransientError(f"{what}: {msg}")
         return TerminalError(f"{what}: {msg}")
-    if type(exc).__module__.startswith("grpc"):
+    if grpc_error:
         return TransientError(f"{what}: {msg}")
-    return TerminalError(f"{what}: {msg}")
+    if isinstance(exc, OSError) or type(exc).__module__.startswith(("pymilvus", "milvus_lite")):
+        return TerminalError(f"{what}: {msg}")  # a milvus-lite file, or pymilvus refusing
+    return None
 
 
-def connect(uri: Any, lite: bool, secure: bool, token: Secret | None) -> MilvusClient:
+def connect(uri: ConnectionURI, lite: bool, secure: bool, token: Secret | None) -> MilvusClient:
     """A new client for ``uri`` (a milvus-lite file, or a server with optional token / db)."""
     # pymilvus shares one connection per address unless told otherwise, and closing
     # any client closes it for all: each connector owns its own.
@@ -68,7 +85,7 @@ def connect(uri: Any, lite: bool, secure: bool, token: Secret | None) -> MilvusC
     return MilvusClient(**kwargs)
 
 
-def check_version(text: str, uri: Any) -> tuple[int, int] | None:
+def check_version(text: str, uri: ConnectionURI) -> tuple[int, int] | None:
     """The (major, minor) of a server version string; ConfigError below 2.3; None when the
     server does not say (managed ones)."""
     m = re.match(r"v?(\d+)\.(\d+)", text)

@@ -13,10 +13,12 @@ keys, point ids and filter compilation are in ``_records``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,8 @@ import pyarrow as pa
 from qdrant_client import QdrantClient, models
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.config import ConnectorConfig, Secret
+from vecmigrate.connectors.qdrant._client import open_client, translate_error
 from vecmigrate.connectors.qdrant._records import (
     DOC_KEY,
     ID_KEY,
@@ -38,7 +41,7 @@ from vecmigrate.connectors.qdrant._records import (
     query_filter,
     record_id,
 )
-from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
+from vecmigrate.errors import ConfigError
 from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.model import (
     Capabilities,
@@ -52,6 +55,7 @@ from vecmigrate.model import (
     VectorField,
 )
 from vecmigrate.records import infer_metadata_fields
+from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = "vecmigrate:schema"
 _DISTANCE = {
@@ -101,10 +105,10 @@ class QdrantConfig(ConnectorConfig):
 
 
 class QdrantConnector(Connector):
+    """Qdrant collections with named dense vectors and JSON payloads."""
+
     Config = QdrantConfig
     config: QdrantConfig
-
-    """Qdrant collections with named dense vectors and JSON payloads."""
 
     schemes = ("qdrant", "qdrant+local")
     capabilities = Capabilities(
@@ -136,37 +140,27 @@ class QdrantConnector(Connector):
         index_kinds=frozenset({"hnsw", "flat"}),
     )
 
-    def __init__(self, uri: Any) -> None:
+    translate_error = staticmethod(translate_error)
+
+    def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
-        if uri.scheme == "qdrant+local":
-            self.client = QdrantClient(path=str(uri.local_path))
-        else:
-            self.client = QdrantClient(
-                host=uri.host or "127.0.0.1",
-                port=uri.port or 6333,
-                api_key=reveal(self.config.api_key),
-                https=self.config.https,
-            )
         self._lock = threading.Lock()
 
-    def close(self) -> None:
-        self.client.close()
+    @cached_property
+    def client(self) -> QdrantClient:
+        """Opened on first use (local mode opens and locks its directory then)."""
+        c = self.config
+        return self._call(f"Qdrant at {self.uri}", open_client, self.uri, c.api_key, c.https)
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ConnectionError, TimeoutError) as exc:
-            raise TransientError(f"{what}: {exc}") from None
-        except (ValueError, KeyError) as exc:
-            raise DataError(f"{what}: {exc}") from None
-        except Exception as exc:  # the HTTP client raises its own types; status 5xx/429 retry
-            status = getattr(exc, "status_code", None)
-            if status in (429, 500, 502, 503, 504):
-                raise TransientError(f"{what}: HTTP {status}") from None
-            raise TerminalError(f"{what}: {exc}") from None
+    def close(self) -> None:
+        client = self.__dict__.pop("client", None)  # never opened: nothing to close
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing must not fail a job
+                client.close()
 
     def list_collections(self) -> list[str]:
-        return sorted(c.name for c in self.client.get_collections().collections)
+        got = self._call(f"Qdrant at {self.uri}: list collections", self.client.get_collections)
+        return sorted(c.name for c in got.collections)
 
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
