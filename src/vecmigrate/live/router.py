@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter
-from vecmigrate.errors import DataError
+from vecmigrate.errors import DataError, TransientError
 from vecmigrate.live.metrics import RouterMetrics
 from vecmigrate.live.outbox import Op, encode_batch, ids_batch, queue_reconcile
 from vecmigrate.live.phases import PhaseState, Side
@@ -188,6 +188,8 @@ class MigrationRouter(Replication):
                 seq = self.state.outbox.append(self.collection, secondary, op, payload, held=True)
             started = time.perf_counter()
             try:
+                if seq is not None and secondary is not None:
+                    self._after_older_writes(seq, secondary, ids)
                 self._apply(primary, op, batch, ids)
             except Exception:
                 self.metrics.writes.labels(self.collection, primary, op, "primary", "error").inc()
@@ -209,6 +211,30 @@ class MigrationRouter(Replication):
                 secondary = self._fence(state, ids)
         if secondary is not None:
             self._wake.set()
+
+    def _after_older_writes(self, seq: int, secondary: Side, ids: list[Any]) -> None:
+        """Wait while an older held entry (another instance's write in flight) touches
+        ``ids``: the primary then applies each id's writes in outbox order, which is the
+        order the secondary replays them, so both end with the same last value."""
+        wanted = {str(i) for i in ids}
+        deadline = time.monotonic() + self.lease_ttl
+        while True:
+            older = [
+                e
+                for e in self.state.outbox.held(self.collection, 0)
+                if e.seq < seq
+                and e.side == secondary
+                and wanted.intersection(map(str, e.batch().column("id").to_pylist()))
+            ]
+            if not older:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"{self.collection}: another instance's write of the same id(s) is still "
+                    f"in flight (outbox entry {older[0].seq}); retry"
+                )
+            self._recover_dead_writers()
+            time.sleep(0.005)
 
     def _fence(self, used: PhaseState, ids: list[Any]) -> Side | None:
         """A write routed without a secondary (source-only) whose primary write landed
