@@ -750,3 +750,21 @@ def test_instances_writing_the_same_ids_leave_both_sides_equal(tmp_path: Path, s
     for r in routers:
         r.close()
     state.close()
+
+
+def test_data_gate_counts_only_ids_that_stay_different(tmp_path: Path) -> None:
+    """Ids a scan under writes reported (in flight, or skipped by a shifted offset) are
+    read again by id: equal ones drop out, ids that really differ stay."""
+    require_module("chromadb")
+    from vecmigrate.live.drift import Drift, _settle
+
+    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    source.upsert("docs", _batch(["same", "lost", "edited"], "v1"))
+    target.upsert("docs", _batch(["same", "edited", "stray"], "v1"))
+    target.upsert("docs", _batch(["edited"], "v2"))
+    scanned = Drift(3, 3, missing=["same", "lost"], extra=["stray"], changed=["edited"])
+    settled = _settle(scanned, source, target, "docs", "docs", pause=0.0)
+    assert (settled.missing, settled.extra, settled.changed) == (["lost"], ["stray"], ["edited"])
+    assert "document" in settled.sample_fields["edited"]

@@ -2,7 +2,10 @@
 
 The cutover needs only the ids, so ``diff_collections`` runs without fetching records to
 name fields; Chroma's offset scans fail outright while the collection is written, so
-the whole diff is taken again when writes get in its way.
+the whole diff is taken again when writes get in its way. A scan taken under writes also
+sees ids in flight (written on one side, queued for the other) or skips rows a concurrent
+delete shifted, so the ids it reports are fetched again from both sides until the set is
+stable: only ids that still differ after the outbox had time to apply them count.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import ConnectorError
 from vecmigrate.model import IdType
-from vecmigrate.verify.diff import changed_fields, diff_collections
+from vecmigrate.verify.diff import diff_collections, still_differing
 
 SAMPLE = 3
 
@@ -29,7 +32,7 @@ class Drift:
     extra: list[Any] = field(default_factory=list)
     changed: list[Any] = field(default_factory=list)
     sample_fields: dict[str, list[str]] = field(default_factory=dict)
-    """For the first few changed ids: which fields differ (read again after the scan)."""
+    """For the first few differing ids: what differs (read again after the scan)."""
 
     @property
     def ids(self) -> list[Any]:
@@ -49,17 +52,13 @@ def _drift_once(source: Connector, target: Connector, name: str, target_name: st
     def typed(ids: list[str]) -> list[Any]:
         return [int(i) for i in ids] if int_ids else list(ids)
 
-    drift = Drift(
+    return Drift(
         diff.source_count,
         diff.target_count,
         typed(diff.missing),
         typed(diff.extra),
         typed([c.id for c in diff.changed]),
     )
-    if diff.changed:  # so a refused gate says what differs, not only which ids
-        sample = [c.id for c in diff.changed[:SAMPLE]]
-        drift.sample_fields = changed_fields(source, target, name, sample, target_name=target_name)
-    return drift
 
 
 def live_drift(
@@ -73,9 +72,40 @@ def live_drift(
     """Differing ids between the two sides; retried when concurrent writes break a scan."""
     for attempt in range(attempts):
         try:
-            return _drift_once(source, target, name, target_name or name)
+            drift = _drift_once(source, target, name, target_name or name)
+            return _settle(drift, source, target, name, target_name or name)
         except ConnectorError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _settle(
+    drift: Drift,
+    source: Connector,
+    target: Connector,
+    name: str,
+    target_name: str,
+    *,
+    rounds: int = 3,
+    pause: float = 0.5,
+) -> Drift:
+    """Keep only the ids that differ in every one of ``rounds`` re-reads by id."""
+    ids = {str(i): i for i in drift.ids}
+    fields: dict[str, list[str]] = {}
+    for _ in range(rounds):
+        if not ids:
+            break
+        time.sleep(pause)
+        fields = still_differing(source, target, name, list(ids), target_name=target_name)
+        ids = {k: v for k, v in ids.items() if k in fields}
+    kept = set(ids)
+    return Drift(
+        drift.source_count,
+        drift.target_count,
+        [i for i in drift.missing if str(i) in kept],
+        [i for i in drift.extra if str(i) in kept],
+        [i for i in drift.changed if str(i) in kept],
+        dict(list(fields.items())[:SAMPLE]) if kept else {},
+    )

@@ -341,7 +341,7 @@ def diff_collections(
     return result
 
 
-def changed_fields(
+def still_differing(
     source: Connector,
     target: Connector,
     name: str,
@@ -349,16 +349,18 @@ def changed_fields(
     *,
     target_name: str | None = None,
 ) -> dict[str, list[str]]:
-    """The fields that differ now for a few ids (fetched from both sides); an id missing
-    on one side by now maps to ``["(missing)"]`` or ``["(extra)"]``."""
+    """Of ``ids``, those whose records differ now (fetched from both sides), with what
+    differs (``(missing)``/``(extra)`` when on one side only); equal ids are left out."""
     tname = target_name or name
     sa, sb = source.describe(name), target.describe(tname)
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
     ra, rb = _records(source, name, sa, ids), _records(target, tname, sb, ids)
     out: dict[str, list[str]] = {}
     for rid in ids:
-        if rid not in ra or rid not in rb:
-            out[rid] = ["(extra)"] if rid in rb else ["(missing)"] if rid in ra else []
-            continue
-        out[rid] = _changed_fields(ra[rid], rb[rid], sa, sb, tol) or ["(content hash)"]
+        if rid in ra and rid in rb:
+            fields = _changed_fields(ra[rid], rb[rid], sa, sb, tol)
+            if fields:
+                out[rid] = fields
+        elif rid in ra or rid in rb:
+            out[rid] = ["(extra)"] if rid in rb else ["(missing)"]
     return out
