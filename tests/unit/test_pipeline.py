@@ -102,3 +102,31 @@ def test_unfinished_job_needs_resume_or_restart(tmp_path: Path) -> None:
     result = copy_collection(src, target.inner, "docs", options=_opts(tmp_path, resume=True))
     assert result.resumed and result.ok
     assert collection_digest(src, "docs").compare(collection_digest(target.inner, "docs")).equal
+
+
+def test_resumable_scan_restarts_after_the_last_batch_without_repeats() -> None:
+    """A scan that fails transiently mid-way resumes after the last batch it yielded."""
+    import pyarrow as pa
+
+    from vecmigrate.errors import TransientError
+    from vecmigrate.model import ResumeToken
+    from vecmigrate.retry import RetryPolicy, resumable_scan
+
+    rows = list(range(10))
+    failures = iter([3, 7])  # the scan breaks before these rows, once each
+    fail_at = next(failures)
+
+    def scan(token: ResumeToken | None):  # type: ignore[no-untyped-def]
+        nonlocal fail_at
+        start = 0 if token is None else int(token)
+        for i in range(start, len(rows)):
+            if i == fail_at:
+                fail_at = next(failures, -1)
+                raise TransientError("scan broken by a concurrent write")
+            yield pa.record_batch({"id": [i]}), str(i + 1)
+
+    got = [
+        b.column("id")[0].as_py()
+        for b, _ in resumable_scan(scan, RetryPolicy(base_seconds=0), what="t")
+    ]
+    assert got == rows

@@ -22,6 +22,7 @@ from vecmigrate.errors import DataError
 from vecmigrate.layout import widens
 from vecmigrate.model import CollectionSchema, MetadataField, Metric, is_jsonable, is_text
 from vecmigrate.records import layout_problems, value_fits
+from vecmigrate.retry import scan_resuming
 
 MAX_EXAMPLES = 20
 # Arrow's names for the float types, as numpy and the schema spell them.
@@ -91,7 +92,7 @@ def _raw_batches(
                 yield part.file, batch
         return
     for p in connector.partitions(name, 1):
-        for batch, _ in connector.scan(name, p, schema=schema, batch_rows=5_000):
+        for batch, _ in scan_resuming(connector, name, p, schema=schema, batch_rows=5_000):
             yield None, batch
 
 

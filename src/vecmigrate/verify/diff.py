@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from vecmigrate.connectors.base import Connector
 from vecmigrate.model import CollectionSchema, IdType, Metric
 from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.retry import scan_resuming
 from vecmigrate.verify.digest import (
     BUCKETS,
     CollectionDigest,
@@ -121,7 +122,7 @@ class _Seen:
 
 def _batches(conn: Connector, name: str, schema: CollectionSchema) -> Iterator[pa.RecordBatch]:
     for part in conn.partitions(name, 1):
-        for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
+        for batch, _ in scan_resuming(conn, name, part, schema=schema, batch_rows=5000):
             yield batch
 
 

@@ -33,6 +33,7 @@ import pyarrow as pa
 from vecmigrate.connectors.base import Connector
 from vecmigrate.model import CollectionSchema, Metric
 from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.retry import scan_resuming
 
 BUCKETS = 64
 PROJECTIONS = 8
@@ -402,7 +403,9 @@ def collection_digest(
     builder = DigestBuilder(transform.target if transform else schema, tolerance=tolerance)
 
     def run(partition: Any) -> None:
-        for batch, _ in connector.scan(name, partition, schema=schema, batch_rows=batch_rows):
+        for batch, _ in scan_resuming(
+            connector, name, partition, schema=schema, batch_rows=batch_rows
+        ):
             builder.add(transform.apply(batch)[0] if transform else batch)
 
     parts = connector.partitions(name, workers)

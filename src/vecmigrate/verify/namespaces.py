@@ -17,6 +17,7 @@ from vecmigrate.connectors.base import Connector
 from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.model import CollectionSchema
 from vecmigrate.records import vectors_to_numpy
+from vecmigrate.retry import scan_resuming
 from vecmigrate.verify.recall import QuerySet
 
 GROUP_PREFIX = "namespace: "
@@ -56,7 +57,7 @@ def namespace_queries(
     pools: dict[str, list[np.ndarray]] = {}
     seen: dict[str, int] = {}
     for part in conn.partitions(name, 1):
-        for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
+        for batch, _ in scan_resuming(conn, name, part, schema=schema, batch_rows=5000):
             vectors = vectors_to_numpy(batch.column(schema.vector.name))
             for row, ns in enumerate(batch.column("namespace").to_pylist()):
                 if ns is None:

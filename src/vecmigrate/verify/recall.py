@@ -24,6 +24,7 @@ from vecmigrate.exact import GroundTruth, TopK, prepare_queries, similarity
 from vecmigrate.filters import evaluate, parse
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.retry import scan_resuming
 
 TIE_EPS = 1e-5
 
@@ -63,7 +64,7 @@ def sample_queries(
     for part in parts:
         reservoir: list[tuple[np.ndarray, dict[str, Any], Any]] = []
         seen = 0
-        for batch, _ in conn.scan(name, part, schema=schema, batch_rows=5000):
+        for batch, _ in scan_resuming(conn, name, part, schema=schema, batch_rows=5000):
             vectors = vectors_to_numpy(batch.column(schema.vector.name))
             ids = batch.column("id").to_pylist()
             metas: list[dict[str, Any]] | None = None
@@ -154,7 +155,7 @@ def ground_truth(
     )
     top = TopK(queries.vectors, k, schema.vector.metric)
     for part in conn.partitions(name, 1):
-        for batch, _ in conn.scan(name, part, schema=schema, batch_rows=20_000):
+        for batch, _ in scan_resuming(conn, name, part, schema=schema, batch_rows=20_000):
             mask = None
             if nodes:
                 rows = np.vstack(

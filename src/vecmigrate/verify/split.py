@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.pipeline.fanout import split_by_namespace
+from vecmigrate.retry import scan_resuming
 from vecmigrate.verify.digest import CollectionDigest, DigestBuilder, collection_digest, id_text
 
 
@@ -45,7 +46,7 @@ def namespace_digests(
     mapping = build_mapping(schema, target.capabilities, spec, name=target_name, fan_out=True)
     builders: dict[str | None, DigestBuilder] = {}
     for part in source.partitions(collection, 1):
-        for batch, _ in source.scan(collection, part, schema=schema, batch_rows=5000):
+        for batch, _ in scan_resuming(source, collection, part, schema=schema, batch_rows=5000):
             for namespace, rows in split_by_namespace(batch):
                 if skip:
                     ids = [id_text(v) for v in rows.column("id").to_pylist()]

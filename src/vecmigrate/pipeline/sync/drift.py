@@ -25,6 +25,7 @@ import numpy as np
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.model import CollectionSchema
+from vecmigrate.retry import scan_resuming
 from vecmigrate.verify.digest import (
     PROJECTIONS,
     DigestBuilder,
@@ -129,7 +130,9 @@ def _signed(
     stats = stats if stats is not None else {}
     builder = DigestBuilder(side.digest_schema)
     for part in side.conn.partitions(side.name, 1):
-        for batch, _ in side.conn.scan(side.name, part, schema=side.schema, batch_rows=batch_rows):
+        for batch, _ in scan_resuming(
+            side.conn, side.name, part, schema=side.schema, batch_rows=batch_rows
+        ):
             originals = batch.column("id").to_pylist()
             stats["read"] = stats.get("read", 0) + batch.num_rows
             if side.transform is not None:
