@@ -768,3 +768,63 @@ def test_data_gate_counts_only_ids_that_stay_different(tmp_path: Path) -> None:
     settled = _settle(scanned, source, target, "docs", "docs", pause=0.0)
     assert (settled.missing, settled.extra, settled.changed) == (["lost"], ["stray"], ["edited"])
     assert "document" in settled.sample_fields["edited"]
+
+
+class _Approximate(Outage):
+    """An index that misses about ``miss`` of the true neighbours (replaced by far ids)."""
+
+    miss = 0.3
+
+    def search(self, name: str, vectors: Any, k: int, **kw: Any) -> Any:
+        ids, scores = self.inner.search(name, vectors, k, **kw)
+        rng = random.Random(len(ids[0]) + int(float(np.asarray(vectors).sum()) * 1000))
+        far = [f"r{i}" for i in range(1500, 2000)]
+        return [
+            [rng.choice(far) if rng.random() < self.miss else i for i in row] for row in ids
+        ], scores
+
+
+@pytest.mark.parametrize("worse", ["source", "target"])
+def test_shadow_gate_judges_recall_against_exact_ground_truth(tmp_path: Path, worse: str) -> None:
+    """Overlap with an approximate source says nothing about the target: a target that finds
+    the true neighbours more often passes although it overlaps little; a worse one fails."""
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live import GateConfig, GateFailedError, advance
+    from vecmigrate.live.router import MigrationRouter
+
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(2000, 4)).astype(np.float32)
+    ids = [f"r{i}" for i in range(2000)]
+    batch = build_batch(
+        SCHEMA, ids, {"vector": vectors}, documents=ids, metadata=[{"genre": "a"}] * 2000
+    )
+    plain = {s: connect(f"chroma://{tmp_path}/{s}") for s in ("source", "target")}
+    for conn in plain.values():
+        conn.create(SCHEMA)
+        conn.upsert("docs", batch)
+    sides = {s: _Approximate(c) if s == worse else c for s, c in plain.items()}
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    for _ in range(2):  # dual-write, shadow-read
+        s = state.get("docs")
+        state.transition("docs", s, next_state(s), actor="t", action="advance")
+    router = MigrationRouter(
+        sides["source"], sides["target"], "docs", state, state_ttl=0, start=False, shadow_queue=500
+    )  # type: ignore[arg-type]
+    for q in rng.normal(size=(100, 4)).astype(np.float32):
+        router.search(q[None, :], 10)
+    router.shadow.close()
+    router.publish()
+    cfg = GateConfig(skip=frozenset({"data", "verify", "outbox"}))
+    if worse == "source":
+        _, results = advance(state, "docs", source=plain["source"], config=cfg, percent=10)
+        shadow = {r.gate: r for r in results}["shadow"]
+        assert shadow.actual["recall"]["target"] > shadow.actual["recall"]["source"] + 0.2
+        assert shadow.actual["mean_overlap"] < 0.9  # the old overlap rule would have refused
+    else:
+        with pytest.raises(
+            GateFailedError, match=r"recall@k on \d+ sampled shadow queries: target 0\.[0-7]"
+        ):
+            advance(state, "docs", source=plain["source"], config=cfg, percent=10)
+    router.close()
+    state.close()

@@ -28,6 +28,7 @@ from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.live.drift import live_drift
 from vecmigrate.live.outbox import queue_reconcile
 from vecmigrate.live.phases import Phase, PhaseState, next_state, rollback_state
+from vecmigrate.live.shadow_recall import shadow_recall
 from vecmigrate.live.state import PhaseEvent, StateStore
 
 GATE_NAMES = ("data", "outbox", "verify", "shadow")
@@ -71,6 +72,9 @@ class GateConfig:
     max_report_age: float = 900.0
     # Shadow reads that failed or timed out, as a share of all shadow reads.
     max_shadow_errors: float = 0.0
+    # With SOURCE given, the target's recall@k on the sampled shadow queries may be this
+    # much below the source's (against exact ground truth); overlap is then a diagnostic.
+    max_recall_drop: float = 0.02
     skip: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -196,7 +200,11 @@ def _report_mismatch(
 
 
 def _shadow_gate(
-    state: StateStore, collection: str, current: PhaseState, cfg: GateConfig
+    state: StateStore,
+    collection: str,
+    current: PhaseState,
+    cfg: GateConfig,
+    source: Connector | None,
 ) -> GateResult:
     if current.phase not in (Phase.SHADOW_READ, Phase.CANARY, Phase.TARGET_PRIMARY):
         return GateResult("shadow", True, f"{current.label} does not shadow reads", skipped=True)
@@ -204,21 +212,43 @@ def _shadow_gate(
     mean = t.mean_overlap
     attempted = t.comparisons + t.errors
     error_share = t.errors / attempted if attempted else 0.0
+    recall = (
+        shadow_recall(state, collection, current.version, source, collection)
+        if source is not None
+        else None
+    )
+    if recall is not None:  # judged by recall against exact ground truth
+        judged = recall.target >= recall.source - cfg.max_recall_drop
+        verdict = (
+            f"recall@k on {recall.queries} sampled shadow queries: target "
+            f"{recall.target:.3f}, source {recall.source:.3f} (max drop {cfg.max_recall_drop:g})"
+        )
+    else:
+        judged = mean is not None and mean >= cfg.min_overlap
+        verdict = (
+            f"mean overlap {mean if mean is not None else float('nan'):.3f} "
+            f"(min {cfg.min_overlap:g}; give SOURCE to judge recall instead)"
+        )
     ok = (
         t.comparisons >= cfg.min_shadow_reads
-        and mean is not None
-        and mean >= cfg.min_overlap
+        and judged
         and t.violations <= cfg.max_violations
         and error_share <= cfg.max_shadow_errors
     )
     detail = (
         f"{t.comparisons} shadow reads in {current.label} (min {cfg.min_shadow_reads}), "
-        f"mean overlap {mean if mean is not None else float('nan'):.3f} "
-        f"(min {cfg.min_overlap:g}), {t.violations} filter violations "
-        f"(max {cfg.max_violations}), {t.dropped} dropped, {t.errors} errors "
-        f"({error_share:.1%} of shadow reads, max {cfg.max_shadow_errors:.1%})"
+        f"{verdict}, overlap {mean if mean is not None else float('nan'):.3f}, "
+        f"{t.violations} filter violations (max {cfg.max_violations}), {t.dropped} dropped, "
+        f"{t.errors} errors ({error_share:.1%} of shadow reads, max {cfg.max_shadow_errors:.1%})"
     )
-    return GateResult("shadow", ok, detail, actual=t.to_json())
+    actual = t.to_json()
+    if recall is not None:
+        actual["recall"] = {
+            "queries": recall.queries,
+            "source": recall.source,
+            "target": recall.target,
+        }
+    return GateResult("shadow", ok, detail, actual=actual)
 
 
 def evaluate_gates(
@@ -259,7 +289,7 @@ def evaluate_gates(
         elif name == "verify":
             results.append(_verify_gate(cfg, source, target, collection, target_collection))
         else:
-            results.append(_shadow_gate(state, collection, current, cfg))
+            results.append(_shadow_gate(state, collection, current, cfg, source))
     return results
 
 

@@ -28,7 +28,13 @@ from typing import Any
 from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.live.outbox import Op, Outbox, OutboxDepth, OutboxEntry, oldest_age
 from vecmigrate.live.phases import PhaseState, parse_phase
-from vecmigrate.live.state import PhaseConflictError, PhaseEvent, ShadowTotals, StateStore
+from vecmigrate.live.state import (
+    SHADOW_QUERY_BATCHES,
+    PhaseConflictError,
+    PhaseEvent,
+    ShadowTotals,
+    StateStore,
+)
 from vecmigrate.uri import ConnectionURI
 
 # KEYS: phase hash, events list, event counter. ARGV: expected version, phase, percent,
@@ -297,6 +303,15 @@ class RedisStateStore(StateStore, Outbox):
             d.pop("updated", None)
             total.add(ShadowTotals(**d))
         return total
+
+    def record_shadow_queries(self, collection: str, version: int, payload: bytes) -> None:
+        key = self._key(collection, "shadow-queries", str(version))
+        if self._call(self.client.llen, key) < SHADOW_QUERY_BATCHES:
+            self._call(self.client.rpush, key, payload)
+
+    def shadow_queries(self, collection: str, version: int) -> list[bytes]:
+        key = self._key(collection, "shadow-queries", str(version))
+        return [bytes(b) for b in self._call(self.client.lrange, key, 0, -1)]
 
     # -- outbox ------------------------------------------------------------------------------
     def append(

@@ -244,6 +244,8 @@ class Replication(ABC):
             self.metrics.outbox_dead.labels(self.collection, side).set(d.dead)
         for version, totals in self.shadow.snapshot().items():
             self.state.record_shadow(self.collection, self.instance, version, totals)
+        for version, payload in self.shadow.take_samples().items():
+            self.state.record_shadow_queries(self.collection, version, payload)
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every write queued before this call has been applied to its secondary

@@ -326,7 +326,17 @@ class MigrationRouter(Replication):
             conn, name, schema = self.conns[other], self.names[other], self.schema_of(other)
             self.shadow.submit(
                 state.version,
-                lambda: self.shadow.compare_search(conn, name, schema, vectors, k, filter, ids),
+                lambda: self.shadow.compare_search(
+                    conn,
+                    name,
+                    schema,
+                    vectors,
+                    k,
+                    filter,
+                    ids,
+                    served_side=side,
+                    version=state.version,
+                ),
             )
         return ids, scores
 

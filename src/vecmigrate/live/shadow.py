@@ -4,10 +4,13 @@ A bounded worker pool runs the comparisons; when it is full the work is dropped 
 counted, so shadowing never adds latency to the caller. Each comparison records overlap@k
 with the served result, the ids the shadow missed, and shadow results that fail the
 request's filter (judged exactly with ``filters.evaluate`` on the records fetched back).
+Every ``sample_every``-th search is kept with both answers (``take_samples``), so the
+shadow gate can judge each side's recall against exact ground truth (``shadow_recall.py``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -15,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter
 from vecmigrate.filters import evaluate, parse
@@ -38,8 +42,17 @@ class ShadowReader:
     """Runs shadow comparisons on a bounded pool and sums them per phase version."""
 
     def __init__(
-        self, metrics: RouterMetrics, collection: str, *, workers: int = 2, queue: int = 32
+        self,
+        metrics: RouterMetrics,
+        collection: str,
+        *,
+        workers: int = 2,
+        queue: int = 32,
+        sample_every: int = 5,
     ) -> None:
+        self.sample_every = sample_every
+        self._seen = 0
+        self._samples: dict[int, list[dict[str, Any]]] = {}
         self.metrics = metrics
         self.collection = collection
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vm-shadow")
@@ -82,9 +95,13 @@ class ShadowReader:
         k: int,
         filter: Filter | None,
         served: list[list[Any]],
+        *,
+        served_side: str = "source",
+        version: int = 0,
     ) -> ShadowTotals:
         """Ask the shadow side the same query and compare with what was served."""
         ids, _ = conn.search(name, vectors, k, filter=filter)
+        self._sample(version, vectors, k, filter, served, ids, served_side)
         out = ShadowTotals()
         node = parse(filter, schema) if filter else None
         for s, t in zip(served, ids, strict=True):
@@ -135,6 +152,40 @@ class ShadowReader:
         ov = 1.0 if not served else 1.0 - missing / len(served)
         self.metrics.shadow_overlap.labels(self.collection).observe(ov)
         return ShadowTotals(comparisons=1, overlap_sum=ov, min_overlap=ov, missing=missing)
+
+    def _sample(
+        self,
+        version: int,
+        vectors: np.ndarray,
+        k: int,
+        filter: Filter | None,
+        served: list[list[Any]],
+        shadow: list[list[Any]],
+        served_side: str,
+    ) -> None:
+        with self._lock:
+            for q, a, b in zip(vectors, served, shadow, strict=True):
+                self._seen += 1
+                if self._seen % self.sample_every:
+                    continue
+                self._samples.setdefault(version, []).append(
+                    {
+                        "vector": np.asarray(q, np.float32).tolist(),
+                        "k": k,
+                        "filter": json.dumps(filter) if filter else None,
+                        "served": [str(i) for i in a],
+                        "shadow": [str(i) for i in b],
+                        "served_side": served_side,
+                    }
+                )
+
+    def take_samples(self) -> dict[int, bytes]:
+        """The sampled searches since the last call, per phase version, as Arrow IPC."""
+        from vecmigrate.live.outbox import encode_batch
+
+        with self._lock:
+            samples, self._samples = self._samples, {}
+        return {v: encode_batch(pa.RecordBatch.from_pylist(rows)) for v, rows in samples.items()}
 
     def snapshot(self) -> dict[int, ShadowTotals]:
         """A copy of the running totals per phase version."""

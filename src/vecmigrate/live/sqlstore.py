@@ -21,6 +21,7 @@ from vecmigrate.errors import ConfigError
 from vecmigrate.live.outbox import Op, Outbox, OutboxDepth, OutboxEntry, oldest_age
 from vecmigrate.live.phases import PhaseState, parse_phase
 from vecmigrate.live.state import (
+    SHADOW_QUERY_BATCHES,
     PhaseConflictError,
     PhaseEvent,
     ShadowTotals,
@@ -45,6 +46,9 @@ _DDL = [
         min_overlap {{float}} NOT NULL, missing BIGINT NOT NULL, violations BIGINT NOT NULL,
         errors BIGINT NOT NULL, dropped BIGINT NOT NULL, updated {{float}} NOT NULL,
         PRIMARY KEY (collection, instance, version))""",
+    f"""CREATE TABLE IF NOT EXISTS {P}shadow_queries (
+        collection TEXT NOT NULL, version BIGINT NOT NULL, at {{float}} NOT NULL,
+        payload {{blob}} NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {P}outbox (
         seq {{serial}}, collection TEXT NOT NULL, side TEXT NOT NULL, op TEXT NOT NULL,
         payload {{blob}} NOT NULL, created {{float}} NOT NULL, attempts INTEGER NOT NULL,
@@ -263,6 +267,31 @@ class _SqlStore(StateStore, Outbox):
         ):
             total.add(ShadowTotals(int(row[0]), float(row[1]), float(row[2]), *map(int, row[3:])))
         return total
+
+    def record_shadow_queries(self, collection: str, version: int, payload: bytes) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    f"SELECT COUNT(*) FROM {P}shadow_queries WHERE collection = ? AND version = ?"
+                ),
+                (collection, version),
+            )
+            if int(cur.fetchone()[0]) < SHADOW_QUERY_BATCHES:
+                cur.execute(
+                    self._q(
+                        f"INSERT INTO {P}shadow_queries (collection, version, at, payload) "
+                        "VALUES (?, ?, ?, ?)"
+                    ),
+                    (collection, version, time.time(), payload),
+                )
+
+    def shadow_queries(self, collection: str, version: int) -> list[bytes]:
+        rows = self._rows(
+            f"SELECT payload FROM {P}shadow_queries WHERE collection = ? AND version = ? "
+            "ORDER BY at",
+            [collection, version],
+        )
+        return [bytes(r[0]) for r in rows]
 
     # -- outbox ------------------------------------------------------------------------------
     def append(

@@ -130,6 +130,15 @@ class StateStore(ABC):
     def shadow_totals(self, collection: str, version: int) -> ShadowTotals:
         """Shadow totals of every instance for a phase version."""
 
+    @abstractmethod
+    def record_shadow_queries(self, collection: str, version: int, payload: bytes) -> None:
+        """Keep a batch of sampled shadow queries (``shadow.py``) of a phase version; a
+        version keeps at most ``SHADOW_QUERY_BATCHES`` of them."""
+
+    @abstractmethod
+    def shadow_queries(self, collection: str, version: int) -> list[bytes]:
+        """The sampled shadow query batches of a phase version, oldest first."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -138,6 +147,9 @@ class StateStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SHADOW_QUERY_BATCHES = 50
 
 
 def open_state(uri: str) -> StateStore:
