@@ -828,3 +828,21 @@ def test_shadow_gate_judges_recall_against_exact_ground_truth(tmp_path: Path, wo
             advance(state, "docs", source=plain["source"], config=cfg, percent=10)
     router.close()
     state.close()
+
+
+def test_state_store_instances_and_sampled_queries(store: StateStore) -> None:
+    """Per-instance routed phase versions, and capped sampled shadow queries, on every store."""
+    from vecmigrate.live.state import SHADOW_QUERY_BATCHES
+
+    name = f"c{uuid.uuid4().hex[:8]}"
+    store.record_instance(name, "app-1", 3)
+    store.record_instance(name, "app-2", 2)
+    store.record_instance(name, "app-2", 3)
+    seen = store.instances(name)
+    assert {i: v for i, (v, _) in seen.items()} == {"app-1": 3, "app-2": 3}
+    assert all(abs(t - time.time()) < 60 for _, t in seen.values())
+    for n in range(SHADOW_QUERY_BATCHES + 5):
+        store.record_shadow_queries(name, 7, f"batch-{n}".encode())
+    kept = store.shadow_queries(name, 7)
+    assert len(kept) == SHADOW_QUERY_BATCHES and kept[0] == b"batch-0"
+    assert store.shadow_queries(name, 8) == []

@@ -304,6 +304,21 @@ class RedisStateStore(StateStore, Outbox):
             total.add(ShadowTotals(**d))
         return total
 
+    def record_instance(self, collection: str, instance: str, version: int) -> None:
+        body = json.dumps({"version": version, "updated": time.time()})
+        self._call(self.client.hset, self._key(collection, "instances"), instance, body)
+
+    def instances(self, collection: str) -> dict[str, tuple[int, float]]:
+        raw = self._call(self.client.hgetall, self._key(collection, "instances"))
+        out = {}
+        for k, v in raw.items():
+            d = json.loads(v)
+            out[k.decode() if isinstance(k, bytes) else str(k)] = (
+                int(d["version"]),
+                float(d["updated"]),
+            )
+        return out
+
     def record_shadow_queries(self, collection: str, version: int, payload: bytes) -> None:
         key = self._key(collection, "shadow-queries", str(version))
         if self._call(self.client.llen, key) < SHADOW_QUERY_BATCHES:

@@ -237,7 +237,9 @@ class Replication(ABC):
                 log.warning("%s: outbox replayer: %s", self.collection, exc)
 
     def publish(self) -> None:
-        """Export outbox depth/age and store this instance's shadow totals (for gates)."""
+        """Export outbox depth/age; store the phase this instance routes by (``cutover
+        status``) and its shadow totals and samples (for gates)."""
+        self.state.record_instance(self.collection, self.instance, self.current().version)
         for side, d in self.state.outbox.depth(self.collection).items():
             self.metrics.outbox_depth.labels(self.collection, side).set(d.pending)
             self.metrics.outbox_age.labels(self.collection, side).set(d.oldest_age)

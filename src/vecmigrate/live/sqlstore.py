@@ -46,6 +46,9 @@ _DDL = [
         min_overlap {{float}} NOT NULL, missing BIGINT NOT NULL, violations BIGINT NOT NULL,
         errors BIGINT NOT NULL, dropped BIGINT NOT NULL, updated {{float}} NOT NULL,
         PRIMARY KEY (collection, instance, version))""",
+    f"""CREATE TABLE IF NOT EXISTS {P}instances (
+        collection TEXT NOT NULL, instance TEXT NOT NULL, version BIGINT NOT NULL,
+        updated {{float}} NOT NULL, PRIMARY KEY (collection, instance))""",
     f"""CREATE TABLE IF NOT EXISTS {P}shadow_queries (
         collection TEXT NOT NULL, version BIGINT NOT NULL, at {{float}} NOT NULL,
         payload {{blob}} NOT NULL)""",
@@ -267,6 +270,21 @@ class _SqlStore(StateStore, Outbox):
         ):
             total.add(ShadowTotals(int(row[0]), float(row[1]), float(row[2]), *map(int, row[3:])))
         return total
+
+    def record_instance(self, collection: str, instance: str, version: int) -> None:
+        self._exec(
+            f"INSERT INTO {P}instances (collection, instance, version, updated) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (collection, instance) "
+            "DO UPDATE SET version = excluded.version, updated = excluded.updated",
+            [collection, instance, version, time.time()],
+        )
+
+    def instances(self, collection: str) -> dict[str, tuple[int, float]]:
+        rows = self._rows(
+            f"SELECT instance, version, updated FROM {P}instances WHERE collection = ?",
+            [collection],
+        )
+        return {str(i): (int(v), float(u)) for i, v, u in rows}
 
     def record_shadow_queries(self, collection: str, version: int, payload: bytes) -> None:
         with self._tx() as cur:

@@ -131,6 +131,14 @@ class StateStore(ABC):
         """Shadow totals of every instance for a phase version."""
 
     @abstractmethod
+    def record_instance(self, collection: str, instance: str, version: int) -> None:
+        """An application instance routes by phase ``version`` now (its heartbeat)."""
+
+    @abstractmethod
+    def instances(self, collection: str) -> dict[str, tuple[int, float]]:
+        """Each instance's routed phase version and when it last said so (epoch seconds)."""
+
+    @abstractmethod
     def record_shadow_queries(self, collection: str, version: int, payload: bytes) -> None:
         """Keep a batch of sampled shadow queries (``shadow.py``) of a phase version; a
         version keeps at most ``SHADOW_QUERY_BATCHES`` of them."""
