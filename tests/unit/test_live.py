@@ -846,3 +846,22 @@ def test_state_store_instances_and_sampled_queries(store: StateStore) -> None:
     kept = store.shadow_queries(name, 7)
     assert len(kept) == SHADOW_QUERY_BATCHES and kept[0] == b"batch-0"
     assert store.shadow_queries(name, 8) == []
+
+
+def test_cutover_reconcile_applies_what_it_queues_without_a_router(tmp_path: Path) -> None:
+    require_module("chromadb")
+    from vecmigrate.live import reconcile_collection
+
+    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    source.upsert("docs", _batch(["a", "b"], "v1"))
+    target.upsert("docs", _batch(["a", "stray"], "v1"))
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    result = reconcile_collection(state, "docs", source, target, wait=5)
+    assert (result["queued"], result["applied"]) == (2, "applied")
+    assert _docs(target, ["a", "b", "stray"]) == _docs(source, ["a", "b", "stray"])
+    assert state.outbox.depth("docs")["target"].pending == 0
+    state.close()

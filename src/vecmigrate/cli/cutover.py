@@ -12,20 +12,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from vecmigrate.cli.options import JsonOpt, NameOpt, VerboseOpt
-from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
-from vecmigrate.connectors import Connector, connect
+from vecmigrate import api
+from vecmigrate.cli.options import JsonOpt, NameOpt, QuietOpt, VerboseOpt
+from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, err, out
+from vecmigrate.connectors import Connector
+from vecmigrate.errors import ConfigError
 from vecmigrate.live.cutover_gates import (
     GateConfig,
     GateFailedError,
     GateResult,
     advance,
-    reconcile_collection,
     rollback,
 )
 from vecmigrate.live.phases import Phase, parse_phase
+from vecmigrate.live.reconcile import reconcile_collection
 from vecmigrate.live.state import PhaseEvent, open_state
 
 cutover_app = typer.Typer(
@@ -46,7 +49,9 @@ StateOpt = Annotated[
 SourceArg = Annotated[str | None, typer.Argument(help="Source URI (for the data gate).")]
 TargetArg = Annotated[str | None, typer.Argument(help="Target URI (for the data gate).")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Phase to move to.")]
-PercentOpt = Annotated[float | None, typer.Option("--percent", help="Canary percentage.")]
+PercentOpt = Annotated[
+    float | None, typer.Option("--percent", min=0.0, max=100.0, help="Canary percentage.")
+]
 NoteOpt = Annotated[str | None, typer.Option("--note", help="Recorded in the audit event.")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default user@host).")]
 
@@ -75,18 +80,25 @@ def _status(state_uri: str, collection: str, events: int) -> dict[str, Any]:
 def status(
     state: StateOpt,
     collection: NameOpt,
-    events: Annotated[int, typer.Option(help="Audit events to list.")] = 20,
+    events: Annotated[int, typer.Option(min=0, help="Audit events to list.")] = 20,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """The phase, outbox backlog, shadow-read totals and the audit trail."""
-    setup_logging(verbose)
-    with user_errors(verbose):
+    with command(verbose=verbose, quiet=quiet, json_out=json_out):
         data = _status(state, collection, events)
-    if json_out:
-        emit_json(data)
-        return
-    console.print(f"[bold]{collection}[/]: {data['label']} (version {data['version']})")
+        if json_out:
+            emit_json(data)
+        else:
+            _print_status(collection, data)
+
+
+def _print_status(collection: str, data: dict[str, Any]) -> None:
+    console = out()
+    console.print(
+        f"[bold]{escape(collection)}[/]: {escape(data['label'])} (version {data['version']})"
+    )
     for side, d in data["outbox"].items():
         console.print(
             f"  outbox -> {side}: {d['pending']} pending, oldest {d['oldest_age_s']}s, "
@@ -117,14 +129,14 @@ def status(
 def _print_gates(results: list[GateResult]) -> None:
     for r in results:
         mark = "[dim]skip[/]" if r.skipped else "[green]pass[/]" if r.passed else "[red]FAIL[/]"
-        console.print(f"  {mark} {r.gate}: {r.detail}", highlight=False)
+        out().print(f"  {mark} {escape(r.gate)}: {escape(r.detail)}", highlight=False)
 
 
 def _event_out(event: PhaseEvent, results: list[GateResult] | None, json_out: bool) -> None:
     if json_out:
         emit_json({"ok": True, "event": event.to_json()})
         return
-    console.print(
+    out().print(
         f"[bold]{event.collection}[/]: {event.before.label} -> [bold]{event.after.label}[/] "
         f"({event.action} by {event.actor}, version {event.after.version})",
         highlight=False,
@@ -146,12 +158,18 @@ def advance_cmd(
     target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
     to: ToOpt = None,
     percent: PercentOpt = None,
-    max_diff: Annotated[int, typer.Option(help="Missing+extra+changed ids allowed.")] = 0,
-    max_outbox: Annotated[int, typer.Option(help="Pending secondary writes allowed.")] = 0,
-    max_outbox_age: Annotated[float, typer.Option(help="Oldest pending write, seconds.")] = 30.0,
-    min_overlap: Annotated[float, typer.Option(help="Mean shadow overlap@k required.")] = 0.9,
-    min_shadow_reads: Annotated[int, typer.Option(help="Shadow reads required.")] = 20,
-    max_violations: Annotated[int, typer.Option(help="Shadow filter violations allowed.")] = 0,
+    max_diff: Annotated[int, typer.Option(min=0, help="Missing+extra+changed ids allowed.")] = 0,
+    max_outbox: Annotated[int, typer.Option(min=0, help="Pending secondary writes allowed.")] = 0,
+    max_outbox_age: Annotated[
+        float, typer.Option(min=0.0, help="Oldest pending write, seconds.")
+    ] = 30.0,
+    min_overlap: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Mean shadow overlap@k required.")
+    ] = 0.9,
+    min_shadow_reads: Annotated[int, typer.Option(min=0, help="Shadow reads required.")] = 20,
+    max_violations: Annotated[
+        int, typer.Option(min=0, help="Shadow filter violations allowed.")
+    ] = 0,
     verify_report: Annotated[
         Path | None, typer.Option(help="A `verify` report.json (or its folder) that must pass.")
     ] = None,
@@ -161,13 +179,16 @@ def advance_cmd(
     actor: ActorOpt = None,
     note: NoteOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Check the gates, then move to the next phase (or a larger canary); exit 1 if refused."""
-    setup_logging(verbose)
-    if (source is None) != (target is None):
-        fail("give both SOURCE and TARGET, or neither", code=2)
-    with user_errors(verbose):
+    with command(verbose=verbose, quiet=quiet, json_out=json_out):
+        if (source is None) != (target is None):
+            raise ConfigError(
+                "give both SOURCE and TARGET, or neither",
+                hint="the data gate compares the two; without them it is skipped",
+            )
         cfg = GateConfig(
             max_diff=max_diff,
             max_outbox=max_outbox,
@@ -180,8 +201,12 @@ def advance_cmd(
         )
         with ExitStack() as stack:
             store = stack.enter_context(open_state(state))
-            src: Connector | None = stack.enter_context(connect(source)) if source else None
-            dst: Connector | None = stack.enter_context(connect(target)) if target else None
+            src: Connector | None = (
+                stack.enter_context(api.opened(source, read_only=False)) if source else None
+            )
+            dst: Connector | None = (
+                stack.enter_context(api.opened(target, read_only=False)) if target else None
+            )
             try:
                 event, results = advance(
                     store,
@@ -198,15 +223,16 @@ def advance_cmd(
             except GateFailedError as exc:
                 _refused(exc, json_out)
                 raise typer.Exit(EXIT_FAILED) from None
-    _event_out(event, results, json_out)
+        _event_out(event, results, json_out)
 
 
 def _refused(exc: GateFailedError, json_out: bool) -> None:
     if json_out:
         emit_json({"ok": False, "reason": exc.message, "gates": [r.to_json() for r in exc.results]})
-    console.print(f"[bold red]refused:[/] {exc.message}", highlight=False)
-    if not json_out:
-        _print_gates(exc.results)
+        err().print(f"[bold red]refused:[/] {escape(exc.message)}", highlight=False)
+        return
+    out().print(f"[bold red]refused:[/] {escape(exc.message)}", highlight=False)
+    _print_gates(exc.results)
 
 
 @cutover_app.command("rollback")
@@ -218,13 +244,13 @@ def rollback_cmd(
     actor: ActorOpt = None,
     note: Annotated[str | None, typer.Option("--reason", "--note", help="Why (audited).")] = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Step back to the previous phase (or --to an earlier one); no gates."""
-    setup_logging(verbose)
-    with user_errors(verbose), open_state(state) as store:
+    with command(verbose=verbose, quiet=quiet, json_out=json_out), open_state(state) as store:
         event = rollback(store, collection, to=_phase(to), percent=percent, actor=actor, note=note)
-    _event_out(event, None, json_out)
+        _event_out(event, None, json_out)
 
 
 @cutover_app.command("reconcile")
@@ -235,16 +261,16 @@ def reconcile_cmd(
     target: Annotated[str, typer.Argument(help="Target URI.")],
     target_collection: Annotated[str | None, typer.Option(help="Name on the target.")] = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Queue the primary's current version of every id `diff` finds different for the
     secondary, through the outbox: safe while the application keeps writing."""
-    setup_logging(verbose)
     with (
-        user_errors(verbose),
+        command(verbose=verbose, quiet=quiet, json_out=json_out),
         open_state(state) as store,
-        connect(source) as src,
-        connect(target) as dst,
+        api.opened(source, read_only=False) as src,
+        api.opened(target, read_only=False) as dst,
     ):
         result = reconcile_collection(
             store, collection, src, dst, target_collection=target_collection
@@ -252,7 +278,7 @@ def reconcile_cmd(
     if json_out:
         emit_json(result)
     else:
-        console.print(
+        out().print(
             f"[bold]{collection}[/] ({result['phase']}): {result['missing']} missing, "
             f"{result['extra']} extra, {result['changed']} changed -> {result['queued']} ids "
             f"queued for the {result['secondary']}",

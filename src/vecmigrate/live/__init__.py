@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from vecmigrate.live.cutover_gates import GateConfig, GateFailedError, GateResult, advance, rollback
 from vecmigrate.live.phases import Phase, PhaseState, canary_bucket
+from vecmigrate.live.reconcile import reconcile_collection
 from vecmigrate.live.state import PhaseEvent, ShadowTotals, StateStore, open_state
+from vecmigrate.live.status import cutover_status
 
 __all__ = [
     "GateConfig",
@@ -22,7 +24,9 @@ __all__ = [
     "StateStore",
     "advance",
     "canary_bucket",
+    "cutover_status",
     "open_state",
+    "reconcile_collection",
     "rollback",
 ]
 

@@ -26,7 +26,6 @@ from vecmigrate.connectors.base import Connector
 from vecmigrate.connectors.identity import storage_identity
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.live.drift import live_drift
-from vecmigrate.live.outbox import queue_reconcile
 from vecmigrate.live.phases import Phase, PhaseState, next_state, rollback_state
 from vecmigrate.live.shadow_recall import shadow_recall
 from vecmigrate.live.state import PhaseEvent, StateStore
@@ -351,48 +350,3 @@ def rollback(
     return state.transition(
         collection, current, new, actor=actor or actor_name(), action="rollback", note=note
     )
-
-
-def reconcile_collection(
-    state: StateStore,
-    collection: str,
-    source: Connector,
-    target: Connector,
-    *,
-    target_collection: str | None = None,
-    chunk: int = 500,
-) -> dict[str, Any]:
-    """Diff both sides and queue the primary's current version of every differing id for
-    the secondary (``outbox.queue_reconcile``), while the application keeps writing."""
-    current = state.get(collection)
-    secondary = current.secondary()
-    if secondary is None:
-        raise ConfigError(
-            f"{collection} is {current.label}: only one side takes writes, nothing to reconcile"
-        )
-    d = live_drift(source, target, collection, target_collection)
-    schema = source.describe(collection)
-    ids = d.ids
-    conns = {"source": (source, collection), "target": (target, target_collection or collection)}
-    primary, primary_name = conns[current.primary()]
-    primary_schema = primary.describe(primary_name)
-    for start in range(0, len(ids), chunk):
-        queue_reconcile(
-            state.outbox,
-            collection,
-            secondary,
-            primary,
-            primary_name,
-            primary_schema,
-            schema,
-            ids[start : start + chunk],
-        )
-    return {
-        "collection": collection,
-        "phase": current.label,
-        "secondary": secondary,
-        "missing": len(d.missing),
-        "extra": len(d.extra),
-        "changed": len(d.changed),
-        "queued": len(ids),
-    }
