@@ -1,20 +1,28 @@
 """LanceDB: ``lancedb:///path``. Tables store the batch layout natively (Arrow in, Arrow out).
 
 The vecmigrate schema rides in the table's Arrow schema metadata, so a round trip keeps
-metric, types and provenance; tables made by other tools are described by inference.
-Their columns map to portable types only where every value survives: any integer width
-to int64 (an unsigned value above 2**63-1 travels exactly in ``metadata_extra``),
-float16/32 to float64, any text layout to string, lists of those, nested structs to json;
-dates and timestamps are read as canonical ISO-8601 text, the form ``cast: date`` /
-``cast: timestamp`` in a mapping turns into an int64 epoch. Columns with no exact portable
-form (decimals, bytes, times, durations) are refused by name, never approximated.
+metric, types and provenance. Tables other tools made are read as they are laid out: the
+id, text, vector and metadata columns are named by ``?id_field=`` / ``document_field`` /
+``vector_field`` / ``metadata_field`` or recognised by common names (``connectors/foreign``),
+a struct or JSON-text metadata column's keys become typed fields, and the layout is
+recorded in the described schema's ``engine_settings`` (``lancedb.layout``) so that
+reads rename columns on the way out and writes (``--if-exists reuse``) use the table's
+own names and types. The metric is the one LanceDB searches with: a vector index's
+distance type, else its default l2. Columns map to portable types only where every value
+survives: any integer width to int64 (an unsigned value above 2**63-1 travels exactly in
+``metadata_extra``), float16/32 to float64, any text layout to string, lists of those,
+nested structs to json; dates and timestamps are read as canonical ISO-8601 text, the form
+``cast: date`` / ``cast: timestamp`` in a mapping turns into an int64 epoch. Columns with
+no exact portable form (decimals, bytes, times, durations) are refused by name, never
+approximated.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +33,21 @@ import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.files import make_dir
+from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.lancedb._client import translate_error
-from vecmigrate.connectors.lancedb._schema import infer_schema, portable_column
+from vecmigrate.connectors.lancedb._infer import (
+    METRIC_NAMES,
+    infer_schema,
+    reuse_problems,
+    served_indexes,
+    with_json_keys,
+)
+from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
+from vecmigrate.connectors.lancedb._schema import native_batch
+from vecmigrate.connectors.lancedb._sql import NotExpressible, sql_value, where_sql
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError
-from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Bool, Node
+from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Node, evaluate
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -38,17 +56,23 @@ from vecmigrate.model import (
     Partition,
     ResumeToken,
 )
-from vecmigrate.records import conform, table_to_batch
 from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = b"vecmigrate.schema"
-_METRIC_NAMES = {Metric.COSINE: "cosine", Metric.DOT: "dot", Metric.L2: "l2"}
 # Lance needs enough rows to train IVF partitions; below this a flat scan is exact and fast.
 MIN_ROWS_FOR_INDEX = 5000
 
 
+@dataclass(frozen=True)
+class LanceDBConfig(FieldsConfig):
+    """The columns of tables other tools laid out (``connectors/foreign.py``)."""
+
+
 class LanceDBConnector(Connector):
-    """LanceDB tables; upsert via ``merge_insert`` on ``id``."""
+    """LanceDB tables; upsert via ``merge_insert`` on the id column."""
+
+    Config = LanceDBConfig
+    config: LanceDBConfig
 
     schemes = ("lancedb",)
     capabilities = Capabilities(
@@ -97,33 +121,85 @@ class LanceDBConnector(Connector):
         arrow = table.schema
         stored = (arrow.metadata or {}).get(SCHEMA_KEY)
         if stored:
-            schema = CollectionSchema.from_json(stored.decode()).replace(
-                name=name, engine="lancedb"
-            )
+            schema = CollectionSchema.from_json(stored.decode())
+            settings = dict(schema.engine_settings)
+            settings.pop(LAYOUT_KEY, None)  # copied from a foreign source: this one is ours
+            schema = schema.replace(name=name, engine="lancedb", engine_settings=settings)
         else:
-            schema = infer_schema(name, arrow)
-        schema = _served_indexes(table, schema, recorded=bool(stored))
+            schema = infer_schema(name, arrow, self.config, partial(_sample, table))
+        schema = served_indexes(table, schema, recorded=bool(stored))
         self._schemas[name] = schema
         return schema
+
+    def _layout(self, name: str) -> Layout | None:
+        """How the table lays records out when another tool made it (None: ours)."""
+        return Layout.of(self._schema(name).engine_settings)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
         table = self._table(name)
-        return int(table.count_rows(where_sql(node)) if node else table.count_rows())
+        if node is None:
+            return int(table.count_rows())
+        where = self._where(name, node)
+        if where is None:
+            return len(self._matching(name, node))
+        return int(table.count_rows(where))
+
+    def _where(self, name: str, node: Node) -> str | None:
+        """The filter as SQL on this table; None when it names a key inside JSON text."""
+        layout = self._layout(name)
+        try:
+            return where_sql(node) if layout is None else where_sql(node, layout.sql_field)
+        except NotExpressible:
+            return None
+
+    def _matching(self, name: str, node: Node) -> list[Any]:
+        """The ids of the records that match, evaluated on the rows (JSON-text metadata)."""
+        schema = self._schema(name)
+        layout = self._layout(name)
+        assert layout is not None
+        columns = [c for c in layout.columns() if c not in layout.vectors]
+        got = self._table(name).search().select(columns).limit(None).to_arrow()
+        batch = layout.read_batch(got, schema, schema.replace(vectors=()))
+        ids: list[Any] = batch.column("id").filter(pa.array(evaluate(node, batch))).to_pylist()
+        return ids
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         exists = schema.name in self.list_collections()
         what = f"LanceDB table {schema.name!r}"
         if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
+            self._check_reuse(schema)
             return
+        settings = dict(schema.engine_settings)
+        settings.pop(LAYOUT_KEY, None)  # a foreign source's layout; this table is laid out ours
+        schema = schema.replace(engine_settings=settings)
         arrow = schema.arrow_schema().with_metadata({SCHEMA_KEY: schema.to_json().encode()})
         self.db.create_table(schema.name, schema=arrow, mode="overwrite")
         self._schemas[schema.name] = schema
+
+    def _check_reuse(self, schema: CollectionSchema) -> None:
+        """ConfigError, before the first write, naming each column of a foreign table that
+        cannot take ``schema``'s records."""
+        have = self.describe(schema.name)
+        problems = reuse_problems(schema, have)
+        if problems:
+            raise ConfigError(
+                f"LanceDB table {schema.name!r} cannot take these records as it is laid out: "
+                f"{'; '.join(problems)}; nothing was written",
+                hint="map the records to its columns in a mapping file, or copy into a new table",
+            )
+        self._schemas[schema.name] = with_json_keys(have, schema)
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
         # take_offsets addresses rows by position, stable while the table is not written.
         return offset_partitions(self.count(name), n)
+
+    def _read(self, name: str, got: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
+        layout = self._layout(name)
+        if layout is None:
+            return native_batch(got, schema)
+        return layout.read_batch(got, self._schema(name), schema)
 
     def scan(
         self,
@@ -139,12 +215,15 @@ class LanceDBConnector(Connector):
 
         def read(offset: int, limit: int) -> pa.RecordBatch:
             got = table.take_offsets(list(range(offset, offset + limit))).to_arrow()
-            return _to_layout(got, schema)
+            return self._read(name, got, schema)
 
         yield from scan_offsets("LanceDB", name, partition, resume, batch_rows, read)
 
-    def _where_ids(self, ids: Sequence[Any]) -> str:
-        return "id IN (" + ", ".join(_sql_value(i) for i in ids) + ")"
+    def _where_ids(self, name: str, ids: Sequence[Any]) -> str:
+        layout = self._layout(name)
+        if layout is not None:
+            return layout.where_ids(ids)
+        return "id IN (" + ", ".join(sql_value(i) for i in ids) + ")"
 
     def fetch(
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
@@ -154,16 +233,20 @@ class LanceDBConnector(Connector):
         parts = []
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
-            q = table.search().where(self._where_ids(chunk)).limit(len(chunk))
+            q = table.search().where(self._where_ids(name, chunk)).limit(len(chunk))
             parts.append(q.to_arrow())
         if not parts:
             return pa.RecordBatch.from_pylist([], schema=schema.arrow_schema())
-        return _to_layout(pa.concat_tables(parts), schema)
+        return self._read(name, pa.concat_tables(parts), schema)
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         table = self._table(name)
-        data = pa.Table.from_batches([batch])
+        layout = self._layout(name)
+        if layout is None:
+            data, key = pa.Table.from_batches([batch]), "id"
+        else:  # the table's own column names and types
+            data, key = layout.write_table(batch, self._schema(name), table.schema), layout.id
         # Lance commits are optimistic; concurrent merge_inserts on one table conflict and
         # retry internally. Serialising writes here is simpler and no slower (each is large).
         with self._write_lock:
@@ -171,7 +254,7 @@ class LanceDBConnector(Connector):
                 table.add(data)
             else:
                 (
-                    table.merge_insert("id")
+                    table.merge_insert(key)
                     .when_matched_update_all()
                     .when_not_matched_insert_all()
                     .execute(data)
@@ -181,7 +264,7 @@ class LanceDBConnector(Connector):
         table = self._table(name)
         with self._write_lock:
             for start in range(0, len(ids), 1000):
-                table.delete(self._where_ids(ids[start : start + 1000]))
+                table.delete(self._where_ids(name, ids[start : start + 1000]))
 
     def drop(self, name: str) -> None:
         if name in self.list_collections():
@@ -193,42 +276,50 @@ class LanceDBConnector(Connector):
         if self.count(name) == 0:
             self._bulk.add(name)
 
-    def _drop_duplicate_ids(self, table: Any) -> None:
+    def _drop_duplicate_ids(self, table: Any, key: str) -> None:
         """Keep one row per id (a batch re-sent after a timeout or a kill was appended
         twice; both copies hold the same record)."""
-        ids = table.search().select(["id"]).limit(None).to_arrow().column("id")
+        ids = table.search().select([key]).limit(None).to_arrow().column(key)
+        if isinstance(ids.type, pa.BaseExtensionType):
+            ids = pa.chunked_array([c.storage for c in ids.chunks], ids.type.storage_type)
         counts = pc.value_counts(ids)
         dups = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
         for start in range(0, len(dups), 1000):
             chunk = dups.slice(start, 1000).to_pylist()
-            where = self._where_ids(chunk)
+            where = f"`{key}` IN (" + ", ".join(map(_literal, chunk)) + ")"
             rows = table.search().where(where).limit(None).to_arrow()
-            first = pc.index_in(pa.array(chunk, rows.schema.field("id").type), rows["id"])
+            column = rows[key]
+            if isinstance(column.type, pa.BaseExtensionType):
+                column = pa.chunked_array([c.storage for c in column.chunks])
+            first = pc.index_in(pa.array(chunk, column.type), column)
             keep = rows.take(pc.drop_null(first))
             table.delete(where)
             table.add(keep)
 
     def finalize(self, name: str) -> None:
         """Remove duplicates a bulk load may leave; compact the fragments many batches
-        leave behind; build a requested index."""
+        leave behind; build a requested index (on tables vecmigrate laid out: another
+        tool's table keeps its own index, which ``optimize`` brings up to date)."""
         self._call(f"lancedb finalize {name!r}", self._finalize, name)
 
     def _finalize(self, name: str) -> None:
         table = self._table(name)
         schema = self._schema(name)
+        layout = self._layout(name)
         with self._write_lock:
             self._bulk.discard(name)
-            self._drop_duplicate_ids(table)
+            self._drop_duplicate_ids(table, layout.id if layout else "id")
             table.optimize()
             rows = table.count_rows()
             for v in schema.vectors:
                 if (
-                    v.index
+                    layout is None
+                    and v.index
                     and v.index.kind in ("hnsw", "ivf_pq", "ivf_flat")
                     and rows >= MIN_ROWS_FOR_INDEX
                 ):
                     table.create_index(
-                        metric=_METRIC_NAMES[v.metric],
+                        metric=METRIC_NAMES[v.metric],
                         vector_column_name=v.name,
                         replace=True,
                         index_type={
@@ -253,112 +344,40 @@ class LanceDBConnector(Connector):
         node = self._filter(schema, filter)
         field = schema.vector_field(vector_field)
         table = self._table(name)
+        layout = self._layout(name)
+        where = None
+        if node is not None:
+            where = self._where(name, node)
+            if where is None and layout is not None:  # keys inside JSON text: matched here
+                where = layout.where_ids(self._matching(name, node))
+        key = layout.id if layout else "id"
         ids: list[list[Any]] = []
         scores: list[list[float]] = []
         for q in np.asarray(vectors, dtype=np.float32):
             query = table.search(q, vector_column_name=field.name).distance_type(
-                _METRIC_NAMES[field.metric]
+                METRIC_NAMES[field.metric]
             )
-            if node is not None:
-                query = query.where(where_sql(node), prefilter=True)
-            res = query.select(["id", "_distance"]).limit(k).to_arrow()
-            ids.append(res.column("id").to_pylist())
+            if where is not None:
+                query = query.where(where, prefilter=True)
+            res = query.select([key, "_distance"]).limit(k).to_arrow()
+            got = res.column(key)
+            ids.append((layout.read_ids(got) if layout else got).to_pylist())
             scores.append(res.column("_distance").to_pylist())
         return ids, scores
+
+
+def _sample(table: Any, column: str) -> list[Any]:
+    """The first values of ``column`` (to tell JSON-object text from other text)."""
+    got = table.search().select([column]).limit(SAMPLE_ROWS).to_arrow()
+    values: list[Any] = got.column(column).to_pylist()
+    return values
+
+
+def _literal(value: Any) -> str:
+    """A stored id value as SQL (binary ids as X'hex')."""
+    return f"X'{value.hex()}'" if isinstance(value, bytes) else sql_value(value)
 
 
 def _open_db(path: Path) -> Any:
     make_dir(path)  # lancedb.connect makes it too, but names a file in the way less clearly
     return lancedb.connect(str(path))
-
-
-def _served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> CollectionSchema:
-    """``schema`` with each vector's metric read from the index that serves its searches
-    (an index rebuilt outside vecmigrate outranks what vecmigrate recorded, and the
-    disagreement is noted); the index itself is noted in ``engine_settings``."""
-    configs = {c.columns[0]: c for c in table.list_indices() if len(c.columns) == 1}
-    settings = dict(schema.engine_settings)
-    vectors = []
-    for v in schema.vectors:
-        settings.pop(f"{v.name}.index", None)  # a note copied from another engine
-        stats = table.index_stats(configs[v.name].name) if v.name in configs else None
-        if stats is None:  # no index: a flat scan with the metric each query asks for
-            vectors.append(v)
-            continue
-        settings[f"{v.name}.index"] = (
-            f"{stats.index_type} ({stats.distance_type}), {stats.num_indexed_rows} rows indexed"
-        )
-        served = next((m for m, n in _METRIC_NAMES.items() if n == stats.distance_type), None)
-        if served is None:
-            raise ConfigError(
-                f"the {stats.index_type} index on {schema.name}.{v.name} serves "
-                f"{stats.distance_type} distance, which vecmigrate has no metric for"
-            )
-        note = f"{served.value} from the {stats.index_type} index"
-        if served is not v.metric and recorded:
-            note += f"; vecmigrate recorded {v.metric.value} (index rebuilt outside vecmigrate)"
-        if served is not v.metric or not recorded:
-            settings[f"{v.name}.metric"] = note
-            v = v.model_copy(update={"metric": served})
-        vectors.append(v)
-    return schema.replace(vectors=tuple(vectors), engine_settings=settings)
-
-
-def _to_layout(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
-    """The batch layout; a foreign table's top-level metadata columns become the struct.
-
-    Dates and timestamps become ISO-8601 text and nested values JSON text here; every
-    other type is left to ``conform``, which widens it exactly or files values that do
-    not fit in ``metadata_extra``."""
-    batch = table_to_batch(table)
-    names = batch.schema.names
-    if not schema.metadata or (
-        "metadata" in names
-        and batch.schema.field("metadata").type.equals(schema.metadata_struct_type())
-    ):
-        return conform(batch, schema)
-    if "metadata" in names and pa.types.is_struct(batch.schema.field("metadata").type):
-        struct = batch.column(names.index("metadata"))
-        by_name = dict(zip([c.name for c in struct.type], struct.flatten(), strict=True))
-        source = {m.name: by_name[m.name] for m in schema.metadata if m.name in by_name}
-        batch = batch.remove_column(names.index("metadata"))
-    else:
-        source = {m.name: batch.column(m.name) for m in schema.metadata if m.name in names}
-    if len(source) == len(schema.metadata):
-        children = [portable_column(source[m.name], m) for m in schema.metadata]
-        metadata = pa.StructArray.from_arrays(children, names=[m.name for m in schema.metadata])
-        batch = batch.append_column("metadata", metadata)
-    return conform(batch, schema)
-
-
-def _sql_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return repr(value.item() if isinstance(value, np.generic) else value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _column(name: str) -> str:
-    # Backticks quote any field name; a backtick inside one is doubled.
-    return "metadata.`" + name.replace("`", "``") + "`"
-
-
-def where_sql(node: Node) -> str:
-    """A portable filter as a LanceDB (DataFusion) SQL predicate; literals are escaped."""
-    if isinstance(node, Bool):
-        if node.op == "$not":
-            return f"NOT coalesce(({where_sql(node.children[0])}), false)"
-        joiner = " AND " if node.op == "$and" else " OR "
-        return "(" + joiner.join(f"coalesce(({where_sql(c)}), false)" for c in node.children) + ")"
-    col = "namespace" if node.field.name == NAMESPACE_KEY else _column(node.field.name)
-    if node.op == "$exists":
-        return f"{col} IS {'NOT ' if node.value else ''}NULL"
-    if node.field.type.startswith("list<"):
-        wanted = node.value if node.op == "$in" else [node.value]
-        return f"array_has_any({col}, [{', '.join(map(_sql_value, wanted))}])"
-    if node.op in ("$in", "$nin"):
-        listed = ", ".join(map(_sql_value, node.value))
-        return f"({col} IS NOT NULL AND {col} {'NOT ' if node.op == '$nin' else ''}IN ({listed}))"
-    sql_op = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
-    return f"({col} IS NOT NULL AND {col} {sql_op} {_sql_value(node.value)})"

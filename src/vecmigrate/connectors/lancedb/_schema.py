@@ -1,5 +1,5 @@
-"""How LanceDB tables other tools made are described: their columns map to portable types
-(used only by ``connectors.lancedb``; see its module docstring for the rules)."""
+"""The portable types of the columns of LanceDB tables other tools made (used only by
+``connectors.lancedb``; see its module docstring for the rules)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.model import (
-    CollectionSchema,
-    IdType,
-    IndexSpec,
-    MetadataField,
-    MetadataType,
-    Metric,
-    VectorField,
-    is_text,
-    portable_type,
-)
-from vecmigrate.records import encode_json
+from vecmigrate.model import CollectionSchema, MetadataField, MetadataType, is_text, portable_type
+from vecmigrate.records import conform, encode_json, table_to_batch
 
 _ISO_NOTE = "read as ISO-8601 text (a mapping's cast: date / timestamp makes an int64 epoch)"
-_DOC_COLUMNS = ("document", "text", "content")
 
 
 def portable_column(col: pa.Array, field: MetadataField) -> pa.Array:
@@ -92,60 +81,29 @@ def foreign_type(table: str, column: str, t: pa.DataType) -> tuple[MetadataType,
     )
 
 
-def infer_schema(name: str, arrow: pa.Schema) -> CollectionSchema:
-    """Describe a table vecmigrate did not create, and say what was assumed."""
-    vectors, metadata, notes = [], [], {}
-    id_col = next((c for c in ("id", "_id", "pk") if c in arrow.names), None)
-    if id_col is None:
-        raise ConfigError(f"LanceDB table {name!r} has no id column (id, _id or pk)")
-    if id_col != "id":
-        raise ConfigError(f"LanceDB table {name!r} keeps ids in {id_col!r}; rename it to 'id'")
-    id_arrow = arrow.field("id").type
-    if pa.types.is_integer(id_arrow):
-        id_type = IdType.INT
-    elif is_text(id_arrow):
-        id_type = IdType.STRING
+def native_batch(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
+    """A table vecmigrate laid out, in ``schema``'s batch layout (a ``metadata`` struct
+    with other fields than ``schema``'s is narrowed to its fields by name).
+
+    Dates and timestamps become ISO-8601 text and nested values JSON text here; every
+    other type is left to ``conform``, which widens it exactly or files values that do
+    not fit in ``metadata_extra``."""
+    batch = table_to_batch(table)
+    names = batch.schema.names
+    if not schema.metadata or (
+        "metadata" in names
+        and batch.schema.field("metadata").type.equals(schema.metadata_struct_type())
+    ):
+        return conform(batch, schema)
+    if "metadata" in names and pa.types.is_struct(batch.schema.field("metadata").type):
+        struct = batch.column(names.index("metadata"))
+        by_name = dict(zip([c.name for c in struct.type], struct.flatten(), strict=True))
+        source = {m.name: by_name[m.name] for m in schema.metadata if m.name in by_name}
+        batch = batch.remove_column(names.index("metadata"))
     else:
-        raise ConfigError(
-            f"LanceDB table {name!r} has ids of type {id_arrow}; ids must be integers or text",
-            hint="add an integer or text id column to the table",
-        )
-    doc = next(
-        (c for c in _DOC_COLUMNS if c in arrow.names and is_text(arrow.field(c).type)),
-        None,
-    )
-
-    def field_of(column: str, t: pa.DataType) -> MetadataField:
-        mtype, note = foreign_type(name, column, t)
-        if note:
-            notes[f"{column}.type"] = note
-        return MetadataField(name=column, type=mtype)
-
-    for f in arrow:
-        if f.name in ("id", doc, "metadata_extra"):
-            continue
-        if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type):
-            vectors.append(
-                VectorField(
-                    name=f.name,
-                    dim=f.type.list_size,
-                    metric=Metric.COSINE,
-                    index=IndexSpec(kind="flat"),
-                )
-            )
-            notes[f"{f.name}.metric"] = "assumed cosine: LanceDB stores no metric"
-        elif f.name == "metadata" and pa.types.is_struct(f.type):
-            metadata += [field_of(c.name, c.type) for c in f.type]
-        else:
-            metadata.append(field_of(f.name, f.type))
-    if doc and doc != "document":
-        raise ConfigError(f"LanceDB table {name!r} keeps text in {doc!r}; rename it to 'document'")
-    return CollectionSchema(
-        name=name,
-        id_type=id_type,
-        vectors=tuple(vectors),
-        metadata=tuple(metadata),
-        has_document=doc is not None,
-        engine="lancedb",
-        engine_settings=notes,
-    )
+        source = {m.name: batch.column(m.name) for m in schema.metadata if m.name in names}
+    if len(source) == len(schema.metadata):
+        children = [portable_column(source[m.name], m) for m in schema.metadata]
+        metadata = pa.StructArray.from_arrays(children, names=[m.name for m in schema.metadata])
+        batch = batch.append_column("metadata", metadata)
+    return conform(batch, schema)

@@ -1,0 +1,243 @@
+"""LanceDB tables other tools wrote, read as they are laid out (issue #14), through the CLI:
+LangChain's layout (text in ``text``, a struct or JSON-text ``metadata``), ids in ``_id`` /
+``pk`` / binary UUIDs, several candidate columns, and the metric LanceDB searches with (a
+vector index's distance type, else its default l2) carried to the target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.helpers import Ran, cli
+from vecmigrate.connectors import connect
+from vecmigrate.model import Metric
+
+DEFAULT = "LanceDB default for an un-indexed table (l2)"
+ROWS, DIM = 400, 16
+
+
+def _vectors(n: int = ROWS, dim: int = DIM, seed: int = 0) -> pa.FixedSizeListArray:
+    # Unnormalised, as word vectors are: l2 and cosine rank them differently.
+    values = np.random.default_rng(seed).normal(size=(n, dim)) * np.linspace(0.2, 5, n)[:, None]
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float32).reshape(-1)), dim)
+
+
+def _create(path: Path, name: str, columns: dict[str, Any]) -> Any:
+    lancedb = require_module("lancedb")
+    return lancedb.connect(str(path)).create_table(name, pa.table(columns))
+
+
+def _ok(*args: str) -> Any:
+    ran = cli(*args, "--json")
+    assert ran.returncode == 0, ran.stderr
+    return ran.json()
+
+
+def _inspect(uri: str, name: str) -> dict[str, Any]:
+    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    return dict(info)
+
+
+def _langchain_metadata(fmt: str) -> pa.Array | list[str]:
+    rows = [
+        {"source": f"doc-{i % 7}.md", "page": i % 13, "lang": ["en", "de"][i % 2]}
+        for i in range(ROWS)
+    ]
+    return pa.array(rows) if fmt == "struct" else [json.dumps(r) for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["struct", "json"])
+def test_langchain_table_inspects_copies_and_verifies(tmp_path: Path, fmt: str) -> None:
+    _create(
+        tmp_path / "src",
+        "lc",
+        {
+            "id": [f"chunk-{i:04d}" for i in range(ROWS)],
+            "text": [f"passage number {i}" for i in range(ROWS)],
+            "vector": _vectors(),
+            "metadata": _langchain_metadata(fmt),
+        },
+    )
+    src, dump = f"lancedb://{tmp_path / 'src'}", f"dump://{tmp_path / 'dump'}"
+    back = f"lancedb://{tmp_path / 'back'}"
+    info = _inspect(src, "lc")
+    assert info["has_document"] and info["id_type"] == "string" and info["count"] == ROWS
+    assert {(m["name"], m["type"]) for m in info["metadata"]} == {
+        ("source", "string"),
+        ("page", "int64"),
+        ("lang", "string"),
+    }
+    (vector,) = info["vectors"]
+    assert (vector["name"], vector["metric"], vector["metric_source"]) == ("vector", "l2", DEFAULT)
+    table = cli("inspect", src, "-c", "lc")
+    assert table.returncode == 0 and "metric=l2 (LanceDB default" in table.stdout
+
+    assert _ok("copy", src, dump, "-c", "lc")["verified"]
+    with connect(dump) as conn:
+        batch = conn.fetch("lc", ["chunk-0003"])
+        assert batch.column("document").to_pylist() == ["passage number 3"]
+        assert batch.column("metadata").to_pylist() == [
+            {"source": "doc-3.md", "page": 3, "lang": "de"}
+        ]
+        assert conn.describe("lc").vector.metric is Metric.L2
+    assert _ok("copy", dump, back, "-c", "lc")["verified"]
+    report = _ok("verify", src, back, "-c", "lc", "--queries", "30", "--report-dir", str(tmp_path))
+    assert report["passed"] and report["parity"]["equal"]
+    assert any(g.startswith("filter: ") for g in report["queries"]["groups"])
+    with connect(back) as conn:
+        assert conn.describe("lc").vector.metric is Metric.L2
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "id_type"),
+    [
+        ("_id", pa.array(range(ROWS), pa.int64()), "int"),
+        ("pk", pa.array([f"k{i}" for i in range(ROWS)]), "string"),
+    ],
+)
+def test_ids_in_underscore_id_or_pk_need_no_parameter(
+    tmp_path: Path, column: str, values: pa.Array, id_type: str
+) -> None:
+    _create(tmp_path / "src", "t", {column: values, "content": ["c"] * ROWS, "vector": _vectors()})
+    src = f"lancedb://{tmp_path / 'src'}"
+    info = _inspect(src, "t")
+    assert info["id_type"] == id_type and info["has_document"] and info["metadata"] == []
+    assert info["engine_settings"]["lancedb.layout"]["id"] == column
+    out = f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", src, out, "-c", "t")["verified"]
+    with connect(out) as conn:
+        assert conn.fetch("t", [values[5].as_py()]).num_rows == 1
+
+
+def test_parameters_choose_among_candidate_columns(tmp_path: Path) -> None:
+    _create(
+        tmp_path / "src",
+        "two",
+        {
+            "uuid": [f"u-{i}" for i in range(ROWS)],
+            "node_id": [f"n-{i}" for i in range(ROWS)],
+            "text": [f"t{i}" for i in range(ROWS)],
+            "content": [f"c{i}" for i in range(ROWS)],
+            "vector": _vectors(),
+        },
+    )
+    src = f"lancedb://{tmp_path / 'src'}"
+    refused: Ran = cli("inspect", src, "-c", "two")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    line = refused.stderr.replace("\n", " ")
+    for text in ("'text'", "'content'", "document_field"):
+        assert text in line, line
+
+    chosen = f"{src}?id_field=node_id&document_field=content"
+    info = _inspect(chosen, "two")
+    assert {m["name"] for m in info["metadata"]} == {"uuid", "text"}
+    out = f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", chosen, out, "-c", "two")["verified"]
+    with connect(out) as conn:
+        got = conn.fetch("two", ["n-7"])
+    assert got.column("document").to_pylist() == ["c7"]
+    assert got.column("metadata").to_pylist() == [{"uuid": "u-7", "text": "t7"}]
+    # Without a parameter the first common id name (uuid before node_id) is the id.
+    assert (
+        _inspect(f"{src}?document_field=text", "two")["engine_settings"]["lancedb.layout"]["id"]
+        == "uuid"
+    )
+
+
+@pytest.mark.parametrize(("metric", "kind"), [("dot", "IvfFlat"), ("cosine", "HnswSq")])
+def test_the_metric_of_a_vector_index_is_read_from_it(
+    tmp_path: Path, metric: str, kind: str
+) -> None:
+    require_module("lancedb")
+    import lancedb.index
+
+    table = _create(
+        tmp_path / "src",
+        "ix",
+        {"id": list(range(ROWS)), "text": ["x"] * ROWS, "vector": _vectors()},
+    )
+    config = getattr(lancedb.index, kind)(distance_type=metric, num_partitions=2)
+    table.create_index("vector", config=config)
+    src = f"lancedb://{tmp_path / 'src'}"
+    (vector,) = _inspect(src, "ix")["vectors"]
+    assert vector["metric"] == metric
+    assert "index" in vector["metric_source"] and metric in vector["metric_source"]
+    out = f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", src, out, "-c", "ix")["verified"]
+    with connect(out) as conn:
+        assert conn.describe("ix").vector.metric.value == metric
+
+
+def test_unnormalised_vectors_of_an_unindexed_table_arrive_in_qdrant_as_euclid(
+    tmp_path: Path,
+) -> None:
+    require_module("qdrant_client")
+    _create(
+        tmp_path / "src",
+        "glove",
+        {"word": [f"w{i}" for i in range(ROWS)], "id": list(range(ROWS)), "vector": _vectors()},
+    )
+    src, dump = f"lancedb://{tmp_path / 'src'}", f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", src, dump, "-c", "glove")["verified"]
+    with connect(dump) as conn:
+        v = conn.describe("glove").vector
+    assert v.metric is Metric.L2 and v.metric_source == DEFAULT
+    target = f"qdrant+local://{tmp_path / 'q'}"
+    assert _ok("copy", dump, target, "-c", "glove")["verified"]
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    try:
+        params = client.get_collection("glove").config.params.vectors
+        distances = (
+            [p.distance for p in params.values()] if isinstance(params, dict) else [params.distance]  # type: ignore[union-attr]
+        )
+    finally:
+        client.close()
+    assert distances == [models.Distance.EUCLID]
+
+
+@pytest.mark.parametrize("fmt", ["struct", "json"])
+def test_copy_into_an_application_table_writes_its_own_columns(tmp_path: Path, fmt: str) -> None:
+    columns = {
+        "id": [f"chunk-{i:04d}" for i in range(ROWS)],
+        "text": [f"passage number {i}" for i in range(ROWS)],
+        "vector": _vectors(),
+        "metadata": _langchain_metadata(fmt),
+    }
+    _create(tmp_path / "src", "lc", columns)
+    raw_schema = pa.table(columns).schema
+    lancedb = require_module("lancedb")
+    lancedb.connect(str(tmp_path / "app")).create_table("lc", schema=raw_schema)
+    src, app_uri = f"lancedb://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'app'}"
+    dump = f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", src, dump, "-c", "lc")["verified"]
+    assert _ok("copy", dump, app_uri, "-c", "lc", "--if-exists", "reuse")["verified"]
+    table = lancedb.connect(str(tmp_path / "app")).open_table("lc")
+    assert table.schema.equals(raw_schema) and table.count_rows() == ROWS
+    got, want = table.to_arrow().sort_by("id"), pa.table(columns)
+    assert got.drop_columns(["metadata"]).equals(want.drop_columns(["metadata"]))
+    parse = (lambda v: v) if fmt == "struct" else json.loads
+    assert [parse(v) for v in got["metadata"].to_pylist()] == [
+        parse(v) for v in want["metadata"].to_pylist()
+    ]
+    report = _ok(
+        "verify", src, app_uri, "-c", "lc", "--queries", "20", "--report-dir", str(tmp_path)
+    )
+    assert report["passed"]
+
+    # A table whose columns cannot take the records is refused before the first write.
+    _create(tmp_path / "other", "lc", {"pk": pa.array([1], pa.int64()), "vector": _vectors(1)})
+    refused = cli(
+        "copy", dump, f"lancedb://{tmp_path / 'other'}", "-c", "lc", "--if-exists", "reuse"
+    )
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.replace("\n", " ")
+    for text in ("'pk' holds int ids", "no text column", "no column for metadata field 'source'"):
+        assert text in line, line
