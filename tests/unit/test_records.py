@@ -248,3 +248,21 @@ def test_null_vector_error_names_the_row() -> None:
     col = pa.array([[1.0, 2.0, 3.0], None], pa.list_(pa.float32(), 3))
     with pytest.raises(DataError, match=r"1 null vector.*row 1"):
         vectors_to_numpy(col)
+
+
+def test_conform_refuses_metadata_the_schema_has_no_place_for() -> None:
+    """A metadata struct with values, into a schema without metadata fields, is refused
+    naming the fields (it used to be dropped as an undeclared column)."""
+    import pyarrow as pa
+    import pytest
+
+    from vecmigrate.errors import DataError
+    from vecmigrate.layout import conform
+    from vecmigrate.model import CollectionSchema, VectorField
+
+    schema = CollectionSchema(name="c", vectors=(VectorField(dim=2),))
+    vec = pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2))
+    meta = pa.array([{"genre": "a"}])
+    batch = pa.RecordBatch.from_arrays([pa.array(["x"]), vec, meta], ["id", "vector", "metadata"])
+    with pytest.raises(DataError, match=r"has metadata \('genre'\) but the schema declares no"):
+        conform(batch, schema)
