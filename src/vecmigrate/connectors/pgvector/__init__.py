@@ -1,16 +1,19 @@
 """PostgreSQL + pgvector: ``pgvector://user@host:5432/db?password=env:PGPASSWORD&schema=public``.
 
-A collection is a table: ``id`` (text or bigint, primary key), ``document`` text, one
-``vector(dim)`` column per vector field, one ``sparsevec(dim)`` column per sparse field
-(``_sparse``), one typed column per metadata field and a
-``metadata_extra`` jsonb. Reads use keyset pagination and move vectors as pgvector's binary
-form straight into one numpy array; writes are binary COPY into a staging table, then one
-``INSERT ... ON CONFLICT (id) DO UPDATE``. The vecmigrate schema is the table's COMMENT;
-tables made by other tools are described from the catalog.
+A collection vecmigrate creates is a table: ``id`` (text or bigint, primary key),
+``document`` text, one ``vector(dim)`` column per vector field, one ``sparsevec(dim)``
+column per sparse field (``_sparse``), one typed column per metadata field and a
+``metadata_extra`` jsonb; the vecmigrate schema is the table's COMMENT. Tables made by
+other tools are read and written as they are (``_foreign``: any key column, a JSON metadata
+column, ``?id_field=`` and the other ``FieldsConfig`` parameters; ``_write.WritePlan``:
+their own column types). Reads use keyset pagination on the key and move vectors as
+pgvector's binary form straight into one numpy array; writes are binary COPY, through a
+staging table and ``INSERT ... ON CONFLICT (key) DO UPDATE`` once a key repeats.
 
 Helper modules: ``_client`` (connections, the one error mapping), ``_sql`` (filters as SQL),
-``_schema`` (describing tables), ``_records`` (rows to and from Arrow), ``_changes`` (the
-change feed ``vecmigrate sync`` reads). This module holds the connector contract.
+``_schema`` / ``_foreign`` (describing tables), ``_records`` (rows to and from Arrow),
+``_values`` / ``_write`` (writing), ``_changes`` (the change feed ``vecmigrate sync``
+reads). This module holds the connector contract.
 """
 
 from __future__ import annotations
@@ -27,14 +30,29 @@ import pyarrow as pa
 from psycopg import sql
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.config import Secret, reveal
+from vecmigrate.connectors.foreign import FieldsConfig
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector import _client
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
-from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list, typed_ids
-from vecmigrate.connectors.pgvector._schema import describe_table, vector_tables
-from vecmigrate.connectors.pgvector._sparse import column_type as sparse_column_type
-from vecmigrate.connectors.pgvector._sql import OPERATOR, OPS, SQL_TYPE, where_sql
+from vecmigrate.connectors.pgvector._foreign import TableInfo, roles, table_info
+from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list
+from vecmigrate.connectors.pgvector._schema import (
+    describe_table,
+    layout_of,
+    own_schema,
+    stored_schema,
+    vector_tables,
+)
+from vecmigrate.connectors.pgvector._sql import (
+    OPERATOR,
+    column_list,
+    index_sql,
+    knn,
+    regclass,
+    where_sql,
+)
+from vecmigrate.connectors.pgvector._write import WritePlan, plan_write, write
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import (
@@ -45,6 +63,7 @@ from vecmigrate.model import (
     Partition,
     ResumeToken,
 )
+from vecmigrate.records import conform
 from vecmigrate.uri import ConnectionURI
 
 # Re-exported: where_sql was importable from here before the split.
@@ -52,8 +71,9 @@ __all__ = ["PgvectorConnector", "where_sql"]
 
 
 @dataclass(frozen=True)
-class PgvectorConfig(ConnectorConfig):
-    """The password (a reference) and the PostgreSQL schema holding the tables."""
+class PgvectorConfig(FieldsConfig):
+    """The password (a reference), the PostgreSQL schema holding the tables, and the
+    columns of tables other tools made (``?id_field=`` ..., see ``FieldsConfig``)."""
 
     password: Secret | None = None
     schema: str = "public"
@@ -94,6 +114,8 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._has_conflicts: set[str] = set()
+        self._infos: dict[str, TableInfo] = {}
+        self._plans: dict[str, WritePlan] = {}
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Any]:
@@ -136,18 +158,32 @@ class PgvectorConnector(ChangeCapture, Connector):
     def describe(self, name: str) -> CollectionSchema:
         if name not in self.list_collections():
             raise ConfigError(f"{self.uri} has no table {name!r} with a vector column")
-        schema = describe_table(self._query, self.namespace, name)
+        if name in self._plans:
+            # An application's table this connector writes into: read back what it wrote.
+            return self._plans[name].read_schema()
+        schema, self._infos[name] = describe_table(self._query, self.namespace, name, self.config)
         self._schemas[name] = schema
         return schema
 
+    def _where(self, schema: CollectionSchema, filter: Filter | None) -> tuple[Any, list[Any]]:
+        node = self._filter(schema, filter)
+        return where_sql(node, layout_of(schema).field_sql) if node else (sql.SQL("true"), [])
+
     def count(self, name: str, filter: Filter | None = None) -> int:
-        node = self._filter(self._schema(name), filter)
-        where, params = where_sql(node) if node else (sql.SQL("true"), [])
+        where, params = self._where(self._schema(name), filter)
         query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table(name), where)
         return int(self._query(query, params)[0][0])
 
     # -- create ------------------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        exists = schema.name in self.list_collections()
+        if exists and if_exists == "reuse":
+            info = table_info(self._query, self.namespace, schema.name)
+            if own_schema(info) is None:
+                # An application's table: checked now, written in its own column types.
+                self._plans[schema.name] = plan_write(info, roles(info, self.config), schema)
+                self._schemas.pop(schema.name, None)  # read back through the plan
+                return
         reserved = {"id", "document", "metadata_extra"} | {v.name for v in schema.vectors}
         reserved |= {s.name for s in schema.sparse}
         clash = [m.name for m in schema.metadata if m.name in reserved]
@@ -157,80 +193,58 @@ class PgvectorConnector(ChangeCapture, Connector):
                 hint="rename them in a mapping file",
             )
         # On reuse, the table's own layout (described) decides how to write it.
-        exists = schema.name in self.list_collections()
         if self._keep_existing(schema.name, exists, if_exists, f"table {schema.name!r}"):
             return
-        cols: list[sql.Composable] = [
-            sql.SQL("id {} PRIMARY KEY").format(
-                sql.SQL("bigint" if schema.id_type is IdType.INT else "text")
-            )
-        ]
-        if schema.has_document:
-            cols.append(sql.SQL("document text"))
-        cols += [
-            sql.SQL("{} vector({})").format(sql.Identifier(v.name), sql.Literal(v.dim))
-            for v in schema.vectors
-        ]
-        cols += [
-            sql.SQL("{} {}").format(sql.Identifier(s.name), sql.SQL(sparse_column_type(s)))
-            for s in schema.sparse
-        ]
-        cols += [
-            sql.SQL("{} {}").format(sql.Identifier(m.name), sql.SQL(SQL_TYPE[m.type]))
-            for m in schema.metadata
-        ]
-        cols.append(sql.SQL("metadata_extra jsonb"))
         table = self._table(schema.name)
+        where = regclass(self.namespace, schema.name)
+        if not exists and self._query("SELECT to_regclass(%s)", (where,))[0][0]:
+            raise ConfigError(
+                f"{self.namespace}.{schema.name} exists and has no vector column: "
+                "vecmigrate neither writes into it nor replaces it",
+                hint="choose another target collection (--target-collection)",
+            )
         self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        self._query(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(cols)))
+        self._query(sql.SQL("CREATE TABLE {} ({})").format(table, column_list(schema)))
         self._query(
-            sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(schema.to_json()))
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                table, sql.Literal(stored_schema(schema).to_json())
+            )
         )
-        self._schemas[schema.name] = schema
+        self._schemas[schema.name] = stored_schema(schema)
+        self._plans.pop(schema.name, None)
 
     def finalize(self, name: str) -> None:
-        """Build vector indexes after the bulk load: far faster than maintaining them during it."""
+        """Build vector indexes after the bulk load: far faster than maintaining them during it.
+        An application's table keeps the indexes it has."""
+        if name in self._plans:
+            return
         schema = self._schema(name)
+        if layout_of(schema).foreign:
+            return
         for v in schema.vectors:
-            kind = v.index.kind if v.index else "auto"
-            if kind in ("flat", "none"):
-                continue
-            params = dict(v.index.params) if v.index else {}
-            idx = sql.Identifier(f"{name}_{v.name}_idx"[:63])
-            if kind == "ivf_flat":
-                lists = int(params.get("nlist", params.get("lists", 100)))
-                using, opts = "ivfflat", sql.SQL("lists = {}").format(sql.Literal(lists))
-            else:
-                m = int(params.get("M", params.get("m", 16)))
-                efc = int(params.get("ef_construction", 64))
-                using, opts = (
-                    "hnsw",
-                    sql.SQL("m = {}, ef_construction = {}").format(
-                        sql.Literal(m), sql.Literal(efc)
-                    ),
-                )
-            self._query(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({} {}) WITH ({})").format(
-                    idx,
-                    self._table(name),
-                    sql.SQL(using),
-                    sql.Identifier(v.name),
-                    sql.SQL(OPS[v.metric]),
-                    opts,
-                )
-            )
+            ddl = index_sql(name, self._table(name), v)
+            if ddl is not None:
+                self._query(ddl)
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
         total = self.count(name)
         n = max(1, min(n, total // 1000 + 1))
+        layout = layout_of(self._schema(name))
+        key = sql.Identifier(layout.key)
         uppers = [
             r[0]
             for r in self._query(
                 sql.SQL(
-                    "SELECT max(id) FROM (SELECT id, ntile({}) OVER (ORDER BY id) AS b FROM {}) s "
-                    "GROUP BY b ORDER BY b"
-                ).format(sql.Literal(n), self._table(name))
+                    "SELECT DISTINCT ON (b) k{} FROM (SELECT {} AS k, ntile({}) OVER "
+                    "(ORDER BY {}) AS b FROM {}) s ORDER BY b, k DESC"
+                ).format(
+                    sql.SQL("::text" if layout.key_type == "uuid" else ""),
+                    key,
+                    sql.Literal(n),
+                    key,
+                    self._table(name),
+                )
             )
         ]
         return key_range_partitions(uppers[:-1], total)
@@ -245,21 +259,23 @@ class PgvectorConnector(ChangeCapture, Connector):
         batch_rows: int = 1000,
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
+        layout = layout_of(schema)
+        key = sql.Identifier(layout.key)
         after = json.loads(resume)["after"] if resume else partition.spec["after"]
         upto = partition.spec["upto"]
         while True:
             conds = []
             params: list[Any] = []
             if after is not None:
-                conds.append(sql.SQL("id > %s"))
+                conds.append(sql.SQL("{} > {}").format(key, layout.key_param()))
                 params.append(after)
             if upto is not None:
-                conds.append(sql.SQL("id <= %s"))
+                conds.append(sql.SQL("{} <= {}").format(key, layout.key_param()))
                 params.append(upto)
             where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
             rows = self._query(
-                sql.SQL("SELECT {} FROM {}{} ORDER BY id LIMIT {}").format(
-                    select_list(schema), self._table(name), where, sql.Literal(batch_rows)
+                sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
+                    select_list(schema), self._table(name), where, key, sql.Literal(batch_rows)
                 ),
                 params,
             )
@@ -274,81 +290,69 @@ class PgvectorConnector(ChangeCapture, Connector):
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
+        layout = layout_of(schema)
+        key = sql.Identifier(layout.key)
         rows = self._query(
-            sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s) ORDER BY id").format(
-                select_list(schema), self._table(name)
+            sql.SQL("SELECT {} FROM {} WHERE {} = ANY({}) ORDER BY {}").format(
+                select_list(schema), self._table(name), key, layout.key_param(array=True), key
             ),
-            (typed_ids(schema, ids),),
+            (layout.typed_ids(schema, ids),),
         )
         return rows_to_batch(rows, schema)
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
-        # ``batch`` arrives conformed to the schema (the base class does it).
-        names, types, rows = copy_rows(name, self._schema(name), batch)
-        conn = self._conn()
-        self._call(f"upsert into {name!r}", self._write, conn, name, names, types, rows)
+        plan = self._plans.get(name)
+        if plan is None:
+            schema = self._schema(name)
+            if not layout_of(schema).foreign:
+                batch = conform(batch, schema, strict=self.strict_layout)
+                names, types, rows = copy_rows(name, schema, batch)
+                self._write(name, "id", names, types, rows)
+                return
+            info = self._infos.get(name) or table_info(self._query, self.namespace, name)
+            plan = self._plans[name] = plan_write(info, roles(info, self.config), schema)
+        # Batches arrive in the layout the plan was made for (the copy's target schema).
+        names, oids, rows = plan.rows(conform(batch, plan.schema))
+        self._write(name, plan.key.name, names, oids, rows)
+
+    # The batch is conformed above, to the layout the table is written in.
+    upsert._conforms = True  # type: ignore[attr-defined]
 
     def _write(
-        self,
-        conn: psycopg.Connection[Any],
-        name: str,
-        names: list[str],
-        types: list[str],
-        rows: list[tuple[Any, ...]],
+        self, name: str, key: str, names: list[str], types: Sequence[Any], rows: list[Any]
     ) -> None:
-        ident = [sql.Identifier(c) for c in names]
-        if name not in self._has_conflicts:
-            # Fast path: straight COPY, atomic per batch. A re-sent batch (after a resume)
-            # or an update violates the key; from then on this table goes through staging.
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    self._copy(cur, self._table(name), ident, types, rows)
-                return
-            except psycopg.errors.UniqueViolation:
-                self._has_conflicts.add(name)
-        stage = sql.Identifier(f"vm_stage_{abs(hash(name)) % 10**8}")
-        updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(c) for c in ident[1:])
-        cols = sql.SQL(", ").join(ident)
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute(
-                sql.SQL(
-                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
-                ).format(stage, self._table(name))
-            )
-            self._copy(cur, stage, ident, types, rows)
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET {}"
-                ).format(self._table(name), cols, cols, stage, updates)
-            )
-
-    @staticmethod
-    def _copy(
-        cur: psycopg.Cursor[Any],
-        table: sql.Composable,
-        ident: list[sql.Identifier],
-        types: list[str],
-        rows: list[tuple[Any, ...]],
-    ) -> None:
-        query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            table, sql.SQL(", ").join(ident)
+        staged = self._call(
+            f"upsert into {name!r}",
+            write,
+            self._conn(),
+            self._table(name),
+            key,
+            names,
+            types,
+            rows,
+            name in self._has_conflicts,
         )
-        with cur.copy(query) as copy:
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)
+        if staged:
+            self._has_conflicts.add(name)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema = self._schema(name)
+        layout = layout_of(schema)
         self._query(
-            sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table(name)),
-            (typed_ids(schema, ids),),
+            sql.SQL("DELETE FROM {} WHERE {} = ANY({})").format(
+                self._table(name), sql.Identifier(layout.key), layout.key_param(array=True)
+            ),
+            (layout.typed_ids(schema, ids),),
         )
 
     def drop(self, name: str) -> None:
-        self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
+        # A table without vector columns is no collection: never dropped (a failed copy
+        # undoing what it "created" must not remove an application's table of that name).
+        if name in self.list_collections():
+            self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
         self._schemas.pop(name, None)
+        self._plans.pop(name, None)
 
     # -- querying ----------------------------------------------------------------------------
     def search(
@@ -362,42 +366,22 @@ class PgvectorConnector(ChangeCapture, Connector):
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema = self._schema(name)
-        node = self._filter(schema, filter)
-        where, where_params = where_sql(node) if node else (sql.SQL("true"), [])
+        where, where_params = self._where(schema, filter)
         field = schema.vector_field(vector_field)
+        layout = layout_of(schema)
         ef = int((params or {}).get("ef_search", max(40, 2 * k)))
         op = sql.SQL(OPERATOR[field.metric])
         query = sql.SQL(
-            "SELECT id, {} {} %s AS d FROM {} WHERE {} ORDER BY {} {} %s LIMIT {}"
+            "SELECT {}, {} {} %s AS d FROM {} WHERE {} ORDER BY {} {} %s LIMIT {}"
         ).format(
-            sql.Identifier(field.name),
+            layout.key_sql(),
+            layout.column(field.name),
             op,
             self._table(name),
             where,
-            sql.Identifier(field.name),
+            layout.column(field.name),
             op,
             sql.Literal(k),
         )
         conn = self._conn()
-        return self._call(f"search in {name!r}", _knn, conn, query, where_params, vectors, ef)
-
-
-def _knn(
-    conn: psycopg.Connection[Any],
-    query: sql.Composed,
-    where_params: list[Any],
-    vectors: np.ndarray,
-    ef: int,
-) -> tuple[list[list[Any]], list[list[float]]]:
-    """Top-k ids and distances of each query vector, in one transaction."""
-    ids: list[list[Any]] = []
-    scores: list[list[float]] = []
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
-        # With a filter, HNSW keeps scanning until k rows pass it (pgvector >= 0.8).
-        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        for q in np.asarray(vectors, dtype=np.float32):
-            rows = cur.execute(query, (q, *where_params, q)).fetchall()
-            ids.append([r[0] for r in rows])
-            scores.append([float(r[1]) for r in rows])
-    return ids, scores
+        return self._call(f"search in {name!r}", knn, conn, query, where_params, vectors, ef)

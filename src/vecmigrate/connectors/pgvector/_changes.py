@@ -11,6 +11,7 @@ exactly what committed in between, whatever order transactions commit in.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -18,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from vecmigrate.connectors.base import Change
-from vecmigrate.connectors.pgvector._schema import columns
+from vecmigrate.connectors.pgvector._schema import layout_of
 from vecmigrate.connectors.pgvector._sql import regclass
 from vecmigrate.model import CollectionSchema
 
@@ -68,8 +69,9 @@ class ChangeCapture:
         """A trigger records every insert, update, delete and truncate of ``name`` in a change
         table (seq, id, op, xid, at). Rows carry the writing transaction's id so readers take
         exactly what committed between two snapshots, whatever order transactions commit in."""
-        self.describe(name)  # refuses a table that is not a vector collection
-        id_type = dict((c, t) for c, t, _ in columns(self._query, self.namespace, name))["id"]
+        # describe refuses a table that is not a vector collection; the key may be any column.
+        layout = layout_of(self.describe(name))
+        key, id_type = sql.Identifier(layout.key), layout.key_type
         table, fn, trg = capture_names(name)
         ch, fq = (
             self._table(table),
@@ -79,12 +81,12 @@ class ChangeCapture:
             "BEGIN "
             "IF TG_OP = 'TRUNCATE' THEN INSERT INTO {ch} (id, op) VALUES (NULL, 'T'); RETURN NULL; "
             "END IF; "
-            "IF TG_OP = 'DELETE' THEN INSERT INTO {ch} (id, op) VALUES (OLD.id, 'D'); RETURN NULL; "
-            "END IF; "
-            "IF TG_OP = 'UPDATE' THEN IF OLD.id IS DISTINCT FROM NEW.id THEN "
-            "INSERT INTO {ch} (id, op) VALUES (OLD.id, 'D'); END IF; END IF; "
-            "INSERT INTO {ch} (id, op) VALUES (NEW.id, 'U'); RETURN NULL; END"
-        ).format(ch=ch)
+            "IF TG_OP = 'DELETE' THEN INSERT INTO {ch} (id, op) VALUES (OLD.{k}, 'D'); "
+            "RETURN NULL; END IF; "
+            "IF TG_OP = 'UPDATE' THEN IF OLD.{k} IS DISTINCT FROM NEW.{k} THEN "
+            "INSERT INTO {ch} (id, op) VALUES (OLD.{k}, 'D'); END IF; END IF; "
+            "INSERT INTO {ch} (id, op) VALUES (NEW.{k}, 'U'); RETURN NULL; END"
+        ).format(ch=ch, k=key)
         statements = [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (seq bigserial PRIMARY KEY, id {}, "
@@ -165,7 +167,12 @@ class ChangeCapture:
             ).format(self._table(capture_names(name)[0]), sql.Literal(limit)),
             (since, after_seq, until, since),
         )
-        return [Change(int(r[0]), r[1], _OPS[r[2]], float(r[3])) for r in rows]  # type: ignore[arg-type]
+        # A uuid key is a string id in vecmigrate.
+        ids = [str(r[1]) if isinstance(r[1], uuid.UUID) else r[1] for r in rows]
+        return [
+            Change(int(r[0]), rid, _OPS[r[2]], float(r[3]))  # type: ignore[arg-type]
+            for r, rid in zip(rows, ids, strict=True)
+        ]
 
     def change_backlog(self: _Host, name: str, since: str) -> tuple[int, float]:
         """Committed changes not visible in ``since``, and the age of the oldest (DB clock)."""

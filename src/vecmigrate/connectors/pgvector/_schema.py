@@ -1,59 +1,29 @@
 """Describing pgvector tables from the PostgreSQL catalog, used only by ``connectors/pgvector*.py``.
 
 Tables vecmigrate created carry their CollectionSchema as JSON in the table's COMMENT, so
-they round-trip exactly. Tables made by other tools are inferred: ``id`` is the key; the
-first text column named ``document``/``content``/``text`` is the document; each ``vector``
-column is a vector field (dim from its type modifier, metric from its index's operator
-class, cosine assumed without one), each ``sparsevec`` column a sparse field (likewise,
-dot assumed; no dimension when the column declares none); other columns map to portable
-types (unknown types are read as JSON through ``to_jsonb``). What was assumed is noted in
-``engine_settings``.
+they round-trip exactly: ``id`` key, ``document``, one column per vector and metadata field,
+``metadata_extra``. Tables made by other tools are read as they are (``_foreign``): where
+each part of a record lives is their ``Layout``, kept in ``engine_settings["layout"]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from vecmigrate.connectors.pgvector._sparse import SPARSE_OPS
-from vecmigrate.connectors.pgvector._sql import OPS, regclass
-from vecmigrate.errors import ConfigError
-from vecmigrate.model import (
-    CollectionSchema,
-    IdType,
-    IndexKind,
-    IndexSpec,
-    MetadataField,
-    MetadataType,
-    Metric,
-    SparseField,
-    VectorField,
-)
+from psycopg import sql
 
-# ``query(sql, params)``: the connector's one-transaction query, returning all rows.
-Query = Callable[[Any, Any], list[tuple[Any, ...]]]
+from vecmigrate.connectors.foreign import FieldsConfig
+from vecmigrate.connectors.pgvector._foreign import TableInfo, describe_foreign, table_info
+from vecmigrate.connectors.pgvector._sql import SQL_TYPE, Query, json_key_sql, read_sql
+from vecmigrate.model import CollectionSchema, IdType, MetadataField
 
-_METRIC_OF_OPS = {v: k for k, v in OPS.items()}
-_METRIC_OF_SPARSE_OPS = {v: k for k, v in SPARSE_OPS.items()}
-_PORTABLE_OF_SQL: dict[str, MetadataType] = {
-    "text": "string",
-    "character varying": "string",
-    "bigint": "int64",
-    "integer": "int64",
-    "smallint": "int64",
-    "double precision": "float64",
-    "real": "float64",
-    "boolean": "bool",
-    "text[]": "list<string>",
-    "character varying[]": "list<string>",
-    "bigint[]": "list<int64>",
-    "integer[]": "list<int64>",
-    "double precision[]": "list<float64>",
-    "real[]": "list<float64>",
-    "jsonb": "json",
-    "json": "json",
-}
-_DOC_COLUMNS = ("document", "content", "text")
+__all__ = ["Layout", "Query", "describe_table", "layout_of", "vector_tables"]
+
+# engine_settings keys that describe one table's columns: never carried to another table.
+LAYOUT_KEYS = ("layout", "document_column", "metadata_extra")
 
 
 def vector_tables(query: Query, namespace: str) -> list[str]:
@@ -68,97 +38,99 @@ def vector_tables(query: Query, namespace: str) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def columns(query: Query, namespace: str, name: str) -> list[tuple[str, str, int]]:
-    """(column, type name without modifier, type modifier) of table ``name``, in order."""
-    return [
-        (r[0], r[1], r[2])
-        for r in query(
-            "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod FROM pg_attribute a "
-            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
-            "ORDER BY a.attnum",
-            (regclass(namespace, name),),
+def own_schema(info: TableInfo) -> CollectionSchema | None:
+    """The schema vecmigrate stored in the COMMENT of a table it created, else None."""
+    if not (info.comment and info.comment.startswith("{")):
+        return None
+    schema = CollectionSchema.from_json(info.comment)
+    settings = {k: v for k, v in schema.engine_settings.items() if k not in LAYOUT_KEYS}
+    return schema.replace(name=info.name, engine="pgvector", engine_settings=settings)
+
+
+def describe_table(
+    query: Query, namespace: str, name: str, config: FieldsConfig
+) -> tuple[CollectionSchema, TableInfo]:
+    """The schema of an existing table (from its COMMENT when vecmigrate made it, else read
+    as it is) and what the catalog says about it."""
+    info = table_info(query, namespace, name)
+    return own_schema(info) or describe_foreign(query, namespace, info, config), info
+
+
+def stored_schema(schema: CollectionSchema) -> CollectionSchema:
+    """``schema`` as a table vecmigrate creates stores it (no other table's layout)."""
+    settings = {k: v for k, v in schema.engine_settings.items() if k not in LAYOUT_KEYS}
+    return schema.replace(engine_settings=settings)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a table keeps each part of a record: key column and its SQL type, document
+    column, a JSON metadata column (``json_keys``: field -> key in it), the SQL types of
+    columns read as fields, the column of each vector field named otherwise
+    (``columns``), and whether it has ``metadata_extra``. ``foreign``: not vecmigrate's."""
+
+    key: str = "id"
+    key_type: str = "text"
+    document: str | None = "document"
+    metadata: str | None = None
+    json_keys: dict[str, str] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    extra: bool = True
+    foreign: bool = False
+
+    def key_sql(self) -> sql.Composable:
+        """The key as it is read (uuid as text: ids are strings in vecmigrate)."""
+        key = sql.Identifier(self.key)
+        return sql.SQL("{}::text").format(key) if self.key_type == "uuid" else key
+
+    def key_param(self, array: bool = False) -> sql.Composable:
+        """A bound parameter of the key's type (an array of them with ``array``)."""
+        return sql.SQL("%s::{}{}").format(sql.SQL(self.key_type), sql.SQL("[]" if array else ""))
+
+    def column_fields(self, schema: CollectionSchema) -> list[MetadataField]:
+        """The metadata fields with a column of their own, in schema order."""
+        return [m for m in schema.metadata if m.name not in self.json_keys]
+
+    def field_sql(self, f: MetadataField) -> tuple[sql.Composable, str]:
+        """The SQL value of a field (filters and reads) and its SQL type."""
+        if f.name in self.json_keys:
+            assert self.metadata is not None
+            return json_key_sql(self.metadata, self.json_keys[f.name], f)
+        return read_sql(f.name, f, self.types.get(f.name, SQL_TYPE.get(f.type, "jsonb")))
+
+    def column(self, vector_field: str) -> sql.Identifier:
+        """The column holding a vector (or sparse) field."""
+        return sql.Identifier(self.columns.get(vector_field, vector_field))
+
+    def typed_ids(self, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
+        """Ids as the key column takes them (ids a uuid key cannot hold are left out)."""
+        if schema.id_type is IdType.INT:
+            return [int(i) for i in ids]
+        if self.key_type != "uuid":
+            return [str(i) for i in ids]
+        out = []
+        for i in map(str, ids):
+            try:
+                out.append(str(uuid.UUID(i)))
+            except ValueError:
+                continue
+        return out
+
+
+def layout_of(schema: CollectionSchema) -> Layout:
+    """The layout of a described (or created) table."""
+    raw = schema.engine_settings.get("layout")
+    if isinstance(raw, dict):
+        return Layout(
+            key=raw["key"],
+            key_type=raw["key_type"],
+            document=raw.get("document"),
+            metadata=raw.get("metadata"),
+            json_keys=dict(raw.get("json_keys") or {}),
+            types=dict(raw.get("types") or {}),
+            columns=dict(raw.get("columns") or {}),
+            extra=bool(raw.get("extra")),
+            foreign=True,
         )
-    ]
-
-
-def describe_table(query: Query, namespace: str, name: str) -> CollectionSchema:
-    """The schema of an existing table: from its COMMENT when vecmigrate made it, else inferred."""
-    comment = query(
-        "SELECT obj_description(%s::regclass, 'pg_class')", (regclass(namespace, name),)
-    )[0][0]
-    if comment and comment.startswith("{"):
-        return CollectionSchema.from_json(comment).replace(name=name, engine="pgvector")
-    return _infer(query, namespace, name)
-
-
-def _infer(query: Query, namespace: str, name: str) -> CollectionSchema:
-    cols = columns(query, namespace, name)
-    types = {c: t for c, t, _ in cols}
-    if "id" not in types:
-        raise ConfigError(f"table {name!r} has no 'id' column", hint="rename its key column to id")
-    indexes = {
-        r[0]: (r[1], r[2])
-        for r in query(
-            "SELECT a.attname, am.amname, oc.opcname FROM pg_index i "
-            "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
-            "JOIN pg_opclass oc ON oc.oid = i.indclass[0] "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-            "WHERE i.indrelid = %s::regclass",
-            (regclass(namespace, name),),
-        )
-    }
-    vectors, sparse, metadata = [], [], []
-    notes: dict[str, Any] = {}
-    doc = next((c for c in _DOC_COLUMNS if types.get(c) == "text"), None)
-    for col, typ, mod in cols:
-        if col in ("id", doc, "metadata_extra"):
-            continue
-        if typ == "vector":
-            am, ops = indexes.get(col, ("", ""))
-            metric = _METRIC_OF_OPS.get(ops, Metric.COSINE)
-            if not ops:
-                notes[f"{col}.metric"] = "assumed cosine: no vector index on this column"
-            kind: IndexKind = {"hnsw": "hnsw", "ivfflat": "ivf_flat"}.get(am, "flat")  # type: ignore[assignment]
-            vectors.append(
-                VectorField(name=col, dim=mod, metric=metric, index=IndexSpec(kind=kind))
-            )
-        elif typ == "sparsevec":
-            ops = indexes.get(col, ("", ""))[1]
-            if not ops:
-                notes[f"{col}.metric"] = "assumed dot: no sparsevec index on this column"
-            sparse.append(
-                SparseField(
-                    name=col,
-                    metric=_METRIC_OF_SPARSE_OPS.get(ops, Metric.DOT),
-                    dim=mod if mod > 0 else None,  # -1: declared without a dimension
-                )
-            )
-        else:
-            metadata.append(MetadataField(name=col, type=_PORTABLE_OF_SQL.get(typ, "json")))
-            if typ not in _PORTABLE_OF_SQL:
-                notes[f"{col}.type"] = f"{typ} read as JSON (to_jsonb)"
-    if doc:
-        notes["document_column"] = doc
-    if "metadata_extra" not in types:
-        notes["metadata_extra"] = False
-    id_type = IdType.INT if types["id"] in ("bigint", "integer", "smallint") else IdType.STRING
-    return CollectionSchema(
-        name=name,
-        id_type=id_type,
-        vectors=tuple(vectors),
-        sparse=tuple(sparse),
-        metadata=tuple(metadata),
-        has_document=doc is not None,
-        engine="pgvector",
-        engine_settings=notes,
-    )
-
-
-def doc_column(schema: CollectionSchema) -> str:
-    """The column holding documents (``document`` unless another tool named it otherwise)."""
-    return str(schema.engine_settings.get("document_column", "document"))
-
-
-def has_extra(schema: CollectionSchema) -> bool:
-    """Tables vecmigrate created have metadata_extra; other tables may not."""
-    return bool(schema.engine_settings.get("metadata_extra", True))
+    return Layout(key_type="bigint" if schema.id_type is IdType.INT else "text")

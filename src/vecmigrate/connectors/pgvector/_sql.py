@@ -8,12 +8,21 @@ psycopg errors map to vecmigrate's typed errors in ``_client``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
+import numpy as np
+import psycopg
 from psycopg import sql
 
+from vecmigrate.connectors.pgvector._sparse import column_type as sparse_column_type
 from vecmigrate.filters import Bool, Node
-from vecmigrate.model import Metric
+from vecmigrate.model import CollectionSchema, IdType, MetadataField, Metric, VectorField
+
+# ``query(sql, params)``: the connector's one-transaction query, returning all rows.
+Query: TypeAlias = Callable[[Any, Any], list[tuple[Any, ...]]]
+# The SQL value of a metadata field and its SQL type (``Layout.field_sql``).
+FieldSQL: TypeAlias = Callable[[MetadataField], tuple[sql.Composable, str]]
 
 OPS = {Metric.COSINE: "vector_cosine_ops", Metric.DOT: "vector_ip_ops", Metric.L2: "vector_l2_ops"}
 OPERATOR = {Metric.COSINE: "<=>", Metric.DOT: "<#>", Metric.L2: "<->"}
@@ -29,22 +38,70 @@ SQL_TYPE: dict[str, str] = {
 }
 
 
-def where_sql(node: Node) -> tuple[sql.Composable, list[Any]]:
-    """A portable filter as a SQL predicate with bound parameters (values never inlined)."""
+def column_list(schema: CollectionSchema) -> sql.Composed:
+    """The columns of the table vecmigrate creates for ``schema``."""
+    key = "bigint" if schema.id_type is IdType.INT else "text"
+    cols: list[sql.Composable] = [sql.SQL("id {} PRIMARY KEY").format(sql.SQL(key))]
+    if schema.has_document:
+        cols.append(sql.SQL("document text"))
+    cols += [
+        sql.SQL("{} vector({})").format(sql.Identifier(v.name), sql.Literal(v.dim))
+        for v in schema.vectors
+    ]
+    cols += [
+        sql.SQL("{} {}").format(sql.Identifier(s.name), sql.SQL(sparse_column_type(s)))
+        for s in schema.sparse
+    ]
+    cols += [
+        sql.SQL("{} {}").format(sql.Identifier(m.name), sql.SQL(SQL_TYPE[m.type]))
+        for m in schema.metadata
+    ]
+    cols.append(sql.SQL("metadata_extra jsonb"))
+    return sql.SQL(", ").join(cols)
+
+
+def index_sql(name: str, table: sql.Composable, v: VectorField) -> sql.Composed | None:
+    """``CREATE INDEX`` of the HNSW / IVFFlat index ``v`` asks for (None: flat, no index)."""
+    kind = v.index.kind if v.index else "auto"
+    if kind in ("flat", "none"):
+        return None
+    params = dict(v.index.params) if v.index else {}
+    idx = sql.Identifier(f"{name}_{v.name}_idx"[:63])
+    if kind == "ivf_flat":
+        lists = int(params.get("nlist", params.get("lists", 100)))
+        using, opts = "ivfflat", sql.SQL("lists = {}").format(sql.Literal(lists))
+    else:
+        m = int(params.get("M", params.get("m", 16)))
+        efc = int(params.get("ef_construction", 64))
+        using = "hnsw"
+        opts = sql.SQL("m = {}, ef_construction = {}").format(sql.Literal(m), sql.Literal(efc))
+    return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({} {}) WITH ({})").format(
+        idx, table, sql.SQL(using), sql.Identifier(v.name), sql.SQL(OPS[v.metric]), opts
+    )
+
+
+def where_sql(node: Node, column: FieldSQL | None = None) -> tuple[sql.Composable, list[Any]]:
+    """A portable filter as a SQL predicate with bound parameters (values never inlined).
+    ``column`` gives each field's SQL value and type (default: the column named like the
+    field, of the type vecmigrate creates)."""
     if isinstance(node, Bool):
-        parts = [where_sql(c) for c in node.children]
+        parts = [where_sql(c, column) for c in node.children]
         params = [p for _, ps in parts for p in ps]
         if node.op == "$not":
             return sql.SQL("NOT coalesce(({}), false)").format(parts[0][0]), params
         joiner = sql.SQL(" AND " if node.op == "$and" else " OR ")
         inner = joiner.join(sql.SQL("coalesce(({}), false)").format(q) for q, _ in parts)
         return sql.SQL("({})").format(inner), params
-    col = sql.Identifier(node.field.name)
+    col, typ = (
+        column(node.field)
+        if column
+        else (sql.Identifier(node.field.name), SQL_TYPE.get(node.field.type, "jsonb"))
+    )
     if node.op == "$exists":
         return sql.SQL("{} IS NOT NULL" if node.value else "{} IS NULL").format(col), []
     if node.field.type.startswith("list<"):
         wanted = node.value if node.op == "$in" else [node.value]
-        return sql.SQL("{} && %s").format(col), [wanted]
+        return sql.SQL("{} && %s::{}").format(col, sql.SQL(typ)), [wanted]
     if node.op in ("$in", "$nin"):
         template = (
             "({0} IS NOT NULL AND {0} = ANY(%s))"
@@ -64,3 +121,77 @@ def regclass(namespace: str, name: str) -> str:
         return '"' + part.replace('"', '""') + '"'
 
     return f"{quote(namespace)}.{quote(name)}"
+
+
+_NATIVE: dict[str, frozenset[str]] = {
+    "string": frozenset({"text", "character varying", "character", "citext"}),
+    "int64": frozenset({"bigint", "integer", "smallint"}),
+    "float64": frozenset({"double precision"}),
+    "bool": frozenset({"boolean"}),
+    "list<string>": frozenset({"text[]", "character varying[]"}),
+    "list<int64>": frozenset({"bigint[]", "integer[]", "smallint[]"}),
+    "list<float64>": frozenset({"double precision[]", "real[]"}),
+}
+_TIMES = frozenset({"timestamp with time zone", "timestamp without time zone", "date"})
+
+
+def read_sql(column: str, field: MetadataField, typ: str) -> tuple[sql.Composable, str]:
+    """Column ``column`` of SQL type ``typ`` read as ``field``'s portable type: as it is
+    when it already is, converted exactly when it can be (real and numeric to float8, uuid
+    to text, timestamps to ISO 8601 text), else as JSON (filed like any engine's values:
+    what does not fit the field lands in ``metadata_extra``). Returns it and its SQL type."""
+    col = sql.Identifier(column)
+    t = field.type
+    if typ in _NATIVE.get(t, ()):
+        return col, typ
+    if t == "float64" and typ in ("real", "numeric", "bigint", "integer", "smallint"):
+        return sql.SQL("{}::float8").format(col), "double precision"
+    if t == "string" and typ in _TIMES:
+        return sql.SQL("to_json({}) #>> '{{}}'").format(col), "text"
+    if t == "string" and typ == "uuid":
+        return sql.SQL("{}::text").format(col), "text"
+    return sql.SQL("to_jsonb({})").format(col), "jsonb"
+
+
+_JSON_KINDS = {"string": "string", "int64": "number", "float64": "number", "bool": "boolean"}
+
+
+def json_key_sql(column: str, key: str, field: MetadataField) -> tuple[sql.Composable, str]:
+    """The value of ``key`` in a json/jsonb ``column`` as SQL of ``field``'s type (NULL when
+    absent or of another JSON type: that value is not the field's), and its SQL type."""
+    v = sql.SQL("({}::jsonb -> {})").format(sql.Identifier(column), sql.Literal(key))
+    text = sql.SQL("({}::jsonb ->> {})").format(sql.Identifier(column), sql.Literal(key))
+    t = field.type
+    if t in _JSON_KINDS:
+        cast = {"string": "text", "int64": "numeric", "float64": "numeric", "bool": "boolean"}[t]
+        return sql.SQL("CASE WHEN jsonb_typeof({}) = {} THEN {}::{} END").format(
+            v, sql.Literal(_JSON_KINDS[t]), text, sql.SQL(cast)
+        ), cast
+    if t.startswith("list<"):
+        kind, cast = ("string", "text") if t == "list<string>" else ("number", "numeric")
+        return sql.SQL(
+            "CASE WHEN jsonb_typeof({0}) = 'array' THEN ARRAY(SELECT e #>> '{{}}' FROM "
+            "jsonb_array_elements({0}) e WHERE jsonb_typeof(e) = {1})::{2}[] END"
+        ).format(v, sql.Literal(kind), sql.SQL(cast)), f"{cast}[]"
+    return sql.SQL("CASE WHEN jsonb_typeof({0}) <> 'null' THEN {0} END").format(v), "jsonb"
+
+
+def knn(
+    conn: psycopg.Connection[Any],
+    query: sql.Composed,
+    where_params: list[Any],
+    vectors: np.ndarray,
+    ef: int,
+) -> tuple[list[list[Any]], list[list[float]]]:
+    """Top-k ids and distances of each query vector, in one transaction."""
+    ids: list[list[Any]] = []
+    scores: list[list[float]] = []
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
+        # With a filter, HNSW keeps scanning until k rows pass it (pgvector >= 0.8).
+        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        for q in np.asarray(vectors, dtype=np.float32):
+            rows = cur.execute(query, (q, *where_params, q)).fetchall()
+            ids.append([r[0] for r in rows])
+            scores.append([float(r[1]) for r in rows])
+    return ids, scores

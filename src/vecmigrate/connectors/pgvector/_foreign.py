@@ -1,0 +1,360 @@
+"""Tables vecmigrate did not create, used only by ``connectors/pgvector*.py``: which column
+holds the key, the text, the vectors and the metadata, and which metric the vectors are
+searched with, read from the catalog and a sample of rows (never by asking for a rename).
+
+* key: the primary key (one column of type integer, bigint, smallint, text, varchar or
+  uuid), else ``?id_field=``, else a column with a common id name, else the one unique
+  column; a composite primary key needs ``?id_field=``.
+* document: ``?document_field=`` or a text column with a common name (``foreign.py``).
+* metadata: ``?metadata_field=`` or a json/jsonb column with a common name; its keys become
+  typed fields (types from a sample of rows); every other scalar column is a typed field.
+* vectors: every ``vector`` / ``sparsevec`` column, or those ``?vector_field=`` names; the
+  metric from the operator class of the column's index, else sampled (``sampled_metric``).
+
+Where each part lives is recorded in ``engine_settings["layout"]`` (see ``_schema.Layout``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+
+from vecmigrate.connectors.foreign import (
+    ID_NAMES,
+    SAMPLE_ROWS,
+    FieldsConfig,
+    foreign_columns,
+    pick_column,
+    sampled_metric,
+)
+from vecmigrate.connectors.pgvector._sparse import SPARSE_OPS
+from vecmigrate.connectors.pgvector._sql import OPS, Query, regclass
+from vecmigrate.errors import ConfigError
+from vecmigrate.model import (
+    METRIC_UNKNOWN,
+    CollectionSchema,
+    IdType,
+    IndexKind,
+    IndexSpec,
+    MetadataField,
+    MetadataType,
+    Metric,
+    SparseField,
+    VectorField,
+)
+from vecmigrate.values import infer_metadata_fields
+
+INT_TYPES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+TEXT_TYPES = frozenset({"text", "character varying", "character", "citext"})
+JSON_TYPES = frozenset({"json", "jsonb"})
+KEY_TYPES = frozenset({*INT_TYPES, *TEXT_TYPES, "uuid"})
+VECTOR_TYPES = frozenset({"vector", "sparsevec"})
+PORTABLE_OF_SQL: dict[str, MetadataType] = {
+    "text": "string",
+    "character varying": "string",
+    "character": "string",
+    "citext": "string",
+    "uuid": "string",
+    "bigint": "int64",
+    "integer": "int64",
+    "smallint": "int64",
+    "double precision": "float64",
+    "real": "float64",
+    "boolean": "bool",
+    "text[]": "list<string>",
+    "character varying[]": "list<string>",
+    "bigint[]": "list<int64>",
+    "integer[]": "list<int64>",
+    "smallint[]": "list<int64>",
+    "double precision[]": "list<float64>",
+    "real[]": "list<float64>",
+    "jsonb": "json",
+    "json": "json",
+}
+_METRIC_OF_OPS = {v: k for k, v in OPS.items()}
+_METRIC_OF_SPARSE_OPS = {v: k for k, v in SPARSE_OPS.items()}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``type`` is the base type without modifier (a domain's base type),
+    ``full`` the declared type, ``oid`` the type binary COPY sends."""
+
+    name: str
+    type: str
+    full: str
+    typmod: int
+    oid: int
+    notnull: bool
+    default: bool  # a default, an identity or a generated value fills it when omitted
+    writable: bool  # not GENERATED ALWAYS (identity or expression)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the catalog says about a table."""
+
+    name: str
+    columns: dict[str, Column]
+    primary: tuple[str, ...]
+    unique: frozenset[str]  # columns with a one-column, non-partial unique index
+    indexes: dict[str, tuple[str, str, str]]  # column -> (index, access method, opclass)
+    comment: str | None
+
+    def vector_columns(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.type in VECTOR_TYPES]
+
+
+def table_info(query: Query, namespace: str, name: str) -> TableInfo:
+    """Columns, keys, vector indexes and COMMENT of table ``name``."""
+    rel = regclass(namespace, name)
+    cols = {
+        r[0]: Column(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+        for r in query(
+            "SELECT a.attname, CASE WHEN b.typname IN ('vector', 'sparsevec', 'halfvec') "
+            "THEN b.typname::text ELSE format_type(b.oid, NULL) END, "
+            "format_type(a.atttypid, a.atttypmod), a.atttypmod, b.oid::int, a.attnotnull, "
+            "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', "
+            "a.attidentity <> 'a' AND a.attgenerated = '' "
+            "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype "
+            "ELSE t.oid END "
+            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum",
+            (rel,),
+        )
+    }
+    primary: tuple[str, ...] = ()
+    unique = set()
+    for is_primary, names, whole in query(
+        "SELECT i.indisprimary, ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) "
+        "WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = k.n ORDER BY k.o), i.indpred IS NULL AND i.indexprs IS NULL "
+        "FROM pg_index i WHERE i.indrelid = %s::regclass AND i.indisunique",
+        (rel,),
+    ):
+        if is_primary:
+            primary = tuple(names)
+        if whole and len(names) == 1:
+            unique.add(names[0])
+    indexes = {
+        r[0]: (r[1], r[2], r[3])
+        for r in query(
+            "SELECT a.attname, ic.relname, am.amname, oc.opcname FROM pg_index i "
+            "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
+            "JOIN pg_opclass oc ON oc.oid = i.indclass[0] "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid = %s::regclass ORDER BY ic.relname",
+            (rel,),
+        )
+    }
+    comment = query("SELECT obj_description(%s::regclass, 'pg_class')", (rel,))[0][0]
+    return TableInfo(name, cols, primary, frozenset(unique), indexes, comment)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which columns hold the key, the document, the metadata object and the vectors."""
+
+    key: str
+    document: str | None
+    metadata: str | None
+    vectors: tuple[str, ...]
+    fields: tuple[str, ...]  # other columns, each a typed metadata field
+    extra: bool  # a metadata_extra jsonb column
+
+
+def _kind(column: Column) -> str:
+    if column.type in TEXT_TYPES:
+        return "text"
+    if column.type in JSON_TYPES:
+        return "json"
+    return "id" if column.type in KEY_TYPES else column.type
+
+
+def roles(info: TableInfo, config: FieldsConfig) -> Roles:
+    """The role of each column of a table another tool made (ConfigError naming the URI
+    parameter when a choice cannot be made from the table)."""
+    name, cols = info.name, info.columns
+    key = config.id_field
+    if key is None and len(info.primary) > 1:
+        raise ConfigError(
+            f"table {name!r} has a composite primary key ({', '.join(info.primary)}): "
+            "name the one column that identifies a record with ?id_field=NAME",
+            hint=f"a column with unique values, e.g. ?id_field={info.primary[0]} if it is",
+        )
+    key = key or (info.primary[0] if info.primary else None)
+    scalar = {c: _kind(col) for c, col in cols.items() if col.type not in VECTOR_TYPES}
+    if key is None and not any(n in scalar for n in ID_NAMES) and len(info.unique) == 1:
+        key = next(iter(info.unique))
+    found = foreign_columns(name, dataclasses.replace(config, id_field=key), scalar)
+    key_col = cols[found.id]
+    if key_col.type not in KEY_TYPES:
+        raise ConfigError(
+            f"table {name!r}: key column {found.id!r} is {key_col.full}; vecmigrate reads keys "
+            "of type integer, bigint, smallint, text, varchar or uuid",
+            hint="name a unique column of one of those types with ?id_field=NAME",
+        )
+    if found.document and cols[found.document].type not in TEXT_TYPES:
+        raise ConfigError(
+            f"table {name!r}: document column {found.document!r} is {cols[found.document].full}",
+            hint="name a text column with ?document_field=NAME",
+        )
+    if found.metadata and cols[found.metadata].type not in JSON_TYPES:
+        raise ConfigError(
+            f"table {name!r}: metadata column {found.metadata!r} is "
+            f"{cols[found.metadata].full}, not json or jsonb",
+            hint="name a json or jsonb column with ?metadata_field=NAME",
+        )
+    vectors = info.vector_columns()
+    for v in config.vector_fields:
+        pick_column(name, "vector", "vector_field", v, (), vectors, required=True)
+    chosen = tuple(v for v in vectors if not config.vector_fields or v in config.vector_fields)
+    taken = {found.id, found.document, found.metadata, "metadata_extra"}
+    fields = tuple(c for c, col in cols.items() if c not in taken and col.type not in VECTOR_TYPES)
+    extra = cols.get("metadata_extra")
+    return Roles(
+        found.id,
+        found.document,
+        found.metadata,
+        chosen,
+        fields,
+        extra is not None and extra.type == "jsonb",
+    )
+
+
+def describe_foreign(
+    query: Query, namespace: str, info: TableInfo, config: FieldsConfig
+) -> CollectionSchema:
+    """The schema of a table another tool made, with its layout in ``engine_settings``."""
+    r = roles(info, config)
+    table = sql.SQL("{}.{}").format(sql.Identifier(namespace), sql.Identifier(info.name))
+    notes: dict[str, Any] = {}
+    vectors, sparse = [], []
+    for name in r.vectors:
+        col = info.columns[name]
+        index, am, ops = info.indexes.get(name, ("", "", ""))
+        if col.type == "sparsevec":
+            if ops not in _METRIC_OF_SPARSE_OPS:
+                notes[f"{name}.metric"] = "assumed dot: no sparsevec index on this column"
+            metric = _METRIC_OF_SPARSE_OPS.get(ops, Metric.DOT)
+            dim = col.typmod if col.typmod > 0 else None  # -1: declared without one
+            sparse.append(SparseField(name=name, metric=metric, dim=dim))
+            continue
+        dim = col.typmod if col.typmod > 0 else _rows_dim(query, table, info.name, name, notes)
+        if ops in _METRIC_OF_OPS:
+            metric, source = _METRIC_OF_OPS[ops], f"index {index} ({ops})"
+        else:
+            metric, source = _sampled(query, table, name, dim)
+            notes[f"{name}.metric"] = (
+                "unknown: no vector index, and the sampled vectors are not unit length; "
+                f"state vectors.{name}.metric in a mapping"
+                if source == METRIC_UNKNOWN
+                else source
+            )
+        kind: IndexKind = {"hnsw": "hnsw", "ivfflat": "ivf_flat"}.get(am, "flat")  # type: ignore[assignment]
+        vectors.append(
+            VectorField(
+                name=name, dim=dim, metric=metric, index=IndexSpec(kind=kind), metric_source=source
+            )
+        )
+    metadata = []
+    types = {}
+    for name in r.fields:
+        col = info.columns[name]
+        types[name] = col.type
+        metadata.append(MetadataField(name=name, type=PORTABLE_OF_SQL.get(col.type, "json")))
+        if col.type not in PORTABLE_OF_SQL:
+            notes[f"{name}.type"] = f"{col.full} read as JSON (to_jsonb)"
+    json_keys: dict[str, str] = {}
+    if r.metadata:
+        taken = {m.name for m in metadata}
+        for f in infer_metadata_fields(_json_sample(query, table, r.metadata)):
+            field = f.name if f.name not in taken else f"{r.metadata}.{f.name}"
+            json_keys[field] = f.name
+            metadata.append(f.model_copy(update={"name": field}))
+    key_type = info.columns[r.key].type
+    layout = {
+        "key": r.key,
+        "key_type": key_type,
+        "document": r.document,
+        "metadata": r.metadata,
+        "json_keys": json_keys,
+        "types": types,
+        "extra": r.extra,
+    }
+    notes["layout"] = layout
+    if r.document:
+        notes["document_column"] = r.document
+    id_type = (
+        IdType.INT
+        if key_type in INT_TYPES
+        else IdType.UUID
+        if key_type == "uuid"
+        else IdType.STRING
+    )
+    return CollectionSchema(
+        name=info.name,
+        id_type=id_type,
+        vectors=tuple(vectors),
+        sparse=tuple(sparse),
+        metadata=tuple(metadata),
+        has_document=r.document is not None,
+        engine="pgvector",
+        engine_settings=notes,
+    )
+
+
+def _rows_dim(
+    query: Query, table: sql.Composed, name: str, column: str, notes: dict[str, Any]
+) -> int:
+    """The one dimension the vectors of a ``vector`` column declared without one have."""
+    dims = sorted(
+        int(r[0])
+        for r in query(
+            sql.SQL(
+                "SELECT DISTINCT vector_dims(v) FROM (SELECT {} AS v FROM {} WHERE {} IS NOT NULL "
+                "LIMIT {}) s"
+            ).format(
+                sql.Identifier(column), table, sql.Identifier(column), sql.Literal(SAMPLE_ROWS)
+            ),
+            None,
+        )
+    )
+    if len(dims) != 1:
+        held = f"vectors of {len(dims)} dimensions ({dims[:5]})" if dims else "no vectors"
+        raise ConfigError(
+            f"table {name!r}: column {column!r} declares no dimension and holds {held}",
+            hint="declare it (ALTER TABLE ... TYPE vector(N)) or leave it out with "
+            "?vector_field=OTHER",
+        )
+    notes[f"{column}.dim"] = f"vector without a dimension: {dims[0]} read from the rows"
+    return dims[0]
+
+
+def _sampled(query: Query, table: sql.Composed, column: str, dim: int) -> tuple[Metric, str]:
+    """The metric a sample of the column's vectors implies (``sampled_metric``)."""
+    rows = query(
+        sql.SQL("SELECT vector_send({}) FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
+            sql.Identifier(column), table, sql.Identifier(column), sql.Literal(SAMPLE_ROWS)
+        ),
+        None,
+    )
+    raw = [r[0] for r in rows if len(r[0]) == 4 + 4 * dim]
+    matrix = np.frombuffer(b"".join(raw), dtype=">f4").reshape(len(raw), dim + 1)[:, 1:]
+    return sampled_metric(matrix.astype(np.float32))
+
+
+def _json_sample(query: Query, table: sql.Composed, column: str) -> list[dict[str, Any]]:
+    """JSON objects of a sample of the metadata column (other JSON values are skipped)."""
+    rows = query(
+        sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
+            sql.Identifier(column), table, sql.Identifier(column), sql.Literal(SAMPLE_ROWS)
+        ),
+        None,
+    )
+    return [r[0] for r in rows if isinstance(r[0], dict)]
