@@ -19,7 +19,7 @@ from vecmigrate.errors import ConnectorError
 from vecmigrate.model import IdType
 from vecmigrate.verify.diff import diff_collections, still_differing
 
-SAMPLE = 3
+SAMPLE = 20  # ids whose differing fields a refused gate can name
 
 
 @dataclass
@@ -107,5 +107,5 @@ def _settle(
         [i for i in drift.missing if str(i) in kept],
         [i for i in drift.extra if str(i) in kept],
         [i for i in drift.changed if str(i) in kept],
-        dict(list(fields.items())[:SAMPLE]) if kept else {},
+        {k: v for k, v in list(fields.items())[:SAMPLE] if k in kept},
     )

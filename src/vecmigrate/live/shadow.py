@@ -27,6 +27,16 @@ from vecmigrate.live.state import ShadowTotals
 from vecmigrate.model import CollectionSchema
 
 log = logging.getLogger(__name__)
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("vector", pa.list_(pa.float32())),
+        ("k", pa.int32()),
+        ("filter", pa.string()),  # the portable filter as JSON, null for none
+        ("served", pa.list_(pa.string())),
+        ("shadow", pa.list_(pa.string())),
+        ("served_side", pa.string()),
+    ]
+)
 
 
 def overlap_at_k(served: Sequence[Any], shadow: Sequence[Any], k: int) -> float:
@@ -185,7 +195,10 @@ class ShadowReader:
 
         with self._lock:
             samples, self._samples = self._samples, {}
-        return {v: encode_batch(pa.RecordBatch.from_pylist(rows)) for v, rows in samples.items()}
+        return {
+            v: encode_batch(pa.RecordBatch.from_pylist(rows, schema=SAMPLE_SCHEMA))
+            for v, rows in samples.items()
+        }
 
     def snapshot(self) -> dict[int, ShadowTotals]:
         """A copy of the running totals per phase version."""
