@@ -201,7 +201,8 @@ def evaluate(node: Node, batch: pa.RecordBatch) -> np.ndarray:
         rows = col.to_pylist()
         return np.asarray([bool(r) and any(w in r for w in wanted) for r in rows], dtype=bool)
     if node.op in ("$in", "$nin"):
-        hit = pc.is_in(col, value_set=pa.array(node.value, col.type)).to_numpy(zero_copy_only=False)
+        values = pa.array(node.value, _value_type(col.type, node.value))
+        hit = pc.is_in(col, value_set=values).to_numpy(zero_copy_only=False)
         hit = np.asarray(hit, dtype=bool)
         matched: np.ndarray = present & (hit if node.op == "$in" else ~hit)
         return matched
@@ -213,6 +214,17 @@ def evaluate(node: Node, batch: pa.RecordBatch) -> np.ndarray:
         "$lt": pc.less,
         "$lte": pc.less_equal,
     }[node.op]
-    result = fn(col, pa.scalar(node.value, col.type)).fill_null(False)
+    result = fn(col, pa.scalar(node.value, _value_type(col.type, [node.value]))).fill_null(False)
     compared: np.ndarray = present & np.asarray(result.to_numpy(zero_copy_only=False), dtype=bool)
     return compared
+
+
+def _value_type(column: pa.DataType, values: Any) -> pa.DataType:
+    """The Arrow type to compare ``values`` with a column in: the column's own, but
+    float64 for a fractional bound on an integer column (``year < 1995.5`` is not
+    ``year < 1995``)."""
+    if pa.types.is_integer(column) and any(
+        isinstance(v, float) and not v.is_integer() for v in values
+    ):
+        return pa.float64()
+    return column

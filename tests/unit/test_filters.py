@@ -69,3 +69,23 @@ def test_evaluate_matches_the_documented_semantics(f: dict) -> None:  # type: ig
 def test_bad_filters_are_refused_clearly(bad: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError):
         parse(bad, SCHEMA)
+
+
+def test_fractional_bound_on_an_int_field_is_not_truncated() -> None:
+    import pyarrow as pa
+
+    from vecmigrate.filters import evaluate, parse
+    from vecmigrate.model import CollectionSchema, MetadataField, VectorField
+
+    schema = CollectionSchema(
+        name="c",
+        vectors=(VectorField(dim=2),),
+        metadata=(MetadataField(name="year", type="int64"),),
+    )
+    batch = pa.RecordBatch.from_pydict({"metadata": pa.array([{"year": 1995}, {"year": 1996}])})
+    assert evaluate(parse({"year": {"$lt": 1995.5}}, schema), batch).tolist() == [True, False]
+    assert evaluate(parse({"year": {"$gt": 1995.5}}, schema), batch).tolist() == [False, True]
+    assert evaluate(parse({"year": {"$in": [1995.0, 1996.5]}}, schema), batch).tolist() == [
+        True,
+        False,
+    ]
