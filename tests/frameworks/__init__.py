@@ -1,0 +1,1 @@
+"""Acceptance tests with the real LangChain and LlamaIndex packages (issue #14)."""
