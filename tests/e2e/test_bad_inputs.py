@@ -178,7 +178,7 @@ def test_bad_input(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with connect(target) as conn:
         assert conn.count("docs") == out["rows_written"]
     if case.dead:
-        dead = pq.read_table(tmp_path / out["dead_letter_dir"]).to_pylist()
+        dead = pq.read_table(tmp_path / out["collections"][0]["dead_letter_dir"]).to_pylist()
         got = {r["id"]: (r["_reason"], r["_field"]) for r in dead}
         assert set(got) == set(case.dead)
         for rid, (reason, fld) in case.dead.items():

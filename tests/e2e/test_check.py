@@ -68,4 +68,4 @@ def test_check_names_each_planted_defect(tmp_path: Path) -> None:
     human = run_cli("check", str(tmp_path / "dump"), cwd=tmp_path)
     assert human.returncode == 1
     for text in ("bad-nan", "bad-dim", "duplicate_id", "type_drift", "year"):
-        assert text in human.stderr
+        assert text in human.stdout  # the report is the result: on stdout

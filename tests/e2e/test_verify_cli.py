@@ -109,7 +109,7 @@ def test_verify_passes_then_diff_and_verify_catch_planted_damage(
         cwd=tmp_path,
     )
     assert bad.returncode == 1
-    assert "FAILED" in bad.stderr and "**FAIL**" in bad.stderr
+    assert "FAILED" in bad.stdout and "**FAIL**" in bad.stdout  # the report is the result
     failed = {
         g["gate"]
         for g in json_of(

@@ -7,17 +7,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from vecmigrate import api
 from vecmigrate.api import CopyReport
 from vecmigrate.cli.options import (
+    MAPPING_HINT,
     BatchOpt,
     CollectionOpt,
     ExecutorOpt,
+    IfExists,
     IfExistsOpt,
     JobOpt,
     JsonOpt,
     MapOpt,
+    QuietOpt,
     RestartOpt,
     ResumeOpt,
     TargetCollectionOpt,
@@ -25,20 +29,19 @@ from vecmigrate.cli.options import (
     WorkersOpt,
     YesOpt,
     collections_of,
+    load_mapping,
 )
 from vecmigrate.cli.output import (
     EXIT_FAILED,
-    console,
+    command,
     emit_json,
-    fail,
+    err,
+    out,
     progress_bar,
-    setup_logging,
-    user_errors,
 )
-from vecmigrate.connectors import connect
-from vecmigrate.errors import ReplaceNotConfirmed
-from vecmigrate.mapping import MappingSpec
+from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
 from vecmigrate.pipeline import CopyOptions
+from vecmigrate.uri import redact
 
 
 def _run_copy(
@@ -66,36 +69,66 @@ def _run_copy(
     try:
         return run(options).to_json()
     except ReplaceNotConfirmed as exc:
-        if json_out or not sys.stdin.isatty() or not typer.confirm(f"{exc.message}. Drop it?"):
+        asking = not json_out and sys.stdin.isatty() and err().is_terminal
+        if not asking or not typer.confirm(f"{exc.message}. Drop it?", err=True):
             raise
         return run(api.confirmed(options)).to_json()
 
 
-def _report_copy(results: list[dict[str, Any]], json_out: bool) -> None:
+_SUMMED = ("rows_read", "rows_written", "rows_total", "dead_letters", "retries", "partitions")
+
+
+def copy_json(source: str, target: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one JSON shape of copy, export and import, for one collection or many: the
+    totals, every check and target collection (each naming its collection), and each
+    collection's own result under ``collections``."""
+    seconds = sum(r["seconds"] for r in results)
+    written = sum(r["rows_written"] for r in results)
+    return {
+        "source": redact(source),
+        "target": redact(target),
+        "ok": all(r["ok"] for r in results),
+        "verified": bool(results) and all(r["verified"] for r in results),
+        "resumed": any(r["resumed"] for r in results),
+        **{k: sum(r[k] for r in results) for k in _SUMMED},
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(written / seconds, 1) if seconds > 0 else 0.0,
+        "checks": [{**c, "collection": r["collection"]} for r in results for c in r["checks"]],
+        "target_collections": [t for r in results for t in r["target_collections"]],
+        "decisions": [d for r in results for d in r["decisions"]],
+        "warnings": [w for r in results for w in r["warnings"]],
+        "collections": results,
+    }
+
+
+def _report_copy(source: str, target: str, results: list[dict[str, Any]], json_out: bool) -> None:
     if json_out:
-        emit_json(results[0] if len(results) == 1 else {"collections": results})
-    else:
-        for r in results:
+        emit_json(copy_json(source, target, results))
+        return
+    console = out()
+    for r in results:
+        console.print(
+            f"[bold]{escape(r['collection'])}[/] -> {escape(r['target_collection'])}: "
+            f"{r['rows_written']:,} rows written in {r['seconds']:.1f}s "
+            f"({r['rows_per_second']:,.0f} rows/s), {r['dead_letters']} refused, "
+            f"{r['retries']} retries{' (resumed)' if r['resumed'] else ''}",
+            highlight=False,
+        )
+        for t in r["target_collections"]:
             console.print(
-                f"[bold]{r['collection']}[/] -> {r['target_collection']}: "
-                f"{r['rows_written']:,} rows written in {r['seconds']:.1f}s "
-                f"({r['rows_per_second']:,.0f} rows/s), {r['dead_letters']} refused, "
-                f"{r['retries']} retries{' (resumed)' if r['resumed'] else ''}",
+                f"  namespace {t['namespace']!r} -> {t['name']}: {t['rows']:,} rows",
                 highlight=False,
+                markup=False,
             )
-            for t in r["target_collections"]:
-                console.print(
-                    f"  namespace {t['namespace']!r} -> {t['name']}: {t['rows']:,} rows",
-                    highlight=False,
-                    markup=False,
-                )
-            if r["dead_letters"]:
-                console.print(f"[red]refused records are in {r['dead_letter_dir']}[/]")
-            for c in r["checks"]:
-                mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
-                console.print(f"  {mark} {c['name']}: {c['detail']}", highlight=False)
-    if any(not r["ok"] or (r["checks"] and not r["verified"]) for r in results):
-        raise typer.Exit(EXIT_FAILED)
+        if r["dead_letters"]:
+            console.print(f"[red]refused records are in {escape(str(r['dead_letter_dir']))}[/]")
+        for c in r["checks"]:
+            mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
+            console.print(f"  {mark} {escape(c['name'])}: {escape(c['detail'])}", highlight=False)
+
+
+def _failed(results: list[dict[str, Any]]) -> bool:
+    return any(not r["ok"] or (r["checks"] and not r["verified"]) for r in results)
 
 
 def _options(
@@ -105,26 +138,33 @@ def _options(
     job: Path | None,
     resume: bool,
     restart: bool,
-    if_exists: str,
+    if_exists: IfExists,
     executor: str = "local",
     yes: bool = False,
 ) -> CopyOptions:
     if executor not in ("local", "ray") and not executor.startswith("ray:"):
-        fail(f"--executor must be local, ray or ray:ADDRESS, not {executor!r}", code=2)
-    if if_exists not in ("fail", "reuse", "replace"):
-        fail(f"--if-exists must be fail, reuse or replace, not {if_exists!r}", code=2)
+        raise ConfigError(
+            f"--executor must be local, ray or ray:ADDRESS, not {executor!r}",
+            hint="local runs partitions in threads; ray starts a local Ray; ray:HOST:PORT "
+            "joins a cluster",
+        )
     if resume and restart:
-        fail("--resume and --restart exclude each other", code=2)
-    return CopyOptions(
-        workers=workers,
-        executor=executor,
-        batch_rows=batch_rows,
-        job_path=job,
-        resume=resume,
-        restart=restart,
-        if_exists=if_exists,  # type: ignore[arg-type]
-        replace_confirmed=yes,
-        mapping=MappingSpec.load(mapping) if mapping else None,
+        raise ConfigError(
+            "--resume and --restart exclude each other",
+            hint="--resume continues the interrupted job; --restart discards it",
+        )
+    return api.check_copy_options(
+        CopyOptions(
+            workers=workers,
+            executor=executor,
+            batch_rows=batch_rows,
+            job_path=job,
+            resume=resume,
+            restart=restart,
+            if_exists=if_exists,
+            replace_confirmed=yes,
+            mapping=load_mapping(mapping),
+        )
     )
 
 
@@ -144,22 +184,29 @@ def copy(
     if_exists: IfExistsOpt = "fail",
     yes: YesOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
-    setup_logging(verbose)
-    with user_errors(verbose):
+    hint = MAPPING_HINT if mapping else None
+    with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint):
         opts = _options(
             mapping, workers, batch_rows, job, resume, restart, if_exists, executor, yes
         )
-        with connect(source, read_only=True) as conn:
+        with api.opened(source, read_only=True) as conn:
             names = collections_of(conn, collection)
         if target_collection and len(names) > 1:
-            fail("--target-collection needs a single --collection", code=2)
+            raise ConfigError(
+                f"--target-collection needs a single --collection ({len(names)} collections "
+                "would be copied)",
+                hint="add -c NAME, or leave --target-collection out to keep each name",
+            )
         results = [
             _run_copy(source, target, n, target_collection, opts, json_out, verify) for n in names
         ]
-    _report_copy(results, json_out)
+        _report_copy(source, target, results, json_out)
+    if _failed(results):
+        raise typer.Exit(EXIT_FAILED)
 
 
 def export_(
@@ -185,10 +232,11 @@ def export_(
         ),
     ] = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
-    with user_errors(verbose):
+    with command(verbose=verbose, quiet=quiet, json_out=json_out):
         target = api.export_uri(output, encrypt_key)
     copy(
         source=source,
@@ -203,6 +251,7 @@ def export_(
         if_exists=if_exists,
         yes=yes,
         json_out=json_out,
+        quiet=quiet,
         verbose=verbose,
     )
 
@@ -225,11 +274,14 @@ def import_(
     if_exists: IfExistsOpt = "fail",
     yes: YesOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Import a dump: create schema and index on the target, batched idempotent upserts."""
+    with command(verbose=verbose, quiet=quiet, json_out=json_out):
+        source = api.dump_uri(dump)
     copy(
-        source=api.dump_uri(dump),
+        source=source,
         target=target,
         collection=collection,
         target_collection=target_collection,
@@ -243,5 +295,6 @@ def import_(
         if_exists=if_exists,
         yes=yes,
         json_out=json_out,
+        quiet=quiet,
         verbose=verbose,
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -126,10 +127,10 @@ def _print_status(collection: str, data: dict[str, Any]) -> None:
         console.print(t)
 
 
-def _print_gates(results: list[GateResult]) -> None:
+def _print_gates(results: list[GateResult], console: Console | None = None) -> None:
     for r in results:
         mark = "[dim]skip[/]" if r.skipped else "[green]pass[/]" if r.passed else "[red]FAIL[/]"
-        out().print(f"  {mark} {escape(r.gate)}: {escape(r.detail)}", highlight=False)
+        (console or out()).print(f"  {mark} {escape(r.gate)}: {escape(r.detail)}", highlight=False)
 
 
 def _event_out(event: PhaseEvent, results: list[GateResult] | None, json_out: bool) -> None:
@@ -227,12 +228,13 @@ def advance_cmd(
 
 
 def _refused(exc: GateFailedError, json_out: bool) -> None:
+    """A refused advance is reported like an error: on stderr (the gates that failed
+    with it), and under --json as the result object on stdout."""
     if json_out:
         emit_json({"ok": False, "reason": exc.message, "gates": [r.to_json() for r in exc.results]})
-        err().print(f"[bold red]refused:[/] {escape(exc.message)}", highlight=False)
-        return
-    out().print(f"[bold red]refused:[/] {escape(exc.message)}", highlight=False)
-    _print_gates(exc.results)
+    err().print(f"[bold red]refused:[/] {escape(exc.message)}", highlight=False)
+    if not json_out:
+        _print_gates(exc.results, err())
 
 
 @cutover_app.command("rollback")

@@ -12,16 +12,11 @@ from vecmigrate import api
 from vecmigrate.cli.options import (
     CollectionOpt,
     JsonOpt,
+    QuietOpt,
     VerboseOpt,
+    no_collections,
 )
-from vecmigrate.cli.output import (
-    EXIT_FAILED,
-    console,
-    emit_json,
-    fail,
-    setup_logging,
-    user_errors,
-)
+from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
 from vecmigrate.model import METRIC_UNKNOWN
 from vecmigrate.uri import redact
 from vecmigrate.verify.check import CheckReport
@@ -32,14 +27,14 @@ def inspect(
     source: Annotated[str, typer.Argument(help="Connection URI, e.g. chroma:///data.")],
     collection: CollectionOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Collections, counts, dims, metric, id type, metadata schema and index settings."""
-    setup_logging(verbose)
-    with user_errors(verbose):
+    with command(verbose=verbose, quiet=quiet, json_out=json_out):
         rows = [info.to_json() for info in api.inspect(source, collection)]
         if not rows:
-            fail(f"{redact(source)} has no collections")
+            raise no_collections(source)
         if json_out:
             emit_json({"source": redact(source), "collections": rows})
             return
@@ -62,9 +57,9 @@ def inspect(
                 t.add_row("document", "string", "")
             for m in r["metadata"]:
                 t.add_row(m["name"], m["type"], "indexed" if m["indexed"] else "")
-            console.print(t)
+            out().print(t)
             if r["engine_settings"]:
-                console.print(f"[dim]engine settings: {r['engine_settings']}[/]")
+                out().print(f"[dim]engine settings: {escape(str(r['engine_settings']))}[/]")
 
 
 def _metric(v: dict[str, Any]) -> str:
@@ -76,8 +71,9 @@ def _metric(v: dict[str, Any]) -> str:
 
 # -- check -----------------------------------------------------------------------------------
 def _print_check(report: CheckReport) -> None:
+    console = out()
     status = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
-    console.print(f"[bold]{report.collection}[/]: {report.rows:,} records, {status}")
+    console.print(f"[bold]{escape(report.collection)}[/]: {report.rows:,} records, {status}")
     for f in report.findings.values():
         color = "red" if f.severity == "error" else "yellow"
         ids = ", ".join(map(repr, f.ids[:8])) + (" ..." if f.count > 8 else "")
@@ -98,18 +94,19 @@ def check(
     source: Annotated[str, typer.Argument(help="Dump directory or connection URI.")],
     collection: CollectionOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
-    setup_logging(verbose)
-    with user_errors(verbose):
+    with command(verbose=verbose, quiet=quiet, json_out=json_out):
         reports = api.check(source, collection)
         if not reports:
-            fail(f"{redact(source)} has no collections")
-    if json_out:
-        emit_json({"ok": all(r.ok for r in reports), "collections": [r.to_json() for r in reports]})
-    else:
-        for r in reports:
-            _print_check(r)
+            raise no_collections(api.dump_uri(source))
+        if json_out:
+            ok = all(r.ok for r in reports)
+            emit_json({"ok": ok, "collections": [r.to_json() for r in reports]})
+        else:
+            for r in reports:
+                _print_check(r)
     if not all(r.ok for r in reports):
         raise typer.Exit(EXIT_FAILED)

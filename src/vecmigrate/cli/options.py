@@ -1,27 +1,50 @@
-"""Options and helpers shared by the ``vecmigrate`` commands."""
+"""Options and helpers shared by the ``vecmigrate`` commands, defined once.
+
+Counts are checked where they are parsed (``min=``): ``--k 0`` or ``--workers 0`` is a
+usage error naming the option, never a division by zero or a copy with no workers.
+Settings a team fixes for every run can come from the environment (VECMIGRATE_*).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
+import yaml
 
-from vecmigrate.cli.output import fail
 from vecmigrate.connectors import Connector
+from vecmigrate.errors import ConfigError, VecmigrateError
+from vecmigrate.mapping import MappingSpec
+from vecmigrate.uri import redact
+from vecmigrate.verify.gates import VerifyConfig
 
-# Options shared by several commands, defined once; settings a team fixes for every run
-# can come from the environment (VECMIGRATE_*).
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document; no progress bar.")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help='Print one JSON document on stdout (an error too: {"error": {...}}); no progress bar.',
+    ),
+]
 VerboseOpt = Annotated[
     bool,
     typer.Option("--verbose", "-v", envvar="VECMIGRATE_VERBOSE", help="Debug logs and tracebacks."),
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        envvar="VECMIGRATE_QUIET",
+        help="No progress bar and no log lines below errors; results and errors still print.",
+    ),
 ]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
 NameOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 TargetCollectionOpt = Annotated[str | None, typer.Option(help="Name on the target.")]
 WorkersOpt = Annotated[
-    int, typer.Option(envvar="VECMIGRATE_WORKERS", help="Partitions copied concurrently.")
+    int,
+    typer.Option(min=1, envvar="VECMIGRATE_WORKERS", help="Partitions copied concurrently (>= 1)."),
 ]
 ExecutorOpt = Annotated[
     str,
@@ -31,7 +54,10 @@ ExecutorOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[
-    int, typer.Option("--batch-rows", envvar="VECMIGRATE_BATCH_ROWS", help="Rows per read batch.")
+    int,
+    typer.Option(
+        "--batch-rows", min=1, envvar="VECMIGRATE_BATCH_ROWS", help="Rows per read batch (>= 1)."
+    ),
 ]
 JobOpt = Annotated[Path | None, typer.Option("--job", help="Job state file (for --resume).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted job.")]
@@ -39,7 +65,14 @@ RestartOpt = Annotated[
     bool, typer.Option("--restart", help="Discard an interrupted job, start over.")
 ]
 MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
-IfExistsOpt = Annotated[str, typer.Option("--if-exists", help="fail | reuse | replace the target.")]
+IfExists = Literal["fail", "reuse", "replace"]
+IfExistsOpt = Annotated[
+    IfExists,
+    typer.Option(
+        "--if-exists",
+        help="When the target collection exists: fail, reuse (write into it) or replace it.",
+    ),
+]
 YesOpt = Annotated[
     bool,
     typer.Option(
@@ -49,11 +82,96 @@ YesOpt = Annotated[
         "interactively on a terminal; required otherwise).",
     ),
 ]
+QueriesOpt = Annotated[int | None, typer.Option(min=1, help="Sampled corpus queries (>= 1).")]
+KOpt = Annotated[int | None, typer.Option(min=1, help="k of recall@k gates (>= 1).")]
+SampleOpt = Annotated[int, typer.Option(min=1, help="Rows sampled for checks and rates (>= 1).")]
 
 
 def collections_of(conn: Connector, collection: str | None) -> list[str]:
     """The named collection, or every collection of ``conn`` (none: exit 1)."""
     names = [collection] if collection else conn.list_collections()
     if not names:
-        fail(f"{conn.uri} has no collections")
+        raise no_collections(str(conn.uri))
     return names
+
+
+def no_collections(uri: str) -> VecmigrateError:
+    """An existing store that holds nothing: exit 1 (not a usage error)."""
+    return VecmigrateError(
+        f"{redact(uri)} has no collections",
+        hint="check that the URI names the store you mean (a path that does not exist is "
+        "refused as such, so this one exists and is empty)",
+    )
+
+
+# -- YAML files given to options ---------------------------------------------------------------
+_MAPPING_KEYS = ", ".join(f.alias or n for n, f in MappingSpec.model_fields.items())
+MAPPING_HINT = (
+    f"a mapping file is YAML with the keys {_MAPPING_KEYS} (docs/mapping.schema.json); "
+    "`vecmigrate plan SOURCE TARGET -c NAME --write-map map.yaml` writes a complete one to edit"
+)
+_CONFIG_KEYS = ", ".join(VerifyConfig.model_fields)
+CONFIG_HINT = (
+    f"a migration config is YAML with a verify: section taking {_CONFIG_KEYS} "
+    "(gates: max_recall_drop, max_missing, ...)"
+)
+
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+
+
+def read_yaml(path: Path, what: str, option: str, hint: str) -> Any:
+    """The YAML document of ``path``: every failure a ConfigError naming the file, the
+    line and what was found, with ``hint``; a document that is not a mapping (``[]``, a
+    string) is refused here rather than deep in the code that reads it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{what} {path} does not exist", hint=f"check the path given to {option}"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{what} {path} is a directory", hint=f"give {option} a YAML file"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text", hint=hint) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {what} {path}: {exc.strerror or exc}",
+            hint="check that the file is readable by this user",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}", hint=hint) from None
+    if data is not None and not isinstance(data, dict):
+        found = "an empty list" if data == [] else _KINDS.get(type(data), type(data).__name__)
+        raise ConfigError(f"{what} {path} holds {found}, not a mapping of keys", hint=hint)
+    return data
+
+
+def load_mapping(path: Path | None) -> MappingSpec | None:
+    """The mapping file given to ``--map`` (None: no mapping)."""
+    if path is None:
+        return None
+    read_yaml(path, "mapping file", "--map", MAPPING_HINT)
+    try:
+        return MappingSpec.load(path)
+    except ConfigError as exc:
+        raise ConfigError(redact(exc.message), hint=exc.hint or MAPPING_HINT) from None
+
+
+def load_verify_config(path: Path | None, **overrides: int | None) -> VerifyConfig:
+    """The ``verify`` section of ``--config`` (defaults without one), with the options
+    given on the command line applied and validated."""
+    if path is not None:
+        read_yaml(path, "migration config", "--config", CONFIG_HINT)
+    try:
+        cfg = VerifyConfig.load(path)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint=exc.hint or CONFIG_HINT) from None
+    updates = {n: v for n, v in overrides.items() if v is not None}
+    return cfg.model_copy(update=updates)

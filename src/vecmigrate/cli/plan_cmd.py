@@ -6,23 +6,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vecmigrate import api
 from vecmigrate.cli.options import (
+    MAPPING_HINT,
     JsonOpt,
     MapOpt,
     NameOpt,
+    QuietOpt,
+    SampleOpt,
     TargetCollectionOpt,
     VerboseOpt,
+    load_mapping,
 )
-from vecmigrate.cli.output import (
-    EXIT_FAILED,
-    console,
-    emit_json,
-    setup_logging,
-    user_errors,
-)
+from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
+from vecmigrate.errors import ConfigError
 from vecmigrate.mapping import MappingSpec
 
 
@@ -36,7 +36,7 @@ def plan(
     write_map: Annotated[
         Path | None, typer.Option(help="Write the (inferred) mapping here.")
     ] = None,
-    sample: Annotated[int, typer.Option(help="Rows sampled for checks and rates.")] = 2000,
+    sample: SampleOpt = 2000,
     measure_writes: Annotated[
         bool,
         typer.Option(
@@ -46,13 +46,19 @@ def plan(
         ),
     ] = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Dry run: schemas side by side, every decision and warning, estimates. Reads only:
     the target is not created or changed (except the scratch of --measure-writes)."""
-    setup_logging(verbose)
-    with user_errors(verbose):
-        spec = MappingSpec.load(mapping)
+    hint = MAPPING_HINT if mapping else None
+    with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint):
+        if write_map is not None and not write_map.parent.is_dir():
+            raise ConfigError(
+                f"--write-map {write_map}: the directory {write_map.parent} does not exist",
+                hint="create it first, or write the mapping elsewhere",
+            )
+        spec = load_mapping(mapping) or MappingSpec()
         result = api.plan(
             source,
             target,
@@ -65,15 +71,16 @@ def plan(
         if write_map:
             header = "".join(f"# {d}\n" for d in [*result["decisions"], *result["warnings"]])
             write_map.write_text(header + MappingSpec.model_validate(result["mapping"]).to_yaml())
-    if json_out:
-        emit_json(result)
-    else:
-        _print_plan(result)
+        if json_out:
+            emit_json(result)
+        else:
+            _print_plan(result)
     if result["errors"]:
         raise typer.Exit(EXIT_FAILED)
 
 
 def _print_plan(result: dict[str, Any]) -> None:
+    console = out()
     src, tgt = result["source"]["schema"], result["target"]["schema"]
     t = Table(
         title=f"{result['source']['engine']} {src['name']} -> "
@@ -94,15 +101,15 @@ def _print_plan(result: dict[str, Any]) -> None:
         t.add_row(m["name"], m["type"], targets.get(m["name"], "(renamed or dropped)"))
     console.print(t)
     for d in result["decisions"]:
-        console.print(f"  decision: {d}", highlight=False)
+        console.print(f"  decision: {d}", highlight=False, markup=False)
     for c in result["target_collections"]:
         console.print(
             f"  target collection: {c['name']} (namespace {c['namespace']!r})", markup=False
         )
     for w in result["warnings"]:
-        console.print(f"  [yellow]warning[/]: {w}", highlight=False)
+        console.print(f"  [yellow]warning[/]: {escape(w)}", highlight=False)
     for e in result["errors"]:
-        console.print(f"  [red]error[/]: {e}", highlight=False)
+        console.print(f"  [red]error[/]: {escape(e)}", highlight=False)
     for c in result["checks"]:
         console.print(
             f"  check {c['vector']}: {c['unit_length_fraction']:.1%} of {c['sampled']} "

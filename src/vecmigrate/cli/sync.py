@@ -10,14 +10,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 
-from vecmigrate.cli.options import BatchOpt, NameOpt, TargetCollectionOpt, VerboseOpt
-from vecmigrate.cli.output import EXIT_FAILED, console, emit_json, fail, setup_logging, user_errors
-from vecmigrate.connectors import connect
-from vecmigrate.mapping import MappingSpec
+from vecmigrate import api
+from vecmigrate.cli.options import (
+    MAPPING_HINT,
+    BatchOpt,
+    NameOpt,
+    QuietOpt,
+    TargetCollectionOpt,
+    VerboseOpt,
+    load_mapping,
+)
+from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
+from vecmigrate.errors import ConfigError
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, feed_of, sync_collection, watch
 
 
@@ -55,9 +64,12 @@ def _print_round(r: SyncResult) -> None:
         )
     if r.interrupted:
         line += " (stopped early)"
+    console = out()
     console.print(line, highlight=False, markup=False)
     if r.dead_letters:
-        console.print(f"  [red]refused records are in {r.dead_letter_dir}[/]", highlight=False)
+        console.print(
+            f"  [red]refused records are in {escape(str(r.dead_letter_dir))}[/]", highlight=False
+        )
     if r.parity is not None:
         p = r.parity
         mark = "[green]parity[/]" if p["equal"] else "[red]NO parity[/]"
@@ -76,7 +88,9 @@ def sync(
     mapping: Annotated[
         Path | None, typer.Option("--map", help="Mapping file used by the copy.")
     ] = None,
-    mode: Annotated[str, typer.Option(help="auto | generic | changes.")] = "auto",
+    mode: Annotated[
+        Literal["auto", "generic", "changes"], typer.Option(help="auto | generic | changes.")
+    ] = "auto",
     install_capture: Annotated[
         bool, typer.Option("--install-capture", help="Install change capture on SOURCE; exit.")
     ] = False,
@@ -84,14 +98,17 @@ def sync(
         bool, typer.Option("--remove-capture", help="Remove change capture from SOURCE; exit.")
     ] = False,
     watch_: Annotated[bool, typer.Option("--watch", help="Repeat until stopped.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between --watch rounds.")] = 5.0,
-    max_rounds: Annotated[int | None, typer.Option(help="Stop --watch after N rounds.")] = None,
+    interval: Annotated[float, typer.Option(min=0.0, help="Seconds between --watch rounds.")] = 5.0,
+    max_rounds: Annotated[
+        int | None, typer.Option(min=1, help="Stop --watch after N rounds.")
+    ] = None,
     prune: Annotated[bool, typer.Option(help="Delete applied changes (changes mode).")] = False,
     max_delete: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="Most records one round may delete (default: any number short of emptying "
-            "the target)."
+            "the target).",
         ),
     ] = None,
     verify: Annotated[bool, typer.Option(help="Check counts + digests after each round.")] = True,
@@ -100,6 +117,7 @@ def sync(
     ] = None,
     batch_rows: BatchOpt = 2000,
     json_out: Annotated[bool, typer.Option("--json", help="JSON (one line per round).")] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Bring TARGET up to date with SOURCE - inserts, updates and deletes - after a copy.
@@ -122,28 +140,36 @@ def sync(
     prints one JSON line per round. Exit 1 when records were refused (dead letters) or parity
     was not reached.
     """
-    setup_logging(verbose)
-    if not collection:
-        fail("--collection/-c is required", code=2)
     if install_capture or remove_capture:
-        _capture(source, collection, install_capture, json_out, verbose)
+        _capture(source, collection, install_capture, json_out, quiet, verbose)
         return
-    if target is None:
-        fail("TARGET is required (except with --install-capture/--remove-capture)", code=2)
-    if mode not in ("auto", "generic", "changes"):
-        fail(f"--mode must be auto, generic or changes, not {mode!r}", code=2)
     outcome_ok = True
-    with user_errors(verbose), _stop_on_signals() as stop:
+    hint = MAPPING_HINT if mapping else None
+    with (
+        command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint),
+        _stop_on_signals() as stop,
+    ):
+        if not collection:
+            raise ConfigError("--collection/-c is required", hint="name the collection: -c NAME")
+        if target is None:
+            raise ConfigError(
+                "TARGET is required (except with --install-capture/--remove-capture)",
+                hint="vecmigrate sync SOURCE TARGET -c NAME",
+            )
         opts = SyncOptions(
-            mode=mode,  # type: ignore[arg-type]
-            mapping=MappingSpec.load(mapping) if mapping else None,
+            mode=mode,
+            mapping=load_mapping(mapping),
             batch_rows=batch_rows,
             state_path=state,
             verify=verify,
             prune=prune,
             max_delete=max_delete,
         )
-        with connect(source) as src, connect(target) as dst:
+        api.refuse_writing_into_source(source, target, collection, target_collection, opts.mapping)
+        with (
+            api.opened(source, read_only=False) as src,
+            api.opened(target, read_only=False) as dst,
+        ):
             if watch_:
                 outcome = watch(
                     src,
@@ -183,30 +209,37 @@ def _emit(result: SyncResult, json_out: bool) -> None:
         _print_round(result)
 
 
-def _capture(source: str, collection: str, install: bool, json_out: bool, verbose: bool) -> None:
-    with user_errors(verbose), connect(source) as src:
+def _capture(
+    source: str, collection: str, install: bool, json_out: bool, quiet: bool, verbose: bool
+) -> None:
+    with (
+        command(verbose=verbose, quiet=quiet, json_out=json_out),
+        api.opened(source, read_only=False) as src,
+    ):
+        if not collection:
+            raise ConfigError("--collection/-c is required", hint="name the collection: -c NAME")
         feed = feed_of(src)
         if feed is None:
-            fail(
+            raise ConfigError(
                 f"{src.engine} has no change feed",
                 hint="sync it with --mode generic (digests; works on every engine)",
-                code=2,
             )
-        out: dict[str, Any] = {"source": str(src.uri), "collection": collection}
+        done: dict[str, Any] = {"source": str(src.uri), "collection": collection}
         if install:
-            out["change_table"] = feed.install_change_capture(collection)
-            out["installed"] = True
+            done["change_table"] = feed.install_change_capture(collection)
+            done["installed"] = True
         else:
             feed.remove_change_capture(collection)
-            out["installed"] = False
+            done["installed"] = False
     if json_out:
-        emit_json(out)
+        emit_json(done)
     elif install:
-        console.print(
+        out().print(
             f"change capture installed on {collection}: writes are recorded in "
-            f"{out['change_table']}. The next sync runs one generic pass, then applies "
+            f"{done['change_table']}. The next sync runs one generic pass, then applies "
             "only recorded changes.",
             highlight=False,
+            markup=False,
         )
     else:
-        console.print(f"change capture removed from {collection}", highlight=False)
+        out().print(f"change capture removed from {collection}", highlight=False, markup=False)
