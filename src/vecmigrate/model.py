@@ -272,6 +272,11 @@ class CollectionSchema(_Model):
     def from_json(cls, text: str) -> CollectionSchema:
         """Parse ``to_json`` output; refuses unknown format versions."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"a collection schema must be a JSON object, not a {type(data).__name__}",
+                hint="restore schema.json from the dump's origin, or export the dump again",
+            )
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ConfigError(

@@ -220,10 +220,6 @@ def test_error_case(
     assert doc["error"]["hint"] and doc["error"]["type"].isidentifier()
 
 
-@pytest.mark.xfail(
-    reason="dump module: Dump.read_manifest calls .get on a manifest that is a JSON list",
-    strict=False,
-)
 @pytest.mark.parametrize("name", list(CONNECTOR_CASES))
 def test_error_case_fixed_in_a_connector(
     name: str, store: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -267,9 +267,14 @@ class Dump:
         if not path.is_file():
             return None
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path} is not a dump manifest (a JSON {type(data).__name__}, not an object)",
+                hint="restore the manifest from the dump's origin, or export the dump again",
+            )
         if data.get("format") != DUMP_FORMAT or data.get("format_version") != DUMP_FORMAT_VERSION:
             raise ConfigError(
                 f"{path}: unsupported dump format {data.get('format')!r} "
