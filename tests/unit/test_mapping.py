@@ -275,3 +275,15 @@ def test_column_path_equals_the_per_record_path(case: Any, rename: bool, origina
         by_rows, refused_r = build_mapping(schema, caps, spec).apply(batch)
     assert [(r.row, r.field) for r in refused_c] == [(r.row, r.field) for r in refused_r]
     assert by_columns.equals(by_rows), (by_columns.to_pylist(), by_rows.to_pylist())
+
+
+def test_a_mapping_naming_a_vector_the_source_lacks_is_refused() -> None:
+    from vecmigrate.errors import SchemaMismatchError
+    from vecmigrate.model import CollectionSchema, VectorField
+
+    schema = CollectionSchema(name="docs", vectors=(VectorField(dim=2),))
+    caps = Capabilities(id_types=frozenset(IdType), metrics=frozenset(Metric))
+    with pytest.raises(
+        SchemaMismatchError, match=r"vector fields \['nosuch'\].*its vector fields: vector"
+    ):
+        build_mapping(schema, caps, MappingSpec(vectors={"nosuch": VectorSpec(drop=True)}))

@@ -50,6 +50,15 @@ def build_mapping(
         source, capabilities, spec, tuple(fields), mapping.decisions, mapping.warnings, fan_out
     )
     vectors = []
+    vector_names = [v.name for v in (*source.vectors, *source.sparse)]
+    if spec.reembed:
+        vector_names.append(spec.reembed.field)
+    unknown_vectors = sorted(set(spec.vectors) - set(vector_names))
+    if unknown_vectors:
+        raise SchemaMismatchError(
+            f"the mapping names vector fields {unknown_vectors} that {source.name!r} lacks",
+            hint=f"its vector fields: {', '.join(vector_names) or 'none'}",
+        )
     for v in source.vectors:
         if spec.reembed and v.name == spec.reembed.replace:
             mapping.decisions.append(f"{v.name}: replaced by a re-embedding ({spec.reembed.model})")
@@ -190,7 +199,8 @@ def _fields(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> li
     unknown = set(spec.fields) - {m.name for m in source.metadata}
     if unknown:
         raise SchemaMismatchError(
-            f"the mapping names fields {sorted(unknown)} that {source.name!r} lacks"
+            f"the mapping names fields {sorted(unknown)} that {source.name!r} lacks",
+            hint=f"its fields: {', '.join(m.name for m in source.metadata) or 'none'}",
         )
     out = []
     for m in source.metadata:
