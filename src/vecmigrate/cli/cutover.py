@@ -31,6 +31,7 @@ from vecmigrate.live.cutover_gates import (
 from vecmigrate.live.phases import Phase, parse_phase
 from vecmigrate.live.reconcile import reconcile_collection
 from vecmigrate.live.state import PhaseEvent, open_state
+from vecmigrate.live.status import cutover_status
 
 cutover_app = typer.Typer(
     name="cutover",
@@ -59,22 +60,7 @@ ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default user
 
 def _status(state_uri: str, collection: str, events: int) -> dict[str, Any]:
     with open_state(state_uri) as state:
-        current = state.get(collection)
-        depth = state.outbox.depth(collection)
-        shadow = state.shadow_totals(collection, current.version)
-        return {
-            "collection": collection,
-            "phase": current.phase.value,
-            "canary_percent": current.canary_percent,
-            "label": current.label,
-            "version": current.version,
-            "outbox": {
-                side: {"pending": d.pending, "oldest_age_s": round(d.oldest_age, 3), "dead": d.dead}
-                for side, d in depth.items()
-            },
-            "shadow": shadow.to_json(),
-            "events": [e.to_json() for e in state.events(collection, events)],
-        }
+        return cutover_status(state, collection, events)
 
 
 @cutover_app.command()
@@ -104,6 +90,14 @@ def _print_status(collection: str, data: dict[str, Any]) -> None:
         console.print(
             f"  outbox -> {side}: {d['pending']} pending, oldest {d['oldest_age_s']}s, "
             f"{d['dead']} dead",
+            highlight=False,
+        )
+    for name, i in data["instances"].items():
+        flag = "" if i["routes_by_current_phase"] else " [yellow]routes by an older phase[/]"
+        flag += " [red]silent[/]" if i["silent"] else ""
+        console.print(
+            f"  instance {escape(name)}: phase version {i['version']}, "
+            f"seen {i['seen_s_ago']}s ago{flag}",
             highlight=False,
         )
     s = data["shadow"]
@@ -165,8 +159,25 @@ def advance_cmd(
         float, typer.Option(min=0.0, help="Oldest pending write, seconds.")
     ] = 30.0,
     min_overlap: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Mean shadow overlap@k required.")
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Mean shadow overlap@k required (only without SOURCE)."
+        ),
     ] = 0.9,
+    max_recall_drop: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Target recall@k below the source's allowed on sampled shadow queries.",
+        ),
+    ] = 0.02,
+    max_shadow_errors: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of shadow reads allowed to fail.")
+    ] = 0.0,
+    max_report_age: Annotated[
+        float, typer.Option(min=0.0, help="Oldest --verify-report accepted, seconds.")
+    ] = 900.0,
     min_shadow_reads: Annotated[int, typer.Option(min=0, help="Shadow reads required.")] = 20,
     max_violations: Annotated[
         int, typer.Option(min=0, help="Shadow filter violations allowed.")
@@ -198,6 +209,9 @@ def advance_cmd(
             min_shadow_reads=min_shadow_reads,
             max_violations=max_violations,
             verify_report=verify_report,
+            max_report_age=max_report_age,
+            max_shadow_errors=max_shadow_errors,
+            max_recall_drop=max_recall_drop,
             skip=frozenset(skip_gate or ()),
         )
         with ExitStack() as stack:
