@@ -71,6 +71,7 @@ REGISTRY: dict[str, Scheme] = {
     ),
     "qdrant": Scheme(_C + "qdrant", "QdrantConnector", "qdrant", "server", 6333),
     "qdrant+local": Scheme(_C + "qdrant", "QdrantConnector", "qdrant", "path"),
+    "qdrant-edge": Scheme(_C + "qdrant_edge", "QdrantEdgeConnector", "qdrant-edge", "path"),
     "faiss": Scheme(_C + "faiss", "FaissConnector", "faiss", "path"),
     "milvus": Scheme(
         _C + "milvus", "MilvusConnector", "milvus", "server", 19530, default_db="default"
@@ -91,6 +92,15 @@ REGISTRY: dict[str, Scheme] = {
     ),
     "opensearch": Scheme(
         _C + "search.opensearch", "OpenSearchConnector", "opensearch", "server", 9200
+    ),
+    # Files (pyarrow and numpy are core dependencies: no extra).
+    "parquet": Scheme(_C + "parquet", "ParquetConnector", None, "path"),
+    "jsonl": Scheme(_C + "jsonl", "JsonlConnector", None, "path"),
+    "csv": Scheme(_C + "csv", "CsvConnector", None, "path"),
+    "npy": Scheme(_C + "npy", "NpyConnector", None, "path"),
+    "hf": Scheme(_C + "hf", "HfConnector", None, "path"),
+    "s3vectors": Scheme(
+        _C + "s3vectors", "S3VectorsConnector", "s3vectors", "service", scope=(("region", ""),)
     ),
 }
 
