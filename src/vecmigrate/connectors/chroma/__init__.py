@@ -7,6 +7,7 @@ else (explicit nulls, empty lists, objects, mixed lists) is stored as ``vecmigra
 every value round-trips and no string is ever mistaken for an encoded one. Collections
 made by other tools are described by sampling and read verbatim: a string there is a
 string, whatever it starts with; values they cannot hold natively are refused by record.
+Their metric is the space they search with (``_space``), with where it was read.
 """
 
 from __future__ import annotations
@@ -84,6 +85,29 @@ def _decode_value(value: Any, encoded: bool) -> Any:
 
 def _decode_metadatas(metadatas: Any, encoded: bool) -> list[dict[str, Any]]:
     return [{k: _decode_value(v, encoded) for k, v in (m or {}).items()} for m in metadatas]
+
+
+def _space(col: Any) -> tuple[Metric, str]:
+    """The metric a collection searches with and where it was read: the legacy
+    ``hnsw:space`` metadata key (chromadb 1.x still honours it), else the configuration's
+    HNSW (or SPANN) space, which chromadb 1.x fills with its default ``l2`` when a
+    collection is created without one."""
+    config = col.configuration or {}
+    legacy = (col.metadata or {}).get("hnsw:space")
+    configured = ((config.get("hnsw") or {}) or (config.get("spann") or {})).get("space")
+    space = legacy or configured or "l2"
+    metric = _METRIC.get(str(space))
+    if metric is None:
+        raise ConfigError(
+            f"Chroma collection {col.name!r} searches with space {space!r}, "
+            "which vecmigrate has no metric for"
+        )
+    if legacy:
+        return metric, f"the collection's metadata (hnsw:space {legacy})"
+    if configured is None:
+        return metric, "Chroma's default space (l2)"
+    source = f"the collection's configuration (space {configured}"
+    return metric, source + (", Chroma's default)" if configured == "l2" else ")")
 
 
 def _is_ours(col: Any) -> bool:
@@ -176,13 +200,19 @@ class ChromaConnector(Connector):
     def _infer(self, col: Any) -> CollectionSchema:
         sample = col.get(limit=1000, include=_INCLUDE)
         hnsw = (col.configuration or {}).get("hnsw") or {}
-        metric = _METRIC.get(hnsw.get("space", "l2"), Metric.L2)
+        metric, source = _space(col)
         emb = sample["embeddings"]
-        if emb is None or len(emb) == 0:
+        # An emptied collection still knows its dimension (chromadb keeps it in its model).
+        known = getattr(getattr(col, "_model", None), "dimension", None)
+        dim = len(emb[0]) if emb is not None and len(emb) else known
+        if not dim:
             raise ConfigError(f"Chroma collection {col.name!r} is empty; its dimension is unknown")
         params = {portable: hnsw[own] for portable, own in _HNSW_PARAMS.items() if own in hnsw}
         vector = VectorField(
-            dim=len(emb[0]), metric=metric, index=IndexSpec(kind="hnsw", params=params)
+            dim=dim,
+            metric=metric,
+            index=IndexSpec(kind="hnsw", params=params),
+            metric_source=source,
         )
         metas = _decode_metadatas(sample["metadatas"], encoded=False)
         return CollectionSchema(

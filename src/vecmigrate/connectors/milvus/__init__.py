@@ -19,12 +19,15 @@ index each vector field really has, read back from the engine. Every read is
 ``consistency_level="Strong"``: a job reads what it wrote.
 
 The vecmigrate schema is the collection description (milvus-lite silently drops collection
-properties). Collections made by other tools (layout ``columns``) are described from their
-fields and index parameters; their scalar fields become metadata fields.
+properties). Collections made by other tools (layout ``columns``) are read as they are laid
+out (``_infer``): any primary key, the text in a VARCHAR field, every vector field with its
+index's metric (sampled where a field has no index), scalar fields, and the keys of a JSON
+metadata field and of dynamic fields as typed metadata fields.
 
 Helper modules: ``_client`` (connecting, version check, error mapping),
-``_schema`` (collection layout and indexes), ``_records`` (rows to and from
-Arrow), ``_filters`` (filters as expressions), ``_sparse`` (sparse vectors).
+``_schema`` (collection layout and indexes), ``_infer`` (other tools' collections),
+``_records`` (rows to and from Arrow), ``_filters`` (filters as expressions), ``_sparse``
+(sparse vectors).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,27 +45,26 @@ import pyarrow as pa
 from pymilvus import MilvusClient
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.config import ConnectorConfig, Secret
+from vecmigrate.connectors.config import Secret
+from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
-from vecmigrate.connectors.milvus._filters import (
-    Compiler,
-    ids_in,
-    key_range,
-    pk,
-    typed_ids,
-)
+from vecmigrate.connectors.milvus._filters import Compiler, ids_in, pk, typed_ids
+from vecmigrate.connectors.milvus._infer import infer_schema
 from vecmigrate.connectors.milvus._records import (
+    PAGE,
     batch_to_rows,
     check_ids,
     output_fields,
+    pages,
     rows_to_batch,
 )
 from vecmigrate.connectors.milvus._schema import (
     METRIC_OF,
     SCHEMA_MARK,
-    infer_schema,
+    check_creatable,
     new_collection,
-    portable_index,
+    search_params,
+    stored_schema,
 )
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.errors import ConfigError
@@ -70,13 +72,13 @@ from vecmigrate.filters import ALL_OPS
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken
 from vecmigrate.uri import ConnectionURI
 
-_PAGE = 16384  # Milvus caps offset + limit of one query at 16384
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
 
 
 @dataclass(frozen=True)
-class MilvusConfig(ConnectorConfig):
-    """TLS and token of a Milvus server."""
+class MilvusConfig(FieldsConfig):
+    """TLS and token of a Milvus server; the fields of collections other tools made
+    (``connectors/foreign.py``)."""
 
     secure: bool = False
     token: Secret | None = None
@@ -183,18 +185,16 @@ class MilvusConnector(Connector):
         indexes = self._index_info(name)
         desc = str(info.get("description") or "")
         if desc.startswith(SCHEMA_MARK):
-            stored = CollectionSchema.from_json(desc[len(SCHEMA_MARK) :])
-            vectors = tuple(
-                v.model_copy(update={"index": portable_index(indexes[v.name])})
-                if v.name in indexes
-                else v
-                for v in stored.vectors
-            )
-            schema = stored.replace(name=name, engine=self.engine, vectors=vectors)
+            schema = stored_schema(desc, indexes, name, self.engine)
         else:
-            schema = infer_schema(name, info, indexes, self.engine)
+            sample = partial(self._sample, name)
+            schema = infer_schema(name, info, indexes, self.engine, self.config, sample)
         self._schemas[name] = schema
         return schema
+
+    def _sample(self, name: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Up to SAMPLE_ROWS rows of ``fields`` (describing another tool's collection)."""
+        return self._query(name, "", fields, limit=SAMPLE_ROWS)
 
     def _index_info(self, name: str) -> dict[str, dict[str, Any]]:
         """The index of each indexed field, as the engine reports it."""
@@ -234,23 +234,7 @@ class MilvusConnector(Connector):
         """Milvus's own words for what the connected server (``capabilities_for`` its
         version) cannot store, then the generic check (the base class runs this before
         ``create`` may drop anything)."""
-        caps = self.capabilities_for(self.server_version)
-        if schema.sparse and not caps.sparse_vectors:
-            raise ConfigError(
-                f"{self.uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
-                f"has {', '.join(s.name for s in schema.sparse)}",
-                hint="drop them in a mapping file (vectors: {NAME: {drop: true}})",
-            )
-        if schema.namespaces is not None:
-            raise ConfigError("the Milvus connector does not map namespaces yet")
-        if not schema.vectors:
-            raise ConfigError(f"Milvus collections need a vector field; {schema.name!r} has none")
-        if len(schema.vectors) > 1 and not caps.named_vectors:
-            raise ConfigError(
-                f"{self.uri} keeps one vector field per collection; {schema.name!r} has "
-                f"{len(schema.vectors)}",
-                hint="Milvus 2.4 added several; or map one vector field only",
-            )
+        check_creatable(schema, self.capabilities_for(self.server_version), str(self.uri))
         super().check_schema(schema)
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
@@ -289,39 +273,12 @@ class MilvusConnector(Connector):
         cuts = {total * i // n for i in range(1, n)}
         uppers: list[Any] = []
         seen = 0
-        for page in self._pages(name, schema, None, None, _PAGE, [key]):
+        for page in pages(partial(self._query, name), schema, None, None, PAGE, [key]):
             for r in page:
                 seen += 1
                 if seen in cuts:
                     uppers.append(r[key])
         return key_range_partitions(uppers, total)
-
-    def _pages(
-        self,
-        name: str,
-        schema: CollectionSchema,
-        after: Any,
-        upto: Any,
-        batch_rows: int,
-        fields: list[str],
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Rows in primary-key order, ``after < pk <= upto``, ``batch_rows`` at a time.
-
-        A query with a limit returns the smallest matching keys (segments' results are
-        merged by key, which pymilvus' query_iterator relies on too); paging by key rather
-        than through query_iterator gives exact, resumable ranges.
-        """
-        key = pk(schema)
-        limit = max(1, min(batch_rows, _PAGE))
-        while True:
-            rows = self._query(name, key_range(schema, after, upto), fields, limit=limit)
-            if not rows:
-                return
-            page = sorted(rows, key=lambda r: r[key])
-            after = page[-1][key]
-            yield page
-            if len(page) < limit:
-                return
 
     def _read_schema(self, name: str, schema: CollectionSchema | None) -> CollectionSchema:
         """``schema`` (the caller's view) with the physical layout of the stored collection."""
@@ -343,7 +300,9 @@ class MilvusConnector(Connector):
         after = json.loads(resume)["after"] if resume else partition.spec.get("after")
         upto = partition.spec.get("upto")
         key = pk(read)
-        for page in self._pages(name, read, after, upto, batch_rows, output_fields(read)):
+        for page in pages(
+            partial(self._query, name), read, after, upto, batch_rows, output_fields(read)
+        ):
             yield rows_to_batch(page, read), json.dumps({"after": page[-1][key]})
 
     def fetch(
@@ -406,11 +365,6 @@ class MilvusConnector(Connector):
         field = schema.vector_field(vector_field)
         self._ensure_loaded(name)
         key = pk(schema)
-        search_params = dict(params or {})
-        if "ef_search" in search_params:
-            search_params["ef"] = search_params.pop("ef_search")
-        if field.index is not None and field.index.kind == "hnsw":
-            search_params["ef"] = max(int(search_params.get("ef", 64)), k)  # HNSW needs ef >= k
         res = self._call(
             f"{self.uri}: search {name!r}",
             self.client.search,
@@ -419,7 +373,7 @@ class MilvusConnector(Connector):
             limit=k,
             filter=expr,
             anns_field=field.name,
-            search_params={"metric_type": METRIC_OF[field.metric], "params": search_params},
+            search_params=search_params(field, params, k),
             output_fields=[key],
             consistency_level="Strong",
         )

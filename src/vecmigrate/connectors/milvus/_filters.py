@@ -19,6 +19,12 @@ from vecmigrate.model import CollectionSchema, IdType, MetadataField
 
 LAYOUT_KEY = "milvus.layout"
 PK_KEY = "milvus.primary_key"
+# Collections other tools made: where each metadata field lives ({field: [container, key]},
+# container None for a field of its own), the JSON metadata field, and dynamic fields.
+FIELDS_KEY = "milvus.fields"
+JSON_KEY = "milvus.metadata_field"
+DYNAMIC = "$meta"
+DYNAMIC_KEY = "milvus.dynamic_fields"
 _INT64_MIN = -(2**63)
 _OPS = {"$eq": "==", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _NEGATED = {"$eq": "!=", "$ne": "==", "$gt": "<=", "$gte": "<", "$lt": ">=", "$lte": ">"}
@@ -41,6 +47,16 @@ def literal(value: Any) -> str:
 def layout(schema: CollectionSchema) -> str:
     """``json`` (made by vecmigrate) or ``columns`` (one scalar field per metadata field)."""
     return str(schema.engine_settings.get(LAYOUT_KEY, "json"))
+
+
+def field_places(schema: CollectionSchema) -> dict[str, tuple[str | None, str]]:
+    """Where each metadata field of a ``columns`` collection lives: (container, key), the
+    container None for a field of its own, a JSON field's name, or ``$meta``."""
+    raw = schema.engine_settings.get(FIELDS_KEY)
+    places: dict[str, tuple[str | None, str]] = {m.name: (None, m.name) for m in schema.metadata}
+    if isinstance(raw, dict):
+        places.update({f: (c, k) for f, (c, k) in raw.items()})
+    return places
 
 
 def pk(schema: CollectionSchema) -> str:
@@ -89,18 +105,53 @@ class Compiler:
         self.nullable: set[str] = set(schema.engine_settings.get("milvus.nullable", []))
         self.has_not = has_not
         self._pk = pk(schema)
+        self.places = field_places(schema) if self.layout == "columns" else {}
 
     def ref(self, f: MetadataField) -> str:
         """The expression naming field ``f``."""
         if self.layout == "json":
             return "metadata[" + json.dumps(f.name, ensure_ascii=False) + "]"
-        return f.name
+        container, key = self.places.get(f.name, (None, f.name))
+        if container is None:
+            return key
+        return f"{container}[{json.dumps(key, ensure_ascii=False)}]"
+
+    def _keyed(self, f: MetadataField) -> bool:
+        """``f`` is a key inside a JSON field or ``$meta`` (a key that may be missing)."""
+        return self.places.get(f.name, (None, ""))[0] is not None
+
+    def _key_present(self, f: MetadataField) -> str:
+        """A key holding a value of ``f``'s type: Milvus has no ``exists`` (lite 2.5), but a
+        comparison on a missing key (or one of another type) is false."""
+        col = self.ref(f)
+        if f.type == "string":
+            return f'{col} >= ""'
+        if f.type in ("int64", "float64"):
+            return f"({col} >= 0 or {col} < 0)"
+        if f.type == "bool":
+            return f"{col} in [true, false]"
+        raise ConfigError(
+            f"Milvus cannot test whether the {f.type} key {f.name!r} is present",
+            hint="filter on its values ($eq, $in) only",
+        )
 
     def presence(self, f: MetadataField, present: bool) -> str | None:
         """Expression testing presence (or absence); None means "always true"."""
         if self.layout == "json":
             key = json.dumps(f.name, ensure_ascii=False)
             return f'metadata_present["fields"][{key}] == {literal(present)}'
+        if self._keyed(f):
+            if f.type.startswith("list<") and present:
+                return None  # only containment asks: a missing key contains nothing
+            test = self._key_present(f)
+            if present:
+                return test
+            if not self.has_not:
+                raise ConfigError(
+                    f"milvus-lite cannot express the absence of key {f.name!r}",
+                    hint="milvus-lite expressions have no 'not'",
+                )
+            return f"not ({test})"
         if f.name in self.nullable:
             return f"{f.name} is {'not ' if present else ''}null"
         if present:
@@ -125,7 +176,8 @@ class Compiler:
         col = self.ref(f)
         if f.type.startswith("list<"):
             wanted = c.value if c.op == "$in" else [c.value]
-            fn = "json_contains_any" if self.layout == "json" else "array_contains_any"
+            keyed = self.layout == "json" or self._keyed(f)
+            fn = "json_contains_any" if keyed else "array_contains_any"
             test = f"{fn}({col}, [{', '.join(map(literal, wanted))}])"
             if negate:
                 if not self.has_not:

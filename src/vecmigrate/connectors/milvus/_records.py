@@ -8,19 +8,31 @@ into Milvus rows in the collection's physical layout (``json`` or ``columns``, s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.milvus import _sparse as milvus_sparse
-from vecmigrate.connectors.milvus._filters import layout, pk
+from vecmigrate.connectors.milvus._filters import (
+    DYNAMIC,
+    DYNAMIC_KEY,
+    JSON_KEY,
+    field_places,
+    key_range,
+    layout,
+    pk,
+)
 from vecmigrate.connectors.milvus._schema import DOC_KEY, MAX_VARCHAR
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import build_batch, vectors_to_numpy
 
 _INT64_MAX = 2**63 - 1
+PAGE = 16384  # Milvus caps offset + limit of one query at 16384
+# A strongly consistent query: (filter, output fields, limit=) -> rows.
+Query = Callable[..., list[dict[str, Any]]]
 
 
 def output_fields(schema: CollectionSchema) -> list[str]:
@@ -29,7 +41,41 @@ def output_fields(schema: CollectionSchema) -> list[str]:
     if layout(schema) == "json":
         return [*fields, "document", "metadata", "metadata_extra", "metadata_present"]
     doc = schema.engine_settings.get(DOC_KEY)
-    return [*fields, *([doc] if doc else []), *(m.name for m in schema.metadata)]
+    places = [c or k for c, k in field_places(schema).values()]
+    containers = [schema.engine_settings.get(JSON_KEY), *places]
+    if schema.engine_settings.get(DYNAMIC_KEY):
+        containers.append(DYNAMIC)  # keys the sample did not show come along too
+    return list(dict.fromkeys([*fields, *([doc] if doc else []), *(c for c in containers if c)]))
+
+
+def _foreign_metadata(row: dict[str, Any], schema: CollectionSchema) -> dict[str, Any]:
+    """The metadata of one row of a ``columns`` collection: fields of their own, the keys
+    of its JSON metadata field and its dynamic fields (keys no field names kept too: they
+    travel in ``metadata_extra``)."""
+    places = field_places(schema)
+    meta: dict[str, Any] = {}
+    by_key: dict[tuple[str | None, str], str] = {p: f for f, p in places.items()}
+    physical = {pk(schema), schema.engine_settings.get(DOC_KEY)}
+    physical |= {v.name for v in schema.vectors} | {s.name for s in schema.sparse}
+    json_field = schema.engine_settings.get(JSON_KEY)
+    for field, (container, key) in places.items():
+        if container is None:
+            physical.add(key)
+            if key in row:
+                meta[field] = _plain(row[key])
+    if json_field:
+        physical.add(json_field)
+        obj = row.get(json_field)
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                meta[by_key.get((json_field, key), f"{json_field}.{key}")] = value
+        elif obj is not None:
+            meta[json_field] = obj  # not an object: kept whole (in metadata_extra)
+    if schema.engine_settings.get(DYNAMIC_KEY):
+        for key, value in row.items():
+            if key not in physical:
+                meta[by_key.get((DYNAMIC, key), key)] = value
+    return meta
 
 
 def rows_to_batch(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.RecordBatch:
@@ -52,7 +98,7 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.Re
         doc = schema.engine_settings.get(DOC_KEY)
         for r in rows:
             docs.append(r.get(doc) if doc else None)
-            meta.append({m.name: _plain(r.get(m.name)) for m in schema.metadata})
+            meta.append(_foreign_metadata(r, schema))
     key = pk(schema)
     json_layout = layout(schema) == "json"
     return build_batch(
@@ -128,6 +174,42 @@ def check_ids(
             )
 
 
+def _foreign_row(
+    typed: dict[str, Any], extra: str | None, schema: CollectionSchema
+) -> tuple[dict[str, Any], list[str]]:
+    """The fields of one row of a ``columns`` collection: each metadata value in its own
+    field, as a key of the JSON metadata field or as a dynamic field; values that did not
+    fit their type (``metadata_extra``) go back where they came from. Also returns the
+    keys no field can hold (the collection has neither a JSON metadata field nor dynamic
+    fields)."""
+    values = {**typed, **(json.loads(extra) if extra else {})}
+    places = field_places(schema)
+    json_field = schema.engine_settings.get(JSON_KEY)
+    dynamic = bool(schema.engine_settings.get(DYNAMIC_KEY))
+    row: dict[str, Any] = {}
+    obj: dict[str, Any] = {}
+    homeless: list[str] = []
+    for m in schema.metadata:
+        container, key = places.get(m.name, (None, m.name))
+        if container is None:
+            row[key] = values.pop(m.name, None)
+    for name, value in values.items():
+        container, key = places.get(name, (None, name))
+        if container == json_field and json_field is not None:
+            obj[key] = value
+        elif container == DYNAMIC:
+            row[key] = value
+        elif json_field is not None and container is None:
+            obj[name.removeprefix(f"{json_field}.")] = value  # a key no field names
+        elif dynamic and container is None:
+            row[name] = value
+        elif value is not None:
+            homeless.append(name)
+    if json_field is not None:
+        row[json_field] = obj
+    return row, homeless
+
+
 def batch_to_rows(
     name: str, schema: CollectionSchema, data: pa.RecordBatch, ids: list[Any]
 ) -> list[dict[str, Any]]:
@@ -172,7 +254,17 @@ def batch_to_rows(
         else:
             if doc_field:
                 row[doc_field] = docs[i] if docs[i] is not None else ""
-            row.update({m.name: typed[i].get(m.name) for m in schema.metadata})
+            fields, homeless = _foreign_row(typed[i], extra[i], schema)
+            if homeless:
+                raise DataError(
+                    f"the collection has no field for metadata {homeless[0]!r} (and neither "
+                    "a JSON metadata field nor dynamic fields)",
+                    collection=name,
+                    record_id=ids[i],
+                    field=homeless[0],
+                    hint="map or drop the field in a mapping file",
+                )
+            row.update(fields)
             too_long = []
         if too_long:
             raise DataError(
@@ -183,3 +275,30 @@ def batch_to_rows(
             )
         rows.append(row)
     return rows
+
+
+def pages(
+    query: Query,
+    schema: CollectionSchema,
+    after: Any,
+    upto: Any,
+    batch_rows: int,
+    fields: list[str],
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows in primary-key order, ``after < pk <= upto``, ``batch_rows`` at a time.
+
+    A query with a limit returns the smallest matching keys (segments' results are
+    merged by key, which pymilvus' query_iterator relies on too); paging by key rather
+    than through query_iterator gives exact, resumable ranges.
+    """
+    key = pk(schema)
+    limit = max(1, min(batch_rows, PAGE))
+    while True:
+        rows = query(key_range(schema, after, upto), fields, limit=limit)
+        if not rows:
+            return
+        page = sorted(rows, key=lambda r: r[key])
+        after = page[-1][key]
+        yield page
+        if len(page) < limit:
+            return

@@ -1,8 +1,8 @@
 """Physical layout of Milvus collections for the Milvus connector (used only by it).
 
 Indexes are mapped deliberately both ways (portable kind + parameters <-> Milvus index
-type + parameters), collections made by other tools are described from their fields, and
-new collections get the ``json`` layout. Rows <-> Arrow batches: ``_records``.
+type + parameters) and new collections get the ``json`` layout. Collections made by other
+tools are described in ``_infer``; rows <-> Arrow batches: ``_records``.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ from typing import Any
 from pymilvus import DataType, MilvusClient
 
 from vecmigrate.connectors.milvus import _sparse as milvus_sparse
-from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, PK_KEY
+from vecmigrate.connectors.milvus._filters import LAYOUT_KEY
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
+    Capabilities,
     CollectionSchema,
     IdType,
     IndexKind,
     IndexSpec,
-    MetadataField,
-    MetadataType,
     Metric,
-    SparseField,
     VectorField,
 )
 
@@ -32,27 +30,6 @@ DOC_KEY = "milvus.document_field"
 MAX_VARCHAR = 65535
 METRIC_OF: dict[Metric, str] = {Metric.COSINE: "COSINE", Metric.DOT: "IP", Metric.L2: "L2"}
 PORTABLE_METRIC = {v: k for k, v in METRIC_OF.items()}
-_SCALAR: dict[DataType, MetadataType] = {
-    DataType.VARCHAR: "string",
-    DataType.INT8: "int64",
-    DataType.INT16: "int64",
-    DataType.INT32: "int64",
-    DataType.INT64: "int64",
-    DataType.FLOAT: "float64",
-    DataType.DOUBLE: "float64",
-    DataType.BOOL: "bool",
-    DataType.JSON: "json",
-}
-_ARRAY_OF: dict[DataType, MetadataType] = {
-    DataType.VARCHAR: "list<string>",
-    DataType.INT8: "list<int64>",
-    DataType.INT16: "list<int64>",
-    DataType.INT32: "list<int64>",
-    DataType.INT64: "list<int64>",
-    DataType.FLOAT: "list<float64>",
-    DataType.DOUBLE: "list<float64>",
-}
-_DOC_FIELDS = ("document", "text", "content")
 # Milvus index type -> portable kind, and its parameters -> portable names.
 _KIND: dict[str, IndexKind] = {
     "FLAT": "flat",
@@ -113,79 +90,6 @@ def portable_index(desc: dict[str, Any]) -> IndexSpec:
     return IndexSpec(kind=kind, params=params)
 
 
-def infer_schema(
-    name: str, info: dict[str, Any], indexes: dict[str, dict[str, Any]], engine: str
-) -> CollectionSchema:
-    """Describe a collection vecmigrate did not create, and say what was assumed."""
-    vectors: list[VectorField] = []
-    sparse: list[SparseField] = []
-    metadata: list[MetadataField] = []
-    notes: dict[str, Any] = {LAYOUT_KEY: "columns"}
-    nullable: list[str] = []
-    key: str | None = None
-    id_type = IdType.STRING
-    fields = info.get("fields", [])
-    doc = next(
-        (
-            f["name"]
-            for f in fields
-            if f["name"] in _DOC_FIELDS
-            and f["type"] == DataType.VARCHAR
-            and not f.get("is_primary")
-        ),
-        None,
-    )
-    for f in fields:
-        ftype, fname, params = f["type"], f["name"], f.get("params", {})
-        if f.get("is_primary"):
-            key = fname
-            id_type = IdType.INT if ftype == DataType.INT64 else IdType.STRING
-        elif ftype == DataType.FLOAT_VECTOR:
-            idx = indexes.get(fname, {})
-            metric = PORTABLE_METRIC.get(str(idx.get("metric_type", "")).upper())
-            if metric is None:
-                notes[f"{fname}.metric"] = "assumed cosine: the field has no index"
-                metric = Metric.COSINE
-            index = portable_index(idx)
-            vectors.append(
-                VectorField(name=fname, dim=int(params["dim"]), metric=metric, index=index)
-            )
-        elif ftype == DataType.SPARSE_FLOAT_VECTOR:
-            metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
-            if metric_type != "IP":
-                notes[f"{fname}.metric"] = (
-                    f"assumed dot: the field's index metric is {metric_type!r}"
-                )
-            sparse.append(SparseField(name=fname, metric=Metric.DOT))
-            continue
-        elif fname == doc:
-            continue
-        elif ftype in _SCALAR:
-            metadata.append(MetadataField(name=fname, type=_SCALAR[ftype]))
-        elif ftype == DataType.ARRAY and f.get("element_type") in _ARRAY_OF:
-            metadata.append(MetadataField(name=fname, type=_ARRAY_OF[f["element_type"]]))
-        else:
-            notes[f"{fname}.skipped"] = f"field type {ftype!r} is not migrated"
-            continue
-        if f.get("nullable"):
-            nullable.append(fname)
-    if key is None:
-        raise ConfigError(f"Milvus collection {name!r} has no primary key")
-    if info.get("enable_dynamic_field"):
-        notes["dynamic_fields"] = "dynamic ($meta) fields are not migrated"
-    notes.update({PK_KEY: key, DOC_KEY: doc, "milvus.nullable": nullable})
-    return CollectionSchema(
-        name=name,
-        id_type=id_type,
-        vectors=tuple(vectors),
-        sparse=tuple(sparse),
-        metadata=tuple(metadata),
-        has_document=doc is not None,
-        engine=engine,
-        engine_settings=notes,
-    )
-
-
 def new_collection(
     client: MilvusClient, schema: CollectionSchema, kinds: frozenset[str], engine: str
 ) -> tuple[Any, Any, CollectionSchema]:
@@ -229,3 +133,46 @@ def new_collection(
     ms.add_field("metadata_extra", DataType.VARCHAR, max_length=MAX_VARCHAR)
     ms.add_field("metadata_present", DataType.JSON)
     return ms, index, stored
+
+
+def check_creatable(schema: CollectionSchema, caps: Capabilities, uri: str) -> None:
+    """Milvus's own words for what a server with ``caps`` cannot store."""
+    if schema.sparse and not caps.sparse_vectors:
+        raise ConfigError(
+            f"{uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
+            f"has {', '.join(s.name for s in schema.sparse)}",
+            hint="drop them in a mapping file (vectors: {NAME: {drop: true}})",
+        )
+    if schema.namespaces is not None:
+        raise ConfigError("the Milvus connector does not map namespaces yet")
+    if not schema.vectors:
+        raise ConfigError(f"Milvus collections need a vector field; {schema.name!r} has none")
+    if len(schema.vectors) > 1 and not caps.named_vectors:
+        raise ConfigError(
+            f"{uri} keeps one vector field per collection; {schema.name!r} has "
+            f"{len(schema.vectors)}",
+            hint="Milvus 2.4 added several; or map one vector field only",
+        )
+
+
+def stored_schema(
+    desc: str, indexes: dict[str, dict[str, Any]], name: str, engine: str
+) -> CollectionSchema:
+    """The schema vecmigrate stored as the description of a collection it made, with the
+    index each vector field really has."""
+    stored = CollectionSchema.from_json(desc[len(SCHEMA_MARK) :])
+    vectors = tuple(
+        v.model_copy(update={"index": portable_index(indexes[v.name])}) if v.name in indexes else v
+        for v in stored.vectors
+    )
+    return stored.replace(name=name, engine=engine, vectors=vectors)
+
+
+def search_params(field: VectorField, params: dict[str, Any] | None, k: int) -> dict[str, Any]:
+    """``search_params`` of a search of ``field`` (portable names mapped to Milvus')."""
+    out = dict(params or {})
+    if "ef_search" in out:
+        out["ef"] = out.pop("ef_search")
+    if field.index is not None and field.index.kind == "hnsw":
+        out["ef"] = max(int(out.get("ef", 64)), k)  # HNSW needs ef >= k
+    return {"metric_type": METRIC_OF[field.metric], "params": out}

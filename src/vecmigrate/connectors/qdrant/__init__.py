@@ -26,16 +26,20 @@ import pyarrow as pa
 from qdrant_client import QdrantClient, models
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.config import ConnectorConfig, Secret
+from vecmigrate.connectors.config import Secret
+from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.qdrant._client import open_client, translate_error
+from vecmigrate.connectors.qdrant._infer import (
+    DISTANCE,
+    infer_schema,
+    reuse_schema,
+    served_metrics,
+)
+from vecmigrate.connectors.qdrant._layout import LAYOUT_KEY, Payload
 from vecmigrate.connectors.qdrant._records import (
-    DOC_KEY,
     ID_KEY,
-    NS_KEY,
     POINT_IDS_SETTING,
-    RESERVED_KEYS,
     batch_to_points,
-    canonical_uuid,
     point_candidates,
     points_to_batch,
     query_filter,
@@ -47,58 +51,19 @@ from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
     IdType,
-    IndexSpec,
     Metric,
     Partition,
     ResumeToken,
-    SparseField,
-    VectorField,
 )
-from vecmigrate.records import infer_metadata_fields
 from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = "vecmigrate:schema"
-_DISTANCE = {
-    Metric.COSINE: models.Distance.COSINE,
-    Metric.DOT: models.Distance.DOT,
-    Metric.L2: models.Distance.EUCLID,
-}
-_METRIC = {v: k for k, v in _DISTANCE.items()}
-
-
-def _served_metrics(schema: CollectionSchema, info: Any) -> CollectionSchema:
-    """``schema`` (as vecmigrate recorded it) with each vector's metric as the collection
-    is configured to search (a collection recreated with the recorded schema but another
-    distance searches with that one); a disagreement is noted in ``engine_settings``."""
-    params = info.config.params.vectors
-    named = params if isinstance(params, dict) else {"": params}
-    unnamed = schema.engine_settings.get("unnamed_vector")
-    settings = dict(schema.engine_settings)
-    vectors = []
-    for v in schema.vectors:
-        got = named.get("" if unnamed else v.name)
-        if got is None:
-            vectors.append(v)
-            continue
-        served = _METRIC.get(got.distance)
-        if served is None:
-            raise ConfigError(
-                f"Qdrant collection {schema.name!r} searches {v.name!r} with {got.distance} "
-                "distance, which vecmigrate has no metric for"
-            )
-        if served is not v.metric:
-            settings[f"{v.name}.metric"] = (
-                f"{served.value} from the collection's vector config; vecmigrate recorded "
-                f"{v.metric.value} (the collection was changed outside vecmigrate)"
-            )
-            v = v.model_copy(update={"metric": served})
-        vectors.append(v)
-    return schema.replace(engine="qdrant", vectors=tuple(vectors), engine_settings=settings)
 
 
 @dataclass(frozen=True)
-class QdrantConfig(ConnectorConfig):
-    """API key and TLS of a Qdrant server."""
+class QdrantConfig(FieldsConfig):
+    """API key and TLS of a Qdrant server; the payload keys of collections other tools
+    wrote (``connectors/foreign.py``)."""
 
     api_key: Secret | None = None
     https: bool = False
@@ -168,71 +133,37 @@ class QdrantConnector(Connector):
             raise ConfigError(f"{self.uri} has no collection {name!r}")
         info = self.client.get_collection(name)
         stored = (getattr(info.config, "metadata", None) or {}).get(SCHEMA_KEY)
-        schema = (
-            _served_metrics(CollectionSchema.from_json(stored).replace(name=name), info)
-            if stored
-            else self._infer(name, info)
-        )
+        if stored:
+            schema = served_metrics(CollectionSchema.from_json(stored).replace(name=name), info)
+        else:
+            points, _ = self.client.scroll(name, limit=SAMPLE_ROWS, with_payload=True)
+            schema = infer_schema(name, info, points, self.config)
         self._schemas[name] = schema
         return schema
 
-    def _infer(self, name: str, info: Any) -> CollectionSchema:
-        params = info.config.params.vectors
-        named = params if isinstance(params, dict) else {"": params}
-        vectors = tuple(
-            VectorField(
-                name=n or "vector",
-                dim=p.size,
-                metric=_METRIC[p.distance],
-                index=IndexSpec(kind="hnsw"),
-            )
-            for n, p in named.items()
-        )
-        points, _ = self.client.scroll(name, limit=1000, with_payload=True)
-        payloads = [dict(p.payload or {}) for p in points]
-        has_doc = any(DOC_KEY in p for p in payloads)
-        metas = [{k: v for k, v in p.items() if k not in RESERVED_KEYS} for p in payloads]
-        namespaces = sorted({p[NS_KEY] for p in payloads if NS_KEY in p})
-        # A point without vecmigrate's original-id key (or whose key repeats its own id)
-        # holds its record under its own id: hashing that id again would address a point
-        # that does not exist. Only collections vecmigrate filled alone hash every id.
-        rids = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
-        own = [r == p.id for r, p in zip(rids, points, strict=True)]
-        native = not points or any(own)
-        if all(isinstance(r, int) for r in rids) and all(own):
-            id_type = IdType.INT
-        elif native and all(canonical_uuid(r) for r in rids):
-            id_type = IdType.UUID
-        else:
-            id_type = IdType.STRING
-        settings: dict[str, Any] = {"unnamed_vector": "" in named}
-        if native:
-            settings[POINT_IDS_SETTING] = "native"
-        return CollectionSchema(
-            name=name,
-            id_type=id_type,
-            vectors=vectors,
-            sparse=tuple(SparseField(name=n) for n in (info.config.params.sparse_vectors or {})),
-            metadata=infer_metadata_fields(metas),
-            has_document=has_doc,
-            namespaces=tuple(namespaces) if namespaces else None,
-            engine="qdrant",
-            engine_settings=settings,
-        )
+    def _layout(self, name: str) -> Payload | None:
+        """How a collection another tool wrote lays out its payload (None: ours)."""
+        return Payload.of(self._schema(name).engine_settings)
+
+    def _query_filter(self, name: str, filter: Filter | None) -> models.Filter | None:
+        layout = self._layout(name)
+        keys = layout.keys() if layout is not None else None
+        return query_filter(self._filter(self._schema(name), filter), keys)
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         exists = self.client.collection_exists(schema.name)
         what = f"Qdrant collection {schema.name!r}"
-        if self._keep_existing(schema.name, exists, if_exists, what):
+        if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
+            self._schemas[schema.name] = reuse_schema(schema, self.describe(schema.name))
             return
         if exists:
             self.client.delete_collection(schema.name)
         # What this collection is made with, not what a source collection had: vectors are
-        # always named here, and UUID ids are the point ids.
+        # always named here, UUID ids are the point ids, and the payload is laid out ours.
         settings = {
             k: v
             for k, v in schema.engine_settings.items()
-            if k not in ("unnamed_vector", POINT_IDS_SETTING)
+            if k not in ("unnamed_vector", POINT_IDS_SETTING, LAYOUT_KEY)
         }
         if schema.id_type is IdType.UUID:
             settings[POINT_IDS_SETTING] = "native"
@@ -244,7 +175,7 @@ class QdrantConnector(Connector):
                 m=int(params.get("M", 16)), ef_construct=int(params.get("ef_construction", 100))
             )
             vectors[v.name] = models.VectorParams(
-                size=v.dim, distance=_DISTANCE[v.metric], hnsw_config=hnsw
+                size=v.dim, distance=DISTANCE[v.metric], hnsw_config=hnsw
             )
         self._call(
             f"creating {schema.name!r}",
@@ -258,7 +189,7 @@ class QdrantConnector(Connector):
         self._schemas[schema.name] = schema
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        flt = query_filter(self._filter(self._schema(name), filter))
+        flt = self._query_filter(name, filter)
         return int(self.client.count(name, count_filter=flt, exact=True).count)
 
     # -- ids ---------------------------------------------------------------------------------
@@ -309,7 +240,7 @@ class QdrantConnector(Connector):
             if not points:
                 return
             yield (
-                points_to_batch(points, schema),
+                points_to_batch(points, schema, self._layout(name)),
                 json.dumps({"offset": offset, "done": offset is None}),
             )
             if offset is None:
@@ -323,12 +254,12 @@ class QdrantConnector(Connector):
         for p in self._points(name, schema, ids, data=True):
             # Two points holding one record (written by both id rules): one is returned.
             found.setdefault(record_id(p, schema), p)
-        return points_to_batch(list(found.values()), schema)
+        return points_to_batch(list(found.values()), schema, self._layout(name))
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
-        points = batch_to_points(name, batch, schema)
+        points = batch_to_points(name, batch, schema, self._layout(name))
         with self._lock:
             self._call(f"upsert into {name!r}", self.client.upsert, name, points=points, wait=True)
 
@@ -364,7 +295,7 @@ class QdrantConnector(Connector):
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema = self._schema(name)
-        flt = query_filter(self._filter(schema, filter))
+        flt = self._query_filter(name, filter)
         field = schema.vector_field(vector_field)
         using = None if schema.engine_settings.get("unnamed_vector") else field.name
         ids: list[list[Any]] = []

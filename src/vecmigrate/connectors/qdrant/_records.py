@@ -8,8 +8,8 @@ Portable filters compile to Qdrant conditions with vecmigrate's exact semantics.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +18,10 @@ from qdrant_client import models
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import NAMESPACE_KEY, Bool, Cond, Node
 from vecmigrate.model import CollectionSchema, IdType
-from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
+from vecmigrate.records import build_batch, encode_json, metadata_rows, vectors_to_numpy
+
+if TYPE_CHECKING:
+    from vecmigrate.connectors.qdrant._layout import Payload
 
 ID_KEY = "_vecmigrate_id"
 DOC_KEY = "_vecmigrate_document"
@@ -29,28 +32,30 @@ POINT_IDS_SETTING = "point_ids"
 _RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 
 
-def _condition(node: Node) -> Any:
+def _condition(node: Node, keys: Mapping[str, str]) -> Any:
     """A portable filter node as a Qdrant condition, with vecmigrate's exact semantics."""
     if isinstance(node, Bool):
-        parts = [_condition(c) for c in node.children]
+        parts = [_condition(c, keys) for c in node.children]
         if node.op == "$and":
             return models.Filter(must=parts)
         if node.op == "$or":
             return models.Filter(should=parts)
         return models.Filter(must_not=parts)
-    return _leaf(node)
+    return _leaf(node, keys)
 
 
-def query_filter(node: Node | None) -> models.Filter | None:
-    """A parsed filter (or None: everything) as the top-level ``models.Filter`` calls take."""
-    flt = _condition(node) if node else None
+def query_filter(node: Node | None, keys: Mapping[str, str] | None = None) -> models.Filter | None:
+    """A parsed filter (or None: everything) as the top-level ``models.Filter`` calls take;
+    ``keys``: the payload key (path) of each field named differently (foreign layouts)."""
+    flt = _condition(node, keys or {}) if node else None
     if flt is not None and not isinstance(flt, models.Filter):
         flt = models.Filter(must=[flt])
     return flt
 
 
-def _leaf(node: Cond) -> Any:
-    key = NS_KEY if node.field.name == NAMESPACE_KEY else node.field.name
+def _leaf(node: Cond, keys: Mapping[str, str]) -> Any:
+    name = node.field.name
+    key = NS_KEY if name == NAMESPACE_KEY else keys.get(name, name)
     empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
     is_list = node.field.type.startswith("list<")
     if node.op == "$exists":
@@ -137,8 +142,11 @@ def record_id(point: Any, schema: CollectionSchema) -> Any:
     return int(got) if schema.id_type is IdType.INT else str(got)
 
 
-def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBatch:
-    """Scrolled or retrieved points in the batch layout (reserved payload keys lifted out)."""
+def points_to_batch(
+    points: list[Any], schema: CollectionSchema, layout: Payload | None = None
+) -> pa.RecordBatch:
+    """Scrolled or retrieved points in the batch layout (reserved payload keys lifted out;
+    with ``layout``, a foreign collection's text and nested metadata too)."""
     payloads = [dict(p.payload or {}) for p in points]
     ids: list[Any] = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
     if schema.id_type is IdType.INT:
@@ -148,8 +156,12 @@ def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBat
         key = "" if schema.engine_settings.get("unnamed_vector") else v.name
         rows = [p.vector if key == "" else p.vector[key] for p in points]
         vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
-    docs = [pl.get(DOC_KEY) for pl in payloads] if schema.has_document else None
-    metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
+    if layout is None:
+        docs = [pl.get(DOC_KEY) for pl in payloads]
+        metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
+    else:
+        read = [layout.read(pl) for pl in payloads]
+        docs, metas = [_text(d) for d, _ in read], [m for _, m in read]
     namespaces = [pl.get(NS_KEY) for pl in payloads] if schema.namespaces is not None else None
     sparse = {s.name: [_sparse_dict(p.vector, s.name) for p in points] for s in schema.sparse}
     # A payload key set to null is not a missing key: Qdrant keeps both apart, so do we.
@@ -157,7 +169,7 @@ def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBat
         schema,
         ids,
         vectors,
-        documents=docs,
+        documents=docs if schema.has_document else None,
         metadata=metas,
         namespaces=namespaces,
         sparse=sparse,
@@ -165,23 +177,36 @@ def points_to_batch(points: list[Any], schema: CollectionSchema) -> pa.RecordBat
     )
 
 
-def batch_to_points(name: str, batch: pa.RecordBatch, schema: CollectionSchema) -> Any:
-    """A batch as what ``client.upsert`` takes: payload = metadata + reserved keys."""
+def batch_to_points(
+    name: str, batch: pa.RecordBatch, schema: CollectionSchema, layout: Payload | None = None
+) -> Any:
+    """A batch as what ``client.upsert`` takes: payload = metadata + reserved keys (with
+    ``layout``, text and metadata where a foreign collection keeps them); the vector of a
+    collection with one unnamed vector is written unnamed."""
     ids = batch.column("id").to_pylist()
     payloads = metadata_rows(batch, schema)  # explicit nulls included: Qdrant stores them
-    docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+    names = batch.schema.names
+    docs = batch.column("document").to_pylist() if "document" in names else [None] * len(ids)
     namespaces = (
-        batch.column("namespace").to_pylist() if "namespace" in batch.schema.names else None
+        batch.column("namespace").to_pylist() if "namespace" in names else [None] * len(ids)
     )
-    for i, payload in enumerate(payloads):
-        if schema.id_type is not IdType.INT:
+    string_ids = schema.id_type is not IdType.INT
+    if layout is not None:
+        payloads = [
+            layout.write(ids[i], docs[i], meta, namespaces[i], string_ids)
+            for i, meta in enumerate(payloads)
+        ]
+    for i, payload in enumerate(payloads if layout is None else ()):
+        if string_ids:
             payload[ID_KEY] = ids[i]
-        if docs is not None and docs[i] is not None:
+        if docs[i] is not None:
             payload[DOC_KEY] = docs[i]
-        if namespaces is not None and namespaces[i] is not None:
+        if namespaces[i] is not None:
             payload[NS_KEY] = namespaces[i]
+    unnamed = bool(schema.engine_settings.get("unnamed_vector"))
     vectors: dict[str, list[Any]] = {
-        v.name: vectors_to_numpy(batch.column(v.name)).tolist() for v in schema.vectors
+        "" if unnamed else v.name: vectors_to_numpy(batch.column(v.name)).tolist()
+        for v in schema.vectors
     }
     pids = point_ids(name, schema, ids)
     points: Any
@@ -202,6 +227,13 @@ def batch_to_points(name: str, batch: pa.RecordBatch, schema: CollectionSchema) 
             )
             for i, pid in enumerate(pids)
         ]
+    elif unnamed:
+        points = models.Batch(ids=pids, vectors=vectors[""], payloads=payloads)
     else:
         points = models.Batch(ids=pids, vectors=vectors, payloads=payloads)
     return points
+
+
+def _text(value: Any) -> str | None:
+    """A payload value read as the document: text as it is, anything else as JSON text."""
+    return value if value is None or isinstance(value, str) else encode_json(value)

@@ -2,10 +2,12 @@
 
 A collection is a RediSearch index over one HASH per record (key ``<collection>:<id>``),
 with the vecmigrate schema kept at ``vecmigrate:schema:<collection>``; indexes made by other
-tools (over HASH or JSON documents) are described from ``FT.INFO``. The exact layout is in
-``_schema``; filter compilation in ``_filters``; hash / JSON encoding in
-``_records``; the client and the one error mapping in ``_client``. This module holds the
-connector contract: commands and pipelines.
+tools (over HASH or JSON documents) are described from ``FT.INFO`` and read as they are laid
+out (``_infer``: ids from the key or ``?id_field=``, text and vectors under any name with
+``?document_field=`` / ``?vector_field=``). The exact layout is in ``_schema``; filter
+compilation in ``_filters``; hash / JSON encoding in ``_records``; the client and the one
+error mapping in ``_client``. This module holds the connector contract: commands and
+pipelines.
 
 Scans walk ``SCAN MATCH <prefix>* TYPE hash`` and partition keys by crc32 buckets; a
 resume token is the SCAN cursor plus the last key emitted from that cursor's reply.
@@ -17,18 +19,22 @@ import json
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
-from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
+from vecmigrate.connectors.config import Secret, reveal
+from vecmigrate.connectors.foreign import FieldsConfig
 from vecmigrate.connectors.redis import _client
+from vecmigrate.connectors.redis._access import id_values, record_keys, sample
 from vecmigrate.connectors.redis._client import execute as _exec
 from vecmigrate.connectors.redis._filters import _Query, compile_filter
+from vecmigrate.connectors.redis._infer import describe_index
 from vecmigrate.connectors.redis._records import hash_rows, json_bodies, records_to_batch
 from vecmigrate.connectors.redis._schema import (
     EXTRA,
@@ -36,7 +42,6 @@ from vecmigrate.connectors.redis._schema import (
     Layout,
     check_creatable,
     create_args,
-    describe_index,
     has_vectors,
     match_pattern,
     own_layout,
@@ -63,8 +68,9 @@ SCAN_COUNT = 1000  # fixed: a resumed SCAN must see the same reply for the same 
 
 
 @dataclass(frozen=True)
-class RedisConfig(ConnectorConfig):
-    """Database (0: RediSearch's only one), password, TLS and the socket timeout (s)."""
+class RedisConfig(FieldsConfig):
+    """Database (0: RediSearch's only one), password, TLS and the socket timeout (s); the
+    fields of indexes other tools made (``connectors/foreign.py``)."""
 
     db: str = "0"
     password: Secret | None = None
@@ -150,7 +156,7 @@ class RedisConnector(Connector):
             schema = CollectionSchema.from_json(stored.decode()).replace(name=name, engine="redis")
             layout = own_layout(schema)
         else:
-            schema, layout = describe_index(name, info, self._sample)
+            schema, layout = describe_index(name, info, partial(sample, self), self.config)
         self._schemas[name], self._layouts[name] = schema, layout
         return schema
 
@@ -166,21 +172,6 @@ class RedisConnector(Connector):
             cursor = int(nxt)
             if cursor == 0:
                 return
-
-    def _sample(self, layout: Layout, n: int = 200) -> list[dict[str, Any]]:
-        """Up to ``n`` documents under the first prefix of a JSON layout."""
-        keys: list[bytes] = []
-        pattern = match_pattern(layout.prefixes[0])
-        for _, got in self._scan_from("sampling", pattern, 0, "TYPE", layout.key_type):
-            keys += got
-            if len(keys) >= n:
-                break
-        docs = (
-            [json.loads(d) for d in self._cmd("sampling", "JSON.MGET", *keys[:n], "$")]
-            if keys
-            else []
-        )
-        return [d[0] for d in docs if d and isinstance(d[0], dict)]
 
     def _execute(
         self, pipe: Any, name: str, what: str, owners: Sequence[Any] | None = None
@@ -238,9 +229,6 @@ class RedisConnector(Connector):
             for i in range(n)
         ]
 
-    def _key(self, layout: Layout, schema: CollectionSchema, rid: Any) -> bytes:
-        return (layout.id_prefix + str(int(rid) if schema.id_type is IdType.INT else rid)).encode()
-
     def scan(
         self,
         name: str,
@@ -281,7 +269,13 @@ class RedisConnector(Connector):
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
         layout = self._layout(name)
-        return self._read(name, schema, layout, [self._key(layout, schema, i) for i in ids])
+        got = self._read(name, schema, layout, record_keys(self, name, schema, layout, ids))
+        if layout.id_field is None:
+            return got
+        # A key found by its id field (or derived) holds the record asked for only if
+        # its id field says so (a TAG without CASESENSITIVE also matches other cases).
+        wanted = pa.array([str(i) for i in ids], pa.string())
+        return got.filter(pc.is_in(pc.cast(got.column("id"), pa.string()), value_set=wanted))
 
     def _read(
         self, name: str, schema: CollectionSchema, layout: Layout, keys: list[bytes]
@@ -302,12 +296,14 @@ class RedisConnector(Connector):
             return
         ids = batch.column("id").to_pylist()
         rows = hash_rows(name, schema, layout, batch)
+        keys = record_keys(self, name, schema, layout, ids)
         known = [layout.doc_field or "", *(v.name for v in schema.vectors), *layout.fields.values()]
         known = [f for f in dict.fromkeys([*known, EXTRA]) if f]
         pipe = self.client.pipeline(transaction=False)
         owners = []
-        for rid, row in zip(ids, rows, strict=True):
-            rkey = self._key(layout, schema, rid)
+        for rid, row, rkey in zip(ids, rows, keys, strict=True):
+            if layout.id_field is not None:
+                row += [layout.id_field, str(rid)]
             _exec(pipe, "HSET", rkey, *row)
             owners.append(rid)
             # HSET then HDEL (not DEL + HSET): the record never vanishes from searches, and an
@@ -324,13 +320,21 @@ class RedisConnector(Connector):
         """Whole JSON documents (JSON.SET replaces them): vectors as arrays of numbers."""
         ids = batch.column("id").to_pylist()
         pipe = self.client.pipeline(transaction=False)
-        for rid, body in zip(ids, json_bodies(name, schema, layout, batch), strict=True):
-            _exec(pipe, "JSON.SET", self._key(layout, schema, rid), "$", body)
+        if layout.skip:
+            raise ConfigError(
+                f"writing into {name!r} would drop its vector fields {sorted(layout.skip)} "
+                "(JSON.SET replaces whole documents)",
+                hint="drop vector_field from the URI so every vector field is carried",
+            )
+        keys = record_keys(self, name, schema, layout, ids)
+        bodies = json_bodies(name, schema, layout, batch)
+        for rkey, body in zip(keys, bodies, strict=True):
+            _exec(pipe, "JSON.SET", rkey, "$", body)
         self._execute(pipe, name, f"upsert into {name!r}", ids)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         schema, layout = self._schema(name), self._layout(name)
-        keys = [self._key(layout, schema, i) for i in ids]
+        keys = record_keys(self, name, schema, layout, ids)
         for start in range(0, len(keys), 1000):
             self._cmd(f"deleting from {name!r}", "UNLINK", *keys[start : start + 1000])
 
@@ -382,7 +386,11 @@ class RedisConnector(Connector):
         scores: list[list[float]] = []
         for reply in replies:
             keys, fields = reply[1::2], reply[2::2]
-            row = [k[cut:].decode() for k in keys]
+            row = (
+                [k[cut:].decode() for k in keys]
+                if layout.id_field is None
+                else id_values(self, name, layout, keys)
+            )
             ids.append([int(r) for r in row] if schema.id_type is IdType.INT else row)
             scores.append([float(pairs(f)[SCORE]) for f in fields])
         return ids, scores

@@ -96,3 +96,15 @@ def _number(q: _Query, f: MetadataField, value: Any) -> str:
             f"redis cannot express {value!r} on {f.name!r} exactly: NUMERIC fields are doubles"
         )
     return q.param(repr(float(value)))
+
+
+def id_query(attr: str, kind: str, ids: list[Any], q: _Query) -> str:
+    """The records whose id field (query attribute ``attr``, TAG or NUMERIC) holds one of
+    ``ids``; values become parameters."""
+    if kind == "TAG":
+        return f"@{attr}:{{{' | '.join(q.param(str(i)) for i in ids)}}}"
+    terms = []
+    for i in ids:
+        p = q.param(repr(float(i)))
+        terms.append(f"@{attr}:[{p} {p}]")
+    return "(" + " | ".join(terms) + ")"

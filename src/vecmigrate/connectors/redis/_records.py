@@ -68,6 +68,8 @@ def json_bodies(
     bodies = []
     for i, meta in enumerate(metadata_rows(batch, schema)):
         body = {**meta, **{n: vs[i] for n, vs in vectors.items()}}
+        if layout.id_field is not None:
+            body[layout.id_field] = ids[i]
         if docs[i] is not None and layout.doc_field:
             body[layout.doc_field] = docs[i]
         try:
@@ -94,6 +96,16 @@ def records_to_batch(
         if not isinstance(h, dict):
             raise DataError("not a JSON object", collection=name, record_id=key.decode())
         rid: Any = key[cut:].decode()
+        if layout.id_field is not None:
+            rid = h.pop(layout.id_field, None)
+            rid = rid.decode(errors="replace") if isinstance(rid, bytes) else rid
+            if rid is None:
+                raise DataError(
+                    f"no id field {layout.id_field!r}", collection=name, record_id=key.decode()
+                )
+            rid = rid if schema.id_type is IdType.INT else str(rid)
+        for skipped in layout.skip:
+            h.pop(skipped, None)
         if schema.id_type is IdType.INT:
             try:
                 rid = int(rid)

@@ -14,10 +14,10 @@ Layout of a collection ``docs`` that vecmigrate creates:
 * the vecmigrate CollectionSchema as JSON at ``vecmigrate:schema:docs``, so ``describe``
   round-trips exactly.
 
-Indexes made by other tools are described from ``FT.INFO``: over HASH documents (NUMERIC
-read as float64, TAG/TEXT as string, fields the index does not name kept in
-``metadata_extra``) or over JSON documents (top-level members; types inferred from a
-sample; written back whole with ``JSON.SET``). Filters on their TAG fields need
+Indexes made by other tools are described from ``FT.INFO`` (``_infer``): over HASH
+documents (NUMERIC read as float64, TAG/TEXT as string, fields the index does not name
+kept in ``metadata_extra``) or over JSON documents (top-level members; types inferred from
+a sample; written back whole with ``JSON.SET``). Filters on their TAG fields need
 CASESENSITIVE, and ``$ne``/``$nin``/``$exists`` on TAG need INDEXMISSING, or are refused.
 
 ``Layout`` records these places (prefixes, hash fields, query attributes and their flags)
@@ -27,29 +27,22 @@ for both kinds, so reading, writing and filtering need not know which kind a col
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
     CollectionSchema,
-    IndexSpec,
-    MetadataField,
-    MetadataType,
     Metric,
-    VectorField,
 )
-from vecmigrate.records import infer_metadata_fields
 
 SEP = "\x1f"
 EXTRA = "__vm_extra"
 SCHEMA_KEY = "vecmigrate:schema:"
 _METRIC = {Metric.COSINE: "COSINE", Metric.DOT: "IP", Metric.L2: "L2"}
-_PORTABLE_METRIC = {v: k for k, v in _METRIC.items()}
+PORTABLE_METRIC = {v: k for k, v in _METRIC.items()}
 _SAFE_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOC_FIELDS = ("document", "content", "text")
-_JSON_TOP = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)(\[\*\])?")  # $.name or $.name[*]
+JSON_TOP = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)(\[\*\])?")  # $.name or $.name[*]
 _ATTR_KEYS = frozenset(
     {"identifier", "attribute", "type", "algorithm", "data_type", "dim", "distance_metric",
      "M", "ef_construction", "ef_runtime", "epsilon", "SEPARATOR", "WEIGHT", "initial_cap"}
@@ -90,6 +83,12 @@ class Layout:
     nocase: set[str] = field(default_factory=set)  # TAG attributes without CASESENSITIVE
     vector_attrs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (attr, algo)
     json: bool = False  # JSON documents (other tools' indexes) instead of hashes
+    # Other tools' indexes: the field holding the record id (None: the key after
+    # ``id_prefix``), its query attribute and kind when indexed (to find a record's key),
+    # and fields not carried (vectors ``?vector_field=`` left out).
+    id_field: str | None = None
+    id_attr: tuple[str, str] | None = None
+    skip: set[str] = field(default_factory=set)
 
     @property
     def key_type(self) -> str:
@@ -167,89 +166,11 @@ def has_vectors(info: dict[str, Any]) -> bool:
     """An ``FT.INFO`` reply (as ``pairs``) of an index over HASH or JSON with a VECTOR field."""
     kind = text(pairs(info["index_definition"]).get("key_type", b""))
     return kind in ("HASH", "JSON") and any(
-        _attribute_info(a)[0].get("type") == b"VECTOR" for a in info["attributes"]
+        attribute_info(a)[0].get("type") == b"VECTOR" for a in info["attributes"]
     )
 
 
-def describe_index(
-    name: str, info: dict[str, Any], sample: Callable[[Layout], list[dict[str, Any]]]
-) -> tuple[CollectionSchema, Layout]:
-    """Schema and layout of another tool's index from its ``FT.INFO`` reply (as ``pairs``).
-
-    ``sample`` returns up to 200 documents of a JSON layout: JSON keeps value types, so they
-    are inferred from a sample (as the other engines do) rather than from the index.
-    """
-    definition = pairs(info["index_definition"])
-    is_json = text(definition.get("key_type", b"HASH")) == "JSON"
-    prefixes = [text(p) for p in definition.get("prefixes", [])] or [""]
-    vectors, metadata = [], []
-    notes: dict[str, Any] = {"prefixes": prefixes}
-    layout = Layout(prefixes, prefixes[0] if len(prefixes) == 1 else "", None, {}, {})
-    layout.json = is_json
-    for raw in info["attributes"]:
-        a, flags = _attribute_info(raw)
-        ident, attr, kind = text(a["identifier"]), text(a["attribute"]), text(a["type"])
-        if is_json:  # JSON paths: only top-level members ($.x, $.x[*]) map to fields
-            top = _JSON_TOP.fullmatch(ident)
-            if top is None:
-                if kind == "VECTOR":
-                    raise ConfigError(f"vector path {ident!r} of {name!r} is not top-level")
-                notes[f"{ident}.filter"] = "nested JSON path: not filterable here"
-                continue
-            ident = top.group(1)
-        if kind == "VECTOR":
-            vectors.append(_vector_field(name, ident, a))
-            layout.vector_attrs[ident] = (attr, text(a.get("algorithm", b"FLAT")))
-        elif ident in _DOC_FIELDS and layout.doc_field is None and kind == "TEXT":
-            layout.doc_field = ident
-        else:
-            mtype: MetadataType = "float64" if kind == "NUMERIC" else "string"
-            metadata.append(MetadataField(name=ident, type=mtype, indexed=True))
-            layout.fields[ident], layout.attrs[ident] = ident, (attr, kind)
-            if "INDEXMISSING" in flags:
-                layout.missing.add(attr)
-            if kind == "TAG" and "CASESENSITIVE" not in flags:
-                layout.nocase.add(attr)
-            if kind == "TAG" and not is_json:  # 'a,b' is two tags: {f: 'a'} matches it
-                notes[f"{ident}.separator"] = text(a.get("SEPARATOR", b","))
-    if not vectors:
-        raise ConfigError(f"index {name!r} has no VECTOR field")
-    if is_json:
-        skip = {*(v.name for v in vectors), layout.doc_field}
-        rows = [{k: v for k, v in d.items() if k not in skip} for d in sample(layout)]
-        metadata = list(infer_metadata_fields(rows))
-        layout.fields = {m.name: m.name for m in metadata}
-        notes["types"] = "inferred from up to 200 JSON documents"
-    if int(info.get("hash_indexing_failures", 0)):
-        notes["hash_indexing_failures"] = int(info["hash_indexing_failures"])
-    notes.setdefault(
-        "types",
-        "NUMERIC read as float64, TAG/TEXT as string; unindexed fields in metadata_extra",
-    )
-    schema = CollectionSchema(
-        name=name, vectors=tuple(vectors), metadata=tuple(metadata),
-        has_document=layout.doc_field is not None, engine="redis", engine_settings=notes,
-    )  # fmt: skip
-    return schema, layout
-
-
-def _vector_field(name: str, ident: str, a: dict[str, Any]) -> VectorField:
-    """A VECTOR attribute of index ``name`` as a vector field (FLOAT32 only)."""
-    dtype = text(a.get("data_type", b"FLOAT32"))
-    if dtype != "FLOAT32":
-        raise ConfigError(
-            f"vector field {ident!r} of {name!r} is {dtype}; vecmigrate moves FLOAT32"
-        )
-    algo = text(a.get("algorithm", b"FLAT"))
-    params: dict[str, int | float | str] = (
-        {"M": int(a["M"]), "ef_construction": int(a["ef_construction"])} if algo == "HNSW" else {}
-    )
-    metric = _PORTABLE_METRIC[text(a["distance_metric"])]
-    index = IndexSpec(kind="hnsw" if algo == "HNSW" else "flat", params=params)
-    return VectorField(name=ident, dim=int(a["dim"]), metric=metric, index=index)
-
-
-def _attribute_info(raw: list[Any]) -> tuple[dict[str, Any], set[str]]:
+def attribute_info(raw: list[Any]) -> tuple[dict[str, Any], set[str]]:
     """One FT.INFO attribute: key/value pairs mixed with bare flags (SORTABLE, INDEXMISSING)."""
     values: dict[str, Any] = {}
     flags: set[str] = set()

@@ -1,0 +1,480 @@
+"""Collections other tools wrote with the engines' own clients (Milvus, Qdrant, Chroma,
+Redis), read as they are laid out (issue #14), through the CLI like a user: ``inspect``
+shows the fields and every metric with where it was read, ``copy`` to a dump and
+``verify`` pass, a metric nothing records is refused until the mapping states it, and a
+Qdrant collection with one unnamed vector takes records written into it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.helpers import cli
+from vecmigrate.connectors import connect
+from vecmigrate.records import metadata_rows
+
+ROWS, DIM = 300, 8
+
+
+def _vectors(n: int = ROWS, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    """Unnormalised, as word vectors are: l2, dot and cosine rank them differently."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, dim)) * np.linspace(0.2, 5, n)[:, None]).astype(np.float32)
+
+
+def _unit(n: int = ROWS, dim: int = DIM, seed: int = 1) -> np.ndarray:
+    v = _vectors(n, dim, seed)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _ok(*args: str) -> Any:
+    ran = cli(*args, "--json")
+    assert ran.returncode == 0, ran.stderr + ran.stdout[-3000:]
+    return ran.json()
+
+
+def _inspect(uri: str, name: str) -> dict[str, Any]:
+    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    return dict(info)
+
+
+def _vector_info(info: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {v["name"]: (v["metric"], v["metric_source"]) for v in info["vectors"]}
+
+
+def _types(info: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["type"] for m in info["metadata"]}
+
+
+def _copy_and_verify(src: str, name: str, tmp_path: Path) -> str:
+    """Copy ``name`` to a dump (verified by digests) and verify it against the source."""
+    dump = f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", src, dump, "-c", name)["verified"]
+    report = _ok(
+        "verify", src, dump, "-c", name, "--queries", "30", "--report-dir", str(tmp_path / "r")
+    )
+    assert report["passed"] and report["parity"]["equal"], report
+    assert any(g.startswith("filter: ") for g in report["queries"]["groups"])
+    return dump
+
+
+def _records(uri: str, name: str, ids: list[Any]) -> dict[Any, dict[str, Any]]:
+    """id -> {document, metadata} as the store reads them."""
+    with connect(uri) as conn:
+        schema = conn.describe(name)
+        batch = conn.fetch(name, ids)
+        metas = metadata_rows(batch, schema)
+        docs = batch.column("document").to_pylist() if schema.has_document else [None] * len(ids)
+    return {
+        i: {"document": d, "metadata": m}
+        for i, d, m in zip(batch.column("id").to_pylist(), docs, metas, strict=True)
+    }
+
+
+# -- Milvus (milvus-lite), as pymilvus' MilvusClient writes it -------------------------------
+def _milvus(path: Path) -> Any:
+    require_module("milvus_lite")
+    from pymilvus import MilvusClient
+
+    return MilvusClient(str(path))
+
+
+@pytest.mark.parametrize("key", ["auto_int", "varchar"])
+def test_milvus_collection_with_json_metadata_dynamic_fields_and_two_vectors(
+    tmp_path: Path, key: str
+) -> None:
+    from pymilvus import DataType
+
+    client = _milvus(tmp_path / "m.db")
+    ms = client.create_schema(auto_id=key == "auto_int", enable_dynamic_field=True)
+    if key == "auto_int":
+        ms.add_field("pk", DataType.INT64, is_primary=True)
+    else:
+        ms.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=32)
+    ms.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_field("title_vec", DataType.FLOAT_VECTOR, dim=4)
+    ms.add_field("page_content", DataType.VARCHAR, max_length=200)
+    ms.add_field("metadata", DataType.JSON)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="L2")
+    index.add_index("title_vec", index_type="IVF_FLAT", metric_type="IP", params={"nlist": 4})
+    client.create_collection("lc", schema=ms, index_params=index)
+    vectors, titles = _vectors(), _vectors(dim=4, seed=3)
+    rows = []
+    for i in range(ROWS):
+        row: dict[str, Any] = {
+            "vector": vectors[i].tolist(),
+            "title_vec": titles[i].tolist(),
+            "page_content": f"passage number {i}",
+            "metadata": {"source": f"doc-{i % 7}.md", "page": i % 13, "tags": ["a", "b"][: i % 3]},
+            "lang": ["en", "de"][i % 2],  # dynamic fields ($meta)
+        }
+        if i % 4:
+            row["score"] = i / 4
+        if key == "varchar":
+            row["doc_id"] = f"chunk-{i:04d}"
+        rows.append(row)
+    client.insert("lc", rows)
+    client.close()
+
+    src = f"milvus-lite://{tmp_path / 'm.db'}"
+    info = _inspect(src, "lc")
+    assert info["count"] == ROWS and info["has_document"]
+    assert info["id_type"] == ("int" if key == "auto_int" else "string")
+    assert _types(info) == {
+        "source": "string",
+        "page": "int64",
+        "tags": "list<string>",
+        "lang": "string",
+        "score": "float64",
+    }
+    assert _vector_info(info) == {
+        "vector": ("l2", "the FLAT index on 'vector' (L2)"),
+        "title_vec": ("dot", "the IVF_FLAT index on 'title_vec' (IP)"),
+    }
+    shown = cli("inspect", src, "-c", "lc")
+    assert "metric=l2 (the FLAT index on 'vector' (L2))" in shown.stdout
+
+    dump = _copy_and_verify(src, "lc", tmp_path)
+    with connect(src) as conn:
+        assert conn.count("lc", {"source": "doc-3.md"}) == len(range(3, ROWS, 7))
+        assert conn.count("lc", {"score": {"$gt": 70}}) == sum(
+            1 for i in range(ROWS) if i % 4 and i / 4 > 70
+        )
+        assert conn.count("lc", {"tags": "b"}) == len([i for i in range(ROWS) if i % 3 == 2])
+        [part] = conn.partitions("lc", 1)
+        first = next(iter(conn.scan("lc", part)))[0]
+    some = first.column("id").to_pylist()[:5]
+    got = _records(dump, "lc", some)
+    want = _records(src, "lc", some)
+    assert got == want
+    for rec in got.values():
+        i = int(rec["document"].split()[-1])
+        assert rec["metadata"]["source"] == f"doc-{i % 7}.md"
+        assert rec["metadata"]["lang"] == ["en", "de"][i % 2]
+        assert ("score" in rec["metadata"]) == bool(i % 4)
+
+
+def test_milvus_fields_without_an_index_are_sampled_and_an_unknown_metric_is_refused(
+    tmp_path: Path,
+) -> None:
+    from pymilvus import DataType
+
+    client = _milvus(tmp_path / "n.db")
+    ms = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    ms.add_field("id", DataType.VARCHAR, is_primary=True, max_length=16)
+    ms.add_field("emb", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_field("unit", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_field("raw", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_field("body", DataType.VARCHAR, max_length=100)
+    ms.add_field("year", DataType.INT64)
+    index = client.prepare_index_params()
+    index.add_index("emb", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("raw", schema=ms, index_params=index)
+    emb, unit, raw = _vectors(seed=5), _unit(), _vectors(seed=6)
+    client.insert(
+        "raw",
+        [
+            {
+                "id": f"r{i}",
+                "emb": emb[i].tolist(),
+                "unit": unit[i].tolist(),
+                "raw": raw[i].tolist(),
+                "body": f"b{i}",
+                "year": 2000 + i % 20,
+            }
+            for i in range(ROWS)
+        ],
+    )
+    client.close()
+
+    src = f"milvus-lite://{tmp_path / 'n.db'}?document_field=body"
+    info = _inspect(src, "raw")
+    metrics = _vector_info(info)
+    assert metrics["emb"] == ("cosine", "the FLAT index on 'emb' (COSINE)")
+    assert metrics["unit"][0] == "cosine" and "unit length" in metrics["unit"][1]
+    assert metrics["raw"][1] == "unknown"
+    assert info["has_document"] and _types(info) == {"year": "int64"}
+    shown = cli("inspect", src, "-c", "raw")
+    assert "vectors.raw.metric" in shown.stdout
+
+    dump = f"dump://{tmp_path / 'dump'}"
+    refused = cli("copy", src, dump, "-c", "raw", "--json")
+    assert refused.returncode == 2, refused.stderr
+    assert "vector field 'raw'" in refused.stderr
+    assert "vectors: {raw: {metric: l2}}" in refused.stderr
+
+    (tmp_path / "map.yaml").write_text("vectors:\n  raw: {metric: l2}\n")
+    copied = _ok("copy", src, dump, "-c", "raw", "--map", str(tmp_path / "map.yaml"))
+    assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
+    with connect(dump) as conn:
+        schema = conn.describe("raw")
+        got = {v.name: (v.metric.value, v.metric_source) for v in schema.vectors}
+        assert got["raw"] == ("l2", "the mapping") and got["unit"][0] == "cosine"
+        batch = conn.fetch("raw", ["r7"])
+        assert batch.column("document").to_pylist() == ["b7"]
+        assert batch.column("raw").to_pylist() == [raw[7].tolist()]
+
+
+# -- Qdrant (qdrant-client's local mode) ----------------------------------------------------
+def _qdrant(path: Path) -> Any:
+    require_module("qdrant_client")
+    from qdrant_client import QdrantClient
+
+    return QdrantClient(path=str(path))
+
+
+def _langchain_payload(i: int) -> dict[str, Any]:
+    return {
+        "page_content": f"passage number {i}",
+        "metadata": {"source": f"doc-{i % 7}.md", "page": i % 13, "tags": ["a", "b"][: i % 3]},
+    }
+
+
+def test_qdrant_langchain_collection_with_one_unnamed_vector_reads_and_takes_records(
+    tmp_path: Path,
+) -> None:
+    from qdrant_client import models
+
+    client = _qdrant(tmp_path / "q")
+    params = models.VectorParams(size=DIM, distance=models.Distance.EUCLID)
+    client.create_collection("lc", vectors_config=params)
+    vectors = _vectors()
+    client.upsert(
+        "lc",
+        points=models.Batch(
+            ids=list(range(ROWS)),
+            vectors=vectors.tolist(),
+            payloads=[_langchain_payload(i) for i in range(ROWS)],
+        ),
+    )
+    client.close()
+    app_client = _qdrant(tmp_path / "app")  # the application's new, empty collection
+    app_client.create_collection("lc", vectors_config=params)
+    app_client.close()
+
+    src = f"qdrant+local://{tmp_path / 'q'}"
+    info = _inspect(src, "lc")
+    assert info["id_type"] == "int" and info["has_document"] and info["count"] == ROWS
+    assert _types(info) == {"source": "string", "page": "int64", "tags": "list<string>"}
+    assert _vector_info(info) == {
+        "vector": ("l2", "the collection's vector params (the unnamed vector: distance Euclid)")
+    }
+    layout = info["engine_settings"]["qdrant.layout"]
+    assert (layout["document"], layout["metadata"]) == ("page_content", "metadata")
+    dump = _copy_and_verify(src, "lc", tmp_path)
+    assert _records(dump, "lc", [3])[3] == {
+        "document": "passage number 3",
+        "metadata": {"source": "doc-3.md", "page": 3, "tags": []},
+    }
+
+    app = f"qdrant+local://{tmp_path / 'app'}?document_field=page_content&metadata_field=metadata"
+    copied = _ok("copy", dump, app, "-c", "lc", "--if-exists", "reuse")
+    assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
+    client = _qdrant(tmp_path / "app")
+    try:
+        points = client.retrieve("lc", ids=[0, 5, 299], with_vectors=True)
+        assert client.get_collection("lc").config.params.vectors == params
+    finally:
+        client.close()
+    assert {p.id for p in points} == {0, 5, 299}
+    for p in points:
+        assert p.payload == _langchain_payload(int(p.id))
+        assert p.vector == pytest.approx(vectors[int(p.id)].tolist())
+    report = _ok("verify", src, app, "-c", "lc", "--queries", "20", "--report-dir", str(tmp_path))
+    assert report["passed"]
+
+    # A collection whose vector cannot take the records is refused before the first write.
+    other = _qdrant(tmp_path / "other")
+    other.create_collection(
+        "lc", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    )
+    other.close()
+    other_uri = f"qdrant+local://{tmp_path / 'other'}"
+    refused = cli("copy", dump, other_uri, "-c", "lc", "--if-exists", "reuse")
+    assert refused.returncode == 2 and "searched with cosine" in refused.stderr.replace("\n", " ")
+
+
+def test_qdrant_uuid_points_with_named_vectors_and_top_level_payload(tmp_path: Path) -> None:
+    from qdrant_client import models
+
+    client = _qdrant(tmp_path / "q")
+    client.create_collection(
+        "docs",
+        vectors_config={
+            "dense": models.VectorParams(size=DIM, distance=models.Distance.DOT),
+            "title": models.VectorParams(size=4, distance=models.Distance.COSINE),
+        },
+    )
+    ids = [str(uuid.UUID(int=(i + 1) * 7919)) for i in range(ROWS)]
+    dense, title = _vectors(), _vectors(dim=4, seed=2)
+    client.upsert(
+        "docs",
+        points=[
+            models.PointStruct(
+                id=ids[i],
+                vector={"dense": dense[i].tolist(), "title": title[i].tolist()},
+                payload={
+                    "text": f"t{i}",
+                    "document": f"d{i}",
+                    "year": 2000 + i % 25,
+                    "lang": ["en", "de", "fr"][i % 3],
+                },
+            )
+            for i in range(ROWS)
+        ],
+    )
+    client.close()
+
+    src = f"qdrant+local://{tmp_path / 'q'}"
+    refused = cli("inspect", src, "-c", "docs")
+    assert refused.returncode == 2 and "document_field" in refused.stderr.replace("\n", " ")
+    chosen = f"{src}?document_field=text"
+    info = _inspect(chosen, "docs")
+    assert info["id_type"] == "uuid" and info["has_document"]
+    assert _types(info) == {"document": "string", "year": "int64", "lang": "string"}
+    assert _vector_info(info) == {
+        "dense": ("dot", "the collection's vector params (vector 'dense': distance Dot)"),
+        "title": ("cosine", "the collection's vector params (vector 'title': distance Cosine)"),
+    }
+    dump = _copy_and_verify(chosen, "docs", tmp_path)
+    assert _records(dump, "docs", [ids[4]])[ids[4]] == {
+        "document": "t4",
+        "metadata": {"document": "d4", "year": 2004, "lang": "de"},
+    }
+
+
+# -- Chroma (chromadb PersistentClient) ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("how", "metric", "source"),
+    [
+        ("nothing", "l2", "the collection's configuration (space l2, Chroma's default)"),
+        ("metadata", "dot", "the collection's metadata (hnsw:space ip)"),
+        ("configuration", "cosine", "the collection's configuration (space cosine)"),
+    ],
+)
+def test_chroma_collection_metric_from_its_space(
+    tmp_path: Path, how: str, metric: str, source: str
+) -> None:
+    chromadb = require_module("chromadb")
+    client = chromadb.PersistentClient(path=str(tmp_path / "c"))
+    kwargs: dict[str, Any] = {
+        "nothing": {},
+        "metadata": {"metadata": {"hnsw:space": "ip"}},
+        "configuration": {"configuration": {"hnsw": {"space": "cosine"}}},
+    }[how]
+    col = client.create_collection("notes", embedding_function=None, **kwargs)
+    vectors = _vectors()
+    col.add(
+        ids=[f"n-{i}" for i in range(ROWS)],
+        embeddings=vectors,
+        documents=[f"note {i}" for i in range(ROWS)],
+        metadatas=[
+            {"source": f"s{i % 5}", "page": i % 9, "draft": i % 2 == 0} for i in range(ROWS)
+        ],
+    )
+    del col, client
+
+    src = f"chroma://{tmp_path / 'c'}"
+    info = _inspect(src, "notes")
+    assert info["id_type"] == "string" and info["has_document"]
+    assert _types(info) == {"source": "string", "page": "int64", "draft": "bool"}
+    assert _vector_info(info) == {"vector": (metric, source)}
+    dump = _copy_and_verify(src, "notes", tmp_path)
+    assert _records(dump, "notes", ["n-8"])["n-8"] == {
+        "document": "note 8",
+        "metadata": {"source": "s3", "page": 8, "draft": True},
+    }
+    with connect(dump) as conn:
+        assert conn.describe("notes").vector.metric.value == metric
+
+
+# -- Redis Stack (FT.CREATE with redis-py) ---------------------------------------------------
+def _raw_redis(redis_server: Any) -> Any:
+    return require_module("redis").Redis(host=redis_server.host, port=redis_server.port)
+
+
+def test_redis_hashes_with_the_id_in_the_key(redis_server: Any, tmp_path: Path) -> None:
+    raw = _raw_redis(redis_server)
+    tag = uuid.uuid4().hex[:6]
+    name, prefix = f"lc_{tag}", f"doc:lc_{tag}"  # keys "<prefix>:<id>", as RedisVL writes them
+    raw.execute_command(
+        "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA",
+        "content", "TEXT", "source", "TAG", "CASESENSITIVE", "page", "NUMERIC",
+        "content_vector", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", DIM,
+        "DISTANCE_METRIC", "L2",
+    )  # fmt: skip
+    vectors = _vectors()
+    for i in range(ROWS):
+        raw.hset(
+            f"{prefix}:{uuid.UUID(int=i + 1).hex}",
+            mapping={"content": f"passage {i}", "source": f"doc-{i % 7}.md", "page": i % 13,
+                     "content_vector": vectors[i].tobytes()},
+        )  # fmt: skip
+    src = redis_server.uri
+    try:
+        info = _inspect(src, name)
+        assert info["count"] == ROWS and info["has_document"] and info["id_type"] == "string"
+        assert _vector_info(info) == {
+            "content_vector": ("l2", "the index's FLAT VECTOR field (DISTANCE_METRIC L2)")
+        }
+        assert _types(info) == {"source": "string", "page": "float64"}
+        dump = _copy_and_verify(src, name, tmp_path)
+        rid = uuid.UUID(int=6).hex
+        assert _records(dump, name, [rid])[rid] == {
+            "document": "passage 5",
+            "metadata": {"source": "doc-5.md", "page": 5.0},
+        }
+    finally:
+        raw.execute_command("FT.DROPINDEX", name, "DD")
+
+
+def test_redis_json_documents_with_an_id_field_and_named_text_and_vector(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    raw = _raw_redis(redis_server)
+    tag = uuid.uuid4().hex[:6]
+    name, prefix = f"items_{tag}", f"item_{tag}:"
+    raw.execute_command(
+        "FT.CREATE", name, "ON", "JSON", "PREFIX", 1, prefix, "SCHEMA",
+        "$.doc_id", "AS", "doc_id", "TAG", "CASESENSITIVE",
+        "$.passage", "AS", "passage", "TEXT", "$.category", "AS", "category", "TAG",
+        "CASESENSITIVE", "$.rank", "AS", "rank", "NUMERIC",
+        "$.emb", "AS", "emb", "VECTOR", "HNSW", 6, "TYPE", "FLOAT32", "DIM", DIM,
+        "DISTANCE_METRIC", "IP",
+        "$.title_emb", "AS", "title_emb", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", 4,
+        "DISTANCE_METRIC", "COSINE",
+    )  # fmt: skip
+    vectors, titles = _vectors(), _vectors(dim=4, seed=9)
+    for i in range(ROWS):
+        doc = {
+            "doc_id": f"d-{i}", "passage": f"text {i}", "category": "abc"[i % 3], "rank": i,
+            "emb": vectors[i].tolist(), "title_emb": titles[i].tolist(),
+        }  # fmt: skip
+        raw.execute_command("JSON.SET", f"{prefix}{uuid.uuid4().hex}", "$", json.dumps(doc))
+    src = f"{redis_server.uri}?id_field=doc_id&document_field=passage&vector_field=emb"
+    try:
+        info = _inspect(src, name)
+        assert info["count"] == ROWS and info["has_document"] and info["id_type"] == "string"
+        assert _vector_info(info) == {
+            "emb": ("dot", "the index's HNSW VECTOR field (DISTANCE_METRIC IP)")
+        }
+        assert _types(info) == {"category": "string", "rank": "int64"}
+        assert info["engine_settings"]["title_emb.skipped"]
+        dump = _copy_and_verify(src, name, tmp_path)
+        assert _records(dump, name, ["d-7"])["d-7"] == {
+            "document": "text 7",
+            "metadata": {"category": "b", "rank": 7},
+        }
+        with connect(src) as conn:
+            assert conn.fetch(name, ["d-9", "nope"]).column("id").to_pylist() == ["d-9"]
+            got, _ = conn.search(name, vectors[11:12], 1, filter={"category": "c"})
+            assert got[0][0].startswith("d-")
+    finally:
+        raw.execute_command("FT.DROPINDEX", name, "DD")
