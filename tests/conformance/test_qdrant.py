@@ -54,8 +54,8 @@ def local(tmp_path: Path) -> Iterator[Connector]:
 
 
 def _foreign(conn: Connector, ids: list[str]) -> None:
-    """A collection as qdrant-client's own API writes it: UUID point ids, plain payload
-    (a named vector: ``batch_to_points`` writes named vectors only)."""
+    """A collection as qdrant-client's own API writes it: UUID point ids, plain payload,
+    a named vector (collections with one unnamed vector: tests/e2e/test_foreign_collections)."""
     from qdrant_client import models
 
     client = conn.client  # type: ignore[attr-defined]
