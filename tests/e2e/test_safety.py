@@ -234,3 +234,25 @@ def test_sync_from_an_empty_source_does_not_empty_the_target(lance: Path) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert _rows(f"lancedb://{lance}") == 0
+
+
+def test_a_file_collection_named_two_ways_is_one_collection(tmp_path: Path) -> None:
+    """``parquet:///out`` + collection ``docs`` and ``parquet:///out/docs`` (a folder of
+    part files) are one collection: replacing one with the other is refused and the files
+    are left as they were."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    (out / "docs").mkdir(parents=True)
+    vec = pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0, 0.0, 1.0], pa.float32()), 2)
+    part = out / "docs" / "part-0.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "vector": vec}), part)
+    before = part.read_bytes()
+    for src, dst in [
+        (f"parquet://{out}/docs", f"parquet://{out}"),
+        (f"parquet://{out}", f"parquet://{out}/docs"),
+    ]:
+        res = cli("copy", src, dst, "-c", "docs", "--if-exists", "replace", "--yes")
+        assert res.returncode == 2 and "same file" in res.stderr, res.stderr
+    assert part.read_bytes() == before

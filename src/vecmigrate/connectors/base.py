@@ -248,6 +248,13 @@ class Connector(ABC):
     def drop(self, name: str) -> None:
         """Remove the collection entirely (missing is a no-op)."""
 
+    def collection_location(self, name: str) -> str | None:
+        """The file or folder that holds collection ``name`` (or would, once created), for
+        stores keeping each collection in its own file: two URIs can then name one
+        collection (``parquet:///out`` + ``docs`` and ``parquet:///out/docs.parquet``).
+        None: the store identity and the name say where a collection is."""
+        return None
+
     def at_rest_key(self) -> bytes | None:
         """The key this store encrypts its data with (encrypted dumps), if any: records
         refused while copying out of or into it are sealed with it too."""

@@ -70,6 +70,13 @@ def refuse_same_collection(
     source: ConnectionURI, collection: str, target: ConnectionURI, target_collection: str
 ) -> None:
     """ConfigError when writing ``target_collection`` would write into the source itself."""
+    src_at, dst_at = _location(source, collection), _location(target, target_collection)
+    if src_at is not None and src_at == dst_at:
+        raise ConfigError(
+            f"source collection {collection!r} and target collection {target_collection!r} "
+            f"are the same file ({src_at}): writing it would destroy what it reads",
+            hint="name another target path",
+        )
     if collection != target_collection:
         return
     src, dst = storage_identity(source), storage_identity(target)
@@ -79,3 +86,19 @@ def refuse_same_collection(
             "writing it would destroy what it reads",
             hint="name another target (a different path, database or --target-collection)",
         )
+
+
+def _location(uri: ConnectionURI, collection: str) -> str | None:
+    """Where a store that keeps each collection in its own file keeps this one (no I/O
+    beyond looking at the path: connectors open nothing when constructed)."""
+    from vecmigrate.connectors.base import Connector
+    from vecmigrate.connectors.registry import connector_class
+
+    cls = connector_class(uri.scheme)
+    if cls.collection_location is Connector.collection_location:
+        return None
+    conn = cls(uri)
+    try:
+        return conn.collection_location(collection)
+    finally:
+        conn.close()

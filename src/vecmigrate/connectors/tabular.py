@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -1016,6 +1017,12 @@ class WritableFileConnector(FileConnector):
 
     capabilities = WRITABLE_CAPABILITIES
     strict_layout = True
+
+    def collection_location(self, name: str) -> str | None:
+        try:
+            return os.path.realpath(self.write_path(name))
+        except ConfigError:  # the URI is another collection's file: not this one's place
+            return None
 
     def write_path(self, name: str) -> Path:
         """Where ``create`` puts collection ``name``: the URI's path when it is named after
