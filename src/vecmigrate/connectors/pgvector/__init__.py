@@ -13,7 +13,9 @@ staging table and ``INSERT ... ON CONFLICT (key) DO UPDATE`` once a key repeats.
 Helper modules: ``_client`` (connections, the one error mapping), ``_sql`` (filters as SQL),
 ``_schema`` / ``_foreign`` (describing tables), ``_records`` (rows to and from Arrow),
 ``_values`` / ``_write`` (writing), ``_changes`` (the change feed ``vecmigrate sync``
-reads). This module holds the connector contract.
+reads), ``_frameworks`` (``?layout=langchain`` / ``?layout=llamaindex``: the tables
+LangChain's PGVector and LlamaIndex's PGVectorStore keep). This module holds the connector
+contract.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from psycopg import sql
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret, reveal
 from vecmigrate.connectors.foreign import FieldsConfig
+from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector import _client
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
 from vecmigrate.connectors.pgvector._foreign import TableInfo, roles, table_info
+from vecmigrate.connectors.pgvector._frameworks import FrameworkTables
 from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list
 from vecmigrate.connectors.pgvector._schema import (
     describe_table,
@@ -72,11 +76,15 @@ __all__ = ["PgvectorConnector", "where_sql"]
 
 @dataclass(frozen=True)
 class PgvectorConfig(FieldsConfig):
-    """The password (a reference), the PostgreSQL schema holding the tables, and the
-    columns of tables other tools made (``?id_field=`` ..., see ``FieldsConfig``)."""
+    """The password (a reference), the PostgreSQL schema holding the tables, the columns
+    of tables other tools made (``?id_field=`` ..., see ``FieldsConfig``), and ``layout``:
+    ``langchain`` (LangChain PGVector's ``langchain_pg_collection`` +
+    ``langchain_pg_embedding``, one collection per collection row) or ``llamaindex``
+    (LlamaIndex PGVectorStore's ``data_<collection>`` tables)."""
 
     password: Secret | None = None
     schema: str = "public"
+    layout: str | None = None
 
 
 class PgvectorConnector(ChangeCapture, Connector):
@@ -116,6 +124,20 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._has_conflicts: set[str] = set()
         self._infos: dict[str, TableInfo] = {}
         self._plans: dict[str, WritePlan] = {}
+        layout = parse_layout(self.config.layout, "pgvector")
+        self._framework = FrameworkTables(self, layout) if layout else None
+        if layout:
+            named = [
+                p
+                for p in ("id_field", "document_field", "vector_field", "metadata_field")
+                if getattr(self.config, p) is not None
+            ]
+            if named:
+                raise ConfigError(
+                    f"pgvector:// layout={layout} names every column itself; "
+                    f"{', '.join(named)} cannot be given with it",
+                    hint=f"drop {', '.join(f'?{p}=' for p in named)} or ?layout=",
+                )
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Any]:
@@ -153,9 +175,15 @@ class PgvectorConnector(ChangeCapture, Connector):
 
     # -- discovery ---------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
+        if self._framework is not None:
+            return self._framework.list_collections()
         return vector_tables(self._query, self.namespace)
 
     def describe(self, name: str) -> CollectionSchema:
+        if self._framework is not None:
+            schema = self._framework.describe(name)
+            self._schemas[name] = schema
+            return schema
         if name not in self.list_collections():
             raise ConfigError(f"{self.uri} has no table {name!r} with a vector column")
         if name in self._plans:
@@ -170,12 +198,19 @@ class PgvectorConnector(ChangeCapture, Connector):
         return where_sql(node, layout_of(schema).field_sql) if node else (sql.SQL("true"), [])
 
     def count(self, name: str, filter: Filter | None = None) -> int:
+        if self._framework is not None:
+            node = self._filter(self._schema(name), filter) if filter else None
+            return self._framework.count(name, node)
         where, params = self._where(self._schema(name), filter)
         query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table(name), where)
         return int(self._query(query, params)[0][0])
 
     # -- create ------------------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if self._framework is not None:
+            self._framework.create(schema, if_exists)
+            self._schemas[schema.name] = schema
+            return
         exists = schema.name in self.list_collections()
         if exists and if_exists == "reuse":
             info = table_info(self._query, self.namespace, schema.name)
@@ -216,8 +251,8 @@ class PgvectorConnector(ChangeCapture, Connector):
     def finalize(self, name: str) -> None:
         """Build vector indexes after the bulk load: far faster than maintaining them during it.
         An application's table keeps the indexes it has."""
-        if name in self._plans:
-            return
+        if name in self._plans or self._framework is not None:
+            return  # an application's table, or a framework's, keeps the indexes it has
         schema = self._schema(name)
         if layout_of(schema).foreign:
             return
@@ -228,6 +263,8 @@ class PgvectorConnector(ChangeCapture, Connector):
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
+        if self._framework is not None:
+            return self._framework.partitions(name, n)
         total = self.count(name)
         n = max(1, min(n, total // 1000 + 1))
         layout = layout_of(self._schema(name))
@@ -259,6 +296,9 @@ class PgvectorConnector(ChangeCapture, Connector):
         batch_rows: int = 1000,
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
+        if self._framework is not None:
+            yield from self._framework.scan(name, schema, partition, resume, batch_rows)
+            return
         layout = layout_of(schema)
         key = sql.Identifier(layout.key)
         after = json.loads(resume)["after"] if resume else partition.spec["after"]
@@ -290,6 +330,8 @@ class PgvectorConnector(ChangeCapture, Connector):
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
+        if self._framework is not None:
+            return self._framework.fetch(name, schema, ids)
         layout = layout_of(schema)
         key = sql.Identifier(layout.key)
         rows = self._query(
@@ -302,6 +344,9 @@ class PgvectorConnector(ChangeCapture, Connector):
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        if self._framework is not None:
+            self._framework.upsert(name, self._schema(name), batch)
+            return
         plan = self._plans.get(name)
         if plan is None:
             schema = self._schema(name)
@@ -337,6 +382,9 @@ class PgvectorConnector(ChangeCapture, Connector):
             self._has_conflicts.add(name)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
+        if self._framework is not None:
+            self._framework.delete(name, ids)
+            return
         schema = self._schema(name)
         layout = layout_of(schema)
         self._query(
@@ -349,10 +397,22 @@ class PgvectorConnector(ChangeCapture, Connector):
     def drop(self, name: str) -> None:
         # A table without vector columns is no collection: never dropped (a failed copy
         # undoing what it "created" must not remove an application's table of that name).
-        if name in self.list_collections():
+        if self._framework is not None:
+            self._framework.drop(name)
+        elif name in self.list_collections():
             self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
         self._schemas.pop(name, None)
         self._plans.pop(name, None)
+
+    # -- change feed -------------------------------------------------------------------------
+    def install_change_capture(self, name: str) -> str:
+        if self._framework is not None:
+            raise ConfigError(
+                f"vecmigrate sync does not follow layout={self._framework.layout} collections "
+                "yet (their records share tables with other collections)",
+                hint="copy again to catch up, or sync the tables without ?layout=",
+            )
+        return super().install_change_capture(name)
 
     # -- querying ----------------------------------------------------------------------------
     def search(
@@ -366,6 +426,11 @@ class PgvectorConnector(ChangeCapture, Connector):
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema = self._schema(name)
+        if self._framework is not None:
+            schema.vector_field(vector_field)  # the one vector field, or ConfigError
+            ef = int((params or {}).get("ef_search", max(40, 2 * k)))
+            node = self._filter(schema, filter)
+            return self._framework.search(name, schema, vectors, k, node, ef)
         where, where_params = self._where(schema, filter)
         field = schema.vector_field(vector_field)
         layout = layout_of(schema)

@@ -1,0 +1,428 @@
+"""Framework layouts on pgvector (issue #14, items 4-6), accepted through the frameworks
+themselves: stores written by LangChain and LlamaIndex (``tests/frameworks/kit.py``) are
+migrated with ``vecmigrate copy ... ?layout=`` and then queried through the same
+framework's own retriever on the target, which must return the documents and metadata
+the source's retriever returns, for 50 queries with one metadata equality filter each.
+``vecmigrate verify`` between source and target passes in every run.
+
+* (a) LangChain Chroma -> LangChain PGVector (``layout=langchain``);
+* (b) LlamaIndex PGVectorStore -> LlamaIndex PGVectorStore in another database;
+* (c) LangChain PGVector -> LlamaIndex PGVectorStore in the same database.
+
+Plus the record rules of ``connectors/frameworks.py`` against LlamaIndex's own
+``node_to_metadata_dict``, the langchain-postgres variant of the tables (made by hand: the
+package cannot be installed beside pgvector 0.5) and the refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.helpers import cli
+from tests.frameworks import kit
+from vecmigrate.connectors import connect
+from vecmigrate.connectors import frameworks as fw
+from vecmigrate.errors import ConfigError, DataError
+from vecmigrate.model import CollectionSchema, Metric, VectorField
+from vecmigrate.records import build_batch
+
+N = 200  # texts in each store
+QUERIES = 50
+K = 10
+TIE = 1e-5
+FILTER_KEYS = ("package", "module", "words")
+
+Hit = kit.Hit
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require(*kinds: str) -> None:
+    require_module("psycopg")
+    for kind in kinds:
+        for module in kit.MODULES[kind]:
+            require_module(module)
+
+
+@pytest.fixture
+def database(postgres: Any) -> Iterator[Callable[[], str]]:
+    """Fresh databases (with the vector extension) on the session's PostgreSQL."""
+    import psycopg
+
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"fw_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        url: str = postgres.dsn.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        made.append(name)
+        return url
+
+    yield make
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _queries(store: kit.Store) -> list[tuple[str, int, kit.Where]]:
+    """50 texts of the parquet file (half of them in the store, half not), each with one
+    metadata equality filter on a value some stored record has."""
+    rows = kit.texts()
+    out: list[tuple[str, int, kit.Where]] = []
+    for j in range(QUERIES):
+        text = rows[N - QUERIES + 2 * j].document  # rows 150, 152, ... 248
+        key = FILTER_KEYS[j % len(FILTER_KEYS)]
+        value = store.rows[(j * 13) % N].metadata[key]
+        out.append((text, K, {key: value}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def vectors() -> dict[str, np.ndarray]:
+    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
+
+
+def _canonical(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, sort_keys=True)
+
+
+def _assert_same_hits(
+    source: list[Hit],
+    target: list[Hit],
+    query: str,
+    vectors: dict[str, np.ndarray],
+    seen: dict[str, str],
+) -> None:
+    """Same top-k documents and metadata, in the same order but for ties: hits whose exact
+    cosine similarity to the query is within TIE of each other are compared as sets, but
+    for the group tied at the k-th place (either side may return any of a tie there): its
+    target hits need only be as close, with the metadata the source returns for them
+    (``seen``: text -> metadata over every source hit)."""
+    q = vectors[query]
+    assert len(target) == len(source), (query, len(source), len(target))
+    sims_a = [float(q @ vectors[t]) for t, _, _ in source]
+    sims_b = [float(q @ vectors[t]) for t, _, _ in target]
+    for i, (a, b) in enumerate(zip(sims_a, sims_b, strict=True)):
+        assert abs(a - b) <= TIE, (query, i, source[i][0][:40], target[i][0][:40], a, b)
+    start = 0
+    while start < len(source):
+        end = start + 1
+        while end < len(source) and abs(sims_a[end] - sims_a[start]) <= TIE:
+            end += 1
+        want = {(t, _canonical(md)) for t, md, _ in source[start:end]}
+        got = {(t, _canonical(md)) for t, md, _ in target[start:end]}
+        if end < len(source):
+            assert got == want, (query, start, want ^ got)
+        else:
+            for t, md in got:
+                assert seen.get(t, md) == md, (query, t)
+        start = end
+
+
+def _assert_retrievers_agree(
+    source: kit.Store, target: kit.Store, vectors: dict[str, np.ndarray]
+) -> None:
+    queries = _queries(source)
+    before = kit.search_many(source, queries)
+    after = kit.search_many(target, queries)
+    seen = {t: _canonical(md) for hits in before for t, md, _ in hits}
+    returned = 0
+    for (text, _, where), a, b in zip(queries, before, after, strict=True):
+        _assert_same_hits(a, b, text, vectors, seen)
+        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
+        returned += len(b)
+    assert returned >= QUERIES * 3  # the filters let something through
+
+
+def _copy_and_verify(source: str, target: str, collection: str, *extra: str) -> dict[str, Any]:
+    ran = cli("copy", source, target, "-c", collection, "--json", *extra)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    copied: dict[str, Any] = ran.json()
+    args = ["verify", source, target, "-c", collection, "--json", "--report-dir", "verify-report"]
+    if extra:
+        args += list(extra)
+    checked = cli(*args)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
+    report = checked.json()
+    assert report["passed"], [g for g in report["gates"] if not g["passed"]]
+    assert report["parity"]["equal"], report["parity"]
+    return copied
+
+
+def _chroma_source(store: kit.Store) -> tuple[str, str]:
+    """The source URI in LangChain's layout if the Chroma connector takes ``layout=``
+    (LangChain's Chroma layout is Chroma's own), else the plain URI; and which it was."""
+    try:
+        connect(store.uri()).close()
+    except ConfigError as exc:
+        if "layout" not in str(exc):
+            raise
+        return store.uri(layout=False), "plain"
+    return store.uri(), "layout"
+
+
+def _rows(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+def test_a_langchain_chroma_to_langchain_pgvector(
+    tmp_path: Path,
+    database: Callable[[], str],
+    vectors: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _require("langchain-chroma", "langchain-pgvector")
+    monkeypatch.chdir(tmp_path)
+    source = kit.build_langchain_chroma(tmp_path / "chroma", n=N)
+    target = source.retarget(database(), kind="langchain-pgvector")
+    source_uri, _ = _chroma_source(source)
+
+    _copy_and_verify(source_uri, target.uri(), "langchain")
+
+    # LangChain's tables, as langchain-community's PGVector reads them.
+    (coll,) = _rows(
+        target.location, "SELECT uuid FROM langchain_pg_collection WHERE name = 'langchain'"
+    )
+    ids = _rows(
+        target.location,
+        "SELECT custom_id, document, cmetadata FROM langchain_pg_embedding "
+        "WHERE collection_id = %s ORDER BY custom_id",
+        (coll[0],),
+    )
+    assert [r[0] for r in ids] == sorted(source.ids)
+    by_id = {r.id: r for r in source.rows}
+    assert all(doc == by_id[i].document for i, doc, _ in ids)
+    assert all(md == source.metadata(by_id[i]) for i, _, md in ids)
+
+    # Chroma searched l2 (its default space): the copy says so, and LangChain's cosine
+    # ranks these unit vectors alike.
+    with connect(target.uri()) as conn:
+        v = conn.describe("langchain").vector
+    assert (v.name, v.metric) == ("vector", Metric.L2)
+    assert "cosine" in (v.metric_source or "")
+
+    _assert_retrievers_agree(source, target, vectors)
+
+
+def test_b_llamaindex_pgvector_to_another_database(
+    tmp_path: Path,
+    database: Callable[[], str],
+    vectors: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _require("llamaindex-pgvector")
+    monkeypatch.chdir(tmp_path)
+    source = kit.build_llamaindex_pgvector(database(), n=N)
+    target = source.retarget(database())
+
+    with connect(source.uri()) as conn:
+        schema = conn.describe("llamaindex")
+        assert conn.list_collections() == ["llamaindex"]
+    v = schema.vector
+    assert (v.metric, v.metric_source) == fw.search_metric("llamaindex", "pgvector")
+    names = {m.name for m in schema.metadata}
+    assert names == {*kit.texts()[0].metadata, fw.REF_DOC_ID, fw.NODE_KEY}
+
+    _copy_and_verify(source.uri(), target.uri(), "llamaindex")
+
+    # The rows LlamaIndex reads: the same node ids, text and metadata_, _node_content
+    # included, byte for byte.
+    query = "SELECT node_id, text, metadata_::text FROM data_llamaindex ORDER BY node_id"
+    before, after = _rows(source.location, query), _rows(target.location, query)
+    assert len(after) == N
+    assert [(i, t, json.loads(m)) for i, t, m in after] == [
+        (i, t, json.loads(m)) for i, t, m in before
+    ]
+    assert [json.loads(m)["_node_content"] for *_, m in after] == [
+        json.loads(m)["_node_content"] for *_, m in before
+    ]
+
+    _assert_retrievers_agree(source, target, vectors)
+
+
+def test_c_langchain_pgvector_to_llamaindex_on_the_same_database(
+    tmp_path: Path,
+    database: Callable[[], str],
+    vectors: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _require("langchain-pgvector", "llamaindex-pgvector")
+    monkeypatch.chdir(tmp_path)
+    source = kit.build_langchain_pgvector(database(), n=N)
+    target = source.retarget(source.location, "docs", kind="llamaindex-pgvector")
+
+    with connect(source.uri()) as conn:
+        v = conn.describe("langchain").vector
+    assert (v.metric, v.metric_source) == fw.search_metric("langchain", "pgvector")
+
+    _copy_and_verify(source.uri(), target.uri(), "langchain", "--target-collection", "docs")
+
+    rows = _rows(target.location, "SELECT node_id, metadata_ FROM data_docs ORDER BY node_id")
+    assert [r[0] for r in rows] == sorted(source.ids)
+    node = json.loads(rows[0][1]["_node_content"])
+    assert (node["id_"], node["text"], node["relationships"]) == (rows[0][0], "", {})
+    assert rows[0][1]["ref_doc_id"] == "None"  # a LangChain document has no source node
+
+    _assert_retrievers_agree(source, target, vectors)
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def test_llamaindex_records_round_trip_exactly() -> None:
+    """Read then write gives what LlamaIndex itself wrote, for nodes with and without a
+    source, with non-default fields and of another node class, text in the node or not."""
+    require_module("llama_index.core")
+    from llama_index.core.schema import IndexNode, NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    source = RelatedNodeInfo(node_id="doc-7", node_type="4", metadata={"page": 2}, hash="h")
+    nodes = [
+        TextNode(id_="a", text="plain", metadata={"k": 1, "tags": ["x", "y"]}),
+        TextNode(
+            id_="b",
+            text="sourced",
+            metadata={"k": "v"},
+            excluded_llm_metadata_keys=["k"],
+            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="doc-1")},
+        ),
+        TextNode(
+            id_="c",
+            text="chunk",
+            metadata={},
+            start_char_idx=10,
+            end_char_idx=15,
+            relationships={
+                NodeRelationship.SOURCE: source,
+                NodeRelationship.NEXT: RelatedNodeInfo(node_id="d"),
+            },
+        ),
+        IndexNode(id_="i", text="index node", index_id="other", metadata={"k": 2.5}),  # type: ignore[call-arg]
+    ]
+    for node in nodes:
+        for text_in_node in (False, True):
+            stored = node_to_metadata_dict(node, remove_text=not text_in_node)
+            document, metadata = fw.llamaindex_read(stored, None if text_in_node else node.text)
+            assert document == node.text
+            assert {k: metadata[k] for k in node.metadata} == node.metadata
+            assert not set(metadata) & {"_node_content", "_node_type", "doc_id", "document_id"}
+            assert metadata.get(fw.REF_DOC_ID) == node.ref_doc_id
+            text, written = fw.llamaindex_write(
+                node.node_id, document, metadata, text_in_node=text_in_node
+            )
+            assert text == node.text
+            assert written == stored, node.node_id
+    # LangChain keeps metadata as it is (a mapping drops what the application should not see).
+    assert fw.langchain_write("t", {"a": 1}) == ("t", {"a": 1})
+    assert fw.flat_problem({"a": 1, "b": None, "c": True}) is None
+    assert "tags" in (fw.flat_problem({"tags": ["a"]}) or "")
+
+
+def test_layout_parameter_is_checked(postgres: Any) -> None:
+    with pytest.raises(ConfigError, match="layout= takes langchain, llamaindex"):
+        connect(postgres.uri() + "?layout=haystack")
+    with pytest.raises(ConfigError, match="id_field"):
+        connect(postgres.uri() + "?layout=langchain&id_field=pk")
+
+
+def test_langchain_postgres_tables_are_read_and_written(database: Callable[[], str]) -> None:
+    """langchain-postgres' variant (``id`` varchar key, no custom_id), made by hand with
+    the DDL it emits: read with the ``id`` as record id, and written in that variant."""
+    url = database()
+    coll = uuid.uuid4()
+    vecs = np.eye(4, dtype=np.float32)
+    _rows(
+        url,
+        "CREATE TABLE langchain_pg_collection (uuid uuid PRIMARY KEY, name varchar NOT NULL "
+        "UNIQUE, cmetadata json)",
+    )
+    _rows(
+        url,
+        "CREATE TABLE langchain_pg_embedding (id varchar PRIMARY KEY, collection_id uuid "
+        "REFERENCES langchain_pg_collection(uuid) ON DELETE CASCADE, embedding vector, "
+        "document varchar, cmetadata jsonb)",
+    )
+    _rows(url, "INSERT INTO langchain_pg_collection VALUES (%s, 'notes', NULL)", (coll,))
+    for i in range(3):
+        _rows(
+            url,
+            "INSERT INTO langchain_pg_embedding VALUES (%s, %s, %s::vector, %s, %s::jsonb)",
+            (f"n{i}", coll, str(vecs[i].tolist()), f"note {i}", json.dumps({"i": i})),
+        )
+    uri = "pgvector://" + url.split("://", 1)[1] + "?layout=langchain"
+    with connect(uri) as conn:
+        assert conn.list_collections() == ["notes"]
+        schema = conn.describe("notes")
+        assert (schema.vector.dim, schema.vector.metric) == (4, Metric.COSINE)
+        batch = conn.fetch("notes", ["n1", "n2"])
+        assert batch.column("id").to_pylist() == ["n1", "n2"]
+        assert batch.column("document").to_pylist() == ["note 1", "note 2"]
+        ids, _ = conn.search("notes", vecs[2:3], 2, filter={"i": {"$gte": 1}})
+        assert ids == [["n2", "n1"]]
+        new = build_batch(
+            schema,
+            ["n1", "n9"],
+            {"vector": vecs[[3, 3]]},
+            documents=["x", "y"],
+            metadata=[{"i": 7}, {"i": 9}],
+        )
+        conn.upsert("notes", new)
+        assert conn.count("notes") == 4
+    stored = _rows(url, "SELECT id, document, cmetadata FROM langchain_pg_embedding ORDER BY id")
+    assert stored == [
+        ("n0", "note 0", {"i": 0}),
+        ("n1", "x", {"i": 7}),
+        ("n2", "note 2", {"i": 2}),
+        ("n9", "y", {"i": 9}),
+    ]
+
+
+def test_non_unit_vectors_under_another_metric_are_refused(database: Callable[[], str]) -> None:
+    """An l2 collection written into a layout the framework searches with cosine: unit
+    vectors go in (same ranking), others are refused record by record."""
+    url = database()
+    uri = "pgvector://" + url.split("://", 1)[1] + "?layout=llamaindex"
+    schema = CollectionSchema(
+        name="Vectors", vectors=(VectorField(name="emb", dim=3, metric=Metric.L2),)
+    )
+    with connect(uri) as conn:
+        conn.create(schema)
+        unit = build_batch(schema, ["a"], {"emb": np.array([[0.6, 0.8, 0.0]], np.float32)})
+        conn.upsert("Vectors", unit)
+        long = build_batch(schema, ["b"], {"emb": np.array([[3.0, 4.0, 0.0]], np.float32)})
+        with pytest.raises(DataError, match="not unit length"):
+            conn.upsert("Vectors", long)
+    with connect(uri) as conn:  # described again from the tables and vecmigrate's note
+        assert conn.list_collections() == ["vectors"]
+        got = conn.describe("vectors")
+        assert (got.vector.name, got.vector.metric, got.has_document) == ("emb", Metric.L2, False)
+        assert conn.fetch("vectors", ["a"]).column("id").to_pylist() == ["a"]
+        with pytest.raises(ConfigError, match="already exists"):
+            conn.create(schema.replace(name="vectors"))
+        # LlamaIndex keeps a text per node: one record without a document is refused.
+        texts = schema.replace(name="texts", has_document=True)
+        conn.create(texts)
+        vec = np.array([[0.6, 0.8, 0.0]] * 2, np.float32)
+        with pytest.raises(DataError, match="no document"):
+            conn.upsert(
+                "texts", build_batch(texts, ["a", "b"], {"emb": vec}, documents=["x", None])
+            )
