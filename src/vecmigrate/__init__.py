@@ -23,6 +23,7 @@ from vecmigrate.api import (
     import_,
     inspect,
     plan,
+    run,
     sync,
     verify,
 )
@@ -40,6 +41,7 @@ from vecmigrate.errors import (
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import Capabilities, CollectionSchema, MetadataField, Metric, VectorField
 from vecmigrate.pipeline import CopyOptions, CopyResult, RetryPolicy
+from vecmigrate.pipeline.migration import CollectionRun, MigrationFile, RunReport
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult
 from vecmigrate.verify.check import CheckReport
 from vecmigrate.verify.copycheck import Check
@@ -51,6 +53,7 @@ __all__ = [
     "Check",
     "CheckReport",
     "CollectionInfo",
+    "CollectionRun",
     "CollectionSchema",
     "ConfigError",
     "Connector",
@@ -63,9 +66,11 @@ __all__ = [
     "MappingSpec",
     "MetadataField",
     "Metric",
+    "MigrationFile",
     "PlanReport",
     "ReplaceNotConfirmed",
     "RetryPolicy",
+    "RunReport",
     "SchemaMismatchError",
     "StorageIdentity",
     "SyncOptions",
@@ -85,6 +90,7 @@ __all__ = [
     "import_",
     "inspect",
     "plan",
+    "run",
     "storage_identity",
     "sync",
     "verify",

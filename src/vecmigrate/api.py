@@ -26,6 +26,13 @@ from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.copy import copy_collection
 from vecmigrate.pipeline.dryrun import AbsentTarget, open_plan_target, plan_migration
+from vecmigrate.pipeline.migration import (
+    CollectionRun,
+    MigrationFile,
+    ProgressFactory,
+    RunReport,
+    run_migration,
+)
 from vecmigrate.pipeline.options import CopyOptions, CopyResult
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import SECRET_PARAMS, ConnectionURI, Secret, path_uri, redact, uri_scheme
@@ -548,3 +555,671 @@ def sync(
 def confirmed(options: CopyOptions | None) -> CopyOptions:
     """``options`` with ``--if-exists replace`` confirmed (after a user said yes)."""
     return replace(options or CopyOptions(), replace_confirmed=True)
+
+
+# -- engines, ls, doctor, dry runs and job files (issue #18's conventions) ------------------
+
+
+@dataclass(frozen=True)
+class EngineParam:
+    """One ``?parameter`` a scheme takes, from its connector's ``Config`` dataclass."""
+
+    name: str
+    type: str
+    default: Any
+    required: bool
+    secret: bool
+    description: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """One URI scheme: whether its client is installed (else the extra that installs it),
+    how its storage is located, and the parameters it takes (None: the connector could not
+    be loaded, so its ``Config`` is unknown here)."""
+
+    scheme: str
+    installed: bool
+    extra: str | None
+    storage: str
+    default_port: int | None
+    params: tuple[EngineParam, ...] | None
+    missing: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The scheme can be used as installed."""
+        return self.installed
+
+    @property
+    def install(self) -> str | None:
+        """The command that installs the client (None: installed, or nothing to install)."""
+        if self.installed or not self.extra:
+            return None
+        return f"pip install 'vecmigrate[{self.extra}]'"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (docs/cli-json.md)."""
+        return {
+            "scheme": self.scheme,
+            "installed": self.installed,
+            "extra": self.extra,
+            "install": self.install,
+            "storage": self.storage,
+            "default_port": self.default_port,
+            "params": None if self.params is None else [p.to_json() for p in self.params],
+        }
+
+
+def _type_name(hint: Any) -> tuple[str, bool]:
+    """(the type of a Config field as a user writes it, whether it is a secret)."""
+    import types
+    import typing
+
+    from vecmigrate.uri import Secret as _Secret
+
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    if hint is _Secret:
+        return "secret (env:NAME or file:PATH)", True
+    return getattr(hint, "__name__", str(hint)), False
+
+
+def _field_notes(cls: type) -> dict[str, str]:
+    """Each field's comment (the ``#`` lines above it) or docstring (the string below it)
+    in the source of ``cls`` and its bases: what the connector says of the parameter."""
+    import inspect as _inspect
+    import re
+
+    notes: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            lines = _inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        comment: list[str] = []
+        for i, line in enumerate(lines):
+            text = line.strip()
+            if text.startswith("#"):
+                comment.append(text.lstrip("#").strip())
+                continue
+            m = re.match(r"^\s{4}(\w+)\s*:[^=]", line)
+            if m and not text.startswith(("def ", "@")):
+                below = lines[i + 1].strip() if i + 1 < len(lines) else ""
+                doc = below.strip("\"'") if below[:3] in ('"""', "'''") else ""
+                note = " ".join(comment) or doc
+                if note:
+                    notes[m.group(1)] = note
+            comment = []
+    return notes
+
+
+def _params_of(config: type) -> tuple[EngineParam, ...]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(config)
+    notes = _field_notes(config)
+    params = []
+    for f in dataclasses.fields(config):
+        kind, secret = _type_name(hints[f.name])
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required or f.default is dataclasses.MISSING else f.default
+        described = f.metadata.get("help") or f.metadata.get("description") or notes.get(f.name)
+        params.append(EngineParam(f.name, kind, default, required, secret, described))
+    return tuple(params)
+
+
+def _class_in_source(module: str, name: str) -> tuple[Any, list[str], Any] | None:
+    """(the ``ast.ClassDef`` of ``name`` in ``module``'s source, its lines, the module's
+    tree), read without importing ``module`` (whose engine client may be missing)."""
+    import ast
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node, text.splitlines(), tree
+    return None
+
+
+def _source_params(module: str, cls_name: str, depth: int = 0) -> list[EngineParam] | None:
+    """The parameters of the ``Config`` of connector ``cls_name`` in ``module``, read from
+    the source (bases followed through the module's imports); None when not found."""
+    import ast
+
+    found = _class_in_source(module, cls_name)
+    if found is None or depth > 4:
+        return None
+    node, lines, tree = found
+    if depth == 0:  # the connector class: its ``Config = XConfig``
+        config = next(
+            (
+                a.value.id
+                for a in node.body
+                if isinstance(a, ast.Assign)
+                and isinstance(a.value, ast.Name)
+                and any(isinstance(t, ast.Name) and t.id == "Config" for t in a.targets)
+            ),
+            None,
+        )
+        if config is not None:
+            return _source_params(module, config, 1)
+        for base in node.bases:  # a connector inheriting its Config (MilvusLiteConnector)
+            if isinstance(base, ast.Name) and base.id != "Connector":
+                return _source_params(module, base.id, 0)
+        return []  # the base's ConnectorConfig: no parameters
+    params: list[EngineParam] = []
+    for base in node.bases:
+        if not isinstance(base, ast.Name) or base.id == "ConnectorConfig":
+            continue
+        where = next(
+            (
+                imp.module
+                for imp in tree.body
+                if isinstance(imp, ast.ImportFrom)
+                and imp.module
+                and any((a.asname or a.name) == base.id for a in imp.names)
+            ),
+            module,
+        )
+        inherited = _source_params(where, base.id, depth + 1)
+        if inherited is None:
+            return None
+        params += inherited
+    for item in node.body:
+        if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+            continue
+        annotation = ast.unparse(item.annotation)
+        if annotation.startswith("ClassVar"):
+            continue
+        above: list[str] = []
+        for line in reversed(lines[: item.lineno - 1]):
+            if not line.strip().startswith("#"):
+                break
+            above.insert(0, line.strip().lstrip("#").strip())
+        kinds = [k.strip() for k in annotation.split("|") if k.strip() != "None"]
+        secret = kinds == ["Secret"]
+        kind = "secret (env:NAME or file:PATH)" if secret else " | ".join(kinds)
+        try:
+            default = ast.literal_eval(item.value) if item.value is not None else None
+        except ValueError:
+            default = ast.unparse(item.value) if item.value is not None else None
+        name = item.target.id
+        params = [p for p in params if p.name != name]
+        params.append(
+            EngineParam(name, kind, default, item.value is None, secret, " ".join(above) or None)
+        )
+    return params
+
+
+def engines() -> tuple[EngineInfo, ...]:
+    """Every URI scheme (built in and from plug-ins), sorted: installed or the extra that
+    installs it, storage kind, default port and each URI parameter with its type."""
+    from vecmigrate.connectors.registry import connector_class, scheme_info
+
+    found = []
+    for scheme in sorted(known_schemes()):
+        extra = REGISTRY[scheme].extra if scheme in REGISTRY else None
+        try:
+            cls = connector_class(scheme)
+        except ConfigError as exc:
+            info = REGISTRY.get(scheme)
+            read = _source_params(info.module, info.cls) if info else None
+            found.append(
+                EngineInfo(
+                    scheme,
+                    False,
+                    extra,
+                    info.storage if info else "unknown",
+                    info.default_port if info else None,
+                    None if read is None else tuple(read),
+                    exc.message,
+                )
+            )
+            continue
+        info = scheme_info(scheme)
+        found.append(
+            EngineInfo(scheme, True, extra, info.storage, info.default_port, _params_of(cls.Config))
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """``ls``: the collections of a store with their record counts."""
+
+    uri: str
+    collections: tuple[tuple[str, int], ...]
+
+    @property
+    def ok(self) -> bool:
+        """Always True: listing succeeded."""
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (docs/cli-json.md)."""
+        return {
+            "uri": redact(self.uri),
+            "collections": [{"name": n, "count": c} for n, c in self.collections],
+            "total": sum(c for _, c in self.collections),
+        }
+
+
+def ls(source: Store) -> Listing:
+    """The collections of ``source`` (read-only) with their counts, sorted by name."""
+    with opened(source, read_only=True) as conn:
+        names = sorted(conn.list_collections())
+        return Listing(str(conn.uri.raw), tuple((n, conn.count(n)) for n in names))
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    """One check of ``doctor``: its name, whether it passed, what was found, a hint when
+    it failed (``skipped``: not run, neither a pass nor a failure)."""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str | None = None
+    skipped: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {k: redact(v) if isinstance(v, str) else v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Every check ``doctor`` ran on a store; ``ok``: none failed."""
+
+    uri: str
+    engine: str | None
+    checks: tuple[DoctorCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No check failed."""
+        return all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (docs/cli-json.md)."""
+        return {
+            "uri": redact(self.uri),
+            "engine": self.engine,
+            "ok": self.ok,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def _client_version(extra: str | None) -> str | None:
+    """The installed version of the first distribution the extra requires."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    if not extra:
+        return None
+    try:
+        reqs = requires("vecmigrate") or []
+    except PackageNotFoundError:
+        return None
+    for req in reqs:
+        if f'extra == "{extra}"' in req:
+            name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
+            try:
+                return f"{name} {version(name)}"
+            except PackageNotFoundError:
+                continue
+    return None
+
+
+def _server_version(conn: Connector) -> str | None:
+    """The engine's version where the connector exposes one (None otherwise)."""
+    for attr in ("server_version", "version"):
+        value = getattr(conn, attr, None)
+        if callable(value):
+            value = value()
+        if value:
+            return ".".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return None
+
+
+def _capabilities_line(conn: Connector) -> str:
+    caps = conn.capabilities
+    parts = [
+        "metrics " + ",".join(sorted(m.value for m in caps.metrics)),
+        "ids " + ",".join(sorted(i.value for i in caps.id_types)),
+        f"max batch {caps.max_batch_rows} rows",
+    ]
+    parts += [
+        name
+        for name, on in (
+            ("named vectors", caps.named_vectors),
+            ("sparse", caps.sparse_vectors),
+            ("namespaces", caps.namespaces),
+            ("documents", caps.documents),
+        )
+        if on
+    ]
+    parts.append("mutable" if caps.mutable else "append-only")
+    return ", ".join(parts)
+
+
+def _failure(exc: Exception) -> tuple[str, str | None]:
+    """(message, hint) of an exception a check caught."""
+    if isinstance(exc, VecmigrateError):
+        return exc.message, exc.hint
+    return f"{type(exc).__name__}: {exc}", None
+
+
+def _probe_write(store: str) -> DoctorCheck:
+    """Create a scratch collection, write one record, count it, drop it."""
+    import uuid
+
+    import numpy as np
+
+    from vecmigrate.model import IdType, Metric, VectorField
+    from vecmigrate.records import build_batch
+
+    name = f"vecmigrate_doctor_{uuid.uuid4().hex[:8]}"
+    try:
+        with opened(store, read_only=False) as conn:
+            caps = conn.capabilities
+            metric = Metric.COSINE if Metric.COSINE in caps.metrics else next(iter(caps.metrics))
+            id_type = IdType.STRING if IdType.STRING in caps.id_types else IdType.INT
+            schema = CollectionSchema(
+                name=name, vectors=(VectorField(dim=4, metric=metric),), id_type=id_type
+            )
+            conn.create(schema)
+            try:
+                ids = ["doctor-1"] if id_type == IdType.STRING else [1]
+                vec = np.array([[0.5, 0.5, 0.5, 0.5]], dtype=np.float32)
+                conn.upsert(name, build_batch(schema, ids, {"vector": vec}))
+                conn.finalize(name)
+                counted = conn.count(name)
+            finally:
+                conn.drop(name)
+    except Exception as exc:
+        message, hint = _failure(exc)
+        return DoctorCheck(
+            "write", False, message, hint or "check that this user may create and drop collections"
+        )
+    return DoctorCheck(
+        "write", True, f"created, wrote 1 record ({counted} counted) and dropped {name!r}"
+    )
+
+
+def doctor(store: str, *, write: bool = False) -> DoctorReport:
+    """Check a store: the URI and its client, the connection, the listing, the engine's
+    version (where the connector exposes one), its capabilities, and with ``write`` a
+    write permission probe (a scratch collection created and dropped). Never raises for
+    a failed check: each failure is a check with ``ok=False`` and a hint."""
+    from vecmigrate.connectors.registry import connector_class
+
+    checks: list[DoctorCheck] = []
+    try:
+        parsed = parse_uri(store)
+        cls = connector_class(parsed.scheme)
+        cls.Config.from_uri(parsed)
+    except VecmigrateError as exc:
+        checks.append(DoctorCheck("uri", False, exc.message, exc.hint))
+        return DoctorReport(store, None, tuple(checks))
+    extra = REGISTRY[parsed.scheme].extra if parsed.scheme in REGISTRY else None
+    client = _client_version(extra)
+    checks.append(
+        DoctorCheck("uri", True, f"{cls.schemes[0]} connector" + (f", {client}" if client else ""))
+    )
+    try:
+        with opened(store, read_only=True) as conn:
+            checks.append(DoctorCheck("connect", True, f"opened {conn.uri} read-only"))
+            try:
+                names = conn.list_collections()
+                checks.append(DoctorCheck("read", True, f"{len(names)} collection(s) listed"))
+            except Exception as exc:
+                message, hint = _failure(exc)
+                hint = hint or "check that this user may read the store"
+                checks.append(DoctorCheck("read", False, message, hint))
+            version = _server_version(conn)
+            checks.append(
+                DoctorCheck("version", True, f"server {version}")
+                if version
+                else DoctorCheck("version", True, "the connector does not expose one", skipped=True)
+            )
+            checks.append(DoctorCheck("capabilities", True, _capabilities_line(conn)))
+    except Exception as exc:
+        checks.append(DoctorCheck("connect", False, *_failure(exc)))
+        return DoctorReport(store, cls.schemes[0], tuple(checks))
+    if write:
+        checks.append(_probe_write(store))
+    else:
+        checks.append(
+            DoctorCheck(
+                "write",
+                True,
+                "not probed (--write creates and drops a scratch collection)",
+                skipped=True,
+            )
+        )
+    return DoctorReport(store, cls.schemes[0], tuple(checks))
+
+
+def run(
+    migration: str | Path | MigrationFile,
+    *,
+    resume: bool = False,
+    restart: bool = False,
+    state: str | Path | None = None,
+    replace_confirmed: bool = False,
+    progress: ProgressFactory | None = None,
+    on_collection: Callable[[CollectionRun], None] | None = None,
+) -> RunReport:
+    """Run a migration file (a path, or a ``MigrationFile``): each collection copied with
+    ``copy`` and verified as it is, in order; resumable as a whole with ``resume=True``
+    (the run state file records the finished collections, each copy its own job).
+    ``progress(name)`` gives an ``(advance, set_total)`` context per collection."""
+    return run_migration(
+        migration,
+        resume=resume,
+        restart=restart,
+        state=Path(state) if state is not None else None,
+        replace_confirmed=replace_confirmed,
+        progress=progress,
+        on_collection=on_collection,
+    )
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    """What a copy would do, nothing touched (``copy --dry-run``): per collection the target
+    collection(s) it would create, reuse or replace, the records it would write, the
+    mapping decisions, and ``error``: what would stop it (None: nothing)."""
+
+    source: str
+    target: str
+    collections: tuple[dict[str, Any], ...]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing would stop the copy."""
+        return all(c["error"] is None for c in self.collections)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (docs/cli-json.md)."""
+        return {
+            "dry_run": True,
+            "source": redact(self.source),
+            "target": redact(self.target),
+            "ok": self.ok,
+            "rows": sum(c["rows"] for c in self.collections),
+            "collections": list(self.collections),
+        }
+
+
+def dry_run(
+    source: Store,
+    target: Store,
+    collections: list[str] | None = None,
+    *,
+    target_collection: str | None = None,
+    options: CopyOptions | None = None,
+    state_dir: str | Path | None = None,
+) -> DryRunReport:
+    """What ``copy`` of ``collections`` (default: every one) would create and write, read
+    from both stores without changing either: no job file, no target collection, no
+    dead-letter directory (a local target that does not exist is not created)."""
+    from vecmigrate.pipeline.dryrun import dry_run_copy
+
+    opts = check_copy_options(options or CopyOptions())
+    results = []
+    with opened(source, read_only=True) as src, _plan_target(target, False) as dst:
+        names = collections or src.list_collections()
+        for name in names:
+            require_collection(src, name)
+            refuse_writing_into_source(source, target, name, target_collection, opts.mapping)
+            job = opts.job_path or job_path(
+                source, target, name, target_collection, opts.mapping, state_dir
+            )
+            results.append(
+                dry_run_copy(
+                    src,
+                    dst,
+                    name,
+                    target_collection=target_collection,
+                    spec=opts.mapping,
+                    if_exists=opts.if_exists,
+                    job=str(job),
+                )
+            )
+    src_uri = source if isinstance(source, str) else source.uri.raw
+    dst_uri = target if isinstance(target, str) else target.uri.raw
+    return DryRunReport(src_uri, dst_uri, tuple(results))
+
+
+DEFAULT_STATE_DIR = Path(".vecmigrate")
+
+
+def job_path(
+    source: Store,
+    target: Store,
+    collection: str,
+    target_collection: str | None = None,
+    mapping: MappingSpec | None = None,
+    state_dir: str | Path | None = None,
+) -> Path:
+    """The job file a copy of ``collection`` keeps under ``state_dir`` (default
+    ``./.vecmigrate``): ``<state_dir>/jobs/<collection>-<hash>.sqlite``, the same name the
+    pipeline gives it."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from vecmigrate.pipeline.options import default_job_path
+
+    def stand_in(store: Store) -> Connector:
+        uri = store.uri if isinstance(store, Connector) else parse_uri(store)
+        return cast(Connector, SimpleNamespace(uri=uri))
+
+    spec_target = mapping.target_collection if mapping else None
+    tgt = target_collection or spec_target or collection
+    path = default_job_path(stand_in(source), stand_in(target), collection, tgt)
+    root = Path(state_dir) if state_dir is not None else DEFAULT_STATE_DIR
+    return root / path.relative_to(DEFAULT_STATE_DIR)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job file under a state directory: what it copies and how far it got."""
+
+    name: str
+    path: str
+    source: str | None
+    target: str | None
+    collection: str | None
+    target_collection: str | None
+    status: str | None
+    rows: int
+    partitions: int
+    partitions_done: int
+    dead_letters: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The file could be read."""
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (docs/cli-json.md)."""
+        return {k: redact(v) if isinstance(v, str) else v for k, v in self.__dict__.items()}
+
+
+def _read_job(path: Path) -> JobInfo:
+    import json
+    import sqlite3
+
+    name = path.name.removesuffix(".sqlite")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            job = dict(db.execute("SELECT key, value FROM job").fetchall())
+            rows, parts, done = db.execute(
+                "SELECT coalesce(sum(rows), 0), count(*), coalesce(sum(done), 0) FROM partition"
+            ).fetchone()
+            dead = db.execute("SELECT value FROM counter WHERE name='dead_letters'").fetchone()
+        finally:
+            db.close()
+        ident = json.loads(job.get("identity") or "{}")
+    except (sqlite3.Error, ValueError) as exc:
+        return JobInfo(name, str(path), None, None, None, None, None, 0, 0, 0, 0, str(exc))
+    return JobInfo(
+        name,
+        str(path),
+        ident.get("source"),
+        ident.get("target"),
+        ident.get("collection"),
+        ident.get("target_collection"),
+        job.get("status") or "planned",
+        int(rows),
+        int(parts),
+        int(done),
+        int(dead[0]) if dead else 0,
+    )
+
+
+def jobs(state_dir: str | Path | None = None) -> tuple[JobInfo, ...]:
+    """The job files under ``state_dir`` (default ``./.vecmigrate``), sorted by name;
+    read-only (a missing directory holds no jobs)."""
+    root = (Path(state_dir) if state_dir is not None else DEFAULT_STATE_DIR) / "jobs"
+    if not root.is_dir():
+        return ()
+    return tuple(_read_job(p) for p in sorted(root.glob("*.sqlite")))
+
+
+def remove_job(job: JobInfo, *, dead_letters: bool = False) -> list[str]:
+    """Delete a job file (with its SQLite -wal/-shm files) and, with ``dead_letters``,
+    its dead-letter directory; the paths removed."""
+    import shutil
+
+    removed = []
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(f"{job.path}{suffix}")
+        if p.exists():
+            p.unlink()
+            removed.append(str(p))
+    dead = Path(job.path).with_suffix(".dead-letters")
+    if dead_letters and dead.is_dir():
+        shutil.rmtree(dead)
+        removed.append(str(dead))
+    return removed

@@ -13,7 +13,11 @@ from typer.core import TyperGroup
 from vecmigrate import __version__
 from vecmigrate.cli.copy_cmd import copy, export_, import_
 from vecmigrate.cli.cutover import cutover_app
+from vecmigrate.cli.doctor_cmd import doctor
+from vecmigrate.cli.engines_cmd import engines
 from vecmigrate.cli.inspect_cmd import check, inspect
+from vecmigrate.cli.jobs_cmd import jobs
+from vecmigrate.cli.ls_cmd import ls
 from vecmigrate.cli.output import EXIT_FAILED, EXIT_USAGE, report_error, reset
 from vecmigrate.cli.plan_cmd import plan
 from vecmigrate.cli.sync import sync as sync_command
@@ -79,7 +83,7 @@ app = typer.Typer(
     "document on stdout (errors too). Exit 0: done; 1: a check failed or data was refused; "
     "2: usage or configuration error.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -107,7 +111,12 @@ app.command()(verify)
 app.command()(diff)
 app.command("sync")(sync_command)
 app.add_typer(cutover_app, name="cutover")
+app.command()(ls)
+app.command()(engines)
+app.command()(doctor)
+app.command()(jobs)
 import vecmigrate.cli.proxy_cmd  # noqa: E402, F401  (registers `proxy` on app)
+from vecmigrate.cli import run_cmd as _run_cmd  # noqa: E402, F401  (registers `run`)
 
 
 def main() -> None:

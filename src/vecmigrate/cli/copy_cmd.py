@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from vecmigrate.cli.options import (
     MAPPING_HINT,
     BatchOpt,
     CollectionOpt,
+    DryRunOpt,
     ExecutorOpt,
     IfExists,
     IfExistsOpt,
@@ -24,6 +26,7 @@ from vecmigrate.cli.options import (
     QuietOpt,
     RestartOpt,
     ResumeOpt,
+    StateDirOpt,
     TargetCollectionOpt,
     VerboseOpt,
     WorkersOpt,
@@ -52,7 +55,14 @@ def _run_copy(
     options: CopyOptions,
     json_out: bool,
     verify: bool,
+    state_dir: Path | None = None,
 ) -> dict[str, Any]:
+    if state_dir is not None and options.job_path is None:
+        job = api.job_path(
+            source, target, collection, target_collection, options.mapping, state_dir
+        )
+        options = replace(options, job_path=job)
+
     def run(opts: CopyOptions) -> CopyReport:
         with progress_bar(not json_out, collection) as (advance, set_total):
             return api.copy(
@@ -127,6 +137,38 @@ def _report_copy(source: str, target: str, results: list[dict[str, Any]], json_o
             console.print(f"  {mark} {escape(c['name'])}: {escape(c['detail'])}", highlight=False)
 
 
+def _report_dry_run(report: api.DryRunReport, json_out: bool) -> None:
+    if json_out:
+        emit_json(report.to_json())
+        return
+    console = out()
+    console.print(
+        f"dry run: {redact(report.source)} -> {redact(report.target)}; nothing was changed",
+        highlight=False,
+        markup=False,
+    )
+    for c in report.collections:
+        for t in c["target_collections"]:
+            verb = {
+                "create": "would create",
+                "reuse": "would write into",
+                "replace": f"would drop ({t['rows_now']:,} records) and recreate",
+                "fail": "exists:",
+            }
+            console.print(
+                f"{c['collection']} -> {t['name']}: {verb[t['action']]} {t['name']!r}, "
+                f"{c['rows']:,} records to write",
+                highlight=False,
+                markup=False,
+            )
+        for line in c["decisions"]:
+            console.print(f"  decision: {line}", highlight=False, markup=False)
+        for line in c["warnings"]:
+            console.print(f"  warning: {line}", highlight=False, markup=False)
+        if c["error"]:
+            console.print(f"  [red]would fail:[/] {escape(c['error'])}", highlight=False)
+
+
 def _failed(results: list[dict[str, Any]]) -> bool:
     return any(not r["ok"] or (r["checks"] and not r["verified"]) for r in results)
 
@@ -183,6 +225,8 @@ def copy(
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
     yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    state_dir: StateDirOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -201,10 +245,26 @@ def copy(
                 "would be copied)",
                 hint="add -c NAME, or leave --target-collection out to keep each name",
             )
-        results = [
-            _run_copy(source, target, n, target_collection, opts, json_out, verify) for n in names
-        ]
-        _report_copy(source, target, results, json_out)
+        if dry_run:
+            report = api.dry_run(
+                source,
+                target,
+                names,
+                target_collection=target_collection,
+                options=opts,
+                state_dir=state_dir,
+            )
+            _report_dry_run(report, json_out)
+        else:
+            results = [
+                _run_copy(source, target, n, target_collection, opts, json_out, verify, state_dir)
+                for n in names
+            ]
+            _report_copy(source, target, results, json_out)
+    if dry_run:
+        if not report.ok:
+            raise typer.Exit(EXIT_FAILED)
+        return
     if _failed(results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -221,6 +281,8 @@ def export_(
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
     yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    state_dir: StateDirOpt = None,
     encrypt_key: Annotated[
         str | None,
         typer.Option(
@@ -250,6 +312,8 @@ def export_(
         restart=restart,
         if_exists=if_exists,
         yes=yes,
+        dry_run=dry_run,
+        state_dir=state_dir,
         json_out=json_out,
         quiet=quiet,
         verbose=verbose,
@@ -273,6 +337,8 @@ def import_(
     restart: RestartOpt = False,
     if_exists: IfExistsOpt = "fail",
     yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    state_dir: StateDirOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -294,6 +360,8 @@ def import_(
         restart=restart,
         if_exists=if_exists,
         yes=yes,
+        dry_run=dry_run,
+        state_dir=state_dir,
         json_out=json_out,
         quiet=quiet,
         verbose=verbose,

@@ -82,6 +82,22 @@ YesOpt = Annotated[
         "interactively on a terminal; required otherwise).",
     ),
 ]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Say what would be created and how many records written; touch nothing (no job "
+        "file, no target collection, no dead-letter directory).",
+    ),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar="VECMIGRATE_STATE_DIR",
+        help="Where job files (for --resume) and dead letters are kept [default: ./.vecmigrate].",
+    ),
+]
 QueriesOpt = Annotated[int | None, typer.Option(min=1, help="Sampled corpus queries (>= 1).")]
 KOpt = Annotated[int | None, typer.Option(min=1, help="k of recall@k gates (>= 1).")]
 SampleOpt = Annotated[int, typer.Option(min=1, help="Rows sampled for checks and rates (>= 1).")]

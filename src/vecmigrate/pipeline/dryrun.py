@@ -202,3 +202,66 @@ def _measure_write(target: Connector, schema: Any, batch: pa.RecordBatch) -> flo
         return time.perf_counter() - t0
     finally:
         target.drop(scratch.name)
+
+
+def dry_run_copy(
+    source: Connector,
+    target: Connector | AbsentTarget,
+    collection: str,
+    *,
+    target_collection: str | None = None,
+    spec: MappingSpec | None = None,
+    if_exists: str = "fail",
+    job: str | None = None,
+) -> dict[str, Any]:
+    """What ``copy`` would do, without doing it: the target collection(s) it would create
+    (or reuse, or replace and how many records that drops), the records it would write
+    and the mapping decisions; ``error`` names what would stop it (None: nothing). Reads
+    only: no job file, no target collection, no dead-letter directory."""
+    tgt = target_collection or (spec.target_collection if spec else None) or collection
+    schema = source.describe(collection)
+    fan = fan_out_spec(spec)
+    mapping = build_mapping(
+        schema,
+        target.capabilities,
+        spec,
+        name=tgt,
+        source_engine=source.engine,
+        source_uri=str(source.uri),
+        sample=metadata_sample(source, collection, spec),
+        fan_out=fan is not None,
+    )
+    names = (
+        [collection_name(fan.pattern, mapping.target.name, ns) for ns in schema.namespaces or ()]
+        if fan
+        else [mapping.target.name]
+    )
+    existing = set(target.list_collections()) if isinstance(target, Connector) else set()
+    targets: list[dict[str, Any]] = []
+    error = None
+    for name in names:
+        exists = name in existing
+        rows = target.count(name) if exists and isinstance(target, Connector) else 0
+        action = if_exists if exists else "create"
+        if exists and if_exists == "fail":
+            error = f"{name!r} already exists on {target.uri} (--if-exists fail)"
+        targets.append(
+            {
+                "name": name,
+                "exists": exists,
+                "action": action,
+                "rows_now": rows,
+                "rows_dropped": rows if action == "replace" else 0,
+            }
+        )
+    return {
+        "collection": collection,
+        "target_collection": mapping.target.name,
+        "rows": source.count(collection),
+        "target_collections": targets,
+        "schema": mapping.target.model_dump(mode="json"),
+        "decisions": mapping.decisions,
+        "warnings": mapping.warnings,
+        "job": job,
+        "error": error,
+    }
