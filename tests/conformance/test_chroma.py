@@ -65,3 +65,57 @@ def test_a_dropped_collections_list_metadata_never_reappears(chroma_server: Any)
     assert [m for m in metadata_rows(got, conn.describe(names[1])) if m] == []
     conn.drop(names[1])
     conn.close()
+
+
+@pytest.mark.parametrize("made_by", ["vecmigrate", "another tool", "langchain"])
+def test_upsert_replaces_whole_records(tmp_path: Path, made_by: str) -> None:
+    """Chroma's own upsert merges metadata keys and keeps the old document when the new
+    one is None; the connector's upsert replaces the record, as every engine does: a key
+    the new record lacks is gone, and so is a document it lacks."""
+    require_module("chromadb")
+    import chromadb
+    import numpy as np
+
+    from vecmigrate.model import CollectionSchema, MetadataField, VectorField
+    from vecmigrate.records import build_batch, metadata_rows
+
+    path = tmp_path / "store"
+    vec = np.array([[1.0, 0.0]], np.float32)
+    if made_by == "vecmigrate":
+        uri = f"chroma://{path}"
+        schema = CollectionSchema(
+            name="docs",
+            vectors=(VectorField(dim=2),),
+            metadata=(MetadataField(name="a", type="int64"), MetadataField(name="b", type="int64")),
+            has_document=True,
+        )
+        with connect(uri) as conn:
+            conn.create(schema)
+            conn.upsert(
+                "docs",
+                build_batch(
+                    schema, ["r1"], {"vector": vec}, documents=["old"], metadata=[{"a": 1, "b": 2}]
+                ),
+            )
+    else:
+        uri = f"chroma://{path}" + ("?layout=langchain" if made_by == "langchain" else "")
+        col = chromadb.PersistentClient(path=str(path)).create_collection(
+            "docs", embedding_function=None
+        )
+        col.add(ids=["r1"], embeddings=vec, documents=["old"], metadatas=[{"a": 1, "b": 2}])
+    with connect(uri) as conn:
+        schema = conn.describe("docs")
+        new = build_batch(schema, ["r1"], {"vector": vec}, documents=[None], metadata=[{"a": 3}])
+        conn.upsert("docs", new)
+        conn.upsert("docs", new)  # idempotent
+        got = conn.fetch("docs", ["r1"])
+        assert conn.count("docs") == 1
+        assert metadata_rows(got, schema) == [{"a": 3}]
+        expected_doc = "" if made_by == "langchain" else None  # LangChain skips None texts
+        assert got.column("document").to_pylist() == [expected_doc]
+        assert conn.count("docs", filter={"b": 2}) == 0
+    raw = chromadb.PersistentClient(path=str(path)).get_collection("docs", embedding_function=None)
+    stored = raw.get(ids=["r1"], include=["documents", "metadatas"])
+    assert stored["documents"] == [expected_doc]
+    assert stored["metadatas"] is not None
+    assert dict(stored["metadatas"][0]) == {"a": 3}

@@ -8,6 +8,13 @@ every value round-trips and no string is ever mistaken for an encoded one. Colle
 made by other tools are described by sampling and read verbatim: a string there is a
 string, whatever it starts with; values they cannot hold natively are refused by record.
 Their metric is the space they search with (``_space``), with where it was read.
+
+``?layout=langchain`` / ``?layout=llamaindex`` read and write collections as LangChain's
+``Chroma`` and LlamaIndex's ``ChromaVectorStore`` keep them (``_frameworks``).
+
+``upsert`` replaces whole records: Chroma's own ``upsert`` merges metadata keys (a key the
+new record lacks is kept) and keeps the old document when the new one is None, so records
+that exist are deleted and added again, under the connector's lock.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from chromadb.errors import NotFoundError
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.chroma._client import open_client, translate_error
+from vecmigrate.connectors.chroma._frameworks import ChromaFramework
 from vecmigrate.connectors.config import ConnectorConfig, Secret
+from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Node
@@ -133,11 +142,13 @@ def where_filter(node: Node, encoded: bool = False) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ChromaConfig(ConnectorConfig):
-    """Tenant and database (Chroma's defaults), and the HTTP server's token."""
+    """Tenant and database (Chroma's defaults), the HTTP server's token, and ``layout``:
+    ``langchain`` or ``llamaindex`` for collections those frameworks read and write."""
 
     tenant: str = DEFAULT_TENANT
     database: str = DEFAULT_DATABASE
     token: Secret | None = None
+    layout: str | None = None
 
 
 class ChromaConnector(Connector):
@@ -166,6 +177,11 @@ class ChromaConnector(Connector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._lock = threading.Lock()
+        layout = parse_layout(self.config.layout, "chroma")
+        self._framework = ChromaFramework(layout) if layout else None
+        # layout=: what ``create`` was given (the layout batches arrive in) and the metric
+        # the collection searches with.
+        self._written: dict[str, tuple[CollectionSchema, Metric]] = {}
 
     @cached_property
     def client(self) -> chromadb.api.ClientAPI:
@@ -190,6 +206,15 @@ class ChromaConnector(Connector):
     def describe(self, name: str) -> CollectionSchema:
         col = self._collection(name)
         stored = (col.metadata or {}).get(SCHEMA_KEY)
+        if self._framework is not None:
+            if stored:
+                self._framework.refuse_ours(name)
+            if name in self._written and not col.count():
+                return self._written[name][0]  # created here, nothing written yet
+            schema = self._framework.shape(self._infer(col), col.metadata)
+            if name not in self._written:  # a copy's batches keep the layout create took
+                self._schemas[name] = schema
+            return schema
         if stored:
             schema = CollectionSchema.from_json(stored).replace(name=name, engine="chroma")
         else:
@@ -215,6 +240,9 @@ class ChromaConnector(Connector):
             metric_source=source,
         )
         metas = _decode_metadatas(sample["metadatas"], encoded=False)
+        if self._framework is not None:
+            read = self._framework.read
+            metas = [read(d, m)[1] for d, m in zip(sample["documents"], metas, strict=True)]
         return CollectionSchema(
             name=col.name,
             vectors=(vector,),
@@ -242,6 +270,11 @@ class ChromaConnector(Connector):
         exists = schema.name in self.list_collections()
         what = f"Chroma collection {schema.name!r}"
         if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
+            if self._framework is not None:
+                col = self._collection(schema.name)
+                if _is_ours(col):
+                    self._framework.refuse_ours(schema.name)
+                self._written[schema.name] = (schema, _space(col)[0])
             self._schemas[schema.name] = schema
             return
         if exists:
@@ -251,11 +284,18 @@ class ChromaConnector(Connector):
         for key, value in (v.index.params if v.index else {}).items():
             if key in _HNSW_PARAMS:
                 hnsw[_HNSW_PARAMS[key]] = value
+        if self._framework is not None:
+            # As the framework's get_or_create_collection finds it: no metadata but the
+            # note, no embedding function; the source's space (see _frameworks).
+            metadata = self._framework.note(schema)
+            self._written[schema.name] = (schema, v.metric)
+        else:
+            metadata = {SCHEMA_KEY: schema.to_json()}
         self.client.create_collection(
             schema.name,
             embedding_function=None,
             configuration={"hnsw": hnsw},  # type: ignore[arg-type]
-            metadata={SCHEMA_KEY: schema.to_json()},
+            metadata=metadata,
         )
         self._schemas[schema.name] = schema
 
@@ -271,7 +311,12 @@ class ChromaConnector(Connector):
         dim = schema.vector.dim
         emb = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(ids), dim)
         metas = _decode_metadatas(got["metadatas"], _is_ours(col))
-        docs = got.get("documents") if schema.has_document else None
+        docs = got.get("documents")
+        if self._framework is not None:
+            texts = docs or [None] * len(ids)
+            read = [self._framework.read(d, m) for d, m in zip(texts, metas, strict=True)]
+            docs, metas = [d for d, _ in read], [m for _, m in read]
+        docs = docs if schema.has_document else None
         # Chroma never returns a null it was not given: a None is a decoded explicit null.
         return build_batch(
             schema,
@@ -318,13 +363,30 @@ class ChromaConnector(Connector):
         vectors = vectors_to_numpy(batch.column(schema.vector.name))
         ids = self._ids(batch.column("id").to_pylist())
         rows = metadata_rows(batch, schema)
-        if _is_ours(col):
+        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+        metas: list[dict[str, Any] | None]
+        if self._framework is not None:
+            written = self._written.get(name)
+            served = written[1] if written else _space(col)[0]
+            v = schema.vector
+            self._framework.check_units(name, ids, vectors, v.metric, served, v.name)
+            docs = docs or [None] * len(ids)
+            out = [
+                self._framework.write(name, rid, doc, meta)
+                for rid, doc, meta in zip(ids, docs, rows, strict=True)
+            ]
+            docs, metas = [d for d, _ in out], [m for _, m in out]
+        elif _is_ours(col):
             metas = [{k: _encode_value(v) for k, v in m.items()} or None for m in rows]
         else:
             metas = [self._foreign_metadata(name, rid, m) for rid, m in zip(ids, rows, strict=True)]
-        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
         with self._lock:
-            col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
+            # Whole records replaced: Chroma's upsert would merge the metadata keys and keep
+            # the old document (module doc).
+            have = col.get(ids=ids, include=[])["ids"]
+            if have:
+                col.delete(ids=have)
+            col.add(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
 
     @staticmethod
     def _foreign_metadata(name: str, rid: str, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -352,6 +414,7 @@ class ChromaConnector(Connector):
         if name in self.list_collections():
             self._delete_collection(name)
         self._schemas.pop(name, None)
+        self._written.pop(name, None)
 
     def _delete_collection(self, name: str) -> None:
         """Delete the records, then the collection. Chroma (1.5.9) leaves the list-valued

@@ -8,7 +8,9 @@ record wherever either rule put it (``qdrant_codec.point_candidates``). Qdrant n
 cosine vectors on insert, so vectors are compared after normalising. The vecmigrate schema is
 kept in the collection's metadata. Sparse fields are Qdrant sparse vectors; namespaces
 follow Qdrant's multitenancy advice: a tenant key in the payload, filtered on. Payload
-keys, point ids and filter compilation are in ``_records``.
+keys, point ids and filter compilation are in ``_records``. ``?layout=langchain`` /
+``?layout=llamaindex`` read and write collections as LangChain's and LlamaIndex's
+``QdrantVectorStore`` keep them (``_frameworks``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from qdrant_client import QdrantClient, models
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret
 from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
+from vecmigrate.connectors.frameworks import LLAMAINDEX, parse_layout
+from vecmigrate.connectors.qdrant import _frameworks
 from vecmigrate.connectors.qdrant._client import open_client, translate_error
 from vecmigrate.connectors.qdrant._infer import (
     DISTANCE,
@@ -39,6 +43,7 @@ from vecmigrate.connectors.qdrant._layout import LAYOUT_KEY, Payload
 from vecmigrate.connectors.qdrant._records import (
     ID_KEY,
     POINT_IDS_SETTING,
+    PayloadLayout,
     batch_to_points,
     point_candidates,
     points_to_batch,
@@ -55,6 +60,7 @@ from vecmigrate.model import (
     Partition,
     ResumeToken,
 )
+from vecmigrate.records import vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = "vecmigrate:schema"
@@ -63,10 +69,12 @@ SCHEMA_KEY = "vecmigrate:schema"
 @dataclass(frozen=True)
 class QdrantConfig(FieldsConfig):
     """API key and TLS of a Qdrant server; the payload keys of collections other tools
-    wrote (``connectors/foreign.py``)."""
+    wrote (``connectors/foreign.py``); ``layout``: ``langchain`` or ``llamaindex`` for
+    collections those frameworks read and write."""
 
     api_key: Secret | None = None
     https: bool = False
+    layout: str | None = None
 
 
 class QdrantConnector(Connector):
@@ -110,6 +118,22 @@ class QdrantConnector(Connector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._lock = threading.Lock()
+        self._framework = parse_layout(self.config.layout, "qdrant")
+        # layout=: what ``create`` was given (with how points are addressed) and the
+        # metric the collection searches with.
+        self._written: dict[str, tuple[CollectionSchema, Metric]] = {}
+        if self._framework:
+            named = [
+                p
+                for p in ("id_field", "document_field", "vector_field", "metadata_field")
+                if getattr(self.config, p) is not None
+            ]
+            if named:
+                raise ConfigError(
+                    f"qdrant:// layout={self._framework} says where everything is; "
+                    f"{', '.join(named)} cannot be given with it",
+                    hint=f"drop {', '.join(f'?{p}=' for p in named)} or ?layout=",
+                )
 
     @cached_property
     def client(self) -> QdrantClient:
@@ -133,6 +157,8 @@ class QdrantConnector(Connector):
             raise ConfigError(f"{self.uri} has no collection {name!r}")
         info = self.client.get_collection(name)
         stored = (getattr(info.config, "metadata", None) or {}).get(SCHEMA_KEY)
+        if self._framework:
+            return self._describe_framework(name, info, stored is not None)
         if stored:
             schema = served_metrics(CollectionSchema.from_json(stored).replace(name=name), info)
         else:
@@ -141,9 +167,29 @@ class QdrantConnector(Connector):
         self._schemas[name] = schema
         return schema
 
-    def _layout(self, name: str) -> Payload | None:
+    def _describe_framework(self, name: str, info: Any, ours: bool) -> CollectionSchema:
+        assert self._framework
+        if ours:
+            raise ConfigError(
+                f"Qdrant collection {name!r} was laid out by vecmigrate itself, not by "
+                f"{_frameworks.WHAT[self._framework]}: layout={self._framework} does not read it",
+                hint="read it without ?layout=",
+            )
+        points, _ = self.client.scroll(name, limit=SAMPLE_ROWS, with_payload=True)
+        if name in self._written:
+            if not points:
+                return self._written[name][0]  # created here, nothing written yet
+            return _frameworks.describe(name, info, points, self._framework)
+        schema = _frameworks.describe(name, info, points, self._framework)
+        self._schemas[name] = schema
+        return schema
+
+    def _layout(self, name: str) -> PayloadLayout | None:
         """How a collection another tool wrote lays out its payload (None: ours)."""
-        return Payload.of(self._schema(name).engine_settings)
+        schema = self._schema(name)
+        if self._framework:
+            return _frameworks.FrameworkPayload(self._framework, [m.name for m in schema.metadata])
+        return Payload.of(schema.engine_settings)
 
     def _query_filter(self, name: str, filter: Filter | None) -> models.Filter | None:
         layout = self._layout(name)
@@ -151,6 +197,9 @@ class QdrantConnector(Connector):
         return query_filter(self._filter(self._schema(name), filter), keys)
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
+        if self._framework:
+            self._create_framework(schema, if_exists, self._framework)
+            return
         exists = self.client.collection_exists(schema.name)
         what = f"Qdrant collection {schema.name!r}"
         if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
@@ -187,6 +236,51 @@ class QdrantConnector(Connector):
             metadata={SCHEMA_KEY: schema.to_json()},
         )
         self._schemas[schema.name] = schema
+
+    def _create_framework(self, schema: CollectionSchema, if_exists: IfExists, layout: str) -> None:
+        """Create (or reuse) a collection as the framework of ``layout`` makes it."""
+        name = schema.name
+        _frameworks.check_schema(schema, layout)
+        exists = self.client.collection_exists(name)
+        what = f"Qdrant collection {name!r}"
+        self._written.pop(name, None)
+        if self._keep_existing(name, exists, if_exists, what, describe=False):
+            have = self.describe(name)
+            info = self.client.get_collection(name)
+            unnamed = bool(have.engine_settings.get("unnamed_vector"))
+            if not unnamed or have.vector.dim != schema.vector.dim:
+                raise ConfigError(
+                    f"{what} holds {have.vector.dim}-d vectors in {have.vector.name!r}; "
+                    f"the records' {schema.vector.dim}-d vectors go into a vector named '' "
+                    "(unnamed): nothing was written",
+                    hint="copy into a new collection (--if-exists replace, or another name)",
+                )
+            served = _frameworks.served_metric(name, info, layout)
+        else:
+            if exists:
+                self.client.delete_collection(name)
+            self._call(
+                f"creating {name!r}",
+                self.client.create_collection,
+                name,
+                vectors_config=_frameworks.vectors_config(layout, schema.vector.dim),
+                metadata=_frameworks.note(schema),
+            )
+            if layout == LLAMAINDEX and self.uri.scheme == "qdrant":
+                # As LlamaIndex does on a server (index_doc_id=True); local mode has none.
+                self._call(
+                    f"indexing {name!r}",
+                    self.client.create_payload_index,
+                    name,
+                    field_name=_frameworks.DOC_ID,
+                    field_schema=models.PayloadSchemaType.KEYWORD,
+                )
+            served = Metric.COSINE
+        written = schema.replace(
+            engine="qdrant", engine_settings=_frameworks.settings(layout, unnamed=True)
+        )
+        self._written[name] = (written, served)
+        self._schemas[name] = written
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         flt = self._query_filter(name, filter)
@@ -259,6 +353,23 @@ class QdrantConnector(Connector):
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
+        if self._framework:
+            written = self._written.get(name)
+            if written is not None:
+                served = written[1]
+            else:
+                served = _frameworks.served_metric(
+                    name, self.client.get_collection(name), self._framework
+                )
+            v = schema.vector
+            _frameworks.check_units(
+                name,
+                batch.column("id").to_pylist(),
+                vectors_to_numpy(batch.column(v.name)),
+                v.metric,
+                served,
+                v.name,
+            )
         points = batch_to_points(name, batch, schema, self._layout(name))
         with self._lock:
             self._call(f"upsert into {name!r}", self.client.upsert, name, points=points, wait=True)
@@ -282,6 +393,7 @@ class QdrantConnector(Connector):
         if self.client.collection_exists(name):
             self.client.delete_collection(name)
         self._schemas.pop(name, None)
+        self._written.pop(name, None)
 
     # -- querying ----------------------------------------------------------------------------
     def search(

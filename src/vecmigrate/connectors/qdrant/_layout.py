@@ -76,10 +76,17 @@ class Payload:
         return payload.get(doc_key), meta
 
     def write(
-        self, rid: Any, doc: Any, meta: Mapping[str, Any], namespace: Any, string_id: bool
+        self,
+        rid: Any,
+        doc: Any,
+        meta: Mapping[str, Any],
+        namespace: Any,
+        string_id: bool,
+        point_id: Any = None,
     ) -> dict[str, Any]:
         """The payload of one record: text and metadata where the application reads them
-        (a field the layout does not name goes into the nested object when there is one)."""
+        (a field the layout does not name goes into the nested object when there is one;
+        ``point_id`` plays no part)."""
         where = {f: (c, k) for f, c, k in self.fields}
         payload: dict[str, Any] = {}
         nested: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +20,6 @@ from vecmigrate.filters import NAMESPACE_KEY, Bool, Cond, Node
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import build_batch, encode_json, metadata_rows, vectors_to_numpy
 
-if TYPE_CHECKING:
-    from vecmigrate.connectors.qdrant._layout import Payload
-
 ID_KEY = "_vecmigrate_id"
 DOC_KEY = "_vecmigrate_document"
 NS_KEY = "_vecmigrate_namespace"
@@ -30,6 +27,31 @@ RESERVED_KEYS = (ID_KEY, DOC_KEY, NS_KEY)
 # engine_settings key: "native" when UUID record ids are the point ids themselves.
 POINT_IDS_SETTING = "point_ids"
 _RANGE = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+
+
+class PayloadLayout(Protocol):
+    """Where a collection another tool wrote keeps text and metadata in its payloads
+    (``_layout.Payload``, ``_frameworks.FrameworkPayload``)."""
+
+    def keys(self) -> dict[str, str]:
+        """field -> the payload key path filters on it read."""
+        ...
+
+    def read(self, payload: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """(text, metadata) of one point."""
+        ...
+
+    def write(
+        self,
+        rid: Any,
+        doc: Any,
+        meta: Mapping[str, Any],
+        namespace: Any,
+        string_id: bool,
+        point_id: Any = None,
+    ) -> dict[str, Any]:
+        """The payload of one record, written at ``point_id``."""
+        ...
 
 
 def _condition(node: Node, keys: Mapping[str, str]) -> Any:
@@ -143,7 +165,7 @@ def record_id(point: Any, schema: CollectionSchema) -> Any:
 
 
 def points_to_batch(
-    points: list[Any], schema: CollectionSchema, layout: Payload | None = None
+    points: list[Any], schema: CollectionSchema, layout: PayloadLayout | None = None
 ) -> pa.RecordBatch:
     """Scrolled or retrieved points in the batch layout (reserved payload keys lifted out;
     with ``layout``, a foreign collection's text and nested metadata too)."""
@@ -178,7 +200,7 @@ def points_to_batch(
 
 
 def batch_to_points(
-    name: str, batch: pa.RecordBatch, schema: CollectionSchema, layout: Payload | None = None
+    name: str, batch: pa.RecordBatch, schema: CollectionSchema, layout: PayloadLayout | None = None
 ) -> Any:
     """A batch as what ``client.upsert`` takes: payload = metadata + reserved keys (with
     ``layout``, text and metadata where a foreign collection keeps them); the vector of a
@@ -191,9 +213,10 @@ def batch_to_points(
         batch.column("namespace").to_pylist() if "namespace" in names else [None] * len(ids)
     )
     string_ids = schema.id_type is not IdType.INT
+    pids = point_ids(name, schema, ids)
     if layout is not None:
         payloads = [
-            layout.write(ids[i], docs[i], meta, namespaces[i], string_ids)
+            layout.write(ids[i], docs[i], meta, namespaces[i], string_ids, pids[i])
             for i, meta in enumerate(payloads)
         ]
     for i, payload in enumerate(payloads if layout is None else ()):
@@ -208,7 +231,6 @@ def batch_to_points(
         "" if unnamed else v.name: vectors_to_numpy(batch.column(v.name)).tolist()
         for v in schema.vectors
     }
-    pids = point_ids(name, schema, ids)
     points: Any
     if schema.sparse:
         sparse = {s.name: batch.column(s.name).to_pylist() for s in schema.sparse}
