@@ -470,3 +470,126 @@ def test_distances_are_chromas(chroma_server: Any, space: str) -> None:
     for q, dists, vectors in zip(queries, got["distances"], got["embeddings"], strict=True):
         ours = distances(q, np.asarray(vectors), space)
         assert np.abs(ours - np.asarray(dists)).max() <= 1e-4
+
+
+def test_target_outage_at_canary(tmp_path: Path, postgres: Any, chroma_server: Any) -> None:
+    """The target dies during a 50% canary: the canary user's reads are answered by the
+    source (the router's fallback), writes queue for the target, no client request fails;
+    once the target is back the outbox drains and every answer equals the reference again."""
+    chromadb = require_module("chromadb")
+    for module in ("starlette", "uvicorn", "prometheus_client", "psycopg"):
+        require_module(module)
+    name = f"pxc_{uuid.uuid4().hex[:8]}"
+    data = Data()
+    src_uri = f"chroma://{tmp_path / 'source'}"
+    subprocess.run(
+        [sys.executable, "-c", _SEED, str(tmp_path / "source"), name, str(DATA), str(SEED)],
+        check=True,
+        capture_output=True,
+    )
+    target = Target(postgres, name)
+    state_uri = f"sqlite://{tmp_path}/state.db"
+    ref_client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    ref = ref_client.create_collection(name, embedding_function=None, configuration=EXACT)
+    ref.add(
+        ids=data.ids[:SEED],
+        embeddings=data.vectors[:SEED],
+        documents=data.docs[:SEED],
+        metadatas=data.metas[:SEED],
+    )
+    port = free_port()
+    args = ["--dialect", "chroma", "--source", src_uri, "--target", target.uri]
+    args += ["--state", state_uri, "--collection", name, "--state-ttl", "0.2"]
+    args += ["--api-key", "env:PROXY_TEST_KEY", "--drain-timeout", "20", "--read-timeout", "2"]
+    log = tmp_path / "proxy.log"
+    call = Requests()
+    work = Workload(data, name, ref_client, call)
+    users = [f"user-{i}" for i in range(100)]
+    to_target = next(u for u in users if canary_bucket(u) < 5000)
+    to_source = next(u for u in users if canary_bucket(u) >= 5000)
+    with _proxy(args, log, port) as proc:
+
+        def client(user: str | None = None) -> Any:
+            headers = {"X-Chroma-Token": KEY}
+            if user:
+                headers["X-Vecmigrate-Key"] = user
+            c = chromadb.HttpClient(host="127.0.0.1", port=port, headers=headers)
+            return call(c.get_collection, name, embedding_function=None)
+
+        app = client()
+
+        def drained() -> bool:
+            out = _status(port, name)["outbox"]
+            return all(side["pending"] == 0 and side["dead"] == 0 for side in out.values())
+
+        def moved(ran: dict[str, Any]) -> None:
+            version = int(ran["event"]["version"])
+            _await(f"phase {version}", lambda: _status(port, name)["version"] == version)
+
+        def phase(label: str, clients: list[Any]) -> None:
+            work.write(app, label)
+            _await("outbox drained", drained)
+            for i, c in enumerate(clients):
+                work.compare(c, f"{label} (client {i})")
+            assert _status(port, name)["label"] == label
+
+        run_cli("copy", src_uri, target.uri, "-c", name, "--json", cwd=tmp_path, check=True)
+        target.exact()
+        moved(_cutover(tmp_path, "advance", "--state", state_uri, "-c", name, src_uri, target.uri))
+        _cutover(tmp_path, "reconcile", "--state", state_uri, "-c", name, src_uri, target.uri)
+        phase("dual-write", [app])
+        step = ["--state", state_uri, "-c", name, src_uri, target.uri, *GATES]
+        moved(_cutover(tmp_path, "advance", *step))
+        phase("shadow-read", [app])
+        with open_state(state_uri) as st:
+            _await(
+                "shadow reads",
+                lambda: st.shadow_totals(name, st.get(name).version).comparisons >= 5,
+            )
+        moved(_cutover(tmp_path, "advance", *step, "--percent", "50"))
+        canary = [client(to_target), client(to_source), app]
+        phase("canary:50", canary)
+
+        # the target dies: the canary user's reads fall back to the source, writes queue
+        fallbacks = _metric(port, "vecmigrate_live_reads_total", side="source", outcome="fallback")
+        target.kill()
+        try:
+            work.write(canary[0], "canary, target down")
+            for i, c in enumerate(canary):
+                work.compare(c, f"canary, target down (client {i})")
+            assert (
+                _metric(port, "vecmigrate_live_reads_total", side="source", outcome="fallback")
+                > fallbacks
+            )
+            _await(
+                "failed replays",
+                lambda: _metric(port, "vecmigrate_live_outbox_replay_failures_total") > 0,
+            )
+            assert _status(port, name)["outbox"]["target"]["pending"] > 0
+            assert _status(port, name)["label"] == "canary:50"
+        finally:
+            target.revive()
+        _await("outbox drained after the outage", drained)
+        phase("canary:50", canary)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+    assert call.failed == [], call.failed
+    assert KEY not in log.read_text(errors="replace")
+    want = ref.get(include=["documents", "metadatas"])
+    with connect(target.uri) as tgt:
+        batch = tgt.fetch(name, want["ids"])
+        assert tgt.count(name) == len(want["ids"])
+        schema = tgt.describe(name)
+    got = dict(
+        zip(
+            batch.column("id").to_pylist(),
+            zip(batch.column("document").to_pylist(), metadata_rows(batch, schema), strict=True),
+            strict=True,
+        )
+    )
+    assert got == dict(
+        zip(want["ids"], zip(want["documents"], want["metadatas"], strict=True), strict=True)
+    )
+    print(f"\nproxy, target down at canary: {call.ok} client requests, {len(call.failed)} failed")
