@@ -1,6 +1,7 @@
 """Describing a LanceDB table: a foreign table's layout (which column holds the id, the text,
-the vectors and the metadata: URI parameters, else common names) and every vector's
-metric as the engine searches it (its index's distance type, else LanceDB's default l2)."""
+the vectors and the metadata: URI parameters, else common names; a framework's table with
+``?layout=``, see ``_frameworks``) and every vector's metric as the engine searches it (its
+index's distance type, else LanceDB's default l2)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from vecmigrate.connectors.foreign import (
     FieldsConfig,
     foreign_columns,
 )
+from vecmigrate.connectors.lancedb import _frameworks
 from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
 from vecmigrate.connectors.lancedb._schema import foreign_type
 from vecmigrate.errors import ConfigError
@@ -80,8 +82,12 @@ def _json_objects(values: list[Any]) -> list[dict[str, Any]] | None:
 def infer_schema(
     name: str, arrow: pa.Schema, config: FieldsConfig, sample: Sampler
 ) -> CollectionSchema:
-    """Describe a table vecmigrate did not create, reading its layout as it is; the layout
-    is recorded in ``engine_settings[LAYOUT_KEY]`` and every change of form noted."""
+    """Describe a table vecmigrate did not create, reading its layout as it is (the
+    framework's, with ``?layout=``); the layout is recorded in
+    ``engine_settings[LAYOUT_KEY]`` and every change of form noted."""
+    framework = getattr(config, "layout", None)
+    if framework:
+        return _frameworks.describe_table(name, arrow, config, framework, sample)
     notes: dict[str, Any] = {}
     vector_cols = [f.name for f in arrow if is_vector(f.type)]
     chosen = list(config.vector_fields) or vector_cols
@@ -202,12 +208,16 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
     ``metric_source``."""
     configs = {c.columns[0]: c for c in table.list_indices() if len(c.columns) == 1}
     settings = dict(schema.engine_settings)
+    layout = Layout.of(settings)
+    # A framework's table: the metric vecmigrate noted there, else the framework's l2.
+    framework = isinstance(layout, _frameworks.FrameworkLayout)
     vectors = []
     for v in schema.vectors:
         settings.pop(f"{v.name}.index", None)  # a note copied from another engine
-        stats = table.index_stats(configs[v.name].name) if v.name in configs else None
+        column = layout.vector_column(v.name) if layout else v.name
+        stats = table.index_stats(configs[column].name) if column in configs else None
         if stats is None or stats.distance_type is None:
-            if not recorded:  # a flat scan, with LanceDB's default metric
+            if not recorded and not framework:  # a flat scan, with LanceDB's default metric
                 settings[f"{v.name}.metric"] = DEFAULT_METRIC
                 v = v.model_copy(update={"metric": Metric.L2, "metric_source": DEFAULT_METRIC})
             vectors.append(v)
@@ -221,7 +231,7 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
                 f"the {stats.index_type} index on {schema.name}.{v.name} serves "
                 f"{stats.distance_type} distance, which vecmigrate has no metric for"
             )
-        source = f"the {stats.index_type} index {configs[v.name].name!r} ({stats.distance_type})"
+        source = f"the {stats.index_type} index {configs[column].name!r} ({stats.distance_type})"
         note = f"{served.value} from {source}"
         if served is not v.metric and recorded:
             note += f"; vecmigrate recorded {v.metric.value} (index rebuilt outside vecmigrate)"
@@ -244,6 +254,8 @@ def reuse_problems(schema: CollectionSchema, have: CollectionSchema) -> list[str
     layout = Layout.of(have.engine_settings)
     if layout is None:
         return []
+    if isinstance(layout, _frameworks.FrameworkLayout):
+        return _frameworks.reuse_problems(layout, schema, have)
     problems = []
     if schema.id_type is not have.id_type:
         problems.append(
@@ -281,6 +293,8 @@ def with_json_keys(have: CollectionSchema, schema: CollectionSchema) -> Collecti
     it lacks added as keys of that JSON: the text holds any key, so records written into
     the table keep theirs (the table's sample may not show a key, or the table be empty)."""
     layout = Layout.of(have.engine_settings)
+    if isinstance(layout, _frameworks.FrameworkLayout):
+        return _frameworks.reused(layout, schema, have)
     if layout is None or not layout.json or layout.metadata is None:
         return have
     known = {m.name for m in have.metadata}

@@ -65,10 +65,15 @@ class Layout:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> Layout | None:
-        """The layout recorded in ``settings``; None for a table vecmigrate laid out."""
+        """The layout recorded in ``settings``; None for a table vecmigrate laid out (a
+        framework's table, ``?layout=``, is a ``_frameworks.FrameworkLayout``)."""
         raw = settings.get(LAYOUT_KEY)
         if not isinstance(raw, Mapping):
             return None
+        if raw.get("framework"):
+            from vecmigrate.connectors.lancedb._frameworks import FrameworkLayout
+
+            return FrameworkLayout.from_settings(raw)
         return cls(
             id=raw["id"],
             id_kind=raw["id_kind"],
@@ -88,6 +93,10 @@ class Layout:
     def where(self) -> dict[str, tuple[str, str | None]]:
         """field -> (column, key)."""
         return {f: (c, k) for f, c, k in self.fields}
+
+    def vector_column(self, name: str) -> str:
+        """The column of the portable vector field ``name`` (the same name here)."""
+        return name
 
     def columns(self) -> list[str]:
         """Every physical column this layout reads."""

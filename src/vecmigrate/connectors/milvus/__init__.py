@@ -24,10 +24,13 @@ out (``_infer``): any primary key, the text in a VARCHAR field, every vector fie
 index's metric (sampled where a field has no index), scalar fields, and the keys of a JSON
 metadata field and of dynamic fields as typed metadata fields.
 
+With ``?layout=langchain`` / ``?layout=llamaindex`` collections are read and written as
+LangChain's ``Milvus`` and LlamaIndex's ``MilvusVectorStore`` keep them (``_frameworks``).
+
 Helper modules: ``_client`` (connecting, version check, error mapping),
 ``_schema`` (collection layout and indexes), ``_infer`` (other tools' collections),
-``_records`` (rows to and from Arrow), ``_filters`` (filters as expressions), ``_sparse``
-(sparse vectors).
+``_frameworks`` (the frameworks' collections), ``_records`` (rows to and from Arrow),
+``_filters`` (filters as expressions), ``_sparse`` (sparse vectors).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from pymilvus import MilvusClient
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret
 from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
+from vecmigrate.connectors.frameworks import parse_layout
+from vecmigrate.connectors.milvus import _frameworks
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
 from vecmigrate.connectors.milvus._filters import Compiler, ids_in, pk, typed_ids
 from vecmigrate.connectors.milvus._infer import infer_schema
@@ -78,10 +83,15 @@ _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
 @dataclass(frozen=True)
 class MilvusConfig(FieldsConfig):
     """TLS and token of a Milvus server; the fields of collections other tools made
-    (``connectors/foreign.py``)."""
+    (``connectors/foreign.py``); ``layout``: ``langchain`` / ``llamaindex`` for the
+    collections those frameworks keep (``_frameworks``)."""
 
     secure: bool = False
     token: Secret | None = None
+    layout: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", parse_layout(self.layout, "milvus"))
 
 
 class MilvusConnector(Connector):
@@ -186,6 +196,11 @@ class MilvusConnector(Connector):
         desc = str(info.get("description") or "")
         if desc.startswith(SCHEMA_MARK):
             schema = stored_schema(desc, indexes, name, self.engine)
+        elif self.config.layout:
+            sample = partial(self._sample, name)
+            schema = _frameworks.describe(
+                name, info, indexes, self.engine, self.config, self.config.layout, sample
+            )
         else:
             sample = partial(self._sample, name)
             schema = infer_schema(name, info, indexes, self.engine, self.config, sample)
@@ -241,12 +256,18 @@ class MilvusConnector(Connector):
         exists = self._exists(schema.name)
         what = f"Milvus collection {schema.name!r}"
         if self._keep_existing(schema.name, exists, if_exists, what):
+            self._check_reuse(schema)
             return
         if exists:
             self.drop(schema.name)
-        ms, index, stored = new_collection(
-            self.client, schema, self.capabilities.index_kinds, self.engine
-        )
+        if self.config.layout:
+            ms, index, stored = _frameworks.new_collection(
+                self.client, schema, self.config.layout, self.engine
+            )
+        else:
+            ms, index, stored = new_collection(
+                self.client, schema, self.capabilities.index_kinds, self.engine
+            )
         self._call(
             f"{self.uri}: create {schema.name!r}",
             self.client.create_collection,  # creates the index and loads the collection
@@ -257,6 +278,25 @@ class MilvusConnector(Connector):
         )
         self._schemas[schema.name] = stored
         self._loaded.add(schema.name)
+
+    def _check_reuse(self, schema: CollectionSchema) -> None:
+        """A framework collection kept for ``schema``'s records: ConfigError naming what
+        does not fit, before the first write; the records' fields are written from then on."""
+        have = self._schema(schema.name)
+        if _frameworks.framework(have) is None:
+            return
+        problems = _frameworks.reuse_problems(schema, have)
+        if problems:
+            raise ConfigError(
+                f"Milvus collection {schema.name!r} cannot take these records as it is laid "
+                f"out: {'; '.join(problems)}; nothing was written",
+                hint="copy into a new collection, or map the records to its fields",
+            )
+        self._schemas[schema.name] = have.replace(
+            id_type=schema.id_type,
+            metadata=schema.metadata,
+            has_document=schema.has_document,
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
@@ -372,7 +412,7 @@ class MilvusConnector(Connector):
             data=list(np.asarray(vectors, dtype=np.float32)),
             limit=k,
             filter=expr,
-            anns_field=field.name,
+            anns_field=_frameworks.vector_field(schema, field.name),
             search_params=search_params(field, params, k),
             output_fields=[key],
             consistency_level="Strong",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from vecmigrate.connectors.milvus import _frameworks
 from vecmigrate.connectors.milvus import _sparse as milvus_sparse
 from vecmigrate.connectors.milvus._filters import (
     DYNAMIC,
@@ -37,6 +38,8 @@ Query = Callable[..., list[dict[str, Any]]]
 
 def output_fields(schema: CollectionSchema) -> list[str]:
     """The fields a scan or fetch reads."""
+    if _frameworks.framework(schema):
+        return _frameworks.output_fields(schema)
     fields = [pk(schema), *(v.name for v in schema.vectors), *(s.name for s in schema.sparse)]
     if layout(schema) == "json":
         return [*fields, "document", "metadata", "metadata_extra", "metadata_present"]
@@ -80,6 +83,12 @@ def _foreign_metadata(row: dict[str, Any], schema: CollectionSchema) -> dict[str
 
 def rows_to_batch(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.RecordBatch:
     """Milvus query/get rows -> a batch in ``schema``'s layout."""
+    if _frameworks.framework(schema):
+        return _frameworks.rows_to_batch(rows, schema, _rows_to_batch)
+    return _rows_to_batch(rows, schema)
+
+
+def _rows_to_batch(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.RecordBatch:
     vectors = {
         v.name: np.asarray([r[v.name] for r in rows], dtype=np.float32).reshape(len(rows), v.dim)
         for v in schema.vectors
@@ -214,6 +223,8 @@ def batch_to_rows(
     name: str, schema: CollectionSchema, data: pa.RecordBatch, ids: list[Any]
 ) -> list[dict[str, Any]]:
     """Milvus rows for one batch in the collection's physical layout."""
+    if _frameworks.framework(schema):
+        return _frameworks.batch_to_rows(name, schema, data, ids)
     n = data.num_rows
     vectors = {v.name: vectors_to_numpy(data.column(v.name)) for v in schema.vectors}
     docs = data.column("document").to_pylist() if schema.has_document else [None] * n
