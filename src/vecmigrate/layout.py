@@ -68,8 +68,8 @@ def layout_problems(
     elif not schema.metadata and names.count("metadata") == 1:
         t = arrow.field("metadata").type
         if not pa.types.is_struct(t) or t.num_fields:  # values the schema has no place for
-            have = _names([c.name for c in t]) if pa.types.is_struct(t) else str(t)
-            problem = f"has metadata ({have}) but the schema declares no metadata fields"
+            found = _names([c.name for c in t]) if pa.types.is_struct(t) else str(t)
+            problem = f"has metadata ({found}) but the schema declares no metadata fields"
             out.append(("metadata_fields", "metadata", problem))
     if strict:
         for name in dict.fromkeys(names):

@@ -50,7 +50,7 @@ def build_mapping(
         source, capabilities, spec, tuple(fields), mapping.decisions, mapping.warnings, fan_out
     )
     vectors = []
-    vector_names = [v.name for v in (*source.vectors, *source.sparse)]
+    vector_names = [v.name for v in source.vectors] + [s.name for s in source.sparse]
     if spec.reembed:
         vector_names.append(spec.reembed.field)
     unknown_vectors = sorted(set(spec.vectors) - set(vector_names))
