@@ -112,13 +112,17 @@ class Copier:
 
     def outcomes(self, state: PartitionState) -> Iterator[BatchOutcome]:
         """Copy one partition, yielding each batch's outcome once the target acknowledged
-        it. The caller checkpoints; this runs wherever the executor runs it."""
+        it. The caller checkpoints; this runs wherever the executor runs it. A target that
+        prefers large writes gets consecutive batches as one piece (``BulkWriter``): one
+        outcome, resuming after the last of them, once the piece is acknowledged."""
         q: queue.Queue[tuple[pa.RecordBatch, ResumeToken] | BaseException | None] = queue.Queue(
             self.options.queue_depth
         )
         stop = threading.Event()
         reader = threading.Thread(target=self._read, args=(state, q, stop), daemon=True)
         reader.start()
+        bulk = self.writer.bulk() if isinstance(self.writer, RecordWriter) else None
+        held: tuple[ResumeToken, int] | None = None  # (last token, rows read) not yet written
         try:
             while True:
                 item = q.get()
@@ -127,8 +131,19 @@ class Copier:
                 if isinstance(item, BaseException):
                     raise item
                 batch, token = item
-                w = self.writer.write(batch)
-                yield BatchOutcome(token, batch.num_rows, w.written, w.refused, w.retries)
+                if bulk is None:
+                    w = self.writer.write(batch)
+                    yield BatchOutcome(token, batch.num_rows, w.written, w.refused, w.retries)
+                    continue
+                bulk.add(batch)
+                held = (token, batch.num_rows + (held[1] if held else 0))
+                if bulk.full:
+                    w = bulk.flush()
+                    yield BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
+                    held = None
+            if bulk is not None and held is not None:
+                w = bulk.flush()
+                yield BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
         finally:
             stop.set()
             reader.join(timeout=5)

@@ -15,12 +15,14 @@ from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import DataError, TerminalError
 from vecmigrate.mapping import Mapping
 from vecmigrate.model import CollectionSchema
-from vecmigrate.pipeline.deadletter import DeadLetterSink
+from vecmigrate.pipeline.deadletter import DeadLetterBuffer, DeadLetterSink
 from vecmigrate.pipeline.validate import invalid_vector_rows, oversized_metadata
 from vecmigrate.records import conform
 from vecmigrate.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger("vecmigrate.write")
+# At most this many source batches are coalesced into one write (``RecordWriter.bulk``).
+BULK_BATCHES = 16
 
 
 @dataclass
@@ -60,15 +62,45 @@ class RecordWriter:
         caps = target.capabilities
         self.max_rows = max(1, min(caps.max_batch_rows, batch_rows))
         self.max_bytes = caps.max_batch_bytes
+        # A connector class that writes faster in large pieces (LanceDB: one fragment per
+        # write) declares their size; copies coalesce source batches up to it, or up to
+        # ``BULK_BATCHES`` of them, which bounds what a resumed run re-sends (``BulkWriter``).
+        # Read from the class: a wrapper that intercepts ``upsert`` (fault injection,
+        # routing) sees every source batch unless it declares a size itself.
+        kind = type(target)
+        bulk_rows = min(
+            caps.max_batch_rows,
+            int(getattr(kind, "bulk_write_rows", 0)),
+            BULK_BATCHES * max(1, batch_rows),
+        )
+        bulk_bytes = min(
+            caps.max_batch_bytes, int(getattr(kind, "bulk_write_bytes", 0)) or caps.max_batch_bytes
+        )
+        self.bulk_size = (bulk_rows, bulk_bytes) if bulk_rows > self.max_rows else None
+
+    def bulk(self) -> BulkWriter | None:
+        """A coalescing writer when the target prefers pieces larger than a source batch."""
+        return BulkWriter(self, *self.bulk_size) if self.bulk_size else None
 
     def write(self, batch: pa.RecordBatch) -> Written:
         """Validate, map, split and upsert one source batch."""
         done = Written()
+        converted = self.prepare(batch, done, self.dead)
+        if converted is not None:
+            self.send(converted, done, self.dead)
+        return done
+
+    def prepare(
+        self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink
+    ) -> pa.RecordBatch | None:
+        """One source batch validated, mapped and conformed to the target's layout;
+        refused rows go to ``dead`` and are counted in ``done``. None when the batch could
+        not be converted as a whole and was written row by row instead (``_isolate``)."""
         bad = {
             row: (reason, fld)
             for row, fld, reason in reversed(invalid_vector_rows(batch, self.source_schema))
         }
-        batch = self._dead_letter(batch, bad, done)
+        batch = self._dead_letter(batch, bad, done, dead)
         mapped, refusals = self.mapping.apply(batch)
         if refusals:
             first = refusals[0]
@@ -81,55 +113,68 @@ class RecordWriter:
                     hint="fix the data or set on_invalid: dead_letter in the mapping",
                 )
             reasons = {r.row: (r.reason, r.field) for r in reversed(refusals)}
-            batch = self._dead_letter(batch, reasons, done)
+            batch = self._dead_letter(batch, reasons, done, dead)
         try:
             converted = conform(mapped, self.target_schema)
         except TerminalError:
-            self._isolate(batch, done)
-            return done
+            self._isolate(batch, done, dead)
+            return None
         limit = self.target.capabilities.max_metadata_bytes
         oversized = oversized_metadata(converted, self.target_schema, limit)
         if oversized:
             keep = np.ones(converted.num_rows, dtype=bool)
             keep[list(oversized)] = False
             converted = converted.filter(pa.array(keep))
-            batch = self._dead_letter(batch, oversized, done)
-        for chunk in self._split(converted):
-            self._upsert_isolating(chunk, done)
-        return done
+            batch = self._dead_letter(batch, oversized, done, dead)
+        return converted
+
+    def send(
+        self,
+        batch: pa.RecordBatch,
+        done: Written,
+        dead: DeadLetterSink,
+        max_rows: int | None = None,
+    ) -> None:
+        """Upsert converted rows in pieces within the target's limits."""
+        for chunk in self._split(batch, max_rows or self.max_rows):
+            self._upsert_isolating(chunk, done, dead)
 
     def _dead_letter(
-        self, batch: pa.RecordBatch, reasons: dict[int, tuple[str, str]], done: Written
+        self,
+        batch: pa.RecordBatch,
+        reasons: dict[int, tuple[str, str]],
+        done: Written,
+        dead: DeadLetterSink,
     ) -> pa.RecordBatch:
         """Write each refused row once (with its first reason); return the rows kept."""
         if not reasons:
             return batch
         for row, (reason, fld) in sorted(reasons.items()):
-            self.dead.write(batch.slice(row, 1), reason, fld)
+            dead.write(batch.slice(row, 1), reason, fld)
         done.refused += len(reasons)
         keep = np.ones(batch.num_rows, dtype=bool)
         keep[list(reasons)] = False
         return batch.filter(pa.array(keep))
 
-    def _isolate(self, batch: pa.RecordBatch, done: Written) -> None:
+    def _isolate(self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink) -> None:
         # A batch that cannot be converted as a whole: convert row by row to name the culprits.
         for i in range(batch.num_rows):
             row = batch.slice(i, 1)
             try:
                 converted = conform(self.mapping.apply(row)[0], self.target_schema)
             except TerminalError as exc:
-                self.dead.write(row, exc.message, getattr(exc, "field", None))
+                dead.write(row, exc.message, getattr(exc, "field", None))
                 done.refused += 1
                 continue
-            self._upsert_isolating(converted, done)
+            self._upsert_isolating(converted, done, dead)
 
-    def _split(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    def _split(self, batch: pa.RecordBatch, max_rows: int) -> Iterator[pa.RecordBatch]:
         per_row = max(1, batch.nbytes // max(1, batch.num_rows))
-        step = max(1, min(self.max_rows, self.max_bytes // per_row))
+        step = max(1, min(max_rows, self.max_bytes // per_row))
         for start in range(0, batch.num_rows, step):
             yield batch.slice(start, step)
 
-    def _upsert_isolating(self, batch: pa.RecordBatch, done: Written) -> None:
+    def _upsert_isolating(self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink) -> None:
         """Upsert with retries; a refused batch is bisected down to the refused records."""
         if batch.num_rows == 0:
             return
@@ -145,9 +190,51 @@ class RecordWriter:
             if batch.num_rows == 1:
                 rid = batch.column("id")[0].as_py()
                 log.warning("record %r refused by the target: %s", rid, exc.message)
-                self.dead.write(batch, exc.message, getattr(exc, "field", None))
+                dead.write(batch, exc.message, getattr(exc, "field", None))
                 done.refused += 1
                 return
             half = batch.num_rows // 2
-            self._upsert_isolating(batch.slice(0, half), done)
-            self._upsert_isolating(batch.slice(half), done)
+            self._upsert_isolating(batch.slice(0, half), done, dead)
+            self._upsert_isolating(batch.slice(half), done, dead)
+
+
+class BulkWriter:
+    """Coalesces the converted rows of consecutive source batches into the large writes a
+    target prefers (``bulk_write_rows`` / ``bulk_write_bytes``: LanceDB fragments) and
+    upserts them as one piece in ``flush``. Nothing is acknowledged before that
+    write, so the caller checkpoints after ``flush`` only; refused records are held back
+    until then too, so a killed run that re-sends the piece dead-letters them once."""
+
+    def __init__(self, writer: RecordWriter, rows: int, nbytes: int) -> None:
+        self.writer, self.rows, self.nbytes = writer, rows, nbytes
+        self._held: list[pa.RecordBatch] = []
+        self._held_rows = self._held_bytes = 0
+        self._done = Written()
+        self._dead = DeadLetterBuffer()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Validate, map and conform one source batch and hold its rows."""
+        converted = self.writer.prepare(batch, self._done, self._dead)
+        if converted is not None and converted.num_rows:
+            self._held.append(converted)
+            self._held_rows += converted.num_rows
+            self._held_bytes += converted.nbytes
+
+    @property
+    def full(self) -> bool:
+        """Enough rows held for one large write."""
+        return self._held_rows >= self.rows or self._held_bytes >= self.nbytes
+
+    def flush(self) -> Written:
+        """Upsert the rows held as one piece; what became of every batch since the last
+        flush. Dead letters held back are written once the target acknowledged."""
+        done, held = self._done, self._held
+        self._held, self._held_rows, self._held_bytes = [], 0, 0
+        self._done = Written()
+        if held:
+            piece = held[0] if len(held) == 1 else pa.concat_batches(held)
+            del held
+            self.writer.send(piece, done, self.writer.dead, self.rows)
+        for item in self._dead.drain():
+            self.writer.dead.write(item.batch, item.reason, item.field)
+        return done

@@ -19,6 +19,7 @@ approximated.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ import pyarrow.compute as pc
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.files import make_dir
 from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
+from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.lancedb._client import translate_error
+from vecmigrate.connectors.lancedb._frameworks import create_table
 from vecmigrate.connectors.lancedb._infer import (
     METRIC_NAMES,
     infer_schema,
@@ -46,7 +49,7 @@ from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
 from vecmigrate.connectors.lancedb._schema import native_batch
 from vecmigrate.connectors.lancedb._sql import NotExpressible, sql_value, where_sql
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
-from vecmigrate.errors import ConfigError
+from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Node, evaluate
 from vecmigrate.model import (
     Capabilities,
@@ -65,7 +68,14 @@ MIN_ROWS_FOR_INDEX = 5000
 
 @dataclass(frozen=True)
 class LanceDBConfig(FieldsConfig):
-    """The columns of tables other tools laid out (``connectors/foreign.py``)."""
+    """The columns of tables other tools laid out (``connectors/foreign.py``), and
+    ``layout``: ``langchain`` / ``llamaindex`` for the tables those frameworks keep
+    (``_frameworks``)."""
+
+    layout: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", parse_layout(self.layout, "lancedb"))
 
 
 class LanceDBConnector(Connector):
@@ -81,18 +91,24 @@ class LanceDBConnector(Connector):
         metrics=frozenset(Metric),
         named_vectors=True,
         namespaces=True,
-        max_batch_rows=10_000,
+        max_batch_rows=1_000_000,
         max_batch_bytes=256 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_pq", "ivf_flat"}),
     )
     translate_error = staticmethod(translate_error)
+    # Each write is one fragment: a copy coalesces its batches into pieces this large
+    # (``pipeline/writer.BulkWriter``), so a bulk load needs no compaction afterwards.
+    # 16 MiB: Lance's writer holds about twice a piece while it encodes it, and a copy
+    # has a piece in hand per worker besides.
+    bulk_write_rows = 131_072
+    bulk_write_bytes = 16 * 1024 * 1024
 
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._write_lock = threading.Lock()
         # Tables being bulk-loaded into from empty: appends instead of merge_insert (whose
         # cost grows with the table), duplicates from re-sent batches removed at finalize.
-        self._bulk: set[str] = set()
+        self._bulk: dict[str, _BulkLoad] = {}
 
     @cached_property
     def db(self) -> Any:
@@ -170,6 +186,9 @@ class LanceDBConnector(Connector):
         if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
             self._check_reuse(schema)
             return
+        if self.config.layout:  # the table the framework reads (_frameworks)
+            self._schemas[schema.name] = create_table(self.db, schema, self.config.layout)
+            return
         settings = dict(schema.engine_settings)
         settings.pop(LAYOUT_KEY, None)  # a foreign source's layout; this table is laid out ours
         schema = schema.replace(engine_settings=settings)
@@ -212,12 +231,45 @@ class LanceDBConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
         table = self._table(name)
+        if self._layout(name) is None:  # ours: one streaming scan of the range
+            yield from self._scan_native(name, table, partition, resume, schema, batch_rows)
+            return
 
         def read(offset: int, limit: int) -> pa.RecordBatch:
             got = table.take_offsets(list(range(offset, offset + limit))).to_arrow()
             return self._read(name, got, schema)
 
         yield from scan_offsets("LanceDB", name, partition, resume, batch_rows, read)
+
+    def _scan_native(
+        self,
+        name: str,
+        table: Any,
+        partition: Partition,
+        resume: ResumeToken | None,
+        schema: CollectionSchema,
+        batch_rows: int,
+    ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
+        """An ``offset_partitions`` range of a table vecmigrate laid out, streamed by one
+        query in table order (the order ``take_offsets`` addresses, deleted rows skipped
+        alike), with the same ``{"next": offset}`` tokens as ``scan_offsets``."""
+        start = json.loads(resume)["next"] if resume else partition.spec["start"]
+        end = partition.spec["end"]
+        if start >= end:
+            return
+        # Small rows are read a few batches at a time (about 4 MiB) and handed on in slices.
+        row_bytes = 128 + sum(4 * v.dim for v in schema.vectors)
+        per_read = batch_rows * max(1, min(16, (4 << 20) // max(1, batch_rows * row_bytes)))
+        for got in table.search().offset(start).limit(end - start).to_batches(per_read):
+            read = native_batch(pa.Table.from_batches([got]), schema)
+            for at in range(0, read.num_rows, batch_rows):
+                batch = read.slice(at, batch_rows)
+                start += batch.num_rows
+                yield batch, json.dumps({"next": start})
+        if start < end:
+            raise TransientError(
+                f"LanceDB returned no rows at offset {start} of {name!r}; was it written to?"
+            )
 
     def _where_ids(self, name: str, ids: Sequence[Any]) -> str:
         layout = self._layout(name)
@@ -241,7 +293,8 @@ class LanceDBConnector(Connector):
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
-        table = self._table(name)
+        bulk = self._bulk.get(name)
+        table = bulk.table if bulk is not None else self._table(name)
         layout = self._layout(name)
         if layout is None:
             data, key = pa.Table.from_batches([batch]), "id"
@@ -250,8 +303,9 @@ class LanceDBConnector(Connector):
         # Lance commits are optimistic; concurrent merge_inserts on one table conflict and
         # retry internally. Serialising writes here is simpler and no slower (each is large).
         with self._write_lock:
-            if name in self._bulk:
-                table.add(data)
+            bulk = self._bulk.get(name)
+            if bulk is not None:
+                bulk.append(data, key)
             else:
                 (
                     table.merge_insert(key)
@@ -263,6 +317,8 @@ class LanceDBConnector(Connector):
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         table = self._table(name)
         with self._write_lock:
+            if name in self._bulk:
+                self._bulk[name].unsure = True
             for start in range(0, len(ids), 1000):
                 table.delete(self._where_ids(name, ids[start : start + 1000]))
 
@@ -274,14 +330,14 @@ class LanceDBConnector(Connector):
     def begin_bulk_load(self, name: str) -> None:
         """Append until ``finalize`` when the table is empty (see ``_bulk``)."""
         if self.count(name) == 0:
-            self._bulk.add(name)
+            self._bulk[name] = _BulkLoad(self._table(name))
 
     def _drop_duplicate_ids(self, table: Any, key: str) -> None:
         """Keep one row per id (a batch re-sent after a timeout or a kill was appended
         twice; both copies hold the same record)."""
-        ids = table.search().select([key]).limit(None).to_arrow().column(key)
-        if isinstance(ids.type, pa.BaseExtensionType):
-            ids = pa.chunked_array([c.storage for c in ids.chunks], ids.type.storage_type)
+        ids = _storage(table.search().select([key]).limit(None).to_arrow().column(key))
+        if len(pc.unique(ids)) == len(ids):
+            return
         counts = pc.value_counts(ids)
         dups = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
         for start in range(0, len(dups), 1000):
@@ -299,18 +355,27 @@ class LanceDBConnector(Connector):
     def finalize(self, name: str) -> None:
         """Remove duplicates a bulk load may leave; compact the fragments many batches
         leave behind; build a requested index (on tables vecmigrate laid out: another
-        tool's table keeps its own index, which ``optimize`` brings up to date)."""
+        tool's table keeps its own index, which ``optimize`` brings up to date).
+
+        A bulk load this connection made alone skips both when it can: no duplicate id
+        when every row in the table is one it appended, each id once, with no write
+        that failed (it may have been applied); no compaction when the appends were
+        few or large (``bulk_write_rows``) and the table has no index to update. A
+        resumed load (its first rows appended by another process) is checked in full."""
         self._call(f"lancedb finalize {name!r}", self._finalize, name)
 
     def _finalize(self, name: str) -> None:
-        table = self._table(name)
         schema = self._schema(name)
         layout = self._layout(name)
         with self._write_lock:
-            self._bulk.discard(name)
-            self._drop_duplicate_ids(table, layout.id if layout else "id")
-            table.optimize()
+            bulk = self._bulk.pop(name, None)
+            table = self._table(name)
             rows = table.count_rows()
+            if bulk is None or not bulk.unique(rows):
+                self._drop_duplicate_ids(table, layout.id if layout else "id")
+                rows = table.count_rows()
+            if bulk is None or _needs_compaction(table):
+                table.optimize()
             for v in schema.vectors:
                 if (
                     layout is None
@@ -354,7 +419,8 @@ class LanceDBConnector(Connector):
         ids: list[list[Any]] = []
         scores: list[list[float]] = []
         for q in np.asarray(vectors, dtype=np.float32):
-            query = table.search(q, vector_column_name=field.name).distance_type(
+            column = layout.vector_column(field.name) if layout else field.name
+            query = table.search(q, vector_column_name=column).distance_type(
                 METRIC_NAMES[field.metric]
             )
             if where is not None:
@@ -364,6 +430,58 @@ class LanceDBConnector(Connector):
             ids.append((layout.read_ids(got) if layout else got).to_pylist())
             scores.append(res.column("_distance").to_pylist())
         return ids, scores
+
+
+class _BulkLoad:
+    """A bulk load in progress: the table appended to and the ids of every row appended,
+    to prove at ``finalize`` that no id was appended twice."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.ids: list[pa.Array] = []
+        self.rows = 0
+        self.unsure = False  # a write failed: it may have been applied all the same
+
+    def append(self, data: pa.Table, key: str) -> None:
+        try:
+            self.table.add(data)
+        except BaseException:
+            self.unsure = True
+            raise
+        self.ids.extend(_storage(data.column(key)).chunks)
+        self.rows += data.num_rows
+
+    def unique(self, rows: int) -> bool:
+        """The table holds exactly the rows appended, each id once."""
+        if self.unsure or rows != self.rows:
+            return False
+        if not self.ids:
+            return True
+        ids = pa.chunked_array(self.ids)
+        self.ids = []
+        return len(pc.unique(ids)) == rows
+
+
+def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """An id column without its extension type (uuid ids), for hashing."""
+    if isinstance(column.type, pa.BaseExtensionType):
+        return pa.chunked_array([c.storage for c in column.chunks], column.type.storage_type)
+    return column
+
+
+def _needs_compaction(table: Any) -> bool:
+    """Whether a bulk-loaded table is worth compacting: many fragments, small on average
+    (large coalesced appends are not), or an index that ``optimize`` would update."""
+    try:
+        stats = table.stats()  # a dict (lancedb >= 0.22)
+    except (AttributeError, NotImplementedError):
+        return True
+    frags = stats["fragment_stats"]["num_fragments"]
+    if stats["num_indices"]:
+        return True
+    if frags <= 8:
+        return False
+    return bool(stats["num_rows"] / frags < 8192 and stats["total_bytes"] / frags < 8 * 2**20)
 
 
 def _sample(table: Any, column: str) -> list[Any]:
