@@ -8,6 +8,7 @@ hides. Each side's report names the metric and index it actually serves with.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -210,6 +211,32 @@ def _exact_scores(
     return [found.get(i, -np.inf) for i in got]
 
 
+def _queries_and_truth(
+    source: Connector,
+    target: Connector,
+    name: str,
+    sa: CollectionSchema,
+    sb: CollectionSchema,
+    config: VerifyConfig,
+    k: int,
+) -> tuple[QuerySet, tuple[list[Any], np.ndarray], GroundTruth, dict[str, Any]]:
+    """The query set (sampled corpus records, generated filter groups, the user's queries,
+    per-namespace groups), the sampled records (ids and vectors, for self-retrieval), the
+    exact top ``k`` of every query over the source, and what the namespace groups cover."""
+    queries, sample_meta, sample_ids = sample_queries(source, name, sa, config.queries, config.seed)
+    sample = (sample_ids, queries.vectors)  # the corpus records, before other query groups
+    if config.filter_queries:
+        queries = queries + filter_queries(
+            sa, sample_meta, queries.vectors, config.filter_queries, config.seed
+        )
+    if config.user_queries:
+        queries = queries + load_user_queries(config.user_queries, sa.vector.dim)
+    ns_queries, namespaces = _namespace_groups(source, target, name, sa, sb, config)
+    if ns_queries is not None:
+        queries = queries + ns_queries
+    return queries, sample, ground_truth(source, name, sa, queries, k), namespaces
+
+
 def verify_migration(
     source: Connector,
     target: Connector,
@@ -232,19 +259,14 @@ def verify_migration(
         )
     k = config.k
     ks = sorted({*config.ks, k})
-    parity = diff_collections(source, target, name, target_name=tname)
-    queries, sample_meta, sample_ids = sample_queries(source, name, sa, config.queries, config.seed)
-    sample = (sample_ids, queries.vectors)  # the corpus records, before other query groups
-    if config.filter_queries:
-        queries = queries + filter_queries(
-            sa, sample_meta, queries.vectors, config.filter_queries, config.seed
+    # Data parity (both sides digested, concurrently) runs beside the query set and the
+    # exact ground truth: numpy and BLAS release the GIL, so the scans overlap.
+    with ThreadPoolExecutor(1) as pool:
+        parity_run = pool.submit(diff_collections, source, target, name, target_name=tname)
+        queries, sample, truth, namespaces = _queries_and_truth(
+            source, target, name, sa, sb, config, max(ks)
         )
-    if config.user_queries:
-        queries = queries + load_user_queries(config.user_queries, sa.vector.dim)
-    ns_queries, namespaces = _namespace_groups(source, target, name, sa, sb, config)
-    if ns_queries is not None:
-        queries = queries + ns_queries
-    truth = ground_truth(source, name, sa, queries, max(ks))
+        parity = parity_run.result()
     runs = {
         "source": run_queries(source, name, queries, max(ks)),
         "target": run_queries(target, tname, queries, max(ks)),
