@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ def _target_uri(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> st
         return f"lancedb://{tmp_path / 'lance'}"
     if kind == "chroma":
         return f"chroma://{tmp_path / 'chroma'}"
+    import psycopg
+
     server: Any = request.getfixturevalue("postgres")
-    return str(server.uri())
+    # A schema of its own: other tests share the server's database and may leave a "docs".
+    schema = f"kill_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(
+        host=server.host, port=server.port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{server.uri()}?schema={schema}"
 
 
 def _rows_done(job: Path) -> int:
@@ -69,7 +78,9 @@ def test_sigkill_mid_copy_then_resume_gives_identical_digests(
     deadline = time.monotonic() + 120
     while _rows_done(job) < KILL_ROWS // 5 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert proc.poll() is None, "the copy finished before it could be killed; make it bigger"
+    assert proc.poll() is None, (
+        f"the copy finished before it could be killed: {proc.communicate()[1][-800:]!r}"
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = _rows_done(job)
