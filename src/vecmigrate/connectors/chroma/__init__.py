@@ -381,12 +381,11 @@ class ChromaConnector(Connector):
         else:
             metas = [self._foreign_metadata(name, rid, m) for rid, m in zip(ids, rows, strict=True)]
         with self._lock:
-            # Whole records replaced: Chroma's upsert would merge the metadata keys and keep
-            # the old document (module doc).
-            have = col.get(ids=ids, include=[])["ids"]
-            if have:
-                col.delete(ids=have)
-            col.add(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
+            # One atomic upsert: replacing by delete-then-add leaves a window in which the
+            # record is absent to readers, which live cutover's reconcile and held-entry
+            # resolution would read as a delete. Known gap: Chroma merges metadata keys on
+            # upsert, so a key the new record lacks stays (docs/engines.md).
+            col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
 
     @staticmethod
     def _foreign_metadata(name: str, rid: str, meta: dict[str, Any]) -> dict[str, Any] | None:
