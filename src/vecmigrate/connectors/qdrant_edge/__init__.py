@@ -28,6 +28,7 @@ import qdrant_edge as qe
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig
+from vecmigrate.connectors.qdrant import QdrantConnector
 from vecmigrate.connectors.qdrant._records import (
     ID_KEY,
     POINT_IDS_SETTING,
@@ -56,12 +57,9 @@ from vecmigrate.connectors.qdrant_edge._schema import (
     served,
 )
 from vecmigrate.errors import ConfigError
-from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.model import (
-    Capabilities,
     CollectionSchema,
     IdType,
-    Metric,
     Partition,
     ResumeToken,
 )
@@ -83,34 +81,8 @@ class QdrantEdgeConnector(Connector):
 
     schemes = ("qdrant-edge",)
     storage = "path"
-    capabilities = Capabilities(
-        id_types=frozenset(IdType),
-        metrics=frozenset(Metric),
-        named_vectors=True,
-        sparse_vectors=True,
-        namespaces=True,
-        filter_ops=frozenset(
-            {
-                "$eq",
-                "$ne",
-                "$in",
-                "$nin",
-                "$gt",
-                "$gte",
-                "$lt",
-                "$lte",
-                NAMESPACE_KEY,
-                "$exists",
-                "$and",
-                "$or",
-                "$not",
-            }
-        ),
-        max_batch_rows=2000,
-        normalizes_cosine=True,
-        vector_tolerance=1e-6,
-        index_kinds=frozenset({"hnsw", "flat"}),
-    )
+    # Qdrant's own engine: what it can store and express is what the Qdrant connector declares.
+    capabilities = QdrantConnector.capabilities
 
     translate_error = staticmethod(translate_error)
 
