@@ -62,3 +62,23 @@ def test_embedded_store_opens_on_first_use(tmp_path: Path) -> None:
         connect(f"chroma://{path}", read_only=True)
     assert conn.list_collections() == []
     assert path.exists()
+
+
+def test_a_relative_path_opens_the_directory_it_names_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chromadb caches clients per path string: './store' after a chdir is another store."""
+    import chromadb
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    first = connect("chroma:./store")
+    assert first.list_collections() == []
+    chromadb.PersistentClient(path=str(tmp_path / "a" / "store")).create_collection("docs")
+    assert first.list_collections() == ["docs"]
+    first.close()
+    monkeypatch.chdir(tmp_path / "b")
+    second = connect("chroma:./store")
+    assert second.list_collections() == []
+    second.close()

@@ -39,7 +39,10 @@ def open_client(uri: ConnectionURI, tenant: str, database: str, token: Secret | 
             tenant=tenant,
             database=database,
         )
-    return chromadb.PersistentClient(path=str(uri.local_path), tenant=tenant, database=database)
+    # chromadb caches one client per path string for the life of the process: a relative
+    # path would reopen whichever directory it first meant (after a chdir, another store).
+    path = uri.local_path.absolute()
+    return chromadb.PersistentClient(path=str(path), tenant=tenant, database=database)
 
 
 def _raised_in_chromadb(tb: TracebackType | None) -> bool:
