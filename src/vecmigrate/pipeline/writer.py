@@ -199,26 +199,24 @@ class RecordWriter:
 
 
 class BulkWriter:
-    """Coalesces the converted rows of consecutive source batches into the large writes a
-    target prefers (``bulk_write_rows`` / ``bulk_write_bytes``: LanceDB fragments) and
-    upserts them as one piece in ``flush``. Nothing is acknowledged before that
-    write, so the caller checkpoints after ``flush`` only; refused records are held back
-    until then too, so a killed run that re-sends the piece dead-letters them once."""
+    """Coalesces consecutive source batches into the large writes a target prefers
+    (``bulk_write_rows`` / ``bulk_write_bytes``: LanceDB fragments). ``flush`` validates,
+    maps and conforms the batches held as one piece (one pass per piece, not per batch)
+    and upserts it. Nothing is acknowledged before that write, so the caller checkpoints
+    after ``flush`` only; refused records are dead-lettered once the piece is written, so a
+    killed run that re-sends the piece dead-letters them once."""
 
     def __init__(self, writer: RecordWriter, rows: int, nbytes: int) -> None:
         self.writer, self.rows, self.nbytes = writer, rows, nbytes
         self._held: list[pa.RecordBatch] = []
         self._held_rows = self._held_bytes = 0
-        self._done = Written()
-        self._dead = DeadLetterBuffer()
 
     def add(self, batch: pa.RecordBatch) -> None:
-        """Validate, map and conform one source batch and hold its rows."""
-        converted = self.writer.prepare(batch, self._done, self._dead)
-        if converted is not None and converted.num_rows:
-            self._held.append(converted)
-            self._held_rows += converted.num_rows
-            self._held_bytes += converted.nbytes
+        """Hold one source batch for the next piece."""
+        if batch.num_rows:
+            self._held.append(batch)
+            self._held_rows += batch.num_rows
+            self._held_bytes += batch.nbytes
 
     @property
     def full(self) -> bool:
@@ -226,15 +224,36 @@ class BulkWriter:
         return self._held_rows >= self.rows or self._held_bytes >= self.nbytes
 
     def flush(self) -> Written:
-        """Upsert the rows held as one piece; what became of every batch since the last
-        flush. Dead letters held back are written once the target acknowledged."""
-        done, held = self._done, self._held
-        self._held, self._held_rows, self._held_bytes = [], 0, 0
-        self._done = Written()
-        if held:
-            piece = held[0] if len(held) == 1 else pa.concat_batches(held)
-            del held
+        """Write the batches held as one piece; what became of them all."""
+        done, dead = Written(), DeadLetterBuffer()
+        piece = self._convert(done, dead)  # the source batches are let go of here
+        if piece is not None:
             self.writer.send(piece, done, self.writer.dead, self.rows)
-        for item in self._dead.drain():
+        for item in dead.drain():
             self.writer.dead.write(item.batch, item.reason, item.field)
         return done
+
+    def _convert(self, done: Written, dead: DeadLetterSink) -> pa.RecordBatch | None:
+        """The batches held, validated, mapped and conformed as one piece (None: no rows
+        left to upsert); refused rows go to ``dead``."""
+        held, self._held, self._held_rows, self._held_bytes = self._held, [], 0, 0
+        converted = []
+        for run in _same_schema_runs(held):
+            source = run[0] if len(run) == 1 else pa.concat_batches(run)
+            out = self.writer.prepare(source, done, dead)
+            if out is not None and out.num_rows:
+                converted.append(out)
+        if not converted:
+            return None
+        return converted[0] if len(converted) == 1 else pa.concat_batches(converted)
+
+
+def _same_schema_runs(batches: list[pa.RecordBatch]) -> list[list[pa.RecordBatch]]:
+    """Consecutive batches grouped where their schemas are equal (concatenable)."""
+    runs: list[list[pa.RecordBatch]] = []
+    for b in batches:
+        if runs and runs[-1][0].schema.equals(b.schema):
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    return runs
