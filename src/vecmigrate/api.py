@@ -34,6 +34,7 @@ from vecmigrate.pipeline.migration import (
     run_migration,
 )
 from vecmigrate.pipeline.options import CopyOptions, CopyResult
+from vecmigrate.pipeline.selection import Selection, choose_collections, read_ids_file
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import SECRET_PARAMS, ConnectionURI, Secret, path_uri, redact, uri_scheme
 from vecmigrate.verify.check import CheckReport, check_collection
@@ -399,22 +400,31 @@ def copy(
 ) -> CopyReport:
     """Copy one collection, resumably; with ``verify`` compare counts and content digests
     after, as ``vecmigrate copy`` does. Raises on failure (``ReplaceNotConfirmed`` when
-    ``if_exists="replace"`` would drop records: pass ``replace_confirmed=True``)."""
+    ``if_exists="replace"`` would drop records: pass ``replace_confirmed=True``).
+    ``options.selection`` (a ``Selection``: limit, filter, ids) copies only those records,
+    and the checks after judge those records alone."""
     opts = check_copy_options(options or CopyOptions())
     refuse_writing_into_source(source, target, collection, target_collection, opts.mapping)
-    with opened(source, read_only=True) as src, opened(target, read_only=False) as dst:
+    with opened(source, read_only=True) as src:
         require_collection(src, collection)
-        result = copy_collection(
-            src,
-            dst,
-            collection,
-            target_collection=target_collection,
-            options=opts,
-            progress=progress,
-            on_plan=on_plan,
-        )
-        checks = check_copy(src, dst, collection, result, opts.mapping) if verify else []
-        return CopyReport(result, tuple(checks))
+        if opts.selection is not None:  # a bad filter or id is refused before the target opens
+            opts.selection.check(src.describe(collection))
+        with opened(target, read_only=False) as dst:
+            result = copy_collection(
+                src,
+                dst,
+                collection,
+                target_collection=target_collection,
+                options=opts,
+                progress=progress,
+                on_plan=on_plan,
+            )
+            checks = (
+                check_copy(src, dst, collection, result, opts.mapping, selection=opts.selection)
+                if verify
+                else []
+            )
+            return CopyReport(result, tuple(checks))
 
 
 def export(
@@ -464,6 +474,56 @@ def import_(
         progress=progress,
         on_plan=on_plan,
     )
+
+
+def select_collections(
+    source: Store,
+    names: list[str] | tuple[str, ...] = (),
+    *,
+    include: list[str] | tuple[str, ...] = (),
+    exclude: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The collections of ``source`` that ``copy``/``export``/``import`` take: ``names``
+    (each must exist), plus those matching an ``include`` glob (all when neither is
+    given), minus those matching an ``exclude`` glob (fnmatch). A glob matching nothing,
+    or a name that is not there: ConfigError listing the collections there are."""
+    with opened(source, read_only=True) as conn:
+        for name in names:
+            require_collection(conn, name)
+        if names and not include and not exclude:
+            return list(dict.fromkeys(names))
+        available = conn.list_collections()
+        if not available and not names:
+            raise VecmigrateError(
+                f"{redact(str(conn.uri))} has no collections",
+                hint="check that the URI names the store you mean (a path that does not exist "
+                "is refused as such, so this one exists and is empty)",
+            )
+        return choose_collections(available, names, include, exclude)
+
+
+def selection_of(
+    *,
+    limit: int | None = None,
+    filter: dict[str, Any] | str | None = None,
+    ids_file: str | Path | None = None,
+    ids: list[Any] | tuple[Any, ...] | None = None,
+) -> Selection | None:
+    """A ``Selection`` from what a user gives (``filter`` as a dict or JSON text,
+    ``ids_file`` one id per line, or ``ids``); None when nothing is selected out."""
+    from vecmigrate.pipeline.selection import parse_filter_option
+
+    if ids is not None and ids_file is not None:
+        raise ConfigError("give ids or ids_file, not both", hint="--ids-file reads one per line")
+    parsed = parse_filter_option(filter) if isinstance(filter, str) else filter
+    got = read_ids_file(ids_file) if ids_file is not None else ids
+    selection = Selection(
+        limit=limit,
+        filter=parsed,
+        ids=None if got is None else tuple(got),
+        ids_file=None if ids_file is None else str(ids_file),
+    )
+    return None if selection.empty else selection
 
 
 def check(source: Store, collection: str | None = None) -> tuple[CheckReport, ...]:
@@ -1101,6 +1161,7 @@ def dry_run(
                     spec=opts.mapping,
                     if_exists=opts.if_exists,
                     job=str(job),
+                    selection=opts.selection,
                 )
             )
     src_uri = source if isinstance(source, str) else source.uri.raw

@@ -15,13 +15,18 @@ from vecmigrate.api import CopyReport
 from vecmigrate.cli.options import (
     MAPPING_HINT,
     BatchOpt,
-    CollectionOpt,
+    CollectionsOpt,
     DryRunOpt,
+    ExcludeOpt,
     ExecutorOpt,
+    FilterOpt,
+    IdsFileOpt,
     IfExists,
     IfExistsOpt,
+    IncludeOpt,
     JobOpt,
     JsonOpt,
+    LimitOpt,
     MapOpt,
     QuietOpt,
     RestartOpt,
@@ -31,7 +36,6 @@ from vecmigrate.cli.options import (
     VerboseOpt,
     WorkersOpt,
     YesOpt,
-    collections_of,
     load_mapping,
 )
 from vecmigrate.cli.output import (
@@ -44,6 +48,7 @@ from vecmigrate.cli.output import (
 )
 from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
 from vecmigrate.pipeline import CopyOptions
+from vecmigrate.pipeline.selection import describe_selection
 from vecmigrate.uri import redact
 
 
@@ -130,6 +135,19 @@ def _report_copy(source: str, target: str, results: list[dict[str, Any]], json_o
                 highlight=False,
                 markup=False,
             )
+        if r.get("selection"):
+            text = describe_selection(r["selection"])
+            console.print(f"  selection: {text}", highlight=False, markup=False)
+        if r.get("ids_missing"):
+            # The same line is in the JSON's warnings; on stderr so that it is seen.
+            shown = ", ".join(r["ids_missing_examples"])
+            more = " ..." if r["ids_missing"] > len(r["ids_missing_examples"]) else ""
+            err().print(
+                f"warning: {r['ids_missing']:,} ids of --ids-file are not in "
+                f"{r['collection']!r} and were not copied: {shown}{more}",
+                highlight=False,
+                markup=False,
+            )
         if r["dead_letters"]:
             console.print(f"[red]refused records are in {escape(str(r['dead_letter_dir']))}[/]")
         for c in r["checks"]:
@@ -161,6 +179,8 @@ def _report_dry_run(report: api.DryRunReport, json_out: bool) -> None:
                 highlight=False,
                 markup=False,
             )
+        if c.get("selection_text"):
+            console.print(f"  selection: {c['selection_text']}", highlight=False, markup=False)
         for line in c["decisions"]:
             console.print(f"  decision: {line}", highlight=False, markup=False)
         for line in c["warnings"]:
@@ -183,6 +203,9 @@ def _options(
     if_exists: IfExists,
     executor: str = "local",
     yes: bool = False,
+    limit: int | None = None,
+    filter_text: str | None = None,
+    ids_file: Path | None = None,
 ) -> CopyOptions:
     if executor not in ("local", "ray") and not executor.startswith("ray:"):
         raise ConfigError(
@@ -206,14 +229,47 @@ def _options(
             if_exists=if_exists,
             replace_confirmed=yes,
             mapping=load_mapping(mapping),
+            selection=api.selection_of(limit=limit, filter=filter_text, ids_file=ids_file),
         )
     )
+
+
+def _chosen(
+    source: str,
+    collection: list[str] | None,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    target_collection: str | None,
+    options: CopyOptions,
+) -> list[str]:
+    """The collections to copy, with the selection checked against each one's schema
+    before anything is created anywhere."""
+    with api.opened(source, read_only=True) as conn:
+        names = api.select_collections(
+            conn, collection or [], include=include or [], exclude=exclude or []
+        )
+        if options.selection is not None:
+            for name in names:
+                options.selection.check(conn.describe(name))
+    if target_collection and len(names) > 1:
+        raise ConfigError(
+            f"--target-collection needs a single --collection ({len(names)} collections "
+            f"would be copied: "
+            f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''})",
+            hint="pass one -c NAME, or leave --target-collection out to keep each name",
+        )
+    return names
 
 
 def copy(
     source: Annotated[str, typer.Argument(help="Source URI.")],
     target: Annotated[str, typer.Argument(help="Target URI.")],
-    collection: CollectionOpt = None,
+    collection: CollectionsOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    limit: LimitOpt = None,
+    filter_text: FilterOpt = None,
+    ids_file: IdsFileOpt = None,
     target_collection: TargetCollectionOpt = None,
     mapping: MapOpt = None,
     verify: Annotated[bool, typer.Option(help="Compare counts and content digests after.")] = True,
@@ -235,16 +291,20 @@ def copy(
     hint = MAPPING_HINT if mapping else None
     with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint):
         opts = _options(
-            mapping, workers, batch_rows, job, resume, restart, if_exists, executor, yes
+            mapping,
+            workers,
+            batch_rows,
+            job,
+            resume,
+            restart,
+            if_exists,
+            executor,
+            yes,
+            limit,
+            filter_text,
+            ids_file,
         )
-        with api.opened(source, read_only=True) as conn:
-            names = collections_of(conn, collection)
-        if target_collection and len(names) > 1:
-            raise ConfigError(
-                f"--target-collection needs a single --collection ({len(names)} collections "
-                "would be copied)",
-                hint="add -c NAME, or leave --target-collection out to keep each name",
-            )
+        names = _chosen(source, collection, include, exclude, target_collection, opts)
         if dry_run:
             report = api.dry_run(
                 source,
@@ -272,7 +332,12 @@ def copy(
 def export_(
     source: Annotated[str, typer.Argument(help="Source URI.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dump directory.")],
-    collection: CollectionOpt = None,
+    collection: CollectionsOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    limit: LimitOpt = None,
+    filter_text: FilterOpt = None,
+    ids_file: IdsFileOpt = None,
     workers: WorkersOpt = 2,
     executor: ExecutorOpt = "local",
     batch_rows: BatchOpt = 2000,
@@ -304,6 +369,11 @@ def export_(
         source=source,
         target=target,
         collection=collection,
+        include=include,
+        exclude=exclude,
+        limit=limit,
+        filter_text=filter_text,
+        ids_file=ids_file,
         workers=workers,
         executor=executor,
         batch_rows=batch_rows,
@@ -326,7 +396,12 @@ def import_(
         typer.Argument(help="Dump directory, or dump:///dir?key=env:NAME when encrypted."),
     ],
     target: Annotated[str, typer.Argument(help="Target URI.")],
-    collection: CollectionOpt = None,
+    collection: CollectionsOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    limit: LimitOpt = None,
+    filter_text: FilterOpt = None,
+    ids_file: IdsFileOpt = None,
     target_collection: TargetCollectionOpt = None,
     mapping: MapOpt = None,
     workers: WorkersOpt = 2,
@@ -350,6 +425,11 @@ def import_(
         source=source,
         target=target,
         collection=collection,
+        include=include,
+        exclude=exclude,
+        limit=limit,
+        filter_text=filter_text,
+        ids_file=ids_file,
         target_collection=target_collection,
         mapping=mapping,
         workers=workers,

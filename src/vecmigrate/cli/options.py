@@ -40,6 +40,57 @@ QuietOpt = Annotated[
     ),
 ]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
+CollectionsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--collection",
+        "-c",
+        metavar="NAME",
+        help="Collection name; repeat for several (none: every collection).",
+    ),
+]
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        metavar="GLOB",
+        help="Also take the collections matching this glob (fnmatch); repeatable.",
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        metavar="GLOB",
+        help="Leave out the collections matching this glob (fnmatch); repeatable.",
+    ),
+]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        min=1,
+        metavar="N",
+        help="Take at most N records of each collection: the first N of one scan (>= 1).",
+    ),
+]
+FilterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--filter",
+        metavar="JSON",
+        help='Take only the records matching this portable filter, e.g. \'{"genre": "news"}\'.',
+    ),
+]
+IdsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ids-file",
+        metavar="PATH",
+        help="Take only the records with the ids in this file (one per line); ids not found "
+        "are counted and reported.",
+    ),
+]
 NameOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 TargetCollectionOpt = Annotated[str | None, typer.Option(help="Name on the target.")]
 WorkersOpt = Annotated[

@@ -28,6 +28,7 @@ from vecmigrate.pipeline.dryrun import metadata_sample
 from vecmigrate.pipeline.fanout import fan_out_spec, open_router
 from vecmigrate.pipeline.jobstate import JobState
 from vecmigrate.pipeline.options import CopyOptions, CopyResult, PartitionTask, default_job_path
+from vecmigrate.pipeline.selection import MISSING_SHOWN, SelectedSource, select
 from vecmigrate.pipeline.streams import (
     Copier,
     OutcomeStream,
@@ -65,6 +66,9 @@ def copy_collection(
     refuse_same_collection(source.uri, collection, target.uri, tgt)
     started = time.perf_counter()
     source_schema = source.describe(collection)
+    # A selection reads as a source holding only the selected records; building the view
+    # validates it (filter fields, id types) before anything exists on the target.
+    source = select(source, collection, options.selection)
     fan = fan_out_spec(options.mapping)
     if fan and options.executor != "local":
         raise ConfigError(
@@ -93,6 +97,9 @@ def copy_collection(
         "target_collection": tgt,
         **({"namespaces_to": fan.pattern} if fan else {}),
     }
+    if isinstance(source, SelectedSource):
+        identity["selection"] = source.selection.fingerprint()
+        identity["selection_text"] = source.selection.describe()
     job = JobState.open(job_path, identity, resume=options.resume, restart=options.restart)
     run = _CopyRun(source, target, collection, tgt, source_schema, mapping, options, job, fan)
     try:
@@ -196,10 +203,15 @@ class _CopyRun:
             dead_letter_dir=str(self.dead_dir),
             job=str(job.path),
             decisions=mapping.decisions,
-            warnings=mapping.warnings,
+            warnings=list(mapping.warnings),
         )
         if on_plan:
-            on_plan(source.count(collection) - sum(s.rows for s in states))
+            total = (
+                source.planned_total()
+                if isinstance(source, SelectedSource)
+                else source.count(collection)
+            )
+            on_plan(max(0, total - sum(s.rows for s in states)))
         todo = [s for s in states if not s.done]
         if options.executor == "local":
             copier = Copier(
@@ -226,6 +238,8 @@ class _CopyRun:
             target.finalize(tgt)
         else:
             result.target_collections = router.finish()
+        if isinstance(source, SelectedSource):
+            _report_selection(source, result)
         job.set("status", "complete")
         result.rows_total = sum(s.rows for s in job.partitions())
         result.dead_letters = job.counter("dead_letters")
@@ -249,6 +263,25 @@ class _CopyRun:
         self.job.discard()
         if self.dead_dir.is_dir() and not any(self.dead_dir.iterdir()):
             self.dead_dir.rmdir()
+
+
+def _report_selection(view: SelectedSource, result: CopyResult) -> None:
+    """Put the selection and the ids it did not find into the result (and a warning)."""
+    result.selection = view.selection.to_json()
+    if view.ids is None:
+        return
+    _, missing = view.missing_ids()
+    result.ids_missing = len(missing)
+    result.ids_missing_examples = [str(i) for i in missing[:MISSING_SHOWN]]
+    if missing:
+        where = view.selection.ids_file or "the ids given"
+        shown = ", ".join(result.ids_missing_examples) + (
+            " ..." if len(missing) > MISSING_SHOWN else ""
+        )
+        result.warnings.append(
+            f"{len(missing):,} of the {len(view.ids):,} ids in {where} are not in "
+            f"{view.name!r} and were not copied: {shown}"
+        )
 
 
 def require_ray() -> None:

@@ -18,6 +18,7 @@ from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
 from vecmigrate.mapping.transform import UNIT_TOLERANCE
 from vecmigrate.model import Capabilities
 from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
+from vecmigrate.pipeline.selection import Selection, select
 from vecmigrate.records import conform, metadata_rows, vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
 
@@ -213,13 +214,16 @@ def dry_run_copy(
     spec: MappingSpec | None = None,
     if_exists: str = "fail",
     job: str | None = None,
+    selection: Selection | None = None,
 ) -> dict[str, Any]:
     """What ``copy`` would do, without doing it: the target collection(s) it would create
     (or reuse, or replace and how many records that drops), the records it would write
-    and the mapping decisions; ``error`` names what would stop it (None: nothing). Reads
-    only: no job file, no target collection, no dead-letter directory."""
+    (those ``selection`` takes: ``selection`` says which) and the mapping decisions;
+    ``error`` names what would stop it (None: nothing). Reads only: no job file, no
+    target collection, no dead-letter directory. An invalid selection: ConfigError."""
     tgt = target_collection or (spec.target_collection if spec else None) or collection
     schema = source.describe(collection)
+    selected = select(source, collection, selection)  # validates it first
     fan = fan_out_spec(spec)
     mapping = build_mapping(
         schema,
@@ -257,7 +261,9 @@ def dry_run_copy(
     return {
         "collection": collection,
         "target_collection": mapping.target.name,
-        "rows": source.count(collection),
+        "rows": selected.count(collection),
+        "selection": None if selection is None or selection.empty else selection.to_json(),
+        "selection_text": None if selection is None or selection.empty else selection.describe(),
         "target_collections": targets,
         "schema": mapping.target.model_dump(mode="json"),
         "decisions": mapping.decisions,

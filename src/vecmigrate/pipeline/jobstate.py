@@ -53,12 +53,28 @@ class JobState:
     def open(
         cls, path: Path, identity: dict[str, str], *, resume: bool, restart: bool = False
     ) -> JobState:
-        """Open a job file; refuse to silently restart or to resume a different job."""
+        """Open a job file; refuse to silently restart or to resume a different job (one
+        that selected other records: ``selection`` in ``identity``)."""
         exists = path.exists()
         state = cls(path)
         stored = state.get("identity")
         if exists and stored is not None:
-            if json.loads(stored) != identity:
+            before = json.loads(stored)
+            if _same_but_selection(before, identity):
+                # The same copy with other records selected: resuming would mix the two
+                # selections; starting over (--restart, or after a finished run) is fine.
+                if resume:
+                    state.close()
+                    raise ConfigError(
+                        f"job file {path} was started with another selection "
+                        f"({before.get('selection_text', 'all records')}; now "
+                        f"{identity.get('selection_text', 'all records')}): --resume would "
+                        "mix the two",
+                        hint="rerun with the selection (--limit, --filter, --ids-file) of the "
+                        "interrupted run, or pass --restart to start over with this one",
+                    )
+                before = identity  # not resuming: the checks below apply as to this job
+            if before != identity:
                 state.close()
                 raise ConfigError(
                     f"job file {path} belongs to another job ({stored})",
@@ -143,3 +159,16 @@ class JobState:
         self.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+
+_SELECTION_KEYS = ("selection", "selection_text")
+
+
+def _same_but_selection(before: dict[str, str], now: dict[str, str]) -> bool:
+    """The two identities differ in what they select and in nothing else."""
+
+    def rest(d: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in d.items() if k not in _SELECTION_KEYS}
+
+    differs = any(before.get(k) != now.get(k) for k in _SELECTION_KEYS)
+    return differs and rest(before) == rest(now)

@@ -12,6 +12,7 @@ from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema, ResumeToken
 from vecmigrate.pipeline.deadletter import DeadLetter
+from vecmigrate.pipeline.selection import Selection
 from vecmigrate.retry import RetryPolicy
 
 
@@ -33,6 +34,8 @@ class CopyOptions:
     dead_letter_dir: Path | None = None
     mapping: MappingSpec | None = None
     executor: str = "local"
+    # Which records of each collection to take (--limit, --filter, --ids-file); None: all.
+    selection: Selection | None = None
 
 
 @dataclass
@@ -82,6 +85,11 @@ class CopyResult:
     warnings: list[str] = field(default_factory=list)
     # namespaces to collections: one {"namespace", "name", "rows"} per target collection
     target_collections: list[dict[str, Any]] = field(default_factory=list)
+    # What was selected (Selection.to_json; None: the whole collection), and the ids of
+    # --ids-file that the source does not hold: their number and the first few.
+    selection: dict[str, Any] | None = None
+    ids_missing: int = 0
+    ids_missing_examples: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:

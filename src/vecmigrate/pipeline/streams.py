@@ -24,6 +24,7 @@ from vecmigrate.pipeline.deadletter import DeadLetterBuffer, DeadLetterSink
 from vecmigrate.pipeline.fanout import NamespaceRouter
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.options import BatchOutcome, CopyOptions, CopyResult, PartitionTask
+from vecmigrate.pipeline.selection import select
 from vecmigrate.pipeline.writer import RecordWriter
 
 log = logging.getLogger("vecmigrate.copy")
@@ -180,11 +181,14 @@ def run_streams(
 
 
 def run_partition_task(task: PartitionTask, state: PartitionState) -> Iterator[BatchOutcome]:
-    """Copy one partition in a worker process: open both ends from their URIs, rebuild
-    the mapping, and yield outcomes whose refused records travel with them."""
+    """Copy one partition in a worker process: open both ends from their URIs (the source
+    seen through the task's selection), rebuild the mapping, and yield outcomes whose
+    refused records travel with them."""
     from vecmigrate.connectors import connect
 
-    with connect(task.source_uri) as source, connect(task.target_uri) as target:
+    with connect(task.source_uri) as opened, connect(task.target_uri) as target:
+        # The worker reads the same selection as the driver planned (same partitions).
+        source = select(opened, task.collection, task.options.selection)
         mapping = build_mapping(
             task.source_schema,
             target.capabilities,

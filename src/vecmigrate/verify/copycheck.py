@@ -34,6 +34,7 @@ from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.pipeline.fanout import fan_out_spec
 from vecmigrate.pipeline.options import CopyResult
+from vecmigrate.pipeline.selection import Selection, select
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.diff import diff_collections, vectors_differ
 from vecmigrate.verify.digest import CollectionDigest, DigestBuilder, collection_digest
@@ -197,21 +198,26 @@ def check_copy(
     *,
     mode: VerifyMode = "sampled",
     acknowledged: Acknowledged | None = None,
+    selection: Selection | None = None,
 ) -> list[Check]:
     """What ``copy`` checks after copying: row counts (source minus refused = target)
     and content digests (the target equals what the mapping makes of the source). With
     ``acknowledged`` (recorded by ``acknowledging`` during the copy) and ``mode="sampled"``
     the target's digest is what it acknowledged plus an exact read-back of a sample;
-    ``mode="full"`` (or nothing recorded) reads both sides back in full."""
+    ``mode="full"`` (or nothing recorded) reads both sides back in full. With a
+    ``selection`` the source is the records it selects, not the whole collection."""
+    # Judged against the selected records only: the view counts, scans and fetches them.
+    src = select(src, collection, selection)
     if spec is not None and fan_out_spec(spec):  # one check per target collection
         return [Check(**c) for c in verify_split(src, dst, collection, result, spec)]
     expected = src.count(collection) - result.dead_letters
     got = dst.count(result.target_collection)
+    side = "source" if selection is None or selection.empty else "selected"
     checks = [
         Check(
             "row count",
             got == expected,
-            f"source {expected + result.dead_letters:,} - refused "
+            f"{side} {expected + result.dead_letters:,} - refused "
             f"{result.dead_letters:,} = {expected:,}; target {got:,}",
         )
     ]
