@@ -25,9 +25,17 @@ from vecmigrate.cli.options import (
     VerboseOpt,
     load_mapping,
 )
-from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
+from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, err, out
 from vecmigrate.errors import ConfigError
-from vecmigrate.pipeline.sync import SyncOptions, SyncResult, feed_of, sync_collection, watch
+from vecmigrate.pipeline.sync import (
+    SyncOptions,
+    SyncPlan,
+    SyncResult,
+    feed_of,
+    plan_sync,
+    sync_collection,
+    watch,
+)
 
 
 @contextmanager
@@ -116,6 +124,14 @@ def sync(
         Path | None, typer.Option("--state", help="Sync state file (position, last result).")
     ] = None,
     batch_rows: BatchOpt = 2000,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Say what one round would upsert and delete on TARGET (counts and sample "
+            "ids); touch nothing on either side (no target collection, no state file).",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON (one line per round).")] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -139,7 +155,18 @@ def sync(
     --watch repeats every --interval seconds until Ctrl-C/SIGTERM or --max-rounds; --json
     prints one JSON line per round. Exit 1 when records were refused (dead letters) or parity
     was not reached.
+
+    --dry-run reads both sides as a round would and reports what it would upsert and delete
+    (exit 1 when the round would be refused, e.g. by --max-delete); nothing is written.
     """
+    if dry_run and (install_capture or remove_capture or watch_):
+        with command(verbose=verbose, quiet=quiet, json_out=json_out):
+            given = "--watch" if watch_ else "--install-capture/--remove-capture"
+            raise ConfigError(
+                f"--dry-run cannot be combined with {given}",
+                hint="run --dry-run alone for one round: vecmigrate sync SOURCE TARGET -c NAME "
+                "--dry-run",
+            )
     if install_capture or remove_capture:
         _capture(source, collection, install_capture, json_out, quiet, verbose)
         return
@@ -166,39 +193,106 @@ def sync(
             max_delete=max_delete,
         )
         api.refuse_writing_into_source(source, target, collection, target_collection, opts.mapping)
-        with (
-            api.opened(source, read_only=False) as src,
-            api.opened(target, read_only=False) as dst,
-        ):
-            if watch_:
-                outcome = watch(
-                    src,
-                    dst,
-                    collection,
-                    interval=interval,
-                    max_rounds=max_rounds,
-                    target_collection=target_collection,
-                    options=opts,
-                    stop=stop,
-                    on_round=lambda r: _emit(r, json_out),
+        if dry_run:
+            with (
+                api.opened(source, read_only=True) as src,
+                api._plan_target(target, False) as planned,
+            ):
+                api.require_collection(src, collection)
+                plan = plan_sync(
+                    src, planned, collection, target_collection=target_collection, options=opts
                 )
-                outcome_ok = outcome.ok
+            if json_out:
+                emit_json(plan.to_json())
             else:
-                result = sync_collection(
-                    src,
-                    dst,
-                    collection,
-                    target_collection=target_collection,
-                    options=opts,
-                    stop=stop,
-                )
-                if json_out:
-                    emit_json(result.to_json())
-                else:
-                    _print_round(result)
-                outcome_ok = result.ok and not result.interrupted
+                _print_plan(plan)
+            outcome_ok = plan.ok
+        else:
+            outcome_ok = _sync(
+                source,
+                target,
+                collection,
+                target_collection,
+                opts,
+                stop,
+                json_out,
+                watch_,
+                interval,
+                max_rounds,
+            )
     if not outcome_ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _sync(
+    source: str,
+    target: str,
+    collection: str,
+    target_collection: str | None,
+    opts: SyncOptions,
+    stop: threading.Event,
+    json_out: bool,
+    watch_: bool,
+    interval: float,
+    max_rounds: int | None,
+) -> bool:
+    """Run one round or ``--watch`` rounds, printing each; whether all went well."""
+    with (
+        api.opened(source, read_only=False) as src,
+        api.opened(target, read_only=False) as dst,
+    ):
+        if watch_:
+            outcome = watch(
+                src,
+                dst,
+                collection,
+                interval=interval,
+                max_rounds=max_rounds,
+                target_collection=target_collection,
+                options=opts,
+                stop=stop,
+                on_round=lambda r: _emit(r, json_out),
+            )
+            return outcome.ok
+        result = sync_collection(
+            src, dst, collection, target_collection=target_collection, options=opts, stop=stop
+        )
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        _print_round(result)
+    return result.ok and not result.interrupted
+
+
+def _print_plan(plan: SyncPlan) -> None:
+    """The dry run as text: counts, then a sample of the ids on each side."""
+    j = plan.to_json()
+    up, dele = j["upsert"], j["delete"]
+    split = (
+        f" ({up['missing']:,} missing, {up['changed']:,} changed)"
+        if up["missing"] is not None
+        else ""
+    )
+    create = "" if plan.target_exists else f" (would create {plan.target_collection!r})"
+    console = out()
+    console.print(
+        f"dry run ({plan.mode}{' + initial generic pass' if plan.initial_generic else ''}) "
+        f"{plan.collection} -> {plan.target_collection}{create}: would upsert "
+        f"{up['count']:,}{split} and delete {dele['count']:,}; nothing was changed",
+        highlight=False,
+        markup=False,
+    )
+    for verb, part in (("upsert", up), ("delete", dele)):
+        if part["sample"]:
+            more = part["count"] - len(part["sample"])
+            ids = ", ".join(str(i) for i in part["sample"])
+            console.print(
+                f"  {verb}: {ids}{f' (and {more:,} more)' if more else ''}",
+                highlight=False,
+                markup=False,
+            )
+    if plan.error:
+        err().print(f"[bold red]error:[/] {escape(plan.error)}", highlight=False)
 
 
 def _emit(result: SyncResult, json_out: bool) -> None:

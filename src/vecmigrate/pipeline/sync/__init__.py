@@ -1,6 +1,7 @@
 """sync: bring a target up to date with its source after a copy (``run``), from the
 drift found by digests (``drift``) or a change feed, applied by id (``apply``)."""
 
+from vecmigrate.pipeline.sync.plan import SyncPlan, plan_sync
 from vecmigrate.pipeline.sync.run import (
     SyncMode,
     SyncOptions,
@@ -16,11 +17,13 @@ from vecmigrate.pipeline.sync.run import (
 __all__ = [
     "SyncMode",
     "SyncOptions",
+    "SyncPlan",
     "SyncResult",
     "WatchOutcome",
     "default_state_path",
     "feed_of",
     "last_result",
+    "plan_sync",
     "sync_collection",
     "watch",
 ]
