@@ -173,7 +173,7 @@ def copy_cmd(src: str, dst: str, job: Path, verify: bool) -> list[str]:
         dst,
         "-c",
         "docs",
-        "--verify" if verify else "--no-verify",
+        *(["--verify", "sampled"] if verify else ["--no-verify"]),
         "--json",
         "--workers",
         "2",

@@ -38,7 +38,7 @@ from vecmigrate.pipeline.selection import Selection, choose_collections, read_id
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import SECRET_PARAMS, ConnectionURI, Secret, path_uri, redact, uri_scheme
 from vecmigrate.verify.check import CheckReport, check_collection
-from vecmigrate.verify.copycheck import Check, check_copy
+from vecmigrate.verify.copycheck import Check, VerifyMode, acknowledging, check_copy
 from vecmigrate.verify.diff import DiffResult, diff_collections
 from vecmigrate.verify.gates import VerifyConfig
 from vecmigrate.verify.run import verify_migration
@@ -394,12 +394,15 @@ def copy(
     *,
     target_collection: str | None = None,
     options: CopyOptions | None = None,
-    verify: bool = True,
+    verify: bool | VerifyMode = True,
     progress: Progress | None = None,
     on_plan: Progress | None = None,
 ) -> CopyReport:
     """Copy one collection, resumably; with ``verify`` compare counts and content digests
-    after, as ``vecmigrate copy`` does. Raises on failure (``ReplaceNotConfirmed`` when
+    after, as ``vecmigrate copy`` does: ``True``/``"sampled"`` the target's digest from
+    what it acknowledged plus a read-back sample, ``"full"`` both sides read back,
+    ``"live"`` (the application writes meanwhile) the target read back against what it
+    acknowledged, ``False`` no checks. Raises on failure (``ReplaceNotConfirmed`` when
     ``if_exists="replace"`` would drop records: pass ``replace_confirmed=True``).
     ``options.selection`` (a ``Selection``: limit, filter, ids) copies only those records,
     and the checks after judge those records alone."""
@@ -409,7 +412,10 @@ def copy(
         require_collection(src, collection)
         if opts.selection is not None:  # a bad filter or id is refused before the target opens
             opts.selection.check(src.describe(collection))
-        with opened(target, read_only=False) as dst:
+        with (
+            opened(target, read_only=False) as dst,
+            acknowledging(src, dst, fresh=opts.if_exists != "reuse") as ack,
+        ):
             result = copy_collection(
                 src,
                 dst,
@@ -419,10 +425,17 @@ def copy(
                 progress=progress,
                 on_plan=on_plan,
             )
-            checks = (
-                check_copy(src, dst, collection, result, opts.mapping, selection=opts.selection)
-                if verify
-                else []
+            if not verify:
+                return CopyReport(result, ())
+            checks = check_copy(
+                src,
+                dst,
+                collection,
+                result,
+                opts.mapping,
+                mode="sampled" if verify is True else verify,
+                acknowledged=ack,
+                selection=opts.selection,
             )
             return CopyReport(result, tuple(checks))
 
@@ -434,7 +447,7 @@ def export(
     *,
     options: CopyOptions | None = None,
     encrypt_key: str | None = None,
-    verify: bool = True,
+    verify: bool | VerifyMode = True,
     progress: Progress | None = None,
     on_plan: Progress | None = None,
 ) -> CopyReport:
@@ -458,7 +471,7 @@ def import_(
     *,
     target_collection: str | None = None,
     options: CopyOptions | None = None,
-    verify: bool = True,
+    verify: bool | VerifyMode = True,
     progress: Progress | None = None,
     on_plan: Progress | None = None,
 ) -> CopyReport:

@@ -11,80 +11,35 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pyarrow as pa
 
 from tests.conftest import require_module
 from tests.e2e.helpers import cli, json_of, run_cli
+from tests.e2e.live_harness import (
+    DIM,
+    ROWS,
+    admin,
+    await_phase,
+    check_ledger,
+    metric,
+    publish,
+    seed,
+    start_app,
+    up,
+    warm,
+)
 from tests.e2e.live_load import Load
-from tests.engines.common import free_port, stop_group, wait_until
-from vecmigrate.connectors import Connector, connect
+from tests.engines.common import stop_group, wait_until
+from vecmigrate.connectors import connect
 from vecmigrate.live import GateConfig, Phase, advance, canary_bucket, open_state, rollback
-from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.pipeline import CopyOptions, copy_collection
-from vecmigrate.records import build_batch
 from vecmigrate.verify.digest import collection_digest
-
-ROOT = Path(__file__).resolve().parents[2]
-DIM, ROWS = 32, 1500
-
-
-def _seed(conn: Connector, name: str) -> CollectionSchema:
-    schema = CollectionSchema(
-        name=name,
-        vectors=(VectorField(dim=DIM),),
-        has_document=True,
-        metadata=(
-            MetadataField(name="genre", type="string"),
-            MetadataField(name="year", type="int64"),
-        ),
-    )
-    conn.create(schema)
-    rng = np.random.default_rng(7)
-    ids = [f"doc-{i:05d}" for i in range(ROWS)]
-    batch = build_batch(
-        schema,
-        ids,
-        {"vector": rng.normal(size=(ROWS, DIM)).astype(np.float32)},
-        documents=[f"{i} seed" for i in ids],
-        metadata=[{"genre": "abc"[i % 3], "year": 2000 + i % 25} for i in range(ROWS)],
-    )
-    conn.upsert(name, batch)
-    return schema
-
-
-def _admin(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    r = httpx.post(f"{base}/admin/{path}", json=body or {}, timeout=60)
-    r.raise_for_status()
-    return r.json()
-
-
-def _check_ledger(conn: Connector, name: str, load: Load) -> tuple[int, int]:
-    """Every acknowledged upsert present with its last value, every delete absent."""
-    ids = sorted(i for i in load.ledger if i not in load.uncertain)
-    got = conn.fetch(name, ids)
-    docs = dict(zip(got.column("id").to_pylist(), got.column("document").to_pylist(), strict=True))
-    upserts = deletes = 0
-    for i in ids:
-        op, doc = load.ledger[i]
-        if op == "upsert":
-            upserts += 1
-            assert docs.get(i) == doc, (
-                f"{conn.engine}: {i} is {docs.get(i)!r}, last write was {doc!r}"
-            )
-        else:
-            deletes += 1
-            assert i not in docs, f"{conn.engine}: {i} was deleted (acknowledged) but is present"
-    return upserts, deletes
 
 
 def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Path) -> None:
@@ -95,10 +50,10 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
     state_uri = f"sqlite://{tmp_path}/state.db"
     src, tgt = connect(src_uri), connect(tgt_uri)
     state = open_state(state_uri)
-    _seed(src, name)
+    seed(src, name)
     # two instances of the app share the state store, as two hosts behind a balancer would
     apps = [
-        _start_app(src_uri, tgt_uri, state_uri, name, tmp_path / f"app{i}.log") for i in range(2)
+        start_app(src_uri, tgt_uri, state_uri, name, tmp_path / f"app{i}.log") for i in range(2)
     ]
     bases = [base for base, _ in apps]
     base = bases[0]
@@ -117,16 +72,16 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             (f"{event.before.label} -> {event.after.label}", time.monotonic() - started)
         )
         assert all(r.passed for r in results), results
-        _await_phase(bases, event.after.label)
+        await_phase(bases, event.after.label)
 
     try:
         for i, b in enumerate(bases):
-            wait_until(lambda b=b: _up(b), 60, "live app", tmp_path / f"app{i}.log")
+            wait_until(lambda b=b: up(b), 60, "live app", tmp_path / f"app{i}.log")
         writer_ids = [
             [f"doc-{i:05d}" for i in range(w, 400, 2)] + [f"new-{w}-{j}" for j in range(100)]
             for w in range(2)
         ]
-        _warm(bases)  # first connections per worker thread are not what a phase costs
+        warm(bases)  # first connections per worker thread are not what a phase costs
         load = Load(bases, writer_ids, [f"doc-{i:05d}" for i in range(400, ROWS)], dim=DIM).start()
         time.sleep(1.0)
 
@@ -145,18 +100,18 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         assert ran.returncode == 0, ran.stderr
         repaired = ran.json()["queued"]
         assert repaired > 0  # the writes made during the backfill
-        assert _admin(base, "drain")["drained"]
+        assert admin(base, "drain")["drained"]
 
         # 3. the target fails for a while during dual write: the outbox absorbs and replays
         for b in bases:
-            _admin(b, "outage", {"down": True})
+            admin(b, "outage", {"down": True})
         time.sleep(2.0)
         backlog = state.outbox.depth(name)["target"].pending
-        refused = sum(_admin(b, "outage", {"down": False})["refused"] for b in bases)
+        refused = sum(admin(b, "outage", {"down": False})["refused"] for b in bases)
         assert backlog > 0 and refused > 0
-        assert _admin(base, "drain")["drained"]
+        assert admin(base, "drain")["drained"]
         replayed = sum(
-            _metric(
+            metric(
                 httpx.get(f"{b}/metrics").text,
                 "vecmigrate_live_outbox_replayed_total",
                 'side="target"',
@@ -167,39 +122,39 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
 
         step("shadow-read")
         time.sleep(3.0)
-        _publish(bases)
+        publish(bases)
         step("canary", percent=10)
         time.sleep(2.5)
-        _publish(bases)
+        publish(bases)
         ev = rollback(state, name, note="test: rollback from a canary")
         timeline.append(
             (f"{ev.before.label} -> {ev.after.label} (rollback)", time.monotonic() - started)
         )
         assert ev.after.phase is Phase.SHADOW_READ
-        _await_phase(bases, ev.after.label)
+        await_phase(bases, ev.after.label)
         time.sleep(2.0)
-        _publish(bases)
+        publish(bases)
         step("canary", percent=10)
         time.sleep(2.0)
-        _publish(bases)
+        publish(bases)
         step("canary", percent=50)
         time.sleep(2.5)
-        _publish(bases)
+        publish(bases)
         step("target-primary")
         time.sleep(3.0)
         load.stop()
-        assert _admin(base, "drain")["drained"]
+        assert admin(base, "drain")["drained"]
 
         # 4. both sides hold exactly the same data, and every acknowledged write
         a, b = collection_digest(src, name), collection_digest(tgt, name)
         tol = max(src.capabilities.vector_tolerance, tgt.capabilities.vector_tolerance)
         assert a.compare(b, tolerance=tol).equal, (a.content_hash, b.content_hash)
         for conn in (src, tgt):
-            ups, dels = _check_ledger(conn, name, load)
+            ups, dels = check_ledger(conn, name, load)
         assert ups > 50 and dels > 10
 
         # 5. the last step through the CLI: gates checked with no slack at all
-        _publish(bases)
+        publish(bases)
         proc = run_cli(
             "cutover",
             "advance",
@@ -229,7 +184,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         burst.start()
         time.sleep(2.5)
         burst.stop()
-        _check_ledger(tgt, name, burst)
+        check_ledger(tgt, name, burst)
         samples = load.samples + burst.samples
     finally:
         if load is not None:
@@ -288,81 +243,6 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         assert "read" in latency.get(phase, {}), f"no reads measured in {phase}"
 
 
-def _start_app(
-    src_uri: str, tgt_uri: str, state_uri: str, name: str, log: Path
-) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.e2e.live_app",
-                "--source",
-                src_uri,
-                "--target",
-                tgt_uri,
-                "--state",
-                state_uri,
-                "-c",
-                name,
-                "--port",
-                str(port),
-                "--state-ttl",
-                "0.5",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return f"http://127.0.0.1:{port}", proc
-
-
-def _warm(bases: list[str]) -> None:
-    """A few concurrent reads on every instance before the measured load starts."""
-    body = {"vector": [0.1] * DIM, "k": 10, "filter": {"genre": "a"}}
-
-    def hit(i: int) -> None:
-        httpx.post(f"{bases[i % len(bases)]}/search", json=body, timeout=30).raise_for_status()
-        ids = {"ids": [f"doc-{i:05d}"]}
-        httpx.post(f"{bases[i % len(bases)]}/fetch", json=ids, timeout=30).raise_for_status()
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(hit, range(40)))
-
-
-def _await_phase(bases: list[str], label: str, timeout: float = 30.0) -> None:
-    """Return once every app instance reports ``label`` as the phase it routes by (each
-    re-reads the state store after its TTL; a loaded machine may take longer than that)."""
-    deadline = time.monotonic() + timeout
-    for b in bases:
-        while (seen := httpx.get(f"{b}/health", timeout=10).json()["phase"]) != label:
-            assert time.monotonic() < deadline, f"{b} still routes by {seen}, not {label}"
-            time.sleep(0.05)
-
-
-def _publish(bases: list[str]) -> None:
-    """Have every instance store its shadow totals now (they also do every 0.5 s)."""
-    for b in bases:
-        _admin(b, "publish")
-
-
-def _up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _metric(text: str, name: str, label: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and label in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_cutover_advance_refuses_failing_gate(
     postgres: Any, chroma_server: Any, tmp_path: Path
 ) -> None:
@@ -371,7 +251,7 @@ def test_cutover_advance_refuses_failing_gate(
     src_uri, tgt_uri = postgres.uri(), chroma_server.uri
     state_uri = f"sqlite://{tmp_path}/state.db"
     with connect(src_uri) as src, connect(tgt_uri) as tgt:
-        _seed(src, name)
+        seed(src, name)
         copy_collection(src, tgt, name, options=CopyOptions(job_path=tmp_path / "copy.job"))
         proc = cli("cutover", "advance", "--state", state_uri, "-c", name, src_uri, tgt_uri)
         assert proc.returncode == 0, proc.stderr  # source-only -> dual-write: target exists

@@ -613,3 +613,28 @@ def test_sampled_check_needs_everything_acknowledged_recorded(tmp_path: Path) ->
     resumed = type(result)(**{**result.__dict__, "resumed": True})
     checks = check_copy(src, dst, "docs", resumed, None, acknowledged=ack)
     assert checks[-1].passed and "acknowledged" not in checks[-1].detail
+
+
+def test_live_check_judges_the_target_by_what_it_acknowledged(tmp_path: Path) -> None:
+    """--verify live: the source moving on after the scan is reported, not failed; the
+    target differing from what it acknowledged fails; an unrecorded copy is not judged."""
+    src = connect(f"lancedb://{tmp_path / 'src'}")
+    schema = sample_schema("docs")
+    src.create(schema)
+    src.upsert("docs", sample_batch(schema))
+    dst, result, ack = _copy(tmp_path, src)
+    ids = sample_ids(IdType.STRING)
+    # the application writes to the source after the copy read it
+    src.delete("docs", [ids[1], ids[2]])
+    live = check_copy(src, dst, "docs", result, None, mode="live", acknowledged=ack)
+    assert all(c.passed for c in live), live
+    assert f"holds {ROWS - 2:,} records now" in live[-1].detail
+    assert not check_copy(src, dst, "docs", result, None, mode="full")[-1].passed
+    # the target changed behind the copy's back
+    dst.delete("docs", [ids[5]])
+    live = check_copy(src, dst, "docs", result, None, mode="live", acknowledged=ack)
+    by_name = {c.name: c for c in live}
+    assert not by_name["row count"].passed and not by_name["content digest"].passed
+    ack.fresh = False
+    live = check_copy(src, dst, "docs", result, None, mode="live", acknowledged=ack)
+    assert not live[0].passed and "--if-exists reuse" in live[0].detail

@@ -28,12 +28,14 @@ from vecmigrate.cli.options import (
     JsonOpt,
     LimitOpt,
     MapOpt,
+    NoVerifyOpt,
     QuietOpt,
     RestartOpt,
     ResumeOpt,
     StateDirOpt,
     TargetCollectionOpt,
     VerboseOpt,
+    VerifyOpt,
     WorkersOpt,
     YesOpt,
     load_mapping,
@@ -50,6 +52,7 @@ from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
 from vecmigrate.pipeline import CopyOptions
 from vecmigrate.pipeline.selection import describe_selection
 from vecmigrate.uri import redact
+from vecmigrate.verify.copycheck import VerifyMode
 
 
 def _run_copy(
@@ -59,7 +62,7 @@ def _run_copy(
     target_collection: str | None,
     options: CopyOptions,
     json_out: bool,
-    verify: bool,
+    verify: bool | VerifyMode,
     state_dir: Path | None = None,
 ) -> dict[str, Any]:
     if state_dir is not None and options.job_path is None:
@@ -272,7 +275,8 @@ def copy(
     ids_file: IdsFileOpt = None,
     target_collection: TargetCollectionOpt = None,
     mapping: MapOpt = None,
-    verify: Annotated[bool, typer.Option(help="Compare counts and content digests after.")] = True,
+    verify: VerifyOpt = "sampled",
+    no_verify: NoVerifyOpt = False,
     workers: WorkersOpt = 2,
     executor: ExecutorOpt = "local",
     batch_rows: BatchOpt = 2000,
@@ -305,6 +309,7 @@ def copy(
             ids_file,
         )
         names = _chosen(source, collection, include, exclude, target_collection, opts)
+        check: bool | VerifyMode = False if no_verify or verify == "none" else verify
         if dry_run:
             report = api.dry_run(
                 source,
@@ -317,7 +322,7 @@ def copy(
             _report_dry_run(report, json_out)
         else:
             results = [
-                _run_copy(source, target, n, target_collection, opts, json_out, verify, state_dir)
+                _run_copy(source, target, n, target_collection, opts, json_out, check, state_dir)
                 for n in names
             ]
             _report_copy(source, target, results, json_out)
@@ -348,6 +353,8 @@ def export_(
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     state_dir: StateDirOpt = None,
+    verify: VerifyOpt = "sampled",
+    no_verify: NoVerifyOpt = False,
     encrypt_key: Annotated[
         str | None,
         typer.Option(
@@ -384,6 +391,8 @@ def export_(
         yes=yes,
         dry_run=dry_run,
         state_dir=state_dir,
+        verify=verify,
+        no_verify=no_verify,
         json_out=json_out,
         quiet=quiet,
         verbose=verbose,
@@ -414,6 +423,8 @@ def import_(
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     state_dir: StateDirOpt = None,
+    verify: VerifyOpt = "sampled",
+    no_verify: NoVerifyOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -442,6 +453,8 @@ def import_(
         yes=yes,
         dry_run=dry_run,
         state_dir=state_dir,
+        verify=verify,
+        no_verify=no_verify,
         json_out=json_out,
         quiet=quiet,
         verbose=verbose,

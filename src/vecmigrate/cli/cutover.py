@@ -158,6 +158,14 @@ def advance_cmd(
     max_outbox_age: Annotated[
         float, typer.Option(min=0.0, help="Oldest pending write, seconds.")
     ] = 30.0,
+    max_outbox_lag: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Any number pending passes while the oldest waits at most this (seconds): "
+            "the outbox keeps up with live writes.",
+        ),
+    ] = 2.0,
     min_overlap: Annotated[
         float,
         typer.Option(
@@ -205,6 +213,7 @@ def advance_cmd(
             max_diff=max_diff,
             max_outbox=max_outbox,
             max_outbox_age=max_outbox_age,
+            max_outbox_lag=max_outbox_lag,
             min_overlap=min_overlap,
             min_shadow_reads=min_shadow_reads,
             max_violations=max_violations,

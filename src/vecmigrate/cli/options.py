@@ -117,6 +117,18 @@ RestartOpt = Annotated[
 ]
 MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
 IfExists = Literal["fail", "reuse", "replace"]
+VerifyOpt = Annotated[
+    Literal["sampled", "full", "live", "none"],
+    typer.Option(
+        "--verify",
+        help="The check after copying. sampled: the target's digest from what it "
+        "acknowledged plus an exact read-back of 1,000 sampled records, against a fresh read "
+        "of the source; full: both sides read back in full; live: the application writes "
+        "to the source meanwhile, so the target is read back against what it acknowledged; "
+        "none: no check.",
+    ),
+]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Same as --verify none.")]
 IfExistsOpt = Annotated[
     IfExists,
     typer.Option(

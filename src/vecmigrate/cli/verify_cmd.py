@@ -39,6 +39,15 @@ def verify(
     report_dir: Annotated[Path, typer.Option(help="Where report.{json,md,html} go.")] = Path(
         "vecmigrate-report"
     ),
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="The application writes meanwhile (a live cutover): ids that differ in the "
+            "scans are read again by id, 3 times 0.5 s apart, and only those that stay "
+            "different count.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -54,6 +63,8 @@ def verify(
                 hint="give a directory (created when missing) for report.{html,md,json}",
             )
         cfg = load_verify_config(config, queries=queries, k=k)
+        if live:
+            cfg = cfg.model_copy(update={"live": True})
         report = api.verify(
             source, target, collection, target_collection=target_collection, config=cfg
         ).to_json()

@@ -24,8 +24,14 @@ def offset_partitions(total: int, n: int, *, min_rows: int = 1000) -> list[Parti
     """
     n = max(1, min(n, total // min_rows + 1))
     bounds = [total * i // n for i in range(n + 1)]
+    # The last range is open: it reads to the end of the collection as it is then (rows
+    # added since the count are read, rows deleted since do not fail the scan).
     return [
-        Partition(id=f"offsets-{i}", spec={"start": a, "end": b}, estimated_rows=b - a)
+        Partition(
+            id=f"offsets-{i}",
+            spec={"start": a, "end": None if i == n - 1 else b},
+            estimated_rows=b - a,
+        )
         for i, (a, b) in enumerate(itertools.pairwise(bounds))
     ]
 
@@ -41,14 +47,18 @@ def scan_offsets(
     """Scan an ``offset_partitions`` range: ``read(offset, limit)`` returns the rows there.
 
     Each batch's token (``{"next": offset}``) resumes after it. A read that returns no
-    rows before the range ends means the collection changed under the scan: that is a
-    TransientError, never a silently shorter scan.
+    rows before a closed range ends means the collection changed under the scan: that is
+    a TransientError, never a silently shorter scan. The open last range (``end`` None)
+    ends where the collection does.
     """
     start = json.loads(resume)["next"] if resume else partition.spec["start"]
     end = partition.spec["end"]
-    while start < end:
-        batch = read(start, min(batch_rows, end - start))
+    while end is None or start < end:
+        limit = batch_rows if end is None else min(batch_rows, end - start)
+        batch = read(start, limit)
         if not batch.num_rows:
+            if end is None:
+                return
             raise TransientError(
                 f"{engine} returned no rows at offset {start} of {name!r}; was it written to?"
             )

@@ -17,7 +17,7 @@ from typing import Any
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import ConnectorError
 from vecmigrate.model import IdType
-from vecmigrate.verify.diff import diff_collections, still_differing
+from vecmigrate.verify.diff import diff_collections, persistent_differences
 
 SAMPLE = 20  # ids whose differing fields a refused gate can name
 
@@ -88,24 +88,18 @@ def _settle(
     name: str,
     target_name: str,
     *,
-    rounds: int = 3,
     pause: float = 0.5,
 ) -> Drift:
-    """Keep only the ids that differ in every one of ``rounds`` re-reads by id."""
+    """Keep only the ids that differ in every re-read by id, ``pause`` seconds apart."""
     ids = {str(i): i for i in drift.ids}
-    fields: dict[str, list[str]] = {}
-    for _ in range(rounds):
-        if not ids:
-            break
-        time.sleep(pause)
-        fields = still_differing(source, target, name, list(ids), target_name=target_name)
-        ids = {k: v for k, v in ids.items() if k in fields}
-    kept = set(ids)
+    fields = persistent_differences(
+        source, target, name, list(ids), target_name=target_name, pause=pause
+    )
     return Drift(
         drift.source_count,
         drift.target_count,
-        [i for i in drift.missing if str(i) in kept],
-        [i for i in drift.extra if str(i) in kept],
-        [i for i in drift.changed if str(i) in kept],
-        {k: v for k, v in list(fields.items())[:SAMPLE] if k in kept},
+        [i for i in drift.missing if str(i) in fields],
+        [i for i in drift.extra if str(i) in fields],
+        [i for i in drift.changed if str(i) in fields],
+        dict(list(fields.items())[:SAMPLE]),
     )

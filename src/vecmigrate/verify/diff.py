@@ -10,6 +10,7 @@ may move for noise below it) and, when asked, the fields that differ are named.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,12 +66,16 @@ class DiffResult:
     source_digest: str = ""
     target_digest: str = ""
     duplicates: list[DuplicateId] = field(default_factory=list)
+    in_flight: list[str] | None = None
+    """Set by ``settle_in_flight``: ids the scans saw differ that were equal on a re-read
+    (writes in flight while the application writes); the counts are then two moments."""
 
     @property
     def equal(self) -> bool:
         """Both sides hold the same records, each id once."""
         named = self.missing or self.extra or self.changed or self.duplicates
-        return not named and self.source_count == self.target_count
+        counts = self.in_flight is not None or self.source_count == self.target_count
+        return not named and counts
 
     @property
     def ok(self) -> bool:
@@ -108,6 +113,7 @@ class DiffResult:
             "duplicates": [
                 {"id": d.id, "source": d.source, "target": d.target} for d in self.duplicates
             ],
+            **({"in_flight": self.in_flight} if self.in_flight is not None else {}),
         }
 
 
@@ -365,3 +371,52 @@ def still_differing(
         elif rid in ra or rid in rb:
             out[rid] = ["(extra)"] if rid in rb else ["(missing)"]
     return out
+
+
+def persistent_differences(
+    source: Connector,
+    target: Connector,
+    name: str,
+    ids: list[str],
+    *,
+    target_name: str | None = None,
+    rounds: int = 3,
+    pause: float = 0.5,
+) -> dict[str, list[str]]:
+    """Of ``ids``, those that differ in each of ``rounds`` re-reads by id, ``pause``
+    seconds apart (with what differs at the last): under live writes a scan sees ids in
+    flight, written on one side and not yet on the other, that settle on their own."""
+    left = list(ids)
+    fields: dict[str, list[str]] = {}
+    for _ in range(rounds):
+        if not left:
+            break
+        time.sleep(pause)
+        fields = still_differing(source, target, name, left, target_name=target_name)
+        left = [i for i in left if i in fields]
+    return {i: fields[i] for i in left}
+
+
+def settle_in_flight(
+    result: DiffResult,
+    source: Connector,
+    target: Connector,
+    name: str,
+    *,
+    target_name: str | None = None,
+) -> DiffResult:
+    """``result`` keeping only the ids that still differ when read again by id (see
+    ``persistent_differences``); the others are listed as ``in_flight``."""
+    named = [*result.missing, *result.extra, *(c.id for c in result.changed)]
+    kept = persistent_differences(source, target, name, named, target_name=target_name)
+    return DiffResult(
+        result.source_count,
+        result.target_count,
+        [i for i in result.missing if i in kept],
+        [i for i in result.extra if i in kept],
+        [ChangedRecord(i, kept[i]) for i in (c.id for c in result.changed) if i in kept],
+        result.source_digest,
+        result.target_digest,
+        result.duplicates,
+        in_flight=sorted(set(named) - set(kept)),
+    )

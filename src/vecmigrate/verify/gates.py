@@ -62,6 +62,11 @@ class VerifyConfig(BaseModel):
         description="sampled records searched by their own vector, taken from the query "
         "sample (at most `queries`; 0: off)",
     )
+    live: bool = Field(
+        default=False,
+        description="the application writes meanwhile: ids that differ in the scan are read "
+        "again by id, and only those that stay different count",
+    )
     gates: Gates = Field(default_factory=Gates)
 
     @classmethod

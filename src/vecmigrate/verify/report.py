@@ -80,6 +80,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"Data parity: source {p['source_count']:,} / target {p['target_count']:,} records; "
         f"{len(p['missing'])} missing, {len(p['extra'])} extra, {len(p['changed'])} changed.",
     ]
+    live = report.get("live")
+    if live:
+        lines.append(
+            f"Read under live writes (--live): {live['in_flight_ids']} ids differed in the "
+            "scans and were equal when read again by id (writes in flight; the counts are "
+            f"two moments); {live['queries_asked_again']} queries whose answers failed "
+            "their filter were asked again and judged on records fetched after; "
+            f"{live['self_rewritten']} sampled records rewritten since were not asked for."
+        )
     for kind in ("missing", "extra"):
         if p[kind]:
             lines.append(

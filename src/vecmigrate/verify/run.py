@@ -21,8 +21,9 @@ from vecmigrate.exact import GroundTruth, prepare_queries, similarity
 from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import vectors_to_numpy
-from vecmigrate.verify.diff import diff_collections
+from vecmigrate.verify.diff import diff_collections, settle_in_flight
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
+from vecmigrate.verify.live import rejudge_violations, rewritten_since_sampled
 from vecmigrate.verify.namespaces import (
     is_namespace_group,
     namespace_queries,
@@ -162,6 +163,14 @@ def self_retrieval(
         "source": run_queries(source, name, queries, k),
         "target": run_queries(target, tname, queries, k),
     }
+    # Under live writes a sampled record rewritten since is not asked for by a stale vector.
+    rewritten = (
+        rewritten_since_sampled(
+            source, name, schema, list(ids), vectors, source.capabilities.vector_tolerance
+        )
+        if config.live
+        else set()
+    )
     metric = schema.vector.metric
     q = prepare_queries(vectors, metric)
     own = [float(similarity(q[i : i + 1], vectors[i : i + 1], metric)[0, 0]) for i in range(len(q))]
@@ -169,7 +178,9 @@ def self_retrieval(
     for side, run in runs.items():
         missed[side] = []
         for qi, got in enumerate(run.ids):
-            if str(ids[qi]) in got[:k] or (side == "target" and str(ids[qi]) in absent):
+            if str(ids[qi]) in got[:k] or str(ids[qi]) in rewritten:
+                continue
+            if side == "target" and str(ids[qi]) in absent:
                 continue
             if len(got) >= k and all(
                 s >= own[qi] - TIE_EPS for s in _exact_scores(source, name, schema, q[qi], got[:k])
@@ -177,8 +188,8 @@ def self_retrieval(
                 continue
             missed[side].append(str(ids[qi]))
     regressions = [i for i in missed["target"] if i not in set(missed["source"])]
-    not_there = sum(str(i) in absent for i in ids)
-    asked = {"source": len(ids), "target": len(ids) - not_there}
+    not_there = sum(str(i) in absent and str(i) not in rewritten for i in ids)
+    asked = {"source": len(ids) - len(rewritten), "target": len(ids) - len(rewritten) - not_there}
     return {
         "k": k,
         "sampled": len(ids),
@@ -194,6 +205,7 @@ def self_retrieval(
         },
         "regressions": regressions[:50],
         "regression_count": len(regressions),
+        **({"rewritten": len(rewritten)} if config.live else {}),
     }
 
 
@@ -267,11 +279,17 @@ def verify_migration(
             source, target, name, sa, sb, config, max(ks)
         )
         parity = parity_run.result()
+    if config.live:
+        parity = settle_in_flight(parity, source, target, name, target_name=tname)
     runs = {
         "source": run_queries(source, name, queries, max(ks)),
         "target": run_queries(target, tname, queries, max(ks)),
     }
     facts = returned_facts(source, name, sa, queries, list(runs.values()))
+    asked_again = 0
+    if config.live:
+        sides = {"source": (source, name), "target": (target, tname)}
+        asked_again = rejudge_violations(sides, sa, queries, runs, facts, max(ks))
     groups = np.asarray(queries.groups)
     report: dict[str, Any] = {
         "report_version": REPORT_VERSION,
@@ -312,6 +330,12 @@ def verify_migration(
         report["self_retrieval"] = self_retrieval(
             source, target, name, tname, sa, config, sample, absent
         )
+    if config.live:
+        report["live"] = {
+            "in_flight_ids": len(parity.in_flight or []),
+            "queries_asked_again": asked_again,
+            "self_rewritten": report.get("self_retrieval", {}).get("rewritten", 0),
+        }
     if namespaces:
         if "queried" in namespaces:
             namespaces["leaks"] = _leaks(runs, facts, queries)

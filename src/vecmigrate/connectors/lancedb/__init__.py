@@ -254,7 +254,8 @@ class LanceDBConnector(Connector):
         query in table order (the order ``take_offsets`` addresses, deleted rows skipped
         alike), with the same ``{"next": offset}`` tokens as ``scan_offsets``."""
         start = json.loads(resume)["next"] if resume else partition.spec["start"]
-        end = partition.spec["end"]
+        open_end = partition.spec["end"] is None  # the last range: to the end of the table
+        end = table.count_rows() if open_end else partition.spec["end"]
         if start >= end:
             return
         # Small rows are read a few batches at a time (about 4 MiB) and handed on in slices.
@@ -266,7 +267,7 @@ class LanceDBConnector(Connector):
                 batch = read.slice(at, batch_rows)
                 start += batch.num_rows
                 yield batch, json.dumps({"next": start})
-        if start < end:
+        if start < end and not open_end:
             raise TransientError(
                 f"LanceDB returned no rows at offset {start} of {name!r}; was it written to?"
             )
