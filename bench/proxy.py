@@ -16,13 +16,19 @@ Phases: source-only, then dual-write (after ``vecmigrate copy`` to a LanceDB tar
 ``vecmigrate cutover advance``: every write also goes to the target through the outbox).
 p50/p99 are per call, in milliseconds; throughput is sequential calls per second.
 
-Run: ``.venv/bin/python bench/proxy.py [--calls 500]``. Writes ``results/proxy.json`` and
-prints the table.
+``--baseline DIR`` also starts a second proxy running the ``vecmigrate`` package under
+``DIR/src`` (an earlier version: ``git archive <commit> src | tar -x -C DIR``) with the same
+state store, measured in the same rotation (direct, proxy, baseline), so that a before/after
+comparison sees the same machine load.
+
+Run: ``.venv/bin/python bench/proxy.py [--calls 500] [--baseline DIR [--baseline-label
+TEXT]]``. Writes ``results/proxy.json`` and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -82,9 +88,11 @@ def _phase_version(port: int) -> int:
 
 
 def measure(
-    calls: int, direct: Any, proxied: Any, vectors: np.ndarray, rows: dict[str, Any]
+    calls: int, sides: dict[str, Any], vectors: np.ndarray, rows: dict[str, Any]
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Alternating direct and proxied calls; per operation and side: p50, p99, calls/s."""
+    """Calls rotating over ``sides`` (``direct`` first); per operation and side: p50, p99,
+    calls/s, and per side other than ``direct`` what it adds over it (``added``,
+    ``added_by_<side>``)."""
     rng = np.random.default_rng(0)
     n = len(rows["ids"])
 
@@ -108,26 +116,53 @@ def measure(
     ops: dict[str, Callable[[Any], None]] = {"heartbeat": heartbeat, "query": query,
                                              "upsert": upsert}  # fmt: skip
     for op, fn in ops.items():
-        times: dict[str, list[float]] = {"direct": [], "proxy": []}
+        times: dict[str, list[float]] = {side: [] for side in sides}
         for _ in range(20):  # warm-up: connections, caches, the proxy's code paths
-            fn(direct)
-            fn(proxied)
+            for col in sides.values():
+                fn(col)
         for _ in range(calls):
-            for side, col in (("direct", direct), ("proxy", proxied)):
+            for side, col in sides.items():
                 t = time.perf_counter()
                 fn(col)
                 times[side].append(time.perf_counter() - t)
-        d, p = _ms(times["direct"]), _ms(times["proxy"])
-        added = {k: round(p[k] - d[k], 3) for k in ("p50_ms", "p99_ms")}
-        out[op] = {"direct": d, "proxy": p, "added": added}
+        stats = {side: _ms(t) for side, t in times.items()}
+        d = stats["direct"]
+        for side in sides:
+            if side != "direct":
+                name = "added" if side == "proxy" else f"added_by_{side}"
+                stats[name] = {k: round(stats[side][k] - d[k], 3) for k in ("p50_ms", "p99_ms")}
+        out[op] = stats
     return out
+
+
+def _start_proxy(
+    port: int, src: str, dst: str, state: str, log: Path, pythonpath: Path | None
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [VECMIGRATE, "proxy", "--dialect", "chroma", "--listen", f"127.0.0.1:{port}",
+             "--source", src, "--target", dst, "--state", state, "--collection", NAME,
+             "--state-ttl", "1"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        )  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=500, help="measured calls per operation")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy.json")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="also measure a proxy running the vecmigrate under DIR/src (an earlier version)",
+    )
+    ap.add_argument("--baseline-label", help="what the baseline is, for the results (default: DIR)")
     opts = ap.parse_args()
+    if opts.baseline is not None and not (opts.baseline / "src" / "vecmigrate").is_dir():
+        raise SystemExit(f"--baseline {opts.baseline}: no src/vecmigrate there")
     import chromadb
 
     t = pq.read_table(DATA)
@@ -143,7 +178,7 @@ def main() -> None:
         tmp = Path(tmp_s)
         (tmp / "chroma").mkdir()
         server = start_chroma_server(tmp / "chroma")
-        proxy = None
+        proxies: list[subprocess.Popen[bytes]] = []
         try:
             c = chromadb.HttpClient(host=server.host, port=server.port)
             col = c.create_collection(
@@ -153,32 +188,30 @@ def main() -> None:
                     metadatas=rows["metas"])  # fmt: skip
             src, dst = server.uri, f"lancedb://{tmp / 'target'}"
             state = f"sqlite://{tmp}/state.db"
-            port = free_port()
-            log = tmp / "proxy.log"
-            with log.open("wb") as out:
-                proxy = subprocess.Popen(
-                    [VECMIGRATE, "proxy", "--dialect", "chroma", "--listen",
-                     f"127.0.0.1:{port}", "--source", src, "--target", dst, "--state", state,
-                     "--collection", NAME, "--state-ttl", "1"],
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-            wait_until(lambda: _ready(port), 60, "vecmigrate proxy", log)
-            through = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection(
-                NAME, embedding_function=None
-            )
-            direct = c.get_collection(NAME, embedding_function=None)
-            results["source-only"] = measure(opts.calls, direct, through, vectors, rows)
+            ports = {"proxy": free_port()}
+            if opts.baseline is not None:
+                ports["baseline"] = free_port()
+            sides: dict[str, Any] = {"direct": c.get_collection(NAME, embedding_function=None)}
+            for side, port in ports.items():
+                log = tmp / f"{side}.log"
+                code = opts.baseline / "src" if side == "baseline" else None
+                proxies.append(_start_proxy(port, src, dst, state, log, code))
+                wait_until(functools.partial(_ready, port), 60, f"vecmigrate proxy ({side})", log)
+                sides[side] = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection(
+                    NAME, embedding_function=None
+                )
+            results["source-only"] = measure(opts.calls, sides, vectors, rows)
             _cli("copy", src, dst, "-c", NAME, cwd=tmp)
             ran = _cli("cutover", "advance", "--state", state, "-c", NAME, src, dst, cwd=tmp)
             version = int(ran["event"]["version"])
             deadline = time.monotonic() + 30
-            while _phase_version(port) != version:
+            while any(_phase_version(port) != version for port in ports.values()):
                 if time.monotonic() > deadline:
-                    raise SystemExit("the proxy did not take the dual-write phase")
+                    raise SystemExit("a proxy did not take the dual-write phase")
                 time.sleep(0.1)
-            results["dual-write"] = measure(opts.calls, direct, through, vectors, rows)
+            results["dual-write"] = measure(opts.calls, sides, vectors, rows)
         finally:
-            if proxy is not None:
+            for proxy in proxies:
                 stop_group(proxy, grace=30)
             server.stop()
     doc = {
@@ -187,6 +220,7 @@ def main() -> None:
         "dim": int(vectors.shape[1]),
         "calls_per_op": opts.calls,
         "client": f"chromadb {chromadb.__version__} HttpClient",
+        "baseline": (opts.baseline_label or str(opts.baseline)) if opts.baseline else None,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -197,16 +231,20 @@ def main() -> None:
     }
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"{'phase':<12} {'op':<7} {'direct p50/p99 ms':>18} {'proxy p50/p99 ms':>18} "
-          f"{'added p50/p99 ms':>18} {'calls/s d/p':>13}")  # fmt: skip
+    print(f"{'phase':<12} {'op':<10} {'side':<9} {'p50/p99 ms':>17} {'added p50/p99 ms':>18} "
+          f"{'calls/s':>8}")  # fmt: skip
     for ph, ops in results.items():
         for op, r in ops.items():
-            d, p, a = r["direct"], r["proxy"], r["added"]
-            print(
-                f"{ph:<12} {op:<7} {d['p50_ms']:>8.2f} /{d['p99_ms']:>7.2f}  "
-                f"{p['p50_ms']:>8.2f} /{p['p99_ms']:>7.2f}  "
-                f"{a['p50_ms']:>8.2f} /{a['p99_ms']:>7.2f}  {d['per_s']:>6.0f}/{p['per_s']:<6.0f}"
-            )
+            for side in ("direct", "proxy", "baseline"):
+                if side not in r:
+                    continue
+                s = r[side]
+                a = r.get("added" if side == "proxy" else f"added_by_{side}")
+                added = f"{a['p50_ms']:>8.2f} /{a['p99_ms']:>7.2f}" if a else " " * 17
+                print(
+                    f"{ph:<12} {op:<10} {side:<9} {s['p50_ms']:>8.2f} /{s['p99_ms']:>7.2f}  "
+                    f"{added} {s['per_s']:>8.0f}"
+                )
 
 
 if __name__ == "__main__":

@@ -12,19 +12,20 @@ Their metric is the space they search with (``_space``), with where it was read.
 ``?layout=langchain`` / ``?layout=llamaindex`` read and write collections as LangChain's
 ``Chroma`` and LlamaIndex's ``ChromaVectorStore`` keep them (``_frameworks``).
 
-``upsert`` replaces whole records: Chroma's own ``upsert`` merges metadata keys (a key the
-new record lacks is kept) and keeps the old document when the new one is None, so records
-that exist are deleted and added again, under the connector's lock.
+``upsert`` is Chroma's own, one atomic call: it merges metadata keys (a key the new
+record lacks is kept) and keeps the old document when the new one is None. Replacing by
+delete-then-add would open a window in which live cutover reads a record as deleted, so
+the merge is the known gap (a strict xfail in tests/conformance/test_chroma.py).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import chromadb
 import numpy as np
@@ -64,6 +65,7 @@ _HNSW_PARAMS = {
     "ef_construction": "ef_construction",
     "ef_search": "ef_search",
 }
+T = TypeVar("T")
 
 
 def _native(value: Any) -> bool:
@@ -182,6 +184,8 @@ class ChromaConnector(Connector):
         # layout=: what ``create`` was given (the layout batches arrive in) and the metric
         # the collection searches with.
         self._written: dict[str, tuple[CollectionSchema, Metric]] = {}
+        # Collection handles by name (see ``_collection``).
+        self._handles: dict[str, Any] = {}
 
     @cached_property
     def client(self) -> chromadb.api.ClientAPI:
@@ -192,19 +196,45 @@ class ChromaConnector(Connector):
             f"Chroma at {self.uri}", open_client, self.uri, c.tenant, c.database, c.token
         )
 
-    def _collection(self, name: str) -> Any:
+    def _collection(self, name: str, *, fresh: bool = False) -> Any:
+        """The handle of collection ``name`` (its id, metadata and configuration), kept
+        once fetched: over HTTP fetching it is a round trip of its own, which doubled the
+        cost of every fetch, search and upsert. ``fresh`` fetches it again; ``create`` and
+        ``drop`` replace or forget it, and ``_on`` refetches a handle whose collection
+        another client dropped."""
+        if not fresh:
+            col = self._handles.get(name)
+            if col is not None:
+                return col
         client = self.client
         try:
-            return client.get_collection(name, embedding_function=None)
+            col = client.get_collection(name, embedding_function=None)
         except (NotFoundError, ValueError) as exc:
+            self._handles.pop(name, None)
             raise ConfigError(f"Chroma at {self.uri} has no collection {name!r}") from exc
+        self._handles[name] = col
+        return col
+
+    def _on(self, name: str, call: Callable[[Any], T]) -> T:
+        """``call(handle of name)``; once more with a fresh handle when Chroma no longer
+        knows the cached one's collection id (another client dropped the collection and
+        perhaps made it again): Chroma refuses such a call whole, so nothing was applied
+        and calling again is safe. A collection that is gone for good is a ConfigError."""
+        col = self._collection(name)
+        try:
+            return call(col)
+        except NotFoundError:
+            if self._handles.get(name) is not col:
+                raise  # not the cached handle: nothing stale to replace
+            self._handles.pop(name, None)
+            return call(self._collection(name, fresh=True))
 
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self.client.list_collections())
 
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
-        col = self._collection(name)
+        col = self._collection(name, fresh=True)  # describing reads the collection anew
         stored = (col.metadata or {}).get(SCHEMA_KEY)
         if self._framework is not None:
             if stored:
@@ -257,10 +287,13 @@ class ChromaConnector(Connector):
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         node = self._filter(self._schema(name), filter)
-        col = self._collection(name)
         if node is None:
-            return int(col.count())
-        return len(col.get(where=where_filter(node, _is_ours(col)), include=[])["ids"])
+            return int(self._on(name, lambda col: col.count()))
+        return len(
+            self._on(
+                name, lambda col: col.get(where=where_filter(node, _is_ours(col)), include=[])
+            )["ids"]
+        )
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         if len(schema.vectors) != 1:
@@ -271,7 +304,7 @@ class ChromaConnector(Connector):
         what = f"Chroma collection {schema.name!r}"
         if self._keep_existing(schema.name, exists, if_exists, what, describe=False):
             if self._framework is not None:
-                col = self._collection(schema.name)
+                col = self._collection(schema.name, fresh=True)
                 if _is_ours(col):
                     self._framework.refuse_ours(schema.name)
                 self._written[schema.name] = (schema, _space(col)[0])
@@ -291,7 +324,8 @@ class ChromaConnector(Connector):
             self._written[schema.name] = (schema, v.metric)
         else:
             metadata = {SCHEMA_KEY: schema.to_json()}
-        self.client.create_collection(
+        self._handles.pop(schema.name, None)
+        self._handles[schema.name] = self.client.create_collection(
             schema.name,
             embedding_function=None,
             configuration={"hnsw": hnsw},  # type: ignore[arg-type]
@@ -337,11 +371,17 @@ class ChromaConnector(Connector):
         batch_rows: int = 1000,
     ) -> Iterator[tuple[pa.RecordBatch, ResumeToken]]:
         schema = schema or self._schema(name)
-        col = self._collection(name)
+        pinned: list[Any] = []  # the handle the first batch was read with
 
         def read(offset: int, limit: int) -> pa.RecordBatch:
-            got = col.get(limit=limit, offset=offset, include=_INCLUDE)
-            return self._to_batch(got, schema, col)
+            def get(col: Any) -> pa.RecordBatch:
+                got = col.get(limit=limit, offset=offset, include=_INCLUDE)
+                pinned[:] = [col]
+                return self._to_batch(got, schema, col)
+
+            # A scan stays on the collection it began on: if another client drops and
+            # re-makes it meanwhile, the scan fails instead of reading on into new records.
+            return get(pinned[0]) if pinned else self._on(name, get)
 
         yield from scan_offsets("Chroma", name, partition, resume, batch_rows, read)
 
@@ -352,18 +392,32 @@ class ChromaConnector(Connector):
         self, name: str, ids: Sequence[Any], *, schema: CollectionSchema | None = None
     ) -> pa.RecordBatch:
         schema = schema or self._schema(name)
-        col = self._collection(name)
-        got = col.get(ids=self._ids(ids), include=_INCLUDE)
-        return self._to_batch(got, schema, col)
+        wanted = self._ids(ids)
+        return self._on(
+            name,
+            lambda col: self._to_batch(col.get(ids=wanted, include=_INCLUDE), schema, col),
+        )
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
-        col = self._collection(name)
         vectors = vectors_to_numpy(batch.column(schema.vector.name))
         ids = self._ids(batch.column("id").to_pylist())
         rows = metadata_rows(batch, schema)
-        docs = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+        given = batch.column("document").to_pylist() if "document" in batch.schema.names else None
+        self._on(name, lambda col: self._upsert(col, name, schema, ids, vectors, given, rows))
+
+    def _upsert(
+        self,
+        col: Any,
+        name: str,
+        schema: CollectionSchema,
+        ids: list[str],
+        vectors: np.ndarray,
+        docs: list[Any] | None,
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """``upsert`` into one handle (how values are stored depends on the collection)."""
         metas: list[dict[str, Any] | None]
         if self._framework is not None:
             written = self._written.get(name)
@@ -406,12 +460,14 @@ class ChromaConnector(Connector):
         return meta or None
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
+        wanted = self._ids(ids)
         with self._lock:
-            self._collection(name).delete(ids=self._ids(ids))
+            self._on(name, lambda col: col.delete(ids=wanted))
 
     def drop(self, name: str) -> None:
         if name in self.list_collections():
             self._delete_collection(name)
+        self._handles.pop(name, None)
         self._schemas.pop(name, None)
         self._written.pop(name, None)
 
@@ -421,10 +477,11 @@ class ChromaConnector(Connector):
         made later that reuse their internal ids come back with those lists attached
         (another collection's ``tags`` on new records). Deleting records removes their
         list metadata properly."""
-        col = self._collection(name)
+        col = self._collection(name, fresh=True)
         while ids := col.get(limit=5000, include=[])["ids"]:
             with self._lock:
                 col.delete(ids=ids)
+        self._handles.pop(name, None)
         self.client.delete_collection(name)
 
     # -- querying ----------------------------------------------------------------------------
@@ -440,12 +497,15 @@ class ChromaConnector(Connector):
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema = self._schema(name)
         node = self._filter(schema, filter)
-        col = self._collection(name)
-        got = col.query(
-            query_embeddings=np.asarray(vectors, dtype=np.float32),
-            n_results=k,
-            include=["distances"],
-            where=where_filter(node, _is_ours(col)) if node else None,
+        queries = np.asarray(vectors, dtype=np.float32)
+        got = self._on(
+            name,
+            lambda col: col.query(
+                query_embeddings=queries,
+                n_results=k,
+                include=["distances"],
+                where=where_filter(node, _is_ours(col)) if node else None,
+            ),
         )
         ids = got["ids"]
         if schema.id_type is IdType.INT:

@@ -23,9 +23,11 @@ it into its search parameters, LlamaIndex sends none), so the index is built wit
 records' metric and a migration ranks as the source did, whatever the vectors. The
 frameworks' defaults are L2 (LangChain, AUTOINDEX) and IP (LlamaIndex, FLAT); LlamaIndex
 returns Milvus' raw distance as the node score, so with an l2 source (LlamaIndex's LanceDB
-and Chroma stores) lower scores are better: map ``vectors: {vector: {metric: dot}}`` for
-unit vectors to get its default IP. ``vecmigrate:``-noted in the collection's description:
-the vector field's portable name, int ids written as text, records without documents.
+and Chroma stores) lower scores are better: map ``vectors: {vector: {metric: dot,
+force_metric: true}}`` for unit vectors to get its default IP (l2 -> dot is refused
+without ``force_metric``: it ranks otherwise unless the vectors are unit length).
+``vecmigrate:``-noted in the collection's description: the vector field's portable name,
+int ids written as text, records without documents.
 """
 
 from __future__ import annotations
