@@ -21,7 +21,9 @@ from vecmigrate.model import METRIC_UNKNOWN, Metric
 # tables spell them.
 ID_NAMES = ("id", "_id", "pk", "uuid", "node_id", "doc_id", "chunk_id")
 DOCUMENT_NAMES = ("document", "text", "page_content", "content", "chunk", "body")
-METADATA_NAMES = ("metadata", "metadata_", "cmetadata", "meta", "payload")
+# JSON/struct columns whose keys are the metadata (LangChain's PGVectorStore keeps what
+# has no column of its own in ``langchain_metadata``).
+METADATA_NAMES = ("metadata", "metadata_", "cmetadata", "meta", "payload", "langchain_metadata")
 UNIT_TOLERANCE = 1e-3
 SAMPLE_ROWS = 1000
 

@@ -6,7 +6,8 @@ keep, read and written as the framework does (docs/frameworks-layouts.md).
   its records the rows of ``langchain_pg_embedding`` with that ``collection_id``. Both
   implementations are read: langchain-community's (``uuid`` key, the application's id in
   ``custom_id``) and langchain-postgres' (the id is the ``id`` varchar key). Missing tables
-  are created as langchain-community makes them (the class installed beside vecmigrate);
+  are created as langchain-postgres makes them (LangChain's current package; the other
+  variant's class cannot read them, nor can langchain-postgres read that variant);
   existing ones are written in their own variant.
 * **llamaindex**: collection ``x`` is table ``data_x`` (LlamaIndex lower-cases it): a
   ``bigserial`` key, ``text``, ``metadata_`` json, ``node_id`` (the record id), ``embedding``.
@@ -588,16 +589,19 @@ class FrameworkTables:
         name, dim = schema.name, schema.vector.dim
         have = (self._exists(LC_COLLECTION), self._exists(LC_EMBEDDING))
         if have == (False, False):
-            # As langchain-community's PGVector creates them (SQLAlchemy models).
+            # As langchain-postgres' PGVector creates them (its SQLAlchemy models, with
+            # embedding_length and use_jsonb=True): LangChain's current package, which
+            # cannot read langchain-community's variant (no ``id`` column) - nor can that
+            # one read these (no ``custom_id``): its users create their tables first.
             coll, emb = self.host._table(LC_COLLECTION), self.host._table(LC_EMBEDDING)
             self._run(
                 sql.SQL(
-                    "CREATE TABLE {} (name VARCHAR, cmetadata JSON, uuid UUID NOT NULL, "
-                    "PRIMARY KEY (uuid))"
+                    "CREATE TABLE {} (uuid UUID NOT NULL, name VARCHAR NOT NULL, cmetadata JSON, "
+                    "PRIMARY KEY (uuid), UNIQUE (name))"
                 ).format(coll),
                 sql.SQL(
-                    "CREATE TABLE {} (collection_id UUID, embedding VECTOR({}), document VARCHAR, "
-                    "cmetadata JSONB, custom_id VARCHAR, uuid UUID NOT NULL, PRIMARY KEY (uuid), "
+                    "CREATE TABLE {} (id VARCHAR NOT NULL, collection_id UUID, "
+                    "embedding VECTOR({}), document VARCHAR, cmetadata JSONB, PRIMARY KEY (id), "
                     "FOREIGN KEY(collection_id) REFERENCES {} (uuid) ON DELETE CASCADE)"
                 ).format(emb, sql.Literal(dim), coll),
                 sql.SQL(

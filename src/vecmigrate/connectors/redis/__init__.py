@@ -4,10 +4,11 @@ A collection is a RediSearch index over one HASH per record (key ``<collection>:
 with the vecmigrate schema kept at ``vecmigrate:schema:<collection>``; indexes made by other
 tools (over HASH or JSON documents) are described from ``FT.INFO`` and read as they are laid
 out (``_infer``: ids from the key or ``?id_field=``, text and vectors under any name with
-``?document_field=`` / ``?vector_field=``). The exact layout is in ``_schema``; filter
-compilation in ``_filters``; hash / JSON encoding in ``_records``; the client and the one
-error mapping in ``_client``. This module holds the connector contract: commands and
-pipelines.
+``?document_field=`` / ``?vector_field=``). With ``?layout=langchain`` indexes are read and
+written as LangChain's ``RedisVectorStore`` keeps them (``_frameworks``). The exact layout
+is in ``_schema``; filter compilation in ``_filters``; hash / JSON encoding in ``_records``;
+the client and the one error mapping in ``_client``. This module holds the connector
+contract: commands and pipelines.
 
 Scans walk ``SCAN MATCH <prefix>* TYPE hash`` and partition keys by crc32 buckets; a
 resume token is the SCAN cursor plus the last key emitted from that cursor's reply.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
@@ -30,8 +31,9 @@ import redis
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret, reveal
 from vecmigrate.connectors.foreign import FieldsConfig
-from vecmigrate.connectors.redis import _client
-from vecmigrate.connectors.redis._access import id_values, record_keys, sample
+from vecmigrate.connectors.frameworks import LANGCHAIN, parse_layout
+from vecmigrate.connectors.redis import _client, _frameworks
+from vecmigrate.connectors.redis._access import case_superset, id_values, record_keys, sample
 from vecmigrate.connectors.redis._client import execute as _exec
 from vecmigrate.connectors.redis._filters import _Query, compile_filter
 from vecmigrate.connectors.redis._infer import describe_index
@@ -49,7 +51,7 @@ from vecmigrate.connectors.redis._schema import (
     text,
 )
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.filters import ALL_OPS
+from vecmigrate.filters import ALL_OPS, Node, evaluate
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -70,12 +72,17 @@ SCAN_COUNT = 1000  # fixed: a resumed SCAN must see the same reply for the same 
 @dataclass(frozen=True)
 class RedisConfig(FieldsConfig):
     """Database (0: RediSearch's only one), password, TLS and the socket timeout (s); the
-    fields of indexes other tools made (``connectors/foreign.py``)."""
+    fields of indexes other tools made (``connectors/foreign.py``); ``layout``:
+    ``langchain`` for the indexes LangChain's RedisVectorStore keeps (``_frameworks``)."""
 
     db: str = "0"
     password: Secret | None = None
     tls: bool = False
     timeout: float = 120.0
+    layout: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", parse_layout(self.layout, "redis", (LANGCHAIN,)))
 
 
 class RedisConnector(Connector):
@@ -152,7 +159,15 @@ class RedisConnector(Connector):
         if info is None:
             raise ConfigError(f"{self.uri} has no RediSearch index {name!r}")
         stored = self._cmd("GET", "GET", SCHEMA_KEY + name)
-        if stored:
+        if self.config.layout and stored:
+            raise ConfigError(
+                f"redis index {name!r} is in vecmigrate's own layout, not "
+                f"{self.config.layout}'s (layout={self.config.layout})",
+                hint="read it without ?layout=",
+            )
+        if self.config.layout:
+            schema, layout = _frameworks.describe(name, info, partial(sample, self), self.config)
+        elif stored:
             schema = CollectionSchema.from_json(stored.decode()).replace(name=name, engine="redis")
             layout = own_layout(schema)
         else:
@@ -198,7 +213,15 @@ class RedisConnector(Connector):
         return result
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        node = self._filter(self._schema(name), filter)
+        schema = self._schema(name)
+        node = self._filter(schema, filter)
+        if node is not None and case_superset(node, self._layout(name)) is not None:
+            # Case-folded TAGs cannot count exact matches: every record is evaluated.
+            part = Partition(id="all", spec={"bucket": 0, "buckets": 1}, estimated_rows=0)
+            return sum(
+                int(evaluate(node, batch).sum())
+                for batch, _ in self.scan(name, part, schema=schema, batch_rows=1000)
+            )
         q = _Query()
         query = compile_filter(node, self._layout(name), q) if node else "*"
         return int(self._search(name, query, q.params, "LIMIT", 0, 0)[0])
@@ -206,12 +229,19 @@ class RedisConnector(Connector):
     # -- create ------------------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:
         name = schema.name
-        check_creatable(schema)
+        if self.config.layout:
+            _frameworks.check_creatable(schema)
+        else:
+            check_creatable(schema)
         exists = self._info(name) is not None
         if self._keep_existing(name, exists, if_exists, f"redis index {name!r}"):
             return
         if exists:
             self.drop(name)
+        if self.config.layout:
+            self._cmd(f"creating {name!r}", *_frameworks.create_args(schema))
+            self._schemas[name], self._layouts[name] = _frameworks.new_layout(schema)
+            return
         self._cmd(f"creating {name!r}", *create_args(schema))
         self._cmd(f"creating {name!r}", "SET", SCHEMA_KEY + name, schema.to_json())
         self._schemas[name], self._layouts[name] = schema, own_layout(schema)
@@ -284,6 +314,8 @@ class RedisConnector(Connector):
         for key in keys:
             _exec(pipe, *(("JSON.GET", key) if layout.json else ("HGETALL", key)))
         raws = self._execute(pipe, name, f"reading {name!r}")
+        if layout.framework:
+            return _frameworks.records_to_batch(name, schema, layout, keys, raws)
         return records_to_batch(name, schema, layout, keys, raws)
 
     # -- writing -----------------------------------------------------------------------------
@@ -295,10 +327,18 @@ class RedisConnector(Connector):
             self._upsert_json(name, schema, layout, batch)
             return
         ids = batch.column("id").to_pylist()
-        rows = hash_rows(name, schema, layout, batch)
         keys = record_keys(self, name, schema, layout, ids)
-        known = [layout.doc_field or "", *(v.name for v in schema.vectors), *layout.fields.values()]
-        known = [f for f in dict.fromkeys([*known, EXTRA]) if f]
+        if layout.framework:
+            rows = _frameworks.hash_rows(name, schema, layout, batch)
+            known = _frameworks.hash_fields(schema, layout)
+        else:
+            rows = hash_rows(name, schema, layout, batch)
+            known = [
+                layout.doc_field or "",
+                *(v.name for v in schema.vectors),
+                *layout.fields.values(),
+            ]
+            known = [f for f in dict.fromkeys([*known, EXTRA]) if f]
         pipe = self.client.pipeline(transaction=False)
         owners = []
         for rid, row, rkey in zip(ids, rows, keys, strict=True):
@@ -364,33 +404,79 @@ class RedisConnector(Connector):
     ) -> tuple[list[list[Any]], list[list[float]]]:
         schema, layout = self._schema(name), self._layout(name)
         node = self._filter(schema, filter)
+        loose = case_superset(node, layout) if node else None
         q = _Query()
-        where = compile_filter(node, layout, q) if node else "*"
+        where = compile_filter(node, loose or layout, q) if node else "*"
         vf = schema.vector_field(vector_field)
         attr, algo = layout.vector_attrs[vf.name]
         ef = ""
         if algo == "HNSW":
             ef = f" EF_RUNTIME {int((params or {}).get('ef_search', max(40, 2 * k)))}"
         where = f"({where})" if node else "*"
-        query = f"{where}=>[KNN {int(k)} @{attr} $__vec{ef} AS {SCORE}]"
-        pipe = self.client.pipeline(transaction=False)
         flat = [x for kv in q.params.items() for x in kv]
-        for vec in np.ascontiguousarray(vectors, dtype="<f4"):
-            _exec(pipe,
+
+        def knn(vec: np.ndarray, n: int) -> list[Any]:
+            query = f"{where}=>[KNN {int(n)} @{attr} $__vec{ef} AS {SCORE}]"
+            return [
                 "FT.SEARCH", name, query, "PARAMS", len(flat) + 2, *flat, "__vec", vec.tobytes(),
-                "SORTBY", SCORE, "RETURN", 1, SCORE, "LIMIT", 0, int(k), "TIMEOUT", 0, "DIALECT", 2,
-            )  # fmt: skip
+                "SORTBY", SCORE, "RETURN", 1, SCORE, "LIMIT", 0, int(n), "TIMEOUT", 0, "DIALECT", 2,
+            ]  # fmt: skip
+
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+        if loose is not None and node is not None:
+            found = [self._narrowed(name, schema, layout, node, knn, vec, k) for vec in matrix]
+            return [f[0] for f in found], [f[1] for f in found]
+        pipe = self.client.pipeline(transaction=False)
+        for vec in matrix:
+            _exec(pipe, *knn(vec, k))
         replies = self._execute(pipe, name, f"search in {name!r}")
-        cut = len(layout.id_prefix.encode())
         ids: list[list[Any]] = []
         scores: list[list[float]] = []
         for reply in replies:
             keys, fields = reply[1::2], reply[2::2]
-            row = (
-                [k[cut:].decode() for k in keys]
-                if layout.id_field is None
-                else id_values(self, name, layout, keys)
-            )
-            ids.append([int(r) for r in row] if schema.id_type is IdType.INT else row)
+            ids.append(self._ids_of(name, schema, layout, keys))
             scores.append([float(pairs(f)[SCORE]) for f in fields])
         return ids, scores
+
+    def _ids_of(
+        self, name: str, schema: CollectionSchema, layout: Layout, keys: list[bytes]
+    ) -> list[Any]:
+        """The record id of each key a search returned."""
+        cut = len(layout.id_prefix.encode())
+        row = (
+            [k[cut:].decode() for k in keys]
+            if layout.id_field is None
+            else id_values(self, name, layout, keys)
+        )
+        return [int(r) for r in row] if schema.id_type is IdType.INT else row
+
+    def _narrowed(
+        self,
+        name: str,
+        schema: CollectionSchema,
+        layout: Layout,
+        node: Node,
+        knn: Callable[[np.ndarray, int], list[Any]],
+        vec: np.ndarray,
+        k: int,
+    ) -> tuple[list[Any], list[float]]:
+        """Top ``k`` under a filter the index answers case-folded (``case_superset``): the
+        nearest records of the superset, read and kept when ``node`` holds exactly, asking
+        for more until ``k`` hold or the superset is exhausted (order is the engine's, so
+        the kept ones are the exact top ``k``)."""
+        n = max(4 * k, 40)
+        while True:
+            reply = self._cmd(f"search in {name!r}", *knn(vec, n))
+            keys, fields = list(reply[1::2]), reply[2::2]
+            batch = self._read(name, schema, layout, keys)
+            mask = evaluate(node, batch)
+            ok = {str(i) for i, m in zip(batch.column("id").to_pylist(), mask, strict=True) if m}
+            ids = self._ids_of(name, schema, layout, keys)
+            hits = [
+                (rid, float(pairs(f)[SCORE]))
+                for rid, f in zip(ids, fields, strict=True)
+                if str(rid) in ok
+            ][:k]
+            if len(hits) == k or len(keys) < n:
+                return [h[0] for h in hits], [h[1] for h in hits]
+            n *= 4

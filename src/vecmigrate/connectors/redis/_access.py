@@ -1,9 +1,11 @@
 """Finding documents of an index another tool made, used only by ``connectors/redis``:
-sampling them to describe the index, and the key of each record when its id lives in a
-field (``?id_field=``) rather than in the key."""
+sampling them to describe the index, the key of each record when its id lives in a
+field (``?id_field=``) rather than in the key, and which filters the index can answer
+only case-folded (TAG fields without CASESENSITIVE, as LangChain and redisvl make them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vecmigrate.connectors.redis._client import execute as _exec
 from vecmigrate.connectors.redis._filters import _Query, id_query
 from vecmigrate.connectors.redis._schema import Layout, match_pattern, pairs
+from vecmigrate.filters import Bool, Node
 from vecmigrate.model import CollectionSchema, IdType
 
 if TYPE_CHECKING:
@@ -84,3 +87,32 @@ def id_values(conn: RedisConnector, name: str, layout: Layout, keys: list[bytes]
         value = got[0] if got else None
         out.append(value.decode() if isinstance(value, bytes) else value)
     return out
+
+
+def case_superset(node: Node, layout: Layout) -> Layout | None:
+    """For a framework's index (``?layout=``) and a filter using TAG fields created
+    without CASESENSITIVE only in equalities
+    (``$eq`` / ``$in``, under no negation): ``layout`` with those fields taken as they
+    are, whose query then matches a superset of the records (``News`` also finds
+    ``news``) that the caller narrows by evaluating the filter exactly. None when the
+    filter uses no such field, or uses one where a superset would not be one."""
+    if layout.framework is None:
+        # Other tools' indexes refuse such filters (``_filters``); a framework's default
+        # TAGs are case-folded, and its users filter on them, so they are narrowed.
+        return None
+    uses, exact = _case_folded(node, layout, negated=False)
+    if not uses or not exact:
+        return None
+    return dataclasses.replace(layout, nocase=set())
+
+
+def _case_folded(node: Node, layout: Layout, *, negated: bool) -> tuple[bool, bool]:
+    """(whether ``node`` filters a case-folded TAG, whether only as a positive equality)."""
+    if isinstance(node, Bool):
+        flip = negated != (node.op == "$not")
+        found = [_case_folded(c, layout, negated=flip) for c in node.children]
+        return any(u for u, _ in found), all(e for _, e in found)
+    attr = layout.attrs.get(node.field.name, ("", ""))[0]
+    if attr not in layout.nocase or node.op == "$exists":
+        return False, True
+    return True, not negated and node.op in ("$eq", "$in")

@@ -89,6 +89,13 @@ class Layout:
     id_field: str | None = None
     id_attr: tuple[str, str] | None = None
     skip: set[str] = field(default_factory=set)
+    # ``?layout=langchain`` (``_frameworks``): the framework whose records these are, the
+    # hash field of each vector (portable name -> field), the TAG separator of each hash
+    # field indexed as TAG, the hash fields indexed as NUMERIC.
+    framework: str | None = None
+    vector_fields: dict[str, str] = field(default_factory=dict)
+    separators: dict[str, str] = field(default_factory=dict)
+    numeric: set[str] = field(default_factory=set)
 
     @property
     def key_type(self) -> str:
