@@ -38,6 +38,7 @@ def call_with_retry(
     what: str,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    hint: str = "the job is resumable: fix the cause and rerun with --resume",
 ) -> tuple[T, int]:
     """Run ``fn``; on TransientError wait and try again. Returns (result, retries used)."""
     rng = rng or random.Random()
@@ -48,7 +49,7 @@ def call_with_retry(
             if attempt == policy.attempts:
                 raise TransientError(
                     f"{what} still failing after {attempt} attempts: {exc.message}",
-                    hint="the job is resumable: fix the cause and rerun with --resume",
+                    hint=hint,
                 ) from exc
             wait = policy.delay(attempt, rng)
             log.warning("%s failed (%s); retry %d in %.2fs", what, exc.message, attempt, wait)

@@ -386,8 +386,20 @@ def _docs(conn: Any, ids: list[str], name: str = "docs") -> dict[str, str]:
     return dict(zip(got.column("id").to_pylist(), got.column("document").to_pylist(), strict=True))
 
 
-def test_ambiguous_primary_failure_still_ends_equal(tmp_path: Path) -> None:
+def test_a_transient_primary_failure_is_retried_within_the_budget(tmp_path: Path) -> None:
     router, source, target, state = _dual_write_router(tmp_path)
+    source.armed = True  # the first attempt applies, then times out; the second succeeds
+    router.upsert(_batch(["a"], "v1"))  # the application sees no error
+    router._replay_side("target", block=True)
+    assert _docs(target, ["a"]) == _docs(source.inner, ["a"]) == {"a": "a v1"}
+    router.close()
+    state.close()
+
+
+def test_ambiguous_primary_failure_still_ends_equal(tmp_path: Path) -> None:
+    from vecmigrate.retry import RetryPolicy
+
+    router, source, target, state = _dual_write_router(tmp_path, write_retry=RetryPolicy(1))
     source.armed = True
     with pytest.raises(TransientError):
         router.upsert(_batch(["a"], "v1"))  # the caller sees a failure; the source has it

@@ -40,10 +40,14 @@ from vecmigrate.live.replication import Replication
 from vecmigrate.live.shadow import ShadowReader
 from vecmigrate.live.state import StateStore
 from vecmigrate.records import build_batch, conform, table_to_batch
+from vecmigrate.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Records: TypeAlias = pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]
+
+# Primary writes: up to 5 attempts, about 1.5 s of back-off in all.
+WRITE_RETRY = RetryPolicy(attempts=5, base_seconds=0.05, max_seconds=1.0)
 
 
 class MigrationRouter(Replication):
@@ -68,6 +72,7 @@ class MigrationRouter(Replication):
         alive_ttl: float = 5.0,
         metrics: RouterMetrics | None = None,
         read_timeout: float = 5.0,
+        write_retry: RetryPolicy = WRITE_RETRY,
         start: bool = True,
     ) -> None:
         self.conns: dict[Side, Connector] = {"source": source, "target": target}
@@ -85,6 +90,10 @@ class MigrationRouter(Replication):
         self.held_timeout = held_timeout
         self.alive_ttl = max(alive_ttl, 2 * stats_interval)
         self.read_timeout = read_timeout
+        # A primary write failing transiently (a deadlock, a busy or restarting engine) is
+        # tried again within this budget before the application sees the error: writes are
+        # idempotent, and the held outbox entry waits meanwhile.
+        self.write_retry = write_retry
         # Reads that can fall back run here: a hung side costs read_timeout, not the request.
         self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vm-read")
         self.metrics = metrics or RouterMetrics(collection)
@@ -190,7 +199,12 @@ class MigrationRouter(Replication):
             try:
                 if seq is not None and secondary is not None:
                     self._after_older_writes(seq, secondary, ids)
-                self._apply(primary, op, batch, ids)
+                call_with_retry(
+                    lambda: self._apply(primary, op, batch, ids),
+                    self.write_retry,
+                    what=f"{primary} {op} of {self.collection!r}",
+                    hint="the write was not acknowledged: the application may send it again",
+                )
             except Exception:
                 self.metrics.writes.labels(self.collection, primary, op, "primary", "error").inc()
                 self.metrics.errors.labels(self.collection, f"{primary}-write").inc()
