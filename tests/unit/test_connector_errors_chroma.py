@@ -82,3 +82,8 @@ def test_a_relative_path_opens_the_directory_it_names_now(
     second = connect("chroma:./store")
     assert second.list_collections() == []
     second.close()
+
+
+def test_a_read_raced_by_a_concurrent_delete_is_transient() -> None:
+    raced = InternalError("Error executing plan: Internal error: Error finding id")
+    assert isinstance(translate_error(raced, "chroma scan 'docs'"), TransientError)

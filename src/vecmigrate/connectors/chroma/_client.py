@@ -23,6 +23,7 @@ from vecmigrate.uri import ConnectionURI
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _AUTH_STATUS = frozenset({401, 403})
+_RACED = "Error finding id"
 _AUTH_HINT = "check the token (token=env:NAME), tenant and database"
 
 
@@ -91,5 +92,9 @@ def translate_error(exc: Exception, what: str) -> VecmigrateError | None:
     if ours or type(exc).__module__.startswith("chromadb"):
         if "NaN" in text or "dimension" in text:
             return DataError(f"{what}: {text}")
+        if _RACED in text:
+            # A read planned before a concurrent delete landed: the same read succeeds
+            # again once the write is visible (seen under live cutover's writes).
+            return TransientError(f"{what}: {text} (a concurrent write raced the read)")
         return TerminalError(f"{what}: {text}")
     return None
