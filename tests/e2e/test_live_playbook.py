@@ -23,7 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import require_module
+from tests.doc_blocks import bash_blocks
 from tests.e2e.helpers import cli
 from tests.e2e.live_harness import (
     DIM,
@@ -41,25 +44,13 @@ from tests.engines.common import stop_group, wait_until
 from vecmigrate.connectors import connect
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "live-cutover.md"
-ASSIGNMENT = re.compile(r"^(export )?[A-Z_]+=")
 SHADOW_GATED = re.compile(r"-> (canary|target-primary|target-only)")
 
 
 def playbook_blocks() -> list[list[str]]:
     """The command lines of each ``bash`` block under "## The playbook" (variable
     assignments and comment-only lines left out: the test supplies the variables)."""
-    text = DOC.read_text()
-    section = text[text.index("## The playbook") :]
-    section = section[: section.find("\n## ", 1) if "\n## " in section[1:] else None]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    return [
-        [
-            line
-            for line in (raw.strip() for raw in block.splitlines())
-            if line and not line.startswith("#") and not ASSIGNMENT.match(line)
-        ]
-        for block in blocks
-    ]
+    return bash_blocks(DOC, "## The playbook")
 
 
 def test_the_doc_has_the_blocks_this_test_runs() -> None:
@@ -69,6 +60,7 @@ def test_the_doc_has_the_blocks_this_test_runs() -> None:
     assert all("rollback" in line for line in back)
 
 
+@pytest.mark.timeout(900)  # about 2 minutes alone; more on a loaded machine
 def test_the_playbook_as_written_under_load(
     postgres: Any, chroma_server: Any, tmp_path: Path
 ) -> None:
@@ -130,9 +122,7 @@ def test_the_playbook_as_written_under_load(
             for w in range(2)
         ]
         reads = [f"doc-{i:05d}" for i in range(400, ROWS)]
-        load = Load(
-            bases, writer_ids, reads, dim=DIM, max_seconds=900, max_requests=10**6
-        ).start()
+        load = Load(bases, writer_ids, reads, dim=DIM, max_seconds=900, max_requests=10**6).start()
         time.sleep(1.0)
         primary = next(i for i, line in enumerate(forward) if "-> target-primary" in line)
         for line in forward[: primary + 1]:
