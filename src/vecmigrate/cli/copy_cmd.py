@@ -5,15 +5,12 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from vecmigrate import api
-from vecmigrate.api import CopyReport
 from vecmigrate.cli.options import (
-    MAPPING_HINT,
     BatchOpt,
     CollectionsOpt,
     DryRunOpt,
@@ -39,6 +36,7 @@ from vecmigrate.cli.options import (
     WorkersOpt,
     YesOpt,
     load_mapping,
+    mapping_hint,
 )
 from vecmigrate.cli.output import (
     EXIT_FAILED,
@@ -49,10 +47,15 @@ from vecmigrate.cli.output import (
     progress_bar,
 )
 from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
-from vecmigrate.pipeline import CopyOptions
-from vecmigrate.pipeline.selection import describe_selection
 from vecmigrate.uri import redact
-from vecmigrate.verify.copycheck import VerifyMode
+
+if TYPE_CHECKING:
+    # Imported where a command runs (they bring pyarrow, numpy and pydantic), so that
+    # --help stays fast.
+    from vecmigrate import api
+    from vecmigrate.api import CopyReport
+    from vecmigrate.pipeline import CopyOptions
+    from vecmigrate.verify.copycheck import VerifyMode
 
 
 def _run_copy(
@@ -65,6 +68,8 @@ def _run_copy(
     verify: bool | VerifyMode,
     state_dir: Path | None = None,
 ) -> dict[str, Any]:
+    from vecmigrate import api
+
     if state_dir is not None and options.job_path is None:
         job = api.job_path(
             source, target, collection, target_collection, options.mapping, state_dir
@@ -120,6 +125,8 @@ def copy_json(source: str, target: str, results: list[dict[str, Any]]) -> dict[s
 
 
 def _report_copy(source: str, target: str, results: list[dict[str, Any]], json_out: bool) -> None:
+    from vecmigrate.pipeline.selection import describe_selection
+
     if json_out:
         emit_json(copy_json(source, target, results))
         return
@@ -210,6 +217,9 @@ def _options(
     filter_text: str | None = None,
     ids_file: Path | None = None,
 ) -> CopyOptions:
+    from vecmigrate import api
+    from vecmigrate.pipeline import CopyOptions
+
     if executor not in ("local", "ray") and not executor.startswith("ray:"):
         raise ConfigError(
             f"--executor must be local, ray or ray:ADDRESS, not {executor!r}",
@@ -247,6 +257,8 @@ def _chosen(
 ) -> list[str]:
     """The collections to copy, with the selection checked against each one's schema
     before anything is created anywhere."""
+    from vecmigrate import api
+
     with api.opened(source, read_only=True) as conn:
         names = api.select_collections(
             conn, collection or [], include=include or [], exclude=exclude or []
@@ -292,7 +304,9 @@ def copy(
     verbose: VerboseOpt = False,
 ) -> None:
     """Stream collections from SOURCE into TARGET: no intermediate files, resumable."""
-    hint = MAPPING_HINT if mapping else None
+    from vecmigrate import api
+
+    hint = mapping_hint() if mapping else None
     with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint):
         opts = _options(
             mapping,
@@ -370,6 +384,8 @@ def export_(
     verbose: VerboseOpt = False,
 ) -> None:
     """Export collections to a portable, checksummed dump (Parquet + schema + manifest)."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         target = api.export_uri(output, encrypt_key)
     copy(
@@ -430,6 +446,8 @@ def import_(
     verbose: VerboseOpt = False,
 ) -> None:
     """Import a dump: create schema and index on the target, batched idempotent upserts."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         source = api.dump_uri(dump)
     copy(

@@ -9,29 +9,25 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vecmigrate import api
 from vecmigrate.cli.options import JsonOpt, NameOpt, QuietOpt, VerboseOpt
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, err, out
-from vecmigrate.connectors import Connector
 from vecmigrate.errors import ConfigError
-from vecmigrate.live.cutover_gates import (
-    GateConfig,
-    GateFailedError,
-    GateResult,
-    advance,
-    rollback,
-)
-from vecmigrate.live.phases import Phase, parse_phase
-from vecmigrate.live.reconcile import reconcile_collection
-from vecmigrate.live.state import PhaseEvent, open_state
-from vecmigrate.live.status import cutover_status
+
+if TYPE_CHECKING:
+    # vecmigrate.live and the API are imported where a command runs (they bring the
+    # connectors, pyarrow and numpy), so that --help stays fast.
+    from rich.console import Console
+
+    from vecmigrate.connectors import Connector
+    from vecmigrate.live.cutover_gates import GateFailedError, GateResult
+    from vecmigrate.live.phases import Phase
+    from vecmigrate.live.state import PhaseEvent
 
 cutover_app = typer.Typer(
     name="cutover",
@@ -59,6 +55,9 @@ ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default user
 
 
 def _status(state_uri: str, collection: str, events: int) -> dict[str, Any]:
+    from vecmigrate.live.state import open_state
+    from vecmigrate.live.status import cutover_status
+
     with open_state(state_uri) as state:
         return cutover_status(state, collection, events)
 
@@ -141,6 +140,8 @@ def _event_out(event: PhaseEvent, results: list[GateResult] | None, json_out: bo
 
 
 def _phase(name: str | None) -> Phase | None:
+    from vecmigrate.live.phases import parse_phase
+
     return parse_phase(name) if name else None
 
 
@@ -203,6 +204,10 @@ def advance_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Check the gates, then move to the next phase (or a larger canary); exit 1 if refused."""
+    from vecmigrate import api
+    from vecmigrate.live.cutover_gates import GateConfig, GateFailedError, advance
+    from vecmigrate.live.state import open_state
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         if (source is None) != (target is None):
             raise ConfigError(
@@ -273,6 +278,9 @@ def rollback_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Step back to the previous phase (or --to an earlier one); no gates."""
+    from vecmigrate.live.cutover_gates import rollback
+    from vecmigrate.live.state import open_state
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out), open_state(state) as store:
         event = rollback(store, collection, to=_phase(to), percent=percent, actor=actor, note=note)
         _event_out(event, None, json_out)
@@ -291,6 +299,10 @@ def reconcile_cmd(
 ) -> None:
     """Queue the primary's current version of every id `diff` finds different for the
     secondary, through the outbox: safe while the application keeps writing."""
+    from vecmigrate import api
+    from vecmigrate.live.reconcile import reconcile_collection
+    from vecmigrate.live.state import open_state
+
     with (
         command(verbose=verbose, quiet=quiet, json_out=json_out),
         open_state(state) as store,

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from vecmigrate import api
 from vecmigrate.cli.options import JsonOpt, QuietOpt, VerboseOpt
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
 from vecmigrate.uri import redact
@@ -27,6 +26,8 @@ def doctor(
     verbose: VerboseOpt = False,
 ) -> None:
     """Check a store: URI and client, connection, read, version, capabilities, (--write)."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         report = api.doctor(store, write=write)
         if json_out:

@@ -3,9 +3,13 @@ storage kind and each URI parameter with its type (from the connector's ``Config
 
 from __future__ import annotations
 
-from vecmigrate import api
+from typing import TYPE_CHECKING
+
 from vecmigrate.cli.options import JsonOpt, QuietOpt, VerboseOpt
 from vecmigrate.cli.output import command, emit_json, out
+
+if TYPE_CHECKING:
+    from vecmigrate import api
 
 
 def _param_line(p: api.EngineParam) -> str:
@@ -22,6 +26,8 @@ def engines(
     verbose: VerboseOpt = False,
 ) -> None:
     """List every engine scheme: installed (or the pip extra), storage, URI parameters."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         found = api.engines()
         if json_out:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vecmigrate import api
 from vecmigrate.cli.options import (
     CollectionOpt,
     JsonOpt,
@@ -17,9 +16,10 @@ from vecmigrate.cli.options import (
     no_collections,
 )
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
-from vecmigrate.model import METRIC_UNKNOWN
 from vecmigrate.uri import redact
-from vecmigrate.verify.check import CheckReport
+
+if TYPE_CHECKING:
+    from vecmigrate.verify.check import CheckReport
 
 
 # -- inspect ---------------------------------------------------------------------------------
@@ -31,6 +31,8 @@ def inspect(
     verbose: VerboseOpt = False,
 ) -> None:
     """Collections, counts, dims, metric, id type, metadata schema and index settings."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         rows = [info.to_json() for info in api.inspect(source, collection)]
         if not rows:
@@ -63,6 +65,8 @@ def inspect(
 
 
 def _metric(v: dict[str, Any]) -> str:
+    from vecmigrate.model import METRIC_UNKNOWN
+
     source = v.get("metric_source")
     if source == METRIC_UNKNOWN:
         return f"UNKNOWN (state it: vectors.{v['name']}.metric in a mapping)"
@@ -98,6 +102,8 @@ def check(
     verbose: VerboseOpt = False,
 ) -> None:
     """Validate an export: dims, NaN/Inf, zero vectors, duplicate or missing ids, type drift."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         reports = api.check(source, collection)
         if not reports:

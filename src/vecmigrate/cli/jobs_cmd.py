@@ -6,14 +6,16 @@ and ``--verbose`` where every other verb does."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from vecmigrate import api
 from vecmigrate.cli.options import JsonOpt, QuietOpt, StateDirOpt, VerboseOpt
 from vecmigrate.cli.output import command, emit_json, out
 from vecmigrate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vecmigrate import api
 
 
 def _ls(found: tuple[api.JobInfo, ...], json_out: bool) -> None:
@@ -40,6 +42,8 @@ def _rm(
     dead_letters: bool,
     json_out: bool,
 ) -> None:
+    from vecmigrate import api
+
     by_name = {j.name: j for j in found}
     if all_jobs == bool(names):
         raise ConfigError(
@@ -80,6 +84,8 @@ def jobs(
     verbose: VerboseOpt = False,
 ) -> None:
     """List (ls) or remove (rm) the job files kept for --resume; a removed job starts over."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         found = api.jobs(state_dir)
         if action == "ls":

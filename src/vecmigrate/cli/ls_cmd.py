@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from vecmigrate import api
 from vecmigrate.cli.options import JsonOpt, QuietOpt, VerboseOpt
 from vecmigrate.cli.output import command, emit_json, out
 
@@ -19,6 +18,8 @@ def ls(
     verbose: VerboseOpt = False,
 ) -> None:
     """List the collections of a store with their record counts (reads only)."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         listing = api.ls(source)
         if json_out:

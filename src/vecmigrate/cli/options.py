@@ -7,17 +7,21 @@ Settings a team fixes for every run can come from the environment (VECMIGRATE_*)
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-import yaml
 
-from vecmigrate.connectors import Connector
 from vecmigrate.errors import ConfigError, VecmigrateError
-from vecmigrate.mapping import MappingSpec
 from vecmigrate.uri import redact
-from vecmigrate.verify.gates import VerifyConfig
+
+if TYPE_CHECKING:
+    # The CLI imports this module to build --help: the connectors and the pydantic models
+    # are imported where a command runs, not here.
+    from vecmigrate.connectors import Connector
+    from vecmigrate.mapping import MappingSpec
+    from vecmigrate.verify.gates import VerifyConfig
 
 JsonOpt = Annotated[
     bool,
@@ -184,16 +188,30 @@ def no_collections(uri: str) -> VecmigrateError:
 
 
 # -- YAML files given to options ---------------------------------------------------------------
-_MAPPING_KEYS = ", ".join(f.alias or n for n, f in MappingSpec.model_fields.items())
-MAPPING_HINT = (
-    f"a mapping file is YAML with the keys {_MAPPING_KEYS} (docs/mapping.schema.json); "
-    "`vecmigrate plan SOURCE TARGET -c NAME --write-map map.yaml` writes a complete one to edit"
-)
-_CONFIG_KEYS = ", ".join(VerifyConfig.model_fields)
-CONFIG_HINT = (
-    f"a migration config is YAML with a verify: section taking {_CONFIG_KEYS} "
-    "(gates: max_recall_drop, max_missing, ...)"
-)
+@cache
+def mapping_hint() -> str:
+    """What a ``--map`` file holds (its keys read from the model), for a ConfigError."""
+    from vecmigrate.mapping import MappingSpec
+
+    keys = ", ".join(f.alias or n for n, f in MappingSpec.model_fields.items())
+    return (
+        f"a mapping file is YAML with the keys {keys} (docs/mapping.schema.json); "
+        "`vecmigrate plan SOURCE TARGET -c NAME --write-map map.yaml` writes a complete one "
+        "to edit"
+    )
+
+
+@cache
+def config_hint() -> str:
+    """What a ``--config`` file holds (its keys read from the model), for a ConfigError."""
+    from vecmigrate.verify.gates import VerifyConfig
+
+    keys = ", ".join(VerifyConfig.model_fields)
+    return (
+        f"a migration config is YAML with a verify: section taking {keys} "
+        "(gates: max_recall_drop, max_missing, ...)"
+    )
+
 
 _KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
 
@@ -219,6 +237,8 @@ def read_yaml(path: Path, what: str, option: str, hint: str) -> Any:
             f"cannot read {what} {path}: {exc.strerror or exc}",
             hint="check that the file is readable by this user",
         ) from None
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -236,21 +256,25 @@ def load_mapping(path: Path | None) -> MappingSpec | None:
     """The mapping file given to ``--map`` (None: no mapping)."""
     if path is None:
         return None
-    read_yaml(path, "mapping file", "--map", MAPPING_HINT)
+    from vecmigrate.mapping import MappingSpec
+
+    read_yaml(path, "mapping file", "--map", mapping_hint())
     try:
         return MappingSpec.load(path)
     except ConfigError as exc:
-        raise ConfigError(redact(exc.message), hint=exc.hint or MAPPING_HINT) from None
+        raise ConfigError(redact(exc.message), hint=exc.hint or mapping_hint()) from None
 
 
 def load_verify_config(path: Path | None, **overrides: int | None) -> VerifyConfig:
     """The ``verify`` section of ``--config`` (defaults without one), with the options
     given on the command line applied and validated."""
+    from vecmigrate.verify.gates import VerifyConfig
+
     if path is not None:
-        read_yaml(path, "migration config", "--config", CONFIG_HINT)
+        read_yaml(path, "migration config", "--config", config_hint())
     try:
         cfg = VerifyConfig.load(path)
     except ConfigError as exc:
-        raise ConfigError(exc.message, hint=exc.hint or CONFIG_HINT) from None
+        raise ConfigError(exc.message, hint=exc.hint or config_hint()) from None
     updates = {n: v for n, v in overrides.items() if v is not None}
     return cfg.model_copy(update=updates)

@@ -22,14 +22,6 @@ from typing import IO, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from vecmigrate.errors import (
     ConfigError,
@@ -246,6 +238,17 @@ def progress_bar(
     if not enabled or _mode.quiet or not console.is_terminal:
         yield (lambda n: None), (lambda n: None)
         return
+    # Here, not at module level: only a copy on a terminal draws a bar, and --help and
+    # piped runs need not pay for importing it.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     bar = Progress(
         TextColumn(f"[bold]{escape(label)}"),
         BarColumn(),

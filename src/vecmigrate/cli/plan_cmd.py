@@ -9,9 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vecmigrate import api
 from vecmigrate.cli.options import (
-    MAPPING_HINT,
     JsonOpt,
     MapOpt,
     NameOpt,
@@ -20,10 +18,10 @@ from vecmigrate.cli.options import (
     TargetCollectionOpt,
     VerboseOpt,
     load_mapping,
+    mapping_hint,
 )
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out
 from vecmigrate.errors import ConfigError
-from vecmigrate.mapping import MappingSpec
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -51,7 +49,10 @@ def plan(
 ) -> None:
     """Dry run: schemas side by side, every decision and warning, estimates. Reads only:
     the target is not created or changed (except the scratch of --measure-writes)."""
-    hint = MAPPING_HINT if mapping else None
+    from vecmigrate import api
+    from vecmigrate.mapping import MappingSpec
+
+    hint = mapping_hint() if mapping else None
     with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint):
         if write_map is not None and not write_map.parent.is_dir():
             raise ConfigError(

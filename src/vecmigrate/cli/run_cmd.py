@@ -6,16 +6,17 @@ Registers itself on the CLI application: ``cli/app.py`` imports this module once
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from vecmigrate import api
 from vecmigrate.cli.app import app
 from vecmigrate.cli.options import JsonOpt, QuietOpt, VerboseOpt, YesOpt
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, out, progress_bar
-from vecmigrate.pipeline.migration import CollectionRun
+
+if TYPE_CHECKING:
+    from vecmigrate.pipeline.migration import CollectionRun
 
 RUN_HINT = (
     "a migration file is YAML with the keys version, source, target, state, defaults and "
@@ -79,6 +80,8 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a migration file: copy and verify each of its collections, resumable as a whole."""
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=RUN_HINT):
         report = api.run(
             migration,

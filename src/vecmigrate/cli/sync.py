@@ -10,32 +10,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
 
-from vecmigrate import api
 from vecmigrate.cli.options import (
-    MAPPING_HINT,
     BatchOpt,
     NameOpt,
     QuietOpt,
     TargetCollectionOpt,
     VerboseOpt,
     load_mapping,
+    mapping_hint,
 )
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, err, out
 from vecmigrate.errors import ConfigError
-from vecmigrate.pipeline.sync import (
-    SyncOptions,
-    SyncPlan,
-    SyncResult,
-    feed_of,
-    plan_sync,
-    sync_collection,
-    watch,
-)
+
+if TYPE_CHECKING:
+    # The sync pipeline and the API are imported where the command runs (they bring the
+    # connectors, pyarrow and numpy), so that --help stays fast.
+    from vecmigrate.pipeline.sync import SyncOptions, SyncPlan, SyncResult
 
 
 @contextmanager
@@ -170,8 +165,11 @@ def sync(
     if install_capture or remove_capture:
         _capture(source, collection, install_capture, json_out, quiet, verbose)
         return
+    from vecmigrate import api
+    from vecmigrate.pipeline.sync import SyncOptions, plan_sync
+
     outcome_ok = True
-    hint = MAPPING_HINT if mapping else None
+    hint = mapping_hint() if mapping else None
     with (
         command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=hint),
         _stop_on_signals() as stop,
@@ -237,6 +235,9 @@ def _sync(
     max_rounds: int | None,
 ) -> bool:
     """Run one round or ``--watch`` rounds, printing each; whether all went well."""
+    from vecmigrate import api
+    from vecmigrate.pipeline.sync import sync_collection, watch
+
     with (
         api.opened(source, read_only=False) as src,
         api.opened(target, read_only=False) as dst,
@@ -306,6 +307,9 @@ def _emit(result: SyncResult, json_out: bool) -> None:
 def _capture(
     source: str, collection: str, install: bool, json_out: bool, quiet: bool, verbose: bool
 ) -> None:
+    from vecmigrate import api
+    from vecmigrate.pipeline.sync import feed_of
+
     with (
         command(verbose=verbose, quiet=quiet, json_out=json_out),
         api.opened(source, read_only=False) as src,

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow.parquet as pq
 import typer
 
-from vecmigrate import api
 from vecmigrate.cli.options import (
-    CONFIG_HINT,
     JsonOpt,
     KOpt,
     NameOpt,
@@ -18,11 +15,11 @@ from vecmigrate.cli.options import (
     QuietOpt,
     TargetCollectionOpt,
     VerboseOpt,
+    config_hint,
     load_verify_config,
 )
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, err, out
 from vecmigrate.errors import ConfigError
-from vecmigrate.verify.report import markdown, write_reports
 
 
 # -- verify / diff ----------------------------------------------------------------------------
@@ -56,7 +53,10 @@ def verify(
 
     The report (Markdown) is printed on stdout, so `verify ... > report.md` keeps it; the
     paths of report.{html,md,json} are logged on stderr."""
-    with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=CONFIG_HINT):
+    from vecmigrate import api
+    from vecmigrate.verify.report import markdown, write_reports
+
+    with command(verbose=verbose, quiet=quiet, json_out=json_out, config_hint=config_hint()):
         if report_dir.exists() and not report_dir.is_dir():
             raise ConfigError(
                 f"--report-dir {report_dir} is a file",
@@ -95,6 +95,10 @@ def diff(
     verbose: VerboseOpt = False,
 ) -> None:
     """Missing, extra and changed ids (and which fields changed); exit 1 when any."""
+    import pyarrow.parquet as pq
+
+    from vecmigrate import api
+
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
         if output is not None and not output.parent.is_dir():
             raise ConfigError(
