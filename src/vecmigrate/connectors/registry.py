@@ -102,6 +102,20 @@ REGISTRY: dict[str, Scheme] = {
     "s3vectors": Scheme(
         _C + "s3vectors", "S3VectorsConnector", "s3vectors", "service", scope=(("region", ""),)
     ),
+    "turbopuffer": Scheme(
+        _C + "turbopuffer",
+        "TurbopufferConnector",
+        "turbopuffer",
+        "service",
+        scope=(("region", ""), ("base_url", ""), ("prefix", "")),
+    ),
+    "azure-search": Scheme(
+        _C + "azure_search",
+        "AzureSearchConnector",
+        "azure-search",
+        "service",
+        scope=(("base_url", ""),),
+    ),
 }
 
 
