@@ -773,3 +773,139 @@ def search_many(store: Store, queries: Sequence[tuple[str, int, Where]]) -> list
     """:func:`search` for several ``(query_text, k, where)``, opening the store once."""
     with open_store(store) as vs:
         return [_query(store, vs, q, k, where) for q, k, where in queries]
+
+
+# --------------------------------------------------------------------------- Haystack
+
+MODULES.update(
+    {
+        "haystack-chroma": ("haystack", "haystack_integrations.document_stores.chroma", "chromadb"),
+        "haystack-qdrant": (
+            "haystack",
+            "haystack_integrations.document_stores.qdrant",
+            "qdrant_client",
+        ),
+        "haystack-pgvector": (
+            "haystack",
+            "haystack_integrations.document_stores.pgvector",
+            "psycopg",
+        ),
+    }
+)
+
+
+def _haystack_store(kind: str, location: Path | str, collection: str, n: int) -> Store:
+    """The Store a Haystack builder writes: Document ids are the doc ids on every engine
+    (qdrant-haystack derives its point ids from them)."""
+    store = _store(kind, location, collection, n, flat_tags=False)
+    store.ids = [r.id for r in store.rows]
+    return store
+
+
+def _haystack_documents(store: Store) -> list[Any]:
+    from haystack import Document
+
+    return [
+        Document(id=r.id, content=r.document, meta=store.metadata(r), embedding=list(r.vector))
+        for r in store.rows
+    ]
+
+
+@contextlib.contextmanager
+def open_haystack(store: Store) -> Iterator[Any]:
+    """The Haystack document store over ``store`` (its defaults but the location and the
+    name, as an application opens it); closed on exit."""
+    if store.engine == "chroma":
+        from haystack_integrations.document_stores.chroma import ChromaDocumentStore
+
+        chroma = ChromaDocumentStore(collection_name=store.collection, persist_path=store.location)
+        try:
+            yield chroma
+        finally:
+            chroma.close()
+    elif store.engine == "qdrant":
+        from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+        qdrant = QdrantDocumentStore(
+            path=store.location, index=store.collection, embedding_dim=DIM, progress_bar=False
+        )
+        try:
+            yield qdrant
+        finally:
+            if qdrant._client is not None:
+                qdrant._client.close()
+    elif store.engine == "pgvector":
+        from haystack.utils import Secret
+        from haystack_integrations.document_stores.pgvector import PgvectorDocumentStore
+
+        pg = PgvectorDocumentStore(
+            connection_string=Secret.from_token(store.location),
+            table_name=store.collection,
+            embedding_dimension=DIM,
+        )
+        try:
+            yield pg
+        finally:
+            pg.close()
+    else:
+        raise ValueError(store.engine)
+
+
+def _haystack_build(kind: str, location: Path | str, collection: str, n: int) -> Store:
+    store = _haystack_store(kind, location, collection, n)
+    with open_haystack(store) as ds:
+        ds.write_documents(_haystack_documents(store))
+    return store
+
+
+def build_haystack_chroma(path: Path | str, n: int = 100, collection: str = "haystack") -> Store:
+    """``ChromaDocumentStore(persist_path=path).write_documents(...)`` (l2, its default)."""
+    return _haystack_build("haystack-chroma", path, collection, n)
+
+
+def build_haystack_qdrant(path: Path | str, n: int = 100, collection: str = "haystack") -> Store:
+    """``QdrantDocumentStore(path=path, index=collection).write_documents(...)`` (cosine)."""
+    return _haystack_build("haystack-qdrant", path, collection, n)
+
+
+def build_haystack_pgvector(
+    pg_url: str, n: int = 100, collection: str = "haystack_documents"
+) -> Store:
+    """``PgvectorDocumentStore(table_name=collection).write_documents(...)``."""
+    return _haystack_build("haystack-pgvector", pg_url, collection, n)
+
+
+def haystack_filters(where: Where) -> dict[str, Any] | None:
+    """Haystack's filter syntax for at most one metadata equality."""
+    if not where:
+        return None
+    ((key, value),) = where.items()
+    return {"field": f"meta.{key}", "operator": "==", "value": value}
+
+
+def _haystack_retriever(store: Store, ds: Any, k: int) -> Any:
+    if store.engine == "chroma":
+        from haystack_integrations.components.retrievers.chroma import ChromaEmbeddingRetriever
+
+        return ChromaEmbeddingRetriever(document_store=ds, top_k=k)
+    if store.engine == "qdrant":
+        from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
+
+        return QdrantEmbeddingRetriever(document_store=ds, top_k=k)
+    from haystack_integrations.components.retrievers.pgvector import PgvectorEmbeddingRetriever
+
+    return PgvectorEmbeddingRetriever(document_store=ds, top_k=k)
+
+
+def haystack_search_many(
+    store: Store, queries: Sequence[tuple[str, int, Where]]
+) -> list[list[Hit]]:
+    """Top-k ``(content, meta, score)`` of each ``(query_text, k, where)`` through the
+    engine's Haystack embedding retriever, opening the store once."""
+    out: list[list[Hit]] = []
+    with open_haystack(store) as ds:
+        for text, k, where in queries:
+            retriever = _haystack_retriever(store, ds, k)
+            got = retriever.run(query_embedding=EMBED([text])[0], filters=haystack_filters(where))
+            out.append([(d.content, dict(d.meta), float(d.score or 0.0)) for d in got["documents"]])
+    return out

@@ -308,7 +308,7 @@ def test_layout_parameter_is_checked(tmp_path: Path) -> None:
     require_module("qdrant_client")
     for scheme in ("chroma", "qdrant+local"):
         with pytest.raises(ConfigError, match="layout= takes langchain, llamaindex"):
-            connect(f"{scheme}://{tmp_path}/s?layout=haystack")
+            connect(f"{scheme}://{tmp_path}/s?layout=nosuch")
     with pytest.raises(ConfigError, match="document_field"):
         connect(f"qdrant+local://{tmp_path}/q?layout=langchain&document_field=text")
 

@@ -345,7 +345,7 @@ def test_llamaindex_records_round_trip_exactly() -> None:
 
 def test_layout_parameter_is_checked(postgres: Any) -> None:
     with pytest.raises(ConfigError, match="layout= takes langchain, llamaindex"):
-        connect(postgres.uri() + "?layout=haystack")
+        connect(postgres.uri() + "?layout=nosuch")
     with pytest.raises(ConfigError, match="id_field"):
         connect(postgres.uri() + "?layout=langchain&id_field=pk")
 

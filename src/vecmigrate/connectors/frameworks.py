@@ -23,6 +23,11 @@ engine keeps the text, the metadata and the vector (docs/frameworks-layouts.md).
   metadata at the top level too: the retriever returns the same node metadata and
   filters on the same top-level keys.
 
+* **Haystack**: a ``Document``'s ``content`` is the document, its ``meta`` the metadata
+  as it is, its ``id`` the record id (Haystack's own, whatever the engine keys points by);
+  ``blob`` and ``sparse_embedding`` are not carried (:func:`haystack_refusal`); writers
+  store them empty, as for a ``Document`` without them.
+
 Connectors use these on dicts; nothing here imports a framework or an engine client.
 """
 
@@ -39,7 +44,11 @@ from vecmigrate.model import Metric
 
 LANGCHAIN = "langchain"
 LLAMAINDEX = "llamaindex"
+HAYSTACK = "haystack"
 LAYOUTS = (LANGCHAIN, LLAMAINDEX)
+#: The layouts of the connectors that also read and write Haystack's document stores
+#: (Chroma, Qdrant, pgvector: the engines with a Haystack integration).
+WITH_HAYSTACK = (*LAYOUTS, HAYSTACK)
 
 #: The name every framework layout gives its one embedding in the portable model.
 VECTOR = "vector"
@@ -98,6 +107,19 @@ SEARCH_METRIC: dict[tuple[str, str], tuple[Metric, str]] = {
         "LanceDB's default (l2): LlamaIndex's LanceDB search sets no metric",
     ),
     (LLAMAINDEX, "milvus"): (Metric.DOT, "LlamaIndex Milvus' default similarity_metric (IP)"),
+    (HAYSTACK, "chroma"): (
+        Metric.L2,
+        "Haystack ChromaDocumentStore's default distance_function (l2)",
+    ),
+    (HAYSTACK, "pgvector"): (
+        Metric.COSINE,
+        "Haystack PgvectorDocumentStore's default vector_function (cosine_similarity); "
+        "its table keeps none",
+    ),
+    (HAYSTACK, "qdrant"): (
+        Metric.COSINE,
+        "Haystack QdrantDocumentStore's default similarity (cosine)",
+    ),
 }
 
 UNIT_TOLERANCE = 1e-3
@@ -149,6 +171,36 @@ def langchain_write(
     should not see them (``fields: {_llamaindex_node: {drop: true}}``), so the copy's check
     compares with what was meant to arrive."""
     return document, dict(metadata)
+
+
+# --------------------------------------------------------------------------- Haystack
+
+
+def haystack_read(
+    content: str | None, meta: Mapping[str, Any] | None
+) -> tuple[str | None, dict[str, Any]]:
+    """(document, metadata) of a Haystack ``Document``: its content and its meta as they are."""
+    return content, dict(meta or {})
+
+
+def haystack_write(
+    document: str | None, metadata: Mapping[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    """(content, meta) a Haystack store keeps for a record: the document and the metadata
+    as they are (a ``Document`` holds any JSON value in ``meta``)."""
+    return document, dict(metadata)
+
+
+def haystack_refusal(document_store: str, record: Mapping[str, Any]) -> str | None:
+    """Why a stored Haystack document cannot be carried (None when it can): a ``blob``
+    (bytes, which the portable model has no field for) or a sparse embedding."""
+    for key in ("blob", "blob_data", "sparse_embedding"):
+        if record.get(key) is not None:
+            return (
+                f"the {document_store} document has a {key}: vecmigrate's layout=haystack "
+                "carries id, content, meta and the dense embedding only"
+            )
+    return None
 
 
 # --------------------------------------------------------------------------- LlamaIndex

@@ -9,8 +9,9 @@ made by other tools are described by sampling and read verbatim: a string there 
 string, whatever it starts with; values they cannot hold natively are refused by record.
 Their metric is the space they search with (``_space``), with where it was read.
 
-``?layout=langchain`` / ``?layout=llamaindex`` read and write collections as LangChain's
-``Chroma`` and LlamaIndex's ``ChromaVectorStore`` keep them (``_frameworks``).
+``?layout=langchain`` / ``llamaindex`` / ``haystack`` read and write collections as
+LangChain's ``Chroma``, LlamaIndex's ``ChromaVectorStore`` and Haystack's
+``ChromaDocumentStore`` keep them (``_frameworks``).
 
 ``upsert`` is Chroma's own, one atomic call: it merges metadata keys (a key the new
 record lacks is kept) and keeps the old document when the new one is None. Replacing by
@@ -37,7 +38,7 @@ from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.chroma._client import open_client, translate_error
 from vecmigrate.connectors.chroma._frameworks import ChromaFramework
 from vecmigrate.connectors.config import ConnectorConfig, Secret
-from vecmigrate.connectors.frameworks import parse_layout
+from vecmigrate.connectors.frameworks import WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Node
@@ -145,7 +146,8 @@ def where_filter(node: Node, encoded: bool = False) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ChromaConfig(ConnectorConfig):
     """Tenant and database (Chroma's defaults), the HTTP server's token, and ``layout``:
-    ``langchain`` or ``llamaindex`` for collections those frameworks read and write."""
+    ``langchain``, ``llamaindex`` or ``haystack`` for collections those frameworks read and
+    write."""
 
     tenant: str = DEFAULT_TENANT
     database: str = DEFAULT_DATABASE
@@ -179,7 +181,7 @@ class ChromaConnector(Connector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._lock = threading.Lock()
-        layout = parse_layout(self.config.layout, "chroma")
+        layout = parse_layout(self.config.layout, "chroma", WITH_HAYSTACK)
         self._framework = ChromaFramework(layout) if layout else None
         # layout=: what ``create`` was given (the layout batches arrive in) and the metric
         # the collection searches with.

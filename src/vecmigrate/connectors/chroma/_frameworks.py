@@ -1,6 +1,7 @@
-"""Framework layouts on Chroma (``?layout=langchain`` / ``?layout=llamaindex``), used only
-by ``connectors/chroma``: records as LangChain's ``Chroma`` and LlamaIndex's
-``ChromaVectorStore`` keep them (docs/frameworks-layouts.md).
+"""Framework layouts on Chroma (``?layout=langchain`` / ``llamaindex`` / ``haystack``), used
+only by ``connectors/chroma``: records as LangChain's ``Chroma``, LlamaIndex's
+``ChromaVectorStore`` and Haystack's ``ChromaDocumentStore`` keep them
+(docs/frameworks-layouts.md).
 
 * **langchain**: the Chroma id, the Chroma document as the text (``""`` for a record
   without one: LangChain's search skips records whose document is None), the Chroma
@@ -12,6 +13,9 @@ by ``connectors/chroma``: records as LangChain's ``Chroma`` and LlamaIndex's
   filters read the top-level keys, which are written equal to it but for the values
   Chroma cannot hold (nulls, objects, mixed lists: kept in ``_node_content`` only, where
   the retriever finds them).
+* **haystack**: the Chroma id is the ``Document.id``, the Chroma document its ``content``,
+  the Chroma metadata its ``meta``. Haystack drops (with a warning) meta values Chroma
+  cannot hold; vecmigrate refuses them by record instead, so nothing is lost unseen.
 
 Collections are created as the frameworks' ``get_or_create_collection(name)`` would find
 them: no collection metadata but vecmigrate's note (below), no embedding function (so
@@ -40,7 +44,12 @@ from vecmigrate.model import CollectionSchema, IdType, Metric
 
 NOTE_KEY = "vecmigrate:layout"
 SETTINGS_KEY = "chroma.framework"
-_WHAT = {fw.LANGCHAIN: "LangChain's Chroma", fw.LLAMAINDEX: "LlamaIndex's ChromaVectorStore"}
+_HNSW_SPACE = {Metric.L2: "l2", Metric.COSINE: "cosine", Metric.DOT: "ip"}
+_WHAT = {
+    fw.LANGCHAIN: "LangChain's Chroma",
+    fw.LLAMAINDEX: "LlamaIndex's ChromaVectorStore",
+    fw.HAYSTACK: "Haystack's ChromaDocumentStore",
+}
 
 
 def storable(value: Any) -> bool:
@@ -70,17 +79,22 @@ class ChromaFramework:
         """(document, metadata) of one stored record, as the framework's retriever sees it."""
         if self.layout == fw.LANGCHAIN:
             return fw.langchain_read(document, metadata)
+        if self.layout == fw.HAYSTACK:
+            return fw.haystack_read(document, metadata)
         return fw.llamaindex_read(metadata, document)
 
     def write(
         self, name: str, rid: str, document: str | None, metadata: Mapping[str, Any]
     ) -> tuple[str, dict[str, Any] | None]:
-        """(Chroma document, Chroma metadata) of one record; DataError for a LangChain
-        value Chroma cannot hold."""
+        """(Chroma document, Chroma metadata) of one record; DataError for a LangChain or
+        Haystack value Chroma cannot hold."""
         if self.layout == fw.LLAMAINDEX:
             node_text, stored = fw.llamaindex_write(rid, document, metadata, text_in_node=False)
             return node_text, {k: v for k, v in stored.items() if storable(v)}
-        text, meta = fw.langchain_write(document, metadata)
+        if self.layout == fw.HAYSTACK:
+            text, meta = fw.haystack_write(document, metadata)
+        else:
+            text, meta = fw.langchain_write(document, metadata)
         for key, value in meta.items():
             if not storable(value):
                 raise DataError(
@@ -97,7 +111,12 @@ class ChromaFramework:
     # -- collections -------------------------------------------------------------------
     def note(self, schema: CollectionSchema) -> dict[str, Any] | None:
         """Collection metadata for a new collection: vecmigrate's note, when there is
-        anything to say (None: no metadata, as the frameworks create collections)."""
+        anything to say (None: no metadata, as LangChain and LlamaIndex create collections),
+        and for Haystack the ``hnsw:space`` key its ChromaDocumentStore writes (it compares
+        its ``distance_function`` with it when it opens the collection)."""
+        out: dict[str, Any] = {}
+        if self.layout == fw.HAYSTACK and schema.vector.metric in _HNSW_SPACE:
+            out["hnsw:space"] = _HNSW_SPACE[schema.vector.metric]
         shape: dict[str, Any] = {}
         if schema.vector.name != fw.VECTOR:
             shape["vector"] = schema.vector.name
@@ -105,7 +124,9 @@ class ChromaFramework:
             shape["id_type"] = "int"
         if not schema.has_document:
             shape["has_document"] = False
-        return {NOTE_KEY: json.dumps(shape, sort_keys=True)} if shape else None
+        if shape:
+            out[NOTE_KEY] = json.dumps(shape, sort_keys=True)
+        return out or None
 
     def refuse_ours(self, name: str) -> None:
         raise ConfigError(

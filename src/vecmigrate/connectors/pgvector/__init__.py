@@ -13,8 +13,9 @@ staging table and ``INSERT ... ON CONFLICT (key) DO UPDATE`` once a key repeats.
 Helper modules: ``_client`` (connections, the one error mapping), ``_sql`` (filters as SQL),
 ``_schema`` / ``_foreign`` (describing tables), ``_records`` (rows to and from Arrow),
 ``_values`` / ``_write`` (writing), ``_changes`` (the change feed ``vecmigrate sync``
-reads), ``_frameworks`` (``?layout=langchain`` / ``?layout=llamaindex``: the tables
-LangChain's PGVector and LlamaIndex's PGVectorStore keep). This module holds the connector
+reads), ``_frameworks`` (``?layout=langchain`` / ``llamaindex`` / ``haystack``: the tables
+LangChain's PGVector, LlamaIndex's PGVectorStore and Haystack's PgvectorDocumentStore
+keep). This module holds the connector
 contract.
 """
 
@@ -34,7 +35,7 @@ from psycopg import sql
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret, reveal
 from vecmigrate.connectors.foreign import FieldsConfig
-from vecmigrate.connectors.frameworks import parse_layout
+from vecmigrate.connectors.frameworks import WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector import _client
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
@@ -79,8 +80,9 @@ class PgvectorConfig(FieldsConfig):
     """The password (a reference), the PostgreSQL schema holding the tables, the columns
     of tables other tools made (``?id_field=`` ..., see ``FieldsConfig``), and ``layout``:
     ``langchain`` (LangChain PGVector's ``langchain_pg_collection`` +
-    ``langchain_pg_embedding``, one collection per collection row) or ``llamaindex``
-    (LlamaIndex PGVectorStore's ``data_<collection>`` tables)."""
+    ``langchain_pg_embedding``, one collection per collection row), ``llamaindex``
+    (LlamaIndex PGVectorStore's ``data_<collection>`` tables) or ``haystack`` (Haystack
+    PgvectorDocumentStore's tables, ``haystack_documents`` by default)."""
 
     password: Secret | None = None
     schema: str = "public"
@@ -124,7 +126,7 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._has_conflicts: set[str] = set()
         self._infos: dict[str, TableInfo] = {}
         self._plans: dict[str, WritePlan] = {}
-        layout = parse_layout(self.config.layout, "pgvector")
+        layout = parse_layout(self.config.layout, "pgvector", WITH_HAYSTACK)
         self._framework = FrameworkTables(self, layout) if layout else None
         if layout:
             named = [

@@ -1,6 +1,7 @@
-"""Framework layouts on pgvector (``?layout=langchain`` / ``?layout=llamaindex``), used only
-by ``connectors/pgvector``: the tables LangChain's PGVector and LlamaIndex's PGVectorStore
-keep, read and written as the framework does (docs/frameworks-layouts.md).
+"""Framework layouts on pgvector (``?layout=langchain`` / ``llamaindex`` / ``haystack``), used
+only by ``connectors/pgvector``: the tables LangChain's PGVector, LlamaIndex's PGVectorStore
+and Haystack's PgvectorDocumentStore keep, read and written as the framework does
+(docs/frameworks-layouts.md).
 
 * **langchain**: every collection is a row of ``langchain_pg_collection`` (its ``name``),
   its records the rows of ``langchain_pg_embedding`` with that ``collection_id``. Both
@@ -11,9 +12,13 @@ keep, read and written as the framework does (docs/frameworks-layouts.md).
   existing ones are written in their own variant.
 * **llamaindex**: collection ``x`` is table ``data_x`` (LlamaIndex lower-cases it): a
   ``bigserial`` key, ``text``, ``metadata_`` json, ``node_id`` (the record id), ``embedding``.
+* **haystack**: collection ``x`` is table ``x`` as PgvectorDocumentStore(table_name="x")
+  creates it (``haystack_documents`` by default): ``id`` varchar(128) key (the Document
+  id), ``embedding``, ``content``, ``meta`` jsonb, and ``blob_data`` / ``blob_meta`` /
+  ``blob_mime_type``, which are not carried: a table holding a blob is refused.
 
 The record-level rules (text, metadata, LlamaIndex's ``_node_content``) are
-``connectors.frameworks``'. Neither framework keeps a metric: both search with cosine by
+``connectors.frameworks``'. No framework keeps a metric: all three search with cosine by
 default, which is what a collection is described with. A copy of l2 or dot vectors into
 one records that metric in a ``vecmigrate:`` table COMMENT (with the vector field's name
 and the id type when they are not the defaults) and refuses vectors that are not unit
@@ -62,6 +67,10 @@ LC_COLLECTION = "langchain_pg_collection"
 LC_EMBEDDING = "langchain_pg_embedding"
 LI_PREFIX = "data_"
 LI_COLUMNS = frozenset({"id", "text", "metadata_", "node_id", "embedding"})
+HS_COLUMNS = frozenset(
+    {"id", "embedding", "content", "meta", "blob_data", "blob_meta", "blob_mime_type"}
+)
+HS_ID_CHARS = 128  # Haystack's id column is VARCHAR(128)
 NOTE = "vecmigrate: "  # a table COMMENT vecmigrate wrote (never "{": that is a schema)
 BYTEA = 17
 
@@ -81,7 +90,7 @@ class Host(Protocol):
 class Place:
     """Where the records of one framework collection live."""
 
-    variant: str  # "langchain-community" | "langchain-postgres" | "llamaindex"
+    variant: str  # "langchain-community" | "langchain-postgres" | "llamaindex" | "haystack"
     table: str
     key: str  # the unique column scans page on
     key_type: str  # uuid | text | bigint
@@ -108,7 +117,16 @@ class Place:
 
 
 def _physical(layout: str, name: str) -> str:
+    if layout == fw.HAYSTACK:
+        return name  # PgvectorDocumentStore(table_name=name) uses the name as it is
     return LC_EMBEDDING if layout == fw.LANGCHAIN else LI_PREFIX + name.lower()
+
+
+_WHAT = {
+    fw.LANGCHAIN: "LangChain's PGVector",
+    fw.LLAMAINDEX: "LlamaIndex's PGVectorStore",
+    fw.HAYSTACK: "Haystack's PgvectorDocumentStore",
+}
 
 
 def _dim_of(info: TableInfo) -> int | None:
@@ -151,6 +169,15 @@ class FrameworkTables:
                 )
             )
             return sorted(r[0] for r in rows)
+        if self.layout == fw.HAYSTACK:
+            rows = self.host._query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+                "AND NOT a.attisdropped WHERE n.nspname = %s AND c.relkind = 'r' "
+                "GROUP BY c.relname HAVING array_agg(a.attname::text) @> %s",
+                (self.host.namespace, sorted(HS_COLUMNS)),
+            )
+            return sorted(r[0] for r in rows)
         rows = self.host._query(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
@@ -166,6 +193,8 @@ class FrameworkTables:
             return self._places[name]
         if self.layout == fw.LANGCHAIN:
             place = self._langchain_place(name)
+        elif self.layout == fw.HAYSTACK:
+            place = self._haystack_place(name)
         else:
             table = _physical(self.layout, name)
             if not self._exists(table):
@@ -196,6 +225,53 @@ class FrameworkTables:
             )
         self._places[name] = place
         return place
+
+    def _haystack_place(self, name: str) -> Place:
+        if not self._exists(name):
+            raise ConfigError(
+                f"{self.host.namespace} has no Haystack table {name!r} (layout=haystack)",
+                hint=f"collections there: {', '.join(self.list_collections()) or 'none'}",
+            )
+        info = self._info(name)
+        missing = sorted(HS_COLUMNS - set(info.columns))
+        if missing:
+            raise ConfigError(
+                f"table {name!r} is not Haystack PgvectorDocumentStore's: it has no "
+                f"{', '.join(missing)} column",
+                hint="read it without ?layout= (as a table)",
+            )
+        return Place(
+            "haystack",
+            name,
+            "id",
+            "text",
+            sql.SQL("id"),
+            "content",
+            "meta",
+            info.columns["meta"].type,
+            _dim_of(info),
+            _index_of(info),
+        )
+
+    def _refuse_blobs(self, place: Place, name: str) -> None:
+        """DataError naming the first Document that holds a blob: bytes the portable model
+        has no field for, which a copy would lose."""
+        rows = self.host._query(
+            sql.SQL(
+                "SELECT id FROM {} WHERE blob_data IS NOT NULL OR blob_meta IS NOT NULL "
+                "OR blob_mime_type IS NOT NULL ORDER BY id LIMIT 1"
+            ).format(self.host._table(place.table))
+        )
+        if rows:
+            raise DataError(
+                "the Document has a blob (blob_data / blob_meta / blob_mime_type): "
+                "layout=haystack carries id, content, meta and the embedding only",
+                collection=name,
+                record_id=rows[0][0],
+                field="blob_data",
+                hint="copy the table without ?layout= (every column as it is), or clear the "
+                "blobs first",
+            )
 
     def _langchain_variant(self) -> tuple[str, TableInfo]:
         info = self._info(LC_EMBEDDING)
@@ -290,6 +366,8 @@ class FrameworkTables:
     # -- describe --------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
         place = self.place(name)
+        if self.layout == fw.HAYSTACK:
+            self._refuse_blobs(place, name)
         shape = self._shape(name)
         table = self.host._table(place.table)
         scope, params = place.scope()
@@ -361,6 +439,8 @@ class FrameworkTables:
         meta = stored if isinstance(stored, dict) else {}
         if self.layout == fw.LANGCHAIN:
             doc, out = fw.langchain_read(text, meta)
+        elif self.layout == fw.HAYSTACK:
+            doc, out = fw.haystack_read(text, meta)
         else:
             doc, out = fw.llamaindex_read(meta, text)
         if stored is not None and not isinstance(stored, dict):
@@ -368,12 +448,14 @@ class FrameworkTables:
         return doc, out
 
     def _meta_column(self) -> str:
+        if self.layout == fw.HAYSTACK:
+            return "meta"
         return "cmetadata" if self.layout == fw.LANGCHAIN else "metadata_"
 
     # -- reading ---------------------------------------------------------------------------
     def _field_sql(self, place: Place) -> Any:
         def field(f: MetadataField) -> tuple[sql.Composable, str]:
-            key = f.name if self.layout == fw.LANGCHAIN else fw.llamaindex_top_key(f.name)
+            key = f.name if self.layout != fw.LLAMAINDEX else fw.llamaindex_top_key(f.name)
             if key is None:
                 return sql.SQL("NULL::jsonb"), "jsonb"
             expr, typ = json_key_sql(place.metadata, key, f)
@@ -528,9 +610,7 @@ class FrameworkTables:
     # -- writing ---------------------------------------------------------------------------
     def create(self, schema: CollectionSchema, if_exists: IfExists) -> None:
         name = schema.name
-        what = (
-            "LangChain's PGVector" if self.layout == fw.LANGCHAIN else "LlamaIndex's PGVectorStore"
-        )
+        what = _WHAT[self.layout]
         if len(schema.vectors) != 1 or schema.sparse:
             raise ConfigError(
                 f"{what} keeps one dense embedding per record; {name!r} has "
@@ -551,6 +631,8 @@ class FrameworkTables:
         self._places.pop(name, None)
         if self.layout == fw.LANGCHAIN:
             self._create_langchain(schema, if_exists)
+        elif self.layout == fw.HAYSTACK:
+            self._create_haystack(schema, if_exists)
         else:
             self._create_llamaindex(schema, if_exists)
         self._places.pop(name, None)
@@ -665,6 +747,30 @@ class FrameworkTables:
             ).format(index, rel),
         )
 
+    def _create_haystack(self, schema: CollectionSchema, if_exists: IfExists) -> None:
+        name, dim = schema.name, schema.vector.dim
+        if self._exists(name) and not set(self._info(name).columns) >= HS_COLUMNS:
+            raise ConfigError(
+                f"{self.host.namespace}.{name} exists and is not a Haystack table: "
+                "vecmigrate neither writes into it nor replaces it",
+                hint="choose another target collection (--target-collection)",
+            )
+        place = self._existing(name, if_exists, "Haystack table")
+        if place is not None and if_exists != "replace":
+            return
+        rel = self.host._table(name)
+        # PgvectorDocumentStore's CREATE_TABLE_STATEMENT (vector type, its defaults); the
+        # keyword index and an HNSW index are the store's to create when it opens the
+        # table (create_table=True, search_strategy=...): it checks for them by name.
+        self._run(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(rel),
+            sql.SQL(
+                "CREATE TABLE {} (id VARCHAR(128) PRIMARY KEY, embedding VECTOR({}), "
+                "content TEXT, blob_data BYTEA, blob_meta JSONB, blob_mime_type VARCHAR(255), "
+                "meta JSONB)"
+            ).format(rel, sql.Literal(dim)),
+        )
+
     def _run(self, *statements: sql.Composable) -> None:
         def run(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:
@@ -726,6 +832,23 @@ class FrameworkTables:
                 # moves an id written into another collection, and so does this one.
                 match = sql.SQL("id = ANY(%s)")
                 params = [ids]
+        elif self.layout == fw.HAYSTACK:
+            for rid, doc, meta, vec in zip(ids, docs, metas, vecs, strict=True):
+                if len(rid) > HS_ID_CHARS:
+                    raise DataError(
+                        f"id has {len(rid)} characters; Haystack's id column is "
+                        f"varchar({HS_ID_CHARS})",
+                        collection=name,
+                        record_id=rid,
+                        field="id",
+                        hint="map ids with the uuid5 strategy",
+                    )
+                content, stored = fw.haystack_write(doc, meta)
+                rows.append((rid, vec, content, wrap(stored)))
+            names = ["id", "embedding", "content", "meta"]
+            types = ["text", BYTEA, "text", place.metadata_type]
+            match = sql.SQL("id = ANY(%s)")
+            params = [ids]
         else:
             for rid, doc, meta, vec in zip(ids, docs, metas, vecs, strict=True):
                 if doc is None and schema.has_document:

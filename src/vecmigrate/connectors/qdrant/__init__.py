@@ -30,7 +30,7 @@ from qdrant_client import QdrantClient, models
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret
 from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
-from vecmigrate.connectors.frameworks import LLAMAINDEX, parse_layout
+from vecmigrate.connectors.frameworks import HAYSTACK, LLAMAINDEX, WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.qdrant import _frameworks
 from vecmigrate.connectors.qdrant._client import open_client, translate_error
 from vecmigrate.connectors.qdrant._infer import (
@@ -69,8 +69,8 @@ SCHEMA_KEY = "vecmigrate:schema"
 @dataclass(frozen=True)
 class QdrantConfig(FieldsConfig):
     """API key and TLS of a Qdrant server; the payload keys of collections other tools
-    wrote (``connectors/foreign.py``); ``layout``: ``langchain`` or ``llamaindex`` for
-    collections those frameworks read and write."""
+    wrote (``connectors/foreign.py``); ``layout``: ``langchain``, ``llamaindex`` or
+    ``haystack`` for collections those frameworks read and write."""
 
     api_key: Secret | None = None
     https: bool = False
@@ -118,7 +118,7 @@ class QdrantConnector(Connector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._lock = threading.Lock()
-        self._framework = parse_layout(self.config.layout, "qdrant")
+        self._framework = parse_layout(self.config.layout, "qdrant", WITH_HAYSTACK)
         # layout=: what ``create`` was given (with how points are addressed) and the
         # metric the collection searches with.
         self._written: dict[str, tuple[CollectionSchema, Metric]] = {}
@@ -295,14 +295,19 @@ class QdrantConnector(Connector):
         if not ids:
             return []
         wanted = {int(i) if schema.id_type is IdType.INT else str(i) for i in ids}
+        haystack = self._framework == HAYSTACK
         points = self._call(
             f"retrieving from {name!r}",
             self.client.retrieve,
             name,
-            ids=point_candidates(name, schema, ids),
-            with_payload=True if data else [ID_KEY],
+            ids=[_frameworks.haystack_point_id(i) for i in ids]
+            if haystack
+            else point_candidates(name, schema, ids),
+            with_payload=True if data or haystack else [ID_KEY],
             with_vectors=data,
         )
+        if haystack:
+            points = _frameworks.haystack_lift(name, points)
         return [p for p in points if record_id(p, schema) in wanted]
 
     # -- reading -----------------------------------------------------------------------------
@@ -333,6 +338,8 @@ class QdrantConnector(Connector):
             )
             if not points:
                 return
+            if self._framework == HAYSTACK:
+                points = _frameworks.haystack_lift(name, points)
             yield (
                 points_to_batch(points, schema, self._layout(name)),
                 json.dumps({"offset": offset, "done": offset is None}),
@@ -371,6 +378,8 @@ class QdrantConnector(Connector):
                 v.name,
             )
         points = batch_to_points(name, batch, schema, self._layout(name))
+        if self._framework == HAYSTACK:
+            points = _frameworks.haystack_ids(points, batch.column("id").to_pylist())
         with self._lock:
             self._call(f"upsert into {name!r}", self.client.upsert, name, points=points, wait=True)
 

@@ -1,6 +1,6 @@
-"""Framework layouts on Qdrant (``?layout=langchain`` / ``?layout=llamaindex``), used only
-by ``connectors.qdrant``: points as LangChain's ``QdrantVectorStore`` and LlamaIndex's
-``QdrantVectorStore`` keep them (docs/frameworks-layouts.md).
+"""Framework layouts on Qdrant (``?layout=langchain`` / ``llamaindex`` / ``haystack``), used
+only by ``connectors.qdrant``: points as LangChain's and LlamaIndex's ``QdrantVectorStore``
+and Haystack's ``QdrantDocumentStore`` keep them (docs/frameworks-layouts.md).
 
 * **langchain**: payload ``{"page_content": text, "metadata": {...}}``, the metadata a
   nested object kept as given; one vector named ``""``. Other top-level payload keys are
@@ -9,22 +9,29 @@ by ``connectors.qdrant``: points as LangChain's ``QdrantVectorStore`` and LlamaI
   (holding the text: there is no text key), ``_node_type`` and the three source-id keys
   (``connectors.frameworks``); one unnamed vector. A point without ``_node_content`` is
   read as LlamaIndex's legacy read does (text under ``text``).
+* **haystack**: payload ``Document.to_dict(flatten=False)`` without the embedding:
+  ``{"id", "content", "blob", "meta", "score", "sparse_embedding"}``; the Haystack id is the
+  record id, the point id ``uuid5(HAYSTACK_NAMESPACE, id)`` as qdrant-haystack's
+  ``convert_id`` derives it (so its ``get_documents_by_id`` and overwrite find the point);
+  one unnamed vector (``text-dense`` when the store was made with sparse embeddings).
+  Documents with a blob or a sparse embedding are refused: neither can be carried.
 
-Point ids are the record ids where Qdrant takes them (unsigned ints, UUIDs); any other id
-is written at uuid5(collection/id) with the record id in the payload key
-``_vecmigrate_id``, which neither framework shows. The point id is then the node id
-LlamaIndex sees, so its ``delete_nodes`` finds the point.
+LangChain and LlamaIndex point ids are the record ids where Qdrant takes them (unsigned
+ints, UUIDs); any other id is written at uuid5(collection/id) with the record id in the
+payload key ``_vecmigrate_id``, which neither framework shows. The point id is then the
+node id LlamaIndex sees, so its ``delete_nodes`` finds the point.
 
-Both frameworks create Cosine collections, and LangChain refuses to open one with another
-distance, so collections are made Cosine whatever the source's metric. Vectors copied
-for l2 or dot must be unit length (all three metrics rank those alike): others are
-refused by record. The source's metric, the vector field's name and a record set without
-text are noted in the collection metadata (``vecmigrate:layout``), which neither framework
-reads, and ``describe`` reports them.
+The three frameworks create Cosine collections by default (Haystack's ``similarity``),
+and LangChain refuses to open one with another distance, so collections are made Cosine
+whatever the source's metric. Vectors copied for l2 or dot must be unit length (all
+three metrics rank those alike): others are refused by record. The source's metric, the
+vector field's name and a record set without text are noted in the collection metadata
+(``vecmigrate:layout``), which no framework reads, and ``describe`` reports them.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,10 +58,67 @@ METADATA = "metadata"  # LangChain's metadata_payload_key
 LEGACY_TEXT = "text"  # LlamaIndex's text_key (legacy read)
 LLAMAINDEX_DENSE = "text-dense"  # LlamaIndex's name for its dense vector in hybrid stores
 DOC_ID = "doc_id"  # LlamaIndex's payload index on a server
+#: qdrant-haystack's ``UUID_NAMESPACE``: point id = uuid5(namespace, Document.id).
+HAYSTACK_NAMESPACE = uuid.UUID("3896d314-1e95-4a3a-b45a-945f9f0b541d")
+HAYSTACK_DENSE = "text-dense"  # qdrant-haystack's dense vector name with sparse embeddings
+HAYSTACK_SPARSE = "text-sparse"  # ... and its sparse vector's
+HAYSTACK_ID = "id"
+HAYSTACK_CONTENT = "content"
+HAYSTACK_META = "meta"
 WHAT = {
     fw.LANGCHAIN: "LangChain's QdrantVectorStore",
     fw.LLAMAINDEX: "LlamaIndex's QdrantVectorStore",
+    fw.HAYSTACK: "Haystack's QdrantDocumentStore",
 }
+
+
+def haystack_point_id(rid: Any) -> str:
+    """The point id qdrant-haystack keeps the Document with id ``rid`` at."""
+    return str(uuid.uuid5(HAYSTACK_NAMESPACE, str(rid)))
+
+
+def haystack_ids(points: Any, ids: Sequence[Any]) -> Any:
+    """``points`` (as ``batch_to_points`` made them) moved to Haystack's point ids."""
+    pids = [haystack_point_id(i) for i in ids]
+    if isinstance(points, models.Batch):
+        return points.model_copy(update={"ids": pids})
+    return [p.model_copy(update={"id": pid}) for p, pid in zip(points, pids, strict=True)]
+
+
+def haystack_lift(name: str, points: list[Any]) -> list[Any]:
+    """Haystack points with the Document id where ``points_to_batch`` reads record ids
+    (``ID_KEY``, in a copy of the payload); DataError for what cannot be carried."""
+    out = []
+    for p in points:
+        payload = dict(p.payload or {})
+        rid = payload.get(HAYSTACK_ID)
+        if not isinstance(rid, str):
+            raise DataError(
+                "point has no Haystack Document id (payload key 'id'): not written by "
+                "Haystack's QdrantDocumentStore",
+                collection=name,
+                record_id=p.id,
+                field=HAYSTACK_ID,
+                hint="read the collection without ?layout=",
+            )
+        # With use_sparse_embeddings the store moves a Document's sparse embedding out of
+        # the payload into the point's vectors: look there too.
+        vectors = p.vector if isinstance(p.vector, Mapping) else {}
+        checked = dict(payload)
+        if vectors.get(HAYSTACK_SPARSE) is not None:
+            checked["sparse_embedding"] = vectors[HAYSTACK_SPARSE]
+        why = fw.haystack_refusal("QdrantDocumentStore", checked)
+        if why is not None:
+            raise DataError(
+                why,
+                collection=name,
+                record_id=rid,
+                field="blob" if payload.get("blob") is not None else "sparse_embedding",
+                hint="copy without ?layout= to keep the payload and vectors as they are",
+            )
+        payload[ID_KEY] = rid
+        out.append(p.model_copy(update={"payload": payload}))
+    return out
 
 
 class FrameworkPayload:
@@ -68,6 +132,8 @@ class FrameworkPayload:
         """field -> the payload key path its filters read."""
         if self.layout == fw.LANGCHAIN:
             return {f: f"{METADATA}.{f}" for f in self.fields}
+        if self.layout == fw.HAYSTACK:
+            return {f: f"{HAYSTACK_META}.{f}" for f in self.fields}
         return {f: fw.llamaindex_top_key(f) or f for f in self.fields}
 
     def read(self, payload: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -76,6 +142,11 @@ class FrameworkPayload:
             nested = payload.get(METADATA)
             return fw.langchain_read(
                 payload.get(CONTENT), nested if isinstance(nested, Mapping) else None
+            )
+        if self.layout == fw.HAYSTACK:
+            meta = payload.get(HAYSTACK_META)
+            return fw.haystack_read(
+                payload.get(HAYSTACK_CONTENT), meta if isinstance(meta, Mapping) else None
             )
         stored = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
         text = None
@@ -100,6 +171,18 @@ class FrameworkPayload:
             text, nested = fw.langchain_write(doc, meta)
             payload = {} if text is None else {CONTENT: text}
             payload[METADATA] = nested
+        elif self.layout == fw.HAYSTACK:
+            content, meta_out = fw.haystack_write(doc, meta)
+            # Document.to_dict(flatten=False) without the embedding, in its order; the
+            # point id is derived from the Haystack id (``haystack_ids``), never ID_KEY.
+            return {
+                HAYSTACK_ID: str(rid),
+                HAYSTACK_CONTENT: content,
+                "blob": None,
+                HAYSTACK_META: meta_out,
+                "score": None,
+                "sparse_embedding": None,
+            }
         else:
             _, payload = fw.llamaindex_write(str(pid), doc, meta, text_in_node=True)
         if string_id and str(pid) != str(rid):
@@ -117,7 +200,8 @@ def _dense(name: str, info: Any, layout: str) -> tuple[str, Any]:
     named = vector_params(info)
     if len(named) == 1:
         return next(iter(named.items()))
-    for candidate in ("", LLAMAINDEX_DENSE if layout == fw.LLAMAINDEX else ""):
+    dense = {fw.LLAMAINDEX: LLAMAINDEX_DENSE, fw.HAYSTACK: HAYSTACK_DENSE}.get(layout, "")
+    for candidate in ("", dense):
         if candidate in named:
             return candidate, named[candidate]
     raise ConfigError(
@@ -161,6 +245,8 @@ def describe(name: str, info: Any, points: list[Any], layout: str) -> Collection
     metas = [reader.read(pl)[1] for pl in payloads]
     if note.get("id_type") == "int":
         id_type = IdType.INT
+    elif layout == fw.HAYSTACK:
+        id_type = IdType.STRING  # Document ids are strings; point ids are derived
     else:
         id_type = _id_type(points, payloads)[0] if points else IdType.STRING
     field = VectorField(
