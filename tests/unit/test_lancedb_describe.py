@@ -85,7 +85,9 @@ def test_langchain_layout_is_read_as_it_is(tmp_path: Path) -> None:
             "text": ["one", "two", "three"],
             "vector": _vectors(3),
             "metadata": pa.array(
-                [{"source": "x.md", "page": 1}, {"source": "y.md", "page": 2}, None]
+                [{"source": "x.md", "page": 1}, {"source": "y.md", "page": 2}, None],
+                # the field order LangChain writes (pyarrow < 24 sorts inferred struct fields)
+                pa.struct([("source", pa.string()), ("page", pa.int64())]),
             ),
         },
     )

@@ -143,7 +143,11 @@ def test_describes_a_hand_made_table_with_sparsevec_columns(postgres: Any) -> No
 
 def test_encoding_is_byte_identical_to_pgvectors_own_client() -> None:
     import numpy as np
-    from pgvector import SparseVector
+
+    try:
+        from pgvector import SparseVector
+    except ImportError:  # pgvector < 0.4 keeps it in pgvector.utils
+        from pgvector.utils import SparseVector  # type: ignore[no-redef]
 
     from vecmigrate.connectors.pgvector import _sparse as pgvector_sparse
 
