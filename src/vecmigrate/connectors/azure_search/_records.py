@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from vecmigrate.connectors.jsonvalues import json_size, storable, typed_number
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Cond, Node
 from vecmigrate.model import (
@@ -385,24 +385,6 @@ def _leaf(c: Cond, negate: bool) -> str:
 
 
 # -- documents <-> batches --------------------------------------------------------------------
-def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
-def _check_value(f: MetadataField, value: Any, name: str, rid: Any) -> Any:
-    if f.type == "float64" and not math.isfinite(value):
-        raise DataError(
-            "Azure AI Search JSON holds finite doubles only",
-            collection=name, record_id=rid, field=f.name,
-        )  # fmt: skip
-    if f.type == "list<float64>" and not all(x is None or math.isfinite(x) for x in value):
-        raise DataError(
-            "Azure AI Search JSON holds finite doubles only",
-            collection=name, record_id=rid, field=f.name,
-        )  # fmt: skip
-    if isinstance(value, list) and any(x is None for x in value):
-        return None  # travels in metadata_extra: collections hold no nulls
-    return value
 
 
 def batch_documents(
@@ -439,7 +421,13 @@ def batch_documents(
         for child_field, child in zip(struct.type, struct.flatten(), strict=True):
             f = by_name[child_field.name]
             for i, v in enumerate(child.to_pylist()):
-                kept = None if v is None else _check_value(f, v, name, raw_ids[i])
+                kept = (
+                    None
+                    if v is None
+                    else storable(
+                        f, v, name, raw_ids[i], "Azure AI Search JSON holds finite doubles only"
+                    )
+                )
                 if v is not None and kept is None:
                     extras[i][f.name] = v
                 docs[i][f.name] = kept
@@ -454,7 +442,7 @@ def batch_documents(
     if schema.has_document and "document" in names:
         for i, d in enumerate(batch.column(names.index("document")).to_pylist()):
             docs[i][DOC_FIELD] = d
-    sizes = [_size(d) + 32 for d in docs]
+    sizes = [json_size(d) + 32 for d in docs]
     for i, size in enumerate(sizes):
         if size > BATCH_CHUNK_BYTES:
             raise DataError(
@@ -483,16 +471,6 @@ def chunks(sizes: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _decode_value(f: MetadataField | None, value: Any) -> Any:
-    if f is None:
-        return value
-    if f.type == "float64" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if f.type == "list<float64>" and isinstance(value, list):
-        return [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in value]
-    return value
-
-
 def documents_to_batch(schema: CollectionSchema, docs: Sequence[dict[str, Any]]) -> pa.RecordBatch:
     """Documents as a search returns them in the batch layout; ``metadata_extra`` comes back
     from its JSON field, nulls are left out (Azure AI Search returns absent fields as null)."""
@@ -513,7 +491,7 @@ def documents_to_batch(schema: CollectionSchema, docs: Sequence[dict[str, Any]])
                 )
             matrix[i] = np.asarray(vec, dtype=np.float32)
         meta = {
-            k: _decode_value(by_name[k], d[k])
+            k: typed_number(by_name[k], d[k])
             for k in by_name
             if d.get(k) is not None and d.get(k) != []
         }

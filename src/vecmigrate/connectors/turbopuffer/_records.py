@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from vecmigrate.connectors.jsonvalues import json_size, storable, typed_number
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Cond, Node
 from vecmigrate.model import (
@@ -293,22 +293,6 @@ def _leaf(c: Cond, negate: bool) -> list[Any]:
 
 
 # -- rows <-> batches -------------------------------------------------------------------------
-def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
-def _check_value(f: MetadataField, value: Any, name: str, rid: Any) -> Any:
-    if f.type == "float64" and not math.isfinite(value):
-        raise DataError(
-            "turbopuffer stores finite floats only", collection=name, record_id=rid, field=f.name
-        )
-    if f.type == "list<float64>" and not all(x is None or math.isfinite(x) for x in value):
-        raise DataError(
-            "turbopuffer stores finite floats only", collection=name, record_id=rid, field=f.name
-        )
-    if isinstance(value, list) and any(x is None for x in value):
-        return None  # travels in metadata_extra: turbopuffer arrays hold no nulls
-    return value
 
 
 def batch_columns(
@@ -338,7 +322,11 @@ def batch_columns(
             values = child.to_pylist()
             col: list[Any] = []
             for i, v in enumerate(values):
-                kept = None if v is None else _check_value(f, v, name, raw_ids[i])
+                kept = (
+                    None
+                    if v is None
+                    else storable(f, v, name, raw_ids[i], "turbopuffer stores finite floats only")
+                )
                 if v is not None and kept is None:
                     extras[i][f.name] = v
                 col.append(kept)
@@ -352,7 +340,7 @@ def batch_columns(
     ]
     if schema.has_document and "document" in names:
         columns[doc_key] = batch.column(names.index("document")).to_pylist()
-    sizes = [len(columns[VECTOR][i]) + _size(ids[i]) + 16 for i in range(n)]
+    sizes = [len(columns[VECTOR][i]) + json_size(ids[i]) + 16 for i in range(n)]
     for key, col in columns.items():
         if key == VECTOR:
             continue
@@ -360,7 +348,7 @@ def batch_columns(
         for i, value in enumerate(col):
             if value is None:
                 continue
-            size = _size(value)
+            size = json_size(value)
             if size > MAX_ATTRIBUTE_VALUE_BYTES:
                 raise DataError(
                     f"attribute value is {size:,} bytes; turbopuffer stores at most "
@@ -377,18 +365,6 @@ def batch_columns(
                 collection=name, record_id=raw_ids[i], field="metadata",
             )  # fmt: skip
     return ids, columns, sizes
-
-
-def _decode_value(f: MetadataField | None, value: Any) -> Any:
-    if f is None:
-        return value
-    if f.type == "float64" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if f.type == "list<float64>" and isinstance(value, list):
-        return [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in value]
-    if f.type == "int64" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def rows_to_batch(
@@ -408,7 +384,7 @@ def rows_to_batch(
         if r.get(vector_key) is not None:
             matrix[i] = decode_vector(r[vector_key], dim)
         meta = {
-            k: _decode_value(by_name.get(k), v)
+            k: typed_number(by_name.get(k), v)
             for k, v in r.items()
             if k not in skip and v is not None
         }

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from vecmigrate.connectors.base import ChangeFeed, Connector
-from vecmigrate.connectors.identity import refuse_same_collection
 from vecmigrate.errors import ConfigError
 from vecmigrate.mapping import Mapping, build_mapping
 from vecmigrate.model import IdType
 from vecmigrate.pipeline.dryrun import AbsentTarget
 from vecmigrate.pipeline.sync.drift import Drift, Side, _signed, find_drift
-from vecmigrate.pipeline.sync.run import SyncOptions, default_state_path, feed_of
+from vecmigrate.pipeline.sync.run import SyncOptions, default_state_path, round_setup
 from vecmigrate.uri import redact
 from vecmigrate.verify.digest import id_text
 
@@ -138,26 +137,7 @@ def plan_sync(
     """What ``sync_collection`` would upsert and delete for ``name``, reading only."""
     options = options or SyncOptions()
     started = time.perf_counter()
-    spec_target = options.mapping.target_collection if options.mapping else None
-    tname = target_collection or spec_target or name
-    refuse_same_collection(source.uri, name, target.uri, tname)
-    if not target.capabilities.mutable:
-        raise ConfigError(
-            f"{target.engine} targets are append-only: sync needs to update and delete",
-            hint="sync into a database; export a fresh dump instead",
-        )
-    feed = feed_of(source)
-    installed = feed is not None and feed.change_capture_installed(name)
-    mode = options.mode
-    if mode == "changes" and not installed:
-        raise ConfigError(
-            f"{source.engine} collection {name!r} has no change capture installed",
-            hint=f"run: vecmigrate sync --install-capture {source.uri} -c {name}"
-            if feed
-            else f"{source.engine} has no change feed: use --mode generic",
-        )
-    if mode == "auto":
-        mode = "changes" if installed else "generic"
+    tname, mode, feed = round_setup(source, target, name, target_collection, options)
     state_path = options.state_path or default_state_path(
         source,
         target,  # type: ignore[arg-type]  # only its uri is read

@@ -321,19 +321,16 @@ class _Round:
         }
 
 
-def sync_collection(
+def round_setup(
     source: Connector,
-    target: Connector,
+    target: Any,
     name: str,
-    *,
-    target_collection: str | None = None,
-    options: SyncOptions | None = None,
-    stop: threading.Event | None = None,
-    round_no: int = 1,
-) -> SyncResult:
-    """One sync round: make ``target`` equal ``source`` for collection ``name``."""
-    options = options or SyncOptions()
-    started = time.perf_counter()
+    target_collection: str | None,
+    options: SyncOptions,
+) -> tuple[str, str, ChangeFeed | None]:
+    """What a round (or its dry run) works with: the target collection's name, the mode
+    (``auto`` resolved) and the source's change feed; refuses an append-only target, the
+    source itself as target, and ``changes`` without change capture installed."""
     spec_target = options.mapping.target_collection if options.mapping else None
     tname = target_collection or spec_target or name
     refuse_same_collection(source.uri, name, target.uri, tname)
@@ -354,6 +351,23 @@ def sync_collection(
         )
     if mode == "auto":
         mode = "changes" if installed else "generic"
+    return tname, mode, feed
+
+
+def sync_collection(
+    source: Connector,
+    target: Connector,
+    name: str,
+    *,
+    target_collection: str | None = None,
+    options: SyncOptions | None = None,
+    stop: threading.Event | None = None,
+    round_no: int = 1,
+) -> SyncResult:
+    """One sync round: make ``target`` equal ``source`` for collection ``name``."""
+    options = options or SyncOptions()
+    started = time.perf_counter()
+    tname, mode, feed = round_setup(source, target, name, target_collection, options)
     state_path = options.state_path or default_state_path(source, target, name, tname)
     identity = {
         "source": str(source.uri),
