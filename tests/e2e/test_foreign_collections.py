@@ -478,3 +478,49 @@ def test_redis_json_documents_with_an_id_field_and_named_text_and_vector(
             assert got[0][0].startswith("d-")
     finally:
         raw.execute_command("FT.DROPINDEX", name, "DD")
+
+
+def test_milvus_application_collection_as_a_target(tmp_path: Path) -> None:
+    """An application's own Milvus collection (its key, vector and text field names, INT32
+    and FLOAT fields) taken with --if-exists reuse: refused before the first write, naming
+    the field and the mapping that fits it; with that mapping the records land in its
+    fields, typed as it declares them."""
+    from pymilvus import DataType
+
+    from tests.e2e.helpers import make_dump
+
+    make_dump(tmp_path / "dump", 40, dim=DIM)  # ids, vector, document, genre/year/score/...
+    client = _milvus(tmp_path / "app.db")
+    ms = client.create_schema(auto_id=False)
+    ms.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=64)
+    ms.add_field("emb", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_field("text", DataType.VARCHAR, max_length=512)
+    ms.add_field("year", DataType.INT32)
+    ms.add_field("score", DataType.FLOAT)
+    index = client.prepare_index_params()
+    index.add_index("emb", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("docs", schema=ms, index_params=index)
+    target = f"milvus-lite://{tmp_path / 'app.db'}"
+    source = f"dump://{tmp_path / 'dump'}"
+    refused = cli("copy", source, target, "-c", "docs", "--if-exists", "reuse")
+    assert refused.returncode == 2, refused.stderr
+    assert "no vector field 'vector'; it has 'emb'" in refused.stderr
+    assert "vectors: {vector: {rename: emb}}" in refused.stderr
+    assert (
+        "no field for metadata 'genre'" in refused.stderr
+        and "nothing was written" in refused.stderr
+    )
+    assert client.query("docs", filter="", output_fields=["count(*)"])[0]["count(*)"] == 0
+    (tmp_path / "map.yaml").write_text(
+        "vectors:\n  vector:\n    rename: emb\n"
+        "fields:\n  genre: {drop: true}\n  flag: {drop: true}\n  tags: {drop: true}\n"
+    )
+    ran = cli(
+        "copy", source, target, "-c", "docs", "--if-exists", "reuse", "--map",
+        str(tmp_path / "map.yaml"),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    rows = client.query("docs", filter="", output_fields=["pk", "text", "year", "score"], limit=100)
+    assert len(rows) == 40
+    assert all(isinstance(r["year"], int) and isinstance(r["score"], float) for r in rows)
+    assert all(r["text"] for r in rows)

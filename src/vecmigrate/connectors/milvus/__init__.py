@@ -53,8 +53,8 @@ from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.milvus import _frameworks
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
-from vecmigrate.connectors.milvus._filters import Compiler, ids_in, pk, typed_ids
-from vecmigrate.connectors.milvus._infer import infer_schema
+from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, Compiler, ids_in, pk, typed_ids
+from vecmigrate.connectors.milvus._infer import foreign_reuse_problems, infer_schema
 from vecmigrate.connectors.milvus._records import (
     PAGE,
     batch_to_rows,
@@ -284,6 +284,16 @@ class MilvusConnector(Connector):
         does not fit, before the first write; the records' fields are written from then on."""
         have = self._schema(schema.name)
         if _frameworks.framework(have) is None:
+            if have.engine_settings.get(LAYOUT_KEY) != "columns":
+                return  # laid out by vecmigrate: its own check_schema applies
+            problems = foreign_reuse_problems(schema, have)
+            if problems:
+                raise ConfigError(
+                    f"Milvus collection {schema.name!r} (made by another tool) cannot take "
+                    f"these records as they are: {'; '.join(problems)}; nothing was written",
+                    hint="map the records to its fields in a mapping file (vecmigrate plan "
+                    "--write-map writes one to edit), or copy into a new collection",
+                )
             return
         problems = _frameworks.reuse_problems(schema, have)
         if problems:

@@ -263,3 +263,42 @@ def _keyed_fields(
         out.append(m.model_copy(update={"name": fname}))
         where[fname] = [meta, m.name]
     return out
+
+
+def foreign_reuse_problems(schema: CollectionSchema, have: CollectionSchema) -> list[str]:
+    """Why a collection another tool made, described as ``have``, cannot take ``schema``'s
+    records as they are (checked before the first write of ``--if-exists reuse``): each
+    misfit named with the field, and with the mapping that fits it where one exists."""
+    key = have.engine_settings.get(PK_KEY, "id")
+    problems = []
+    if schema.id_type is not have.id_type:
+        problems.append(
+            f"its key {key!r} holds {have.id_type.value} ids, the records {schema.id_type.value}"
+        )
+    theirs = {v.name: v for v in have.vectors}
+    for v in schema.vectors:
+        got = theirs.get(v.name)
+        if got is None:
+            only = next(iter(theirs)) if len(theirs) == 1 else None
+            fix = f" (map it: vectors: {{{v.name}: {{rename: {only}}}}})" if only else ""
+            problems.append(
+                f"no vector field {v.name!r}; it has {', '.join(map(repr, theirs)) or 'none'}{fix}"
+            )
+        elif got.dim != v.dim:
+            problems.append(f"its vector field {v.name!r} holds {got.dim} dimensions, not {v.dim}")
+        elif got.metric is not v.metric:
+            problems.append(
+                f"its index on {v.name!r} searches with {got.metric.value}, "
+                f"the records with {v.metric.value}"
+            )
+    if schema.has_document and not have.has_document:
+        problems.append("no field for documents")
+    if not (have.engine_settings.get(DYNAMIC_KEY) or have.engine_settings.get(JSON_KEY)):
+        fields = {m.name: m for m in have.metadata}
+        for m in schema.metadata:
+            field = fields.get(m.name)
+            if field is None:
+                problems.append(f"no field for metadata {m.name!r}")
+            elif field.type != m.type:
+                problems.append(f"its field {m.name!r} holds {field.type}, the records {m.type}")
+    return problems
