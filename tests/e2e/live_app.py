@@ -4,6 +4,10 @@ Run as its own process (``python -m tests.e2e.live_app --source URI --target URI
 URI -c NAME --port P``) so that the test drives the phase from outside, as an operator
 would, and the app picks it up from the shared state store. ``/admin/*`` endpoints exist
 for the test only: planting an outage of the target, draining, publishing totals.
+
+``--no-router`` serves the same endpoints from the source connector directly, with no
+target and no state store: the application as it was before adopting the router, the
+baseline that ``bench/live_load.py`` measures the router against.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from vecmigrate.connectors import connect
 from vecmigrate.errors import TransientError, VecmigrateError
 from vecmigrate.live import open_state
 from vecmigrate.live.router import MigrationRouter
+from vecmigrate.records import build_batch
 
 
 class Outage:
@@ -54,7 +59,83 @@ class Outage:
         self.inner.delete(name, ids)
 
 
-def create_app(router: MigrationRouter, outage: Outage | None = None) -> FastAPI:
+class _NoRouterState:
+    """What the endpoints ask of a phase, for an app without a router: one side, always."""
+
+    label = "no-router"
+
+    def read_side(self, key: str | None) -> str:
+        """Every read is served by the source."""
+        return "source"
+
+
+class _NoMetrics:
+    def exposition(self) -> bytes:
+        return b""
+
+
+class DirectSource:
+    """The router's calls answered by the source connector alone (``--no-router``): no
+    outbox, no shadow reads, no phase to re-read."""
+
+    def __init__(self, conn: Any, collection: str) -> None:
+        self.conn = conn
+        self.collection = collection
+        self.schema = conn.describe(collection)
+        self.metrics = _NoMetrics()
+        self._state = _NoRouterState()
+
+    def current(self) -> _NoRouterState:
+        """The fixed pseudo-phase ``no-router``."""
+        return self._state
+
+    def upsert(self, records: Sequence[dict[str, Any]]) -> None:
+        """Upsert dict records ({id, vector, document, metadata}) into the source."""
+        rows = list(records)
+        vectors = {
+            v.name: np.asarray([r[v.name] for r in rows], dtype=np.float32).reshape(-1, v.dim)
+            for v in self.schema.vectors
+        }
+        batch = build_batch(
+            self.schema,
+            [r["id"] for r in rows],
+            vectors,
+            documents=[r.get("document") for r in rows] if self.schema.has_document else None,
+            metadata=[r.get("metadata") for r in rows],
+        )
+        self.conn.upsert(self.collection, batch)
+
+    def delete(self, ids: Sequence[Any]) -> None:
+        """Delete ids from the source."""
+        self.conn.delete(self.collection, list(ids))
+
+    def search(
+        self, vectors: np.ndarray, k: int, filter: Any = None, *, key: str | None = None
+    ) -> tuple[list[list[Any]], list[list[float]]]:
+        """Top-k ids and scores from the source."""
+        found: tuple[list[list[Any]], list[list[float]]] = self.conn.search(
+            self.collection, vectors, k, filter=filter
+        )
+        return found
+
+    def fetch(self, ids: Sequence[Any], *, key: str | None = None) -> pa.RecordBatch:
+        """Records by id from the source (each id once)."""
+        batch: pa.RecordBatch = self.conn.fetch(self.collection, list(dict.fromkeys(ids)))
+        return batch
+
+    def drain(self, timeout: float) -> bool:
+        """Nothing is ever queued."""
+        return True
+
+    def publish(self) -> None:
+        """No shadow totals to store."""
+
+    def close(self) -> None:
+        """Close the source connection."""
+        self.conn.close()
+
+
+def create_app(router: MigrationRouter | DirectSource, outage: Outage | None = None) -> FastAPI:
     """The application: four data endpoints, metrics, and test-only admin endpoints."""
 
     @asynccontextmanager
@@ -134,12 +215,26 @@ def main() -> None:
     """Serve the app on 127.0.0.1 until terminated."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", required=True)
-    ap.add_argument("--target", required=True)
-    ap.add_argument("--state", required=True)
+    ap.add_argument("--target")
+    ap.add_argument("--state")
     ap.add_argument("-c", "--collection", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--state-ttl", type=float, default=0.5)
+    ap.add_argument(
+        "--no-router",
+        action="store_true",
+        help="serve from the source connector directly (the baseline; no target, no state)",
+    )
     args = ap.parse_args()
+    if args.no_router:
+        direct = DirectSource(connect(args.source), args.collection)
+        try:
+            uvicorn.run(create_app(direct), host="127.0.0.1", port=args.port, log_level="warning")
+        finally:
+            direct.close()
+        return
+    if args.target is None or args.state is None:
+        ap.error("--target and --state are required unless --no-router is given")
     outage = Outage(connect(args.target))
     router = MigrationRouter(
         connect(args.source),
