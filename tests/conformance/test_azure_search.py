@@ -12,22 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conformance.doubles import DoubleConformance, connected, double_uri, serving
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.model import IdType, IndexSpec, MetadataField, Metric, VectorField
 from vecmigrate.records import build_batch, vectors_to_numpy
 from vecmigrate.testing.data import ROWS, sample_batch, sample_ids, sample_schema
-from vecmigrate.testing.suite import ConnectorConformance
 
 API_KEY = "azs-test-key-51d2c7"
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -37,36 +30,25 @@ def azs_server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Any]:
     require_module("azure.search.documents")
     from tests.protocol.azure_search_server import AzureSearchServer
 
-    server = AzureSearchServer(API_KEY)
-    monkeypatch_module.setenv("VECMIGRATE_TEST_AZS_KEY", API_KEY)
-    try:
+    env = {"VECMIGRATE_TEST_AZS_KEY": API_KEY}
+    with serving(AzureSearchServer(API_KEY), monkeypatch_module, env) as server:
         yield server
-        assert server.take_violations() == []
-    finally:
-        server.stop()
 
 
 def azs_uri(server: Any, **params: str) -> str:
     """A connection URI for the protocol server (the key comes from the environment)."""
-    query = "&".join(
-        [f"base_url={server.url}", "api_key=env:VECMIGRATE_TEST_AZS_KEY", "max_retries=0"]
-        + [f"{k}={v}" for k, v in params.items()]
-    )
-    return f"azure-search://test.search.windows.net?{query}"
+    settings = [f"base_url={server.url}", "api_key=env:VECMIGRATE_TEST_AZS_KEY", "max_retries=0"]
+    return double_uri("azure-search://test.search.windows.net", settings, params)
 
 
 @pytest.fixture(scope="module")
 def shared_connector(azs_server: Any) -> Iterator[Connector]:
-    conn = connect(azs_uri(azs_server))
-    yield conn
-    conn.close()
+    with connected(azs_uri(azs_server)) as conn:
+        yield conn
 
 
-class TestAzureSearch(ConnectorConformance):
-    @pytest.fixture
-    def connector(self, shared_connector: Connector, azs_server: Any) -> Iterator[Connector]:
-        yield shared_connector
-        assert azs_server.take_violations() == []
+class TestAzureSearch(DoubleConformance):
+    server_fixture = "azs_server"
 
 
 class TestAzureSearchIntIds(TestAzureSearch):

@@ -31,13 +31,6 @@ def pinecone_server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Any]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
 def pinecone_uri(server: Any, index: str = "", **params: str) -> str:
     """A connection URI for the protocol server (the key comes from the environment)."""
     query = "&".join(

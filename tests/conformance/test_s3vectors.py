@@ -17,24 +17,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.conformance.doubles import DoubleConformance, connected, double_uri, serving
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
 from vecmigrate.model import IdType, MetadataField, Metric, VectorField
 from vecmigrate.records import build_batch, vectors_to_numpy
 from vecmigrate.testing.data import sample_batch, sample_schema
-from vecmigrate.testing.suite import ConnectorConformance
 
 ACCESS_KEY = "AKIAVECMIGRATETEST01"
 SECRET_KEY = "s3v-test-secret-0123456789"
 BUCKET = "vecmigrate-test"
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -47,41 +40,30 @@ def s3v_server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Any]:
 
     server = S3VectorsServer(ACCESS_KEY)
     server.create_bucket(BUCKET)
-    monkeypatch_module.setenv("VECMIGRATE_TEST_S3V_KEY_ID", ACCESS_KEY)
-    monkeypatch_module.setenv("VECMIGRATE_TEST_S3V_SECRET", SECRET_KEY)
-    try:
+    env = {"VECMIGRATE_TEST_S3V_KEY_ID": ACCESS_KEY, "VECMIGRATE_TEST_S3V_SECRET": SECRET_KEY}
+    with serving(server, monkeypatch_module, env):
         yield server
-        assert server.take_violations() == []
-    finally:
-        server.stop()
 
 
 def s3v_uri(server: Any, bucket: str = BUCKET, **params: str) -> str:
     """A connection URI for the protocol server (the keys come from the environment)."""
-    query = "&".join(
-        [
-            "region=us-east-1",
-            f"endpoint_url={server.url}",
-            "access_key_id=env:VECMIGRATE_TEST_S3V_KEY_ID",
-            "secret_access_key=env:VECMIGRATE_TEST_S3V_SECRET",
-        ]
-        + [f"{k}={v}" for k, v in params.items()]
-    )
-    return f"s3vectors://{bucket}?{query}"
+    settings = [
+        "region=us-east-1",
+        f"endpoint_url={server.url}",
+        "access_key_id=env:VECMIGRATE_TEST_S3V_KEY_ID",
+        "secret_access_key=env:VECMIGRATE_TEST_S3V_SECRET",
+    ]
+    return double_uri(f"s3vectors://{bucket}", settings, params)
 
 
 @pytest.fixture(scope="module")
 def shared_connector(s3v_server: Any) -> Iterator[Connector]:
-    conn = connect(s3v_uri(s3v_server))
-    yield conn
-    conn.close()
+    with connected(s3v_uri(s3v_server)) as conn:
+        yield conn
 
 
-class TestS3Vectors(ConnectorConformance):
-    @pytest.fixture
-    def connector(self, shared_connector: Connector, s3v_server: Any) -> Iterator[Connector]:
-        yield shared_connector
-        assert s3v_server.take_violations() == []
+class TestS3Vectors(DoubleConformance):
+    server_fixture = "s3v_server"
 
 
 class TestS3VectorsIntIds(TestS3Vectors):

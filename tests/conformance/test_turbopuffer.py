@@ -12,22 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conformance.doubles import DoubleConformance, connected, double_uri, serving
 from tests.conftest import require_module
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.errors import ConfigError, DataError, TransientError
 from vecmigrate.model import IdType, MetadataField, Metric, VectorField
 from vecmigrate.records import build_batch, vectors_to_numpy
 from vecmigrate.testing.data import ROWS, sample_batch, sample_ids, sample_schema
-from vecmigrate.testing.suite import ConnectorConformance
 
 API_KEY = "tpuf-test-key-6c1f0e"
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -37,36 +30,25 @@ def tpuf_server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Any]:
     require_module("turbopuffer")
     from tests.protocol.turbopuffer_server import TurbopufferServer
 
-    server = TurbopufferServer(API_KEY)
-    monkeypatch_module.setenv("VECMIGRATE_TEST_TPUF_KEY", API_KEY)
-    try:
+    env = {"VECMIGRATE_TEST_TPUF_KEY": API_KEY}
+    with serving(TurbopufferServer(API_KEY), monkeypatch_module, env) as server:
         yield server
-        assert server.take_violations() == []
-    finally:
-        server.stop()
 
 
 def tpuf_uri(server: Any, **params: str) -> str:
     """A connection URI for the protocol server (the key comes from the environment)."""
-    query = "&".join(
-        [f"base_url={server.url}", "api_key=env:VECMIGRATE_TEST_TPUF_KEY", "max_retries=0"]
-        + [f"{k}={v}" for k, v in params.items()]
-    )
-    return f"turbopuffer://api?{query}"
+    settings = [f"base_url={server.url}", "api_key=env:VECMIGRATE_TEST_TPUF_KEY", "max_retries=0"]
+    return double_uri("turbopuffer://api", settings, params)
 
 
 @pytest.fixture(scope="module")
 def shared_connector(tpuf_server: Any) -> Iterator[Connector]:
-    conn = connect(tpuf_uri(tpuf_server))
-    yield conn
-    conn.close()
+    with connected(tpuf_uri(tpuf_server)) as conn:
+        yield conn
 
 
-class TestTurbopuffer(ConnectorConformance):
-    @pytest.fixture
-    def connector(self, shared_connector: Connector, tpuf_server: Any) -> Iterator[Connector]:
-        yield shared_connector
-        assert tpuf_server.take_violations() == []
+class TestTurbopuffer(DoubleConformance):
+    server_fixture = "tpuf_server"
 
 
 class TestTurbopufferIntIds(TestTurbopuffer):

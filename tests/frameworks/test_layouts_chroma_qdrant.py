@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli
-from tests.frameworks import kit
+from tests.frameworks import compare, kit
 from vecmigrate.connectors import connect
 from vecmigrate.connectors import frameworks as fw
 from vecmigrate.errors import ConfigError, DataError
@@ -36,82 +35,24 @@ from vecmigrate.records import build_batch
 N = 150  # texts in each store
 QUERIES = 30
 K = 5
-TIE = 1e-5
-FILTER_KEYS = ("package", "module", "words")
+
+
 #: Keys LangChain's Qdrant store adds to every document it returns (not the application's).
 LANGCHAIN_QDRANT_KEYS = ("_id", "_collection_name")
-
-Hit = kit.Hit
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _require(*kinds: str) -> None:
-    for kind in kinds:
-        for module in kit.MODULES[kind]:
-            require_module(module)
-
-
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
+    return compare.text_vectors()
 
 
-def _queries(store: kit.Store) -> list[tuple[str, int, kit.Where]]:
-    """30 texts of the parquet file (15 in the store, 15 not), each with one metadata
-    equality filter on a value some stored record has."""
-    rows = kit.texts()
-    out: list[tuple[str, int, kit.Where]] = []
-    for j in range(QUERIES):
-        text = rows[N - QUERIES // 2 + j].document  # rows 135 ... 164
-        key = FILTER_KEYS[j % len(FILTER_KEYS)]
-        value = store.rows[(j * 13) % N].metadata[key]
-        out.append((text, K, {key: value}))
-    return out
-
-
-def _application_metadata(store: kit.Store, metadata: dict[str, Any]) -> dict[str, Any]:
-    if store.kind == "langchain-qdrant":
-        return {k: v for k, v in metadata.items() if k not in LANGCHAIN_QDRANT_KEYS}
-    return metadata
-
-
-def _canonical(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, sort_keys=True)
-
-
-def _assert_same_hits(
-    source: list[Hit],
-    target: list[Hit],
-    query: str,
-    vectors: dict[str, np.ndarray],
-    seen: dict[str, str],
-) -> None:
-    """Same top-k documents and metadata, in the same order but for ties: hits whose exact
-    cosine similarity to the query is within TIE of each other are compared as sets, but
-    for the group tied at the k-th place (either side may cut it anywhere): its target
-    hits need only be as close, with the metadata the source returns for them (``seen``:
-    text -> metadata over every source hit)."""
-    q = vectors[query]
-    assert len(target) == len(source), (query, len(source), len(target))
-    sims_a = [float(q @ vectors[t]) for t, _, _ in source]
-    sims_b = [float(q @ vectors[t]) for t, _, _ in target]
-    for i, (a, b) in enumerate(zip(sims_a, sims_b, strict=True)):
-        assert abs(a - b) <= TIE, (query, i, source[i][0][:40], target[i][0][:40], a, b)
-    start = 0
-    while start < len(source):
-        end = start + 1
-        while end < len(source) and abs(sims_a[end] - sims_a[start]) <= TIE:
-            end += 1
-        want = {(t, _canonical(md)) for t, md, _ in source[start:end]}
-        got = {(t, _canonical(md)) for t, md, _ in target[start:end]}
-        if end < len(source):
-            assert got == want, (query, start, want ^ got)
-        else:
-            for t, md in got:
-                assert seen.get(t, md) == md, (query, t)
-        start = end
+def _queries(store: kit.Store) -> list[compare.Query]:
+    """30 texts of the parquet file (15 in the store, 15 not: rows 135 ... 164), each with
+    one metadata equality filter on a value some stored record has."""
+    return compare.filtered_queries(store, N, QUERIES, K, first=N - QUERIES // 2, step=1)
 
 
 def _assert_retrievers_agree(
@@ -119,30 +60,24 @@ def _assert_retrievers_agree(
 ) -> None:
     queries = _queries(source)
 
-    def hits(store: kit.Store) -> list[list[Hit]]:
+    def hits(store: kit.Store) -> list[list[compare.Hit]]:
         return [
             [(t, _application_metadata(store, md), s) for t, md, s in found]
             for found in kit.search_many(store, queries)
         ]
 
     before, after = hits(source), hits(target)
-    seen = {t: _canonical(md) for found in before for t, md, _ in found}
-    returned = 0
-    for (text, _, where), a, b in zip(queries, before, after, strict=True):
-        _assert_same_hits(a, b, text, vectors, seen)
-        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
-        returned += len(b)
-    assert returned >= QUERIES * 3  # the filters let something through
+    compare.assert_hits_agree(queries, before, after, vectors, QUERIES * 3)
 
 
 def _copy_and_verify(source: str, target: str, collection: str) -> None:
-    ran = cli("copy", source, target, "-c", collection, "--json")
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
-    checked = cli("verify", source, target, "-c", collection, "--json", "--report-dir", "report")
-    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
-    report = checked.json()
-    assert report["passed"], [g for g in report["gates"] if not g["passed"]]
-    assert report["parity"]["equal"], report["parity"]
+    compare.copy_and_verify(source, target, ["-c", collection], report_dir="report")
+
+
+def _application_metadata(store: kit.Store, metadata: dict[str, Any]) -> dict[str, Any]:
+    if store.kind == "langchain-qdrant":
+        return {k: v for k, v in metadata.items() if k not in LANGCHAIN_QDRANT_KEYS}
+    return metadata
 
 
 def _chroma(path: str, name: str) -> Any:
@@ -169,7 +104,7 @@ def _qdrant_points(path: str, name: str) -> tuple[Any, list[Any]]:
 def test_a_langchain_chroma_to_another_path(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("langchain-chroma")
+    compare.require_kinds("langchain-chroma")
     monkeypatch.chdir(tmp_path)
     source = kit.build_langchain_chroma(tmp_path / "src", n=N)
     target = source.retarget(tmp_path / "dst")
@@ -194,7 +129,7 @@ def test_a_langchain_chroma_to_another_path(
 def test_b_langchain_chroma_to_langchain_qdrant(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("langchain-chroma", "langchain-qdrant")
+    compare.require_kinds("langchain-chroma", "langchain-qdrant")
     monkeypatch.chdir(tmp_path)
     source = kit.build_langchain_chroma(tmp_path / "chroma", n=N)
     target = source.retarget(tmp_path / "qdrant", kind="langchain-qdrant")
@@ -231,7 +166,7 @@ def test_b_langchain_chroma_to_langchain_qdrant(
 def test_c_llamaindex_chroma_to_llamaindex_qdrant(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("llamaindex-chroma", "llamaindex-qdrant")
+    compare.require_kinds("llamaindex-chroma", "llamaindex-qdrant")
     monkeypatch.chdir(tmp_path)
     source = kit.build_llamaindex_chroma(tmp_path / "chroma", n=N)
     target = source.retarget(tmp_path / "qdrant", kind="llamaindex-qdrant")
@@ -275,7 +210,7 @@ def test_c_llamaindex_chroma_to_llamaindex_qdrant(
 def test_d_langchain_qdrant_to_langchain_chroma(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("langchain-qdrant", "langchain-chroma")
+    compare.require_kinds("langchain-qdrant", "langchain-chroma")
     monkeypatch.chdir(tmp_path)
     source = kit.build_langchain_qdrant(tmp_path / "qdrant", n=N)
     target = source.retarget(tmp_path / "chroma", kind="langchain-chroma")

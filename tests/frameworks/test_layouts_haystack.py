@@ -15,8 +15,6 @@ Haystack's id column, a meta value Chroma cannot hold).
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli
-from tests.frameworks import kit
+from tests.frameworks import compare, kit
 from vecmigrate.connectors import connect
 from vecmigrate.connectors import frameworks as fw
 from vecmigrate.errors import ConfigError, DataError
@@ -36,96 +33,26 @@ from vecmigrate.records import build_batch
 N = 200  # texts in each store
 QUERIES = 50
 K = 10
-TIE = 1e-5
-FILTER_KEYS = ("package", "module", "words")
-
-Hit = kit.Hit
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _require(*kinds: str) -> None:
-    for kind in kinds:
-        for module in kit.MODULES[kind]:
-            require_module(module)
-
-
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
+    return compare.text_vectors()
 
 
 @pytest.fixture
 def database(postgres: Any) -> Iterator[Callable[[], str]]:
     """Fresh databases (with the vector extension) on the session's PostgreSQL."""
-    import psycopg
-
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"hs_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url: str = postgres.dsn.rsplit("/", 1)[0] + "/" + name
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        made.append(name)
-        return url
-
-    yield make
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from compare.fresh_databases(postgres.dsn, "hs_")
 
 
-def _queries(store: kit.Store) -> list[tuple[str, int, kit.Where]]:
-    """50 texts of the parquet file (half of them in the store, half not), each with one
-    metadata equality filter on a value some stored record has."""
-    rows = kit.texts()
-    out: list[tuple[str, int, kit.Where]] = []
-    for j in range(QUERIES):
-        text = rows[N - QUERIES + 2 * j].document  # rows 150, 152, ... 248
-        key = FILTER_KEYS[j % len(FILTER_KEYS)]
-        value = store.rows[(j * 13) % N].metadata[key]
-        out.append((text, K, {key: value}))
-    return out
-
-
-def _canonical(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, sort_keys=True)
-
-
-def _assert_same_hits(
-    source: list[Hit],
-    target: list[Hit],
-    query: str,
-    vectors: dict[str, np.ndarray],
-    seen: dict[str, str],
-) -> None:
-    """Same top-k documents and metadata, in the same order but for ties: hits whose exact
-    cosine similarity to the query is within TIE of each other are compared as sets, but
-    for the group tied at the k-th place (either side may cut it anywhere): its target
-    hits need only be as close, with the metadata the source returns for them."""
-    q = vectors[query]
-    assert len(target) == len(source), (query, len(source), len(target))
-    sims_a = [float(q @ vectors[t]) for t, _, _ in source]
-    sims_b = [float(q @ vectors[t]) for t, _, _ in target]
-    for i, (a, b) in enumerate(zip(sims_a, sims_b, strict=True)):
-        assert abs(a - b) <= TIE, (query, i, source[i][0][:40], target[i][0][:40], a, b)
-    start = 0
-    while start < len(source):
-        end = start + 1
-        while end < len(source) and abs(sims_a[end] - sims_a[start]) <= TIE:
-            end += 1
-        want = {(t, _canonical(md)) for t, md, _ in source[start:end]}
-        got = {(t, _canonical(md)) for t, md, _ in target[start:end]}
-        if end < len(source):
-            assert got == want, (query, start, want ^ got)
-        else:
-            for t, md in got:
-                assert seen.get(t, md) == md, (query, t)
-        start = end
+def _queries(store: kit.Store) -> list[compare.Query]:
+    """50 texts of the parquet file (half of them in the store, half not: rows 150, 152, ...
+    248), each with one metadata equality filter on a value some stored record has."""
+    return compare.filtered_queries(store, N, QUERIES, K, first=N - QUERIES, step=2)
 
 
 def _assert_retrievers_agree(
@@ -134,23 +61,11 @@ def _assert_retrievers_agree(
     queries = _queries(source)
     before = kit.haystack_search_many(source, queries)
     after = kit.haystack_search_many(target, queries)
-    seen = {t: _canonical(md) for found in before for t, md, _ in found}
-    returned = 0
-    for (text, _, where), a, b in zip(queries, before, after, strict=True):
-        _assert_same_hits(a, b, text, vectors, seen)
-        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
-        returned += len(b)
-    assert returned >= QUERIES * 3  # the filters let something through
+    compare.assert_hits_agree(queries, before, after, vectors, QUERIES * 3)
 
 
 def _copy_and_verify(source: str, target: str, collection: str) -> None:
-    ran = cli("copy", source, target, "-c", collection, "--json")
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
-    checked = cli("verify", source, target, "-c", collection, "--json", "--report-dir", "report")
-    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
-    report = checked.json()
-    assert report["passed"], [g for g in report["gates"] if not g["passed"]]
-    assert report["parity"]["equal"], report["parity"]
+    compare.copy_and_verify(source, target, ["-c", collection], report_dir="report")
 
 
 # --------------------------------------------------------------------------- acceptance
@@ -162,7 +77,7 @@ def test_a_haystack_chroma_to_haystack_pgvector(
     database: Callable[[], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _require("haystack-chroma", "haystack-pgvector")
+    compare.require_kinds("haystack-chroma", "haystack-pgvector")
     monkeypatch.chdir(tmp_path)
     source = kit.build_haystack_chroma(tmp_path / "chroma", n=N)
     target = source.retarget(database(), kind="haystack-pgvector")
@@ -214,7 +129,7 @@ def test_a_haystack_chroma_to_haystack_pgvector(
 def test_b_haystack_qdrant_to_haystack_chroma(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("haystack-qdrant", "haystack-chroma")
+    compare.require_kinds("haystack-qdrant", "haystack-chroma")
     monkeypatch.chdir(tmp_path)
     source = kit.build_haystack_qdrant(tmp_path / "qdrant", n=N)
     target = source.retarget(tmp_path / "chroma", kind="haystack-chroma")
@@ -247,7 +162,7 @@ def test_b_haystack_qdrant_to_haystack_chroma(
 def test_qdrant_haystack_write_is_read_by_haystack(tmp_path: Path) -> None:
     """Written into Qdrant with layout=haystack: the point id qdrant-haystack derives from
     the Document id, so its get_by_id finds the documents; payload as Haystack writes it."""
-    _require("haystack-qdrant")
+    compare.require_kinds("haystack-qdrant")
     rows = kit.texts()[:20]
     schema = CollectionSchema(
         name="docs",
@@ -286,7 +201,7 @@ def test_qdrant_haystack_write_is_read_by_haystack(tmp_path: Path) -> None:
 def test_blobs_are_refused_by_record(tmp_path: Path, database: Callable[[], str]) -> None:
     """A Haystack Document's blob (bytes) has no place in the portable model: reading one
     fails naming the collection, the Document and the field, on Qdrant and pgvector."""
-    _require("haystack-qdrant", "haystack-pgvector")
+    compare.require_kinds("haystack-qdrant", "haystack-pgvector")
     from haystack import Document
     from haystack.dataclasses import ByteStream
 
@@ -322,7 +237,7 @@ def test_sparse_embeddings_are_refused_by_record(tmp_path: Path) -> None:
     """A QdrantDocumentStore with sparse embeddings keeps them as the point's
     ``text-sparse`` vector: the portable model has no Haystack sparse field, so reading one
     fails naming the Document."""
-    _require("haystack-qdrant")
+    compare.require_kinds("haystack-qdrant")
     from haystack import Document
     from haystack.dataclasses import SparseEmbedding
     from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
@@ -361,7 +276,7 @@ def test_sparse_embeddings_are_refused_by_record(tmp_path: Path) -> None:
 def test_ids_too_long_for_pgvector_and_unstorable_chroma_meta_are_refused(
     tmp_path: Path, database: Callable[[], str]
 ) -> None:
-    _require("haystack-pgvector", "haystack-chroma")
+    compare.require_kinds("haystack-pgvector", "haystack-chroma")
     schema = CollectionSchema(
         name="docs",
         vectors=(VectorField(name=fw.VECTOR, dim=3, metric=Metric.COSINE),),

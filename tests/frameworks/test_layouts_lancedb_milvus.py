@@ -28,8 +28,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli
-from tests.frameworks import kit
+from tests.frameworks import compare, kit
 from vecmigrate.connectors import connect
 from vecmigrate.connectors import frameworks as fw
 from vecmigrate.errors import ConfigError, DataError
@@ -39,74 +38,20 @@ from vecmigrate.records import build_batch
 N = 150  # texts in each store
 QUERIES = 30
 K = 5
-TIE = 1e-5
-FILTER_KEYS = ("package", "module", "words")
-
-Hit = kit.Hit
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _require(*kinds: str) -> None:
-    for kind in kinds:
-        for module in kit.MODULES[kind]:
-            require_module(module)
-
-
-def _queries(store: kit.Store) -> list[tuple[str, int, kit.Where]]:
-    """30 texts of the parquet file (half of them in the store, half not), each with one
-    metadata equality filter on a value some stored record has."""
-    rows = kit.texts()
-    out: list[tuple[str, int, kit.Where]] = []
-    for j in range(QUERIES):
-        text = rows[N - QUERIES + 2 * j].document  # rows 120, 122, ... 178
-        key = FILTER_KEYS[j % len(FILTER_KEYS)]
-        value = store.rows[(j * 13) % N].metadata[key]
-        out.append((text, K, {key: value}))
-    return out
+def _queries(store: kit.Store) -> list[compare.Query]:
+    """30 texts of the parquet file (half of them in the store, half not: rows 120, 122, ...
+    178), each with one metadata equality filter on a value some stored record has."""
+    return compare.filtered_queries(store, N, QUERIES, K, first=N - QUERIES, step=2)
 
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
-
-
-def _canonical(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, sort_keys=True)
-
-
-def _assert_same_hits(
-    source: list[Hit],
-    target: list[Hit],
-    query: str,
-    vectors: dict[str, np.ndarray],
-    seen: dict[str, str],
-) -> None:
-    """Same top-k documents and metadata, in the same order but for ties: hits whose exact
-    cosine similarity to the query is within TIE of each other are compared as sets, but
-    for the group tied at the k-th place (either side may return any of a tie there): its
-    target hits need only be as close, with the metadata the source returns for them
-    (``seen``: text -> metadata over every source hit)."""
-    q = vectors[query]
-    assert len(target) == len(source), (query, len(source), len(target))
-    sims_a = [float(q @ vectors[t]) for t, _, _ in source]
-    sims_b = [float(q @ vectors[t]) for t, _, _ in target]
-    for i, (a, b) in enumerate(zip(sims_a, sims_b, strict=True)):
-        assert abs(a - b) <= TIE, (query, i, source[i][0][:40], target[i][0][:40], a, b)
-    start = 0
-    while start < len(source):
-        end = start + 1
-        while end < len(source) and abs(sims_a[end] - sims_a[start]) <= TIE:
-            end += 1
-        want = {(t, _canonical(md)) for t, md, _ in source[start:end]}
-        got = {(t, _canonical(md)) for t, md, _ in target[start:end]}
-        if end < len(source):
-            assert got == want, (query, start, want ^ got)
-        else:
-            for t, md in got:
-                assert seen.get(t, md) == md, (query, t)
-        start = end
+    return compare.text_vectors()
 
 
 def _assert_retrievers_agree(
@@ -115,30 +60,14 @@ def _assert_retrievers_agree(
     queries = _queries(source)
     before = kit.search_many(source, queries)
     after = kit.search_many(target, queries)
-    seen = {t: _canonical(md) for hits in before for t, md, _ in hits}
-    returned = 0
-    for (text, _, where), a, b in zip(queries, before, after, strict=True):
-        _assert_same_hits(a, b, text, vectors, seen)
-        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
-        returned += len(b)
-    assert returned >= QUERIES * 3  # the filters let something through
+    compare.assert_hits_agree(queries, before, after, vectors, QUERIES * 3)
 
 
 def _copy_and_verify(source: kit.Store, target: kit.Store) -> dict[str, Any]:
     names = ["-c", source.collection]
     if target.collection != source.collection:
         names += ["--target-collection", target.collection]
-    ran = cli("copy", source.uri(), target.uri(), *names, "--json")
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
-    copied: dict[str, Any] = ran.json()
-    checked = cli(
-        "verify", source.uri(), target.uri(), *names, "--json", "--report-dir", "verify-report"
-    )
-    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
-    report = checked.json()
-    assert report["passed"], [g for g in report["gates"] if not g["passed"]]
-    assert report["parity"]["equal"], report["parity"]
-    return copied
+    return compare.copy_and_verify(source.uri(), target.uri(), names)
 
 
 def _lance_rows(store: kit.Store) -> list[dict[str, Any]]:
@@ -181,7 +110,7 @@ def _fields(info: dict[str, Any]) -> list[tuple[str, int]]:
 def test_a_langchain_lancedb_to_another_path(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("langchain-lancedb")
+    compare.require_kinds("langchain-lancedb")
     monkeypatch.chdir(tmp_path)
     source = kit.build_langchain_lancedb(tmp_path / "src", n=N)
     target = source.retarget(tmp_path / "dst")
@@ -209,7 +138,7 @@ def test_a_langchain_lancedb_to_another_path(
 def test_b_llamaindex_lancedb_to_llamaindex_milvus(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("llamaindex-lancedb", "llamaindex-milvus")
+    compare.require_kinds("llamaindex-lancedb", "llamaindex-milvus")
     monkeypatch.chdir(tmp_path)
     source = kit.build_llamaindex_lancedb(tmp_path / "lance", n=N)
     target = source.retarget(tmp_path / "milvus.db", "llamacollection", kind="llamaindex-milvus")
@@ -243,7 +172,7 @@ def test_b_llamaindex_lancedb_to_llamaindex_milvus(
 def test_c_langchain_milvus_to_another_file(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("langchain-milvus")
+    compare.require_kinds("langchain-milvus")
     monkeypatch.chdir(tmp_path)
     source = kit.build_langchain_milvus(tmp_path / "a.db", n=N)
     target = source.retarget(tmp_path / "b.db")
@@ -263,7 +192,7 @@ def test_c_langchain_milvus_to_another_file(
 def test_d_llamaindex_milvus_to_llamaindex_lancedb(
     tmp_path: Path, vectors: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("llamaindex-milvus", "llamaindex-lancedb")
+    compare.require_kinds("llamaindex-milvus", "llamaindex-lancedb")
     monkeypatch.chdir(tmp_path)
     source = kit.build_llamaindex_milvus(tmp_path / "milvus.db", n=N)
     target = source.retarget(tmp_path / "lance", "vectors", kind="llamaindex-lancedb")
@@ -306,7 +235,7 @@ def test_e_langchain_lancedb_to_llamaindex_in_the_same_database(
 ) -> None:
     """LangChain -> LlamaIndex on one engine: the documents become nodes without a source
     (``ref_doc_id`` "None", doc_id null), whose metadata is the LangChain metadata."""
-    _require("langchain-lancedb", "llamaindex-lancedb")
+    compare.require_kinds("langchain-lancedb", "llamaindex-lancedb")
     monkeypatch.chdir(tmp_path)
     source = kit.build_langchain_lancedb(tmp_path / "lance", n=N)
     target = source.retarget(source.location, "nodes", kind="llamaindex-lancedb")

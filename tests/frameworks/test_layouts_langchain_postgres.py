@@ -21,7 +21,6 @@ Plus the side runner's own failures (a failing, unknown or hanging op; a missing
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_module
-from tests.frameworks import kit, side
+from tests.frameworks import compare, kit, side
 from tests.frameworks.side import run_side, side_python, vectors_for
 from tests.frameworks.test_layouts_pgvector import (
-    _assert_same_hits,
-    _canonical,
     _chroma_source,
     _copy_and_verify,
     _queries,
@@ -57,37 +54,18 @@ Hit = kit.Hit
 def _require(*kinds: str) -> None:
     side_python()
     require_module("psycopg")
-    for kind in kinds:
-        for module in kit.MODULES[kind]:
-            require_module(module)
+    compare.require_kinds(*kinds)
 
 
 @pytest.fixture
 def database(postgres: Any) -> Iterator[Callable[[], str]]:
     """Fresh databases (with the vector extension) on the session's PostgreSQL."""
-    import psycopg
-
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"lcpg_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url: str = postgres.dsn.rsplit("/", 1)[0] + "/" + name
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        made.append(name)
-        return url
-
-    yield make
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from compare.fresh_databases(postgres.dsn, "lcpg_")
 
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
+    return compare.text_vectors()
 
 
 def _pg_store(
@@ -148,16 +126,11 @@ def _assert_hits_agree(
     after: list[list[Hit]],
     vectors: dict[str, np.ndarray],
 ) -> None:
-    """Same documents and metadata (ties aside, see ``_assert_same_hits``), every hit
-    passing the query's filter, and the filters letting enough through to mean something."""
+    """Same documents and metadata (ties aside, see ``compare.assert_same_hits``), every
+    hit passing the query's filter, and the filters letting enough through to mean
+    something."""
     assert len(before) == len(after) == QUERIES
-    seen = {t: _canonical(md) for hits in before for t, md, _ in hits}
-    returned = 0
-    for (text, _, where), a, b in zip(queries, before, after, strict=True):
-        _assert_same_hits(a, b, text, vectors, seen)
-        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
-        returned += len(b)
-    assert returned >= QUERIES * 3
+    compare.assert_hits_agree(queries, before, after, vectors, QUERIES * 3)
 
 
 def _columns(url: str, table: str) -> list[tuple[Any, ...]]:

@@ -18,7 +18,6 @@ an empty target) is tested through the side venv in test_layouts_langchain_postg
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli
-from tests.frameworks import kit
+from tests.frameworks import compare, kit
 from vecmigrate.connectors import connect
 from vecmigrate.connectors import frameworks as fw
 from vecmigrate.errors import ConfigError, DataError
@@ -38,10 +36,6 @@ from vecmigrate.records import build_batch
 N = 200  # texts in each store
 QUERIES = 50
 K = 10
-TIE = 1e-5
-FILTER_KEYS = ("package", "module", "words")
-
-Hit = kit.Hit
 
 
 # --------------------------------------------------------------------------- helpers
@@ -49,87 +43,24 @@ Hit = kit.Hit
 
 def _require(*kinds: str) -> None:
     require_module("psycopg")
-    for kind in kinds:
-        for module in kit.MODULES[kind]:
-            require_module(module)
+    compare.require_kinds(*kinds)
 
 
 @pytest.fixture
 def database(postgres: Any) -> Iterator[Callable[[], str]]:
     """Fresh databases (with the vector extension) on the session's PostgreSQL."""
-    import psycopg
-
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"fw_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url: str = postgres.dsn.rsplit("/", 1)[0] + "/" + name
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        made.append(name)
-        return url
-
-    yield make
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from compare.fresh_databases(postgres.dsn, "fw_")
 
 
-def _queries(store: kit.Store) -> list[tuple[str, int, kit.Where]]:
-    """50 texts of the parquet file (half of them in the store, half not), each with one
-    metadata equality filter on a value some stored record has."""
-    rows = kit.texts()
-    out: list[tuple[str, int, kit.Where]] = []
-    for j in range(QUERIES):
-        text = rows[N - QUERIES + 2 * j].document  # rows 150, 152, ... 248
-        key = FILTER_KEYS[j % len(FILTER_KEYS)]
-        value = store.rows[(j * 13) % N].metadata[key]
-        out.append((text, K, {key: value}))
-    return out
+def _queries(store: kit.Store) -> list[compare.Query]:
+    """50 texts of the parquet file (half of them in the store, half not: rows 150, 152, ...
+    248), each with one metadata equality filter on a value some stored record has."""
+    return compare.filtered_queries(store, N, QUERIES, K, first=N - QUERIES, step=2)
 
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
-
-
-def _canonical(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, sort_keys=True)
-
-
-def _assert_same_hits(
-    source: list[Hit],
-    target: list[Hit],
-    query: str,
-    vectors: dict[str, np.ndarray],
-    seen: dict[str, str],
-) -> None:
-    """Same top-k documents and metadata, in the same order but for ties: hits whose exact
-    cosine similarity to the query is within TIE of each other are compared as sets, but
-    for the group tied at the k-th place (either side may return any of a tie there): its
-    target hits need only be as close, with the metadata the source returns for them
-    (``seen``: text -> metadata over every source hit)."""
-    q = vectors[query]
-    assert len(target) == len(source), (query, len(source), len(target))
-    sims_a = [float(q @ vectors[t]) for t, _, _ in source]
-    sims_b = [float(q @ vectors[t]) for t, _, _ in target]
-    for i, (a, b) in enumerate(zip(sims_a, sims_b, strict=True)):
-        assert abs(a - b) <= TIE, (query, i, source[i][0][:40], target[i][0][:40], a, b)
-    start = 0
-    while start < len(source):
-        end = start + 1
-        while end < len(source) and abs(sims_a[end] - sims_a[start]) <= TIE:
-            end += 1
-        want = {(t, _canonical(md)) for t, md, _ in source[start:end]}
-        got = {(t, _canonical(md)) for t, md, _ in target[start:end]}
-        if end < len(source):
-            assert got == want, (query, start, want ^ got)
-        else:
-            for t, md in got:
-                assert seen.get(t, md) == md, (query, t)
-        start = end
+    return compare.text_vectors()
 
 
 def _assert_retrievers_agree(
@@ -138,28 +69,11 @@ def _assert_retrievers_agree(
     queries = _queries(source)
     before = kit.search_many(source, queries)
     after = kit.search_many(target, queries)
-    seen = {t: _canonical(md) for hits in before for t, md, _ in hits}
-    returned = 0
-    for (text, _, where), a, b in zip(queries, before, after, strict=True):
-        _assert_same_hits(a, b, text, vectors, seen)
-        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
-        returned += len(b)
-    assert returned >= QUERIES * 3  # the filters let something through
+    compare.assert_hits_agree(queries, before, after, vectors, QUERIES * 3)
 
 
 def _copy_and_verify(source: str, target: str, collection: str, *extra: str) -> dict[str, Any]:
-    ran = cli("copy", source, target, "-c", collection, "--json", *extra)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    copied: dict[str, Any] = ran.json()
-    args = ["verify", source, target, "-c", collection, "--json", "--report-dir", "verify-report"]
-    if extra:
-        args += list(extra)
-    checked = cli(*args)
-    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
-    report = checked.json()
-    assert report["passed"], [g for g in report["gates"] if not g["passed"]]
-    assert report["parity"]["equal"], report["parity"]
-    return copied
+    return compare.copy_and_verify(source, target, ["-c", collection, *extra])
 
 
 def _chroma_source(store: kit.Store) -> tuple[str, str]:

@@ -27,14 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conftest import require_module
-from tests.frameworks import kit
+from tests.frameworks import compare, kit
 from tests.frameworks.side import run_side, side_python, vectors_for
-from tests.frameworks.test_layouts_chroma_qdrant import (
-    _assert_same_hits,
-    _canonical,
-    _copy_and_verify,
-)
 from vecmigrate.connectors import connect
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import CollectionSchema, MetadataField, Metric, VectorField
@@ -76,14 +70,12 @@ Query = tuple[str, int, kit.Where]
 
 def _require(*kinds: str) -> None:
     side_python()
-    for kind in kinds:
-        for module in kit.MODULES[kind]:
-            require_module(module)
+    compare.require_kinds(*kinds)
 
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    return {t.document: np.asarray(t.vector, dtype=np.float64) for t in kit.texts()}
+    return compare.text_vectors()
 
 
 def _name(prefix: str) -> str:
@@ -154,13 +146,7 @@ def _assert_hits_agree(
     """Same documents and metadata (ties aside), every hit passing the query's filter,
     and the filters letting enough through to mean something."""
     assert len(before) == len(after) == len(queries)
-    seen = {t: _canonical(md) for hits in before for t, md, _ in hits}
-    returned = 0
-    for (text, _, where), a, b in zip(queries, before, after, strict=True):
-        _assert_same_hits(a, b, text, vectors, seen)
-        assert all(md[k] == v for _, md, _ in b for k, v in (where or {}).items())
-        returned += len(b)
-    assert returned >= len(queries) * 3
+    compare.assert_hits_agree(queries, before, after, vectors, len(queries) * 3)
 
 
 def _redis(server: Any) -> Any:
@@ -251,7 +237,7 @@ def test_a_langchain_redis_to_langchain_chroma(
         "langchain-chroma", "langchain", "chroma", str(tmp_path / "chroma"), index, index,
         [r.id for r in rows], rows, flat_tags=False,
     )  # fmt: skip
-    _copy_and_verify(f"{url}?layout=langchain", target.uri(), index)
+    compare.copy_and_verify(f"{url}?layout=langchain", target.uri(), ["-c", index], "report")
 
     queries = _queries(rows)
     before, fields = _search(url, index, queries, APP_SCHEMA)
@@ -293,7 +279,7 @@ def test_b_langchain_chroma_to_langchain_redis(
     collection = _name("lcc")
     source = kit.build_langchain_chroma(tmp_path / "chroma", n=N, collection=collection)
     url = redis_server.uri
-    _copy_and_verify(source.uri(), f"{url}?layout=langchain", collection)
+    compare.copy_and_verify(source.uri(), f"{url}?layout=langchain", ["-c", collection], "report")
 
     # The layout RedisVectorStore creates, with the source's metric (Chroma's l2) and the
     # documented metadata_schema.

@@ -49,14 +49,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import socket
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.protocol import azure_search_model as model
+from tests.protocol.httpdouble import DoubleHandler, StatusFailureDouble
 
 MAX_TOP = 1_000
 MAX_SKIP = 100_000
@@ -295,74 +294,22 @@ def _score(metric: str, q: list[float], v: list[float]) -> float:
     return 1.0 / (1.0 + (1.0 - cos))
 
 
-class AzureSearchServer:
-    """The REST API of one search service on one port."""
+class AzureSearchServer(StatusFailureDouble):
+    """The REST API of one search service on one port (``url`` is what ``?base_url=`` points
+    at)."""
+
+    requests: list[tuple[str, int, Any]]  # (operation, HTTP status, body)
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
         self.indexes: dict[str, IndexState] = {}
-        self.lock = threading.Lock()
-        self._failures: list[list[Any]] = []  # [status, op, times]
-        self.requests: list[tuple[str, int, Any]] = []  # (operation, HTTP status, body)
-        self.model_violations: list[str] = []
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        """The endpoint (what ``?base_url=`` points at)."""
-        return f"http://127.0.0.1:{self.http.server_address[1]}"
-
-    def stop(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-    def fail(self, status: int, times: int = 1, op: str = "") -> None:
-        """Answer the next ``times`` requests for ``op`` (every operation when empty) with
-        HTTP ``status``."""
-        with self.lock:
-            self._failures.append([status, op, times])
-
-    def clear_failures(self) -> list[tuple[int, str, int]]:
-        """Drop every injected failure; returns the ones left unused."""
-        with self.lock:
-            left = [(f[0], f[1], f[2]) for f in self._failures]
-            self._failures.clear()
-        return left
-
-    def take_violations(self) -> list[str]:
-        """The model violations recorded so far (and forget them)."""
-        with self.lock:
-            out, self.model_violations = self.model_violations, []
-        return out
-
-    def _injected(self, op: str) -> int | None:
-        with self.lock:
-            hit = next((f for f in self._failures if not f[1] or f[1] == op), None)
-            if hit is None:
-                return None
-            hit[2] -= 1
-            if hit[2] <= 0:
-                self._failures.remove(hit)
-            return int(hit[0])
+        super().__init__()
 
     # -- HTTP -------------------------------------------------------------------------------
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without this, each keep-alive
-                # request waits for the peer's delayed ACK.
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(DoubleHandler):
             def _serve(self, method: str) -> None:
                 status, payload = server.handle(
                     method, self.path, dict(self.headers.items()), self._body()
@@ -380,19 +327,6 @@ class AzureSearchServer:
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_DELETE(self) -> None:
-                self._serve("DELETE")
 
             def do_PUT(self) -> None:
                 self._serve("PUT")

@@ -38,12 +38,13 @@ import base64
 import json
 import math
 import re
-import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.protocol.httpdouble import DoubleHandler, close, listen
 
 MAX_UPSERT_VECTORS = 1000
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
@@ -223,10 +224,7 @@ class PineconeServer:
         self._failures: list[list[Any]] = []  # [status, path, requests to let through first]
         self.requests: list[tuple[str, str, int, int]] = []  # (method, path, status, bytes)
         self.api_versions: set[str] = set()
-        self.control = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(None))
-        self.control.daemon_threads = True
-        self._threads = [threading.Thread(target=self.control.serve_forever, daemon=True)]
-        self._threads[0].start()
+        self.control = listen(self._handler(None))
 
     @property
     def url(self) -> str:
@@ -267,10 +265,8 @@ class PineconeServer:
         """Shut down every listener."""
         for idx in list(self.indexes.values()):
             if idx.server:
-                idx.server.shutdown()
-                idx.server.server_close()
-        self.control.shutdown()
-        self.control.server_close()
+                close(idx.server)
+        close(self.control)
 
     # -- control plane ---------------------------------------------------------------------
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -310,9 +306,7 @@ class PineconeServer:
             if name in self.indexes:
                 raise ApiFailure(409, f"Resource {name} already exists", "ALREADY_EXISTS")
             idx = IndexState(name, dim, metric, deployment, dict(tags) if tags else None)
-            idx.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(idx))
-            idx.server.daemon_threads = True
-            threading.Thread(target=idx.server.serve_forever, daemon=True).start()
+            idx.server = listen(self._handler(idx))
             self.indexes[name] = idx
         return idx.describe()
 
@@ -521,22 +515,10 @@ class PineconeServer:
     def _handler(self, idx: IndexState | None) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out as two writes: without this, Nagle's algorithm
-                # and delayed ACKs add ~40 ms to every response.
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(DoubleHandler):
             def _serve(self, method: str) -> None:
                 parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self._body()
                 status, payload, extra = 200, None, {}
                 try:
                     if self.headers.get("Api-Key") != server.api_key:
@@ -588,15 +570,6 @@ class PineconeServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_DELETE(self) -> None:
-                self._serve("DELETE")
 
             def do_PATCH(self) -> None:
                 self._serve("PATCH")

@@ -54,19 +54,18 @@ import base64
 import json
 import math
 import re
-import socket
 import struct
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from botocore.model import OperationModel  # type: ignore[import-untyped]
 
 from tests.protocol import s3vectors_model as model
+from tests.protocol.httpdouble import DoubleHandler, HttpDouble
 
 ACCOUNT = "123456789012"
 MAX_DIM = 4096
@@ -311,30 +310,17 @@ def segment_of(key: str, count: int) -> int:
 
 
 # -- the server ---------------------------------------------------------------------------------
-class S3VectorsServer:
-    """Every operation on one port, as the regional endpoint serves them."""
+class S3VectorsServer(HttpDouble):
+    """Every operation on one port, as the regional endpoint serves them (``url`` is what
+    ``?endpoint_url=`` points at)."""
+
+    requests: list[tuple[str, int]]  # (operation, HTTP status)
 
     def __init__(self, access_key_id: str, region: str = "us-east-1") -> None:
         self.access_key_id = access_key_id
         self.region = region
         self.buckets: dict[str, BucketState] = {}
-        self.lock = threading.Lock()
-        self._failures: list[list[Any]] = []  # [code, op, still to let through, times]
-        self.requests: list[tuple[str, int]] = []  # (operation, HTTP status)
-        # Every way a request received or a response sent broke the service model.
-        self.model_violations: list[str] = []
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        """The endpoint URL (what ``?endpoint_url=`` points at)."""
-        return f"http://127.0.0.1:{self.http.server_address[1]}"
-
-    def stop(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        super().__init__()  # _failures: [code, op, still to let through, times]
 
     def create_bucket(self, name: str) -> None:
         """Create a vector bucket directly (a test's setup)."""
@@ -354,12 +340,6 @@ class S3VectorsServer:
             left = [(f[0], f[1], f[2], f[3]) for f in self._failures]
             self._failures.clear()
         return left
-
-    def take_violations(self) -> list[str]:
-        """The model violations recorded so far (and forget them)."""
-        with self.lock:
-            out, self.model_violations = self.model_violations, []
-        return out
 
     def _injected(self, op: str) -> str | None:
         with self.lock:
@@ -705,22 +685,11 @@ class S3VectorsServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(DoubleHandler):
             def _serve(self, method: str) -> None:
                 parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
                 status, extra, payload = server.handle(
-                    method, parts.path, parts.query, self.headers, raw
+                    method, parts.path, parts.query, self.headers, self._body()
                 )
                 data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
@@ -732,16 +701,7 @@ class S3VectorsServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
             def do_PUT(self) -> None:
                 self._serve("PUT")
-
-            def do_DELETE(self) -> None:
-                self._serve("DELETE")
 
         return Handler
