@@ -42,3 +42,13 @@ def typed_number(f: MetadataField | None, value: Any) -> Any:
     if f.type == "int64" and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def with_extra(meta: dict[str, Any], raw: Any) -> dict[str, Any]:
+    """``meta`` with the keys of ``raw`` merged in: the record's ``metadata_extra`` as the
+    engine keeps it, JSON text of the values no typed field holds (ignored when not that)."""
+    if isinstance(raw, str) and raw:
+        extra = json.loads(raw)
+        if isinstance(extra, dict):
+            meta.update(extra)
+    return meta

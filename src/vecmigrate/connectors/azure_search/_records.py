@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors.jsonvalues import json_size, storable, typed_number
+from vecmigrate.connectors.jsonvalues import json_size, storable, typed_number, with_extra
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Cond, Node
 from vecmigrate.model import (
@@ -495,12 +495,7 @@ def documents_to_batch(schema: CollectionSchema, docs: Sequence[dict[str, Any]])
             for k in by_name
             if d.get(k) is not None and d.get(k) != []
         }
-        raw = d.get(EXTRA_FIELD)
-        if isinstance(raw, str) and raw:
-            extra = json.loads(raw)
-            if isinstance(extra, dict):
-                meta.update(extra)
-        metas.append(meta)
+        metas.append(with_extra(meta, d.get(EXTRA_FIELD)))
     return build_batch(
         schema,
         ids,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vecmigrate.connectors.jsonvalues import json_size, storable, typed_number
+from vecmigrate.connectors.jsonvalues import json_size, storable, typed_number, with_extra
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import Bool, Cond, Node
 from vecmigrate.model import (
@@ -388,12 +388,7 @@ def rows_to_batch(
             for k, v in r.items()
             if k not in skip and v is not None
         }
-        raw = r.get(EXTRA_KEY)
-        if isinstance(raw, str) and raw:
-            extra = json.loads(raw)
-            if isinstance(extra, dict):
-                meta.update(extra)
-        metas.append(meta)
+        metas.append(with_extra(meta, r.get(EXTRA_KEY)))
     return build_batch(
         schema,
         ids,
