@@ -782,6 +782,41 @@ def test_data_gate_counts_only_ids_that_stay_different(tmp_path: Path) -> None:
     assert "document" in settled.sample_fields["edited"]
 
 
+def test_an_id_the_application_keeps_rewriting_is_in_flight_not_different(
+    tmp_path: Path,
+) -> None:
+    """A hot id rewritten on the source between every re-read (its writes still on their
+    way to the target) does not count; one the source holds unchanged while the target
+    differs does."""
+    require_module("chromadb")
+    import threading
+
+    from vecmigrate.verify.diff import persistent_differences
+
+    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    source.upsert("docs", _batch(["hot", "stale"], "v1"))
+    target.upsert("docs", _batch(["hot", "stale"], "v0"))
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 2
+        while not stop.is_set():
+            source.upsert("docs", _batch(["hot"], f"v{n}"))
+            n += 1
+            time.sleep(0.02)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        kept = persistent_differences(source, target, "docs", ["hot", "stale"], pause=0.2)
+    finally:
+        stop.set()
+        t.join()
+    assert list(kept) == ["stale"] and "document" in kept["stale"]
+
+
 class _Approximate(Outage):
     """An index that misses about ``miss`` of the true neighbours (replaced by far ids)."""
 

@@ -358,7 +358,13 @@ def still_differing(
 ) -> dict[str, list[str]]:
     """Of ``ids``, those whose records differ now (fetched from both sides), with what
     differs (``(missing)``/``(extra)`` when on one side only); equal ids are left out."""
-    tname = target_name or name
+    return _differing_now(source, target, name, ids, target_name or name)[0]
+
+
+def _differing_now(
+    source: Connector, target: Connector, name: str, ids: list[str], tname: str
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``still_differing``'s answer, with the source's records it read."""
     sa, sb = source.describe(name), target.describe(tname)
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
     ra, rb = _records(source, name, sa, ids), _records(target, tname, sb, ids)
@@ -370,7 +376,7 @@ def still_differing(
                 out[rid] = fields
         elif rid in ra or rid in rb:
             out[rid] = ["(extra)"] if rid in rb else ["(missing)"]
-    return out
+    return out, ra
 
 
 def persistent_differences(
@@ -384,17 +390,32 @@ def persistent_differences(
     pause: float = 0.5,
 ) -> dict[str, list[str]]:
     """Of ``ids``, those that differ in each of ``rounds`` re-reads by id, ``pause``
-    seconds apart (with what differs at the last): under live writes a scan sees ids in
-    flight, written on one side and not yet on the other, that settle on their own."""
+    seconds apart (with what differs at the last), while the source holds them unchanged:
+    under live writes a scan sees ids in flight, written on one side and not yet on the
+    other, and an id the application keeps rewriting is in flight at every read (its
+    writes reach the other side through the outbox, whose own gate judges that)."""
+    schema = source.describe(name)
+    tol = source.capabilities.vector_tolerance
     left = list(ids)
     fields: dict[str, list[str]] = {}
+    before: dict[str, Any] | None = None
     for _ in range(rounds):
         if not left:
             break
         time.sleep(pause)
-        fields = still_differing(source, target, name, left, target_name=target_name)
+        fields, now = _differing_now(source, target, name, left, target_name or name)
         left = [i for i in left if i in fields]
+        if before is not None:
+            left = [i for i in left if not _moved(before.get(i), now.get(i), schema, tol)]
+        before = now
     return {i: fields[i] for i in left}
+
+
+def _moved(a: Any, b: Any, schema: CollectionSchema, tol: float) -> bool:
+    """Whether a source record changed between two reads (written, added or deleted)."""
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    return bool(_changed_fields(a, b, schema, schema, tol))
 
 
 def settle_in_flight(
