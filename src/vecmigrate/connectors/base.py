@@ -36,6 +36,7 @@ _CALLS = (
     "delete",
     "drop",
     "search",
+    "search_records",
 )
 
 
@@ -280,6 +281,22 @@ class Connector(ABC):
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
         """Top-k ids and engine scores per query vector."""
+
+    def search_records(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        schema: CollectionSchema | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]], pa.RecordBatch]:
+        """``search``, with the records it returned (each id once, in ``schema``'s layout):
+        a search then a fetch here; an engine that returns records with its hits answers
+        in one round trip (what a proxy serving an engine's query API needs)."""
+        ids, scores = self.search(name, vectors, k, filter=filter)
+        every = list(dict.fromkeys(i for row in ids for i in row))
+        return ids, scores, self.fetch(name, every, schema=schema)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, connections and files."""

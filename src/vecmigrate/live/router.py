@@ -327,14 +327,45 @@ class MigrationRouter(Replication):
     ) -> tuple[list[list[Any]], list[list[float]]]:
         """Top-k ids and scores from the phase's read side (``key``: the request key that
         keeps one user on one system during a canary)."""
+        ids, scores, _ = self._search(vectors, k, filter, key, records=False)
+        return ids, scores
+
+    def search_records(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        *,
+        key: str | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]], pa.RecordBatch]:
+        """``search`` with the records it returned, in this collection's layout, from the
+        same side and (where the engine can) the same round trip."""
+        ids, scores, batch = self._search(vectors, k, filter, key, records=True)
+        assert batch is not None
+        return ids, scores, conform(batch, self.schema)
+
+    def _search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: Filter | None,
+        key: str | None,
+        *,
+        records: bool,
+    ) -> tuple[list[list[Any]], list[list[float]], pa.RecordBatch | None]:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         state = self.current()
-        side, (ids, scores) = self._read(
-            state,
-            state.read_side(key),
-            "search",
-            lambda s: self.conns[s].search(self.names[s], vectors, k, filter=filter),
-        )
+
+        def call(s: Side) -> tuple[list[list[Any]], list[list[float]], pa.RecordBatch | None]:
+            conn, name = self.conns[s], self.names[s]
+            if records:
+                return conn.search_records(
+                    name, vectors, k, filter=filter, schema=self.schema_of(s)
+                )
+            found, scores = conn.search(name, vectors, k, filter=filter)
+            return found, scores, None
+
+        side, (ids, scores, batch) = self._read(state, state.read_side(key), "search", call)
         other = state.shadow_side(side)
         if other is not None:
             conn, name, schema = self.conns[other], self.names[other], self.schema_of(other)
@@ -352,7 +383,7 @@ class MigrationRouter(Replication):
                     version=state.version,
                 ),
             )
-        return ids, scores
+        return ids, scores, batch
 
     def fetch(self, ids: Sequence[Any], *, key: str | None = None) -> pa.RecordBatch:
         """Records by id from the phase's read side, in this collection's layout (an id

@@ -117,17 +117,11 @@ class ProxyCollection:
         filter: dict[str, Any] | None,
         key: str | None,
     ) -> list[list[Hit]]:
-        """Top-k per query vector through the router, with each hit's record fetched
-        through the router too, with the same key and in the same phase (both calls are
-        made again, once, if the phase changed between them). An id gone between the two
-        calls (deleted meanwhile) is left out."""
-        for _ in range(2):
-            version = self.router.current().version
-            ids, scores = self.router.search(vectors, k, filter, key=key)
-            every = list(dict.fromkeys(i for row in ids for i in row))
-            records = {r.id: r for r in self.fetch(every, key=key)} if every else {}
-            if self.router.current().version == version:
-                break
+        """Top-k per query vector through the router, with each hit's record from the
+        same side (one round trip where the engine returns records with its hits). An id
+        the side no longer holds when its record is read (deleted meanwhile) is left out."""
+        ids, scores, batch = self.router.search_records(vectors, k, filter, key=key)
+        records = {r.id: r for r in self._records(batch, None, None)}
         return [
             [
                 Hit(records[i], float(s))

@@ -239,6 +239,21 @@ class ConnectorConformance(SafetyConformance):
         assert hits / (10 * len(queries)) >= 0.9
         assert all(len(s) == 10 for s in scores)
 
+    def test_search_records_returns_the_hits_records(
+        self, connector: Connector, loaded: CollectionSchema
+    ) -> None:
+        batch = sample_batch(loaded)
+        queries = vectors_to_numpy(batch.column("vector"))[:5] + 0.01
+        ids, scores = connector.search(loaded.name, queries, 5)
+        got_ids, got_scores, records = connector.search_records(loaded.name, queries, 5)
+        assert got_ids == ids
+        assert np.allclose(np.asarray(got_scores), np.asarray(scores), atol=1e-4)
+        every = list(dict.fromkeys(i for row in ids for i in row))
+        assert sorted(records.column("id").to_pylist()) == sorted(every)
+        fetched = pa.Table.from_batches([connector.fetch(loaded.name, every)]).sort_by("id")
+        got = pa.Table.from_batches([records]).sort_by("id")
+        assert got.column("document").to_pylist() == fetched.column("document").to_pylist()
+
     # -- beyond one vector per row ---------------------------------------------------------
     def _rich_round_trip(
         self, connector: Connector, name: str, **features: bool

@@ -513,3 +513,42 @@ class ChromaConnector(Connector):
         if schema.id_type is IdType.INT:
             ids = [[int(i) for i in row] for row in ids]
         return ids, [list(map(float, d)) for d in got["distances"] or []]
+
+    def search_records(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        schema: CollectionSchema | None = None,
+    ) -> tuple[list[list[Any]], list[list[float]], pa.RecordBatch]:
+        # One query that includes the records: Chroma returns them with the hits.
+        stored = self._schema(name)
+        layout = schema or stored
+        node = self._filter(stored, filter)
+        queries = np.asarray(vectors, dtype=np.float32)
+
+        def run(col: Any) -> tuple[dict[str, Any], pa.RecordBatch]:
+            got = col.query(
+                query_embeddings=queries,
+                n_results=k,
+                include=["distances", *_INCLUDE],
+                where=where_filter(node, _is_ours(col)) if node else None,
+            )
+            flat: dict[str, list[Any]] = {key: [] for key in ("ids", *_INCLUDE)}
+            seen: set[str] = set()
+            for q, row in enumerate(got["ids"]):
+                for j, rid in enumerate(row):
+                    if rid not in seen:
+                        seen.add(rid)
+                        flat["ids"].append(rid)
+                        for key in _INCLUDE:
+                            flat[key].append(got[key][q][j] if got.get(key) is not None else None)
+            return got, self._to_batch(flat, layout, col)
+
+        got, batch = self._on(name, run)
+        ids = got["ids"]
+        if stored.id_type is IdType.INT:
+            ids = [[int(i) for i in row] for row in ids]
+        return ids, [list(map(float, d)) for d in got["distances"] or []], batch
