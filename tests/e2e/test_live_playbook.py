@@ -98,14 +98,20 @@ def test_the_playbook_as_written_under_load(
         if SHADOW_GATED.search(line):
             time.sleep(2.0)  # the operator lets shadow reads accumulate
             publish(bases)
-        proc = subprocess.run(
-            ["bash", "-c", line],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        for attempt in range(3):
+            proc = subprocess.run(
+                ["bash", "-c", line],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            # As the doc says an operator does: a data gate refused on ids still being
+            # written passes when asked again; ids that stay different fail every time.
+            if proc.returncode != 1 or "FAIL data" not in proc.stderr or attempt == 2:
+                break
+            time.sleep(2.0)
         assert proc.returncode == 0, (
             f"{line}\nexited {proc.returncode}:\n{proc.stderr}\n{proc.stdout[-3000:]}"
         )
