@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.live_load import Load, Sample  # noqa: E402
-from tests.engines.chroma import ChromaServer, start_chroma_server  # noqa: E402
+from tests.engines.chroma import start_chroma_server  # noqa: E402
 from tests.engines.common import free_port, stop_group, wait_until  # noqa: E402
 from tests.engines.postgres import start_postgres  # noqa: E402
 
@@ -177,33 +176,11 @@ def seed(conn: Connector, rows: int) -> None:
         )
 
 
-def chroma_up(port: int) -> bool:
-    """The Chroma server's heartbeat answers."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL a process group (the process and its children) and reap it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-
-
-def restart_chroma(server: ChromaServer, workdir: Path) -> float:
-    """Start ``chroma run`` again on the same port and data; seconds until it answers."""
-    started = time.monotonic()
-    with (workdir / "chroma.log").open("ab") as out:
-        server.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "chroma"), "run", "--path",
-             str(workdir / "data"), "--host", "127.0.0.1", "--port", str(server.port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    wait_until(lambda: chroma_up(server.port), 120, "chroma run (restart)", workdir / "chroma.log")
-    return time.monotonic() - started
 
 
 def start_app(args: list[str], log: Path) -> tuple[str, subprocess.Popen[bytes]]:
@@ -546,10 +523,10 @@ def main() -> None:
             assert chroma is not None
             run.window(f"{label}: Chroma SIGKILLed {opts.outage:.0f}s, restarted", "fault")
             before = replayed(bases)
-            kill_group(chroma.process)
+            chroma.kill()
             time.sleep(opts.outage)
             backlog = state.outbox.depth(NAME)["target"].pending
-            up_after = restart_chroma(chroma, chroma_dir)
+            up_after = chroma.restart()
             drained = all(admin(b, "drain", {"timeout": 120})["drained"] for b in bases)
             faults.append(
                 {"fault": f"{label}: target killed", "down_s": opts.outage,

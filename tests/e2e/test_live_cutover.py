@@ -2,9 +2,11 @@
 
 Two instances of the app (``live_app.py``) run as processes routing through ``MigrationRouter``;
 this test is the operator: it backfills with ``copy_collection``, moves the phase in the
-shared SQLite state store (gated ``advance``, one ``rollback``), plants an outage of the
-target during dual write, and finally checks that no request failed and no acknowledged
-write was lost or stale on either side.
+shared Redis state store (gated ``advance``, one ``rollback``), plants an outage of the
+target during dual write, SIGKILLs the target's server at canary 50 % (restarted on the
+same port and data a few seconds later, then the canary lowered to 10 % and raised again),
+and finally checks that no request failed and no acknowledged write was lost or stale on
+either side.
 """
 
 from __future__ import annotations
@@ -35,19 +37,23 @@ from tests.e2e.live_harness import (
     warm,
 )
 from tests.e2e.live_load import Load
+from tests.engines.chroma import start_chroma_server
 from tests.engines.common import stop_group, wait_until
 from vecmigrate.connectors import connect
-from vecmigrate.live import GateConfig, Phase, advance, canary_bucket, open_state, rollback
+from vecmigrate.live import GateConfig, advance, canary_bucket, open_state, rollback
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.verify.digest import collection_digest
 
 
-def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Path) -> None:
+def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Path) -> None:
     require_module("fastapi")
     require_module("prometheus_client")
     name = f"live_{uuid.uuid4().hex[:8]}"
-    src_uri, tgt_uri = postgres.uri(), chroma_server.uri
-    state_uri = f"sqlite://{tmp_path}/state.db"
+    # a server of its own: this test kills it
+    (tmp_path / "chroma").mkdir()
+    chroma = start_chroma_server(tmp_path / "chroma")
+    src_uri, tgt_uri = postgres.uri(), chroma.uri
+    state_uri = redis_server.uri
     src, tgt = connect(src_uri), connect(tgt_uri)
     state = open_state(state_uri)
     seed(src, name)
@@ -124,17 +130,25 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         time.sleep(3.0)
         publish(bases)
         step("canary", percent=10)
-        time.sleep(2.5)
+        time.sleep(2.0)
         publish(bases)
-        ev = rollback(state, name, note="test: rollback from a canary")
+        step("canary", percent=50)
+        time.sleep(1.5)
+
+        # 4. the target's server dies mid-canary: reads of its users fall back to the
+        # source, its writes wait in the outbox; the operator lowers the canary after
+        chroma.kill()
+        time.sleep(3.0)
+        killed_backlog = state.outbox.depth(name)["target"].pending
+        assert killed_backlog > 0  # the target really was gone while the app wrote
+        chroma.restart()
+        assert all(admin(b, "drain")["drained"] for b in bases)
+        ev = rollback(state, name, percent=10, note="test: target crashed at canary 50%")
         timeline.append(
             (f"{ev.before.label} -> {ev.after.label} (rollback)", time.monotonic() - started)
         )
-        assert ev.after.phase is Phase.SHADOW_READ
+        assert ev.after.label == "canary:10"
         await_phase(bases, ev.after.label)
-        time.sleep(2.0)
-        publish(bases)
-        step("canary", percent=10)
         time.sleep(2.0)
         publish(bases)
         step("canary", percent=50)
@@ -145,7 +159,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         load.stop()
         assert admin(base, "drain")["drained"]
 
-        # 4. both sides hold exactly the same data, and every acknowledged write
+        # 5. both sides hold exactly the same data, and every acknowledged write
         a, b = collection_digest(src, name), collection_digest(tgt, name)
         tol = max(src.capabilities.vector_tolerance, tgt.capabilities.vector_tolerance)
         assert a.compare(b, tolerance=tol).equal, (a.content_hash, b.content_hash)
@@ -153,7 +167,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             ups, dels = check_ledger(conn, name, load)
         assert ups > 50 and dels > 10
 
-        # 5. the last step through the CLI: gates checked with no slack at all
+        # 6. the last step through the CLI: gates checked with no slack at all
         publish(bases)
         proc = run_cli(
             "cutover",
@@ -194,8 +208,9 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
         state.close()
         src.close()
         tgt.close()
+        chroma.stop()
 
-    # 6. no failed request; canary reads sticky per user; numbers for the README
+    # 7. no failed request; canary reads sticky per user; numbers for the README
     failed = [s for s in samples if not s.ok]
     assert not failed, failed[:5]
     canary = [s for s in samples if s.phase.startswith("canary") and s.side]
@@ -221,6 +236,7 @@ def test_live_cutover_under_load(postgres: Any, chroma_server: Any, tmp_path: Pa
             "target_writes_refused": refused,
             "outbox_backlog": backlog,
             "replayed": replayed,
+            "outbox_backlog_while_target_killed": killed_backlog,
         },
         "repaired_after_backfill": repaired,
         "phases_ms": latency,
