@@ -15,8 +15,10 @@ sent to a random live instance:
    rollback``) with the default gates, and the faults: the Chroma server SIGKILLed for a
    few seconds during dual-write and again at canary:50, then restarted on the same port
    and data; one app instance SIGKILLed mid-load in target-primary and restarted (the
-   balancer stops sending to it while it is down), then ``cutover rollback`` to canary:50
-   and forward again; finally target-only.
+   balancer stops sending to it while it is down, and sends a request whose connection
+   broke once more to the other instance, as balancers do for idempotent requests; such
+   requests are counted as ``retried_by_balancer``), then ``cutover rollback`` to
+   canary:50 and forward again; finally target-only.
 
 The run is cut into windows: a phase's steady part, a fault, or an operator command (the
 phase that was current meanwhile is recorded too). Each request belongs to the window it
@@ -38,7 +40,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import subprocess
@@ -89,28 +90,8 @@ class TimedLoad(Load):
     ones carry no phase) can be put in the window they started in; ``bases`` may be
     replaced while it runs (the balancer's view of the live instances)."""
 
-    def _call(self, client: httpx.Client, kind: str, body: dict[str, Any], user: str | None) -> Any:
-        at, started = time.monotonic(), time.perf_counter()
-        base = random.choice(self.bases)
-        try:
-            r = client.post(f"{base}/{kind}", json=body)
-            took = time.perf_counter() - started
-            if r.status_code != 200:
-                self.samples.append(
-                    TimedSample(kind, "?", took, False, None, user, r.text[:300], at, base)
-                )
-                return None
-            data = r.json()
-            self.samples.append(
-                TimedSample(kind, data["phase"], took, True, data.get("side"), user, None, at, base)
-            )
-            return data
-        except httpx.HTTPError as exc:
-            took = time.perf_counter() - started
-            self.samples.append(
-                TimedSample(kind, "?", took, False, None, user, repr(exc)[:300], at, base)
-            )
-            return None
+    def _record(self, sample: Sample, at: float, base: str) -> None:
+        self.samples.append(TimedSample(**vars(sample), at=at, base=base))
 
 
 def writer_ids() -> list[list[str]]:
@@ -411,6 +392,7 @@ def summarise(windows: list[dict[str, Any]], samples: list[TimedSample]) -> list
                 "seconds": round(w["end"] - w["start"], 1),
                 "requests": len(inside),
                 "failed": len(failed),
+                "retried_by_balancer": sum(s.retried for s in inside),
                 "first_errors": [f"{s.kind} -> {s.base}: {s.error}" for s in failed[:3]],
                 "reads_served_by": sides,
                 "read": pct(read),
@@ -654,6 +636,7 @@ def main() -> None:
             "summary": {
                 "requests": len(samples),
                 "failed": sum(not s.ok for s in samples),
+                "retried_by_balancer": sum(s.retried for s in samples),
                 "baseline_read_ms": baseline["read"],
                 "baseline_write_ms": baseline["write"],
                 "dual_write_read_ms": dual["read"],

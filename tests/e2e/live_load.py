@@ -3,6 +3,11 @@
 Writers own disjoint ids, so each id's last acknowledged write is known exactly (the
 ledger); readers search with filters and fetch, with a user key per request. Every
 request is bounded by a timeout; the run by a request count and a deadline.
+
+Like a load balancer in front of several app instances, a request whose connection
+broke (the instance died or refused it) is sent once more to an instance still in
+``bases``: every request here is idempotent. A timeout or an error answer is not retried:
+those are the router's failures to report.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Sample:
     side: str | None = None
     user: str | None = None
     error: str | None = None
+    retried: bool = False  # its first connection broke; a balancer sent it again
 
 
 class Load:
@@ -81,20 +87,36 @@ class Load:
         )
 
     def _call(self, client: httpx.Client, kind: str, body: dict[str, Any], user: str | None) -> Any:
-        started = time.perf_counter()
-        try:
-            r = client.post(f"{random.choice(self.bases)}/{kind}", json=body)
-            took = time.perf_counter() - started
-            if r.status_code != 200:
-                self.samples.append(Sample(kind, "?", took, False, user=user, error=r.text[:300]))
-                return None
-            data = r.json()
-            self.samples.append(Sample(kind, data["phase"], took, True, data.get("side"), user))
-            return data
-        except httpx.HTTPError as exc:
-            took = time.perf_counter() - started
-            self.samples.append(Sample(kind, "?", took, False, user=user, error=repr(exc)))
+        at, started = time.monotonic(), time.perf_counter()
+        retried = False
+        error: str | None = None
+        while True:
+            base = random.choice(self.bases)
+            try:
+                r = client.post(f"{base}/{kind}", json=body)
+                break
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                error = repr(exc)[:300]
+                if retried:
+                    break
+                retried = True
+            except httpx.HTTPError as exc:
+                error = repr(exc)[:300]
+                break
+        took = time.perf_counter() - started
+        if error is None and r.status_code != 200:
+            error = r.text[:300]
+        if error is not None:
+            self._record(Sample(kind, "?", took, False, None, user, error, retried), at, base)
             return None
+        data = r.json()
+        ok = Sample(kind, data["phase"], took, True, data.get("side"), user, None, retried)
+        self._record(ok, at, base)
+        return data
+
+    def _record(self, sample: Sample, at: float, base: str) -> None:
+        """Keep one request's sample (``at``: monotonic start; ``base``: the instance)."""
+        self.samples.append(sample)
 
     def _writer(self, w: int) -> None:
         rng = random.Random(self.seed * 100 + w)
