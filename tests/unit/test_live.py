@@ -635,25 +635,34 @@ def test_reads_fall_back_to_the_source_when_the_target_fails_or_hangs(
     state.close()
 
 
-def test_postgres_state_stores_start_concurrently_on_a_fresh_database(
-    request: pytest.FixtureRequest,
+@pytest.mark.parametrize("kind", ["postgresql", "redis"])
+def test_state_stores_start_concurrently_on_a_fresh_database(
+    request: pytest.FixtureRequest, kind: str
 ) -> None:
     """Four instances opening the store at once on an empty database all succeed."""
-    psycopg = pytest.importorskip("psycopg")
-    pg = request.getfixturevalue("postgres")
     opener = (
         "import sys; from vecmigrate.live import open_state; "
-        "s = open_state(sys.argv[1]); s.get('docs'); s.close()"
+        "s = open_state(sys.argv[1]); s.get(sys.argv[2]); s.close()"
     )
     for trial in range(3):
-        db = f"state_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(
-            host=pg.host, port=pg.port, user="postgres", dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute(f"CREATE DATABASE {db}")
-        uri = f"postgresql://postgres@{pg.host}:{pg.port}/{db}"
+        name = f"c{uuid.uuid4().hex[:8]}"
+        if kind == "redis":
+            require_module("redis")
+            rs = request.getfixturevalue("redis_server")
+            uri = f"redis://{rs.host}:{rs.port}/{1 + trial}"
+        else:
+            psycopg = pytest.importorskip("psycopg")
+            pg = request.getfixturevalue("postgres")
+            db = f"state_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(
+                host=pg.host, port=pg.port, user="postgres", dbname="postgres", autocommit=True
+            ) as conn:
+                conn.execute(f"CREATE DATABASE {db}")
+            uri = f"postgresql://postgres@{pg.host}:{pg.port}/{db}"
         procs = [
-            subprocess.Popen([sys.executable, "-c", opener, uri], stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", opener, uri, name], stderr=subprocess.PIPE, text=True
+            )
             for _ in range(4)
         ]
         errors = [p.communicate(timeout=60)[1] for p in procs if p.wait(timeout=60) != 0]
