@@ -369,8 +369,12 @@ def worker(kind: str, spec: dict[str, Any]) -> None:
         seconds = time.perf_counter() - t0
     else:  # the Python API, in-process
         import vecmigrate as vm
+        import vecmigrate.api  # imported here (lazily loaded), not timed
+        from vecmigrate.connectors.registry import connector_class
         from vecmigrate.pipeline import CopyOptions
 
+        for uri in (spec["src_uri"], spec["dst_uri"]):  # vecmigrate loads its modules lazily
+            connector_class(uri.split(":", 1)[0])
         opts = CopyOptions(job_path=Path(spec["job"]), if_exists="replace", replace_confirmed=True)
         t0 = time.perf_counter()
         report = vm.copy(spec["src_uri"], spec["dst_uri"], "docs", options=opts, verify=False)
