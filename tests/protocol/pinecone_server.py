@@ -27,7 +27,20 @@ implements only what the connector uses, following Pinecone's public API referen
   connector has to guard against it;
 * errors in Pinecone's shapes: 400 bad request, 401 bad ``Api-Key``, 404, 409, 413 body
   over 2 MB; 429 and 5xx are injected on demand with ``fail(status, times)`` (or until
-  ``clear_failures()``).
+  ``clear_failures()``);
+* bulk import from object storage (``/bulk/imports``: start, describe, list, cancel), as
+  documented: the URI names a folder of namespace sub-folders (``__default__`` for the
+  default namespace) of ``*.parquet`` files (other files ignored); each file has ``id``
+  STRING, ``values`` LIST<FLOAT> (float32), optionally ``metadata`` STRING (a JSON object,
+  at most 40 KB, the upsert metadata rules) and ``sparse_values`` STRUCT<indices:
+  LIST<UINT32>, values: LIST<FLOAT>>; other columns are ignored. An import takes at most
+  100 namespaces, 100,000 files and 10 GB a file, only into namespaces that do not exist
+  yet, on serverless indexes. It runs in the background (``Pending`` -> ``InProgress`` ->
+  ``Completed``, each step ``import_delay`` s); what breaks the layout makes it
+  ``Failed`` with an ``error`` message, as Pinecone reports it (``errorMode.onError``
+  ``continue`` skips bad records instead, ``abort`` — the default — fails). Only
+  ``file://`` URIs can be read here. Request and response bodies are checked against the
+  model (``pinecone_model.py``); what breaks it is kept in ``model_violations``.
 
 Writes are visible at once (the real service is eventually consistent).
 """
@@ -35,16 +48,24 @@ Writes are visible at once (the real service is eventually consistent).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tests.protocol.httpdouble import DoubleHandler, close, listen
+from tests.protocol.pinecone_model import request_violations, response_violations
 
 MAX_UPSERT_VECTORS = 1000
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
@@ -57,6 +78,11 @@ DEFAULT_NAMESPACE = "__default__"
 _INDEX_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _METRICS = ("cosine", "dotproduct", "euclidean")
+MAX_IMPORT_NAMESPACES = 100
+MAX_IMPORT_FILES = 100_000
+MAX_IMPORT_FILE_BYTES = 10 * 1024**3
+MAX_IMPORT_RECORDS = 100_000_000
+_TERMINAL = ("Completed", "Failed", "Cancelled")
 
 
 class ApiFailure(Exception):
@@ -81,6 +107,7 @@ class IndexState:
     )
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    imports: dict[str, ImportOp] = field(default_factory=dict)
 
     @property
     def serverless(self) -> bool:
@@ -110,6 +137,42 @@ class IndexState:
             "read_capacity": {"mode": "OnDemand", "status": {"state": "Ready"}},
             "tags": self.tags,
         }
+
+
+@dataclass
+class ImportOp:
+    """One bulk import of an index."""
+
+    id: str
+    uri: str
+    status: str = "Pending"
+    created_at: str = field(default_factory=lambda: _now())
+    finished_at: str | None = None
+    percent_complete: float | None = None
+    records_imported: int | None = None
+    error: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The ``ImportModel`` of this import (members without a value are left out)."""
+        out = {
+            "id": self.id,
+            "uri": self.uri,
+            "status": self.status,
+            "createdAt": self.created_at,
+            "finishedAt": self.finished_at,
+            "percentComplete": self.percent_complete,
+            "recordsImported": self.records_imported,
+            "error": self.error,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+
+class ImportFailure(Exception):
+    """Why an import fails (its ``error``)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- metadata and filters -------------------------------------------------------------------
@@ -224,6 +287,10 @@ class PineconeServer:
         self._failures: list[list[Any]] = []  # [status, path, requests to let through first]
         self.requests: list[tuple[str, str, int, int]] = []  # (method, path, status, bytes)
         self.api_versions: set[str] = set()
+        # Every way a bulk-import request or response broke the API model.
+        self.model_violations: list[str] = []
+        self.import_delay = 0.05  # seconds an import stays Pending, then InProgress
+        self._import_ids = itertools.count(101)
         self.control = listen(self._handler(None))
 
     @property
@@ -260,6 +327,12 @@ class PineconeServer:
                 },
             }
         )
+
+    def take_violations(self) -> list[str]:
+        """The model violations recorded so far (and forget them)."""
+        with self.lock:
+            out, self.model_violations = self.model_violations, []
+        return out
 
     def stop(self) -> None:
         """Shut down every listener."""
@@ -387,6 +460,8 @@ class PineconeServer:
             return 200, {}
         if path == "/query" and method == "POST":
             return 200, self._query(idx, body)
+        if path == "/bulk/imports" or path.startswith("/bulk/imports/"):
+            return self._imports(idx, method, path, query, body)
         if path == "/describe_index_stats" and method == "POST":
             if body.get("filter"):
                 raise ApiFailure(
@@ -511,6 +586,180 @@ class PineconeServer:
             matches_out.append(m)
         return {"matches": matches_out, "namespace": _public(ns), "usage": {"readUnits": 5}}
 
+    # -- bulk import ----------------------------------------------------------------------------
+    def _imports(
+        self, idx: IndexState, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
+        rest = path[len("/bulk/imports") :].strip("/")
+        if not rest and method == "POST":
+            status, out = 200, self._start_import(idx, body)
+            self._check_response("start", out)
+        elif not rest and method == "GET":
+            status, out = 200, self._list_imports(idx, query)
+            self._check_response("list", out)
+        elif rest and method == "GET":
+            status, out = 200, self._import_op(idx, unquote(rest)).describe()
+            self._check_response("describe", out)
+        elif rest and method == "DELETE":
+            op = self._import_op(idx, unquote(rest))
+            with idx.lock:
+                if op.status not in _TERMINAL:
+                    op.status, op.finished_at = "Cancelled", _now()
+            status, out = 200, {}
+        else:
+            raise ApiFailure(404, f"no route {method} {path}", "NOT_FOUND")
+        return status, out
+
+    def _check_response(self, op: str, body: Any) -> None:
+        found = response_violations(op, body)
+        if found:
+            with self.lock:
+                self.model_violations += found
+
+    @staticmethod
+    def _import_op(idx: IndexState, import_id: str) -> ImportOp:
+        with idx.lock:
+            op = idx.imports.get(import_id)
+        if op is None:
+            raise ApiFailure(404, f"Import {import_id} not found", "NOT_FOUND")
+        return op
+
+    def _start_import(self, idx: IndexState, body: Any) -> dict[str, Any]:
+        found = request_violations(body)
+        if found:
+            with self.lock:
+                self.model_violations += found
+            raise ApiFailure(400, f"Invalid start_import request: {found[0]}")
+        if not idx.serverless:
+            raise ApiFailure(400, "Import is only supported for serverless indexes")
+        uri = str(body["uri"])
+        if urlsplit(uri).scheme != "file":
+            raise ApiFailure(400, f"this double imports only from file:// URIs, not {uri!r}")
+        mode = ((body.get("errorMode") or {}).get("onError") or "abort").lower()
+        op = ImportOp(id=str(next(self._import_ids)), uri=uri)
+        with idx.lock:
+            idx.imports[op.id] = op
+        threading.Thread(target=self._run_import, args=(idx, op, mode), daemon=True).start()
+        return {"id": op.id}
+
+    def _list_imports(self, idx: IndexState, query: dict[str, list[str]]) -> dict[str, Any]:
+        try:
+            limit = int(query.get("limit", ["100"])[0])
+            start = (
+                int(base64.b64decode(query["paginationToken"][0]))
+                if "paginationToken" in query
+                else 0
+            )
+        except ValueError:
+            raise ApiFailure(400, "invalid limit or pagination token") from None
+        if not 1 <= limit <= 100:
+            raise ApiFailure(400, "limit must be between 1 and 100")
+        with idx.lock:
+            ops = sorted(idx.imports.values(), key=lambda o: int(o.id))
+        out: dict[str, Any] = {"data": [o.describe() for o in ops[start : start + limit]]}
+        if start + limit < len(ops):
+            out["pagination"] = {"next": base64.b64encode(str(start + limit).encode()).decode()}
+        return out
+
+    def _run_import(self, idx: IndexState, op: ImportOp, mode: str) -> None:
+        """Pending -> InProgress -> read and check every file -> Completed (all records at
+        once) or Failed; a cancel in between wins."""
+        time.sleep(self.import_delay)
+        with idx.lock:
+            if op.status != "Pending":
+                return
+            op.status, op.percent_complete = "InProgress", 0.0
+        try:
+            staged, count = self._read_import(idx, op.uri, mode)
+        except ImportFailure as exc:
+            with idx.lock:
+                if op.status == "InProgress":
+                    op.status, op.error, op.finished_at = "Failed", str(exc), _now()
+            return
+        time.sleep(self.import_delay)
+        with idx.lock:
+            if op.status != "InProgress":
+                return
+            for ns, recs in staged.items():
+                if recs:
+                    idx.namespaces.setdefault(ns, {}).update(recs)
+            op.status, op.percent_complete, op.records_imported = "Completed", 100.0, count
+            op.finished_at = _now()
+
+    def _read_import(
+        self, idx: IndexState, uri: str, mode: str
+    ) -> tuple[dict[str, dict[str, tuple[list[float], dict[str, Any] | None]]], int]:
+        root = Path(unquote(urlsplit(uri).path))
+        if not root.is_dir():
+            raise ImportFailure(f"The URI {uri} does not exist or is not accessible")
+        layout: dict[str, list[Path]] = {}
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".parquet")
+            if files:
+                layout[folder.name] = files
+        if not layout:
+            raise ImportFailure(f"No namespace folders with .parquet files found under {uri}")
+        if len(layout) > MAX_IMPORT_NAMESPACES:
+            raise ImportFailure(
+                f"The import has {len(layout)} namespaces; at most {MAX_IMPORT_NAMESPACES} "
+                "namespaces can be imported at once"
+            )
+        if sum(len(f) for f in layout.values()) > MAX_IMPORT_FILES:
+            raise ImportFailure(f"The import has more than {MAX_IMPORT_FILES} files")
+        staged: dict[str, dict[str, tuple[list[float], dict[str, Any] | None]]] = {}
+        count = 0
+        for folder, files in layout.items():
+            ns = self._ns(folder) if folder.isascii() and len(folder) <= 512 else None
+            if ns is None:
+                raise ImportFailure(f"Invalid namespace name {folder!r}")
+            with idx.lock:
+                exists = bool(idx.namespaces.get(ns))
+            if exists:
+                raise ImportFailure(
+                    "The default namespace must be empty to import into it"
+                    if ns == DEFAULT_NAMESPACE
+                    else f"Namespace {folder} already exists; import only into new namespaces"
+                )
+            recs = staged.setdefault(ns, {})
+            for path in files:
+                where = f"{folder}/{path.name}"
+                if path.stat().st_size > MAX_IMPORT_FILE_BYTES:
+                    raise ImportFailure(f"{where}: files can be at most 10 GB")
+                count += self._read_file(idx, path, where, mode, recs)
+                if count > MAX_IMPORT_RECORDS:
+                    raise ImportFailure(f"The import has more than {MAX_IMPORT_RECORDS} records")
+        return staged, count
+
+    def _read_file(
+        self,
+        idx: IndexState,
+        path: Path,
+        where: str,
+        mode: str,
+        recs: dict[str, tuple[list[float], dict[str, Any] | None]],
+    ) -> int:
+        try:
+            pfile = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ImportFailure(f"{where}: not a readable Parquet file: {exc}") from None
+        _check_import_schema(pfile.schema_arrow, where)
+        columns = [c for c in ("id", "values", "metadata", "sparse_values")
+                   if c in pfile.schema_arrow.names]  # fmt: skip
+        seen = imported = 0
+        for batch in pfile.iter_batches(columns=columns):
+            rows = batch.to_pylist()
+            for n, row in enumerate(rows):
+                try:
+                    rid, values, md = _import_record(idx.dimension, row)
+                except ApiFailure as exc:
+                    if mode == "continue":
+                        continue
+                    raise ImportFailure(f"{where}: record {seen + n}: {exc.message}") from None
+                recs[rid] = (values, md)
+                imported += 1
+            seen += len(rows)
+        return imported
+
     # -- HTTP plumbing ----------------------------------------------------------------------------
     def _handler(self, idx: IndexState | None) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -579,3 +828,71 @@ class PineconeServer:
 
 def _public(ns: str) -> str:
     return "" if ns == DEFAULT_NAMESPACE else ns
+
+
+def _is_str(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _is_list_of(t: pa.DataType, item: pa.DataType) -> bool:
+    listy = pa.types.is_list(t) or pa.types.is_large_list(t)
+    return bool(listy and t.value_type == item)
+
+
+def _check_import_schema(schema: pa.Schema, where: str) -> None:
+    """Refuse a file whose columns are not Pinecone's import schema (extra columns are
+    ignored, as documented)."""
+    for name, ok, want in (
+        ("id", _is_str, "STRING"),
+        ("values", lambda t: _is_list_of(t, pa.float32()), "LIST<FLOAT>"),
+    ):
+        if name not in schema.names:
+            raise ImportFailure(f"{where}: missing required column {name!r}")
+        if not ok(schema.field(name).type):
+            raise ImportFailure(
+                f"{where}: column {name!r} must be {want}, got {schema.field(name).type}"
+            )
+    if "metadata" in schema.names and not _is_str(schema.field("metadata").type):
+        raise ImportFailure(
+            f"{where}: column 'metadata' must be STRING (JSON), got {schema.field('metadata').type}"
+        )
+    if "sparse_values" in schema.names:
+        t = schema.field("sparse_values").type
+        ok = (
+            pa.types.is_struct(t)
+            and {t.field(i).name for i in range(t.num_fields)} == {"indices", "values"}
+            and _is_list_of(t.field("indices").type, pa.uint32())
+            and _is_list_of(t.field("values").type, pa.float32())
+        )
+        if not ok:
+            raise ImportFailure(
+                f"{where}: column 'sparse_values' must be STRUCT<indices: LIST<UINT32>, "
+                f"values: LIST<FLOAT>>, got {t}"
+            )
+
+
+def _import_record(dim: int, row: dict[str, Any]) -> tuple[str, list[float], dict[str, Any] | None]:
+    """One imported row as a stored record; ApiFailure says why it cannot be one."""
+    rid = row.get("id")
+    if not isinstance(rid, str) or not 1 <= len(rid) <= MAX_ID_LENGTH or not rid.isascii():
+        raise ApiFailure(400, f"Vector ID must be 1-{MAX_ID_LENGTH} ASCII characters")
+    values = row.get("values")
+    if not isinstance(values, list) or len(values) != dim:
+        got = len(values) if isinstance(values, list) else 0
+        raise ApiFailure(
+            400, f"Vector dimension {got} does not match the dimension of the index {dim}"
+        )
+    if not all(x is not None and math.isfinite(x) for x in values) or not any(values):
+        raise ApiFailure(400, f"Vector {rid} has a null, non-finite or all-zero value")
+    sparse = row.get("sparse_values")
+    if sparse is not None and len(sparse.get("indices") or []) != len(sparse.get("values") or []):
+        raise ApiFailure(400, f"Sparse vector of {rid} has indices and values of different lengths")
+    text = row.get("metadata")
+    md = None
+    if text is not None:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ApiFailure(400, f"Metadata of vector {rid} is not valid JSON") from None
+        md = _check_metadata(rid, parsed) or None
+    return rid, [float(x) for x in values], md

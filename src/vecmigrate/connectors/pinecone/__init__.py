@@ -27,11 +27,22 @@ What the mapping keeps, and what it cannot:
 * Indexes not written by vecmigrate have no stored types: numbers are read as float64.
 * Listing ids needs a serverless index: a pod-based index is scanned only from a list of
   ids the user supplies (``?ids_file=/path``, one ``ID`` or ``NAMESPACE<TAB>ID`` a line).
+
+Bulk import (``_import``): with ``?import_uri=s3://BUCKET/PREFIX`` (any ``pyarrow.fs`` URI)
+and ``&integration_id=ID`` (the storage integration Pinecone reads it with; none for a
+public bucket), a copy into an index it created stages its batches as Parquet in
+Pinecone's import layout under ``<import_uri>/<index>/<namespace>/`` and, at the end,
+imports them when at least ``import_min_rows`` (default 1,000,000) were staged —
+polling every ``import_poll`` s for up to ``import_timeout`` s — or upserts them when
+fewer were. The staged files stay after an import (the record of what was imported);
+upserted ones are deleted. ``write_import_layout`` writes the same files for an import
+you start yourself.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -59,6 +70,20 @@ from vecmigrate.connectors.pinecone._client import (
     upsert_rows,
     write_schema_records,
 )
+from vecmigrate.connectors.pinecone._import import (
+    DEFAULT_MIN_ROWS,
+    ImportStage,
+    encode_batch,
+    import_table,
+    run_import,
+    table_records,
+)
+from vecmigrate.connectors.pinecone._import import (  # public: stage files yourself
+    ImportLayout as ImportLayout,
+)
+from vecmigrate.connectors.pinecone._import import (
+    write_import_layout as write_import_layout,
+)
 from vecmigrate.connectors.pinecone._records import (
     DOC_KEY,
     MAX_METADATA_BYTES,
@@ -66,37 +91,36 @@ from vecmigrate.connectors.pinecone._records import (
     SCHEMA_NAMESPACE,
     SCHEMA_TAG,
     check_creatable,
-    check_ids,
-    check_vectors,
     collection_name,
     compile_filter,
     dense_field,
     described,
-    encode_metadata,
     from_pinecone_id,
     index_name,
     index_url,
     infer_schema,
-    namespace_groups,
     records_to_batch,
     schema_from_tags,
     schema_tags,
     to_pinecone_id,
 )
-from vecmigrate.errors import ConfigError
+from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate, namespace_scope
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
-from vecmigrate.records import table_to_batch, vectors_to_numpy
+from vecmigrate.records import table_to_batch
 from vecmigrate.uri import ConnectionURI
 
 DEFAULT_NAMESPACE = "__default__"
 MAX_TOP_K = 10_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PineconeConfig(ConnectorConfig):
     """API key, one namespace, the metadata field holding documents, a file of ids to
-    read (serverless lists no ids otherwise), where new indexes go, a control-plane URL."""
+    read (serverless lists no ids otherwise), where new indexes go, a control-plane URL;
+    bulk import: where to stage it, the storage integration Pinecone reads it with, the
+    fewest rows worth an import, how long to wait for it and how often to ask."""
 
     api_key: Secret | None = None
     namespace: str | None = None
@@ -105,6 +129,11 @@ class PineconeConfig(ConnectorConfig):
     cloud: str = "aws"
     region: str = "us-east-1"
     host: str | None = None
+    import_uri: str | None = None
+    integration_id: str | None = None
+    import_min_rows: int = DEFAULT_MIN_ROWS
+    import_timeout: float = 12 * 3600.0
+    import_poll: float = 10.0
 
 
 class PineconeConnector(Connector):
@@ -147,6 +176,11 @@ class PineconeConnector(Connector):
         self._lock = threading.Lock()
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # Per collection: the folder its writes are staged in for an import (None: they
+        # are upserted); read from the staging marker on first use, so a resumed job or
+        # another process of the same job stages too.
+        self._stages: dict[str, ImportStage | None] = {}
+        self._stage_lock = threading.Lock()
 
     translate_error = staticmethod(translate_error)
 
@@ -362,23 +396,100 @@ class PineconeConnector(Connector):
 
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         schema = self._schema(name)
-        ids = batch.column("id").to_pylist()
-        pids = [to_pinecone_id(i) for i in ids]
-        check_ids(name, ids, pids)
-        matrix = vectors_to_numpy(batch.column(schema.vector.name))
-        check_vectors(name, ids, matrix, schema.vector.name)
-        metas = encode_metadata(batch, schema, self._doc_key(schema), name, ids)
-        if self.namespace is not None:
-            spaces = [self.namespace] * len(ids)
-        elif "namespace" in batch.schema.names:
-            spaces = [s or "" for s in batch.column("namespace").to_pylist()]
-        else:
-            spaces = [""] * len(ids)
+        enc = encode_batch(name, batch, schema, self._doc_key(schema), self.namespace)
+        stage = self._stage(name)
+        if stage is not None:
+            for ns, rows in enc.groups.items():
+                self._staging(stage, stage.write, ns, import_table(enc, rows))
+            return
         index = self._index(name)
-        for ns, rows in namespace_groups(name, ids, spaces).items():
-            upsert_rows(index, ns, pids, matrix, metas, rows)
+        for ns, rows in enc.groups.items():
+            upsert_rows(index, ns, enc.pids, enc.matrix, enc.metas, rows)
+
+    # -- bulk import ---------------------------------------------------------------------------
+    def _new_stage(self, name: str) -> ImportStage:
+        assert self.config.import_uri is not None
+        return ImportStage(f"{self.config.import_uri.rstrip('/')}/{index_name(name)}")
+
+    def _stage(self, name: str) -> ImportStage | None:
+        """Where writes to ``name`` are staged (None: no import in progress: upsert)."""
+        if not self.config.import_uri:
+            return None
+        with self._stage_lock:
+            if name not in self._stages:
+                stage = self._new_stage(name)
+                active = self._staging(stage, stage.marker) is not None
+                self._stages[name] = stage if active else None
+            return self._stages[name]
+
+    @staticmethod
+    def _staging(stage: ImportStage, fn: Any, *args: Any) -> Any:
+        """Run a call on the staging folder; its storage failures are transient."""
+        try:
+            return fn(*args)
+        except OSError as exc:  # pyarrow.fs raises OSError subclasses for storage errors
+            raise TransientError(f"Pinecone import staging at {stage.uri!r}: {exc}") from None
+
+    def begin_bulk_load(self, name: str) -> None:
+        """With ``import_uri``: stage this load for a Pinecone import (see ``_import``)."""
+        if not self.config.import_uri:
+            return
+        model = self._model(name)
+        stage = self._new_stage(name)
+        # Pinecone imports into serverless indexes only, and only into namespaces that do
+        # not exist yet: a load into records already there is upserted (and what an
+        # abandoned job staged for this index is removed, never imported).
+        bulk = model is not None and not is_pod(model) and not any(self._namespaces(name).values())
+        marker = {"index": index_name(name), "collection": name, "import_id": None}
+        self._staging(stage, stage.reset, marker if bulk else None)
+        if not bulk:
+            log.info("Pinecone index %r is not empty or not serverless: upserting", name)
+        with self._stage_lock:
+            self._stages[name] = stage if bulk else None
+
+    def finalize(self, name: str) -> None:
+        """Import what was staged for ``name`` (or upsert it, under ``import_min_rows``)."""
+        stage = self._stage(name)
+        if stage is None:
+            return
+        self._call(f"bulk import into {index_name(name)!r}", self._finish_stage, name, stage)
+        with self._stage_lock:
+            self._stages[name] = None
+
+    def _finish_stage(self, name: str, stage: ImportStage) -> None:
+        layout = self._staging(stage, stage.layout)
+        over = layout.over_limits()
+        if layout.rows >= self.config.import_min_rows and over is None:
+            run_import(
+                self._index(name),
+                stage,
+                index_name(name),
+                layout,
+                integration_id=self.config.integration_id,
+                timeout=self.config.import_timeout,
+                poll=self.config.import_poll,
+            )
+            self._staging(stage, stage.clear_marker)
+            log.info("Pinecone import of %s rows into %r completed", layout.rows, name)
+            return
+        if over is not None:
+            log.warning("staged load of %r is over Pinecone's import limits (%s): upserting",
+                        name, over)  # fmt: skip
+        index = self._index(name)
+        tables = stage.tables()  # one staged file in memory at a time
+        while (item := self._staging(stage, next, tables, None)) is not None:
+            pids, matrix, metas = table_records(item[1])
+            upsert_rows(index, item[0], pids, matrix, metas, list(range(len(pids))))
+        self._staging(stage, stage.reset, None)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
+        stage = self._stage(name)
+        if stage is not None:  # the staged records would come back with the import
+            raise ConfigError(
+                f"a bulk import of {name!r} is staged at {stage.uri!r}: deleting from the "
+                "index now would not delete those records",
+                hint="finish the copy that staged it (--resume) first, or drop the index",
+            )
         pids = list(dict.fromkeys(to_pinecone_id(i) for i in ids))
         index = self._index(name)
         for ns in self._namespaces(name):
@@ -392,6 +503,11 @@ class PineconeConnector(Connector):
         if handle is not None:
             handle.close()
         self._schemas.pop(name, None)
+        stage = self._stage(name)
+        if stage is not None:  # a load staged for this index will never be imported
+            self._staging(stage, stage.reset, None)
+        with self._stage_lock:
+            self._stages.pop(name, None)
         if self._model(name) is not None:
             self._call(f"deleting index {iname!r}", self.client.indexes.delete, iname, timeout=300)
 
