@@ -52,8 +52,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Two pytest workers (each starts its own engines); a test file runs whole in one worker,
+# so module fixtures are built once. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 test: lint typecheck chromium $(FW2)/.installed
-	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs --durations=25 $(PYTEST_ARGS); rc=$$?; \
+	VECMIGRATE_REQUIRE_ENGINES=1 $(BIN)/pytest -q -rs --durations=25 \
+	  $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # The declared lower bounds, tested (issue #18): a side environment with the core and two
