@@ -22,7 +22,8 @@ state store, measured in the same rotation (direct, proxy, baseline), so that a 
 comparison sees the same machine load.
 
 Run: ``.venv/bin/python bench/proxy.py [--calls 500] [--baseline DIR [--baseline-label
-TEXT]]``. Writes ``results/proxy.json`` and prints the table.
+TEXT]]``. Writes ``results/proxy.json`` (with the 1-minute load average before, after and
+sampled every 5 s during the run: the machine may be shared) and prints the table.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -174,6 +176,14 @@ def main() -> None:
     }
     results: dict[str, Any] = {}
     load_before = os.getloadavg()[0]
+    loads: list[float] = []  # the 1-minute load average every 5 s while measuring
+    stop = threading.Event()
+
+    def sample_load() -> None:
+        while not stop.wait(5):
+            loads.append(os.getloadavg()[0])
+
+    threading.Thread(target=sample_load, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="vm-bench-proxy-") as tmp_s:
         tmp = Path(tmp_s)
         (tmp / "chroma").mkdir()
@@ -211,6 +221,7 @@ def main() -> None:
                 time.sleep(0.1)
             results["dual-write"] = measure(opts.calls, sides, vectors, rows)
         finally:
+            stop.set()
             for proxy in proxies:
                 stop_group(proxy, grace=30)
             server.stop()
@@ -226,6 +237,11 @@ def main() -> None:
             "python": platform.python_version(),
             # other work on the machine: the 1-minute load average before and after
             "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "load_avg_1m_during": {
+                "min": round(min(loads, default=load_before), 2),
+                "mean": round(float(np.mean(loads)) if loads else load_before, 2),
+                "max": round(max(loads, default=load_before), 2),
+            },
         },
         "results": results,
     }

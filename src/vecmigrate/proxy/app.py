@@ -2,7 +2,8 @@
 plus the operator's endpoints (``/healthz``, ``/readyz``, ``/metrics``,
 ``/vecmigrate/status``).
 
-Every engine call runs on a bounded thread pool (``workers``) under a request timeout;
+Every engine call runs on a bounded thread pool (``workers``; asyncio's executor hop,
+which costs less than anyio's at p50 and far less at p99) under a request timeout;
 a request that times out answers 504 in the dialect's error shape (a write's outcome is
 then unknown to the client, as with any timeout; the router still completes or resolves
 it). Requests the dialect does not serve are refused in the dialect's error shape,
@@ -12,11 +13,16 @@ constant time and never logged.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
 import logging
+import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,6 +55,11 @@ from vecmigrate.errors import (
 from vecmigrate.proxy.service import ProxyCollection
 from vecmigrate.uri import redact
 
+try:  # installed with chromadb; the proxy does not depend on it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the standard library renders then
+    _orjson = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ErrorKind = Literal[
@@ -72,7 +83,26 @@ STATUS: dict[ErrorKind, int] = {
     "timeout": 504,
 }
 OPS_PATHS = ("/healthz", "/readyz", "/metrics", "/vecmigrate/")
+# Digits as "0" (bytes.find then spots a long run in C; a regex scan is 20-70x slower).
+_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_ZEROS = re.compile(rb"0+")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class FastJSONResponse(JSONResponse):
+    """``JSONResponse`` rendered by orjson where it is installed (several times faster on
+    a query's response), else as Starlette renders it. A value orjson refuses (an int
+    beyond 64 bits) is rendered by the standard library; a NaN, which Starlette refuses,
+    is rendered as null."""
+
+    def render(self, content: Any) -> bytes:
+        """The body: compact UTF-8 JSON, as Starlette's."""
+        if _orjson is not None:
+            try:
+                return _orjson.dumps(content)
+            except TypeError:
+                pass
+        return super().render(content)
 
 
 class ProxyError(Exception):
@@ -134,6 +164,7 @@ class Proxy:
     closing: bool = False
     closed: bool = False
     _limiter: anyio.CapacityLimiter | None = None
+    _executor: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -162,13 +193,26 @@ class Proxy:
         return found
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on the bounded worker pool, within the request timeout."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.workers)
-        with anyio.fail_after(self.request_timeout):
-            return await anyio.to_thread.run_sync(
-                fn, *args, limiter=self._limiter, abandon_on_cancel=True
-            )
+        """``fn(*args)`` on the bounded worker pool, within the request timeout (a call
+        still running then is abandoned, not interrupted: the router completes it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another event loop than asyncio's (trio): anyio's pool
+            loop = None
+        if loop is None or sys.version_info < (3, 11):
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(self.workers)
+            with anyio.fail_after(self.request_timeout):
+                return await anyio.to_thread.run_sync(
+                    fn, *args, limiter=self._limiter, abandon_on_cancel=True
+                )
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="vm-proxy")
+        # anyio's hop (capacity limiter, cancel scope, its own worker threads) cost 0.02-0.05
+        # ms more at p50 and 2-3 ms more at p99 than the executor's, timed bare on this
+        # machine (3,000 hops of a no-op, load 4).
+        async with asyncio.timeout(self.request_timeout):
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     def shutdown(self) -> None:
         """Finish in-flight writes, replay what they queued for the secondary
@@ -193,6 +237,8 @@ class Proxy:
                 c.router.close()
             except Exception as exc:
                 log.warning("%s: close: %s", c.name, redact(str(exc)))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def exposition(self) -> bytes:
         """The proxy's metrics and every router's, families merged by name."""
@@ -271,10 +317,32 @@ async def json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw:
         return {}
+    # orjson parses a query's vector (JSON numbers) ~10x faster than json; what it refuses
+    # (NaN, lone surrogates) or would read as a float (an integer beyond 64 bits) is left
+    # to json, so a body means the same either way.
+    if _orjson is not None and not _big_int(raw):
+        try:
+            return _orjson.loads(raw)
+        except ValueError:
+            pass
     try:
         return json.loads(raw)
     except ValueError as exc:
         raise ProxyError("invalid", f"the request body is not JSON: {exc}") from None
+
+
+def _big_int(raw: bytes) -> bool:
+    """Whether a JSON text has an integer literal of 19 digits or more (it may not fit 64
+    bits); a float's fraction or exponent digits do not count."""
+    flat = raw.translate(_AS_ZERO)
+    start = flat.find(b"0" * 19)
+    while start != -1:
+        run = _ZEROS.match(flat, start)
+        end = run.end() if run is not None else start + 19
+        if raw[start - 1 : start] != b"." and raw[end : end + 1] not in (b".", b"e", b"E"):
+            return True
+        start = flat.find(b"0" * 19, end)
+    return False
 
 
 class _Observe:

@@ -40,13 +40,21 @@ from typing import Any
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import Node, parse
 from vecmigrate.model import CollectionSchema, Metric
-from vecmigrate.proxy.app import STATUS, ErrorKind, Proxy, ProxyError, guarded, json_body
+from vecmigrate.proxy.app import (
+    STATUS,
+    ErrorKind,
+    FastJSONResponse,
+    Proxy,
+    ProxyError,
+    guarded,
+    json_body,
+)
 from vecmigrate.proxy.service import ProxyCollection, Record, RecordTest, check_dim, combine
 
 API = "/api/v2"
@@ -100,7 +108,7 @@ class ChromaDialect:
     # -- Dialect ---------------------------------------------------------------------------
     def error(self, kind: ErrorKind, message: str) -> Response:
         """``{"error": "<ChromaErrorName>", "message": ...}`` as Chroma answers."""
-        return JSONResponse(
+        return FastJSONResponse(
             {"error": _ERROR_NAMES[kind], "message": message},
             status_code=STATUS[kind],
         )
@@ -117,7 +125,15 @@ class ChromaDialect:
         """The Chroma routes served."""
         db = f"{API}/tenants/{{tenant}}/databases/{{database}}"
         col = f"{db}/collections/{{collection}}"
+        # Starlette tries routes in order: the record calls first (POST only, so they
+        # shadow no GET route), the rest in an order where no route shadows another.
         table: list[tuple[str, Callable[[Request], Any], str]] = [
+            (f"{col}/query", self.query, "POST"),
+            (f"{col}/upsert", self.upsert, "POST"),
+            (f"{col}/get", self.get, "POST"),
+            (f"{col}/add", self.add, "POST"),
+            (f"{col}/update", self.update, "POST"),
+            (f"{col}/delete", self.delete, "POST"),
             (API, self.heartbeat, "GET"),
             (f"{API}/heartbeat", self.heartbeat, "GET"),
             (f"{API}/version", self.version, "GET"),
@@ -132,39 +148,37 @@ class ChromaDialect:
             (f"{db}/collections/by-id/{{collection}}", self.get_collection, "GET"),
             (col, self.get_collection, "GET"),
             (f"{col}/count", self.count, "GET"),
-            (f"{col}/add", self.add, "POST"),
-            (f"{col}/upsert", self.upsert, "POST"),
-            (f"{col}/update", self.update, "POST"),
-            (f"{col}/delete", self.delete, "POST"),
-            (f"{col}/get", self.get, "POST"),
-            (f"{col}/query", self.query, "POST"),
         ]
         return [Route(path, guarded(self, fn), methods=[m]) for path, fn, m in table]
 
     # -- server, tenant, database ----------------------------------------------------------
     async def heartbeat(self, request: Request) -> Response:
-        return JSONResponse({"nanosecond heartbeat": time.time_ns()})
+        return FastJSONResponse({"nanosecond heartbeat": time.time_ns()})
 
     async def version(self, request: Request) -> Response:
-        return JSONResponse(VERSION)
+        return FastJSONResponse(VERSION)
 
     async def pre_flight(self, request: Request) -> Response:
-        return JSONResponse({"max_batch_size": self.max_batch, "supports_base64_encoding": True})
+        return FastJSONResponse(
+            {"max_batch_size": self.max_batch, "supports_base64_encoding": True}
+        )
 
     async def identity(self, request: Request) -> Response:
-        return JSONResponse({"user_id": "", "tenant": self.tenant, "databases": [self.database]})
+        return FastJSONResponse(
+            {"user_id": "", "tenant": self.tenant, "databases": [self.database]}
+        )
 
     async def get_tenant(self, request: Request) -> Response:
         self._tenant(request)
-        return JSONResponse({"name": self.tenant, "resource_name": None})
+        return FastJSONResponse({"name": self.tenant, "resource_name": None})
 
     async def list_databases(self, request: Request) -> Response:
         self._tenant(request)
-        return JSONResponse([self._database_json()])
+        return FastJSONResponse([self._database_json()])
 
     async def get_database(self, request: Request) -> Response:
         self._scope(request)
-        return JSONResponse(self._database_json())
+        return FastJSONResponse(self._database_json())
 
     def _database_json(self) -> dict[str, Any]:
         return {"id": str(uuid.UUID(int=0)), "name": self.database, "tenant": self.tenant}
@@ -226,14 +240,14 @@ class ChromaDialect:
         offset = int(request.query_params.get("offset") or 0)
         limit = request.query_params.get("limit")
         end = offset + int(limit) if limit else None
-        return JSONResponse(models[offset:end])
+        return FastJSONResponse(models[offset:end])
 
     async def count_collections(self, request: Request) -> Response:
         self._scope(request)
-        return JSONResponse(len(self.proxy.collections))
+        return FastJSONResponse(len(self.proxy.collections))
 
     async def get_collection(self, request: Request) -> Response:
-        return JSONResponse(self.collection_json(self._collection(request)))
+        return FastJSONResponse(self.collection_json(self._collection(request)))
 
     async def create_collection(self, request: Request) -> Response:
         self._scope(request)
@@ -249,12 +263,12 @@ class ChromaDialect:
             )
         if not body.get("get_or_create"):
             raise ProxyError("conflict", f"Collection [{name}] already exists")
-        return JSONResponse(self.collection_json(found))
+        return FastJSONResponse(self.collection_json(found))
 
     # -- records ---------------------------------------------------------------------------
     async def count(self, request: Request) -> Response:
         c, key = self._collection(request), self.proxy.keys.key(request)
-        return JSONResponse(await self.proxy.run(lambda: c.count(key=key)))
+        return FastJSONResponse(await self.proxy.run(lambda: c.count(key=key)))
 
     async def add(self, request: Request) -> Response:
         return await self._write(request, "add", status=201)
@@ -269,22 +283,22 @@ class ChromaDialect:
         c = self._collection(request)
         body = await json_body(request)
         await self.proxy.run(write_records, c, body, mode)
-        return JSONResponse({}, status_code=status)
+        return FastJSONResponse({}, status_code=status)
 
     async def delete(self, request: Request) -> Response:
         c = self._collection(request)
         body = await json_body(request)
-        return JSONResponse({"deleted": await self.proxy.run(delete_records, c, body)})
+        return FastJSONResponse({"deleted": await self.proxy.run(delete_records, c, body)})
 
     async def get(self, request: Request) -> Response:
         c, key = self._collection(request), self.proxy.keys.key(request)
         body = await json_body(request)
-        return JSONResponse(await self.proxy.run(get_records, c, body, key))
+        return FastJSONResponse(await self.proxy.run(get_records, c, body, key))
 
     async def query(self, request: Request) -> Response:
         c, key = self._collection(request), self.proxy.keys.key(request)
         body = await json_body(request)
-        return JSONResponse(await self.proxy.run(query_records, c, body, key))
+        return FastJSONResponse(await self.proxy.run(query_records, c, body, key))
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -431,6 +445,25 @@ def write_records(c: ProxyCollection, body: Mapping[str, Any], mode: str) -> Non
     if mode != "update" and vectors is None:
         raise ProxyError("invalid", f"{mode} needs embeddings (the proxy does not embed text)")
     with c.writing(ids):
+        state = c.phase()
+        if (
+            mode == "upsert"
+            and vectors is not None
+            and metas is not None
+            and whole_parts(c, docs, metas)
+            and c.merges_upserts(state)
+        ):
+            # Every part given and the primary merges metadata keys itself: what merged()
+            # would make from the stored record is what the engine makes of the write, so
+            # the read before it (a round trip) is skipped.
+            c.upsert_unread(
+                [
+                    Record(rid, vectors[i], docs[i] if docs is not None else None, dict(metas[i]))
+                    for i, rid in enumerate(ids)
+                ],
+                state,
+            )
+            return
         old = c.current(ids)
         out: list[Record] = []
         for i, rid in enumerate(ids):
@@ -447,6 +480,17 @@ def write_records(c: ProxyCollection, body: Mapping[str, Any], mode: str) -> Non
                 )
             )
         c.upsert(out)
+
+
+def whole_parts(c: ProxyCollection, docs: list[Any] | None, metas: list[Any]) -> bool:
+    """Whether an upsert gives every part of every record: a document (where the
+    collection stores documents) and metadata with at least one key and no null (a null
+    removes a key, which only a read-modify-write does)."""
+    if c.schema.has_document and (docs is None or any(d is None for d in docs)):
+        return False
+    return all(
+        isinstance(m, dict) and bool(m) and all(v is not None for v in m.values()) for m in metas
+    )
 
 
 def merged(
@@ -533,48 +577,77 @@ def query_records(c: ProxyCollection, body: Mapping[str, Any], key: str | None) 
     flt, node, test, nothing = _filters(c, body)
     raw_ids = _list(body, "ids")
     space = SPACE[c.vector.metric]
-    results: list[list[tuple[Record, float]]]
     if nothing:
-        results = [[] for _ in vectors]
-    elif raw_ids is not None or test is not None:
+        return _query_response([([], []) for _ in vectors], [], [], [], None, include)
+    if raw_ids is not None or test is not None:
         # Restricted to ids or to documents: the candidates are read and ranked exactly.
         if raw_ids is not None:
             pool = c.fetch(raw_ids, key=key, where=node, test=test)
         else:
             pool = c.scan(key=key, where=node, test=test)
-        results = [_ranked(pool, q, space, n) for q in vectors]
-    else:
-        hits = c.search(vectors, n, filter=flt, key=key)
-        results = [
-            _ranked([h.record for h in row], q, space, n)
-            for row, q in zip(hits, vectors, strict=True)
-        ]
+        pool = [r for r in pool if r.vector is not None]
+        matrix = np.vstack([r.vector for r in pool if r.vector is not None]) if pool else None
+        every = list(range(len(pool)))
+        ranked = [_ranked(matrix, every, q, space, n) for q in vectors]
+        return _query_response(
+            ranked,
+            [str(r.id) for r in pool],
+            [r.document for r in pool] if "documents" in include else [],
+            [r.metadata or None for r in pool] if "metadatas" in include else [],
+            matrix,
+            include,
+        )
+    hits, cols = c.search_columns(vectors, n, filter=flt, key=key)
+    ranked = [_ranked(cols.vectors, row, q, space, n) for row, q in zip(hits, vectors, strict=True)]
+    return _query_response(
+        ranked,
+        [str(i) for i in cols.ids],
+        cols.documents() if "documents" in include else [],
+        [m or None for m in cols.metadatas()] if "metadatas" in include else [],
+        cols.vectors,
+        include,
+    )
+
+
+def _query_response(
+    ranked: list[tuple[list[int], list[float]]],
+    ids: list[str],
+    docs: list[str | None],
+    metas: list[dict[str, Any] | None],
+    matrix: np.ndarray | None,
+    include: list[str],
+) -> dict[str, Any]:
+    """Chroma's query response from rows ranked per query and the rows' columns (a column
+    not included may be empty)."""
     return {
-        "ids": [[str(r.id) for r, _ in row] for row in results],
-        "embeddings": [_vectors([r for r, _ in row]) for row in results]
+        "ids": [[ids[i] for i in rows] for rows, _ in ranked],
+        "embeddings": [
+            [matrix[i].tolist() for i in rows] if matrix is not None else [] for rows, _ in ranked
+        ]
         if "embeddings" in include
         else None,
-        "documents": [[r.document for r, _ in row] for row in results]
+        "documents": [[docs[i] for i in rows] for rows, _ in ranked]
         if "documents" in include
         else None,
-        "uris": [[None for _ in row] for row in results] if "uris" in include else None,
-        "metadatas": [[r.metadata or None for r, _ in row] for row in results]
+        "uris": [[None for _ in rows] for rows, _ in ranked] if "uris" in include else None,
+        "metadatas": [[metas[i] for i in rows] for rows, _ in ranked]
         if "metadatas" in include
         else None,
-        "distances": [[d for _, d in row] for row in results] if "distances" in include else None,
+        "distances": [d for _, d in ranked] if "distances" in include else None,
         "include": include,
     }
 
 
-def _ranked(records: list[Record], q: np.ndarray, space: str, n: int) -> list[tuple[Record, float]]:
-    """The ``n`` nearest records by Chroma distance (stable: the engine's order on ties)."""
-    usable = [r for r in records if r.vector is not None]
-    if not usable:
-        return []
-    matrix = np.vstack([r.vector for r in usable if r.vector is not None])
-    d = distances(q, matrix, space)
+def _ranked(
+    matrix: np.ndarray | None, rows: list[int], q: np.ndarray, space: str, n: int
+) -> tuple[list[int], list[float]]:
+    """The ``n`` nearest of ``rows`` (of ``matrix``) by Chroma distance, with their
+    distances (stable: the engine's order on ties)."""
+    if matrix is None or not rows:
+        return [], []
+    d = distances(q, matrix[rows], space)
     order = np.argsort(d, kind="stable")[:n]
-    return [(usable[i], float(d[i])) for i in order]
+    return [rows[i] for i in order], d[order].tolist()
 
 
 def distances(q: np.ndarray, matrix: np.ndarray, space: str) -> np.ndarray:

@@ -11,6 +11,11 @@ side on its own.
 Search results are completed with the records of the returned ids, fetched through the
 router in the same phase and with the same request key, so a canary user's documents come
 from the system that ranked them.
+
+Hot path (docs/proxy.md, bench/proxy.py): a query's hits come back as columns
+(``search_columns``) that a dialect turns into its response without a ``Record`` per hit,
+and an upsert that gives every part of its records skips reading them first where the
+phase mirrors writes nowhere and the primary merges an upsert itself (``merges_upserts``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import DataError
 from vecmigrate.filters import Node, evaluate
 from vecmigrate.layout import conform
@@ -58,6 +64,49 @@ class Hit:
     score: float
 
 
+@dataclass
+class Columns:
+    """Records as columns, one row per distinct record (what a search returned), for a
+    dialect that builds its response from them without a ``Record`` per hit."""
+
+    batch: pa.RecordBatch
+    schema: CollectionSchema
+    ids: list[Any]
+    vectors: np.ndarray | None  # (rows, dim); None when the batch has no vectors
+
+    @classmethod
+    def of(cls, batch: pa.RecordBatch, schema: CollectionSchema) -> Columns:
+        """The columns of a batch in ``schema``'s layout."""
+        ids = batch.column("id").to_pylist()
+        vname = schema.vector.name
+        vectors = vectors_to_numpy(batch.column(vname)) if vname in batch.schema.names else None
+        return cls(batch, schema, ids, vectors)
+
+    def documents(self) -> list[str | None]:
+        """Each row's document (None without one)."""
+        if "document" not in self.batch.schema.names:
+            return [None] * len(self.ids)
+        docs: list[str | None] = self.batch.column("document").to_pylist()
+        return docs
+
+    def metadatas(self) -> list[dict[str, Any]]:
+        """Each row's metadata without nulls (as ``Record.metadata``)."""
+        if not self.batch.num_rows:
+            return []
+        return [
+            {k: v for k, v in m.items() if v is not None}
+            for m in metadata_rows(self.batch, self.schema)
+        ]
+
+
+def merges_upserts(conn: Connector) -> bool:
+    """Whether ``conn``'s upsert of an existing record keeps the metadata keys the write
+    lacks (Chroma's does), so that a Chroma-style partial upsert needs no read first. A
+    framework layout (``?layout=``) packs metadata into keys of its own that an upsert
+    replaces whole, so it does not count."""
+    return conn.engine == "chroma" and not getattr(conn.config, "layout", None)
+
+
 class ProxyCollection:
     """One collection served through its router; thread-safe (called from a worker pool)."""
 
@@ -69,6 +118,7 @@ class ProxyCollection:
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._writes = 0
         self._idle = threading.Condition()
+        self._merging = {side: merges_upserts(conn) for side, conn in router.conns.items()}
 
     # -- what the collection is ------------------------------------------------------------
     @property
@@ -130,6 +180,23 @@ class ProxyCollection:
             ]
             for row, row_scores in zip(ids, scores, strict=False)
         ]
+
+    def search_columns(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        filter: dict[str, Any] | None,
+        key: str | None,
+    ) -> tuple[list[list[int]], Columns]:
+        """``search`` as columns: per query vector the rows of the hits in the engine's
+        order, and the records' columns (one row per distinct record). A hit whose record
+        the side no longer holds (deleted meanwhile) is left out."""
+        ids, _, batch = self.router.search_records(vectors, k, filter, key=key)
+        cols = Columns.of(batch, self.schema)
+        row_of = {rid: n for n, rid in enumerate(cols.ids)}
+        hits = [[row_of[i] for i in row if i in row_of] for row in ids]
+        return hits, cols
 
     def scan(
         self,
@@ -200,6 +267,21 @@ class ProxyCollection:
             with self._idle:
                 self._writes -= 1
                 self._idle.notify_all()
+
+    def merges_upserts(self, state: PhaseState) -> bool:
+        """Whether a write routed by ``state`` can upsert records unread: the phase mirrors
+        writes nowhere (no secondary needs whole records) and its primary merges an upsert
+        into the record it holds (``merges_upserts``)."""
+        return state.secondary() is None and self._merging[state.primary()]
+
+    def upsert_unread(self, records: Sequence[Record], used: PhaseState) -> None:
+        """Upsert records written without reading them first, decided under ``used``
+        (``merges_upserts``). Should the phase have changed meanwhile, the router may have
+        queued these (partial) records for a new secondary: the primary's merged records
+        are queued after them (``router.reconcile``), so the secondary ends equal."""
+        self.upsert(records)
+        if self.router.current().version != used.version:
+            self.router.reconcile([r.id for r in records])
 
     def current(self, ids: Sequence[Any]) -> dict[Any, Record]:
         """What the primary holds now for these ids (a request without a key reads the
