@@ -593,3 +593,57 @@ def test_target_outage_at_canary(tmp_path: Path, postgres: Any, chroma_server: A
         zip(want["ids"], zip(want["documents"], want["metadatas"], strict=True), strict=True)
     )
     print(f"\nproxy, target down at canary: {call.ok} client requests, {len(call.failed)} failed")
+
+
+def test_an_unread_upsert_raced_by_a_phase_change_reaches_the_new_secondary(
+    tmp_path: Path, chroma_server: Any
+) -> None:
+    """In source-only a whole-record upsert is written unread (Chroma merges the metadata
+    keys itself). If the phase moves to dual-write between that decision and the write,
+    the router queues the partial record for the target: the primary's merged record must
+    follow it, so the target ends equal to the source. The control (the same partial
+    upsert routed as a plain one) leaves the target different: the check can fail."""
+    chromadb = require_module("chromadb")
+    require_module("starlette")
+    from vecmigrate.live.phases import next_state
+    from vecmigrate.proxy.server import ProxyConfig, build
+    from vecmigrate.proxy.service import Record
+
+    data = Data()
+    name = f"race_{uuid.uuid4().hex[:8]}"
+    client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    col = client.create_collection(name, embedding_function=None, configuration=EXACT)
+    ids = data.ids[:100]
+    col.add(ids=ids, embeddings=data.vectors[:100], documents=data.docs[:100],
+            metadatas=data.metas[:100])  # fmt: skip
+    target = f"lancedb://{tmp_path / 'target'}"
+    copied = run_cli("copy", chroma_server.uri, target, "-c", name, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    proxy, _ = build(
+        ProxyConfig(chroma_server.uri, target, f"sqlite://{tmp_path}/state.db", [name], state_ttl=0)
+    )
+    pc = proxy.collections[name]
+    try:
+        outcome = {}
+        for case, n in (("unread", 3), ("plain", 4)):
+            used = pc.phase()
+            assert pc.merges_upserts(used) == (case == "unread")
+            meta = {k: v for k, v in data.metas[n].items() if v is not None}
+            partial = Record(ids[n], data.vectors[n] + 0.01, data.docs[n] + " [x]", {"words": 7})
+            if used.secondary() is None:  # the phase moves on before the router writes
+                pc.router.state.transition(name, used, next_state(used), actor="t", action="t")
+            if case == "unread":
+                pc.upsert_unread([partial], used)
+            else:
+                pc.upsert([partial])
+            assert pc.router.drain(30)
+            sides = []
+            for side in ("source", "target"):
+                conn, schema = pc.router.conns[side], pc.router.schema_of(side)
+                row = metadata_rows(conn.fetch(name, [ids[n]], schema=schema), pc.schema)[0]
+                sides.append({k: v for k, v in row.items() if v is not None})
+            assert sides[0] == {**meta, "words": 7}  # the source merged, as Chroma does
+            outcome[case] = sides[1] == sides[0]
+        assert outcome == {"unread": True, "plain": False}
+    finally:
+        proxy.shutdown()
