@@ -9,12 +9,16 @@
       <collection>/part-*.parquet   id, vector columns, document, metadata struct, ...
 
 Parts are written atomically (temp file + rename) and named by a hash of their ids, so a
-batch re-sent after a crash overwrites its own part instead of duplicating it. With a key,
-each part is stored AES-256-GCM encrypted (see ``vecmigrate.dump.crypto``).
+batch re-sent after a crash overwrites its own part instead of duplicating it. Each is
+encoded in memory and checksummed before it is written (never read back to be hashed);
+zstd like pyarrow's default writer, but float vectors without dictionary encoding (their
+values do not repeat). With a key, each part is stored AES-256-GCM encrypted (see
+``vecmigrate.dump.crypto``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecmigrate import __version__
@@ -44,9 +49,11 @@ from vecmigrate.model import CollectionSchema
 __all__ = [
     "Dump",
     "PartInfo",
+    "StoredPart",
     "check_part_layout",
     "conform_part_batch",
     "crypto",
+    "file_identity",
     "invalid_rows",
     "null_vector_row",
     "row_id",
@@ -84,6 +91,66 @@ class PartInfo:
     file: str
     rows: int
     sha256: str
+
+
+def file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """(device, inode, size, mtime in ns): changes when the file is rewritten or replaced."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part just written: its manifest record and the identity of the file written."""
+
+    info: PartInfo
+    identity: tuple[int, int, int, int]
+
+
+def _ids_text(ids: pa.Array | pa.ChunkedArray) -> bytes:
+    """What a part's name hashes: its ids as text joined by US (0x1F), then their count.
+    Built by Arrow in one pass; the values, not the buffers, since slices share their
+    parent's buffers."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    count = str(len(ids)).encode()
+    if ids.null_count or not (
+        pa.types.is_integer(ids.type)
+        or pa.types.is_string(ids.type)
+        or pa.types.is_large_string(ids.type)
+    ):
+        # Not an id type a schema declares: the same text, built value by value.
+        return "\x1f".join(map(str, ids.to_pylist())).encode() + count
+    text = ids.cast(pa.large_string())  # integers as decimal text, like str()
+    one_list = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
+    joined = pc.binary_join(one_list, pa.scalar("\x1f", pa.large_string()))[0]
+    return bytes(joined.as_buffer()) + count
+
+
+@functools.lru_cache(maxsize=64)
+def _dictionary_columns(schema: pa.Schema) -> list[str] | bool:
+    """Parquet columns worth dictionary encoding: all but float vectors. Vector values
+    almost never repeat, so a dictionary only costs time (Parquet builds it for up to
+    1 MiB of values per column chunk, which is a whole part of a few thousand rows) and
+    makes the file larger; ids, documents and metadata keep pyarrow's default."""
+    plain = {
+        f.name
+        for f in schema
+        if (
+            pa.types.is_fixed_size_list(f.type)
+            or pa.types.is_list(f.type)
+            or pa.types.is_large_list(f.type)
+        )
+        and pa.types.is_floating(f.type.value_type)
+    }
+    if not plain:
+        return True
+    # Parquet names leaf columns by path (``vector.list.element``, ``metadata.genre``):
+    # ask the writer itself rather than spelling its nesting rules here.
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    leaves = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    paths = [leaves.column(i).path for i in range(len(leaves))]
+    return [p for p in paths if not any(p == n or p.startswith(f"{n}.") for n in plain)]
 
 
 class Dump:
@@ -150,9 +217,13 @@ class Dump:
     # -- parts -----------------------------------------------------------------------------
     def write_part(self, name: str, batch: pa.Table | pa.RecordBatch) -> Path:
         """Write one part atomically, named by a hash of its ids (idempotent re-send)."""
-        # Hash the id values, not the Arrow buffers: slices share their parent's buffers.
-        ids = batch.column("id").to_pylist()
-        text = "\x1f".join(map(str, ids)).encode() + str(len(ids)).encode()
+        return self.collection_dir(name) / self.store_part(name, batch).info.file
+
+    def store_part(self, name: str, batch: pa.Table | pa.RecordBatch) -> StoredPart:
+        """``write_part``, returning what the manifest will say of the part (its rows and
+        the sha256 of the stored bytes, hashed before they are written: never re-read)
+        and the file's identity, to tell later whether it is still the file written."""
+        text = _ids_text(batch.column("id"))
         digest = (
             crypto.part_name_digest(self.key, text)
             if self.key
@@ -161,15 +232,27 @@ class Dump:
         path = self.collection_dir(name) / f"part-{digest[:20]}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if self.key is None:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, table.num_rows))
-        else:
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression="zstd", row_group_size=max(1, table.num_rows))
-            plain = sink.getvalue().to_pybytes()
-            tmp.write_bytes(crypto.encrypt(self.key, plain, f"{name}/{path.name}"))
-        os.replace(tmp, path)
-        return path
+        sink = pa.BufferOutputStream()
+        pq.write_table(
+            table,
+            sink,
+            compression="zstd",
+            row_group_size=max(1, table.num_rows),
+            use_dictionary=_dictionary_columns(table.schema),
+        )
+        parquet = sink.getvalue()
+        data: pa.Buffer | bytes = (
+            parquet
+            if self.key is None
+            else crypto.encrypt(self.key, parquet.to_pybytes(), f"{name}/{path.name}")
+        )
+        sha = hashlib.sha256(data).hexdigest()
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            stat = os.fstat(f.fileno())
+        os.replace(tmp, path)  # keeps the inode and mtime fstat saw
+        return StoredPart(PartInfo(path.name, table.num_rows, sha), file_identity(stat))
 
     def listed_parts(self, name: str) -> list[PartInfo]:
         """Parts the manifest lists; refuses unlisted or missing files. Checksums are

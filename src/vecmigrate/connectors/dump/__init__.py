@@ -7,9 +7,11 @@ encrypted parts; see ``vecmigrate.dump.crypto``.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,14 +24,45 @@ from vecmigrate.connectors.config import ConnectorConfig, Secret, reveal
 from vecmigrate.connectors.dump._client import translate_error
 from vecmigrate.connectors.files import check_dir
 from vecmigrate.connectors.partitions import balanced_groups
-from vecmigrate.dump import Dump, PartInfo, check_part_layout, conform_part_batch, crypto
+from vecmigrate.dump import (
+    Dump,
+    PartInfo,
+    StoredPart,
+    check_part_layout,
+    conform_part_batch,
+    crypto,
+    file_identity,
+)
 from vecmigrate.errors import ConfigError, DataError, VecmigrateError
 from vecmigrate.exact import TopK
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, evaluate
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Metric, Partition, ResumeToken
 from vecmigrate.records import conform, table_to_batch, vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
-from vecmigrate.verify.digest import DigestBuilder
+from vecmigrate.verify.digest import DigestBuilder, scan_rows
+
+
+@dataclass
+class _Written:
+    """What ``finalize`` needs of the parts this connection wrote into one collection,
+    taken from the batches in memory so that no part is read back: each part's manifest
+    record and file identity, and the digest and id hashes of them all. The digest is a
+    running sum over batches digested in groups of ``group_rows`` (its cost per call
+    would dominate at a batch per part); ``stale`` (a part name written twice, a digest
+    that failed) makes ``finalize`` read the parts back instead."""
+
+    builder: DigestBuilder
+    group_rows: int
+    parts: dict[str, StoredPart] = field(default_factory=dict)
+    id_hashes: list[np.ndarray] = field(default_factory=list)
+    pending: list[pa.RecordBatch] = field(default_factory=list)
+    pending_rows: int = 0
+    stale: bool = False
+
+    def take_pending(self) -> list[pa.RecordBatch]:
+        """The batches written but not digested yet, handed over once."""
+        group, self.pending, self.pending_rows = self.pending, [], 0
+        return group
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,9 @@ class DumpConnector(Connector):
     def __init__(self, uri: ConnectionURI) -> None:
         super().__init__(uri)
         self._ids_checked: set[str] = set()
+        # Parts written through this connection, per collection.
+        self._written: dict[str, _Written] = {}
+        self._written_lock = threading.Lock()
 
     @cached_property
     def dump(self) -> Dump:
@@ -221,13 +257,51 @@ class DumpConnector(Connector):
             if if_exists == "reuse":
                 return
             self.dump.remove(schema.name)
+            self._forget(schema.name)
         self.dump.write_schema(schema)
         self._schemas[schema.name] = schema
 
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        """Write the batch as one part; it is digested from memory, not read back (in
+        groups, see ``_Written``). It is in the collection's layout: ``Connector``
+        conforms it before this runs."""
         if not self.dump.has(name):
             raise ConfigError(f"dump collection {name!r} does not exist; create it first")
-        self.dump.write_part(name, batch)
+        stored = self.dump.store_part(name, batch)
+        # Recorded once written: a failed write adds nothing to the digest.
+        with self._written_lock:
+            written = self._written.get(name)
+            if written is None:
+                schema = self._schema(name)
+                written = _Written(DigestBuilder(schema), scan_rows(schema))
+                self._written[name] = written
+            written.stale |= stored.info.file in written.parts
+            written.parts[stored.info.file] = stored
+            written.pending.append(batch)
+            written.pending_rows += batch.num_rows
+            group = written.take_pending() if written.pending_rows >= written.group_rows else []
+        self._digest(written, group)
+
+    def _digest(self, written: _Written, group: list[pa.RecordBatch]) -> None:
+        """Add written batches to the running digest, as one batch when they concatenate."""
+        if not group:
+            return
+        try:
+            try:
+                merged = [pa.concat_batches(group)] if len(group) > 1 else group
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differing in metadata
+                merged = group
+            hashes = [written.builder.add_keyed(b) for b in merged]
+        except BaseException:
+            with self._written_lock:
+                written.stale = True  # parts recorded whose rows the digest may lack
+            raise
+        with self._written_lock:
+            written.id_hashes.extend(hashes)
+
+    def _forget(self, name: str) -> None:
+        with self._written_lock:
+            self._written.pop(name, None)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         raise ConfigError(
@@ -239,9 +313,12 @@ class DumpConnector(Connector):
         if self.dump.has(name):
             self.dump.remove(name)
         self._schemas.pop(name, None)
+        self._forget(name)
 
     def finalize(self, name: str) -> None:
-        """Check parts for duplicate ids, digest them and write the manifest entry."""
+        """Check parts for duplicate ids, digest them and write the manifest entry. Parts
+        this connection wrote were digested and checksummed as they were written; only
+        others (a resumed run's, a replaced file) are read back."""
         self._call(f"dump finalize {name!r}", self._finalize, name)
 
     def _finalize(self, name: str) -> None:
@@ -249,18 +326,39 @@ class DumpConnector(Connector):
         # Temp files of writes a killed run never renamed: their batches were re-sent.
         for stale in self.dump.collection_dir(name).glob(".part-*.tmp"):
             stale.unlink(missing_ok=True)
-        builder = DigestBuilder(schema)
-        ids: list[pa.Array] = []
-        parts = []
-        for path in self.dump.part_files(name):
-            pf, sha = self.dump.load_part(name, path.name)
-            for batch in pf.iter_batches(batch_size=10_000):
-                batch = conform(batch, schema, strict=True)
-                ids.append(batch.column("id"))
-                builder.add(batch)
-            parts.append(PartInfo(path.name, pf.metadata.num_rows, sha))
-        _refuse_duplicate_ids(name, ids)
-        self.dump.record_collection(name, parts, builder.digest.to_json(), schema)
+        files = self.dump.part_files(name)
+        with self._written_lock:
+            written = self._written.get(name)
+            group = written.take_pending() if written is not None else []
+        if written is not None:
+            self._digest(written, group)
+        with self._written_lock:
+            known = _all_known(written, files)
+            id_hashes = list(written.id_hashes) if written is not None else []
+        if written is not None and known is not None:
+            digest = written.builder.digest
+            parts = [part.info for part in known]
+        else:
+            # Parts written by another process (a killed run this one resumed), replaced
+            # or written twice since: digested from the files, checksummed as stored.
+            builder = DigestBuilder(schema)
+            id_hashes, parts = [], []
+            for path in files:
+                pf, sha = self.dump.load_part(name, path.name)
+                for batch in pf.iter_batches(batch_size=10_000):
+                    id_hashes.append(builder.add_keyed(conform(batch, schema, strict=True)))
+                parts.append(PartInfo(path.name, pf.metadata.num_rows, sha))
+            digest = builder.digest
+        if _repeated(id_hashes):
+            # Equal id hashes: the same id twice, or (rarely) two ids colliding. The id
+            # values themselves tell which.
+            ids = [
+                self.dump.load_part(name, p.file)[0].read(columns=["id"]).column("id")
+                for p in parts
+            ]
+            _refuse_duplicate_ids(name, [c for col in ids for c in col.chunks])
+        self.dump.record_collection(name, parts, digest.to_json(), schema)
+        self._forget(name)
 
     # -- querying ----------------------------------------------------------------------------
     def search(
@@ -292,6 +390,28 @@ class DumpConnector(Connector):
             list(map(float, row[: len(ids)]))
             for row, ids in zip(truth.scores, truth.ids, strict=True)
         ]
+
+
+def _all_known(written: _Written | None, files: list[Path]) -> list[StoredPart] | None:
+    """The records of ``files`` when this connection wrote exactly these parts, each
+    once, all digested, and each file is still the one it wrote; else None."""
+    if written is None or written.stale or len(written.parts) != len(files):
+        return None
+    out = []
+    for path in files:
+        known = written.parts.get(path.name)
+        if known is None or known.identity != file_identity(path.stat()):
+            return None
+        out.append(known)
+    return out
+
+
+def _repeated(id_hashes: list[np.ndarray]) -> bool:
+    """Whether any 64-bit id hash occurs twice (one sort over all the parts' hashes)."""
+    if not id_hashes:
+        return False
+    ordered = np.sort(np.concatenate(id_hashes))
+    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def _refuse_duplicate_ids(name: str, ids: list[pa.Array]) -> None:
