@@ -41,7 +41,7 @@ def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "--encrypt-key",
         "env:VM_DUMP_KEY",
         "--batch-rows",
-        "200",
+        "10",  # parts coalesce 16 source batches: 4 parts of 160 rows
         "-v",
         "--json",
         cwd=tmp_path,

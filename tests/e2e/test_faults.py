@@ -52,7 +52,9 @@ def test_sigkill_at_20_seeded_points_then_resume(tmp_path: Path) -> None:
     source, target = f"dump://{tmp_path / 'src'}", f"dump://{tmp_path / 'out'}"
     job = tmp_path / "job.sqlite"
     args = [VECMIGRATE, "copy", source, target, "-c", "docs", "--job", str(job)]
-    args += ["--batch-rows", "100", "--workers", "2", "--json"]
+    # small source batches: the dump coalesces 16 of them per part, and a kill must find
+    # the copy still running after 20 goals of 1-3 acknowledged parts each
+    args += ["--batch-rows", "10", "--workers", "2", "--json"]
     rng = random.Random(20260)
     mid_copy = 0
     for i in range(KILLS):
@@ -68,7 +70,7 @@ def test_sigkill_at_20_seeded_points_then_resume(tmp_path: Path) -> None:
         # number of further acknowledged batches; both capped so the copy never finishes.
         timed = rng.random() < 0.3
         until = time.monotonic() + (rng.uniform(0.05, 0.8) if timed else 60)
-        goal = before + (400 if timed else 100 * rng.randint(1, 3))
+        goal = before + (160 if timed else 160 * rng.randint(1, 3))
         while _rows_done(job) < goal and proc.poll() is None and time.monotonic() < until:
             time.sleep(0.005)
         assert proc.poll() is None, f"kill {i}: the copy ended on its own; make ROWS bigger"

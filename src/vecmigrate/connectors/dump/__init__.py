@@ -86,12 +86,18 @@ class DumpConnector(Connector):
         sparse_vectors=True,
         namespaces=True,
         mutable=False,
-        max_batch_rows=20_000,
+        max_batch_rows=131_072,
         max_batch_bytes=128 * 1024 * 1024,
         index_kinds=frozenset({"flat"}),
     )
     # Parts hold exactly the schema's columns: an undeclared one is refused, not dropped.
     strict_layout = True
+    # Each write is one part: a copy coalesces its batches into parts this large
+    # (``pipeline/writer.BulkWriter``; at most 16 source batches, so a resumed run re-sends
+    # little). 16 MiB: a reader holds a whole part (its checksum is checked before it is
+    # parsed), so larger parts would raise the memory of every copy out of a dump.
+    bulk_write_rows = 131_072
+    bulk_write_bytes = 16 * 1024 * 1024
     translate_error = staticmethod(translate_error)
 
     def __init__(self, uri: ConnectionURI) -> None:
