@@ -27,20 +27,28 @@ metadata field and of dynamic fields as typed metadata fields.
 With ``?layout=langchain`` / ``?layout=llamaindex`` collections are read and written as
 LangChain's ``Milvus`` and LlamaIndex's ``MilvusVectorStore`` keep them (``_frameworks``).
 
+With ``?bulk_dir=/dir`` (a directory the server reads at the same path) a copy into a
+collection it created empty stages its batches there and, from ``bulk_insert_rows`` rows
+(default 100,000; 0: never), bulk-inserts them from Parquet parts, the last ones at
+``finalize``, which waits until every row is readable (``_bulk``); fewer are upserted at
+``finalize``. Until then, reads do not see staged rows.
+
 Helper modules: ``_client`` (connecting, version check, error mapping),
 ``_schema`` (collection layout and indexes), ``_infer`` (other tools' collections),
 ``_frameworks`` (the frameworks' collections), ``_records`` (rows to and from Arrow),
-``_filters`` (filters as expressions), ``_sparse`` (sparse vectors).
+``_filters`` (filters as expressions), ``_sparse`` (sparse vectors), ``_bulk`` (bulk insert).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,6 +60,7 @@ from vecmigrate.connectors.config import Secret
 from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.milvus import _frameworks
+from vecmigrate.connectors.milvus._bulk import PART_ROWS, BulkLoad, Lander, stage_dir, supports
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
 from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, Compiler, ids_in, pk, typed_ids
 from vecmigrate.connectors.milvus._infer import foreign_reuse_problems, infer_schema
@@ -84,14 +93,29 @@ _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
 class MilvusConfig(FieldsConfig):
     """TLS and token of a Milvus server; the fields of collections other tools made
     (``connectors/foreign.py``); ``layout``: ``langchain`` / ``llamaindex`` for the
-    collections those frameworks keep (``_frameworks``)."""
+    collections those frameworks keep (``_frameworks``); bulk insert (``_bulk``):
+    ``bulk_dir`` a directory this process writes and the server reads at the same path
+    (unset: no bulk insert), ``bulk_insert_rows`` the fewest rows a copy bulk-inserts
+    (0: never), ``bulk_part_rows`` rows per imported Parquet file, ``bulk_timeout``
+    seconds to wait for the imports after the last batch."""
 
     secure: bool = False
     token: Secret | None = None
     layout: str | None = None
+    bulk_dir: str | None = None
+    bulk_insert_rows: int = 100_000
+    bulk_part_rows: int = PART_ROWS
+    bulk_timeout: float = 900.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layout", parse_layout(self.layout, "milvus"))
+        if self.bulk_insert_rows < 0 or self.bulk_part_rows < 1 or self.bulk_timeout <= 0:
+            raise ConfigError(
+                f"milvus:// bulk_insert_rows={self.bulk_insert_rows}, bulk_part_rows="
+                f"{self.bulk_part_rows}, bulk_timeout={self.bulk_timeout}: need "
+                "bulk_insert_rows >= 0, bulk_part_rows >= 1 and bulk_timeout > 0",
+                hint="bulk_insert_rows=0 turns bulk insert off",
+            )
 
 
 class MilvusConnector(Connector):
@@ -126,6 +150,15 @@ class MilvusConnector(Connector):
         super().__init__(uri)
         self._loaded: set[str] = set()
         self._lock = threading.Lock()
+        if self.lite and self.config.bulk_dir:
+            raise ConfigError(
+                f"{uri.scheme}:// has no bulk insert; drop bulk_dir",
+                hint="bulk_dir is for a Milvus server that reads that directory",
+            )
+        # Collections being bulk-loaded: their batches are staged until ``finalize``.
+        self._bulk: dict[str, BulkLoad] = {}
+        # Import task ids each collection's bulk loads completed (reported, and tests).
+        self.bulk_tasks: dict[str, list[int]] = {}
 
     @classmethod
     def capabilities_for(cls, server_version: tuple[int, int] | None) -> Capabilities:
@@ -166,6 +199,8 @@ class MilvusConnector(Connector):
         return check_version(str(text), self.uri)
 
     def close(self) -> None:
+        for load in self._bulk.values():  # staged rows stay for a --resume to land
+            load.close()
         client = self.__dict__.pop("_client", None)  # never opened: nothing to close
         if client is not None:
             with contextlib.suppress(Exception):  # closing must not fail a job
@@ -375,9 +410,18 @@ class MilvusConnector(Connector):
         ids = batch.column("id").to_pylist()
         check_ids(name, schema, ids, lite=self.lite, version=self.server_version)
         rows = batch_to_rows(name, schema, batch, ids)
+        load = self._bulk.get(name)
+        if load is not None:
+            load.append(rows)
+            return
+        self._upsert_rows(name, rows)
+
+    def _upsert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
         self._call(f"{self.uri}: upsert into {name!r}", self.client.upsert, name, rows)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
+        if name in self._bulk:  # staged rows first, so the delete applies to them too
+            self._land(name)
         schema = self._schema(name)
         typed = typed_ids(schema, ids)
         for start in range(0, len(typed), 1000):
@@ -389,13 +433,78 @@ class MilvusConnector(Connector):
             self._call(f"{self.uri}: drop {name!r}", self.client.drop_collection, name)
         self._schemas.pop(name, None)
         self._loaded.discard(name)
+        load = self._bulk.pop(name, None)
+        if load is not None:
+            load.close()
+        if self.config.bulk_dir:
+            shutil.rmtree(self._stage(name), ignore_errors=True)
+
+    def begin_bulk_load(self, name: str) -> None:
+        """Stage the batches of a copy for a bulk insert at ``finalize`` (``_bulk``): on a
+        server, with ``bulk_dir`` given and ``bulk_insert_rows`` > 0, into an empty
+        collection vecmigrate laid out. Otherwise batches are upserted as they come."""
+        if self.lite or not self.config.bulk_dir or self.config.bulk_insert_rows == 0:
+            return
+        schema = self._schema(name)
+        if not supports(schema) or self.count(name) != 0:
+            return
+        folder = self._stage(name)
+        shutil.rmtree(folder, ignore_errors=True)  # a stale stage of a job this one replaces
+        self._bulk[name] = BulkLoad(name, schema, folder, self._lander(name, folder))
+
+    def _stage(self, name: str) -> Path:
+        return stage_dir(str(self.config.bulk_dir), self.uri.path.strip("/"), name)
+
+    def _land(self, name: str) -> None:
+        """Land what is staged for ``name``: this process's bulk load, or what a job that
+        died left (upserted); nothing when nothing is staged."""
+        load = self._bulk.pop(name, None)
+        folder = self._stage(name)
+        if load is None and not folder.exists():
+            return
+        lander = load.lander if load is not None else self._lander(name, folder)
+        try:
+            lander.land(load)
+        finally:
+            if lander.imported:
+                self.bulk_tasks.setdefault(name, []).extend(lander.imported)
+
+    def _lander(self, name: str, folder: Path) -> Lander:
+        return Lander(
+            name,
+            folder,
+            using=str(self.client._using),
+            call=self._call,
+            upsert=partial(self._upsert_rows, name),
+            count=partial(self.count, name),
+            count_ids=partial(self._count_ids, name),
+            refresh=partial(self._refresh, name),
+            threshold=self.config.bulk_insert_rows,
+            timeout=self.config.bulk_timeout,
+            where=str(self.uri),
+            part_rows=self.config.bulk_part_rows,
+        )
+
+    def _refresh(self, name: str) -> None:
+        """Reload ``name`` so that segments a bulk insert added are read (``_bulk``)."""
+        self._call(f"{self.uri}: release {name!r}", self.client.release_collection, name)
+        self._call(f"{self.uri}: load {name!r}", self.client.load_collection, name)
+        self._loaded.add(name)
+
+    def _count_ids(self, name: str, ids: list[Any]) -> int:
+        schema = self._schema(name)
+        res = self._query(name, ids_in(schema, typed_ids(schema, ids)), ["count(*)"])
+        return int(res[0]["count(*)"]) if res else 0
 
     def finalize(self, name: str) -> None:
-        """Seal the collection's growing segments so the server persists and indexes them.
+        """Land what is staged for a bulk insert (``_bulk``), then seal the collection's
+        growing segments so the server persists and indexes them.
 
-        Not waited for: writes are durable once acknowledged (they are in Milvus' log) and
-        strongly consistent reads see them; waiting adds seconds and protects nothing.
+        The seal is not waited for: writes are durable once acknowledged (they are in
+        Milvus' log) and strongly consistent reads see them; waiting protects nothing.
         """
+        if not self.lite and self.config.bulk_dir:
+            self._land(name)
         if not self.lite and self._exists(name):
             self._call(f"{self.uri}: flush {name!r}", self.client.flush, name, _async=True)
 
