@@ -36,16 +36,10 @@ FAST = RetryPolicy(attempts=6, base_seconds=0.01, max_seconds=0.05)
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
     require_module("pinecone")
-    from tests.protocol.pinecone_server import PineconeServer
+    from tests.protocol.pinecone_server import serving
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv(ENV, KEY)
-    srv = PineconeServer(KEY)
-    try:
+    with serving(KEY, ENV) as srv:
         yield srv
-    finally:
-        srv.stop()
-        mp.undo()
 
 
 def uri(srv: Any, index: str = "", **params: str) -> str:

@@ -37,16 +37,10 @@ SPACES = ("", "team-a")
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
     require_module("pinecone")
-    from tests.protocol.pinecone_server import PineconeServer
+    from tests.protocol.pinecone_server import serving
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv(ENV, KEY)
-    srv = PineconeServer(KEY)
-    try:
+    with serving(KEY, ENV) as srv:
         yield srv
-    finally:
-        srv.stop()
-        mp.undo()
 
 
 @pytest.fixture(autouse=True)

@@ -48,12 +48,14 @@ Writes are visible at once (the real service is eventually consistent).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import math
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +65,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tests.protocol.httpdouble import DoubleHandler, close, listen
 from tests.protocol.pinecone_model import request_violations, response_violations
@@ -896,3 +899,16 @@ def _import_record(dim: int, row: dict[str, Any]) -> tuple[str, list[float], dic
             raise ApiFailure(400, f"Metadata of vector {rid} is not valid JSON") from None
         md = _check_metadata(rid, parsed) or None
     return rid, [float(x) for x in values], md
+
+
+@contextlib.contextmanager
+def serving(key: str, env: str) -> Iterator[PineconeServer]:
+    """A double whose API key is ``key``, given to vecmigrate URIs as ``env:<env>``."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv(env, key)
+    srv = PineconeServer(key)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        mp.undo()

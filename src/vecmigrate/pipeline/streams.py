@@ -130,6 +130,12 @@ class Copier:
                 if item is None:
                     break
                 if isinstance(item, BaseException):
+                    if bulk is not None and held is not None:
+                        # what was read before the source failed is written first, so
+                        # that a resumed job starts after it
+                        w = bulk.flush()
+                        yield BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
+                        held = None
                     raise item
                 batch, token = item
                 if bulk is None:
