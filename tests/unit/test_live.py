@@ -826,6 +826,39 @@ def test_an_id_the_application_keeps_rewriting_is_in_flight_not_different(
     assert list(kept) == ["stale"] and "document" in kept["stale"]
 
 
+def test_data_gate_treats_ids_queued_in_the_outbox_as_in_flight(tmp_path: Path) -> None:
+    """An id that differs while its write waits in the outbox for the lagging side is in
+    flight (the outbox gate judges the lag); the same difference with nothing queued
+    fails the gate."""
+    require_module("chromadb")
+    from vecmigrate.live.cutover_gates import GateConfig, evaluate_gates
+    from vecmigrate.live.outbox import encode_batch
+
+    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    source.upsert("docs", _batch(["a", "b"], "v2"))
+    target.upsert("docs", _batch(["a", "b"], "v1"))
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")
+    cfg = GateConfig(max_diff=0, skip=frozenset({"outbox", "verify", "shadow"}))
+
+    def data_gate() -> Any:
+        now = state.get("docs")
+        results = evaluate_gates(state, "docs", now, source=source, target=target, config=cfg)
+        return next(r for r in results if r.gate == "data")
+
+    failed = data_gate()
+    assert not failed.passed and failed.actual["changed"] == 2
+    state.outbox.append("docs", "target", "upsert", encode_batch(_batch(["a"], "v2")))
+    gate = data_gate()
+    assert not gate.passed and gate.actual["changed"] == 1  # b: nothing on its way
+    state.outbox.append("docs", "target", "upsert", encode_batch(_batch(["b"], "v2")))
+    assert data_gate().passed
+    state.close()
+
+
 class _Approximate(Outage):
     """An index that misses about ``miss`` of the true neighbours (replaced by far ids)."""
 

@@ -44,6 +44,17 @@ class Drift:
         """How many ids differ."""
         return len(self.missing) + len(self.extra) + len(self.changed)
 
+    def without(self, ids: set[str]) -> Drift:
+        """This drift less the ids in ``ids`` (compared as strings)."""
+        return Drift(
+            self.source_count,
+            self.target_count,
+            [i for i in self.missing if str(i) not in ids],
+            [i for i in self.extra if str(i) not in ids],
+            [i for i in self.changed if str(i) not in ids],
+            {k: v for k, v in self.sample_fields.items() if k not in ids},
+        )
+
 
 def _drift_once(source: Connector, target: Connector, name: str, target_name: str) -> Drift:
     diff = diff_collections(source, target, name, target_name=target_name, name_fields=False)
