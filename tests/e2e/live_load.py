@@ -5,8 +5,9 @@ ledger); readers search with filters and fetch, with a user key per request. Eve
 request is bounded by a timeout; the run by a request count and a deadline.
 
 Like a load balancer in front of several app instances, a request whose connection
-broke (the instance died or refused it) is sent once more to an instance still in
-``bases``: every request here is idempotent. A timeout or an error answer is not retried:
+broke (the instance died or refused it, or an idle keep-alive connection had expired) is
+sent again to an instance still in ``bases`` (up to ``BALANCER_ATTEMPTS`` tries): every
+request here is idempotent. A timeout or an error answer is not retried:
 those are the router's failures to report.
 """
 
@@ -21,6 +22,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+# Tries of a request whose connection broke: the instance died, or a pooled keep-alive
+# connection was closed by the server meanwhile (both on one request when an instance is
+# killed and the client's idle connection to the other one has expired).
+BALANCER_ATTEMPTS = 3
 FILTERS: list[dict[str, Any] | None] = [
     None,
     {"genre": "a"},
@@ -88,22 +93,19 @@ class Load:
 
     def _call(self, client: httpx.Client, kind: str, body: dict[str, Any], user: str | None) -> Any:
         at, started = time.monotonic(), time.perf_counter()
-        retried = False
         error: str | None = None
-        while True:
+        for attempt in range(BALANCER_ATTEMPTS):  # noqa: B007 - read after the loop
             base = random.choice(self.bases)
             try:
                 r = client.post(f"{base}/{kind}", json=body)
+                error = None
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 error = repr(exc)[:300]
-                if retried:
-                    break
-                retried = True
             except httpx.HTTPError as exc:
                 error = repr(exc)[:300]
                 break
-        took = time.perf_counter() - started
+        took, retried = time.perf_counter() - started, attempt > 0
         if error is None and r.status_code != 200:
             error = r.text[:300]
         if error is not None:

@@ -859,6 +859,41 @@ def test_data_gate_treats_ids_queued_in_the_outbox_as_in_flight(tmp_path: Path) 
     state.close()
 
 
+class _RacedReads(Outage):
+    """Its first ``races`` searches fail as a scan raced by a write does (transiently)."""
+
+    races = 2
+
+    def search(self, name: str, vectors: Any, k: int, **kw: Any) -> Any:
+        if self.races:
+            self.races -= 1
+            raise TransientError("injected: a concurrent write raced the read")
+        return self.inner.search(name, vectors, k, **kw)
+
+
+def test_a_read_with_no_side_to_fall_back_to_is_retried_when_transient(tmp_path: Path) -> None:
+    """In source-only nothing can answer for the source: a search raced by a write is
+    asked again instead of failing the application's request."""
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import READ_RETRY, MigrationRouter
+
+    source = _RacedReads(connect(f"chroma://{tmp_path}/src"))
+    target = connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    source.upsert("docs", _batch(["a", "b"], "v1"))
+    state = open_state(f"sqlite://{tmp_path}/state.db")
+    router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False)  # type: ignore[arg-type]
+    ids, _ = router.search(np.ones((1, 4), np.float32), 2)
+    assert sorted(ids[0]) == ["a", "b"] and source.races == 0
+    source.races = READ_RETRY.attempts  # past the budget: the application sees the error
+    with pytest.raises(TransientError, match="still failing"):
+        router.search(np.ones((1, 4), np.float32), 2)
+    router.close()
+    state.close()
+
+
 class _Approximate(Outage):
     """An index that misses about ``miss`` of the true neighbours (replaced by far ids)."""
 

@@ -48,6 +48,9 @@ Records: TypeAlias = pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]
 
 # Primary writes: up to 5 attempts, about 1.5 s of back-off in all.
 WRITE_RETRY = RetryPolicy(attempts=5, base_seconds=0.05, max_seconds=1.0)
+# A read with no other side to fall back to (source-only, target-only) that fails
+# transiently (a scan raced by a write, a restarting engine) is asked again this often.
+READ_RETRY = RetryPolicy(attempts=3, base_seconds=0.05, max_seconds=0.5)
 
 
 class MigrationRouter(Replication):
@@ -409,11 +412,18 @@ class MigrationRouter(Replication):
         self, state: PhaseState, side: Side, kind: str, call: Callable[[Side], T]
     ) -> tuple[Side, T]:
         """(side that answered, answer): ``side``'s, or the fallback side's when ``side``
-        fails or takes longer than ``read_timeout``."""
+        fails or takes longer than ``read_timeout``; with no fallback, a transient failure
+        is retried (``READ_RETRY``)."""
         fallback = state.fallback_side(side)
         try:
             if fallback is None:
-                return side, self._timed(side, kind, lambda: call(side))
+                answer, _ = call_with_retry(
+                    lambda: self._timed(side, kind, lambda: call(side)),
+                    READ_RETRY,
+                    what=f"{side} {kind} of {self.collection!r}",
+                    hint="the read can be sent again",
+                )
+                return side, answer
             future = self._reads.submit(call, side)
             return side, self._timed(side, kind, lambda: future.result(self.read_timeout))
         except Exception as exc:
