@@ -56,7 +56,7 @@ def write_file(path: Path, rows: int, row_group_rows: int | None, seed: int = 11
             ("year", pa.int64()),
         ]
     )
-    kw: dict[str, Any] = {} if row_group_rows is None else {"row_group_size": row_group_rows}
+    chunks = []
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, rows, 50_000):
             n = min(50_000, rows - start)
@@ -73,7 +73,12 @@ def write_file(path: Path, rows: int, row_group_rows: int | None, seed: int = 11
                 },
                 schema=schema,
             )
-            writer.write_table(table, **kw)
+            if row_group_rows is None:  # one write_table call: one row group up to 1Mi rows
+                chunks.append(table)
+            else:
+                writer.write_table(table, row_group_size=row_group_rows)
+        if chunks:
+            writer.write_table(pa.concat_tables(chunks))
 
 
 def main() -> None:
