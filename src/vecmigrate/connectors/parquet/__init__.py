@@ -4,7 +4,8 @@ The path is one collection — a ``.parquet`` file, or a folder of them read as 
 (named after the file or folder) — or a folder of such folders. Files other tools wrote
 are read as they are laid out (``connectors/tabular.py``: ``?id_field=&vector_field=``...);
 vectors are fixed-size or variable lists of floats, read row group by row group
-(``ParquetFile.iter_batches``), never a whole file at once.
+(``ParquetFile.iter_batches``) through a bounded buffer, never a whole file or a whole
+row group at once.
 
 As a target, a collection is a folder (``parquet:///out/docs``, or ``docs/`` inside
 ``parquet:///out``) of part files in the collection's Arrow layout plus
