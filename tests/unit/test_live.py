@@ -288,6 +288,33 @@ def test_shadow_pool_drops_and_counts_instead_of_blocking() -> None:
     assert "vecmigrate_live_shadow_total" in metrics.exposition().decode()
 
 
+def test_a_shadow_read_raced_once_is_asked_again_not_counted_as_an_error() -> None:
+    require_module("prometheus_client")
+    from vecmigrate.live.metrics import RouterMetrics
+    from vecmigrate.live.router import READ_RETRY
+    from vecmigrate.live.shadow import ShadowReader
+
+    reader = ShadowReader(RouterMetrics("docs"), "docs", workers=1, retry=READ_RETRY)
+    raced = iter([True, False, True, True, True])
+
+    def compare() -> ShadowTotals:
+        if next(raced):
+            raise TransientError("injected: a concurrent write raced the read")
+        return ShadowTotals(comparisons=1)
+
+    assert reader.submit(1, compare)  # raced once, then compared
+    assert reader.submit(1, compare)  # raced on every try: an error
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        totals = reader.snapshot().get(1)
+        if totals is not None and totals.comparisons + totals.errors == 2:
+            break
+        time.sleep(0.05)
+    reader.close()
+    totals = reader.snapshot()[1]
+    assert (totals.comparisons, totals.errors) == (1, 1)
+
+
 # -- router ----------------------------------------------------------------------------------
 def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path: Path) -> None:
     require_module("chromadb")

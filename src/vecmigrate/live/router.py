@@ -101,7 +101,7 @@ class MigrationRouter(Replication):
         self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vm-read")
         self.metrics = metrics or RouterMetrics(collection)
         self.shadow = ShadowReader(
-            self.metrics, collection, workers=shadow_workers, queue=shadow_queue
+            self.metrics, collection, workers=shadow_workers, queue=shadow_queue, retry=READ_RETRY
         )
         self.schema = source.describe(collection)  # the canonical layout of payloads
         self._init_replication()

@@ -25,6 +25,7 @@ from vecmigrate.filters import evaluate, parse
 from vecmigrate.live.metrics import RouterMetrics
 from vecmigrate.live.state import ShadowTotals
 from vecmigrate.model import CollectionSchema
+from vecmigrate.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
 SAMPLE_SCHEMA = pa.schema(
@@ -59,8 +60,12 @@ class ShadowReader:
         workers: int = 2,
         queue: int = 32,
         sample_every: int = 5,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.sample_every = sample_every
+        # A comparison failing transiently (a read raced by a write) is asked again, as the
+        # request path would ask its side again: only what stays failing is an error.
+        self.retry = retry or RetryPolicy(attempts=1)
         self._seen = 0
         self._samples: dict[int, list[dict[str, Any]]] = {}
         self.metrics = metrics
@@ -83,7 +88,7 @@ class ShadowReader:
 
         def run() -> None:
             try:
-                result = task()
+                result, _ = call_with_retry(task, self.retry, what="shadow read")
             except Exception as exc:  # a shadow failure must never reach the caller
                 log.debug("shadow read failed: %s", exc)
                 result = ShadowTotals(errors=1)
