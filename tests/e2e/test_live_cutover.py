@@ -2,11 +2,11 @@
 
 Two instances of the app (``live_app.py``) run as processes routing through ``MigrationRouter``;
 this test is the operator: it backfills with ``copy_collection``, moves the phase in the
-shared Redis state store (gated ``advance``, one ``rollback``), plants an outage of the
-target during dual write, SIGKILLs the target's server at canary 50 % (restarted on the
-same port and data a few seconds later, then the canary lowered to 10 % and raised again),
-and finally checks that no request failed and no acknowledged write was lost or stale on
-either side.
+shared Redis state store (gated ``advance``, one ``rollback``), SIGKILLs the target's
+server during dual write and again at canary 50 % (each time restarted on the same port
+and data a few seconds later; after the second, the canary is lowered to 10 % and raised
+again), and finally checks that no request failed and no acknowledged write was lost or
+stale on either side.
 """
 
 from __future__ import annotations
@@ -108,14 +108,13 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
         assert repaired > 0  # the writes made during the backfill
         assert admin(base, "drain")["drained"]
 
-        # 3. the target fails for a while during dual write: the outbox absorbs and replays
-        for b in bases:
-            admin(b, "outage", {"down": True})
+        # 3. the target's server dies during dual write: the outbox absorbs and replays
+        chroma.kill()
         time.sleep(2.0)
         backlog = state.outbox.depth(name)["target"].pending
-        refused = sum(admin(b, "outage", {"down": False})["refused"] for b in bases)
-        assert backlog > 0 and refused > 0
-        assert admin(base, "drain")["drained"]
+        assert backlog > 0
+        chroma.restart()
+        assert all(admin(b, "drain")["drained"] for b in bases)
         replayed = sum(
             metric(
                 httpx.get(f"{b}/metrics").text,
@@ -233,10 +232,9 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
         "requests": len(samples),
         "failed": len(failed),
         "outage": {
-            "target_writes_refused": refused,
-            "outbox_backlog": backlog,
+            "outbox_backlog_while_target_killed_in_dual_write": backlog,
             "replayed": replayed,
-            "outbox_backlog_while_target_killed": killed_backlog,
+            "outbox_backlog_while_target_killed_at_canary_50": killed_backlog,
         },
         "repaired_after_backfill": repaired,
         "phases_ms": latency,
