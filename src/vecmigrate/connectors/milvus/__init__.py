@@ -60,7 +60,7 @@ from vecmigrate.connectors.config import Secret
 from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.milvus import _frameworks
-from vecmigrate.connectors.milvus._bulk import PART_ROWS, BulkLoad, Lander, stage_dir, supports
+from vecmigrate.connectors.milvus._bulk import BulkLoad, Lander, stage_dir, supports
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
 from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, Compiler, ids_in, pk, typed_ids
 from vecmigrate.connectors.milvus._infer import foreign_reuse_problems, infer_schema
@@ -104,7 +104,7 @@ class MilvusConfig(FieldsConfig):
     layout: str | None = None
     bulk_dir: str | None = None
     bulk_insert_rows: int = 100_000
-    bulk_part_rows: int = PART_ROWS
+    bulk_part_rows: int = 50_000  # _bulk.PART_ROWS; a literal: read without pymilvus
     bulk_timeout: float = 900.0
 
     def __post_init__(self) -> None:
