@@ -37,6 +37,14 @@ SCHEMA = CollectionSchema(
 )
 
 
+def _chroma_pair(tmp_path: Path) -> tuple[Any, Any]:
+    """Two embedded Chroma stores (src, tgt) each holding an empty ``docs`` collection."""
+    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
+    source.create(SCHEMA)
+    target.create(SCHEMA)
+    return source, target
+
+
 def _batch(ids: list[str], doc: str) -> pa.RecordBatch:
     vecs = np.arange(len(ids) * 4, dtype=np.float32).reshape(len(ids), 4) + 1
     return build_batch(
@@ -806,9 +814,7 @@ def test_data_gate_counts_only_ids_that_stay_different(tmp_path: Path) -> None:
     require_module("chromadb")
     from vecmigrate.live.drift import Drift, _settle
 
-    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
-    source.create(SCHEMA)
-    target.create(SCHEMA)
+    source, target = _chroma_pair(tmp_path)
     source.upsert("docs", _batch(["same", "lost", "edited"], "v1"))
     target.upsert("docs", _batch(["same", "edited", "stray"], "v1"))
     target.upsert("docs", _batch(["edited"], "v2"))
@@ -829,9 +835,7 @@ def test_an_id_the_application_keeps_rewriting_is_in_flight_not_different(
 
     from vecmigrate.verify.diff import persistent_differences
 
-    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
-    source.create(SCHEMA)
-    target.create(SCHEMA)
+    source, target = _chroma_pair(tmp_path)
     source.upsert("docs", _batch(["hot", "stale"], "v1"))
     target.upsert("docs", _batch(["hot", "stale"], "v0"))
     stop = threading.Event()
@@ -861,9 +865,7 @@ def test_data_gate_treats_ids_queued_in_the_outbox_as_in_flight(tmp_path: Path) 
     from vecmigrate.live.cutover_gates import GateConfig, evaluate_gates
     from vecmigrate.live.outbox import encode_batch
 
-    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
-    source.create(SCHEMA)
-    target.create(SCHEMA)
+    source, target = _chroma_pair(tmp_path)
     source.upsert("docs", _batch(["a", "b"], "v2"))
     target.upsert("docs", _batch(["a", "b"], "v1"))
     state = open_state(f"sqlite://{tmp_path}/state.db")
@@ -1003,9 +1005,7 @@ def test_cutover_reconcile_applies_what_it_queues_without_a_router(tmp_path: Pat
     require_module("chromadb")
     from vecmigrate.live import reconcile_collection
 
-    source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
-    source.create(SCHEMA)
-    target.create(SCHEMA)
+    source, target = _chroma_pair(tmp_path)
     source.upsert("docs", _batch(["a", "b"], "v1"))
     target.upsert("docs", _batch(["a", "stray"], "v1"))
     state = open_state(f"sqlite://{tmp_path}/state.db")
