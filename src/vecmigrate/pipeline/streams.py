@@ -25,7 +25,7 @@ from vecmigrate.pipeline.fanout import NamespaceRouter
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.options import BatchOutcome, CopyOptions, CopyResult, PartitionTask
 from vecmigrate.pipeline.selection import select
-from vecmigrate.pipeline.writer import RecordWriter
+from vecmigrate.pipeline.writer import BulkWriter, RecordWriter
 
 log = logging.getLogger("vecmigrate.copy")
 ProgressCallback = Callable[[int], None]
@@ -124,19 +124,13 @@ class Copier:
         reader.start()
         bulk = self.writer.bulk() if isinstance(self.writer, RecordWriter) else None
         held: tuple[ResumeToken, int] | None = None  # (last token, rows read) not yet written
+        failure: BaseException | None = None
         try:
             while True:
                 item = q.get()
-                if item is None:
+                if item is None or isinstance(item, BaseException):
+                    failure = item
                     break
-                if isinstance(item, BaseException):
-                    if bulk is not None and held is not None:
-                        # what was read before the source failed is written first, so
-                        # that a resumed job starts after it
-                        w = bulk.flush()
-                        yield BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
-                        held = None
-                    raise item
                 batch, token = item
                 if bulk is None:
                     w = self.writer.write(batch)
@@ -145,15 +139,23 @@ class Copier:
                 bulk.add(batch)
                 held = (token, batch.num_rows + (held[1] if held else 0))
                 if bulk.full:
-                    w = bulk.flush()
-                    yield BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
+                    yield _flushed(bulk, held)
                     held = None
+            # what is held is written at the end, and before a source failure is raised,
+            # so that a resumed job starts after it
             if bulk is not None and held is not None:
-                w = bulk.flush()
-                yield BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
+                yield _flushed(bulk, held)
+            if failure is not None:
+                raise failure
         finally:
             stop.set()
             reader.join(timeout=5)
+
+
+def _flushed(bulk: BulkWriter, held: tuple[ResumeToken, int]) -> BatchOutcome:
+    """Write the batches ``bulk`` holds as one piece: the outcome of (last token, rows)."""
+    w = bulk.flush()
+    return BatchOutcome(held[0], held[1], w.written, w.refused, w.retries)
 
 
 OutcomeStream = Callable[[], Iterator[BatchOutcome]]
