@@ -126,7 +126,7 @@ def _data_gate(
     # queued while the sides were compared counts too.
     queued = queued_ids(state, collection) if d.size else set()
     if queued:
-        d = d.without(queued)
+        d = d.keeping(lambda i: i not in queued)
     bad = d.size
     actual: dict[str, Any] = {
         "source_count": d.source_count,

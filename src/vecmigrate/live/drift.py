@@ -11,6 +11,7 @@ stable: only ids that still differ after the outbox had time to apply them count
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +45,15 @@ class Drift:
         """How many ids differ."""
         return len(self.missing) + len(self.extra) + len(self.changed)
 
-    def without(self, ids: set[str]) -> Drift:
-        """This drift less the ids in ``ids`` (compared as strings)."""
+    def keeping(self, keep: Callable[[str], bool]) -> Drift:
+        """This drift with only the ids (as strings) ``keep`` accepts."""
         return Drift(
             self.source_count,
             self.target_count,
-            [i for i in self.missing if str(i) not in ids],
-            [i for i in self.extra if str(i) not in ids],
-            [i for i in self.changed if str(i) not in ids],
-            {k: v for k, v in self.sample_fields.items() if k not in ids},
+            [i for i in self.missing if keep(str(i))],
+            [i for i in self.extra if keep(str(i))],
+            [i for i in self.changed if keep(str(i))],
+            {k: v for k, v in self.sample_fields.items() if keep(k)},
         )
 
 
@@ -106,11 +107,6 @@ def _settle(
     fields = persistent_differences(
         source, target, name, list(ids), target_name=target_name, pause=pause
     )
-    return Drift(
-        drift.source_count,
-        drift.target_count,
-        [i for i in drift.missing if str(i) in fields],
-        [i for i in drift.extra if str(i) in fields],
-        [i for i in drift.changed if str(i) in fields],
-        dict(list(fields.items())[:SAMPLE]),
-    )
+    kept = drift.keeping(fields.__contains__)
+    kept.sample_fields = dict(list(fields.items())[:SAMPLE])
+    return kept
