@@ -194,7 +194,7 @@ def sync(
         if dry_run:
             with (
                 api.opened(source, read_only=True) as src,
-                api._plan_target(target, False) as planned,
+                api.plan_target(target, False) as planned,
             ):
                 api.require_collection(src, collection)
                 plan = plan_sync(
