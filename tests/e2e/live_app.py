@@ -35,17 +35,22 @@ from vecmigrate.records import build_batch
 
 class Outage:
     """Wraps a real connector; while ``down`` is set its writes raise TransientError (the
-    engine stays real: this plants an unavailability window, nothing else)."""
+    engine stays real: this plants an unavailability window, nothing else). While ``hang``
+    is set its writes never return: the process is then in the middle of a write, with its
+    outbox entry held, for a test to SIGKILL it there."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.down = threading.Event()
+        self.hang = threading.Event()
         self.refused = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def _check(self) -> None:
+        if self.hang.is_set():
+            threading.Event().wait()
         if self.down.is_set():
             self.refused += 1
             raise TransientError("injected outage: target unavailable")
@@ -196,6 +201,12 @@ def create_app(router: MigrationRouter | DirectSource, outage: Outage | None = N
         assert outage is not None
         (outage.down.set if body["down"] else outage.down.clear)()
         return {"down": outage.down.is_set(), "refused": outage.refused}
+
+    @app.post("/admin/hang_writes")
+    def hang_writes() -> dict[str, Any]:
+        assert outage is not None
+        outage.hang.set()
+        return _meta()
 
     @app.post("/admin/drain")
     def drain(body: dict[str, Any]) -> dict[str, Any]:

@@ -2,17 +2,19 @@
 
 Two instances of the app (``live_app.py``) run as processes routing through ``MigrationRouter``;
 this test is the operator: it backfills with ``copy_collection``, moves the phase in the
-shared Redis state store (gated ``advance``, one ``rollback``), SIGKILLs the target's
+shared Redis state store (gated ``advance``, two ``rollback``s), SIGKILLs the target's
 server during dual write and again at canary 50 % (each time restarted on the same port
 and data a few seconds later; after the second, the canary is lowered to 10 % and raised
-again), and finally checks that no request failed and no acknowledged write was lost or
-stale on either side.
+again), SIGKILLs an app instance in the middle of a write in target-primary and rolls
+back to canary 50 % (then forward again with the instance restarted), and finally checks
+that no request failed and no acknowledged write was lost or stale on either side.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -154,11 +156,40 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
         time.sleep(2.5)
         publish(bases)
         step("target-primary")
-        time.sleep(3.0)
+        time.sleep(2.0)
+
+        # 5. an app instance is SIGKILLed in the middle of a write in target-primary (its
+        # outbox entry stays held, its writer gone) and the operator rolls back a second
+        # later: no write of the live instance fails or waits on the dead one's entry past
+        # its heartbeat, and the entry is resolved from the primary
+        admin(bases[1], "hang_writes")
+        wait_until(lambda: bool(state.outbox.held(name, 0.5)), 15, "a write held by app 1")
+        load.bases = [base]  # the balancer's view once app 1 stops answering
+        os.killpg(apps[1][1].pid, signal.SIGKILL)
+        apps[1][1].wait()
+        killed = time.monotonic()
+        time.sleep(1.0)
+        ev = rollback(state, name, percent=50, note="test: app instance killed mid-write")
+        timeline.append(
+            (f"{ev.before.label} -> {ev.after.label} (rollback)", time.monotonic() - started)
+        )
+        assert ev.after.label == "canary:50"
+        await_phase([base], ev.after.label)
+        wait_until(lambda: not state.outbox.held(name, 0), 30, "app 1's held write resolved")
+        held_resolved_after = time.monotonic() - killed
+        apps[1] = start_app(src_uri, tgt_uri, state_uri, name, tmp_path / "app1-again.log")
+        bases[1] = apps[1][0]
+        wait_until(lambda: up(bases[1]), 60, "live app 1 again", tmp_path / "app1-again.log")
+        load.bases = list(bases)
+        await_phase(bases, ev.after.label)
+        time.sleep(2.5)
+        publish(bases)
+        step("target-primary")
+        time.sleep(2.0)
         load.stop()
         assert admin(base, "drain")["drained"]
 
-        # 5. both sides hold exactly the same data, and every acknowledged write
+        # 6. both sides hold exactly the same data, and every acknowledged write
         a, b = collection_digest(src, name), collection_digest(tgt, name)
         tol = max(src.capabilities.vector_tolerance, tgt.capabilities.vector_tolerance)
         assert a.compare(b, tolerance=tol).equal, (a.content_hash, b.content_hash)
@@ -166,7 +197,7 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
             ups, dels = check_ledger(conn, name, load)
         assert ups > 50 and dels > 10
 
-        # 6. the last step through the CLI: gates checked with no slack at all
+        # 7. the last step through the CLI: gates checked with no slack at all
         publish(bases)
         proc = run_cli(
             "cutover",
@@ -209,7 +240,7 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
         tgt.close()
         chroma.stop()
 
-    # 7. no failed request; canary reads sticky per user; numbers for the README
+    # 8. no failed request; canary reads sticky per user; numbers for the README
     failed = [s for s in samples if not s.ok]
     assert not failed, failed[:5]
     canary = [s for s in samples if s.phase.startswith("canary") and s.side]
@@ -237,6 +268,10 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
             "outbox_backlog_while_target_killed_at_canary_50": killed_backlog,
         },
         "repaired_after_backfill": repaired,
+        "app_killed_mid_write": {
+            "held_entry_resolved_after_s": round(held_resolved_after, 1),
+            "requests_resent_by_balancer": sum(s.retried for s in samples),
+        },
         "phases_ms": latency,
         "timeline_s": [(t, round(s, 1)) for t, s in timeline],
         "events": [f"{e['action']} {e['from']} -> {e['to']}" for e in status["events"]],
@@ -244,7 +279,7 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
     out = Path(os.environ.get("VECMIGRATE_BENCH_OUT", tmp_path)) / "live_cutover.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    assert [e["action"] for e in status["events"]].count("rollback") == 1
+    assert [e["action"] for e in status["events"]].count("rollback") == 2
     for phase in (
         "source-only",
         "dual-write",
