@@ -4,7 +4,7 @@ the file) or ``csv:///dir`` (every ``*.csv`` / ``*.tsv`` in it).
 The first line names the columns; ``?delimiter=`` (default ``,``, tab for ``.tsv``). A
 vector column holds each vector as text: a JSON list (``"[0.1, 0.2]"``) or numbers
 separated by spaces, commas or semicolons, read as the nearest float32. Columns are named
-by ``?id_field=&vector_field=``... or recognised (``connectors/tabular.py``); the other
+by ``?id_field=&vector_field=``... or recognised (``connectors/tabular/``); the other
 columns are typed metadata fields, their types inferred by pyarrow from the first block
 (1 MiB) of the file and kept for the rest. Ids are read as text; ids that are all
 canonical integers are int ids. An empty cell is an absent value.
@@ -49,7 +49,7 @@ BLOCK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class CsvConfig(FileConfig):
-    """The columns of a CSV file (``connectors/tabular.py``) and its field separator."""
+    """The columns of a CSV file (``connectors/tabular/``) and its field separator."""
 
     # One character (``tab`` or ``\\t`` for a tab); default ``,`` (a tab for .tsv).
     delimiter: str | None = None

@@ -5,7 +5,7 @@
 The Arrow files are read directly with pyarrow, memory-mapped, record batch by record
 batch (their order from ``state.json``): the ``datasets`` package is neither needed nor
 used. Columns are named by ``?id_field=&vector_field=``... or recognised
-(``connectors/tabular.py``); a ``Sequence(Value("float32"))`` feature (a list, or a
+(``connectors/tabular/``); a ``Sequence(Value("float32"))`` feature (a list, or a
 fixed-size list with ``length=``) holds vectors; ``?exclude_fields=image`` leaves out
 columns no portable type holds (images, audio as bytes).
 """
@@ -42,7 +42,7 @@ INFO = "dataset_info.json"
 
 @dataclass(frozen=True)
 class HfConfig(FileConfig):
-    """The columns of a saved data set (``connectors/tabular.py``)."""
+    """The columns of a saved data set (``connectors/tabular/``)."""
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """JSON Lines files as a source and a target: ``jsonl:///path/docs.jsonl`` (one collection,
 named after the file) or ``jsonl:///dir`` (every ``*.jsonl`` / ``*.ndjson`` in it).
 
-Lines other tools wrote are read as they are laid out (``connectors/tabular.py``): the
+Lines other tools wrote are read as they are laid out (``connectors/tabular/``): the
 keys holding id, text, vectors and metadata are named by ``?id_field=``... or recognised by
 common names; every other key is a typed metadata field (types from the first 1,000
 objects; a value of another type later travels unchanged in ``metadata_extra``). A file is
@@ -55,7 +55,7 @@ UNIT_ROWS = 50_000
 
 @dataclass(frozen=True)
 class JsonlConfig(FileConfig):
-    """The keys of JSON Lines other tools wrote (``connectors/tabular.py``)."""
+    """The keys of JSON Lines other tools wrote (``connectors/tabular/``)."""
 
 
 def sidecar(path: Path) -> Path:

@@ -40,7 +40,7 @@ UNIT_ROWS = 65_536
 
 @dataclass(frozen=True)
 class NpyConfig(FileConfig):
-    """The ids of an ``.npy`` file's rows, and its metric (``connectors/tabular.py``)."""
+    """The ids of an ``.npy`` file's rows, and its metric (``connectors/tabular/``)."""
 
     # A text file with one id per line, in row order (default: row numbers).
     ids_file: str | None = None

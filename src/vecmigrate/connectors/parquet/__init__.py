@@ -2,7 +2,7 @@
 
 The path is one collection — a ``.parquet`` file, or a folder of them read as one data set
 (named after the file or folder) — or a folder of such folders. Files other tools wrote
-are read as they are laid out (``connectors/tabular.py``: ``?id_field=&vector_field=``...);
+are read as they are laid out (``connectors/tabular/``: ``?id_field=&vector_field=``...);
 vectors are fixed-size or variable lists of floats, read row group by row group
 (``ParquetFile.iter_batches``) through a bounded buffer, never a whole file or a whole
 row group at once.
@@ -60,7 +60,7 @@ PART_PREFIX = "part-"
 
 @dataclass(frozen=True)
 class ParquetConfig(FileConfig):
-    """The columns of Parquet files other tools wrote (``connectors/tabular.py``)."""
+    """The columns of Parquet files other tools wrote (``connectors/tabular/``)."""
 
 
 class ParquetConnector(WritableFileConnector):
