@@ -35,21 +35,21 @@ from vecmigrate.records import build_batch
 
 class Outage:
     """Wraps a real connector; while ``down`` is set its writes raise TransientError (the
-    engine stays real: this plants an unavailability window, nothing else). While ``hang``
+    engine stays real: this plants an unavailability window, nothing else). While ``stuck``
     is set its writes never return: the process is then in the middle of a write, with its
     outbox entry held, for a test to SIGKILL it there."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.down = threading.Event()
-        self.hang = threading.Event()
+        self.stuck = threading.Event()
         self.refused = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def _check(self) -> None:
-        if self.hang.is_set():
+        if self.stuck.is_set():
             threading.Event().wait()
         if self.down.is_set():
             self.refused += 1
@@ -205,7 +205,7 @@ def create_app(router: MigrationRouter | DirectSource, outage: Outage | None = N
     @app.post("/admin/hang_writes")
     def hang_writes() -> dict[str, Any]:
         assert outage is not None
-        outage.hang.set()
+        outage.stuck.set()
         return _meta()
 
     @app.post("/admin/drain")

@@ -647,3 +647,295 @@ def test_an_unread_upsert_raced_by_a_phase_change_reaches_the_new_secondary(
         assert outcome == {"unread": True, "plain": False}
     finally:
         proxy.shutdown()
+
+
+# -- the pass-through (source-only / target-only on a Chroma server) ------------------------
+DB = "/api/v2/tenants/default_tenant/databases/default_database"
+
+
+def _plain(value: Any) -> Any:
+    """A chromadb client's answer with numpy arrays as lists, for exact comparison."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same_answer(got: httpx.Response, want: httpx.Response, what: str) -> None:
+    """The same status and body. Chroma itself writes a record's metadata keys in a
+    different order from one answer to the next (seen on chroma run 1.x: two identical
+    requests, two byte strings), so a body holding metadata is compared parsed (exactly:
+    the same text parses to the same floats); any other byte for byte."""
+    assert got.status_code == want.status_code, what
+    if got.status_code == 200 and b'"metadatas":[' in want.content:
+        assert got.json() == want.json(), what
+    else:
+        assert got.content == want.content, what
+
+
+def _forwarded(port: int, name: str) -> float:
+    return _metric(port, "vecmigrate_proxy_forwarded_total", collection=name)
+
+
+def _seeded(client: Any, name: str, data: Data, n: int) -> Any:
+    col = client.create_collection(name, embedding_function=None, configuration=EXACT)
+    col.add(
+        ids=data.ids[:n],
+        embeddings=data.vectors[:n],
+        documents=data.docs[:n],
+        metadatas=data.metas[:n],
+    )
+    return col
+
+
+def test_source_only_passes_chroma_requests_through(tmp_path: Path, chroma_server: Any) -> None:
+    """Source-only on a Chroma server: every record call through the proxy is the server's
+    own answer, byte for byte (raw requests, a 4xx included) and value for value (the
+    official client), and is counted as forwarded. In dual-write the same calls take the
+    normal path (the counter stays put) and the writes reach both sides."""
+    chromadb = require_module("chromadb")
+    for module in ("starlette", "uvicorn", "prometheus_client", "lancedb"):
+        require_module(module)
+    data = Data()
+    name, twin = f"pxf_{uuid.uuid4().hex[:8]}", f"pxt_{uuid.uuid4().hex[:8]}"
+    server = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    direct, ref = _seeded(server, name, data, 200), _seeded(server, twin, data, 200)
+    target = f"lancedb://{tmp_path / 'target'}"
+    state_uri = f"sqlite://{tmp_path}/state.db"
+    port = free_port()
+    args = ["--dialect", "chroma", "--source", chroma_server.uri, "--target", target]
+    args += ["--state", state_uri, "--collection", name, "--state-ttl", "0.2"]
+    base = f"http://127.0.0.1:{port}{DB}/collections/{name}"
+    straight = f"http://{chroma_server.host}:{chroma_server.port}{DB}/collections/{direct.id}"
+    rng = np.random.default_rng(7)
+    queries = data.vectors[[4, 90, 170]] + 0.01 * rng.normal(size=(3, 384))
+    reads: list[tuple[str, dict[str, Any]]] = [
+        (
+            "query",
+            {
+                "query_embeddings": queries.tolist(),
+                "n_results": 7,
+                "where": {"package": "asyncio"},
+                "include": ["documents", "metadatas", "embeddings", "distances"],
+            },
+        ),
+        (
+            "query",
+            {
+                "query_embeddings": queries[:1].tolist(),
+                "n_results": 5,
+                "where_document": {"$contains": "the"},
+                "include": ["distances"],
+            },
+        ),
+        ("get", {"limit": 6, "offset": 3, "include": ["documents", "metadatas", "embeddings"]}),
+        ("get", {"ids": [data.ids[9], data.ids[2], "no-such-id"], "include": ["metadatas"]}),
+        ("query", {"query_embeddings": [[0.1, 0.2, 0.3]], "n_results": 3}),  # a 400
+    ]
+
+    def raw_reads() -> None:
+        statuses = []
+        with httpx.Client(timeout=30) as http:
+            for op, body in reads:
+                got = http.post(f"{base}/{op}", json=body)
+                want = http.post(f"{straight}/{op}", json=body)
+                _same_answer(got, want, f"{op} {body.get('include')}")
+                statuses.append(got.status_code)
+            got, want = http.get(f"{base}/count"), http.get(f"{straight}/count")
+            assert (got.status_code, got.content) == (want.status_code, want.content)
+        assert statuses == [200, 200, 200, 200, 400]
+
+    def client_calls(via: Any, on: Any, label: str) -> None:
+        """The same reads through the official client, exactly equal."""
+        q = {
+            "query_embeddings": queries,
+            "n_results": 8,
+            "where": {"words": {"$gt": 12}},
+            "where_document": {"$contains": "a"},
+            "include": ["documents", "metadatas", "embeddings", "distances"],
+        }
+        assert _plain(via.query(**q)) == _plain(on.query(**q)), label
+        g = {"limit": 5, "offset": 10, "include": ["documents", "metadatas", "embeddings"]}
+        assert _plain(via.get(**g)) == _plain(on.get(**g)), label
+        assert via.count() == on.count(), label
+
+    def writes(col: Any, first: int) -> list[str]:
+        """add, upsert (new and existing), update, delete by ids; the ids written."""
+        new = data.ids[first : first + 3]
+        col.add(
+            ids=new,
+            embeddings=data.vectors[first : first + 3],
+            documents=data.docs[first : first + 3],
+            metadatas=data.metas[first : first + 3],
+        )
+        col.upsert(
+            ids=[data.ids[5], data.ids[first + 3]],
+            embeddings=data.vectors[[6, first + 3]] + 0.01,
+            documents=["upserted", data.docs[first + 3]],
+            metadatas=[{"words": 1}, data.metas[first + 3]],
+        )
+        col.update(ids=[data.ids[7]], metadatas=[{"score": 0.25, "module": "updated"}])
+        col.delete(ids=[data.ids[8], "no-such-id"])
+        return [*new, data.ids[first + 3], data.ids[5], data.ids[7], data.ids[8]]
+
+    with _proxy(args, tmp_path / "proxy.log", port):
+        app = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection(name)
+        assert _status(port, name)["forwarding"] is True
+        assert _status(port, name)["forwarding_to"] == "source"
+
+        # (a) source-only: the server's own answers
+        before = _forwarded(port, name)
+        raw_reads()
+        client_calls(app, direct, "source-only reads")
+        assert _forwarded(port, name) - before == len(reads) + 1 + 3
+        with httpx.Client(timeout=30) as http:  # a raw write answered as the server answers
+            body = {
+                "ids": [data.ids[200]],
+                "embeddings": [data.vectors[200].tolist()],
+                "documents": [data.docs[200]],
+                "metadatas": [data.metas[200]],
+            }
+            got = http.post(f"{base}/add", json=body)
+            server_url = f"http://{chroma_server.host}:{chroma_server.port}"
+            want = http.post(f"{server_url}{DB}/collections/{ref.id}/add", json=body)
+            assert (got.status_code, got.content) == (want.status_code, want.content)
+            bad = {"ids": ["x"], "embeddings": [[1.0, 2.0]]}
+            got = http.post(f"{base}/upsert", json=bad)
+            want = http.post(f"{straight}/upsert", json=bad)
+            assert got.status_code == want.status_code == 400
+            assert got.content == want.content
+        written = writes(app, 201)
+        assert writes(ref, 201) == written
+        assert _metric(port, "vecmigrate_proxy_forwarded_total", collection=name, op="update") == 1
+        include = ["documents", "metadatas", "embeddings"]
+        assert _plain(app.get(ids=written, include=include)) == _plain(
+            ref.get(ids=written, include=include)
+        )
+        client_calls(app, ref, "source-only after writes")  # the twin took the same writes
+        client_calls(app, direct, "source-only after writes (same collection)")
+        assert app.get(ids=[data.ids[8]])["ids"] == []
+        # a delete by where alone takes the normal path, and still deletes
+        before = _forwarded(port, name)
+        assert app.count() == ref.count()
+        app.delete(where={"module": data.metas[150]["module"]})
+        ref.delete(where={"module": data.metas[150]["module"]})
+        assert app.count() == ref.count() < 200
+        assert _forwarded(port, name) - before == 2  # the two counts
+
+        # (b) dual-write: the normal path; writes reach both sides
+        copied = run_cli("copy", chroma_server.uri, target, "-c", name, cwd=tmp_path)
+        assert copied.returncode == 0, copied.stderr
+        ran = _cutover(
+            tmp_path, "advance", "--state", state_uri, "-c", name, chroma_server.uri, target
+        )
+        version = int(ran["event"]["version"])
+        _await("dual-write", lambda: _status(port, name)["version"] == version)
+        assert _status(port, name)["forwarding"] is False
+        before = _forwarded(port, name)
+        app.query(query_embeddings=queries, n_results=5)
+        app.get(limit=3)
+        app.count()
+        written = writes(app, 300)
+        assert _forwarded(port, name) == before
+        _await(
+            "outbox drained",
+            lambda: all(
+                s["pending"] == 0 and s["dead"] == 0 for s in _status(port, name)["outbox"].values()
+            ),
+        )
+    with connect(target) as tgt:
+        schema = tgt.describe(name)
+        batch = tgt.fetch(name, written, schema=schema)
+    on_target = dict(zip(batch.column("id").to_pylist(), metadata_rows(batch, schema), strict=True))
+    on_source = direct.get(ids=written, include=["metadatas"])
+    assert set(on_target) == set(on_source["ids"]) == set(written) - {data.ids[8]}
+    for i, meta in zip(on_source["ids"], on_source["metadatas"], strict=True):
+        assert {k: v for k, v in on_target[i].items() if v is not None} == meta, i
+
+
+def test_a_forwarded_write_raced_by_a_phase_change_reaches_the_new_secondary(
+    tmp_path: Path, chroma_server: Any
+) -> None:
+    """A write passed through under source-only whose phase moves to dual-write before it
+    lands is fenced: the router queues the source's record for the target, which ends
+    equal. The control (the phase moves only after the write returned) leaves the target
+    without the record, which is reconcile's job: the check can fail. Once the phase has a
+    secondary, nothing is passed through and the write is left to the normal path."""
+    chromadb = require_module("chromadb")
+    require_module("starlette")
+    require_module("lancedb")
+    from vecmigrate.live.phases import next_state, rollback_state
+    from vecmigrate.proxy.chroma_api import ChromaDialect
+    from vecmigrate.proxy.server import ProxyConfig, build
+
+    data = Data()
+    name = f"fence_{uuid.uuid4().hex[:8]}"
+    client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    col = _seeded(client, name, data, 100)
+    target = f"lancedb://{tmp_path / 'target'}"
+    copied = run_cli("copy", chroma_server.uri, target, "-c", name, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    proxy, _ = build(
+        ProxyConfig(chroma_server.uri, target, f"sqlite://{tmp_path}/state.db", [name], state_ttl=0)
+    )
+    pc = proxy.collections[name]
+    forward = ChromaDialect(proxy).forward[name]
+    router, store = pc.router, pc.router.state
+    native = forward.natives["source"]
+    assert native is not None
+
+    def body(n: int) -> bytes:
+        return json.dumps(
+            {
+                "ids": [data.ids[n]],
+                "embeddings": [data.vectors[n].tolist()],
+                "documents": [data.docs[n]],
+                "metadatas": [data.metas[n]],
+            }
+        ).encode()
+
+    def on_target(n: int) -> dict[str, Any] | None:
+        conn, schema = router.conns["target"], router.schema_of("target")
+        batch = conn.fetch(name, [data.ids[n]], schema=schema)
+        if not batch.num_rows:
+            return None
+        meta = metadata_rows(batch, pc.schema)[0]
+        return {k: v for k, v in meta.items() if v is not None}
+
+    def advance() -> None:
+        store.transition(name, pc.phase(), next_state(pc.phase()), actor="t", action="t")
+
+    try:
+        # the race: the phase moves on between the router's decision and the write
+        used = pc.phase()
+        assert forward.side(used) == "source"
+
+        def racing(side: str) -> None:
+            advance()
+            native.send(router.names["source"], "upsert", body(100))
+
+        assert router.write_single("source", [data.ids[100]], racing, "upsert")
+        assert pc.phase().secondary() == "target"
+        assert router.drain(30)
+        assert on_target(100) == data.metas[100]
+        assert col.get(ids=[data.ids[100]])["ids"] == [data.ids[100]]
+
+        # dual-write: nothing is passed through
+        assert forward.side(pc.phase()) is None
+        assert not router.write_single("source", [data.ids[102]], racing, "upsert")
+        assert col.get(ids=[data.ids[102]])["ids"] == []
+
+        # the control: back to source-only, a forwarded write, then dual-write
+        cur = pc.phase()
+        store.transition(name, cur, rollback_state(cur), actor="t", action="t")
+        answer = forward.write("upsert", body(101), json.loads(body(101)))
+        assert answer is not None and answer.status_code == 200
+        advance()
+        assert router.drain(30)
+        assert col.get(ids=[data.ids[101]])["ids"] == [data.ids[101]]
+        assert on_target(101) is None  # missed: only the fence (or reconcile) carries it
+    finally:
+        proxy.shutdown()

@@ -190,20 +190,50 @@ class MigrationRouter(Replication):
         """Primary write decides; the secondary's copy is appended *held* before it and
         released after, so a write the primary may have applied is never missing from the
         outbox, even if this process dies in between (``_recover_held`` resolves it)."""
+        self._routed_write(op, ids, lambda side: self._apply(side, op, batch, ids), (op, batch))
+
+    def write_single(
+        self, side: Side, ids: Sequence[Any], apply: Callable[[Side], None], op: str
+    ) -> bool:
+        """``apply(side)`` as the write of ``ids`` when the phase writes to ``side`` alone
+        (no secondary: source-only, target-only), under the discipline of every write:
+        the ids' locks, ``side``'s outbox backlog applied first, ``write_retry``, the write
+        metrics, and the fence (a write that lands after a phase with a secondary began is
+        queued for it). For a write the router cannot express as a batch (a dialect's own
+        request passed through). False, with nothing written, when the phase now has a
+        secondary or another primary: the caller takes its normal path."""
+        return self._routed_write(op, list(ids), apply, None, only=side)
+
+    def _routed_write(
+        self,
+        op: str,
+        ids: list[Any],
+        apply: Callable[[Side], None],
+        queued: tuple[Op, pa.RecordBatch] | None,
+        *,
+        only: Side | None = None,
+    ) -> bool:
+        """The write path of ``_write`` and ``write_single``: ``queued`` is the op and batch
+        the outbox queues for a secondary; without them (``only``), a phase that has a
+        secondary or another primary than ``only`` writes nothing and returns False."""
         with self._locked(ids):
             state = self.current()
             primary, secondary = state.primary(), state.secondary()
+            if queued is None and (secondary is not None or primary != only):
+                return False
             self._catch_up(primary)
             seq = None
-            if secondary is not None:
-                payload = encode_batch(batch, writer=self.instance)
-                seq = self.state.outbox.append(self.collection, secondary, op, payload, held=True)
+            if secondary is not None and queued is not None:
+                payload = encode_batch(queued[1], writer=self.instance)
+                seq = self.state.outbox.append(
+                    self.collection, secondary, queued[0], payload, held=True
+                )
             started = time.perf_counter()
             try:
                 if seq is not None and secondary is not None:
                     self._after_older_writes(seq, secondary, ids)
                 call_with_retry(
-                    lambda: self._apply(primary, op, batch, ids),
+                    lambda: apply(primary),
                     self.write_retry,
                     what=f"{primary} {op} of {self.collection!r}",
                     hint="the write was not acknowledged: the application may send it again",
@@ -228,6 +258,20 @@ class MigrationRouter(Replication):
                 secondary = self._fence(state, ids)
         if secondary is not None:
             self._wake.set()
+        return True
+
+    def sole_side(self, state: PhaseState) -> Side | None:
+        """The side that alone takes every write and answers every read in ``state`` (no
+        secondary, no fallback, no shadow reads: source-only and target-only), else None."""
+        side = state.primary()
+        if (
+            state.secondary() is not None
+            or state.read_side(None) != side
+            or state.fallback_side(side) is not None
+            or state.shadow_side(side) is not None
+        ):
+            return None
+        return side
 
     def _after_older_writes(self, seq: int, secondary: Side, ids: list[Any]) -> None:
         """Wait while an older held entry (another instance's write in flight) touches

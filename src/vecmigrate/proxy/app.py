@@ -184,6 +184,12 @@ class Proxy:
         self.in_flight = Gauge(
             "vecmigrate_proxy_in_flight", "Requests being answered now.", registry=r
         )
+        self.forwarded = Counter(
+            "vecmigrate_proxy_forwarded",
+            "Requests passed through to the engine as they were, by collection and operation.",
+            ["collection", "op"],
+            registry=r,
+        )
 
     def collection(self, name: str) -> ProxyCollection:
         """A served collection by name; ProxyError(not_found) for any other."""
@@ -314,7 +320,11 @@ def guarded(dialect: Dialect, handler: Handler) -> Handler:
 
 async def json_body(request: Request) -> Any:
     """The request's JSON body; ProxyError(invalid) when it is not JSON."""
-    raw = await request.body()
+    return json_loads(await request.body())
+
+
+def json_loads(raw: bytes) -> Any:
+    """A request body parsed as JSON (empty: ``{}``); ProxyError(invalid) when it is not."""
     if not raw:
         return {}
     # orjson parses a query's vector (JSON numbers) ~10x faster than json; what it refuses

@@ -27,6 +27,10 @@ Not like Chroma: ``get`` by ids answers in the order asked (Chroma: its storage 
 on the serving side once and evaluate filters exactly (fine for small collections, a
 full scan for large ones); filters see the metadata fields the collection had when the
 migration began.
+
+While the phase sends every request to one Chroma server alone (source-only or
+target-only on a ``chroma+http://`` side), the record calls are passed through to it as
+they are, and answered exactly as the server answers (``chroma_forward``).
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ from vecmigrate.proxy.app import (
     ProxyError,
     guarded,
     json_body,
+    json_loads,
 )
+from vecmigrate.proxy.chroma_forward import ChromaForward
 from vecmigrate.proxy.service import ProxyCollection, Record, RecordTest, check_dim, combine
 
 API = "/api/v2"
@@ -104,6 +110,9 @@ class ChromaDialect:
             for side in ("source", "target")
         ]
         self.max_batch = min([MAX_BATCH, *(n for n in caps if n)])
+        self.forward = {
+            name: ChromaForward(c, proxy.forwarded) for name, c in proxy.collections.items()
+        }
 
     # -- Dialect ---------------------------------------------------------------------------
     def error(self, kind: ErrorKind, message: str) -> Response:
@@ -266,39 +275,79 @@ class ChromaDialect:
         return FastJSONResponse(self.collection_json(found))
 
     # -- records ---------------------------------------------------------------------------
+    # Each record call first tries the pass-through (``chroma_forward``), which answers
+    # while the phase sends every request to one Chroma server, on the same worker-pool
+    # hop as the normal path it otherwise falls back to.
     async def count(self, request: Request) -> Response:
         c, key = self._collection(request), self.proxy.keys.key(request)
-        return FastJSONResponse(await self.proxy.run(lambda: c.count(key=key)))
-
-    async def add(self, request: Request) -> Response:
-        return await self._write(request, "add", status=201)
-
-    async def upsert(self, request: Request) -> Response:
-        return await self._write(request, "upsert")
-
-    async def update(self, request: Request) -> Response:
-        return await self._write(request, "update")
-
-    async def _write(self, request: Request, mode: str, status: int = 200) -> Response:
-        c = self._collection(request)
-        body = await json_body(request)
-        await self.proxy.run(write_records, c, body, mode)
-        return FastJSONResponse({}, status_code=status)
-
-    async def delete(self, request: Request) -> Response:
-        c = self._collection(request)
-        body = await json_body(request)
-        return FastJSONResponse({"deleted": await self.proxy.run(delete_records, c, body)})
+        return await self._read(c, "count", b"", lambda _: c.count(key=key))
 
     async def get(self, request: Request) -> Response:
         c, key = self._collection(request), self.proxy.keys.key(request)
-        body = await json_body(request)
-        return FastJSONResponse(await self.proxy.run(get_records, c, body, key))
+        body = await request.body()
+        return await self._read(c, "get", body, lambda parsed: get_records(c, parsed, key))
 
     async def query(self, request: Request) -> Response:
         c, key = self._collection(request), self.proxy.keys.key(request)
-        body = await json_body(request)
-        return FastJSONResponse(await self.proxy.run(query_records, c, body, key))
+        body = await request.body()
+        return await self._read(c, "query", body, lambda parsed: query_records(c, parsed, key))
+
+    async def _read(
+        self, c: ProxyCollection, op: str, body: bytes, normal: Callable[[Any], Any]
+    ) -> Response:
+        forward = self.forward[c.name]
+
+        def answer() -> Response:
+            passed = forward.read(op, body)
+            if passed is not None:
+                return passed
+            return FastJSONResponse(normal(json_loads(body)))
+
+        return await self.proxy.run(answer)
+
+    async def add(self, request: Request) -> Response:
+        return await self._write(request, "add", _written("add"), status=201)
+
+    async def upsert(self, request: Request) -> Response:
+        return await self._write(request, "upsert", _written("upsert"))
+
+    async def update(self, request: Request) -> Response:
+        return await self._write(request, "update", _written("update"))
+
+    async def delete(self, request: Request) -> Response:
+        return await self._write(
+            request, "delete", lambda c, parsed: {"deleted": delete_records(c, parsed)}
+        )
+
+    async def _write(
+        self,
+        request: Request,
+        op: str,
+        normal: Callable[[ProxyCollection, Any], Any],
+        status: int = 200,
+    ) -> Response:
+        c = self._collection(request)
+        body = await request.body()
+        forward = self.forward[c.name]
+
+        def answer() -> Response:
+            parsed = json_loads(body)
+            passed = forward.write(op, body, parsed)
+            if passed is not None:
+                return passed
+            return FastJSONResponse(normal(c, parsed), status_code=status)
+
+        return await self.proxy.run(answer)
+
+
+def _written(mode: str) -> Callable[[ProxyCollection, Any], Any]:
+    """The normal path of an add, upsert or update: Chroma answers them with ``{}``."""
+
+    def run(c: ProxyCollection, body: Any) -> Any:
+        write_records(c, body, mode)
+        return {}
+
+    return run
 
 
 # -- request bodies ------------------------------------------------------------------------

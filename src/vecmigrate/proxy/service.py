@@ -119,6 +119,9 @@ class ProxyCollection:
         self._writes = 0
         self._idle = threading.Condition()
         self._merging = {side: merges_upserts(conn) for side, conn in router.conns.items()}
+        # Set by a dialect that can pass requests through to the engine as they are: the
+        # side a phase's requests then go to unchanged, None while they take the normal path.
+        self.passes_to: Callable[[PhaseState], Side | None] = lambda state: None
 
     # -- what the collection is ------------------------------------------------------------
     @property
@@ -329,6 +332,7 @@ class ProxyCollection:
     def status(self) -> dict[str, Any]:
         """The phase this instance routes by, and the outbox backlog."""
         state = self.router.current()
+        forwarding = self.passes_to(state)
         depth: dict[str, Any]
         try:
             depth = {
@@ -349,6 +353,8 @@ class ProxyCollection:
             "target": self.router.names["target"],
             "outbox": depth,
             "writes_in_flight": self._writes,
+            "forwarding": forwarding is not None,
+            "forwarding_to": forwarding,
         }
 
 

@@ -37,6 +37,7 @@ from chromadb.errors import NotFoundError
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.chroma._client import open_client, translate_error
 from vecmigrate.connectors.chroma._frameworks import ChromaFramework
+from vecmigrate.connectors.chroma._native import ChromaHTTP
 from vecmigrate.connectors.config import ConnectorConfig, Secret
 from vecmigrate.connectors.frameworks import WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
@@ -188,6 +189,25 @@ class ChromaConnector(Connector):
         self._written: dict[str, tuple[CollectionSchema, Metric]] = {}
         # Collection handles by name (see ``_collection``).
         self._handles: dict[str, Any] = {}
+        self._native: ChromaHTTP | None = None
+
+    def native_http(self) -> ChromaHTTP | None:
+        """Raw HTTP access to the server's record routes (``vecmigrate proxy``'s
+        pass-through), made on first use; None for an embedded store, and for a framework
+        layout, whose stored records are not the ones the proxy serves."""
+        if self.uri.scheme != "chroma+http" or self._framework is not None:
+            return None
+        with self._lock:
+            if self._native is None:
+                c = self.config
+                self._native = ChromaHTTP(self.uri, c.tenant, c.database, c.token)
+            return self._native
+
+    def close(self) -> None:
+        """Close the pass-through's connections, if it was used."""
+        native, self._native = self._native, None
+        if native is not None:
+            native.close()
 
     @cached_property
     def client(self) -> chromadb.api.ClientAPI:

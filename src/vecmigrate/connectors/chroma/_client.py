@@ -27,16 +27,20 @@ _RACED = "Error finding id"
 _AUTH_HINT = "check the token (token=env:NAME), tenant and database"
 
 
+def auth_headers(token: Secret | None) -> dict[str, str] | None:
+    """The headers a Chroma server's token auth takes (None without a token)."""
+    secret = reveal(token)
+    return {"Authorization": f"Bearer {secret}"} if secret else None
+
+
 def open_client(uri: ConnectionURI, tenant: str, database: str, token: Secret | None) -> ClientAPI:
     """The Chroma client of ``uri``: HTTP (it asks the server who it is) or embedded (it
     creates its directory)."""
     if uri.scheme == "chroma+http":
-        secret = reveal(token)
-        headers = {"Authorization": f"Bearer {secret}"} if secret else None
         return chromadb.HttpClient(
             host=uri.host or "127.0.0.1",
             port=uri.port or 8000,
-            headers=headers,
+            headers=auth_headers(token),
             tenant=tenant,
             database=database,
         )
