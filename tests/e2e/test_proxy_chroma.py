@@ -606,22 +606,14 @@ def test_an_unread_upsert_raced_by_a_phase_change_reaches_the_new_secondary(
     chromadb = require_module("chromadb")
     require_module("starlette")
     from vecmigrate.live.phases import next_state
-    from vecmigrate.proxy.server import ProxyConfig, build
     from vecmigrate.proxy.service import Record
 
     data = Data()
     name = f"race_{uuid.uuid4().hex[:8]}"
     client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
-    col = client.create_collection(name, embedding_function=None, configuration=EXACT)
+    _seeded(client, name, data, 100)
     ids = data.ids[:100]
-    col.add(ids=ids, embeddings=data.vectors[:100], documents=data.docs[:100],
-            metadatas=data.metas[:100])  # fmt: skip
-    target = f"lancedb://{tmp_path / 'target'}"
-    copied = run_cli("copy", chroma_server.uri, target, "-c", name, cwd=tmp_path)
-    assert copied.returncode == 0, copied.stderr
-    proxy, _ = build(
-        ProxyConfig(chroma_server.uri, target, f"sqlite://{tmp_path}/state.db", [name], state_ttl=0)
-    )
+    proxy = _proxy_to_lancedb(tmp_path, chroma_server, name)
     pc = proxy.collections[name]
     try:
         outcome = {}
@@ -689,6 +681,19 @@ def _seeded(client: Any, name: str, data: Data, n: int) -> Any:
         metadatas=data.metas[:n],
     )
     return col
+
+
+def _proxy_to_lancedb(tmp_path: Path, chroma_server: Any, name: str) -> Any:
+    """An in-process proxy (no HTTP server) of ``name`` on the Chroma server, copied first
+    to a LanceDB target."""
+    from vecmigrate.proxy.server import ProxyConfig, build
+
+    target = f"lancedb://{tmp_path / 'target'}"
+    copied = run_cli("copy", chroma_server.uri, target, "-c", name, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    state = f"sqlite://{tmp_path}/state.db"
+    proxy, _ = build(ProxyConfig(chroma_server.uri, target, state, [name], state_ttl=0))
+    return proxy
 
 
 def test_source_only_passes_chroma_requests_through(tmp_path: Path, chroma_server: Any) -> None:
@@ -869,18 +874,12 @@ def test_a_forwarded_write_raced_by_a_phase_change_reaches_the_new_secondary(
     require_module("lancedb")
     from vecmigrate.live.phases import next_state, rollback_state
     from vecmigrate.proxy.chroma_api import ChromaDialect
-    from vecmigrate.proxy.server import ProxyConfig, build
 
     data = Data()
     name = f"fence_{uuid.uuid4().hex[:8]}"
     client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
     col = _seeded(client, name, data, 100)
-    target = f"lancedb://{tmp_path / 'target'}"
-    copied = run_cli("copy", chroma_server.uri, target, "-c", name, cwd=tmp_path)
-    assert copied.returncode == 0, copied.stderr
-    proxy, _ = build(
-        ProxyConfig(chroma_server.uri, target, f"sqlite://{tmp_path}/state.db", [name], state_ttl=0)
-    )
+    proxy = _proxy_to_lancedb(tmp_path, chroma_server, name)
     pc = proxy.collections[name]
     forward = ChromaDialect(proxy).forward[name]
     router, store = pc.router, pc.router.state
