@@ -742,6 +742,76 @@ def test_a_dead_writers_held_entry_does_not_stall_writes_after_rollback(
     b.close()
 
 
+@pytest.mark.parametrize("first", ["old phase", "new phase"])
+def test_a_write_on_the_old_primary_cannot_overtake_one_after_the_switch(
+    tmp_path: Path, first: str
+) -> None:
+    """Around a primary switch instances disagree for up to a state TTL. B still routes by
+    target-primary (target primary, source secondary), A by canary after a rollback
+    (source primary, target secondary). Both pass their catch-up with nothing queued, then
+    queue their entries (in either order) and write: the write with the later entry must
+    end on both sides. Before the catch-up ran up to the write's own entry, the later
+    write's primary was overwritten by the earlier entry's replay (found by
+    bench/live_load: stale acknowledged writes after a rollback from target-primary)."""
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source, target = _chroma_pair(tmp_path)
+    store = open_state(f"sqlite:///{tmp_path}/state.db")
+    for _ in range(4):  # dual-write, shadow-read, canary, target-primary
+        s = store.get("docs")
+        pct = 10.0 if s.phase is Phase.SHADOW_READ else None
+        store.transition("docs", s, next_state(s, percent=pct), actor="t", action="advance")
+    kw: dict[str, Any] = {"start": False}
+    b = MigrationRouter(source, target, "docs", store, state_ttl=3600, **kw)  # cached phase
+    s = store.get("docs")
+    store.transition("docs", s, rollback_state(s), actor="t", action="rollback")
+    a = MigrationRouter(source, target, "docs", store, state_ttl=0, **kw)
+    assert (b.current().primary(), a.current().primary()) == ("target", "source")
+    # Both writes queue their entries only once both have passed their catch-up, in the
+    # order the case asks: the second entry is the later write.
+    queued, append = threading.Barrier(2), store.outbox.append
+    order = [b.instance, a.instance] if first == "old phase" else [a.instance, b.instance]
+    turn = threading.Condition()
+
+    def in_order(collection: str, side: str, op: Any, payload: bytes, held: bool = False) -> int:
+        me = a.instance if side == "target" else b.instance  # A queues for the target
+        queued.wait(10)
+        with turn:
+            turn.wait_for(lambda: order[0] == me, 10)
+            seq = append(collection, side, op, payload, held=held)
+            order.pop(0)
+            turn.notify_all()
+        return seq
+
+    store.outbox.append = in_order  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def write(router: Any, doc: str) -> None:
+        try:
+            router.upsert(_batch(["x"], doc))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(b, "old")),
+        threading.Thread(target=write, args=(a, "new")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    store.outbox.append = append  # type: ignore[method-assign]
+    a._replay_side("target", block=True)
+    a._replay_side("source", block=True)
+    last = "x new" if first == "old phase" else "x old"
+    assert (_docs(source, ["x"]), _docs(target, ["x"])) == ({"x": last}, {"x": last})
+    a.close()
+    b.close()
+
+
 class _Jitter(Outage):
     """Writes reach the engine after 0-4 ms, as over a network: requests of two
     instances overtake each other."""

@@ -148,16 +148,18 @@ class Replication(ABC):
             if not self._resolve_quietly(entry.seq, side, ids, 0.2):
                 return
 
-    def _catch_up(self, side: Side) -> None:
-        """Before a side takes a primary write, wait until the writes queued for it so far
-        are applied (by this instance if it holds the side's replay lease, else by the one
-        that does), so an older queued op never lands after a newer one. This is what keeps
-        instances whose cached phases differ for a moment (around a primary switch or a
-        rollback) from reordering an id's writes."""
+    def _catch_up(self, side: Side, upto: int | None = None) -> None:
+        """Before a side takes a primary write, wait until the writes queued for it up to
+        outbox entry ``upto`` (default: all so far) are applied (by this instance if it
+        holds the side's replay lease, else by the one that does), so an older queued op
+        never lands after a newer one. This is what keeps instances whose cached phases
+        differ for a moment (around a primary switch or a rollback) from reordering an id's
+        writes: a write queued for a secondary passes its own entry's seq."""
         outbox = self.state.outbox
         if not outbox.has_pending(self.collection, side):
             return
-        upto = outbox.last_seq(self.collection)
+        if upto is None:
+            upto = outbox.last_seq(self.collection)
         deadline = time.monotonic() + self.lease_ttl
         while True:
             _, error = self._replay_side(side, block=True)

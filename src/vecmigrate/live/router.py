@@ -221,7 +221,6 @@ class MigrationRouter(Replication):
             primary, secondary = state.primary(), state.secondary()
             if queued is None and (secondary is not None or primary != only):
                 return False
-            self._catch_up(primary)
             seq = None
             if secondary is not None and queued is not None:
                 payload = encode_batch(queued[1], writer=self.instance)
@@ -230,6 +229,11 @@ class MigrationRouter(Replication):
                 )
             started = time.perf_counter()
             try:
+                # Up to ``seq``, not to the outbox's end when the catch-up began: around a
+                # primary switch an instance still on the old phase may queue its write of
+                # these ids for this primary (its secondary) after that moment but before
+                # this entry; applied after this write, it would overwrite it.
+                self._catch_up(primary, upto=seq)
                 if seq is not None and secondary is not None:
                     self._after_older_writes(seq, secondary, ids)
                 call_with_retry(
