@@ -19,8 +19,10 @@ import vecmigrate as vm
 from tests.e2e.helpers import make_dump
 from vecmigrate.connectors import Connector, connect
 from vecmigrate.connectors.milvus._bulk import MANIFEST, stage_dir, write_parts
-from vecmigrate.errors import TerminalError
-from vecmigrate.model import CollectionSchema
+from vecmigrate.connectors.milvus._bulk_stage import stage_table
+from vecmigrate.connectors.milvus._records import batch_to_rows
+from vecmigrate.errors import DataError, TerminalError
+from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.records import build_batch
 
 ROWS = 6000
@@ -281,3 +283,104 @@ def _again(schema: CollectionSchema, ids: list[Any]) -> Any:
         documents=["second" for _ in ids],
         metadata=[{"genre": "b"} for _ in ids],
     )
+
+
+def test_staged_rows_are_the_rows_an_upsert_sends() -> None:
+    schema = CollectionSchema(
+        name="docs",
+        vectors=(VectorField(dim=4),),
+        has_document=True,
+        metadata=(
+            MetadataField(name="genre", type="string"),
+            MetadataField(name="year", type="int64"),
+            MetadataField(name="score", type="float64"),
+            MetadataField(name="flag", type="bool"),
+            MetadataField(name="tags", type="list<string>"),
+            MetadataField(name="obj", type="json"),
+        ),
+    )
+    full = {"genre": 'ü "q"', "year": 2001, "score": 1.0, "flag": False, "tags": ["a"]}
+    metadata: list[dict[str, Any]] = [
+        {**full, "obj": {"k": [1, 2.5], "n": None}},
+        {"year": 7},
+        {},
+        full,
+    ]
+    ids = ["a", "b", "c", "d"]
+    batch = build_batch(
+        schema,
+        ids,
+        {"vector": np.arange(16, dtype=np.float32).reshape(4, 4)},
+        documents=["doc ✓", None, "", "x"],
+        metadata=metadata,
+    )
+    staged = stage_table("docs", schema, batch, (2, 3)).to_pylist()
+    for row in staged:
+        for field in ("metadata", "metadata_present"):
+            row[field] = json.loads(row[field])
+    upserted = batch_to_rows("docs", schema, batch, ids)
+    for row in upserted:
+        row["vector"] = row["vector"].tolist()
+        row["metadata_present"].pop("sparse")  # no sparse field: always {}
+    for row in staged:
+        assert row["metadata_present"].pop("sparse") == {}
+    assert staged == upserted
+
+
+def test_staging_refuses_what_an_upsert_refuses_naming_the_record(
+    milvus_server: Any, dump: tuple[str, CollectionSchema], bulk_dir: Path, name: str
+) -> None:
+    _, schema = dump
+    with connect(bulk_uri(milvus_server, bulk_dir, 100)) as conn:
+        _stage(conn, schema, name, 500)
+        docs = ["fine", "x" * 70_000, "fine"]
+        bad = build_batch(
+            schema,
+            ["ok-1", "long-doc", "ok-2"],
+            {"vector": np.ones((3, 16), dtype=np.float32)},
+            documents=docs,
+            metadata=[{} for _ in docs],
+        )
+        with pytest.raises(DataError) as err:
+            conn.upsert(name, bad)
+        assert (err.value.collection, err.value.record_id, err.value.field) == (
+            name,
+            "long-doc",
+            "document",
+        )
+        long_id = build_batch(
+            schema,
+            ["i" * 600],
+            {"vector": np.ones((1, 16), dtype=np.float32)},
+            documents=["d"],
+            metadata=[{}],
+        )
+        with pytest.raises(DataError, match="longer than the key") as err:
+            conn.upsert(name, long_id)
+        assert (err.value.collection, err.value.field) == (name, "id")
+        conn.finalize(name)  # the refused batches staged nothing
+        assert conn.count(name) == 500
+        conn.drop(name)
+
+
+def test_an_id_twice_in_one_batch_is_imported_once_with_its_last_values(
+    milvus_server: Any, dump: tuple[str, CollectionSchema], bulk_dir: Path, using: str, name: str
+) -> None:
+    _, schema = dump
+    with connect(bulk_uri(milvus_server, bulk_dir, 100)) as conn:
+        _stage(conn, schema, name, 400)
+        ids = ["dup-0", "dup-1", "dup-0", "dup-2", "dup-0"]
+        batch = build_batch(
+            schema,
+            ids,
+            {"vector": np.ones((5, 16), dtype=np.float32)},
+            documents=[f"copy {i}" for i in range(5)],
+            metadata=[{} for _ in ids],
+        )
+        conn.upsert(name, batch)
+        conn.finalize(name)
+        assert imported_rows(using, name) == 403  # each id's first copy
+        assert conn.count(name) == 403
+        got = {r["id"]: r["document"] for r in records(conn, name, ["dup-0", "dup-1", "dup-2"])}
+        assert got == {"dup-0": "copy 4", "dup-1": "copy 1", "dup-2": "copy 3"}
+        conn.drop(name)

@@ -36,7 +36,8 @@ collection it created empty stages its batches there and, from ``bulk_insert_row
 Helper modules: ``_client`` (connecting, version check, error mapping),
 ``_schema`` (collection layout and indexes), ``_infer`` (other tools' collections),
 ``_frameworks`` (the frameworks' collections), ``_records`` (rows to and from Arrow),
-``_filters`` (filters as expressions), ``_sparse`` (sparse vectors), ``_bulk`` (bulk insert).
+``_filters`` (filters as expressions), ``_sparse`` (sparse vectors), ``_bulk`` (bulk insert)
+and ``_bulk_stage`` (batches as the rows it imports).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.milvus import _frameworks
 from vecmigrate.connectors.milvus._bulk import BulkLoad, Lander, stage_dir, supports
+from vecmigrate.connectors.milvus._bulk_stage import last_copies
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
 from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, Compiler, ids_in, pk, typed_ids
 from vecmigrate.connectors.milvus._infer import foreign_reuse_problems, infer_schema
@@ -104,7 +106,7 @@ class MilvusConfig(FieldsConfig):
     layout: str | None = None
     bulk_dir: str | None = None
     bulk_insert_rows: int = 100_000
-    bulk_part_rows: int = 50_000  # _bulk.PART_ROWS; a literal: read without pymilvus
+    bulk_part_rows: int = 100_000  # _bulk.PART_ROWS; a literal: read without pymilvus
     bulk_timeout: float = 900.0
 
     def __post_init__(self) -> None:
@@ -407,14 +409,17 @@ class MilvusConnector(Connector):
         schema = self._schema(name)
         if batch.num_rows == 0:
             return
-        ids = batch.column("id").to_pylist()
-        check_ids(name, schema, ids, lite=self.lite, version=self.server_version)
-        rows = batch_to_rows(name, schema, batch, ids)
         load = self._bulk.get(name)
         if load is not None:
-            load.append(rows)
+            load.append(batch)
             return
-        self._upsert_rows(name, rows)
+        # Milvus (2.3 server, Lite) keeps both copies of an id repeated in one upsert.
+        keep = last_copies(pa.chunked_array([batch.column("id")]))
+        if keep is not None:
+            batch = batch.filter(keep)
+        ids = batch.column("id").to_pylist()
+        check_ids(name, schema, ids, lite=self.lite, version=self.server_version)
+        self._upsert_rows(name, batch_to_rows(name, schema, batch, ids))
 
     def _upsert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
         self._call(f"{self.uri}: upsert into {name!r}", self.client.upsert, name, rows)
@@ -450,7 +455,8 @@ class MilvusConnector(Connector):
             return
         folder = self._stage(name)
         shutil.rmtree(folder, ignore_errors=True)  # a stale stage of a job this one replaces
-        self._bulk[name] = BulkLoad(name, schema, folder, self._lander(name, folder))
+        lander = self._lander(name, folder)
+        self._bulk[name] = BulkLoad(name, schema, folder, lander, self.server_version)
 
     def _stage(self, name: str) -> Path:
         return stage_dir(str(self.config.bulk_dir), self.uri.path.strip("/"), name)
@@ -479,6 +485,7 @@ class MilvusConnector(Connector):
             count=partial(self.count, name),
             count_ids=partial(self._count_ids, name),
             refresh=partial(self._refresh, name),
+            release=partial(self._release, name),
             threshold=self.config.bulk_insert_rows,
             timeout=self.config.bulk_timeout,
             where=str(self.uri),
@@ -486,10 +493,17 @@ class MilvusConnector(Connector):
         )
 
     def _refresh(self, name: str) -> None:
-        """Reload ``name`` so that segments a bulk insert added are read (``_bulk``)."""
-        self._call(f"{self.uri}: release {name!r}", self.client.release_collection, name)
+        """(Re)load ``name`` so that segments a bulk insert added are read (``_bulk``)."""
+        if name in self._loaded:
+            self._release(name)
         self._call(f"{self.uri}: load {name!r}", self.client.load_collection, name)
         self._loaded.add(name)
+
+    def _release(self, name: str) -> None:
+        """Release ``name``: a bulk load's imports go on unseen by query nodes until the
+        collection is loaded at ``finalize`` (a read before that loads it again)."""
+        self._call(f"{self.uri}: release {name!r}", self.client.release_collection, name)
+        self._loaded.discard(name)
 
     def _count_ids(self, name: str, ids: list[Any]) -> int:
         schema = self._schema(name)

@@ -3,8 +3,8 @@
 A copy into a collection it created empty calls ``begin_bulk_load``. When the URI names
 ``bulk_dir`` (a directory this process writes and the server reads at the same path: a
 standalone with local storage on this machine, or a volume both mount), every batch the
-copy writes is then *staged* instead of upserted: ``batch_to_rows`` makes the rows exactly
-as an upsert would send them, and they are appended to an Arrow stream file in
+copy writes is then *staged* instead of upserted: ``_bulk_stage`` makes, column by column,
+the rows an upsert would send, and they are appended to an Arrow stream file in
 ``<bulk_dir>/vecmigrate-bulk/<db>/<collection>/`` and flushed before ``upsert`` returns,
 so a batch the job checkpoints is on disk. The rows land in one of two ways:
 
@@ -12,10 +12,11 @@ so a batch the job checkpoints is on disk. The rows land in one of two ways:
   first import), every ``bulk_part_rows`` rows become a Parquet part (the layout Milvus
   2.3.4+ imports: one column per field, vectors as ``list<float32>``, JSON fields as the
   JSON text pymilvus sends for an upsert), recorded in ``import.json`` and imported with
-  ``do_bulk_insert`` (one task per part) while the copy stages the rest; ``finalize``
-  imports the remainder, polls every task to completion (``bulk_timeout``), reloads the
-  collection and awaits its count until it shows every row. A failed task raises
-  ``TerminalError`` naming the collection, the task, the file and the server's reason;
+  ``do_bulk_insert`` (one task per part) while the copy stages the rest, the collection
+  released meanwhile; ``finalize`` imports the remainder, polls every task to completion
+  (``bulk_timeout``), loads the collection and awaits its count until it shows every
+  row. A failed task raises ``TerminalError`` naming the collection, the task, the file
+  and the server's reason;
 * fewer rows: ``finalize`` upserts them from the stage, as without bulk insert.
 
 Bulk insert is an insert: an id imported twice is stored twice. Hence the guards: only an
@@ -47,18 +48,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pymilvus import utility
-from pymilvus.client.entity_helper import convert_to_json
 from pymilvus.client.types import BulkInsertState
 
 from vecmigrate.connectors.milvus import _frameworks
+from vecmigrate.connectors.milvus._bulk_stage import first_copies, last_copies, stage_table
 from vecmigrate.connectors.milvus._filters import layout
 from vecmigrate.errors import TerminalError
-from vecmigrate.model import CollectionSchema, IdType
+from vecmigrate.model import CollectionSchema
 
 log = logging.getLogger("vecmigrate.milvus.bulk")
 
@@ -68,12 +68,15 @@ BROKEN = "rows-lost.txt"
 REPEATS = "repeats.arrows"  # written as repeats-<ns>.arrows
 _SPOOL = "spool-*.arrows"
 # Rows per Parquet part (one import task each; 2.3.5 runs a collection's tasks one after
-# another): about 77 MB of 384-d vectors. Smaller parts start importing sooner, while the
-# copy stages the next ones.
-PART_ROWS = 50_000
+# another, each with ~1-2 s of its own between Persisted and Completed): about 154 MB of
+# 384-d vectors. 200k rows in 50k-row parts took 22 s in the bench, in 100k-row parts 19 s.
+PART_ROWS = 100_000
+# Rows per Parquet row group (one per staged batch of 2,000 made 2.3.5 import 200k rows
+# ~5 s slower in the bench).
+ROW_GROUP_ROWS = 16_384
 # Rows per upsert when staged rows are upserted instead of imported.
 UPSERT_ROWS = 1000
-_POLL_S = 0.5
+_POLL_S = 0.2  # the last task's end and the count are waited for, not computed
 _DONE = BulkInsertState.ImportCompleted
 _FAILED = (BulkInsertState.ImportFailed, BulkInsertState.ImportFailedAndCleaned)
 
@@ -82,10 +85,13 @@ Upsert = Callable[[list[dict[str, Any]]], None]
 Count = Callable[[], int]
 # How many of the given ids the collection holds.
 CountIds = Callable[[list[Any]], int]
-# Release and load the collection: a loaded collection picks imported segments up only at
-# its next target update (up to ~30 s on 2.3); ``load(refresh=True)`` took ~6 s for 6k rows
-# where release + load took 2 s. The collection is the job's own, not yet read by anyone.
+# Load the collection (releasing it first if loaded): a loaded collection picks imported
+# segments up only at its next target update (up to ~30 s on 2.3, and none showed at a
+# task's Completed on the test server); ``load(refresh=True)`` took ~6 s for 6k rows where
+# release + load took 2 s. The collection is the job's own, not yet read by anyone.
 Refresh = Callable[[], None]
+# Release the collection (the first import of a bulk load does, as it is loaded after).
+Release = Callable[[], None]
 
 
 def supports(schema: CollectionSchema) -> bool:
@@ -97,40 +103,6 @@ def supports(schema: CollectionSchema) -> bool:
 def stage_dir(bulk_dir: str, db: str, name: str) -> Path:
     """The staging folder of collection ``name`` in database ``db``."""
     return Path(bulk_dir).absolute() / STAGE / (db or "default") / name
-
-
-def staged_schema(schema: CollectionSchema) -> pa.Schema:
-    """The Arrow schema of staged rows: one column per Milvus field, as bulk insert reads
-    Parquet (vectors as ``list<float32>``: 2.3 refuses ``fixed_size_list``)."""
-    key = pa.int64() if schema.id_type is IdType.INT else pa.string()
-    return pa.schema(
-        [
-            pa.field("id", key, nullable=False),
-            *(pa.field(v.name, pa.list_(pa.float32()), nullable=False) for v in schema.vectors),
-            pa.field("document", pa.string(), nullable=False),
-            pa.field("metadata", pa.string(), nullable=False),
-            pa.field("metadata_extra", pa.string(), nullable=False),
-            pa.field("metadata_present", pa.string(), nullable=False),
-        ]
-    )
-
-
-def rows_to_table(rows: list[dict[str, Any]], schema: CollectionSchema) -> pa.Table:
-    """Rows from ``batch_to_rows`` as a staged table (JSON as the bytes an upsert sends)."""
-    arrow = staged_schema(schema)
-    n = len(rows)
-    cols: list[pa.Array] = [pa.array([r["id"] for r in rows], arrow.field("id").type)]
-    for v in schema.vectors:
-        flat = np.stack([r[v.name] for r in rows]).astype(np.float32, copy=False).ravel()
-        offsets = np.arange(0, n * v.dim + 1, v.dim, dtype=np.int32)
-        cols.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)))
-    cols.append(pa.array([r["document"] for r in rows], pa.string()))
-    cols.append(pa.array([convert_to_json(r["metadata"]).decode() for r in rows], pa.string()))
-    cols.append(pa.array([r["metadata_extra"] for r in rows], pa.string()))
-    cols.append(
-        pa.array([convert_to_json(r["metadata_present"]).decode() for r in rows], pa.string())
-    )
-    return pa.Table.from_arrays(cols, schema=arrow)
 
 
 def table_rows(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
@@ -147,9 +119,17 @@ class BulkLoad:
     reaches ``PART_ROWS`` rows is handed to ``lander.import_part`` while staging goes on.
     """
 
-    def __init__(self, name: str, schema: CollectionSchema, folder: Path, lander: Lander) -> None:
+    def __init__(
+        self,
+        name: str,
+        schema: CollectionSchema,
+        folder: Path,
+        lander: Lander,
+        version: tuple[int, int] | None,
+    ) -> None:
         self.name = name
         self.schema = schema
+        self.version = version  # the server's, for ``stage_table``'s checks
         self.folder = folder
         self.lander = lander
         self.paths: list[Path] = []  # spools of first copies not handed to an import
@@ -157,25 +137,22 @@ class BulkLoad:
         self.repeat_paths: list[Path] = []  # repeats files, in the order written
         self.rows = 0  # first copies staged (each id once)
         self._in_spool = 0  # rows in the spool being written
-        self._seen: set[int] = set()  # hashes of the ids staged (a collision: a repeat)
+        self._seen: set[Any] = set()  # the ids staged
+        self.seconds = 0.0  # spent in ``append`` (the debug log's breakdown)
         self._lock = threading.Lock()
         self._spool: tuple[Any, pa.ipc.RecordBatchStreamWriter] | None = None
         self._repeat: tuple[Any, pa.ipc.RecordBatchStreamWriter] | None = None
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Stage ``rows``; on disk (flushed) when this returns."""
-        table = rows_to_table(rows, self.schema)
+    def append(self, batch: pa.RecordBatch) -> None:
+        """Stage ``batch`` (DataError for what an upsert would refuse); on disk (flushed)
+        when this returns."""
+        began = time.monotonic()
+        table = stage_table(self.name, self.schema, batch, self.version)
         sealed: Path | None = None
         with self._lock:
-            first = np.ones(table.num_rows, dtype=bool)
-            for i, key in enumerate(table.column("id").to_pylist()):
-                h = hash(key)
-                if h in self._seen:
-                    first[i] = False
-                else:
-                    self._seen.add(h)
-            fresh = table.filter(pa.array(first)) if not first.all() else table
-            repeat = table.filter(pa.array(~first)) if not first.all() else None
+            first = first_copies(table.column("id"), self._seen)
+            fresh = table.filter(first) if first is not None else table
+            repeat = table.filter(pc.invert(first)) if first is not None else None
             if fresh.num_rows:
                 spool, self._spool = self._spool, None  # None after a failed write
                 self._spool = self._write(spool, fresh, None)
@@ -189,6 +166,7 @@ class BulkLoad:
                 self._spool = self._close(self._spool)
                 self._in_spool = 0
                 sealed = self.paths[-1]
+            self.seconds += time.monotonic() - began  # workers overlap: a sum, not wall time
         if sealed is not None and self.lander.import_part([sealed]):
             with self._lock:
                 self.paths.remove(sealed)
@@ -256,19 +234,6 @@ def spooled_batches(path: Path) -> Iterator[pa.RecordBatch]:
             return
 
 
-def last_copies(ids: pa.ChunkedArray) -> pa.Array | None:
-    """A mask keeping the last copy of every id (a batch may be staged twice: a retry
-    after a failed call), or None when every id is there once."""
-    if len(pc.unique(ids)) == len(ids):
-        return None
-    last: dict[Any, int] = {}
-    for i, v in enumerate(ids.to_pylist()):
-        last[v] = i
-    keep = np.zeros(len(ids), dtype=bool)
-    keep[list(last.values())] = True
-    return pa.array(keep)
-
-
 def _all_batches(spools: list[Path]) -> Iterator[pa.RecordBatch]:
     for spool in spools:
         yield from spooled_batches(spool)
@@ -292,7 +257,9 @@ def iter_parts(
     keep = last_copies(ids)
     parts: list[dict[str, Any]] = []
     writer: pq.ParquetWriter | None = None
+    group: list[pa.RecordBatch] = []  # the rows of the part's next row group
     start = 0
+    began = time.monotonic()
     for batch in _all_batches(spools):
         if keep is not None:
             mask = keep.slice(start, batch.num_rows)
@@ -303,16 +270,25 @@ def iter_parts(
                 path = folder / f"part-{len(parts):05d}-{uuid.uuid4().hex[:8]}.parquet"
                 writer = pq.ParquetWriter(str(path), batch.schema, compression="none")
                 parts.append({"file": str(path), "rows": 0, "task": None})
+                began = time.monotonic()
             room = part_rows - parts[-1]["rows"]
             piece, batch = batch.slice(0, room), batch.slice(room)
-            writer.write_batch(piece)
+            group.append(piece)
             parts[-1]["rows"] += piece.num_rows
-            if parts[-1]["rows"] >= part_rows:
+            done = parts[-1]["rows"] >= part_rows
+            if done or sum(g.num_rows for g in group) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(group))
+                group = []
+            if done:
                 writer.close()
                 writer = None
+                log.debug("part %s written in %.1f s", path.name, time.monotonic() - began)
                 yield parts[-1]
     if writer is not None:
+        if group:
+            writer.write_table(pa.Table.from_batches(group))
         writer.close()
+        log.debug("part %s written in %.1f s", path.name, time.monotonic() - began)
         yield parts[-1]
 
 
@@ -342,6 +318,7 @@ class Lander:
         count: Count,
         count_ids: CountIds,
         refresh: Refresh,
+        release: Release,
         threshold: int,
         timeout: float,
         where: str,
@@ -349,7 +326,7 @@ class Lander:
     ) -> None:
         self.name, self.folder, self.using = name, folder, using
         self.call, self.upsert, self.count, self.count_ids = call, upsert, count, count_ids
-        self.refresh = refresh
+        self.refresh, self.release = refresh, release
         self.threshold, self.timeout, self.where = threshold, timeout, where
         self.part_rows = part_rows
         self.imported: list[int] = []  # task ids of imports this lander completed
@@ -366,6 +343,8 @@ class Lander:
             if self._allowed is None:
                 self._allowed = self.count() == 0
                 self._started = time.monotonic()
+                if self._allowed:
+                    self.release()
             if not self._allowed:
                 return False
             manifest_path = self.folder / MANIFEST
@@ -384,6 +363,7 @@ class Lander:
                     using=self.using,
                 )
                 _write_json(manifest_path, manifest)
+                log.debug("%s: task %d imports %d rows", self.name, part["task"], part["rows"])
             for spool in spools:
                 spool.unlink()
             return True
@@ -398,6 +378,12 @@ class Lander:
         broken = self.folder / BROKEN
         if load is not None:
             load.close()
+            log.debug(
+                "%s: finalize: %d rows staged, %.1f s in append (summed over workers)",
+                self.name,
+                load.rows,
+                load.seconds,
+            )
             missing = [p for p in [*load.paths, *load.repeat_paths] if not p.exists()]
             if missing:  # rows the job was told were written: never drop them silently
                 broken.write_text(
@@ -457,8 +443,9 @@ class Lander:
             self.imported.append(int(part["task"]))
         log.debug("%s: import tasks done after %.1f s", self.name, time.monotonic() - started)
         self.refresh()
-        log.debug("%s: reloaded after %.1f s", self.name, time.monotonic() - started)
+        log.debug("%s: loaded after %.1f s", self.name, time.monotonic() - started)
         self._await_count(rows, started)
+        log.debug("%s: count right after %.1f s", self.name, time.monotonic() - started)
         manifest_path.unlink()
         log.info(
             "%s: bulk inserted %d rows in %d task(s): %.1f s after finalize, %.1f s after "
@@ -472,6 +459,7 @@ class Lander:
 
     def _wait(self, task: int, started: float) -> Any:
         """The task's final state; TerminalError after ``timeout`` seconds."""
+        last = None
         while True:
             state = self.call(
                 f"{self.where}: bulk insert state of task {task} ({self.name!r})",
@@ -479,7 +467,15 @@ class Lander:
                 task,
                 using=self.using,
             )
-            log.debug("%s: task %d %s", self.name, task, state.state_name)
+            if state.state != last:  # each state once, timed from ``started``
+                log.debug(
+                    "%s: task %d %s at %.1f s",
+                    self.name,
+                    task,
+                    state.state_name,
+                    time.monotonic() - started,
+                )
+                last = state.state
             if state.state == _DONE or state.state in _FAILED:
                 return state
             if time.monotonic() - started > self.timeout:
@@ -570,4 +566,7 @@ class Lander:
             batches = spooled_batches(path)
         for batch in batches:
             for start in range(0, batch.num_rows, UPSERT_ROWS):
-                self.upsert(table_rows(batch.slice(start, UPSERT_ROWS)))
+                piece = batch.slice(start, UPSERT_ROWS)
+                # Milvus 2.3 stores both copies of an id sent twice in one upsert.
+                keep = last_copies(pa.chunked_array([piece.column(0)]))
+                self.upsert(table_rows(piece.filter(keep) if keep is not None else piece))

@@ -1,0 +1,174 @@
+"""A batch as the rows Milvus bulk insert imports, column by column (``_bulk`` stages it).
+
+The staged table holds what an upsert of the batch would send (``batch_to_rows``), in the
+layout Milvus 2.3.4+ imports from Parquet: one column per field, vectors as
+``list<float32>`` (2.3 refuses ``fixed_size_list``), JSON fields as JSON text. It is built
+from the batch's columns rather than from row dicts, and refuses what ``check_ids`` and
+``batch_to_rows`` refuse, with the same typed errors. Repeated ids are found the same
+way: set operations and Arrow kernels, no Python loop over the ids.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ujson
+
+from vecmigrate.connectors.milvus._records import typed_metadata
+from vecmigrate.connectors.milvus._schema import MAX_VARCHAR
+from vecmigrate.errors import DataError
+from vecmigrate.model import CollectionSchema, IdType
+from vecmigrate.records import vectors_to_numpy
+
+_INT64_MAX = 2**63 - 1
+
+
+def staged_schema(schema: CollectionSchema) -> pa.Schema:
+    """The Arrow schema of staged rows: one column per Milvus field."""
+    key = pa.int64() if schema.id_type is IdType.INT else pa.string()
+    return pa.schema(
+        [
+            pa.field("id", key, nullable=False),
+            *(pa.field(v.name, pa.list_(pa.float32()), nullable=False) for v in schema.vectors),
+            pa.field("document", pa.string(), nullable=False),
+            pa.field("metadata", pa.string(), nullable=False),
+            pa.field("metadata_extra", pa.string(), nullable=False),
+            pa.field("metadata_present", pa.string(), nullable=False),
+        ]
+    )
+
+
+def stage_table(
+    name: str, schema: CollectionSchema, batch: pa.RecordBatch, version: tuple[int, int] | None
+) -> pa.Table:
+    """``batch`` (conformed to ``schema``, layout ``json``, no sparse fields) as staged rows
+    of collection ``name`` on a server of ``version``; DataError naming the record and
+    field for what an upsert would refuse."""
+    arrow = staged_schema(schema)
+    n = batch.num_rows
+    ids = _checked_ids(name, schema, batch.column("id"), version).cast(arrow.field("id").type)
+    cols: list[pa.Array] = [ids]
+    for v in schema.vectors:
+        flat = vectors_to_numpy(batch.column(v.name)).reshape(-1)
+        offsets = np.arange(0, n * v.dim + 1, v.dim, dtype=np.int32)
+        cols.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)))
+    if schema.has_document:
+        docs = batch.column("document").cast(pa.string())
+    else:
+        docs = pa.nulls(n, pa.string())
+    doc_text = docs.fill_null("")
+    extra = batch.column("metadata_extra").cast(pa.string()).fill_null("")
+    _check_lengths(name, ids, {"document": doc_text, "metadata_extra": extra})
+    # The metadata values need JSON encoding one record at a time (what pymilvus'
+    # convert_to_json does for an upsert); everything around it stays columnar.
+    meta = [ujson.dumps(m, ensure_ascii=False) for m in typed_metadata(batch, schema)]
+    cols += [doc_text, pa.array(meta, pa.string()), extra, _presence(batch, schema, docs)]
+    return pa.Table.from_arrays(cols, schema=arrow)
+
+
+def _checked_ids(
+    name: str, schema: CollectionSchema, ids: pa.Array, version: tuple[int, int] | None
+) -> pa.Array:
+    """``ids``, refused as ``_records.check_ids`` refuses them (a server: never lite)."""
+    if ids.null_count:
+        raise DataError("a record has no id", collection=name, field="id")
+    if schema.id_type is IdType.INT:
+        if version is not None and version < (2, 5) and pc.any(pc.equal(ids, _INT64_MAX)).as_py():
+            raise DataError(
+                f"Milvus {'.'.join(map(str, version))} stores the id "
+                f"{_INT64_MAX} but never returns it (seen on 2.3.5; milvus-lite 2.5 returns it)",
+                collection=name,
+                record_id=_INT64_MAX,
+                field="id",
+            )
+        return ids
+    max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
+    first = _first(pc.greater(pc.binary_length(ids), max_len))
+    if first is not None:
+        raise DataError(
+            f"id is longer than the key's {max_len} bytes",
+            collection=name,
+            record_id=ids[first].as_py(),
+            field="id",
+        )
+    return ids
+
+
+def _check_lengths(name: str, ids: pa.Array, texts: dict[str, pa.Array]) -> None:
+    """DataError for the first record with a text longer than a VARCHAR holds (its first
+    such field, in the order given)."""
+    found = [
+        (row, field)
+        for field, col in texts.items()
+        if (row := _first(pc.greater(pc.binary_length(col), MAX_VARCHAR))) is not None
+    ]
+    if found:
+        row, field = min(found, key=lambda f: f[0])
+        raise DataError(
+            f"{field} is longer than Milvus' {MAX_VARCHAR}-byte VARCHAR",
+            collection=name,
+            record_id=ids[row].as_py(),
+            field=field,
+        )
+
+
+def _first(mask: pa.Array) -> int | None:
+    """The index of the first true value of ``mask``; None when there is none."""
+    hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    return int(hits[0]) if len(hits) else None
+
+
+def _presence(batch: pa.RecordBatch, schema: CollectionSchema, docs: pa.Array) -> pa.Array:
+    """``metadata_present`` as JSON text: which metadata fields and whether the document
+    are present (not null), per record, concatenated from the columns' validity."""
+    valid: dict[str, pa.Array] = {}
+    if "metadata" in batch.schema.names:
+        struct = batch.column("metadata")
+        valid = {f.name: c.is_valid() for f, c in zip(struct.type, struct.flatten(), strict=True)}
+    n = batch.num_rows
+    absent = pa.array(np.zeros(n, dtype=bool))
+    pieces: list[Any] = ['{"fields": {']
+    for k, m in enumerate(schema.metadata):
+        pieces.append(("" if k == 0 else ", ") + json.dumps(m.name, ensure_ascii=False) + ": ")
+        pieces.append(pc.if_else(valid.get(m.name, absent), "true", "false"))
+    pieces += ['}, "document": ', pc.if_else(docs.is_valid(), "true", "false"), ', "sparse": {}}']
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def first_copies(ids: pa.ChunkedArray, seen: set[Any]) -> pa.Array | None:
+    """A mask of the ``ids`` not in ``seen`` and not earlier in ``ids``, or None when that
+    is all of them; ``seen`` gets them all."""
+    keys = ids.to_pylist()
+    again = seen.intersection(keys) if seen else set()
+    seen.update(keys)
+    unique = pc.unique(ids)
+    if not again and len(unique) == len(keys):
+        return None
+    first = np.zeros(len(keys), dtype=bool)
+    first[_first_index(ids, unique)] = True
+    if again:
+        first &= ~np.asarray(pc.is_in(ids, value_set=pa.array(list(again), ids.type)))
+    return pa.array(first)
+
+
+def last_copies(ids: pa.ChunkedArray) -> pa.Array | None:
+    """A mask keeping the last copy of every id (a batch may be staged twice: a retry
+    after a failed call), or None when every id is there once."""
+    unique = pc.unique(ids)
+    if len(unique) == len(ids):
+        return None
+    keep = np.zeros(len(ids), dtype=bool)
+    keep[len(ids) - 1 - _first_index(ids, unique, reverse=True)] = True
+    return pa.array(keep)
+
+
+def _first_index(ids: pa.ChunkedArray, unique: pa.Array, reverse: bool = False) -> np.ndarray:
+    """The position of each distinct id's first occurrence (counted from the end when
+    ``reverse``)."""
+    codes = np.asarray(pc.index_in(ids, value_set=unique))
+    _, index = np.unique(codes[::-1] if reverse else codes, return_index=True)
+    return np.asarray(index)
