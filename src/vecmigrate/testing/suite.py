@@ -217,6 +217,31 @@ class ConnectorConformance(SafetyConformance):
         got = connector.fetch(loaded.name, batch.column("id").to_pylist(), schema=loaded)
         assert sorted(got.column("document").to_pylist()) == sorted(docs.to_pylist())
 
+    def test_an_id_repeated_in_one_batch_is_stored_once_as_its_last_copy(
+        self, connector: Connector, loaded: CollectionSchema
+    ) -> None:
+        """A source may repeat an id (a file can). A write holding an id twice either keeps
+        its last copy, as across writes, or is refused whole (the pipeline then writes its
+        rows one at a time): never both copies (Milvus 2.3 and FAISS kept both)."""
+        rows = sample_batch(loaded, seed=98).slice(0, 2)
+        docs = pa.array(["repeated, first copy", "other"])
+        rows = rows.set_column(rows.schema.get_field_index("document"), "document", docs)
+        last = rows.slice(0, 1)
+        last = last.set_column(
+            last.schema.get_field_index("document"), "document", pa.array(["last copy"])
+        )
+        batch = pa.Table.from_batches([rows, last]).combine_chunks().to_batches()[0]
+        try:
+            connector.upsert(loaded.name, batch)
+            connector.finalize(loaded.name)
+        except VecmigrateError:
+            assert connector.count(loaded.name) == ROWS  # refused whole: nothing written
+            return
+        assert connector.count(loaded.name) == ROWS
+        repeated = batch.column("id")[0].as_py()
+        got = connector.fetch(loaded.name, [repeated], schema=loaded)
+        assert got.column("document").to_pylist() == ["last copy"]
+
     @pytest.mark.usefixtures("mutable")
     def test_delete(self, connector: Connector, loaded: CollectionSchema) -> None:
         ids = sample_ids(self.id_type)
