@@ -133,6 +133,7 @@ CASES: dict[str, Case] = {
         "inspect chroma+http://127.0.0.1:{port}", 1, "cannot connect to chroma+http://127.0.0.1"
     ),
     "Qdrant closed port": _c("inspect qdrant://127.0.0.1:{port}", 1, "cannot connect"),
+    "a path as a server host": _c("ls milvus://./store.db", 2, "'.' is not a host name"),
     "pgvector closed port": _c("inspect pgvector://u@127.0.0.1:{port}/db", 1, "cannot connect"),
     "Redis closed port": _c(f"copy {S} redis://127.0.0.1:{{port}} -c docs", 1, "cannot connect"),
     "Elasticsearch closed port": _c(

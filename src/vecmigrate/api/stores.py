@@ -143,6 +143,12 @@ def _check_reachable(uri: ConnectionURI, timeout: float = 10.0) -> None:
         return  # the client may reach it through the proxy: let it try
     try:
         socket.create_connection((host, port), timeout=timeout).close()
+    except UnicodeError:  # the IDNA codec refuses it: ".", "a..b", a 64-character label
+        raise ConfigError(
+            f"{uri}: {host!r} is not a host name",
+            hint=f"a {uri.scheme} URI names a server, {uri.scheme}://HOST:PORT/...; a local "
+            "file or folder takes an embedded engine's scheme (`vecmigrate engines` lists them)",
+        ) from None
     except OSError as exc:
         if isinstance(exc, socket.gaierror):
             why = f"host name {host!r} is not known"
