@@ -812,6 +812,71 @@ def test_a_write_on_the_old_primary_cannot_overtake_one_after_the_switch(
     b.close()
 
 
+class _SlowWrites(Outage):
+    """Writes take ``delay`` seconds, like a target that stalls while it catches up."""
+
+    delay = 0.0
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        time.sleep(self.delay)
+        self.inner.upsert(name, batch)
+
+
+def test_an_instance_stays_alive_while_its_replayer_is_busy(tmp_path: Path) -> None:
+    """Other instances resolve the held entries of an instance whose heartbeat lapsed, as a
+    dead writer's, from the primary; a live writer's entry resolved before its primary
+    write lands leaves the secondary without that write. The heartbeat used to be renewed
+    by the replayer between passes, and a pass under steady writes (or one slow engine
+    call) outlived it (found by bench/live_load: a live instance's writes resolved as a
+    dead one's, ids missing on the target). Replay passes are also bounded in time, so a
+    pass cannot outlive the side's replay lease."""
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    source, inner = _chroma_pair(tmp_path)
+    target = _SlowWrites(inner)
+    store = open_state(f"sqlite:///{tmp_path}/state.db")
+    s = store.get("docs")
+    store.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    kw: dict[str, Any] = {"stats_interval": 0.1, "alive_ttl": 0.5, "replay_interval": 0.02}
+    router = MigrationRouter(source, target, "docs", store, **kw)  # type: ignore[arg-type]
+    other = MigrationRouter(source, target, "docs", store, start=False, **kw)  # type: ignore[arg-type]
+    try:
+        target.delay = 1.5  # the replayer's next engine call takes 3 heartbeat TTLs
+        router.upsert(_batch(["a"], "v1"))
+        deadline = time.monotonic() + 1.4
+        while time.monotonic() < deadline:
+            assert other._writer_alive(router.instance), "a live instance looked dead"
+            time.sleep(0.05)
+        target.delay = 0.0
+        assert router.drain(10)
+        assert _docs(inner, ["a"]) == {"a": "a v1"}
+    finally:
+        router.close()
+        other.close()
+
+
+def test_a_replay_pass_ends_within_its_time_budget(tmp_path: Path) -> None:
+    """Under steady writes the outbox never empties: a pass stops after ``max_seconds``
+    (the caller's lease must outlast it) with what it applied so far applied."""
+    require_module("chromadb")
+    _, inner = _chroma_pair(tmp_path)
+    target = _SlowWrites(inner)
+    target.delay = 0.1
+    store = open_state(f"sqlite:///{tmp_path}/state.db")
+    for i in range(20):
+        payload = encode_batch(_batch([f"id{i}"], "v1"))
+        store.outbox.append("docs", "target", "upsert", payload)
+    started = time.monotonic()
+    result = replay(
+        store.outbox, "docs", "target", target, "docs", SCHEMA, max_seconds=0.25, window=2
+    )  # type: ignore[arg-type]
+    took = time.monotonic() - started
+    assert 0 < result.applied < 20 and took < 1.0, (result, took)
+    assert len(store.outbox.pending("docs", "target", limit=100)) == 20 - result.applied
+
+
 class _Jitter(Outage):
     """Writes reach the engine after 0-4 ms, as over a network: requests of two
     instances overtake each other."""

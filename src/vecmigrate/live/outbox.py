@@ -230,18 +230,23 @@ def replay(
     schema: CollectionSchema,
     *,
     max_entries: int = 2000,
+    max_seconds: float = 1.0,
     window: int = 200,
     on_applied: Callable[[list[OutboxEntry]], None] | None = None,
 ) -> ReplayResult:
-    """Apply one side's pending entries in order until empty, ``max_entries``, or a failure.
+    """Apply one side's pending entries in order until empty, ``max_entries``, a pass of
+    ``max_seconds``, or a failure.
 
-    The caller holds the side's lease. Entries go in windows (see ``_apply``); a window
-    the engine refuses as invalid (``DataError``) is retried entry by entry so that only
-    the refused entry is dead-lettered. Any other error stops the pass: the window stays
-    pending, first in line, and is retried later.
+    The caller holds the side's lease, for less time than the lease lasts: under steady
+    writes the outbox never empties, and a pass that ran on would outlive its lease (then
+    a second replayer could apply the same entries out of order). Entries go in windows
+    (see ``_apply``); a window the engine refuses as invalid (``DataError``) is retried
+    entry by entry so that only the refused entry is dead-lettered. Any other error stops
+    the pass: the window stays pending, first in line, and is retried later.
     """
     result = ReplayResult()
-    while result.applied + result.dead < max_entries:
+    deadline = time.monotonic() + max_seconds
+    while result.applied + result.dead < max_entries and time.monotonic() < deadline:
         entries = outbox.pending(collection, side, limit=window)
         held = next((i for i, e in enumerate(entries) if e.held), None)
         if held is not None:  # order: nothing after a write whose primary is in flight

@@ -193,6 +193,7 @@ class Replication(ABC):
                 self.conns[side],
                 self.names[side],
                 self.schema_of(side),
+                max_seconds=self.lease_ttl / 4,
                 on_applied=lambda run: self.metrics.replayed.labels(self.collection, side).inc(
                     len(run)
                 ),
@@ -206,6 +207,18 @@ class Replication(ABC):
             return not self.state.outbox.has_pending(self.collection, side), None
         finally:
             lock.release()
+
+    def _beat(self) -> None:
+        """Renew this instance's liveness every ``stats_interval`` on a thread of its own:
+        other instances resolve the held entries of an instance whose heartbeat lapsed
+        from the primary, as a dead writer's, so the heartbeat must not wait for a replay
+        pass or an engine call (a live writer's entry resolved before its primary write
+        lands leaves the secondary without that write)."""
+        while not self._stop.wait(self.stats_interval):
+            try:
+                self.heartbeat()
+            except Exception as exc:  # the state store is down: renewed on the next round
+                log.warning("%s: heartbeat: %s", self.collection, exc)
 
     def _loop(self) -> None:
         backoff: dict[Side, float] = {"source": 0.0, "target": 0.0}
@@ -230,7 +243,6 @@ class Replication(ABC):
                         retry_at[side] = now + backoff[side]
                 self.current()
                 if now >= next_stats:
-                    self.heartbeat()
                     self._recover_held()
                     self.publish()
                     next_stats = now + self.stats_interval

@@ -110,10 +110,14 @@ class MigrationRouter(Replication):
         self._cached = state.get(collection)
         self._cached_at = time.monotonic()
         self.metrics.set_phase(self._cached)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         if start:
-            self._thread = threading.Thread(target=self._loop, name="vm-outbox", daemon=True)
-            self._thread.start()
+            self._threads = [
+                threading.Thread(target=self._loop, name="vm-outbox", daemon=True),
+                threading.Thread(target=self._beat, name="vm-heartbeat", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
 
     # -- phase -----------------------------------------------------------------------------
     def current(self) -> PhaseState:
@@ -510,8 +514,8 @@ class MigrationRouter(Replication):
         """Stop the replayer and the shadow pool, store the last totals, release leases."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         self.shadow.close()
         self._reads.shutdown(wait=False, cancel_futures=True)
         try:
