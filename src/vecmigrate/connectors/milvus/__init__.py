@@ -417,8 +417,8 @@ class MilvusConnector(Connector):
         keep = last_copies(pa.chunked_array([batch.column("id")]))
         if keep is not None:
             batch = batch.filter(keep)
+        check_ids(name, schema, batch.column("id"), lite=self.lite, version=self.server_version)
         ids = batch.column("id").to_pylist()
-        check_ids(name, schema, ids, lite=self.lite, version=self.server_version)
         self._upsert_rows(name, batch_to_rows(name, schema, batch, ids))
 
     def _upsert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:

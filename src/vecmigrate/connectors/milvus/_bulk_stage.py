@@ -18,13 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ujson
 
-from vecmigrate.connectors.milvus._records import typed_metadata
+from vecmigrate.connectors.milvus._records import check_ids, first_true, typed_metadata
 from vecmigrate.connectors.milvus._schema import MAX_VARCHAR
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import vectors_to_numpy
-
-_INT64_MAX = 2**63 - 1
 
 
 def staged_schema(schema: CollectionSchema) -> pa.Schema:
@@ -50,7 +48,9 @@ def stage_table(
     field for what an upsert would refuse."""
     arrow = staged_schema(schema)
     n = batch.num_rows
-    ids = _checked_ids(name, schema, batch.column("id"), version).cast(arrow.field("id").type)
+    ids = batch.column("id")
+    check_ids(name, schema, ids, lite=False, version=version)  # bulk insert: a server
+    ids = ids.cast(arrow.field("id").type)
     cols: list[pa.Array] = [ids]
     for v in schema.vectors:
         flat = vectors_to_numpy(batch.column(v.name)).reshape(-1)
@@ -70,41 +70,13 @@ def stage_table(
     return pa.Table.from_arrays(cols, schema=arrow)
 
 
-def _checked_ids(
-    name: str, schema: CollectionSchema, ids: pa.Array, version: tuple[int, int] | None
-) -> pa.Array:
-    """``ids``, refused as ``_records.check_ids`` refuses them (a server: never lite)."""
-    if ids.null_count:
-        raise DataError("a record has no id", collection=name, field="id")
-    if schema.id_type is IdType.INT:
-        if version is not None and version < (2, 5) and pc.any(pc.equal(ids, _INT64_MAX)).as_py():
-            raise DataError(
-                f"Milvus {'.'.join(map(str, version))} stores the id "
-                f"{_INT64_MAX} but never returns it (seen on 2.3.5; milvus-lite 2.5 returns it)",
-                collection=name,
-                record_id=_INT64_MAX,
-                field="id",
-            )
-        return ids
-    max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
-    first = _first(pc.greater(pc.binary_length(ids), max_len))
-    if first is not None:
-        raise DataError(
-            f"id is longer than the key's {max_len} bytes",
-            collection=name,
-            record_id=ids[first].as_py(),
-            field="id",
-        )
-    return ids
-
-
 def _check_lengths(name: str, ids: pa.Array, texts: dict[str, pa.Array]) -> None:
     """DataError for the first record with a text longer than a VARCHAR holds (its first
     such field, in the order given)."""
     found = [
         (row, field)
         for field, col in texts.items()
-        if (row := _first(pc.greater(pc.binary_length(col), MAX_VARCHAR))) is not None
+        if (row := first_true(pc.greater(pc.binary_length(col), MAX_VARCHAR))) is not None
     ]
     if found:
         row, field = min(found, key=lambda f: f[0])
@@ -114,12 +86,6 @@ def _check_lengths(name: str, ids: pa.Array, texts: dict[str, pa.Array]) -> None
             record_id=ids[row].as_py(),
             field=field,
         )
-
-
-def _first(mask: pa.Array) -> int | None:
-    """The index of the first true value of ``mask``; None when there is none."""
-    hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-    return int(hits[0]) if len(hits) else None
 
 
 def _presence(batch: pa.RecordBatch, schema: CollectionSchema, docs: pa.Array) -> pa.Array:

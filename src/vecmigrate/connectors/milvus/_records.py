@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecmigrate.connectors.milvus import _frameworks
 from vecmigrate.connectors.milvus import _sparse as milvus_sparse
@@ -145,17 +146,18 @@ def typed_metadata(batch: pa.RecordBatch, schema: CollectionSchema) -> list[dict
 def check_ids(
     name: str,
     schema: CollectionSchema,
-    ids: list[Any],
+    ids: pa.Array,
     *,
     lite: bool,
     version: tuple[int, int] | None,
 ) -> None:
     """Refuse, naming the record, ids the engine would reject for the whole batch (or
-    store but never return: Milvus 2.3.5 hides the key 2**63 - 1)."""
-    if any(i is None for i in ids):
+    store but never return: Milvus 2.3.5 hides the key 2**63 - 1). Column-wise, for the
+    upsert path and the bulk insert's staging alike."""
+    if ids.null_count:
         raise DataError("a record has no id", collection=name, field="id")
     if schema.id_type is IdType.INT:
-        if version is not None and version < (2, 5) and _INT64_MAX in ids:
+        if version is not None and version < (2, 5) and pc.any(pc.equal(ids, _INT64_MAX)).as_py():
             raise DataError(
                 f"Milvus {'.'.join(map(str, version))} stores the id "
                 f"{_INT64_MAX} but never returns it (seen on 2.3.5; milvus-lite 2.5 returns it)",
@@ -165,22 +167,29 @@ def check_ids(
             )
         return
     max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
-    for i in ids:
-        if len(i.encode()) > max_len:
-            raise DataError(
-                f"id is longer than the key's {max_len} bytes",
-                collection=name,
-                record_id=i,
-                field="id",
-            )
-        if lite and "'" in i:
-            raise DataError(
-                "milvus-lite cannot store ids containing a single quote "
-                "(its upsert fails with 'internal error')",
-                collection=name,
-                record_id=i,
-                field="id",
-            )
+    row = first_true(pc.greater(pc.binary_length(ids), max_len))
+    if row is not None:
+        raise DataError(
+            f"id is longer than the key's {max_len} bytes",
+            collection=name,
+            record_id=ids[row].as_py(),
+            field="id",
+        )
+    row = first_true(pc.match_substring(ids, "'")) if lite else None
+    if row is not None:
+        raise DataError(
+            "milvus-lite cannot store ids containing a single quote "
+            "(its upsert fails with 'internal error')",
+            collection=name,
+            record_id=ids[row].as_py(),
+            field="id",
+        )
+
+
+def first_true(mask: pa.Array) -> int | None:
+    """The index of the first true value of ``mask``; None when there is none."""
+    hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    return int(hits[0]) if len(hits) else None
 
 
 def _foreign_row(
