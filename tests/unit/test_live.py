@@ -763,7 +763,7 @@ def test_a_write_on_the_old_primary_cannot_overtake_one_after_the_switch(
         s = store.get("docs")
         pct = 10.0 if s.phase is Phase.SHADOW_READ else None
         store.transition("docs", s, next_state(s, percent=pct), actor="t", action="advance")
-    kw: dict[str, Any] = {"start": False}
+    kw: dict[str, Any] = {"start": False, "alive_ttl": 600}  # no heartbeat thread here
     b = MigrationRouter(source, target, "docs", store, state_ttl=3600, **kw)  # cached phase
     s = store.get("docs")
     store.transition("docs", s, rollback_state(s), actor="t", action="rollback")
@@ -854,6 +854,51 @@ def test_an_instance_stays_alive_while_its_replayer_is_busy(tmp_path: Path) -> N
         assert _docs(inner, ["a"]) == {"a": "a v1"}
     finally:
         router.close()
+        other.close()
+
+
+class _ResolvedFirst(Outage):
+    """Before the primary write, another instance resolves the writer's held entry (it took
+    the writer for dead: a stalled process whose heartbeat lapsed)."""
+
+    other: Any = None
+
+    def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        if self.other is not None:
+            entry = self.other.state.outbox.held(name, 0)[0]
+            ids = entry.batch().column("id").to_pylist()
+            assert self.other._resolve(entry.seq, "target", ids)  # from the source: "v0"
+            self.other = None
+        self.inner.upsert(name, batch)
+
+
+def test_a_live_writers_entry_resolved_by_another_instance_is_queued_again(
+    tmp_path: Path,
+) -> None:
+    """If another instance resolves a live writer's held entry (a sync of the primary's
+    value, read before the write lands), the writer finds its entry no longer held when it
+    releases it and queues the primary's value again: both sides end with its write."""
+    require_module("chromadb")
+    require_module("prometheus_client")
+    from vecmigrate.live.router import MigrationRouter
+
+    inner, target = _chroma_pair(tmp_path)
+    source = _ResolvedFirst(inner)
+    store = open_state(f"sqlite:///{tmp_path}/state.db")
+    s = store.get("docs")
+    store.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    kw: dict[str, Any] = {"start": False}
+    writer = MigrationRouter(source, target, "docs", store, **kw)  # type: ignore[arg-type]
+    other = MigrationRouter(source, target, "docs", store, **kw)  # type: ignore[arg-type]
+    try:
+        writer.upsert(_batch(["a"], "v0"))
+        writer._replay_side("target", block=True)
+        source.other = other
+        writer.upsert(_batch(["a"], "v1"))
+        writer._replay_side("target", block=True)
+        assert (_docs(inner, ["a"]), _docs(target, ["a"])) == ({"a": "a v1"}, {"a": "a v1"})
+    finally:
+        writer.close()
         other.close()
 
 

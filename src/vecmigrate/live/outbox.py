@@ -127,8 +127,9 @@ class Outbox(ABC):
         """
 
     @abstractmethod
-    def mark_ready(self, seq: int) -> None:
-        """Release a held entry for replay (no-op when it was rewritten meanwhile)."""
+    def mark_ready(self, seq: int) -> bool:
+        """Release a held entry for replay; False (and nothing changed) when it was no
+        longer held: another instance resolved (rewrote) it meanwhile."""
 
     @abstractmethod
     def rewrite(self, seq: int, op: Op, payload: bytes) -> None:

@@ -359,11 +359,11 @@ class RedisStateStore(StateStore, Outbox):
         entries = self._entries(collection, self._key(collection, "held"), 1_000_000)
         return [e for e in entries if e.created < cutoff]
 
-    def _entry(self, seq: int, mode: str, *args: Any) -> None:
-        self._run("entry", [], [self.prefix, seq, mode, *args])
+    def _entry(self, seq: int, mode: str, *args: Any) -> bool:
+        return bool(int(self._run("entry", [], [self.prefix, seq, mode, *args])))
 
-    def mark_ready(self, seq: int) -> None:
-        self._entry(seq, "ready")
+    def mark_ready(self, seq: int) -> bool:
+        return self._entry(seq, "ready")
 
     def rewrite(self, seq: int, op: Op, payload: bytes) -> None:
         self._entry(seq, "rewrite", op, payload)

@@ -258,7 +258,11 @@ class MigrationRouter(Replication):
                 )
             self.metrics.writes.labels(self.collection, primary, op, "primary", "ok").inc()
             if seq is not None and secondary is not None:
-                self.state.outbox.mark_ready(seq)
+                if not self.state.outbox.mark_ready(seq):
+                    # Another instance took this one for dead (its heartbeat lapsed: a
+                    # stalled process) and resolved the entry from the primary, maybe
+                    # before this write landed: queue the primary's value once more.
+                    self._queue_sync(primary, secondary, ids)
                 self.metrics.writes.labels(
                     self.collection, secondary, op, "secondary", "queued"
                 ).inc()
@@ -307,6 +311,20 @@ class MigrationRouter(Replication):
             self._recover_dead_writers()
             time.sleep(0.005)
 
+    def _queue_sync(self, primary: Side, secondary: Side, ids: list[Any]) -> None:
+        """Queue the primary's current value of ``ids`` for the secondary (a held ``sync``
+        entry, resolved from the primary): they reach both sides like any dual write."""
+        queue_reconcile(
+            self.state.outbox,
+            self.collection,
+            secondary,
+            self.conns[primary],
+            self.names[primary],
+            self.schema_of(primary),
+            self.schema,
+            ids,
+        )
+
     def _fence(self, used: PhaseState, ids: list[Any]) -> Side | None:
         """A write routed without a secondary (source-only) whose primary write landed
         after a phase with a secondary began: the request read the phase up to a TTL
@@ -320,17 +338,7 @@ class MigrationRouter(Replication):
         secondary = now.secondary()
         if now.version == used.version or secondary is None or now.primary() != used.primary():
             return None
-        primary = now.primary()
-        queue_reconcile(
-            self.state.outbox,
-            self.collection,
-            secondary,
-            self.conns[primary],
-            self.names[primary],
-            self.schema_of(primary),
-            self.schema,
-            ids,
-        )
+        self._queue_sync(now.primary(), secondary, ids)
         self.metrics.writes.labels(self.collection, secondary, "sync", "secondary", "fenced").inc()
         log.info(
             "%s: %d id(s) written under %s queued for the %s",

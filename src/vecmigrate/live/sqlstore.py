@@ -349,8 +349,8 @@ class _SqlStore(StateStore, Outbox):
             for s, side, op, p, c, a in rows
         ]
 
-    def mark_ready(self, seq: int) -> None:
-        self._exec(f"UPDATE {P}outbox SET held = 0 WHERE seq = ? AND held = 1", [seq])
+    def mark_ready(self, seq: int) -> bool:
+        return self._exec(f"UPDATE {P}outbox SET held = 0 WHERE seq = ? AND held = 1", [seq]) == 1
 
     def rewrite(self, seq: int, op: Op, payload: bytes) -> None:
         self._exec(
