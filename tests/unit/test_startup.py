@@ -79,7 +79,7 @@ def test_the_verify_function_is_not_hidden_by_the_verify_subpackage() -> None:
         _EXTRA = [callable(vm.verify), verify is vm.verify, vm.verify.__module__]
         """
     )
-    assert found["extra"] == [True, True, "vecmigrate.api"]
+    assert found["extra"] == [True, True, "vecmigrate.api.verbs"]
 
 
 def test_cli_import_and_help_import_nothing_heavy() -> None:

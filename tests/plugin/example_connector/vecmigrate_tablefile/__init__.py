@@ -117,6 +117,10 @@ class TablefileConnector(Connector):
 
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         batch = conform(batch, self._schema(name))
+        ids = batch.column("id")
+        if pc.count_distinct(ids).as_py() < len(ids):  # an id repeated: its last copy wins
+            last = {key: row for row, key in enumerate(ids.to_pylist())}
+            batch = batch.take(pa.array(sorted(last.values())))
         with self._lock:
             kept = self._without(name, batch.column("id"))
             self._write(name, pa.concat_tables([kept, pa.Table.from_batches([batch])]))
