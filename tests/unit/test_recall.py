@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vecmigrate.connectors import connect
+from vecmigrate.errors import TransientError
 from vecmigrate.testing.data import sample_batch, sample_metadata, sample_schema
 from vecmigrate.verify.gates import evaluate_gates
 from vecmigrate.verify.recall import (
@@ -165,3 +167,34 @@ def test_self_retrieval_gate_allows_an_approximate_index_the_recall_drop_share()
     assert not gate("flat", 1)["passed"] and not gate(None, 1)["passed"]  # exact: none
     assert gate("hnsw", 2)["passed"] and gate("hnsw", 2)["threshold"] == 2  # 1% of 200
     assert not gate("hnsw", 3)["passed"]
+
+
+class _RacedOnce:
+    """A connector whose every query fails transiently once before it is answered
+    (Chroma's "Error finding id" while the application writes during ``verify --live``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.failed = 0
+        self._raced = False
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        self._raced = not self._raced
+        if self._raced:
+            self.failed += 1
+            raise TransientError("Error finding id (a concurrent write raced the read)")
+        return self.inner.search(*args, **kwargs)
+
+
+def test_a_transiently_failing_query_is_asked_again(tmp_path: Path) -> None:
+    conn = connect(f"dump://{tmp_path / 'd'}")
+    schema = sample_schema("docs")
+    conn.create(schema)
+    batch = sample_batch(schema)
+    conn.upsert("docs", batch)
+    conn.finalize("docs")
+    vectors = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)[:3]
+    queries = QuerySet(vectors, ["all"] * 3, [None] * 3)
+    raced = _RacedOnce(conn)
+    got = run_queries(raced, "docs", queries, 5)  # type: ignore[arg-type]
+    assert got.ids == run_queries(conn, "docs", queries, 5).ids and raced.failed == 3

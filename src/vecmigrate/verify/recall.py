@@ -13,6 +13,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ from vecmigrate.exact import GroundTruth, TopK, prepare_queries, similarity
 from vecmigrate.filters import evaluate, parse
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import metadata_rows, vectors_to_numpy
-from vecmigrate.retry import scan_resuming
+from vecmigrate.retry import RetryPolicy, call_with_retry, scan_resuming
 
 TIE_EPS = 1e-5
+
+
+# A query the engine fails transiently is asked again within this budget.
+QUERY_RETRY = RetryPolicy(attempts=4, base_seconds=0.1, max_seconds=1.0)
 
 
 @dataclass
@@ -176,14 +181,28 @@ class SystemRun:
 
 
 def run_queries(conn: Connector, name: str, queries: QuerySet, k: int) -> SystemRun:
-    """Ask every query on its own (with its filter), timing each one."""
+    """Ask every query on its own (with its filter), timing each one. A transient failure
+    (a read raced by the application's writes during ``verify --live``, a busy engine) is
+    asked again; the time kept is the answered attempt's."""
     ids, lat = [], []
     for q, flt in zip(queries.vectors, queries.filters, strict=True):
-        t0 = time.perf_counter()
-        got, _ = conn.search(name, q[None, :], k, filter=flt)
-        lat.append(time.perf_counter() - t0)
+        (got, took), _ = call_with_retry(
+            partial(_timed_search, conn, name, q[None, :], k, flt),
+            QUERY_RETRY,
+            what=f"search of {name!r}",
+            hint="the engine kept failing the query: check it is healthy, then verify again",
+        )
+        lat.append(took)
         ids.append([str(i) for i in got[0]])
     return SystemRun(ids, np.asarray(lat))
+
+
+def _timed_search(
+    conn: Connector, name: str, q: np.ndarray, k: int, flt: Any
+) -> tuple[list[list[Any]], float]:
+    t0 = time.perf_counter()
+    got, _ = conn.search(name, q, k, filter=flt)
+    return got, time.perf_counter() - t0
 
 
 @dataclass
