@@ -318,13 +318,7 @@ def test_chroma_client_through_a_whole_cutover(
     target = Target(postgres, name)
     state_uri = f"sqlite://{tmp_path}/state.db"
     ref_client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
-    ref = ref_client.create_collection(name, embedding_function=None, configuration=EXACT)
-    ref.add(
-        ids=data.ids[:SEED],
-        embeddings=data.vectors[:SEED],
-        documents=data.docs[:SEED],
-        metadatas=data.metas[:SEED],
-    )
+    ref = _seeded(ref_client, name, data, SEED)
     port = free_port()
     args = ["--dialect", "chroma", "--source", src_uri, "--target", target.uri]
     args += ["--state", state_uri, "--collection", name, "--state-ttl", "0.2"]

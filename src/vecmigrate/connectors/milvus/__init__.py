@@ -62,7 +62,7 @@ from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.milvus import _frameworks
 from vecmigrate.connectors.milvus._bulk import BulkLoad, Lander, stage_dir, supports
-from vecmigrate.connectors.milvus._bulk_stage import last_copies
+from vecmigrate.connectors.milvus._bulk_stage import keep_last_copies
 from vecmigrate.connectors.milvus._client import check_version, connect, translate_error
 from vecmigrate.connectors.milvus._filters import LAYOUT_KEY, Compiler, ids_in, pk, typed_ids
 from vecmigrate.connectors.milvus._infer import foreign_reuse_problems, infer_schema
@@ -413,10 +413,7 @@ class MilvusConnector(Connector):
         if load is not None:
             load.append(batch)
             return
-        # Milvus (2.3 server, Lite) keeps both copies of an id repeated in one upsert.
-        keep = last_copies(pa.chunked_array([batch.column("id")]))
-        if keep is not None:
-            batch = batch.filter(keep)
+        batch = keep_last_copies(batch)
         check_ids(name, schema, batch.column("id"), lite=self.lite, version=self.server_version)
         ids = batch.column("id").to_pylist()
         self._upsert_rows(name, batch_to_rows(name, schema, batch, ids))

@@ -55,7 +55,12 @@ from pymilvus import utility
 from pymilvus.client.types import BulkInsertState
 
 from vecmigrate.connectors.milvus import _frameworks
-from vecmigrate.connectors.milvus._bulk_stage import first_copies, last_copies, stage_table
+from vecmigrate.connectors.milvus._bulk_stage import (
+    first_copies,
+    keep_last_copies,
+    last_copies,
+    stage_table,
+)
 from vecmigrate.connectors.milvus._filters import layout
 from vecmigrate.errors import TerminalError
 from vecmigrate.model import CollectionSchema
@@ -566,7 +571,4 @@ class Lander:
             batches = spooled_batches(path)
         for batch in batches:
             for start in range(0, batch.num_rows, UPSERT_ROWS):
-                piece = batch.slice(start, UPSERT_ROWS)
-                # Milvus 2.3 stores both copies of an id sent twice in one upsert.
-                keep = last_copies(pa.chunked_array([piece.column(0)]))
-                self.upsert(table_rows(piece.filter(keep) if keep is not None else piece))
+                self.upsert(table_rows(keep_last_copies(batch.slice(start, UPSERT_ROWS))))

@@ -132,6 +132,13 @@ def last_copies(ids: pa.ChunkedArray) -> pa.Array | None:
     return pa.array(keep)
 
 
+def keep_last_copies(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with one row per ``id``, its last copy: Milvus (2.3 server, Lite) stores
+    both copies of an id sent twice in one upsert."""
+    keep = last_copies(pa.chunked_array([batch.column("id")]))
+    return batch if keep is None else batch.filter(keep)
+
+
 def _first_index(ids: pa.ChunkedArray, unique: pa.Array, reverse: bool = False) -> np.ndarray:
     """The position of each distinct id's first occurrence (counted from the end when
     ``reverse``)."""
