@@ -346,7 +346,25 @@ def test_string_hash_is_the_word_sum_at_any_chunk_size(
         raw = [v.decode("latin-1").encode() for v in values]
     else:
         arr, raw = pa.array(values, kind), values
-    assert D._string_hashes(arr).tolist() == [D._bytes_hash_int(b) for b in raw]
+    assert D.string_hashes(arr).tolist() == [D._bytes_hash_int(b) for b in raw]
+
+
+@given(
+    data=st.data(),
+    length=st.integers(1, 40),
+    kind=st.sampled_from([pa.binary(), pa.large_binary()]),
+)
+def test_string_hash_of_values_of_one_length_is_the_word_sum(
+    data: st.DataObject, length: int, kind: pa.DataType
+) -> None:
+    """The same-length fast path (a matrix of words), sliced arrays and small blocks too."""
+    values = data.draw(st.lists(st.binary(min_size=length, max_size=length), min_size=1))
+    skip = data.draw(st.integers(0, len(values) - 1))
+    arr = pa.array(values, kind).slice(skip)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(D, "_WORDS", data.draw(st.integers(1, 9)))
+        assert D._same_length_sums(arr) is not None
+        assert D.string_hashes(arr).tolist() == [D._bytes_hash_int(b) for b in values[skip:]]
 
 
 def test_value_hash_keeps_json_types_apart() -> None:

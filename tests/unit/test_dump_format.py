@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from vecmigrate.connectors import connect
+from vecmigrate.dump import Dump
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.testing.data import ROWS, sample_batch, sample_schema
 from vecmigrate.verify.digest import CollectionDigest, collection_digest
@@ -36,6 +37,19 @@ def test_manifest_lists_files_rows_checksums_and_digest(dump_dir: Path) -> None:
     assert all(len(f["sha256"]) == 64 for f in entry["files"])
     stored = CollectionDigest.from_json(entry["digest"])
     assert stored.compare(collection_digest(connect(f"dump://{dump_dir}"), "docs")).equal
+    assert entry["ids_unique"] is True  # finalize proved it: readers skip their id pass
+
+
+def test_a_dump_not_proven_unique_is_checked_for_repeated_ids(tmp_path: Path) -> None:
+    """A manifest without ``ids_unique`` (written by hand or another tool) gets the id pass."""
+    schema = sample_schema("docs")
+    batch = sample_batch(schema)
+    dump = Dump(tmp_path / "d")
+    dump.write_schema(schema)
+    stored = [dump.store_part("docs", batch.slice(0, 10)), dump.store_part("docs", batch.slice(5))]
+    dump.record_collection("docs", [p.info for p in stored], {}, schema)
+    with pytest.raises(DataError, match="more than once"):
+        connect(f"dump://{tmp_path / 'd'}").partitions("docs", 2)
 
 
 def test_pandas_polars_duckdb_read_it(dump_dir: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.conftest import require_module
 from vecmigrate.connectors import connect
 from vecmigrate.testing.data import ROWS, sample_batch, sample_schema
@@ -35,4 +38,22 @@ def test_batches_re_sent_during_a_bulk_load_leave_one_row_per_id(tmp_path: Path)
     conn.upsert("docs", batch.slice(0, 10))
     conn.begin_bulk_load("docs")
     conn.upsert("docs", batch.slice(0, 10))
+    assert conn.count("docs") == ROWS
+
+
+def test_ids_sharing_a_key_are_checked_on_the_table_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Equal 64-bit id keys (a hash collision, forced here) send finalize to the exact
+    check on the table, which keeps every distinct id."""
+    import vecmigrate.connectors.lancedb as lance_connector
+
+    require_module("lancedb")
+    monkeypatch.setattr(lance_connector, "id_keys", lambda ids: np.zeros(len(ids), np.uint64))
+    schema = sample_schema("docs")
+    conn = connect(f"lancedb://{tmp_path / 'lance'}")
+    conn.create(schema)
+    conn.begin_bulk_load("docs")
+    conn.upsert("docs", sample_batch(schema))
+    conn.finalize("docs")
     assert conn.count("docs") == ROWS

@@ -10,7 +10,11 @@ import pyarrow as pa
 import pytest
 
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
-from vecmigrate.pipeline.validate import metadata_upper_bound, oversized_metadata
+from vecmigrate.pipeline.validate import (
+    invalid_vector_rows,
+    metadata_upper_bound,
+    oversized_metadata,
+)
 from vecmigrate.records import build_batch, encode_json, metadata_rows
 
 SCHEMA = CollectionSchema(
@@ -69,3 +73,30 @@ def test_metadata_bound_and_refusals_are_exact(seed: int) -> None:
         assert set(refused) == set(np.flatnonzero(exact > limit).tolist())
         assert all(f == "metadata" and f"allows {limit:,}" in r for r, f in refused.values())
         assert oversized_metadata(part, SCHEMA, None) == {}
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_invalid_vectors_found_exactly_despite_overflow_and_cancellation(metric: str) -> None:
+    """The one-pass screen (each row's sum) flags exactly the NaN/Inf rows and, under
+    cosine, the all-zero rows: not rows whose finite sum overflows or cancels to 0."""
+    big = np.finfo(np.float32).max
+    rows = {
+        "ok": [0.5, -0.25, 1.0, 2.0],
+        "nan": [0.1, np.nan, 0.2, 0.3],
+        "inf": [np.inf, 1.0, 1.0, 1.0],
+        "ninf": [1.0, -np.inf, 1.0, 1.0],
+        "both_inf": [np.inf, -np.inf, 1.0, 1.0],  # sums to NaN
+        "overflow": [big, big, big, big],  # finite values, sum overflows float32
+        "cancel": [1.0, -1.0, 2.5, -2.5],  # sums to exactly 0, not a zero vector
+        "zero": [0.0, 0.0, 0.0, 0.0],
+        "negzero": [-0.0, 0.0, -0.0, 0.0],
+        "tiny": [1e-45, 0.0, 0.0, 0.0],
+    }
+    schema = CollectionSchema(name="d", vectors=(VectorField(dim=4, metric=metric),))
+    ids = list(rows)
+    batch = build_batch(schema, ids, {"vector": np.array(list(rows.values()), np.float32)})
+    found = {(ids[row], why) for row, _, why in invalid_vector_rows(batch, schema)}
+    bad = {(i, "vector contains NaN or Inf") for i in ("nan", "inf", "ninf", "both_inf")}
+    if metric == "cosine":
+        bad |= {(i, "zero vector: undefined under cosine") for i in ("zero", "negzero")}
+    assert found == bad

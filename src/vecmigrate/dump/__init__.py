@@ -366,6 +366,10 @@ class Dump:
             )
         return data
 
+    def ids_proven_unique(self, name: str) -> bool:
+        """Whether the manifest says the writer proved each id occurs once in the parts."""
+        return self.manifest_entry(name).get("ids_unique") is True
+
     def manifest_entry(self, name: str) -> dict[str, Any]:
         """The manifest's record of one collection; refuses unfinished dumps."""
         manifest = self.read_manifest()
@@ -379,9 +383,16 @@ class Dump:
         return entry
 
     def record_collection(
-        self, name: str, parts: list[PartInfo], digest: dict[str, Any], schema: CollectionSchema
+        self,
+        name: str,
+        parts: list[PartInfo],
+        digest: dict[str, Any],
+        schema: CollectionSchema,
+        *,
+        ids_unique: bool = False,
     ) -> None:
-        """Add or replace a collection's entry in the manifest."""
+        """Add or replace a collection's entry in the manifest. ``ids_unique``: the caller
+        proved that the parts hold each id once (their sha256 binds them to that proof)."""
         manifest = self.read_manifest() or {
             "format": DUMP_FORMAT,
             "format_version": DUMP_FORMAT_VERSION,
@@ -395,6 +406,8 @@ class Dump:
             "files": [p.__dict__ for p in parts],
             "digest": digest,
         }
+        if ids_unique:
+            manifest["collections"][name]["ids_unique"] = True
         if self.key is not None:
             manifest["collections"][name]["encryption"] = crypto.manifest_entry(self.key)
         self._write_manifest(manifest)

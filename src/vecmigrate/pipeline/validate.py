@@ -77,10 +77,9 @@ def invalid_vector_rows(
             checks.append((col.is_null().to_numpy(zero_copy_only=False), v.name, "vector is null"))
         else:
             matrix = vectors_to_numpy(col)
-            finite = np.isfinite(matrix).all(axis=1)
-            checks.append((~finite, v.name, "vector contains NaN or Inf"))
-            if v.metric is Metric.COSINE:
-                zero = ~np.any(matrix, axis=1)
+            nonfinite, zero = _suspect_rows(matrix, v.metric is Metric.COSINE)
+            checks.append((nonfinite, v.name, "vector contains NaN or Inf"))
+            if zero is not None:
                 checks.append((zero, v.name, "zero vector: undefined under cosine"))
     ids = batch.column("id")
     if ids.null_count:
@@ -88,3 +87,24 @@ def invalid_vector_rows(
     elif pa.types.is_string(ids.type):
         checks.append((np.asarray(pc.utf8_length(ids)) == 0, "id", "id is empty"))
     return [(int(i), fld, why) for mask, fld, why in checks for i in np.flatnonzero(mask)]
+
+
+def _suspect_rows(matrix: np.ndarray, cosine: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Masks of the rows holding NaN or Inf, and (``cosine``) of the all-zero rows. One
+    pass (each row's sum) finds the candidates: a NaN or Inf makes the sum non-finite and
+    a zero row sums to 0; only those rows are checked value by value (a sum can also
+    overflow, or cancel to 0). ``einsum``, not a BLAS product: OpenBLAS's threads spin
+    after each call, taking a core from the copy."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = np.einsum("ij->i", matrix)
+    nonfinite = ~np.isfinite(sums)
+    if nonfinite.any():
+        rows = np.flatnonzero(nonfinite)
+        nonfinite[rows] = ~np.isfinite(matrix[rows]).all(axis=1)
+    if not cosine:
+        return nonfinite, None
+    zero = sums == 0
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        zero[rows] = ~np.any(matrix[rows], axis=1)
+    return nonfinite, zero

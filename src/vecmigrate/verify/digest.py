@@ -180,7 +180,7 @@ def _word_sum_int(data: bytes) -> int:
 
 
 def _bytes_hash_int(data: bytes) -> int:
-    """The v2 hash of one byte string (see ``_string_hashes``), in Python."""
+    """The v2 hash of one byte string (see ``string_hashes``), in Python."""
     return _mix_int(_word_sum_int(data) + _mix_int(len(data) ^ _T["len"]))
 
 
@@ -283,10 +283,15 @@ def _word_aligned(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lens, (joff - joff[0]) >> 3, words
 
 
-def _string_hashes(arr: pa.Array) -> np.ndarray:
+def string_hashes(arr: pa.Array) -> np.ndarray:
     """The v2 hash of each value's bytes (UTF-8 for text; a null hashes as empty): the sum
     over its little-endian 8-byte words (the last zero-padded) of ``mix(word ^
     lane[position])``, mixed with the length. ``_WORDS`` words at a time: flat memory."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    same = _same_length_sums(arr)
+    if same is not None:
+        return same
     lens, wstart, words = _word_aligned(arr)
     n = len(lens)
     counts = wstart[1:] - wstart[:-1]
@@ -306,6 +311,31 @@ def _string_hashes(arr: pa.Array) -> np.ndarray:
                 sums[s + some] = np.add.reduceat(h, wstart[s:e][some] - a)
             s = e
     return _mix(sums + _mix(lens.astype(np.uint64) ^ _TN["len"]))
+
+
+def _same_length_sums(arr: pa.Array) -> np.ndarray | None:
+    """``string_hashes`` of values all of one length (uuids, zero-padded keys), read as
+    a matrix of words straight from Arrow's data buffer; None for other arrays."""
+    n = len(arr)
+    if n == 0 or arr.null_count or not _is_bytes(arr.type):
+        return None
+    off, data = _byte_buffers(arr)
+    length = int(off[1] - off[0])
+    if length == 0 or int(off[-1] - off[0]) != n * length or np.any(np.diff(off) != length):
+        return None
+    width = (length + 7) // 8
+    lanes = _lane_table(width)
+    sums = np.zeros(n, np.uint64)
+    step = max(1, _WORDS // width)
+    for s in range(0, n, step):  # a block of values at a time: flat memory
+        e = min(n, s + step)
+        block = np.zeros((e - s, width * 8), np.uint8)
+        block[:, :length] = data[int(off[s]) : int(off[e])].reshape(e - s, length)
+        words = block.view("<u8").astype(np.uint64, copy=False)
+        for j in range(width):
+            sums[s:e] += _mix(words[:, j] ^ lanes[j])
+    lens = np.full(n, length, np.uint64)
+    return _mix(sums + _mix(lens ^ _TN["len"]))
 
 
 def _valid(arr: pa.Array) -> np.ndarray:
@@ -346,7 +376,7 @@ def _value_hashes(arr: pa.Array) -> np.ndarray:
         return np.full(n, _NULL_HASH, np.uint64)
     out: np.ndarray
     if pa.types.is_string(t) or pa.types.is_large_string(t) or _is_string_view(t):
-        out = _mix(_string_hashes(arr) ^ _TN["str"])
+        out = _mix(string_hashes(arr) ^ _TN["str"])
     elif pa.types.is_boolean(t):
         b = pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(np.uint64)
         out = _mix(b ^ _TN["bool"])
@@ -474,7 +504,7 @@ def _record_hashes_v2(
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Id texts, id hashes and content hashes (everything but dense vectors), column-wise."""
     ids = _id_texts(batch.column("id"))
-    keys = _string_hashes(ids)
+    keys = string_hashes(ids)
     body = _mix(_text_column(batch, "document") ^ _TN["document"])
     body += _mix(_text_column(batch, "namespace") ^ _TN["namespace"])
     body += _mix(_metadata_hashes(batch, schema) ^ _TN["metadata"])
@@ -496,7 +526,7 @@ def id_hashes(ids: list[str], *, version: int = DIGEST_VERSION) -> np.ndarray:
     """64-bit hash of each id's canonical text (its bucket is this modulo ``BUCKETS``)."""
     if _check_version(version) == 1:
         return _id_hashes_v1(ids)
-    return _string_hashes(pa.array(ids, pa.string()))
+    return string_hashes(pa.array(ids, pa.string()))
 
 
 def id_bucket(ids: list[str], *, version: int = DIGEST_VERSION) -> np.ndarray:

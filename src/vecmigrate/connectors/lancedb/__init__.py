@@ -51,6 +51,7 @@ from vecmigrate.connectors.lancedb._sql import NotExpressible, sql_value, where_
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, TransientError
 from vecmigrate.filters import ALL_OPS, NAMESPACE_KEY, Node, evaluate
+from vecmigrate.idkeys import IdKeys, id_keys
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -301,12 +302,13 @@ class LanceDBConnector(Connector):
             data, key = pa.Table.from_batches([batch]), "id"
         else:  # the table's own column names and types
             data, key = layout.write_table(batch, self._schema(name), table.schema), layout.id
+        keys = id_keys(_storage(data.column(key))) if bulk is not None else None
         # Lance commits are optimistic; concurrent merge_inserts on one table conflict and
         # retry internally. Serialising writes here is simpler and no slower (each is large).
         with self._write_lock:
             bulk = self._bulk.get(name)
             if bulk is not None:
-                bulk.append(data, key)
+                bulk.append(data, id_keys(_storage(data.column(key))) if keys is None else keys)
             else:
                 (
                     table.merge_insert(key)
@@ -434,33 +436,30 @@ class LanceDBConnector(Connector):
 
 
 class _BulkLoad:
-    """A bulk load in progress: the table appended to and the ids of every row appended,
-    to prove at ``finalize`` that no id was appended twice."""
+    """A bulk load in progress: the table appended to and the 64-bit keys of every id
+    appended, to prove at ``finalize`` that no id was appended twice (8 bytes per row;
+    equal keys send ``finalize`` to the exact check on the table)."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self.ids: list[pa.Array] = []
+        self.keys = IdKeys()
         self.rows = 0
         self.unsure = False  # a write failed: it may have been applied all the same
 
-    def append(self, data: pa.Table, key: str) -> None:
+    def append(self, data: pa.Table, keys: np.ndarray) -> None:
+        """Append ``data``, whose ids' ``id_keys`` are ``keys`` (computed outside the
+        write lock)."""
         try:
             self.table.add(data)
         except BaseException:
             self.unsure = True
             raise
-        self.ids.extend(_storage(data.column(key)).chunks)
+        self.keys.extend(keys)
         self.rows += data.num_rows
 
     def unique(self, rows: int) -> bool:
         """The table holds exactly the rows appended, each id once."""
-        if self.unsure or rows != self.rows:
-            return False
-        if not self.ids:
-            return True
-        ids = pa.chunked_array(self.ids)
-        self.ids = []
-        return len(pc.unique(ids)) == rows
+        return not self.unsure and rows == self.rows and not self.keys.repeated()
 
 
 def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
