@@ -602,11 +602,14 @@ def exact_hashes(vectors: np.ndarray, keys: np.ndarray, *, finite: bool = False)
 
 
 def _prepared(vectors: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
-    """float64 copy (unit length for cosine) and the mask of rows holding NaN or Inf."""
-    bad = np.asarray(~np.isfinite(vectors).all(axis=1))
+    """float64 copy (unit length for cosine) and the mask of rows holding NaN or Inf:
+    those whose sum of squares is not finite (in float64 no float32 square overflows)."""
     m = vectors.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        squares = np.einsum("ij,ij->i", m, m)
+    bad = ~np.isfinite(squares)
     if metric is Metric.COSINE:
-        norms = np.sqrt(np.add.reduce(m * m, axis=1))[:, None]
+        norms = np.sqrt(squares)[:, None]
         with np.errstate(invalid="ignore"):
             ok = (norms > 0) & np.isfinite(norms)
         np.divide(m, norms, out=m, where=ok)  # zero and non-finite rows stay as they are
