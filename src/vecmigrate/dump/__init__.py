@@ -11,9 +11,8 @@
 Parts are written atomically (temp file + rename) and named by a hash of their ids, so a
 batch re-sent after a crash overwrites its own part instead of duplicating it. Each is
 encoded in memory and checksummed before it is written (never read back to be hashed);
-zstd like pyarrow's default writer, but float vectors without dictionary encoding (their
-values do not repeat). With a key, each part is stored AES-256-GCM encrypted (see
-``vecmigrate.dump.crypto``).
+zstd, except float vectors: stored plain and uncompressed (see ``_encoding``). With a
+key, each part is stored AES-256-GCM encrypted (see ``vecmigrate.dump.crypto``).
 """
 
 from __future__ import annotations
@@ -126,12 +125,20 @@ def _ids_text(ids: pa.Array | pa.ChunkedArray) -> bytes:
     return bytes(joined.as_buffer()) + count
 
 
+@dataclass(frozen=True)
+class _Encoding:
+    """How a part's Parquet columns are encoded (``pq.write_table``'s options)."""
+
+    use_dictionary: list[str] | bool
+    compression: dict[str, str] | str
+
+
 @functools.lru_cache(maxsize=64)
-def _dictionary_columns(schema: pa.Schema) -> list[str] | bool:
-    """Parquet columns worth dictionary encoding: all but float vectors. Vector values
-    almost never repeat, so a dictionary only costs time (Parquet builds it for up to
-    1 MiB of values per column chunk, which is a whole part of a few thousand rows) and
-    makes the file larger; ids, documents and metadata keep pyarrow's default."""
+def _encoding(schema: pa.Schema) -> _Encoding:
+    """Float vectors plain and uncompressed, every other column pyarrow's defaults with
+    zstd. Vector values almost never repeat and their bits barely compress (random 50-d
+    vectors: +10 % size uncompressed), while a dictionary (Parquet builds one for up to
+    1 MiB of values per column chunk) and zstd cost ~30 % of writing and reading a part."""
     plain = {
         f.name
         for f in schema
@@ -143,14 +150,18 @@ def _dictionary_columns(schema: pa.Schema) -> list[str] | bool:
         and pa.types.is_floating(f.type.value_type)
     }
     if not plain:
-        return True
+        return _Encoding(True, "zstd")
     # Parquet names leaf columns by path (``vector.list.element``, ``metadata.genre``):
     # ask the writer itself rather than spelling its nesting rules here.
     sink = pa.BufferOutputStream()
     pq.write_table(schema.empty_table(), sink)
     leaves = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
     paths = [leaves.column(i).path for i in range(len(leaves))]
-    return [p for p in paths if not any(p == n or p.startswith(f"{n}.") for n in plain)]
+    vector = {p for p in paths if any(p == n or p.startswith(f"{n}.") for n in plain)}
+    return _Encoding(
+        [p for p in paths if p not in vector],
+        {p: "none" if p in vector else "zstd" for p in paths},
+    )
 
 
 class Dump:
@@ -233,12 +244,13 @@ class Dump:
         tmp = path.with_name(f".{path.name}.tmp")
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         sink = pa.BufferOutputStream()
+        encoding = _encoding(table.schema)
         pq.write_table(
             table,
             sink,
-            compression="zstd",
+            compression=encoding.compression,
             row_group_size=max(1, table.num_rows),
-            use_dictionary=_dictionary_columns(table.schema),
+            use_dictionary=encoding.use_dictionary,
         )
         parquet = sink.getvalue()
         data: pa.Buffer | bytes = (
