@@ -20,7 +20,8 @@ measured side by side in one run, each in a fresh process, interleaved, best of 
 Ratios: api/limit and api/raw compare in-process times; cli/raw compares wall times
 (both pay interpreter start-up and imports). ``--rss-rows 1000000`` adds the memory check
 of issue #17: peak RSS of dump -> LanceDB at that many 384-d rows (a dump generated under
-/tmp, never committed), ``vecmigrate copy`` vs. the raw script.
+/tmp, never committed; several sizes: ``--rss-rows 1000000 10000000``, ~30 GB of free disk
+at 10M), ``vecmigrate copy`` vs. the raw script.
 Run: ``.venv/bin/python bench/limits.py`` (about 30 min on 2 cores) or e.g.
 ``--sizes 50 --pairs lancedb-lancedb dump-lancedb --rounds 3``.
 """
@@ -613,7 +614,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", choices=PAIRS, default=list(DEFAULT_PAIRS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every row count")
-    ap.add_argument("--rss-rows", type=int, default=0, help="e.g. 1000000 (0: skip)")
+    ap.add_argument("--rss-rows", type=int, nargs="*", default=[], help="e.g. 1000000 10000000")
     ap.add_argument("--rss-rounds", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "limits.json")
     args = ap.parse_args()
@@ -646,17 +647,16 @@ def main() -> None:
             for f in work.glob(f"*-{dim}*"):
                 shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink()
         limits, results = summarise(run, sizes, engines, args.pairs)
-        memory = memory_check(run, args.rss_rows, args.rss_rounds) if args.rss_rows else None
+        memory = [memory_check(run, rows, args.rss_rounds) for rows in args.rss_rows]
         table = markdown(limits, results)
         print("\n" + table)
-        if memory:
+        for m in memory:
             print(
-                f"\nmemory, dump → lancedb {memory['rows']:,} x 384-d: vecmigrate copy "
-                f"{memory['vecmigrate_peak_rss_mib']} MiB peak "
-                f"({memory['vecmigrate_wall_rows_per_s']:,} rows/s wall, "
-                f"{memory['vecmigrate_fragments']} fragments), raw {memory['raw_peak_rss_mib']} "
-                f"MiB ({memory['raw_wall_rows_per_s']:,} rows/s, {memory['raw_fragments']} "
-                "fragments)"
+                f"\nmemory, dump → lancedb {m['rows']:,} x 384-d: vecmigrate copy "
+                f"{m['vecmigrate_peak_rss_mib']} MiB peak "
+                f"({m['vecmigrate_wall_rows_per_s']:,} rows/s wall, "
+                f"{m['vecmigrate_fragments']} fragments), raw {m['raw_peak_rss_mib']} "
+                f"MiB ({m['raw_wall_rows_per_s']:,} rows/s, {m['raw_fragments']} fragments)"
             )
         args.out.write_text(
             json.dumps(

@@ -1,12 +1,21 @@
 """64-bit keys of record ids, computed a column at a time: to tell whether any id repeats
-across many batches without keeping the ids themselves (8 bytes per row, one sort)."""
+across many batches without keeping the ids themselves. Memory stays flat at any row
+count: past ``_HELD`` keys they are spilled to temporary files, one per shard of the key
+space, and each shard is sorted on its own."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from vecmigrate.verify.digest import id_text, string_hashes
+
+_HELD = 1 << 18  # keys held in memory before they are spilled (2 MiB)
+_SHARD_BITS = 6  # 64 shards: 10M ids spill 1.2 MiB per shard
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads sequential integer keys over the shards
 
 
 def id_keys(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -32,24 +41,63 @@ def id_keys(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 class IdKeys:
-    """The keys of every id added so far."""
+    """The keys of every id added so far (see the module's docstring)."""
 
     def __init__(self) -> None:
-        self._parts: list[np.ndarray] = []
+        self._held: list[np.ndarray] = []
+        self._held_count = 0
+        self._spill: tempfile.TemporaryDirectory[str] | None = None
 
     def add(self, column: pa.Array | pa.ChunkedArray) -> None:
         """Remember the ids of one column."""
-        self._parts.append(id_keys(column))
+        self.extend(id_keys(column))
 
     def extend(self, keys: np.ndarray) -> None:
         """Remember keys computed by ``id_keys`` (or the digest's id hashes) elsewhere."""
-        self._parts.append(keys)
+        self._held.append(np.asarray(keys, np.uint64))
+        self._held_count += len(keys)
+        if self._held_count >= _HELD:
+            self._spill_held()
 
     def repeated(self) -> bool:
         """Whether a key occurs twice: an id added twice, or (rarely, for hashed ids) two
-        ids sharing a key. Callers confirm on the ids themselves before refusing."""
-        if not self._parts:
-            return False
-        ordered = np.sort(np.concatenate(self._parts))
-        self._parts = [ordered]
-        return bool((ordered[1:] == ordered[:-1]).any())
+        ids sharing a key. Callers confirm on the ids themselves before refusing. Ends
+        the set: the spilled files are removed."""
+        if self._spill is None:
+            held = np.concatenate(self._held) if self._held else np.zeros(0, np.uint64)
+            self._held, self._held_count = [], 0
+            return _has_equal(held)
+        self._spill_held()
+        try:
+            return any(_has_equal(np.fromfile(p, np.uint64)) for p in self._shard_files())
+        finally:
+            self._spill.cleanup()
+            self._spill = None
+
+    def _spill_held(self) -> None:
+        """Append the keys held in memory to their shards' files."""
+        if not self._held:
+            return
+        keys = np.concatenate(self._held)
+        self._held, self._held_count = [], 0
+        if self._spill is None:
+            self._spill = tempfile.TemporaryDirectory(prefix="vecmigrate-idkeys-")
+        shard = (keys * _SPREAD) >> np.uint64(64 - _SHARD_BITS)
+        order = np.argsort(shard, kind="stable")
+        keys, shard = keys[order], shard[order]
+        bounds = np.searchsorted(shard, np.arange((1 << _SHARD_BITS) + 1, dtype=np.uint64))
+        for i, path in enumerate(self._shard_files()):
+            if bounds[i + 1] > bounds[i]:
+                with path.open("ab") as f:
+                    keys[bounds[i] : bounds[i + 1]].tofile(f)
+
+    def _shard_files(self) -> list[Path]:
+        assert self._spill is not None
+        root = Path(self._spill.name)
+        return [root / f"shard-{i:02d}.u64" for i in range(1 << _SHARD_BITS)]
+
+
+def _has_equal(keys: np.ndarray) -> bool:
+    """Whether two of ``keys`` are equal (sorted in place)."""
+    keys.sort()
+    return bool((keys[1:] == keys[:-1]).any())

@@ -1,0 +1,38 @@
+"""Id keys tell repeated ids apart from unique ones, in memory and once spilled to shard
+files (memory flat at any row count), for integer and text ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import vecmigrate.idkeys as idkeys
+from vecmigrate.idkeys import IdKeys
+
+
+@pytest.mark.parametrize("text", [False, True])
+@pytest.mark.parametrize("held", [1_000, 1 << 20])  # spilled / all in memory
+def test_a_repeat_is_found_whether_keys_are_held_or_spilled(
+    text: bool, held: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idkeys, "_HELD", held)
+
+    def column(ids: range | list[int]) -> pa.Array:
+        return pa.array([f"doc-{i}" for i in ids] if text else list(ids))
+
+    unique, repeat = IdKeys(), IdKeys()
+    for start in range(0, 20_000, 700):
+        batch = range(start, min(start + 700, 20_000))
+        unique.add(column(batch))
+        repeat.add(column(batch))
+    repeat.add(column([3]))  # sent again long after its first copy
+    spill = unique._spill
+    assert (spill is not None) == (held < 20_000)
+    if spill is not None:  # sequential integers spread over every shard
+        assert all(p.stat().st_size > 0 for p in unique._shard_files())
+    assert unique.repeated() is False
+    assert repeat.repeated() is True
+    if spill is not None:
+        assert not Path(spill.name).exists()  # the shard files are removed
