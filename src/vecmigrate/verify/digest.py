@@ -289,7 +289,7 @@ def string_hashes(arr: pa.Array) -> np.ndarray:
     lane[position])``, mixed with the length. ``_WORDS`` words at a time: flat memory."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    same = _same_length_sums(arr)
+    same = _same_length_hashes(arr)
     if same is not None:
         return same
     lens, wstart, words = _word_aligned(arr)
@@ -313,7 +313,7 @@ def string_hashes(arr: pa.Array) -> np.ndarray:
     return _mix(sums + _mix(lens.astype(np.uint64) ^ _TN["len"]))
 
 
-def _same_length_sums(arr: pa.Array) -> np.ndarray | None:
+def _same_length_hashes(arr: pa.Array) -> np.ndarray | None:
     """``string_hashes`` of values all of one length (uuids, zero-padded keys), read as
     a matrix of words straight from Arrow's data buffer; None for other arrays."""
     n = len(arr)

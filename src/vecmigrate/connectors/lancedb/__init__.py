@@ -443,8 +443,8 @@ METADATA_CACHE = 16 * 1024 * 1024
 
 class _BulkLoad:
     """A bulk load in progress: the table appended to and the 64-bit keys of every id
-    appended, to prove at ``finalize`` that no id was appended twice (8 bytes per row;
-    equal keys send ``finalize`` to the exact check on the table)."""
+    appended, to prove at ``finalize`` that no id was appended twice (``IdKeys``: flat
+    memory; equal keys send ``finalize`` to the exact check on the table)."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
@@ -504,7 +504,7 @@ def _literal(value: Any) -> str:
 
 def _open_db(path: Path) -> Any:
     make_dir(path)  # lancedb.connect makes it too, but names a file in the way less clearly
-    session = getattr(lancedb, "Session", None)  # lancedb >= 0.25
+    session = getattr(lancedb, "Session", None)  # older lancedb: its default caches
     if session is None:
         return lancedb.connect(str(path))
     return lancedb.connect(str(path), session=session(metadata_cache_size_bytes=METADATA_CACHE))
