@@ -170,6 +170,9 @@ class Dump:
     def __init__(self, root: Path, key: bytes | None = None) -> None:
         self.root = root
         self.key = key
+        # (manifest file identity, collection) -> its "encryption" entry: asked for every
+        # part read, and a 1,000-part manifest takes milliseconds to parse.
+        self._encryption_seen: dict[tuple[tuple[int, int, int, int], str], Any] = {}
 
     # -- layout --------------------------------------------------------------------------
     def collection_dir(self, name: str) -> Path:
@@ -329,9 +332,19 @@ class Dump:
             ) from None
 
     def _encryption(self, name: str) -> dict[str, Any] | None:
+        """The manifest's encryption entry of a collection (None: not encrypted)."""
+        try:
+            seen = (file_identity((self.root / MANIFEST).stat()), name)
+        except FileNotFoundError:
+            return None
+        cached = self._encryption_seen  # swapped whole by other threads, never mutated
+        if seen in cached:
+            known: dict[str, Any] | None = cached[seen]
+            return known
         manifest = self.read_manifest()
         entry = (manifest or {}).get("collections", {}).get(name) or {}
         enc: dict[str, Any] | None = entry.get("encryption")
+        self._encryption_seen = {seen: enc}
         return enc
 
     def _decrypt(self, name: str, file: str, data: bytes, expected: dict[str, Any] | None) -> bytes:
