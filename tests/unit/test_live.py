@@ -804,8 +804,12 @@ def test_a_write_on_the_old_primary_cannot_overtake_one_after_the_switch(
         t.join(30)
     assert not errors, errors
     store.outbox.append = append  # type: ignore[method-assign]
-    a._replay_side("target", block=True)
-    a._replay_side("source", block=True)
+    # A side's replay lease outlives the pass that took it: B took the target's when its
+    # catch-up found A's entry queued, so replay with both instances (one holds each lease).
+    for router in (a, b):
+        for side in ("target", "source"):
+            router._replay_side(side, block=True)
+    assert not any(store.outbox.has_pending("docs", side) for side in ("target", "source"))
     last = "x new" if first == "old phase" else "x old"
     assert (_docs(source, ["x"]), _docs(target, ["x"])) == ({"x": last}, {"x": last})
     a.close()
