@@ -368,16 +368,7 @@ class MigrationRouter(Replication):
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             with self._locked(part):
-                queue_reconcile(
-                    self.state.outbox,
-                    self.collection,
-                    secondary,
-                    self.conns[primary],
-                    self.names[primary],
-                    self.schema_of(primary),
-                    self.schema,
-                    part,
-                )
+                self._queue_sync(primary, secondary, part)
         self._wake.set()
         return len(ids)
 

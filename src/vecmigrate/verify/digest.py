@@ -262,8 +262,6 @@ def _word_aligned(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each value's length, and the values zero-padded to whole 8-byte words, laid end to
     end (Arrow's own concatenation, at memcpy speed): the word each value starts at
     (n + 1) and every word, little-endian."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
     if not _is_bytes(arr.type):
         arr = arr.cast(pa.large_binary())
     n = len(arr)
