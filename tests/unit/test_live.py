@@ -37,6 +37,14 @@ SCHEMA = CollectionSchema(
 )
 
 
+def _dual_write_state(tmp_path: Path) -> StateStore:
+    """A SQLite state store whose collection ``docs`` is in dual-write."""
+    state = open_state(f"sqlite:///{tmp_path}/state.db")
+    s = state.get("docs")
+    state.transition("docs", s, next_state(s), actor="t", action="advance")
+    return state
+
+
 def _chroma_pair(tmp_path: Path) -> tuple[Any, Any]:
     """Two embedded Chroma stores (src, tgt) each holding an empty ``docs`` collection."""
     source, target = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
@@ -333,9 +341,7 @@ def test_router_outbox_absorbs_outage_and_catches_up_on_primary_switch(tmp_path:
     target = Outage(connect(f"chroma://{tmp_path}/tgt"))
     source.create(SCHEMA)
     target.create(SCHEMA)
-    state = open_state(f"sqlite://{tmp_path}/state.db")
-    s = state.get("docs")
-    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    state = _dual_write_state(tmp_path)
     router = MigrationRouter(source, target, "docs", state, state_ttl=0, start=False)  # type: ignore[arg-type]
     with pytest.raises(DataError, match=r"4-d vector.*id='x'.*field='vector'"):
         router.upsert([{"id": "x", "vector": [1.0, 2.0]}])
@@ -504,9 +510,7 @@ def test_verify_gate_refuses_a_stale_self_or_foreign_report_and_shadow_errors(
 ) -> None:
     from vecmigrate.live import GateConfig, GateFailedError, advance
 
-    state = open_state(f"sqlite://{tmp_path}/state.db")
-    s = state.get("docs")
-    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    state = _dual_write_state(tmp_path)
     src, tgt = connect(f"chroma://{tmp_path}/src"), connect(f"chroma://{tmp_path}/tgt")
     report = tmp_path / "report.json"
     cfg = GateConfig(skip=frozenset({"data"}), verify_report=report)
@@ -531,9 +535,7 @@ def test_verify_gate_refuses_a_stale_self_or_foreign_report_and_shadow_errors(
 def test_gates_verify_report_outbox_shadow_and_skips(tmp_path: Path) -> None:
     from vecmigrate.live import GateConfig, GateFailedError, advance
 
-    state = open_state(f"sqlite://{tmp_path}/state.db")
-    s = state.get("docs")
-    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    state = _dual_write_state(tmp_path)
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.json").write_text(
@@ -840,9 +842,7 @@ def test_an_instance_stays_alive_while_its_replayer_is_busy(tmp_path: Path) -> N
 
     source, inner = _chroma_pair(tmp_path)
     target = _SlowWrites(inner)
-    store = open_state(f"sqlite:///{tmp_path}/state.db")
-    s = store.get("docs")
-    store.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    store = _dual_write_state(tmp_path)
     kw: dict[str, Any] = {"stats_interval": 0.1, "alive_ttl": 0.5, "replay_interval": 0.02}
     router = MigrationRouter(source, target, "docs", store, **kw)  # type: ignore[arg-type]
     other = MigrationRouter(source, target, "docs", store, start=False, **kw)  # type: ignore[arg-type]
@@ -888,9 +888,7 @@ def test_a_live_writers_entry_resolved_by_another_instance_is_queued_again(
 
     inner, target = _chroma_pair(tmp_path)
     source = _ResolvedFirst(inner)
-    store = open_state(f"sqlite:///{tmp_path}/state.db")
-    s = store.get("docs")
-    store.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    store = _dual_write_state(tmp_path)
     kw: dict[str, Any] = {"start": False}
     writer = MigrationRouter(source, target, "docs", store, **kw)  # type: ignore[arg-type]
     other = MigrationRouter(source, target, "docs", store, **kw)  # type: ignore[arg-type]
@@ -1192,9 +1190,7 @@ def test_cutover_reconcile_applies_what_it_queues_without_a_router(tmp_path: Pat
     source, target = _chroma_pair(tmp_path)
     source.upsert("docs", _batch(["a", "b"], "v1"))
     target.upsert("docs", _batch(["a", "stray"], "v1"))
-    state = open_state(f"sqlite://{tmp_path}/state.db")
-    s = state.get("docs")
-    state.transition("docs", s, next_state(s), actor="t", action="advance")  # dual-write
+    state = _dual_write_state(tmp_path)
     result = reconcile_collection(state, "docs", source, target, wait=5)
     assert (result["queued"], result["applied"]) == (2, "applied")
     assert _docs(target, ["a", "b", "stray"]) == _docs(source, ["a", "b", "stray"])

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from vecmigrate.connectors import connect
 from vecmigrate.errors import TransientError
+from vecmigrate.model import CollectionSchema
 from vecmigrate.testing.data import sample_batch, sample_metadata, sample_schema
 from vecmigrate.verify.gates import evaluate_gates
 from vecmigrate.verify.recall import (
@@ -24,13 +26,19 @@ from vecmigrate.verify.recall import (
 )
 
 
-def test_filtered_truth_recall_and_violations(tmp_path: Path) -> None:
+def _sample_dump(tmp_path: Path) -> tuple[Any, CollectionSchema, pa.RecordBatch]:
+    """A dump holding the sample collection ``docs``: (connection, schema, its rows)."""
     conn = connect(f"dump://{tmp_path / 'd'}")
     schema = sample_schema("docs")
     conn.create(schema)
     batch = sample_batch(schema)
     conn.upsert("docs", batch)
     conn.finalize("docs")
+    return conn, schema, batch
+
+
+def test_filtered_truth_recall_and_violations(tmp_path: Path) -> None:
+    conn, schema, batch = _sample_dump(tmp_path)
     vectors = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)[:6] + 0.01
     flt = {"genre": "news"}
     queries = QuerySet(vectors, ["a"] * 3 + ["news"] * 3, [None] * 3 + [flt] * 3)
@@ -62,12 +70,7 @@ def test_user_queries_with_filter_and_expected_ids(tmp_path: Path) -> None:
     from vecmigrate.verify.gates import VerifyConfig
     from vecmigrate.verify.run import verify_migration
 
-    conn = connect(f"dump://{tmp_path / 'd'}")
-    schema = sample_schema("docs")
-    conn.create(schema)
-    batch = sample_batch(schema)
-    conn.upsert("docs", batch)
-    conn.finalize("docs")
+    conn, _, batch = _sample_dump(tmp_path)
     ids = batch.column("id").to_pylist()
     vec = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)
     lines = [
@@ -93,12 +96,7 @@ def test_short_filtered_results_score_full_recall_and_overlap(tmp_path: Path) ->
     from vecmigrate.pipeline import CopyOptions, copy_collection
     from vecmigrate.verify.recall import overlap_at_k
 
-    conn = connect(f"dump://{tmp_path / 'd'}")
-    schema = sample_schema("docs")
-    conn.create(schema)
-    batch = sample_batch(schema)
-    conn.upsert("docs", batch)
-    conn.finalize("docs")
+    conn, schema, batch = _sample_dump(tmp_path)
     lance = connect(f"lancedb://{tmp_path / 'lance'}")
     copy_collection(conn, lance, "docs", options=CopyOptions(job_path=tmp_path / "j.sqlite"))
     vectors = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)[10:14]
@@ -187,12 +185,7 @@ class _RacedOnce:
 
 
 def test_a_transiently_failing_query_is_asked_again(tmp_path: Path) -> None:
-    conn = connect(f"dump://{tmp_path / 'd'}")
-    schema = sample_schema("docs")
-    conn.create(schema)
-    batch = sample_batch(schema)
-    conn.upsert("docs", batch)
-    conn.finalize("docs")
+    conn, _, batch = _sample_dump(tmp_path)
     vectors = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)[:3]
     queries = QuerySet(vectors, ["all"] * 3, [None] * 3)
     raced = _RacedOnce(conn)
