@@ -134,6 +134,8 @@ def _cast_exact(
     col = batch.column(batch.schema.names.index(column))
     if col.type.equals(to):
         return col
+    if _relabelled(col.type, to):
+        return col.cast(to)  # a view: the same values under a new element name
     try:
         out = col.cast(to, safe=True)
         back = out.cast(col.type, safe=True)
@@ -162,6 +164,18 @@ def _cast_exact(
         )
     raise DataError(
         reason, collection=schema.name, record_id=_row_id(batch, row), field=column, hint=hint
+    )
+
+
+def _relabelled(have: pa.DataType, to: pa.DataType) -> bool:
+    """Whether ``have`` is ``to`` but for its list element's name or a non-null element
+    (dump parts declare vector elements required), a cast no value can fail."""
+    return bool(
+        pa.types.is_fixed_size_list(have)
+        and pa.types.is_fixed_size_list(to)
+        and have.list_size == to.list_size
+        and have.value_type.equals(to.value_type)
+        and to.value_field.nullable
     )
 
 

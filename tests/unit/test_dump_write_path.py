@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vecmigrate.connectors import connect
+from vecmigrate.dump import Dump
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.testing.data import ROWS, rich_batch, rich_schema, sample_batch, sample_schema
@@ -145,7 +146,26 @@ def test_part_names_hash_the_ids_and_vectors_are_not_dictionary_encoded(
     assert "RLE_DICTIONARY" not in encodings["vector.list.element"]
     assert "RLE_DICTIONARY" not in encodings["title.list.element"]
     assert "RLE_DICTIONARY" in encodings["metadata.genre"]
-    assert pq.read_table(part).equals(pa.Table.from_batches([batch]))
+    # Vector elements are stored non-null (none is); every value reads back as written.
+    stored = pq.read_table(part)
+    assert not stored.schema.field("vector").type.value_field.nullable
+    assert stored.cast(batch.schema).equals(pa.Table.from_batches([batch]))
+    scanned = connect(f"dump://{tmp_path / 'd'}")
+    rows = [b for p in scanned.partitions("docs", 1) for b, _ in scanned.scan("docs", p)]
+    assert pa.Table.from_batches(rows).equals(pa.Table.from_batches([batch]))
+
+
+def test_a_vector_with_a_null_element_keeps_its_type_in_the_part(tmp_path: Path) -> None:
+    """Only vectors without a null element are declared non-null: a part never loses
+    the null (reading refuses it later, naming the record)."""
+    dump = Dump(tmp_path)
+    (tmp_path / "c").mkdir()
+    values = pa.array([1.0, None, 3.0, 4.0], pa.float32())
+    batch = pa.table({"id": [1, 2], "vector": pa.FixedSizeListArray.from_arrays(values, 2)})
+    part = dump.write_part("c", batch)
+    stored = pq.read_table(part)
+    assert stored.schema.field("vector").type.value_field.nullable
+    assert stored.column("vector").combine_chunks().flatten().to_pylist() == [1.0, None, 3.0, 4.0]
 
 
 def test_a_batch_written_twice_by_one_connection_is_counted_once(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import Node, operators, parse
 from vecmigrate.layout import conform
 from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
+from vecmigrate.records import table_to_batch
 from vecmigrate.uri import ConnectionURI
 
 IfExists = Literal["fail", "reuse", "replace"]
@@ -33,6 +34,7 @@ _CALLS = (
     "fetch",
     "create",
     "upsert",
+    "upsert_table",
     "delete",
     "drop",
     "search",
@@ -93,6 +95,20 @@ def _conforming(upsert: Callable[..., None]) -> Callable[..., None]:
     return conformed
 
 
+def _conforming_table(upsert_table: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(upsert_table)
+    def conformed(self: Connector, name: str, table: pa.Table, *a: Any, **kw: Any) -> None:
+        schema = self._schema(name)
+        layout = schema.arrow_schema()
+        if not table.schema.equals(layout):
+            chunks = [conform(b, schema, strict=self.strict_layout) for b in table.to_batches()]
+            table = pa.Table.from_batches(chunks, schema=layout)
+        upsert_table(self, name, table, *a, **kw)
+
+    conformed._conforms = True  # type: ignore[attr-defined]
+    return conformed
+
+
 class Connector(ABC):
     """One engine, over its official client. Capabilities say what it cannot do."""
 
@@ -119,6 +135,9 @@ class Connector(ABC):
         upsert = cls.__dict__.get("upsert")
         if upsert is not None and not getattr(upsert, "_conforms", False):
             cls.upsert = _conforming(upsert)  # type: ignore[method-assign]
+        upsert_table = cls.__dict__.get("upsert_table")
+        if upsert_table is not None and not getattr(upsert_table, "_conforms", False):
+            cls.upsert_table = _conforming_table(upsert_table)  # type: ignore[method-assign]
         # Every engine's ``create`` checks the schema first, so ``if_exists="replace"``
         # with a schema this engine cannot store never drops the collection it replaces.
         create = cls.__dict__.get("create")
@@ -240,6 +259,12 @@ class Connector(ABC):
     @abstractmethod
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
         """Insert or replace by id; idempotent. Raises TransientError or TerminalError."""
+
+    def upsert_table(self, name: str, table: pa.Table) -> None:
+        """``upsert`` of several batches as one write (a bulk load's piece, see
+        ``bulk_write_rows``); an engine that writes a table of chunks as it is overrides
+        this, which spares concatenating them (a copy of every byte the piece holds)."""
+        self.upsert(name, table_to_batch(table))
 
     @abstractmethod
     def delete(self, name: str, ids: Sequence[Any]) -> None:

@@ -17,7 +17,7 @@ from vecmigrate.mapping import Mapping
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.deadletter import DeadLetterBuffer, DeadLetterSink
 from vecmigrate.pipeline.validate import invalid_vector_rows, oversized_metadata
-from vecmigrate.records import conform
+from vecmigrate.records import conform, table_to_batch
 from vecmigrate.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger("vecmigrate.write")
@@ -130,7 +130,7 @@ class RecordWriter:
 
     def send(
         self,
-        batch: pa.RecordBatch,
+        batch: pa.RecordBatch | pa.Table,
         done: Written,
         dead: DeadLetterSink,
         max_rows: int | None = None,
@@ -168,19 +168,23 @@ class RecordWriter:
                 continue
             self._upsert_isolating(converted, done, dead)
 
-    def _split(self, batch: pa.RecordBatch, max_rows: int) -> Iterator[pa.RecordBatch]:
+    def _split(
+        self, batch: pa.RecordBatch | pa.Table, max_rows: int
+    ) -> Iterator[pa.RecordBatch | pa.Table]:
         per_row = max(1, batch.nbytes // max(1, batch.num_rows))
         step = max(1, min(max_rows, self.max_bytes // per_row))
         for start in range(0, batch.num_rows, step):
             yield batch.slice(start, step)
 
-    def _upsert_isolating(self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink) -> None:
+    def _upsert_isolating(
+        self, batch: pa.RecordBatch | pa.Table, done: Written, dead: DeadLetterSink
+    ) -> None:
         """Upsert with retries; a refused batch is bisected down to the refused records."""
         if batch.num_rows == 0:
             return
         try:
             _, retries = call_with_retry(
-                lambda: self.target.upsert(self.target_collection, batch),
+                lambda: self._upsert(batch),
                 self.retry,
                 what=f"upsert into {self.target_collection!r}",
             )
@@ -190,19 +194,27 @@ class RecordWriter:
             if batch.num_rows == 1:
                 rid = batch.column("id")[0].as_py()
                 log.warning("record %r refused by the target: %s", rid, exc.message)
-                dead.write(batch, exc.message, getattr(exc, "field", None))
+                row = table_to_batch(batch) if isinstance(batch, pa.Table) else batch
+                dead.write(row, exc.message, getattr(exc, "field", None))
                 done.refused += 1
                 return
             half = batch.num_rows // 2
             self._upsert_isolating(batch.slice(0, half), done, dead)
             self._upsert_isolating(batch.slice(half), done, dead)
 
+    def _upsert(self, piece: pa.RecordBatch | pa.Table) -> None:
+        if isinstance(piece, pa.Table):
+            self.target.upsert_table(self.target_collection, piece)
+        else:
+            self.target.upsert(self.target_collection, piece)
+
 
 class BulkWriter:
     """Coalesces consecutive source batches into the large writes a target prefers
     (``bulk_write_rows`` / ``bulk_write_bytes``: LanceDB fragments). ``flush`` validates,
-    maps and conforms the batches held as one piece (one pass per piece, not per batch)
-    and upserts it. Nothing is acknowledged before that write, so the caller checkpoints
+    maps and conforms each batch held and upserts them as one piece: a table of chunks,
+    never concatenated (a copy of every byte, and at 1M x 384-d a third of the copy's time
+    in page faults). Nothing is acknowledged before that write, so the caller checkpoints
     after ``flush`` only; refused records are dead-lettered once the piece is written, so a
     killed run that re-sends the piece dead-letters them once."""
 
@@ -233,27 +245,16 @@ class BulkWriter:
             self.writer.dead.write(item.batch, item.reason, item.field)
         return done
 
-    def _convert(self, done: Written, dead: DeadLetterSink) -> pa.RecordBatch | None:
-        """The batches held, validated, mapped and conformed as one piece (None: no rows
-        left to upsert); refused rows go to ``dead``."""
+    def _convert(self, done: Written, dead: DeadLetterSink) -> pa.Table | None:
+        """The batches held, each validated, mapped and conformed, as the chunks of one
+        table (None: no rows left to upsert); refused rows go to ``dead``. Not
+        concatenated: the target writes the chunks as one piece (``upsert_table``)."""
         held, self._held, self._held_rows, self._held_bytes = self._held, [], 0, 0
         converted = []
-        for run in _same_schema_runs(held):
-            source = run[0] if len(run) == 1 else pa.concat_batches(run)
-            out = self.writer.prepare(source, done, dead)
+        for batch in held:
+            out = self.writer.prepare(batch, done, dead)
             if out is not None and out.num_rows:
                 converted.append(out)
         if not converted:
             return None
-        return converted[0] if len(converted) == 1 else pa.concat_batches(converted)
-
-
-def _same_schema_runs(batches: list[pa.RecordBatch]) -> list[list[pa.RecordBatch]]:
-    """Consecutive batches grouped where their schemas are equal (concatenable)."""
-    runs: list[list[pa.RecordBatch]] = []
-    for b in batches:
-        if runs and runs[-1][0].schema.equals(b.schema):
-            runs[-1].append(b)
-        else:
-            runs.append([b])
-    return runs
+        return pa.Table.from_batches(converted, self.writer.target_schema.arrow_schema())

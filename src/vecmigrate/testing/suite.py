@@ -217,6 +217,26 @@ class ConnectorConformance(SafetyConformance):
         got = connector.fetch(loaded.name, batch.column("id").to_pylist(), schema=loaded)
         assert sorted(got.column("document").to_pylist()) == sorted(docs.to_pylist())
 
+    def test_a_table_of_chunks_is_written_as_one_piece_in_a_bulk_load(
+        self, connector: Connector, schema: CollectionSchema
+    ) -> None:
+        """What a copy's bulk writer sends (``upsert_table``: its source batches as the
+        chunks of one table, never concatenated) lands as exactly those records."""
+        connector.create(schema)
+        connector.begin_bulk_load(schema.name)
+        batch = sample_batch(schema)
+        chunks = [batch.slice(0, 7), batch.slice(7, 150), batch.slice(157)]
+        connector.upsert_table(schema.name, pa.Table.from_batches(chunks))
+        connector.finalize(schema.name)
+        assert connector.count(schema.name) == ROWS
+        table = _scan_all(connector, schema.name)
+        assert sorted(map(str, table.column("id").to_pylist())) == sorted(
+            map(str, batch.column("id").to_pylist())
+        )
+        docs = {r["id"]: r["document"] for r in table.select(["id", "document"]).to_pylist()}
+        want = {r["id"]: r["document"] for r in batch.select(["id", "document"]).to_pylist()}
+        assert docs == want
+
     def test_an_id_repeated_in_one_batch_is_stored_once_as_its_last_copy(
         self, connector: Connector, loaded: CollectionSchema
     ) -> None:

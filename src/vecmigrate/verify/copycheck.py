@@ -165,9 +165,9 @@ def acknowledging(
     fresh: bool = True,
     sample: int = SAMPLE_RECORDS,
 ) -> Iterator[Acknowledged]:
-    """While the block runs, record every batch ``target`` acknowledges (an ``upsert``
-    that returned) into an ``Acknowledged``, for ``check_copy`` to prove the copy without
-    reading the whole target back::
+    """While the block runs, record every batch ``target`` acknowledges (an ``upsert`` or
+    ``upsert_table`` that returned) into an ``Acknowledged``, for ``check_copy`` to prove
+    the copy without reading the whole target back::
 
         with acknowledging(src, dst, fresh=...) as ack:
             result = copy_collection(src, dst, ...)
@@ -175,18 +175,27 @@ def acknowledging(
     """
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
     ack = Acknowledged(target, tolerance=tol, sample=sample, fresh=fresh)
-    upsert = target.upsert
+    upsert, upsert_table = target.upsert, target.upsert_table
 
     def recording(name: str, batch: pa.RecordBatch, *args: Any, **kwargs: Any) -> None:
         upsert(name, batch, *args, **kwargs)
         ack.record(name, batch)
 
-    setattr(target, "upsert", recording)  # noqa: B010 - shadows the method on this instance only
+    def recording_table(name: str, table: pa.Table, *args: Any, **kwargs: Any) -> None:
+        upsert_table(name, table, *args, **kwargs)
+        for batch in table.to_batches():  # its chunks: one source batch each, not copied
+            ack.record(name, batch)
+
+    # Shadows the methods on this instance only.
+    shadows = {"upsert": recording, "upsert_table": recording_table}
+    for verb, method in shadows.items():
+        setattr(target, verb, method)
     try:
         yield ack
     finally:
-        if vars(target).get("upsert") is recording:
-            delattr(target, "upsert")
+        for verb, method in shadows.items():
+            if vars(target).get(verb) is method:
+                delattr(target, verb)
 
 
 def check_copy(

@@ -170,7 +170,7 @@ class DumpConnector(Connector):
         for p in parts:
             try:
                 arrow = pq.read_schema(self.dump.collection_dir(name) / p.file)
-            except (OSError, pa.ArrowInvalid):
+            except (OSError, ValueError):  # ArrowInvalid, or a footer's non-UTF-8 name
                 continue
             check_part_layout(arrow, schema, p.file)
 
@@ -193,8 +193,8 @@ class DumpConnector(Connector):
                 else:
                     col = self.dump.load_part(name, p.file)[0].read(columns=["id"]).column("id")
                 chunks.extend(col.cast(want, safe=True).chunks)
-        except (VecmigrateError, OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
-            return
+        except (VecmigrateError, OSError, ValueError, pa.ArrowNotImplementedError, KeyError):
+            return  # ValueError: ArrowInvalid, or a corrupted footer's non-UTF-8 text
         ids = pa.chunked_array(chunks, type=want).combine_chunks()  # hashed 2x faster
         unique = len(pc.unique(ids)) == len(ids)
         pa.default_memory_pool().release_unused()  # the hash table's memory, back to the OS
@@ -281,9 +281,16 @@ class DumpConnector(Connector):
         """Write the batch as one part; it is digested from memory, not read back (in
         groups, see ``_Written``). It is in the collection's layout: ``Connector``
         conforms it before this runs."""
+        self._write_part(name, pa.Table.from_batches([batch]))
+
+    def upsert_table(self, name: str, table: pa.Table) -> None:
+        """``upsert`` of a table of chunks, written as one part without concatenating."""
+        self._write_part(name, table)
+
+    def _write_part(self, name: str, table: pa.Table) -> None:
         if not self.dump.has(name):
             raise ConfigError(f"dump collection {name!r} does not exist; create it first")
-        stored = self.dump.store_part(name, batch)
+        stored = self.dump.store_part(name, table)
         # Recorded once written: a failed write adds nothing to the digest.
         with self._written_lock:
             written = self._written.get(name)
@@ -293,8 +300,8 @@ class DumpConnector(Connector):
                 self._written[name] = written
             written.stale |= stored.info.file in written.parts
             written.parts[stored.info.file] = stored
-            written.pending.append(batch)
-            written.pending_rows += batch.num_rows
+            written.pending.extend(table.to_batches())
+            written.pending_rows += table.num_rows
             group = written.take_pending() if written.pending_rows >= written.group_rows else []
         self._digest(written, group)
 

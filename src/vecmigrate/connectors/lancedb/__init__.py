@@ -295,13 +295,24 @@ class LanceDBConnector(Connector):
 
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        self._write(name, [batch])
+
+    def upsert_table(self, name: str, table: pa.Table) -> None:
+        self._write(name, table.to_batches())
+
+    def _write(self, name: str, batches: list[pa.RecordBatch]) -> None:
+        """Write ``batches`` as one Lance write: appended while bulk-loading, else merged."""
         bulk = self._bulk.get(name)
         table = bulk.table if bulk is not None else self._table(name)
         layout = self._layout(name)
         if layout is None:
-            data, key = pa.Table.from_batches([batch]), "id"
+            data, key = pa.Table.from_batches(batches, self._schema(name).arrow_schema()), "id"
         else:  # the table's own column names and types
-            data, key = layout.write_table(batch, self._schema(name), table.schema), layout.id
+            described = self._schema(name)
+            data = pa.concat_tables(
+                [layout.write_table(b, described, table.schema) for b in batches]
+            )
+            key = layout.id
         keys = id_keys(_storage(data.column(key))) if bulk is not None else None
         # Lance commits are optimistic; concurrent merge_inserts on one table conflict and
         # retry internally. Serialising writes here is simpler and no slower (each is large).
