@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument(
         "--targets", nargs="+", choices=["lancedb", "pgvector"], default=["lancedb", "pgvector"]
     )
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = ap.parse_args()
     from tests.engines.postgres import start_postgres
 
@@ -134,7 +135,7 @@ def main() -> None:
                     result_row(f"dump-{target}", rows, sides["vecmigrate"], sides["raw"])
                 )
             shutil.rmtree(dump, ignore_errors=True)
-        out_file = ROOT / "bench" / "results" / "scale.json"
+        out_file = args.out.resolve()
         out_file.write_text(
             json.dumps(
                 {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}, indent=2
@@ -142,7 +143,7 @@ def main() -> None:
         )
         for r in results:
             print(r)
-        print(f"written to {out_file.relative_to(ROOT)}")
+        print(f"written to {out_file}")
     finally:
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -591,16 +591,55 @@ def test_sampled_check_passes_a_good_copy_without_reading_the_target_back(
     sample, _ = ack.sample("docs")
     assert sample is not None and sample.num_rows == 50
     scanned: list[str] = []
-    original = type(dst).scan
-    monkeypatch.setattr(
-        type(dst), "scan", lambda self, *a, **k: scanned.append("x") or original(self, *a, **k)
-    )
+    for side in (src, dst):
+        original = type(side).scan
+        monkeypatch.setattr(
+            type(side),
+            "scan",
+            lambda self, *a, _scan=original, **k: (
+                scanned.append(self.engine) or _scan(self, *a, **k)
+            ),
+        )
     checks = check_copy(src, dst, "docs", result, None, acknowledged=ack)
     assert all(c.passed for c in checks), checks
     assert "acknowledged" in checks[-1].detail and "50 sampled records" in checks[-1].detail
-    assert not scanned  # the target was only fetched from
+    # Neither side read in full: the target fetched from, the dump's manifest digest used.
+    assert not scanned and "the dump manifest" in checks[-1].detail
     full = check_copy(src, dst, "docs", result, None, mode="full", acknowledged=ack)
     assert all(c.passed for c in full) and "acknowledged" not in full[-1].detail and scanned
+
+
+def test_sampled_check_reads_a_dump_again_when_its_manifest_digest_is_not_exact(
+    tmp_path: Path,
+) -> None:
+    """A manifest digest of another kind (an older dump's: no exact vector hashes) cannot
+    be compared with what an exact target acknowledged: the dump is read again."""
+    src = _dump(tmp_path)
+    manifest = json.loads((tmp_path / "src" / "manifest.json").read_text())
+    schema = src.describe("docs")
+    manifest["collections"]["docs"]["digest"] = _digest(
+        [sample_batch(schema)], schema, None, 2
+    ).to_json()
+    (tmp_path / "src" / "manifest.json").write_text(json.dumps(manifest))
+    dst, result, ack = _copy(tmp_path, connect(f"dump://{tmp_path / 'src'}"))
+    checks = check_copy(src, dst, "docs", result, None, acknowledged=ack)
+    assert all(c.passed for c in checks) and "the source read again" in checks[-1].detail
+
+
+def test_sampled_check_against_the_manifest_sees_records_the_copy_did_not_carry(
+    tmp_path: Path,
+) -> None:
+    """The dump grew after the copy: its manifest digest no longer matches what the target
+    acknowledged, and the full check names the records the target lacks."""
+    src = _dump(tmp_path)
+    dst, result, ack = _copy(tmp_path, src)
+    schema = src.describe("docs")
+    more = sample_batch(schema, seed=5).slice(0, 3)
+    ids = pa.array([f"late-{i}" for i in range(3)])
+    src.upsert("docs", more.set_column(more.schema.get_field_index("id"), "id", ids))
+    src.finalize("docs")
+    checks = check_copy(src, dst, "docs", result, None, acknowledged=ack)
+    assert not checks[-1].passed and "late-0" in checks[-1].detail, checks
 
 
 def test_sampled_check_falls_back_to_the_full_check_on_any_difference(tmp_path: Path) -> None:

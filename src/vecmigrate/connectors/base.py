@@ -286,6 +286,13 @@ class Connector(ABC):
         refused while copying out of or into it are sealed with it too."""
         return None
 
+    def stored_digest(self, name: str) -> dict[str, Any] | None:
+        """A content digest the engine keeps of collection ``name`` that is proven to
+        describe what a scan of it reads (a dump's manifest), in ``CollectionDigest``'s
+        JSON form; None when there is none. A copy's check uses it instead of reading the
+        source again."""
+        return None
+
     def begin_bulk_load(self, name: str) -> None:  # noqa: B027 - optional hook
         """A copy job is about to load ``name``, which it created. An engine may write
         faster until ``finalize`` as long as the result is what idempotent upserts give."""

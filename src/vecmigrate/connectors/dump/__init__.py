@@ -74,6 +74,14 @@ class DumpConfig(ConnectorConfig):
 
 
 _RUN_BYTES = 4 * 1024 * 1024  # decoded rows checked per call of the scan (see _run_rows)
+# The manifest's digest hashes vectors' exact float32 bits (a grid step of 0), what a
+# copy onto an exact engine acknowledges: its check compares the two and does not read
+# the dump again (``stored_digest``).
+MANIFEST_DIGEST_STEP = 0.0
+
+
+def _manifest_digest(schema: CollectionSchema) -> DigestBuilder:
+    return DigestBuilder(schema, tolerance=MANIFEST_DIGEST_STEP)
 
 
 class DumpConnector(Connector):
@@ -144,6 +152,12 @@ class DumpConnector(Connector):
             self.dump.load_part(name, p.name)[0].metadata.num_rows
             for p in self.dump.part_files(name)
         )
+
+    def stored_digest(self, name: str) -> dict[str, Any] | None:
+        """The digest ``finalize`` recorded in the manifest: it describes what a scan
+        reads, each part being checked against the sha256 listed beside it."""
+        digest = self.dump.manifest_entry(name).get("digest")
+        return digest if isinstance(digest, dict) else None
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
@@ -296,7 +310,7 @@ class DumpConnector(Connector):
             written = self._written.get(name)
             if written is None:
                 schema = self._schema(name)
-                written = _Written(DigestBuilder(schema), scan_rows(schema))
+                written = _Written(_manifest_digest(schema), scan_rows(schema))
                 self._written[name] = written
             written.stale |= stored.info.file in written.parts
             written.parts[stored.info.file] = stored
@@ -365,7 +379,7 @@ class DumpConnector(Connector):
         else:
             # Parts written by another process (a killed run this one resumed), replaced
             # or written twice since: digested from the files, checksummed as stored.
-            builder = DigestBuilder(schema)
+            builder = _manifest_digest(schema)
             keys, parts = IdKeys(), []
             for path in files:
                 pf, sha = self.dump.load_part(name, path.name)
