@@ -5,8 +5,9 @@ COPY for pgvector, and the same index vecmigrate builds (pgvector HNSW with the 
 collection's M and ef_construction; LanceDB IVF_HNSW_SQ), since recreating the index
 is part of the move.
 Usage: raw_copy.py PAIR SOURCE TARGET   (PAIR: chroma-lancedb | chroma-pgvector |
-pgvector-lancedb | dump-lancedb | dump-pgvector). From a dump (``bench/scale.py``) no index
-is built on either side: that benchmark measures the data movement alone.
+pgvector-lancedb | dump-lancedb | dump-pgvector | dump-milvus_lite). From a dump
+(``bench/scale.py``) no index is built on either side: that benchmark measures the data
+movement alone.
 """
 
 from __future__ import annotations
@@ -137,6 +138,32 @@ def to_pgvector(dsn: str, pages: Iterator[Any]) -> int:
     return n
 
 
+def to_milvus_lite(path: str, pages: Iterator[Any]) -> int:
+    """Rows inserted through pymilvus's ``MilvusClient`` into a milvus-lite file (FLAT: no
+    index build, like vecmigrate's copy of a dump)."""
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(uri=path)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=512)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("document", DataType.VARCHAR, max_length=65_535)
+    schema.add_field("metadata", DataType.JSON)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("docs", schema=schema, index_params=index)
+    n = 0
+    for ids, vecs, docs, metas in pages:
+        rows = [
+            {"id": i, "vector": v, "document": d, "metadata": m}
+            for i, v, d, m in zip(ids, vecs, docs, metas, strict=True)
+        ]
+        client.insert("docs", rows)
+        n += len(ids)
+    client.close()
+    return n
+
+
 def main() -> None:
     pair, source, target = sys.argv[1:4]
     src, dst = pair.split("-")
@@ -144,7 +171,8 @@ def main() -> None:
     BUILD_INDEX = src != "dump"
     readers = {"chroma": chroma_pages, "pgvector": pgvector_pages, "dump": dump_pages}
     pages = readers[src](source)
-    rows = to_lancedb(target, pages) if dst == "lancedb" else to_pgvector(target, pages)
+    writers = {"lancedb": to_lancedb, "pgvector": to_pgvector, "milvus_lite": to_milvus_lite}
+    rows = writers[dst](target, pages)
     print(json.dumps({"rows": rows}))
 
 

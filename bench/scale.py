@@ -1,6 +1,8 @@
 """Benchmark: flat memory at scale. Generated N x 384 float32 vectors with documents and
-metadata in a vecmigrate dump, copied dump -> lancedb and dump -> pgvector by
-``vecmigrate copy`` and by a raw-client script (``raw_copy.py``) side by side in one run.
+metadata in a vecmigrate dump, copied dump -> lancedb, dump -> pgvector and (``--targets
+milvus_lite``) dump -> milvus-lite by ``vecmigrate copy`` and by a raw-client script
+(``raw_copy.py``) side by side in one run. Milvus Lite's server is a child process: its
+memory is in the process tree's peak.
 
 No index is built on either side (an HNSW build over 1M vectors would dominate and is
 the engine's cost, not the mover's); what is measured is the data movement: wall time,
@@ -80,7 +82,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument(
-        "--targets", nargs="+", choices=["lancedb", "pgvector"], default=["lancedb", "pgvector"]
+        "--targets",
+        nargs="+",
+        choices=["lancedb", "pgvector", "milvus_lite"],
+        default=["lancedb", "pgvector"],
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = ap.parse_args()
@@ -109,6 +114,10 @@ def main() -> None:
                     tag = f"{target}-{rows}-{side}"
                     if target == "lancedb":
                         raw_t, vm_t = str(work / tag), f"lancedb://{work / tag}"
+                    elif target == "milvus_lite":
+                        (work / tag).mkdir()
+                        raw_t = str(work / tag / "milvus.db")
+                        vm_t = f"milvus-lite://{raw_t}"
                     else:  # both sides drop and recreate table "docs"
                         raw_t, vm_t = _dsn(pg, "target"), _uri(pg, "target")
                     if side == "raw":
