@@ -101,3 +101,31 @@ def _has_equal(keys: np.ndarray) -> bool:
     """Whether two of ``keys`` are equal (sorted in place)."""
     keys.sort()
     return bool((keys[1:] == keys[:-1]).any())
+
+
+class SeenKeys:
+    """Which keys were seen before, for telling an id's first copy from a repeat in a
+    load: sorted runs of keys, merged as a binary counter (10M keys: 80 MB, each batch
+    checked in O(log^2 n)). Two ids sharing a key make the second look seen: callers
+    must treat "seen" as "maybe seen" (an upsert where an insert would do)."""
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []  # sorted, unique, sizes decreasing
+
+    def first_seen(self, keys: np.ndarray) -> np.ndarray:
+        """Mask of ``keys`` not seen before (nor earlier in ``keys``); all become seen."""
+        keys = np.asarray(keys, np.uint64)
+        unique, first = np.unique(keys, return_index=True)
+        new = np.zeros(len(keys), bool)
+        new[first] = True
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, keys), len(run) - 1)
+            new &= run[at] != keys
+        self._add(unique)
+        return new
+
+    def _add(self, run: np.ndarray) -> None:
+        while self._runs and len(self._runs[-1]) <= len(run):
+            run = np.union1d(self._runs.pop(), run)
+        if len(run):
+            self._runs.append(run)

@@ -46,6 +46,49 @@ class TestMilvusLiteStringIds(ConnectorConformance):
         assert len(seen) == ROWS
         assert sorted(map(str, seen)) == sorted(map(str, sample_ids(self.id_type)))
 
+    def test_a_load_from_empty_inserts_first_copies_and_upserts_repeats(
+        self, connector: Connector, name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Into an empty collection a copy inserts (Milvus Lite's upsert slows as the
+        collection grows); a re-sent batch and an id repeated in a later batch are upserted:
+        one row per id, the last copy, exactly as with upserts alone."""
+        schema = sample_schema(name, id_type=self.id_type)
+        connector.create(schema)
+        connector.begin_bulk_load(name)
+        client: Any = connector.client  # type: ignore[attr-defined]
+        calls: list[tuple[str, int]] = []
+        for verb in ("insert", "upsert"):
+            real = getattr(client, verb)
+            monkeypatch.setattr(
+                client,
+                verb,
+                lambda n, rows, *a, _v=verb, _real=real, **k: (
+                    calls.append((_v, len(rows))) or _real(n, rows, *a, **k)
+                ),
+            )
+        batch = sample_batch(schema)
+        connector.upsert(name, batch.slice(0, 100))
+        connector.upsert(name, batch.slice(0, 100))  # re-sent after a timeout
+        later = batch.slice(100)
+        docs = later.column("document").to_pylist()
+        docs[0] = "a later copy of an id sent already"
+        repeat = pa.RecordBatch.from_arrays(
+            [batch.column(i).slice(0, 1) for i in range(batch.num_columns)],
+            schema=batch.schema,
+        )
+        repeat = repeat.set_column(
+            repeat.schema.get_field_index("document"), "document", pa.array([docs[0]])
+        )
+        connector.upsert(
+            name, pa.Table.from_batches([later, repeat]).combine_chunks().to_batches()[0]
+        )
+        connector.finalize(name)
+        assert calls == [("insert", 100), ("upsert", 100), ("insert", ROWS - 100), ("upsert", 1)]
+        assert connector.count(name) == ROWS
+        first = batch.column("id")[0].as_py()
+        got = connector.fetch(name, [first], schema=schema)
+        assert got.column("document").to_pylist() == [docs[0]]
+
     def test_reopened_store_is_loaded_and_described(self, tmp_path: Path, name: str) -> None:
         path = tmp_path / "reopen.db"
         schema = sample_schema(name, id_type=self.id_type)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 import vecmigrate.idkeys as idkeys
-from vecmigrate.idkeys import IdKeys
+from vecmigrate.idkeys import IdKeys, SeenKeys
 
 
 @pytest.mark.parametrize("text", [False, True])
@@ -36,3 +37,17 @@ def test_a_repeat_is_found_whether_keys_are_held_or_spilled(
     assert repeat.repeated() is True
     if spill is not None:
         assert not Path(spill.name).exists()  # the shard files are removed
+
+
+def test_seen_keys_tells_first_copies_from_repeats_across_many_batches() -> None:
+    """Against a Python set, over batches that repeat keys within and across batches."""
+    rng = np.random.default_rng(3)
+    seen, reference = SeenKeys(), set()
+    for _ in range(300):
+        keys = rng.integers(0, 20_000, size=int(rng.integers(0, 200))).astype(np.uint64)
+        got = seen.first_seen(keys)
+        want = []
+        for k in keys.tolist():
+            want.append(k not in reference)
+            reference.add(k)
+        assert got.tolist() == want

@@ -214,9 +214,9 @@ class BulkWriter:
     (``bulk_write_rows`` / ``bulk_write_bytes``: LanceDB fragments). ``flush`` validates,
     maps and conforms each batch held and upserts them as one piece: a table of chunks,
     never concatenated (a copy of every byte: 0.8 s of thread CPU in a 1M x 384-d copy,
-    most of it faulting in fresh pages). Nothing is acknowledged before that write, so the caller checkpoints
-    after ``flush`` only; refused records are dead-lettered once the piece is written, so a
-    killed run that re-sends the piece dead-letters them once."""
+    most of it faulting in fresh pages). Nothing is acknowledged before that write, so the
+    caller checkpoints after ``flush`` only; refused records are dead-lettered once the
+    piece is written, so a killed run that re-sends the piece dead-letters them once."""
 
     def __init__(self, writer: RecordWriter, rows: int, nbytes: int) -> None:
         self.writer, self.rows, self.nbytes = writer, rows, nbytes
