@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Collection
 from pathlib import Path
 
@@ -22,17 +23,34 @@ from vecmigrate.verify.gates import VerifyConfig
 from vecmigrate.verify.run import verify_migration
 
 
+def _files_hash(root: Path) -> str:
+    """sha256 of the names and bytes of every file under ``root`` (or of ``root``)."""
+    h = hashlib.sha256()
+    for p in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:  # renamed or removed since the walk listed it
+            continue
+        h.update(str(p.relative_to(root.parent)).encode() + b"\0" + data)
+    return h.hexdigest()
+
+
 def storage_fingerprint(conn: Connector, contents_of: Collection[str] | None = None) -> str:
     """Bytes of every file of a local store; for a server, what a client can see of it
     (collections, schemas, counts, and the content digests of ``contents_of``: all
     collections when None; a server shared by many tests holds many)."""
     h = hashlib.sha256()
     if scheme_info(conn.uri.scheme).storage == "path":
-        root = conn.uri.local_path
-        files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file())
-        for p in files:
-            h.update(str(p.relative_to(root.parent)).encode() + b"\0" + p.read_bytes())
-        return h.hexdigest()
+        # An engine's own housekeeping may be under way (Qdrant Edge writes its next WAL
+        # segment as tmp-open-N, then renames it): the files once two walks agree.
+        root, last = conn.uri.local_path, ""
+        for _ in range(20):
+            now = _files_hash(root)
+            if now == last:
+                break
+            last = now
+            time.sleep(0.05)
+        return last
     for name in sorted(conn.list_collections()):
         try:
             schema = conn.describe(name)
