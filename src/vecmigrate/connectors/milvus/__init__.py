@@ -440,9 +440,9 @@ class MilvusConnector(Connector):
         insert stays at 12 s), so a copy from empty was quadratic. One write at a time:
         a repeat's upsert must not land before its first copy's insert (two copies)."""
         with self._insert_lock:
-            fresh = seen.first_seen(keys)  # a key shared by two ids: an upsert, still exact
-            new = [r for r, f in zip(rows, fresh.tolist(), strict=True) if f]
-            again = [r for r, f in zip(rows, fresh.tolist(), strict=True) if not f]
+            fresh = seen.first_seen(keys).tolist()  # two ids, one key: an upsert, still exact
+            new = [r for r, f in zip(rows, fresh, strict=True) if f]
+            again = [r for r, f in zip(rows, fresh, strict=True) if not f]
             if new:
                 self._call(f"{self.uri}: insert into {name!r}", self.client.insert, name, new)
             if again:
