@@ -231,6 +231,7 @@ def main() -> None:
     ap.add_argument("-c", "--collection", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--state-ttl", type=float, default=0.5)
+    ap.add_argument("--replay-interval", type=float, default=0.1)
     ap.add_argument(
         "--no-router",
         action="store_true",
@@ -254,6 +255,7 @@ def main() -> None:
         open_state(args.state),
         state_ttl=args.state_ttl,
         stats_interval=0.5,
+        replay_interval=args.replay_interval,
     )
     try:
         uvicorn.run(
