@@ -4,12 +4,17 @@ idempotent upserts would: a batch sent twice leaves one row per id after finaliz
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+import vecmigrate
 from tests.conftest import require_module
 from vecmigrate.connectors import connect
+from vecmigrate.errors import DataError
+from vecmigrate.pipeline import CopyOptions
+from vecmigrate.pipeline.writer import RecordWriter
 from vecmigrate.testing.data import ROWS, sample_batch, sample_schema
 from vecmigrate.verify.digest import collection_digest
 
@@ -57,3 +62,74 @@ def test_ids_sharing_a_key_are_checked_on_the_table_not_dropped(
     conn.upsert("docs", sample_batch(schema))
     conn.finalize("docs")
     assert conn.count("docs") == ROWS
+
+
+def _dump_of(path: Path, batch: Any, pieces: int) -> str:
+    schema = sample_schema("docs")
+    dump = connect(f"dump://{path}")
+    dump.create(schema)
+    step = batch.num_rows // pieces
+    for start in range(0, batch.num_rows, step):
+        dump.upsert("docs", batch.slice(start, step))
+    dump.finalize("docs")
+    return f"dump://{path}"
+
+
+def test_a_streamed_write_that_fails_is_read_again_and_written_in_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy streams into LanceDB (``upsert_stream``), one append per
+    ``bulk_stream_bytes``; when an append fails after taking some batches (its commit
+    never happened, or did), the partition goes on from the last acknowledged token by
+    bounded pieces: every record once, the copy verified."""
+    require_module("lancedb")
+    from vecmigrate.connectors.lancedb import LanceDBConnector, _BulkLoad
+
+    batch = sample_batch(sample_schema("docs"))
+    source = _dump_of(tmp_path / "src", batch, pieces=4)
+    monkeypatch.setattr(LanceDBConnector, "bulk_stream_bytes", batch.nbytes // 3)
+    appended = _BulkLoad.append_stream
+    calls: list[int] = []
+
+    def second_fails(self: Any, reader: Any, keys: Any) -> None:
+        calls.append(len(calls))
+        if len(calls) == 2:  # after the first piece was acknowledged
+            appended(self, reader, keys)  # committed, and yet reported as failed
+            raise OSError("injected: connection reset while committing")
+        appended(self, reader, keys)
+
+    monkeypatch.setattr(_BulkLoad, "append_stream", second_fails)
+    options = CopyOptions(batch_rows=50, workers=1, partitions=1)
+    result = vecmigrate.copy(source, f"lancedb://{tmp_path / 'lance'}", "docs", options=options)
+    assert len(calls) == 2  # then the rest went in bounded pieces
+    assert result.verified and result.result.rows_written >= ROWS
+    with connect(f"lancedb://{tmp_path / 'lance'}") as target, connect(source) as src:
+        assert target.count("docs") == ROWS
+        assert collection_digest(src, "docs").compare(collection_digest(target, "docs")).equal
+
+
+def test_an_error_preparing_a_streamed_batch_fails_the_copy_with_that_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error raised while a batch is prepared (a refusal under ``on_invalid: fail``)
+    happens inside the engine's read of the stream: the copy fails with that error, the
+    stream is not retried in pieces, and the piece is not acknowledged."""
+    require_module("lancedb")
+    batch = sample_batch(sample_schema("docs"))
+    source = _dump_of(tmp_path / "src", batch, pieces=2)
+    prepare = RecordWriter.prepare
+    seen: list[int] = []
+
+    def third_refused(self: RecordWriter, b: Any, done: Any, dead: Any) -> Any:
+        seen.append(b.num_rows)
+        if len(seen) == 3:
+            raise DataError("refused by the mapping", collection="docs", record_id="x")
+        return prepare(self, b, done, dead)
+
+    monkeypatch.setattr(RecordWriter, "prepare", third_refused)
+    options = CopyOptions(batch_rows=50, workers=1, partitions=1)
+    with pytest.raises(DataError, match="refused by the mapping"):
+        vecmigrate.copy(source, f"lancedb://{tmp_path / 'lance'}", "docs", options=options)
+    assert len(seen) == 3
+    with connect(f"lancedb://{tmp_path / 'lance'}") as target:
+        assert "docs" not in target.list_collections() or target.count("docs") == 0

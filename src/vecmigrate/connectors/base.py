@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -35,6 +35,7 @@ _CALLS = (
     "create",
     "upsert",
     "upsert_table",
+    "upsert_stream",
     "delete",
     "drop",
     "search",
@@ -109,6 +110,23 @@ def _conforming_table(upsert_table: Callable[..., None]) -> Callable[..., None]:
     return conformed
 
 
+def _conforming_stream(upsert_stream: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(upsert_stream)
+    def conformed(
+        self: Connector, name: str, batches: Iterable[pa.RecordBatch], *a: Any, **kw: Any
+    ) -> None:
+        schema = self._schema(name)
+        layout = schema.arrow_schema()
+        conformed_batches = (
+            b if b.schema.equals(layout) else conform(b, schema, strict=self.strict_layout)
+            for b in batches
+        )
+        upsert_stream(self, name, conformed_batches, *a, **kw)
+
+    conformed._conforms = True  # type: ignore[attr-defined]
+    return conformed
+
+
 class Connector(ABC):
     """One engine, over its official client. Capabilities say what it cannot do."""
 
@@ -138,6 +156,9 @@ class Connector(ABC):
         upsert_table = cls.__dict__.get("upsert_table")
         if upsert_table is not None and not getattr(upsert_table, "_conforms", False):
             cls.upsert_table = _conforming_table(upsert_table)  # type: ignore[method-assign]
+        upsert_stream = cls.__dict__.get("upsert_stream")
+        if upsert_stream is not None and not getattr(upsert_stream, "_conforms", False):
+            cls.upsert_stream = _conforming_stream(upsert_stream)  # type: ignore[method-assign]
         # Every engine's ``create`` checks the schema first, so ``if_exists="replace"``
         # with a schema this engine cannot store never drops the collection it replaces.
         create = cls.__dict__.get("create")
@@ -265,6 +286,15 @@ class Connector(ABC):
         ``bulk_write_rows``); an engine that writes a table of chunks as it is overrides
         this, which spares concatenating them (a copy of every byte the piece holds)."""
         self.upsert(name, table_to_batch(table))
+
+    def upsert_stream(self, name: str, batches: Iterable[pa.RecordBatch]) -> None:
+        """``upsert`` of every batch ``batches`` yields, consumed as the engine writes (a
+        bulk load's streamed piece, see ``bulk_stream_bytes``: an engine that appends a
+        stream in one write overrides this, and then holds no piece in memory); returns
+        once all are written. After a failure some may be written: upserting them again
+        is safe. The default upserts each batch."""
+        for batch in batches:
+            self.upsert(name, batch)
 
     @abstractmethod
     def delete(self, name: str, ids: Sequence[Any]) -> None:

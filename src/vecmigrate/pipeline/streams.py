@@ -10,11 +10,11 @@ import logging
 import queue
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
-
-import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import TransientError
@@ -25,7 +25,7 @@ from vecmigrate.pipeline.fanout import NamespaceRouter
 from vecmigrate.pipeline.jobstate import JobState, PartitionState
 from vecmigrate.pipeline.options import BatchOutcome, CopyOptions, CopyResult, PartitionTask
 from vecmigrate.pipeline.selection import select
-from vecmigrate.pipeline.writer import BulkWriter, RecordWriter
+from vecmigrate.pipeline.writer import BulkWriter, RecordWriter, StreamedPiece
 
 log = logging.getLogger("vecmigrate.copy")
 ProgressCallback = Callable[[int], None]
@@ -62,7 +62,13 @@ class Copier:
             options.batch_rows,
         )
 
-    def _read(self, state: PartitionState, out: queue.Queue[Any], stop: threading.Event) -> None:
+    def _read(
+        self,
+        partition: Any,
+        token: ResumeToken | None,
+        out: queue.Queue[Any],
+        stop: threading.Event,
+    ) -> None:
         def offer(item: Any) -> bool:
             # Never block for good: the writer may have stopped consuming after a failure.
             while not stop.is_set():
@@ -76,12 +82,12 @@ class Copier:
         # A transient source failure (a dropped connection, a 503) restarts the scan
         # after the last batch handed over, with back-off: the same contract as --resume,
         # so nothing is read twice or skipped.
-        token, failures, rng = state.token, 0, random.Random()
+        failures, rng = 0, random.Random()
         while True:
             try:
                 scan = self.source.scan(
                     self.collection,
-                    state.partition,
+                    partition,
                     token,
                     schema=self.source_schema,
                     batch_rows=self.options.batch_rows,
@@ -111,23 +117,75 @@ class Copier:
                 offer(exc)
                 return
 
+    @contextmanager
+    def _scanning(self, partition: Any, token: ResumeToken | None) -> Iterator[Iterator[Any]]:
+        """The partition's batches after ``token``, read ahead by a thread of their own
+        into a bounded queue: (batch, token) items, then None, or the source's exception."""
+        q: queue.Queue[Any] = queue.Queue(self.options.queue_depth)
+        stop = threading.Event()
+        reader = threading.Thread(target=self._read, args=(partition, token, q, stop), daemon=True)
+        reader.start()
+        try:
+            yield iter(q.get, object())  # a sentinel never queued: get until the caller stops
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+
     def outcomes(self, state: PartitionState) -> Iterator[BatchOutcome]:
         """Copy one partition, yielding each batch's outcome once the target acknowledged
         it. The caller checkpoints; this runs wherever the executor runs it. A target that
         prefers large writes gets consecutive batches as one piece (``BulkWriter``): one
-        outcome, resuming after the last of them, once the piece is acknowledged."""
-        q: queue.Queue[tuple[pa.RecordBatch, ResumeToken] | BaseException | None] = queue.Queue(
-            self.options.queue_depth
-        )
-        stop = threading.Event()
-        reader = threading.Thread(target=self._read, args=(state, q, stop), daemon=True)
-        reader.start()
+        outcome, resuming after the last of them, once the piece is acknowledged; one that
+        appends a stream (``stream_bytes``) gets them as they are read (``_streamed``)."""
+        token = state.token
+        if isinstance(self.writer, RecordWriter) and self.writer.stream_bytes:
+            resume = yield from self._streamed(state.partition, token, self.writer)
+            if resume is None:
+                return
+            token = resume.token
+        yield from self._pieces(state.partition, token)
+
+    def _streamed(
+        self, partition: Any, token: ResumeToken | None, writer: RecordWriter
+    ) -> Generator[BatchOutcome, None, _Resume | None]:
+        """Stream the partition into the target, one ``upsert_stream`` per
+        ``stream_bytes`` read. A write that fails (for any reason but the data's or the
+        source's own) is not retried as a stream, whose batches are gone: the partition
+        goes on from the last acknowledged token by bounded pieces (``_pieces``: retries,
+        bisection to the refused records), which this returns; None when it is done."""
+        with self._scanning(partition, token) as items:
+            while True:
+                piece = StreamedPiece(writer, writer.stream_bytes)
+                try:
+                    self.target.upsert_stream(self.target_collection, piece.batches(items))
+                except BaseException as exc:
+                    if piece.failure is not None:
+                        raise piece.failure from None
+                    if not isinstance(exc, Exception):
+                        raise
+                    log.warning(
+                        "streamed write into %r failed (%s); re-reading its batches to write "
+                        "them in pieces",
+                        self.target_collection,
+                        exc,
+                    )
+                    return _Resume(token)
+                if piece.last is not None:  # some batches were read
+                    w = piece.acknowledged()
+                    token = piece.last
+                    yield BatchOutcome(token, piece.rows_read, w.written, w.refused, w.retries)
+                if piece.source_failure is not None:
+                    raise piece.source_failure
+                if piece.ended:
+                    return None
+
+    def _pieces(self, partition: Any, token: ResumeToken | None) -> Iterator[BatchOutcome]:
+        """Copy the partition after ``token`` batch by batch, or by ``BulkWriter`` pieces."""
         bulk = self.writer.bulk() if isinstance(self.writer, RecordWriter) else None
         held: tuple[ResumeToken, int] | None = None  # (last token, rows read) not yet written
         failure: BaseException | None = None
-        try:
-            while True:
-                item = q.get()
+        with self._scanning(partition, token) as items:
+            for item in items:
                 if item is None or isinstance(item, BaseException):
                     failure = item
                     break
@@ -147,9 +205,13 @@ class Copier:
                 yield _flushed(bulk, held)
             if failure is not None:
                 raise failure
-        finally:
-            stop.set()
-            reader.join(timeout=5)
+
+
+@dataclass
+class _Resume:
+    """Where a partition whose streamed write failed goes on from (None: its start)."""
+
+    token: ResumeToken | None
 
 
 def _flushed(bulk: BulkWriter, held: tuple[ResumeToken, int]) -> BatchOutcome:

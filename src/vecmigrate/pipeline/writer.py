@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +15,7 @@ import pyarrow as pa
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import DataError, TerminalError
 from vecmigrate.mapping import Mapping
-from vecmigrate.model import CollectionSchema
+from vecmigrate.model import CollectionSchema, ResumeToken
 from vecmigrate.pipeline.deadletter import DeadLetterBuffer, DeadLetterSink
 from vecmigrate.pipeline.validate import invalid_vector_rows, oversized_metadata
 from vecmigrate.records import conform, table_to_batch
@@ -77,6 +78,9 @@ class RecordWriter:
             caps.max_batch_bytes, int(getattr(kind, "bulk_write_bytes", 0)) or caps.max_batch_bytes
         )
         self.bulk_size = (bulk_rows, bulk_bytes) if bulk_rows > self.max_rows else None
+        # A target that appends a stream in one write (``upsert_stream``) is handed its
+        # batches as they are read, this many source bytes per write (``StreamedPiece``).
+        self.stream_bytes = int(getattr(kind, "bulk_stream_bytes", 0))
 
     def bulk(self) -> BulkWriter | None:
         """A coalescing writer when the target prefers pieces larger than a source batch."""
@@ -94,8 +98,7 @@ class RecordWriter:
         self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink
     ) -> pa.RecordBatch | None:
         """One source batch validated, mapped and conformed to the target's layout;
-        refused rows go to ``dead`` and are counted in ``done``. None when the batch could
-        not be converted as a whole and was written row by row instead (``_isolate``)."""
+        refused rows go to ``dead`` and are counted in ``done`` (None: no row is left)."""
         bad = {
             row: (reason, fld)
             for row, fld, reason in reversed(invalid_vector_rows(batch, self.source_schema))
@@ -117,8 +120,10 @@ class RecordWriter:
         try:
             converted = conform(mapped, self.target_schema)
         except TerminalError:
-            self._isolate(batch, done, dead)
-            return None
+            isolated = self._isolate(batch, done, dead)
+            if isolated is None:
+                return None
+            batch, converted = isolated
         limit = self.target.capabilities.max_metadata_bytes
         oversized = oversized_metadata(converted, self.target_schema, limit)
         if oversized:
@@ -156,17 +161,25 @@ class RecordWriter:
         keep[list(reasons)] = False
         return batch.filter(pa.array(keep))
 
-    def _isolate(self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink) -> None:
-        # A batch that cannot be converted as a whole: convert row by row to name the culprits.
+    def _isolate(
+        self, batch: pa.RecordBatch, done: Written, dead: DeadLetterSink
+    ) -> tuple[pa.RecordBatch, pa.RecordBatch] | None:
+        """A batch that cannot be converted as a whole, converted row by row to name the
+        culprits: (the source rows that convert, their conversions), None if none do."""
+        kept, rows = [], []
         for i in range(batch.num_rows):
             row = batch.slice(i, 1)
             try:
-                converted = conform(self.mapping.apply(row)[0], self.target_schema)
+                rows.append(conform(self.mapping.apply(row)[0], self.target_schema))
             except TerminalError as exc:
                 dead.write(row, exc.message, getattr(exc, "field", None))
                 done.refused += 1
                 continue
-            self._upsert_isolating(converted, done, dead)
+            kept.append(i)
+        if not rows:
+            return None
+        converted = pa.Table.from_batches(rows, self.target_schema.arrow_schema())
+        return batch.take(pa.array(kept, pa.int64())), table_to_batch(converted)
 
     def _split(
         self, batch: pa.RecordBatch | pa.Table, max_rows: int
@@ -258,3 +271,51 @@ class BulkWriter:
         if not converted:
             return None
         return pa.Table.from_batches(converted, self.writer.target_schema.arrow_schema())
+
+
+class StreamedPiece:
+    """One streamed write (``upsert_stream``): source batches taken from ``items`` while
+    the target consumes them, each validated, mapped and conformed on the way, until
+    ``nbytes`` source bytes were read, the source ended (None) or failed (an exception,
+    kept in ``source_failure`` for after the write). Nothing is held: the caller
+    checkpoints ``last`` once the write returned, and on a failed write re-reads from the
+    previous checkpoint. Refused records wait in ``dead`` until then."""
+
+    def __init__(self, writer: RecordWriter, nbytes: int) -> None:
+        self.writer, self.nbytes = writer, nbytes
+        self.done, self.dead = Written(), DeadLetterBuffer()
+        self.last: ResumeToken | None = None
+        self.rows_read = self.rows_sent = 0
+        self.ended = False  # the source has no more batches (or failed)
+        self.source_failure: BaseException | None = None
+        self.failure: BaseException | None = None  # raised while preparing a batch
+
+    def batches(self, items: Iterator[Any]) -> Iterator[pa.RecordBatch]:
+        """The prepared batches of this piece, pulled from ``items`` on demand."""
+        size = 0
+        try:
+            while size < self.nbytes:
+                item = next(items)
+                if item is None or isinstance(item, BaseException):
+                    self.ended, self.source_failure = True, item
+                    return
+                batch, token = item
+                out = self.writer.prepare(batch, self.done, self.dead)
+                self.last, self.rows_read = token, self.rows_read + batch.num_rows
+                size += batch.nbytes
+                if out is not None and out.num_rows:
+                    self.rows_sent += out.num_rows
+                    yield out
+        except GeneratorExit:  # the target stopped consuming: its call says why
+            raise
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    def acknowledged(self) -> Written:
+        """After the write returned: what became of the piece's rows; its refused records
+        are written to the job's dead letters now."""
+        self.done.written += self.rows_sent
+        for item in self.dead.drain():
+            self.writer.dead.write(item.batch, item.reason, item.field)
+        return self.done

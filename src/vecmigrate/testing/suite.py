@@ -237,6 +237,31 @@ class ConnectorConformance(SafetyConformance):
         want = {r["id"]: r["document"] for r in batch.select(["id", "document"]).to_pylist()}
         assert docs == want
 
+    def test_a_stream_of_batches_is_written_whole_in_a_bulk_load(
+        self, connector: Connector, schema: CollectionSchema
+    ) -> None:
+        """What a copy streams into a target (``upsert_stream``: batches consumed as the
+        engine writes, one of them re-sent as after a failed write) lands as exactly those
+        records."""
+        connector.create(schema)
+        connector.begin_bulk_load(schema.name)
+        batch = sample_batch(schema)
+        consumed: list[int] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for start, stop in ((0, 7), (7, 157), (7, 157), (157, ROWS)):
+                consumed.append(start)
+                yield batch.slice(start, stop - start)
+
+        connector.upsert_stream(schema.name, batches())
+        assert consumed == [0, 7, 7, 157]  # every batch taken before it returned
+        connector.finalize(schema.name)
+        assert connector.count(schema.name) == ROWS
+        table = _scan_all(connector, schema.name)
+        docs = {r["id"]: r["document"] for r in table.select(["id", "document"]).to_pylist()}
+        want = {r["id"]: r["document"] for r in batch.select(["id", "document"]).to_pylist()}
+        assert docs == want
+
     def test_an_id_repeated_in_one_batch_is_stored_once_as_its_last_copy(
         self, connector: Connector, loaded: CollectionSchema
     ) -> None:

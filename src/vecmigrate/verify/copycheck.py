@@ -18,7 +18,7 @@ Two ways to prove the content, both after the row count:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -129,6 +129,35 @@ class Acknowledged:
             if got.kept >= 2 * self.sample_size:
                 self._shrink(got)
 
+    def piece(self, name: str) -> Acknowledged:
+        """A collector of one streamed write into ``name``, with this one's salt and
+        threshold: what it records counts once ``absorb``ed, after the write returned."""
+        mine = self._for(name)
+        child = Acknowledged(
+            self.target, tolerance=self.tolerance, sample=self.sample_size, fresh=self.fresh
+        )
+        child._salt = self._salt
+        builder = DigestBuilder(mine.schema, tolerance=self.tolerance)
+        child._collected[name] = _Collected(builder, mine.schema, threshold=mine.threshold)
+        return child
+
+    def absorb(self, child: Acknowledged) -> None:
+        """Add what ``child`` (a ``piece``) recorded: its write was acknowledged."""
+        for name, got in child._collected.items():
+            mine = self._for(name)
+            with self._lock:
+                mine.builder.digest.merge(got.builder.digest)
+                if mine.broken or not got.rows:
+                    continue
+                if got.broken or (mine.rows and not got.rows[0].schema.equals(mine.rows[0].schema)):
+                    mine.broken, mine.rows, mine.priorities = True, [], []
+                    continue
+                mine.rows.extend(got.rows)
+                mine.priorities.extend(got.priorities)
+                mine.kept += got.kept
+                if mine.kept >= 2 * self.sample_size:
+                    self._shrink(mine)
+
     def _shrink(self, got: _Collected) -> None:
         """Keep the ``sample_size`` rows of lowest priority (under the lock)."""
         priorities = np.concatenate(got.priorities)
@@ -175,7 +204,7 @@ def acknowledging(
     """
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
     ack = Acknowledged(target, tolerance=tol, sample=sample, fresh=fresh)
-    upsert, upsert_table = target.upsert, target.upsert_table
+    upsert, upsert_table, upsert_stream = target.upsert, target.upsert_table, target.upsert_stream
 
     def recording(name: str, batch: pa.RecordBatch, *args: Any, **kwargs: Any) -> None:
         upsert(name, batch, *args, **kwargs)
@@ -186,8 +215,25 @@ def acknowledging(
         for batch in table.to_batches():  # its chunks: one source batch each, not copied
             ack.record(name, batch)
 
+    def recording_stream(
+        name: str, batches: Iterable[pa.RecordBatch], *args: Any, **kwargs: Any
+    ) -> None:
+        piece = ack.piece(name)
+
+        def recorded() -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                piece.record(name, batch)
+                yield batch
+
+        upsert_stream(name, recorded(), *args, **kwargs)
+        ack.absorb(piece)
+
     # Shadows the methods on this instance only.
-    shadows = {"upsert": recording, "upsert_table": recording_table}
+    shadows = {
+        "upsert": recording,
+        "upsert_table": recording_table,
+        "upsert_stream": recording_stream,
+    }
     for verb, method in shadows.items():
         setattr(target, verb, method)
     try:
