@@ -372,6 +372,12 @@ class Connector(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri})"
 
+    def write_schema(self, name: str) -> CollectionSchema:
+        """The schema writes into ``name`` are conformed to: the one ``create`` made or
+        reused, else described. Unlike ``describe`` it does not read the collection again:
+        a table another tool made, still empty, may not show what the copy told it."""
+        return self._schema(name)
+
     # -- helpers for subclasses ----------------------------------------------------------
     def _schema(self, name: str) -> CollectionSchema:
         """The cached schema of ``name``, described on first use."""

@@ -99,7 +99,9 @@ class Acknowledged:
         with self._lock:
             got = self._collected.get(name)
             if got is None:
-                schema = self.target.describe(name)
+                # as the writes are conformed: ``describe`` would read an empty foreign
+                # table again and replace what its create or reuse established
+                schema = self.target.write_schema(name)
                 got = _Collected(DigestBuilder(schema, tolerance=self.tolerance), schema)
                 self._collected[name] = got
             return got
