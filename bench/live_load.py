@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -269,8 +271,39 @@ def ledger_check(conn: Connector, load: Load) -> dict[str, Any]:
 
 
 # -- the run -------------------------------------------------------------------------------
+CpuGroups = Callable[[], dict[str, list[int]]]
+
+
+def cpu_seconds(groups: CpuGroups) -> dict[str, dict[int, float]]:
+    """CPU seconds (user + system) so far of each process, by group."""
+    out: dict[str, dict[int, float]] = {}
+    for group, pids in groups().items():
+        seen = out.setdefault(group, {})
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:  # gone since it was listed
+                continue
+            seen[pid] = t.user + t.system
+    return out
+
+
+def cpu_cores(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], seconds: float
+) -> dict[str, float]:
+    """Cores each group kept busy between two ``cpu_seconds`` (a process that ended in
+    between is missing its share: fault windows undercount)."""
+    return {
+        group: round(
+            sum(t - before.get(group, {}).get(pid, 0.0) for pid, t in pids.items()) / seconds, 2
+        )
+        for group, pids in after.items()
+    }
+
+
 class Run:
-    """The operator's side: windows, CLI commands, faults; everything recorded."""
+    """The operator's side: windows, CLI commands, faults; everything recorded, with the
+    CPU each group of processes (``cpu_groups``: source, target, apps, load) used."""
 
     def __init__(self, tmp: Path, src_uri: str, tgt_uri: str, state_uri: str) -> None:
         self.tmp = tmp
@@ -280,19 +313,24 @@ class Run:
         self.refusals: list[dict[str, Any]] = []
         self.phase = "source-only"
         self.max_recall_drop = 0.02
+        self.cpu_groups: CpuGroups = dict
+        self._cpu: dict[str, dict[int, float]] = {}
 
     def window(self, name: str, kind: str) -> None:
         """Close the current window and open ``name`` (steady | fault | operator)."""
+        self.close()
         now = time.monotonic()
-        if self.windows and "end" not in self.windows[-1]:
-            self.windows[-1]["end"] = now
         self.windows.append({"name": name, "kind": kind, "phase": self.phase, "start": now})
         print(f"[{time.strftime('%H:%M:%S')}] {kind:<8} {name}", flush=True)
 
     def close(self) -> None:
         """Close the last window."""
+        cpu = cpu_seconds(self.cpu_groups)
         if self.windows and "end" not in self.windows[-1]:
-            self.windows[-1]["end"] = time.monotonic()
+            last = self.windows[-1]
+            last["end"] = time.monotonic()
+            last["cpu_cores"] = cpu_cores(self._cpu, cpu, last["end"] - last["start"])
+        self._cpu = cpu
 
     def cli(self, *args: str, ok: bool = True) -> tuple[int, dict[str, Any]]:
         """Run ``vecmigrate ARGS --json``; recorded with its duration."""
@@ -390,6 +428,11 @@ def latency_rounds(windows: list[dict[str, Any]], samples: list[TimedSample]) ->
                 out.append([s.seconds * 1000 for s in inside if s.ok and s.kind in READS])
         return out
 
+    def cores(prefix: str) -> dict[str, float]:
+        rounds = [w["cpu_cores"] for w in windows if w["name"].startswith(prefix + " #")]
+        groups = {g for r in rounds for g in r}
+        return {g: round(sum(r.get(g, 0.0) for r in rounds) / len(rounds), 2) for g in groups}
+
     base, dual = reads(BASELINE), reads(DUAL_WRITE)
     pooled_base = pct([x for r in base for x in r])
     pooled_dual = pct([x for r in dual for x in r])
@@ -410,6 +453,8 @@ def latency_rounds(windows: list[dict[str, Any]], samples: list[TimedSample]) ->
             pooled_dual["p50_ms"] / pooled_base["p50_ms"], 2
         ),
         "read_p99_ratio_per_round": per_round,
+        "cpu_cores_no_router_rounds": cores(BASELINE),
+        "cpu_cores_dual_write_rounds": cores(DUAL_WRITE),
     }
 
 
@@ -439,6 +484,7 @@ def summarise(windows: list[dict[str, Any]], samples: list[TimedSample]) -> list
                 "reads_served_by": sides,
                 "read": pct(read),
                 "write": pct(write),
+                "cpu_cores": w.get("cpu_cores", {}),
             }
         )
     return out
@@ -505,6 +551,25 @@ def main() -> None:
             print(f"seeded {opts.rows} x {DIM}-d in {time.monotonic() - seeded:.1f}s", flush=True)
         run = Run(tmp, src_uri, tgt_uri, state_uri)
         run.max_recall_drop = opts.max_recall_drop
+
+        def cpu_groups() -> dict[str, list[int]]:
+            def tree(pid: int) -> list[int]:
+                try:
+                    return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+                except psutil.Error:
+                    return []
+
+            postgres = [p.pid for p in psutil.process_iter(["username"])
+                        if p.info["username"] == "postgres"]  # fmt: skip
+            assert chroma is not None
+            return {
+                "source (postgres)": postgres,
+                "target (chroma)": tree(chroma.process.pid),
+                "apps": [pid for _, proc in apps for pid in tree(proc.pid)],
+                "load generator": [os.getpid()],
+            }
+
+        run.cpu_groups = cpu_groups
 
         # 1. baseline: the same app and load, no router. The two plain instances stay up
         # (idle) for the dual-write rounds below, which alternate the load between them and
