@@ -116,11 +116,7 @@ def _conforming_stream(upsert_stream: Callable[..., None]) -> Callable[..., None
         self: Connector, name: str, batches: Iterable[pa.RecordBatch], *a: Any, **kw: Any
     ) -> None:
         schema = self._schema(name)
-        layout = schema.arrow_schema()
-        conformed_batches = (
-            b if b.schema.equals(layout) else conform(b, schema, strict=self.strict_layout)
-            for b in batches
-        )
+        conformed_batches = (conform(b, schema, strict=self.strict_layout) for b in batches)
         upsert_stream(self, name, conformed_batches, *a, **kw)
 
     conformed._conforms = True  # type: ignore[attr-defined]

@@ -120,16 +120,24 @@ class Acknowledged:
         priority ^= priority >> np.uint64(32)
         with self._lock:
             keep = np.flatnonzero(priority < got.threshold)
-            if not len(keep) or got.broken:
-                return
-            if got.rows and not batch.schema.equals(got.rows[0].schema):
-                got.broken, got.rows, got.priorities = True, [], []
-                return
-            got.rows.append(batch.take(pa.array(keep, pa.int64())))
-            got.priorities.append(priority[keep])
-            got.kept += len(keep)
-            if got.kept >= 2 * self.sample_size:
-                self._shrink(got)
+            if len(keep):
+                self._add_sample(got, [batch.take(pa.array(keep, pa.int64()))], [priority[keep]])
+
+    def _add_sample(
+        self, got: _Collected, rows: list[pa.RecordBatch], priorities: list[np.ndarray]
+    ) -> None:
+        """Add sampled rows and their priorities (under the lock); rows of another layout
+        than those kept so far leave no sample (the sampled check then does not run)."""
+        if got.broken or not rows:
+            return
+        if got.rows and not rows[0].schema.equals(got.rows[0].schema):
+            got.broken, got.rows, got.priorities = True, [], []
+            return
+        got.rows.extend(rows)
+        got.priorities.extend(priorities)
+        got.kept += sum(len(p) for p in priorities)
+        if got.kept >= 2 * self.sample_size:
+            self._shrink(got)
 
     def piece(self, name: str) -> Acknowledged:
         """A collector of one streamed write into ``name``, with this one's salt and
@@ -149,16 +157,9 @@ class Acknowledged:
             mine = self._for(name)
             with self._lock:
                 mine.builder.digest.merge(got.builder.digest)
-                if mine.broken or not got.rows:
-                    continue
-                if got.broken or (mine.rows and not got.rows[0].schema.equals(mine.rows[0].schema)):
+                if got.broken:  # the piece's rows came in two layouts: no sample
                     mine.broken, mine.rows, mine.priorities = True, [], []
-                    continue
-                mine.rows.extend(got.rows)
-                mine.priorities.extend(got.priorities)
-                mine.kept += got.kept
-                if mine.kept >= 2 * self.sample_size:
-                    self._shrink(mine)
+                self._add_sample(mine, got.rows, got.priorities)
 
     def _shrink(self, got: _Collected) -> None:
         """Keep the ``sample_size`` rows of lowest priority (under the lock)."""
