@@ -30,7 +30,9 @@ def test_batches_re_sent_during_a_bulk_load_leave_one_row_per_id(tmp_path: Path)
 
     conn = connect(f"lancedb://{tmp_path / 'lance'}")
     conn.create(schema)
+    assert not conn.streams_into("docs")
     conn.begin_bulk_load("docs")
+    assert conn.streams_into("docs")
     conn.upsert("docs", batch.slice(0, 100))
     conn.upsert("docs", batch.slice(50, 50))  # rows 50-99 sent twice, as after a timeout
     conn.upsert("docs", batch.slice(100))
@@ -39,10 +41,13 @@ def test_batches_re_sent_during_a_bulk_load_leave_one_row_per_id(tmp_path: Path)
     assert conn.count("docs") == ROWS
     assert collection_digest(ref, "docs").compare(collection_digest(conn, "docs")).equal
 
-    # Once finalized, or on a table that holds rows, writes are upserts again.
+    # Once finalized, or on a table that holds rows, writes are upserts again, and a
+    # stream is not one append (a copy writes bounded pieces instead).
     conn.upsert("docs", batch.slice(0, 10))
     conn.begin_bulk_load("docs")
+    assert not conn.streams_into("docs")
     conn.upsert("docs", batch.slice(0, 10))
+    conn.upsert_stream("docs", iter([batch.slice(0, 10), batch.slice(0, 10)]))
     assert conn.count("docs") == ROWS
 
 

@@ -292,6 +292,12 @@ class Connector(ABC):
         for batch in batches:
             self.upsert(name, batch)
 
+    def streams_into(self, name: str) -> bool:
+        """Whether ``upsert_stream`` writes collection ``name`` as one write now (an engine
+        bulk-loading it by appends): a copy then hands it ``bulk_stream_bytes`` of batches
+        per call as they are read; otherwise it writes bounded pieces."""
+        return False
+
     @abstractmethod
     def delete(self, name: str, ids: Sequence[Any]) -> None:
         """Delete by id; missing ids are a no-op."""

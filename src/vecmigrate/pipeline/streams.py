@@ -136,10 +136,16 @@ class Copier:
         it. The caller checkpoints; this runs wherever the executor runs it. A target that
         prefers large writes gets consecutive batches as one piece (``BulkWriter``): one
         outcome, resuming after the last of them, once the piece is acknowledged; one that
-        appends a stream (``stream_bytes``) gets them as they are read (``_streamed``)."""
+        appends a stream (``stream_bytes``, ``streams_into``) gets them as they are read
+        (``_streamed``)."""
         token = state.token
-        if isinstance(self.writer, RecordWriter) and self.writer.stream_bytes:
-            resume = yield from self._streamed(state.partition, token, self.writer)
+        writer = self.writer
+        if (
+            isinstance(writer, RecordWriter)
+            and writer.stream_bytes
+            and self.target.streams_into(self.target_collection)
+        ):
+            resume = yield from self._streamed(state.partition, token, writer)
             if resume is None:
                 return
             token = resume.token

@@ -311,23 +311,17 @@ class LanceDBConnector(Connector):
     def upsert_table(self, name: str, table: pa.Table) -> None:
         self._write(name, table.to_batches())
 
+    def streams_into(self, name: str) -> bool:
+        """While bulk-loading a table of vecmigrate's layout (appends of whole streams)."""
+        return name in self._bulk and self._layout(name) is None
+
     def upsert_stream(self, name: str, batches: Iterable[pa.RecordBatch]) -> None:
-        """While bulk-loading a table of vecmigrate's layout, one append of the whole
-        stream (Lance commits it at the end: all or nothing); otherwise merged in pieces
-        of ``bulk_write_bytes``."""
-        bulk = self._bulk.get(name)
-        if bulk is None or self._layout(name) is not None:
-            piece: list[pa.RecordBatch] = []
-            size = 0
-            for batch in batches:
-                piece.append(batch)
-                size += batch.nbytes
-                if size >= self.bulk_write_bytes:
-                    self._write(name, piece)
-                    piece, size = [], 0
-            if piece:
-                self._write(name, piece)
+        """While ``streams_into``, one append of the whole stream (Lance commits it at the
+        end: all or nothing); otherwise each batch is written as it comes."""
+        if not self.streams_into(name):
+            super().upsert_stream(name, batches)
             return
+        bulk = self._bulk[name]
         keys: list[np.ndarray] = []
 
         def keyed() -> Iterator[pa.RecordBatch]:
