@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +37,12 @@ from vecmigrate.pipeline.options import CopyResult
 from vecmigrate.pipeline.selection import Selection, select
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.diff import diff_collections, vectors_differ
-from vecmigrate.verify.digest import CollectionDigest, DigestBuilder, collection_digest
+from vecmigrate.verify.digest import (
+    CollectionDigest,
+    DigestBuilder,
+    collection_digest,
+    scan_rows,
+)
 from vecmigrate.verify.split import verify_split
 
 VerifyMode = Literal["sampled", "full", "live"]
@@ -151,6 +156,10 @@ class Acknowledged:
         child._collected[name] = _Collected(builder, mine.schema, threshold=mine.threshold)
         return child
 
+    def schema_of(self, name: str) -> CollectionSchema:
+        """The layout batches written into ``name`` are digested in."""
+        return self._for(name).schema
+
     def absorb(self, child: Acknowledged) -> None:
         """Add what ``child`` (a ``piece``) recorded: its write was acknowledged."""
         for name, got in child._collected.items():
@@ -222,13 +231,35 @@ def acknowledging(
         name: str, batches: Iterable[pa.RecordBatch], *args: Any, **kwargs: Any
     ) -> None:
         piece = ack.piece(name)
+        # Digested on a thread of its own while the engine encodes (a digest taken between
+        # two pulls of the stream would stall the engine), in runs of ~8 MiB of vectors
+        # (numpy's per-call cost dominates on small batches), one run ahead at most.
+        rows = scan_rows(piece.schema_of(name))
+        with ThreadPoolExecutor(1, thread_name_prefix="vecmigrate-ack") as digesting:
+            ahead: Future[None] | None = None
+            run: list[pa.RecordBatch] = []
 
-        def recorded() -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                piece.record(name, batch)
-                yield batch
+            def digest_run() -> None:
+                nonlocal ahead, run
+                if ahead is not None:
+                    ahead.result()
+                ahead = digesting.submit(piece.record, name, pa.concat_batches(run))
+                run = []
 
-        upsert_stream(name, recorded(), *args, **kwargs)
+            def recorded() -> Iterator[pa.RecordBatch]:
+                for batch in batches:
+                    if run and not batch.schema.equals(run[0].schema):
+                        digest_run()  # a run is one layout (a second one breaks the sample)
+                    run.append(batch)
+                    if sum(b.num_rows for b in run) >= rows:
+                        digest_run()
+                    yield batch
+
+            upsert_stream(name, recorded(), *args, **kwargs)
+            if run:
+                digest_run()
+            if ahead is not None:
+                ahead.result()
         ack.absorb(piece)
 
     # Shadows the methods on this instance only.
