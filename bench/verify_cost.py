@@ -80,7 +80,7 @@ opts = CopyOptions(
 with api.opened(src, read_only=True) as s, api.opened(dst, read_only=False) as d:
     t0 = time.perf_counter()
     if mode == "sampled":
-        from vecmigrate.verify.copycheck import acknowledging
+        from vecmigrate.verify.acknowledged import acknowledging
         with acknowledging(s, d, fresh=True) as ack:
             result = copy_collection(s, d, "docs", options=opts)
     else:
@@ -223,7 +223,8 @@ def profile_verification(src: str, dst: str, what: str, job: Path) -> str:
     from vecmigrate.pipeline import CopyOptions
     from vecmigrate.pipeline.copy import copy_collection
     from vecmigrate.pipeline.options import CopyResult
-    from vecmigrate.verify.copycheck import acknowledging, check_copy
+    from vecmigrate.verify.acknowledged import acknowledging
+    from vecmigrate.verify.copycheck import check_copy
     from vecmigrate.verify.run import verify_migration
 
     if what == "copy+sampled":

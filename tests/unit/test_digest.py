@@ -29,7 +29,8 @@ from vecmigrate.testing.data import (
     sample_schema,
 )
 from vecmigrate.verify import digest as D
-from vecmigrate.verify.copycheck import acknowledging, check_copy
+from vecmigrate.verify.acknowledged import acknowledging
+from vecmigrate.verify.copycheck import check_copy
 from vecmigrate.verify.digest import (
     DIGEST_VERSION,
     CollectionDigest,

@@ -31,8 +31,9 @@ from vecmigrate.pipeline.options import CopyOptions, CopyResult
 from vecmigrate.pipeline.selection import Selection, choose_collections, read_ids_file
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import redact
+from vecmigrate.verify.acknowledged import acknowledging
 from vecmigrate.verify.check import CheckReport, check_collection
-from vecmigrate.verify.copycheck import Check, VerifyMode, acknowledging, check_copy
+from vecmigrate.verify.copycheck import Check, VerifyMode, check_copy
 from vecmigrate.verify.diff import DiffResult, diff_collections
 from vecmigrate.verify.gates import VerifyConfig
 from vecmigrate.verify.run import verify_migration
