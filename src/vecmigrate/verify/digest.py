@@ -600,17 +600,20 @@ def exact_hashes(vectors: np.ndarray, keys: np.ndarray, *, finite: bool = False)
 
 
 def _prepared(vectors: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
-    """float64 copy (unit length for cosine) and the mask of rows holding NaN or Inf:
-    those whose sum of squares is not finite (in float64 no float32 square overflows)."""
+    """The vectors to project and the mask of rows holding NaN or Inf. For cosine a float64
+    unit-length copy (rows whose float64 sum of squares is not finite are the bad ones: no
+    float32 square overflows it); otherwise the vectors as given (``_project`` widens each
+    block to float64: the same products, without a float64 copy of the batch)."""
+    if metric is not Metric.COSINE:
+        return vectors, ~np.isfinite(vectors).all(axis=1)
     m = vectors.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         squares = np.einsum("ij,ij->i", m, m)
     bad = ~np.isfinite(squares)
-    if metric is Metric.COSINE:
-        norms = np.sqrt(squares)[:, None]
-        with np.errstate(invalid="ignore"):
-            ok = (norms > 0) & np.isfinite(norms)
-        np.divide(m, norms, out=m, where=ok)  # zero and non-finite rows stay as they are
+    norms = np.sqrt(squares)[:, None]
+    with np.errstate(invalid="ignore"):
+        ok = (norms > 0) & np.isfinite(norms)
+    np.divide(m, norms, out=m, where=ok)  # zero and non-finite rows stay as they are
     return m, bad
 
 
@@ -868,9 +871,10 @@ class DigestBuilder:
                 grid[v.name] = (
                     exact_hashes(raw, field_keys, finite=not bad.any())
                     if exact
-                    else grid_hashes(m, field_keys, self.step)
+                    else grid_hashes(np.asarray(m, np.float64), field_keys, self.step)
                 )
             if bad.any():
+                m = np.array(m, np.float64)  # writable, and cells are taken in float64
                 # NaN/Inf would poison the projection sums: such vectors are told apart by
                 # their exact bits, in the exact part of the digest, and project to zero.
                 if self.version >= 2:
