@@ -304,6 +304,22 @@ def test_shadow_pool_drops_and_counts_instead_of_blocking() -> None:
     assert "vecmigrate_live_shadow_total" in metrics.exposition().decode()
 
 
+def test_a_shadow_fraction_shadows_that_share_of_reads_at_random() -> None:
+    require_module("prometheus_client")
+    from vecmigrate.live.metrics import RouterMetrics
+    from vecmigrate.live.shadow import ShadowReader
+
+    metrics = RouterMetrics("docs")
+    assert all(ShadowReader(metrics, "docs").wanted() for _ in range(100))
+    reader = ShadowReader(metrics, "docs", fraction=0.25, seed=3)
+    picks = [reader.wanted() for _ in range(4000)]
+    assert 900 < sum(picks) < 1100  # binomial(4000, 0.25): mean 1000, sd 27
+    assert 60 < sum(picks[:2000:4]) < 190  # not every fourth read, as a counter would pick
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="shadow fraction"):
+            ShadowReader(metrics, "docs", fraction=bad)
+
+
 def test_a_shadow_read_raced_once_is_asked_again_not_counted_as_an_error() -> None:
     require_module("prometheus_client")
     from vecmigrate.live.metrics import RouterMetrics

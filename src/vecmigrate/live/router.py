@@ -68,6 +68,7 @@ class MigrationRouter(Replication):
         state_ttl: float = 1.0,
         shadow_workers: int = 2,
         shadow_queue: int = 32,
+        shadow_fraction: float = 1.0,
         replay_interval: float = 0.1,
         stats_interval: float = 1.0,
         lease_ttl: float = 10.0,
@@ -101,7 +102,12 @@ class MigrationRouter(Replication):
         self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vm-read")
         self.metrics = metrics or RouterMetrics(collection)
         self.shadow = ShadowReader(
-            self.metrics, collection, workers=shadow_workers, queue=shadow_queue, retry=READ_RETRY
+            self.metrics,
+            collection,
+            workers=shadow_workers,
+            queue=shadow_queue,
+            retry=READ_RETRY,
+            fraction=shadow_fraction,
         )
         self.schema = source.describe(collection)  # the canonical layout of payloads
         self._init_replication()
@@ -423,7 +429,7 @@ class MigrationRouter(Replication):
 
         side, (ids, scores, batch) = self._read(state, state.read_side(key), "search", call)
         other = state.shadow_side(side)
-        if other is not None:
+        if other is not None and self.shadow.wanted():
             conn, name, schema = self.conns[other], self.names[other], self.schema_of(other)
             self.shadow.submit(
                 state.version,
@@ -453,7 +459,7 @@ class MigrationRouter(Replication):
             lambda s: self.conns[s].fetch(self.names[s], ids, schema=self.schema_of(s)),
         )
         other = state.shadow_side(side)
-        if other is not None:
+        if other is not None and self.shadow.wanted():
             served = batch.column("id").to_pylist()
             oc, on, osch = self.conns[other], self.names[other], self.schema_of(other)
             self.shadow.submit(

@@ -1,9 +1,11 @@
 """Shadow reads: the other system answers the same query off the request path.
 
 A bounded worker pool runs the comparisons; when it is full the work is dropped and
-counted, so shadowing never adds latency to the caller. Each comparison records overlap@k
-with the served result, the ids the shadow missed, and shadow results that fail the
-request's filter (judged exactly with ``filters.evaluate`` on the records fetched back).
+counted, so shadowing never adds latency to the caller. ``fraction`` shadows a random
+share of reads only, bounding the load shadowing adds to the other system. Each
+comparison records overlap@k with the served result, the ids the shadow missed, and shadow
+results that fail the request's filter (judged exactly with ``filters.evaluate`` on the
+records fetched back).
 Every ``sample_every``-th search is kept with both answers (``take_samples``), so the
 shadow gate can judge each side's recall against exact ground truth (``shadow_recall.py``).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.base import Connector, Filter
+from vecmigrate.errors import ConfigError
 from vecmigrate.filters import evaluate, parse
 from vecmigrate.live.metrics import RouterMetrics
 from vecmigrate.live.state import ShadowTotals
@@ -61,7 +65,16 @@ class ShadowReader:
         queue: int = 32,
         sample_every: int = 5,
         retry: RetryPolicy | None = None,
+        fraction: float = 1.0,
+        seed: int | None = None,
     ) -> None:
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigError(
+                f"shadow fraction {fraction!r} is not in (0, 1]",
+                hint="1.0 shadows every read; 0.1 one read in ten (drawn at random)",
+            )
+        self.fraction = fraction
+        self._draw = random.Random(seed)
         self.sample_every = sample_every
         # A comparison failing transiently (a read raced by a write) is asked again, as the
         # request path would ask its side again: only what stays failing is an error.
@@ -77,6 +90,11 @@ class ShadowReader:
 
     def _totals(self, version: int) -> ShadowTotals:
         return self.totals.setdefault(version, ShadowTotals())
+
+    def wanted(self) -> bool:
+        """Whether to shadow this read: each with probability ``fraction``, drawn at random
+        so that periodic traffic cannot line up with the choice."""
+        return self.fraction >= 1.0 or self._draw.random() < self.fraction
 
     def submit(self, version: int, task: Callable[[], ShadowTotals]) -> bool:
         """Queue one comparison without blocking; False (and counted) when the pool is full."""
