@@ -90,6 +90,12 @@ def proxy(
     drain_timeout: Annotated[
         float, typer.Option(min=0.0, help="Seconds to finish writes and the outbox on stop.")
     ] = 30.0,
+    shadow_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.001, max=1.0, help="Share of reads shadowed on the other system (at random)."
+        ),
+    ] = 1.0,
     state_ttl: Annotated[
         float, typer.Option(min=0.0, help="Seconds the phase is cached between reads.")
     ] = 1.0,
@@ -133,6 +139,7 @@ def proxy(
                 max_connections=max_connections,
                 request_timeout=request_timeout,
                 read_timeout=read_timeout,
+                shadow_fraction=shadow_fraction,
                 drain_timeout=drain_timeout,
                 state_ttl=state_ttl,
                 tls_cert=tls_cert,

@@ -51,6 +51,7 @@ class ProxyConfig:
     max_connections: int = 1024
     request_timeout: float = 30.0
     read_timeout: float = 5.0
+    shadow_fraction: float = 1.0
     drain_timeout: float = 30.0
     state_ttl: float = 1.0
     tls_cert: Path | None = None
@@ -107,6 +108,7 @@ def build(cfg: ProxyConfig) -> tuple[Proxy, Dialect]:
                 instance=cfg.instance,
                 state_ttl=cfg.state_ttl,
                 read_timeout=cfg.read_timeout,
+                shadow_fraction=cfg.shadow_fraction,
             )
             collections[name] = ProxyCollection(router)
     except BaseException:
