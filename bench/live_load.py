@@ -534,6 +534,12 @@ def main() -> None:
         "side leaves (a model of a target on hosts of its own; the router's own cost is "
         "then what the ratio shows); shared: every process at the same priority",
     )
+    ap.add_argument(
+        "--shadow-fraction",
+        type=float,
+        default=1.0,
+        help="share of reads the routers shadow (MigrationRouter shadow_fraction)",
+    )
     ap.add_argument("--outage", type=float, default=4.0, help="seconds the target stays killed")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "live_load.json")
     opts = ap.parse_args()
@@ -609,7 +615,7 @@ def main() -> None:
 
         # 2. the cutover: two router instances, same load, ledger carried over
         routed = ["--source", src_uri, "--target", tgt_uri, "--state", state_uri, "-c", NAME,
-                  "--state-ttl", "0.5"]  # fmt: skip
+                  "--state-ttl", "0.5", "--shadow-fraction", str(opts.shadow_fraction)]  # fmt: skip
         routed_apps = [start_app(routed, tmp / f"app{i}.log") for i in range(2)]
         apps = plain + routed_apps
         bases = [b for b, _ in routed_apps]
@@ -770,6 +776,7 @@ def main() -> None:
             "dim": DIM,
             "seconds_per_phase": secs,
             "gates": f"defaults, except --max-recall-drop {opts.max_recall_drop}",
+            "shadow_fraction": opts.shadow_fraction,
             "load": "2 app instances (uvicorn, 8 worker threads each), requests sent to a "
             "random live one; 2 writers (1-3 upserts or 1-2 deletes per request, 30 ms "
             "think) on ids they own; 2 readers (70% filtered top-10 search, 30% fetch of 5 "

@@ -232,6 +232,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--state-ttl", type=float, default=0.5)
     ap.add_argument("--replay-interval", type=float, default=0.1)
+    ap.add_argument("--shadow-fraction", type=float, default=1.0)
     ap.add_argument(
         "--no-router",
         action="store_true",
@@ -256,6 +257,7 @@ def main() -> None:
         state_ttl=args.state_ttl,
         stats_interval=0.5,
         replay_interval=args.replay_interval,
+        shadow_fraction=args.shadow_fraction,
     )
     try:
         uvicorn.run(
