@@ -156,6 +156,51 @@ class Acknowledged:
         return table, got.schema
 
 
+class _DigestRuns:
+    """Digests a streamed write's batches into ``piece`` on a thread of its own while the
+    engine encodes them (a digest taken between two pulls of the stream would stall the
+    engine), in runs of ~8 MiB of vectors (numpy's per-call cost dominates on small
+    batches), one run ahead at most."""
+
+    def __init__(self, piece: Acknowledged, name: str) -> None:
+        self.piece, self.name = piece, name
+        self.rows = scan_rows(piece.schema_of(name))
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vecmigrate-ack")
+        self._ahead: Future[None] | None = None
+        self._run: list[pa.RecordBatch] = []
+        self._run_rows = 0
+
+    def __enter__(self) -> _DigestRuns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def passing(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches``, each handed on at once and queued for its digest."""
+        for batch in batches:
+            if self._run and not batch.schema.equals(self._run[0].schema):
+                self._digest_run()  # a run is one layout (a second one breaks the sample)
+            self._run.append(batch)
+            self._run_rows += batch.num_rows
+            if self._run_rows >= self.rows:
+                self._digest_run()
+            yield batch
+
+    def finish(self) -> None:
+        """Digest what is left, once the write returned; raises what a digest raised."""
+        if self._run:
+            self._digest_run()
+        if self._ahead is not None:
+            self._ahead.result()
+
+    def _digest_run(self) -> None:
+        if self._ahead is not None:
+            self._ahead.result()
+        run, self._run, self._run_rows = self._run, [], 0
+        self._ahead = self._pool.submit(self.piece.record, self.name, pa.concat_batches(run))
+
+
 @contextmanager
 def acknowledging(
     source: Connector,
@@ -164,9 +209,9 @@ def acknowledging(
     fresh: bool = True,
     sample: int = SAMPLE_RECORDS,
 ) -> Iterator[Acknowledged]:
-    """While the block runs, record every batch ``target`` acknowledges (an ``upsert`` or
-    ``upsert_table`` that returned) into an ``Acknowledged``, for ``check_copy`` to prove
-    the copy without reading the whole target back::
+    """While the block runs, record every batch ``target`` acknowledges (an ``upsert``,
+    ``upsert_table`` or ``upsert_stream`` that returned) into an ``Acknowledged``, for
+    ``check_copy`` to prove the copy without reading the whole target back::
 
         with acknowledging(src, dst, fresh=...) as ack:
             result = copy_collection(src, dst, ...)
@@ -189,35 +234,9 @@ def acknowledging(
         name: str, batches: Iterable[pa.RecordBatch], *args: Any, **kwargs: Any
     ) -> None:
         piece = ack.piece(name)
-        # Digested on a thread of its own while the engine encodes (a digest taken between
-        # two pulls of the stream would stall the engine), in runs of ~8 MiB of vectors
-        # (numpy's per-call cost dominates on small batches), one run ahead at most.
-        rows = scan_rows(piece.schema_of(name))
-        with ThreadPoolExecutor(1, thread_name_prefix="vecmigrate-ack") as digesting:
-            ahead: Future[None] | None = None
-            run: list[pa.RecordBatch] = []
-
-            def digest_run() -> None:
-                nonlocal ahead, run
-                if ahead is not None:
-                    ahead.result()
-                ahead = digesting.submit(piece.record, name, pa.concat_batches(run))
-                run = []
-
-            def recorded() -> Iterator[pa.RecordBatch]:
-                for batch in batches:
-                    if run and not batch.schema.equals(run[0].schema):
-                        digest_run()  # a run is one layout (a second one breaks the sample)
-                    run.append(batch)
-                    if sum(b.num_rows for b in run) >= rows:
-                        digest_run()
-                    yield batch
-
-            upsert_stream(name, recorded(), *args, **kwargs)
-            if run:
-                digest_run()
-            if ahead is not None:
-                ahead.result()
+        with _DigestRuns(piece, name) as runs:
+            upsert_stream(name, runs.passing(batches), *args, **kwargs)
+            runs.finish()
         ack.absorb(piece)
 
     # Shadows the methods on this instance only.
