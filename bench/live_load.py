@@ -499,13 +499,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (empty once it is gone)."""
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return []
+
+
 def idle_priority(pid: int) -> None:
     """SCHED_IDLE for every thread of a process tree (threads it starts later inherit it)."""
-    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    for proc in procs:
-        for thread in proc.threads():
-            with contextlib.suppress(ProcessLookupError):
-                os.sched_setscheduler(thread.id, os.SCHED_IDLE, os.sched_param(0))
+    for proc_pid in process_tree(pid):
+        with contextlib.suppress(psutil.Error):
+            for thread in psutil.Process(proc_pid).threads():
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setscheduler(thread.id, os.SCHED_IDLE, os.sched_param(0))
 
 
 def main() -> None:
@@ -578,19 +586,13 @@ def main() -> None:
         run.max_recall_drop = opts.max_recall_drop
 
         def cpu_groups() -> dict[str, list[int]]:
-            def tree(pid: int) -> list[int]:
-                try:
-                    return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
-                except psutil.Error:
-                    return []
-
             postgres = [p.pid for p in psutil.process_iter(["username"])
                         if p.info["username"] == "postgres"]  # fmt: skip
             assert chroma is not None
             return {
                 "source (postgres)": postgres,
-                "target (chroma)": tree(chroma.process.pid),
-                "apps": [pid for _, proc in apps for pid in tree(proc.pid)],
+                "target (chroma)": process_tree(chroma.process.pid),
+                "apps": [pid for _, proc in apps for pid in process_tree(proc.pid)],
                 "load generator": [os.getpid()],
             }
 

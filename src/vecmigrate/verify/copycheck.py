@@ -34,11 +34,7 @@ from vecmigrate.pipeline.selection import Selection, select
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.acknowledged import Acknowledged
 from vecmigrate.verify.diff import diff_collections, vectors_differ
-from vecmigrate.verify.digest import (
-    CollectionDigest,
-    DigestBuilder,
-    collection_digest,
-)
+from vecmigrate.verify.digest import CollectionDigest, DigestBuilder, collection_digest
 from vecmigrate.verify.split import verify_split
 
 VerifyMode = Literal["sampled", "full", "live"]
