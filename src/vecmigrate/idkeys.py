@@ -13,9 +13,11 @@ import pyarrow as pa
 
 from vecmigrate.verify.digest import id_text, string_hashes
 
-_HELD = 1 << 18  # keys held in memory before they are spilled (2 MiB)
+_HELD = 1 << 20  # keys held in memory before they are spilled (8 MiB)
 _SHARD_BITS = 6  # 64 shards: 10M ids spill 1.2 MiB per shard
-_SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads sequential integer keys over the shards
+# Spilled keys are multiplied by this odd constant (a bijection of uint64: equal keys stay
+# equal, different ones different), which spreads sequential integer ids over the shards.
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)
 
 
 def id_keys(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -78,13 +80,12 @@ class IdKeys:
         """Append the keys held in memory to their shards' files."""
         if not self._held:
             return
-        keys = np.concatenate(self._held)
+        keys = np.concatenate(self._held) * _SPREAD
         self._held, self._held_count = [], 0
         if self._spill is None:
             self._spill = tempfile.TemporaryDirectory(prefix="vecmigrate-idkeys-")
-        shard = (keys * _SPREAD) >> np.uint64(64 - _SHARD_BITS)
-        order = np.argsort(shard, kind="stable")
-        keys, shard = keys[order], shard[order]
+        keys.sort()  # by shard (the top bits): one sort in place, no argsort and gather
+        shard = keys >> np.uint64(64 - _SHARD_BITS)
         bounds = np.searchsorted(shard, np.arange((1 << _SHARD_BITS) + 1, dtype=np.uint64))
         for i, path in enumerate(self._shard_files()):
             if bounds[i + 1] > bounds[i]:
