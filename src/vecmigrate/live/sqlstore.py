@@ -89,8 +89,9 @@ class _SqlStore(StateStore, Outbox):
     def _connect(self) -> Any: ...
 
     @abstractmethod
-    def _begin(self, conn: Any) -> Any:
-        """A context manager around one transaction; yields a cursor."""
+    def _begin(self, conn: Any, *, write: bool = True) -> Any:
+        """A context manager around one transaction (``write``: one that may write);
+        yields a cursor."""
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -102,15 +103,16 @@ class _SqlStore(StateStore, Outbox):
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._begin(self._conn()) as cur:
+    def _tx(self, *, write: bool = True) -> Iterator[Any]:
+        with self._begin(self._conn(), write=write) as cur:
             yield cur
 
     def _q(self, statement: str) -> str:
         return statement.replace("?", self.ph)
 
     def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._tx() as cur:
+        """The rows of one SELECT (a read transaction: it takes no write lock)."""
+        with self._tx(write=False) as cur:
             cur.execute(self._q(statement), tuple(params))
             return list(cur.fetchall())
 
@@ -449,9 +451,13 @@ class SqliteStateStore(_SqlStore):
         return conn
 
     @contextmanager
-    def _begin(self, conn: Any) -> Iterator[Any]:
+    def _begin(self, conn: Any, *, write: bool = True) -> Iterator[Any]:
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        # A write takes the file's write lock at once (no deadlock on a later upgrade);
+        # a read takes none: under WAL it reads a snapshot, never waiting for a writer
+        # (the replayer's polls and each phase re-read used to queue behind every write
+        # of every instance, and SQLite's busy wait sleeps in steps of up to 100 ms).
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
         try:
             yield cur
         except BaseException:
@@ -498,6 +504,6 @@ class PostgresStateStore(_SqlStore):
         return self._psycopg.connect(**self._conninfo, autocommit=True)
 
     @contextmanager
-    def _begin(self, conn: Any) -> Iterator[Any]:
+    def _begin(self, conn: Any, *, write: bool = True) -> Iterator[Any]:
         with conn.transaction(), conn.cursor() as cur:
             yield cur
