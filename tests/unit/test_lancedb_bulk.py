@@ -138,3 +138,38 @@ def test_an_error_preparing_a_streamed_batch_fails_the_copy_with_that_error(
     assert len(seen) == 2
     with connect(f"lancedb://{tmp_path / 'lance'}") as target:
         assert "docs" not in target.list_collections() or target.count("docs") == 0
+
+
+@pytest.mark.parametrize("document_bytes", [0, 200_000])
+def test_a_streamed_copy_reads_source_batches_of_about_4_mib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, document_bytes: int
+) -> None:
+    """Batches into a streamed write are sized by bytes (~4 MiB at the size of the first
+    rows read), not ``batch_rows``: small rows come many to a batch, and rows of 200 kB
+    documents stay at ``batch_rows`` (never fewer) instead of 4 MiB estimated from the
+    vectors alone."""
+    require_module("lancedb")
+    import pyarrow as pa
+
+    batch = sample_batch(sample_schema("docs"))
+    if document_bytes:
+        docs = pa.array(
+            ["d" * document_bytes] * batch.num_rows, batch.schema.field("document").type
+        )
+        batch = batch.set_column(batch.schema.get_field_index("document"), "document", docs)
+    source = _dump_of(tmp_path / "src", batch, pieces=1)
+    prepare = RecordWriter.prepare
+    seen: list[int] = []
+
+    def recorded(self: RecordWriter, b: Any, done: Any, dead: Any) -> Any:
+        seen.append(b.num_rows)
+        return prepare(self, b, done, dead)
+
+    monkeypatch.setattr(RecordWriter, "prepare", recorded)
+    options = CopyOptions(batch_rows=10, workers=1, partitions=1)
+    result = vecmigrate.copy(source, f"lancedb://{tmp_path / 'lance'}", "docs", options=options)
+    assert result.verified and result.result.rows_written == ROWS
+    if document_bytes:  # 4 MiB / ~200 kB: 20 rows a batch, at least the options' 10
+        assert max(seen) <= 4 * 1024 * 1024 // document_bytes and min(seen[:-1]) >= 10
+    else:
+        assert seen == [ROWS]  # all 240 small rows in one batch
