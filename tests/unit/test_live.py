@@ -195,6 +195,27 @@ def test_state_store_cas_events_and_shadow_totals(store: StateStore) -> None:
     assert t.min_overlap == 0.5
 
 
+def test_sqlite_state_reads_do_not_wait_for_another_instances_write(tmp_path: Path) -> None:
+    """Under WAL a read takes no lock: an instance re-reads the phase while another one
+    holds the file's write lock, instead of queueing behind it (up to its 30 s timeout)."""
+    import sqlite3
+
+    store = open_state(f"sqlite:///{tmp_path}/state.db")
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    got: list[PhaseState] = []
+    reader = threading.Thread(target=lambda: got.append(store.get("docs")), daemon=True)
+    try:
+        reader.start()
+        reader.join(timeout=10)
+        assert got == [PhaseState()], "the read waited for the other instance's write lock"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        reader.join(timeout=60)  # a read still in SQLite must end before its store closes
+        store.close()
+
+
 def test_outbox_order_leases_and_depth(store: StateStore) -> None:
     name = f"c{uuid.uuid4().hex[:8]}"
     ob = store.outbox
