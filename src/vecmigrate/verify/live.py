@@ -4,9 +4,11 @@ A verify under live writes reads the records it judges with at other moments tha
 engines answered: a record rewritten in between fails a filter it passed when it was
 returned, or is not found by the vector it had when it was sampled. Those are the
 writes', not the engines', so here a violation counts only when the query, asked again
-and judged on records fetched after, still violates; and a sampled record missed by its
-own vector counts only when the source still holds that vector. Data parity settles the
-same way (``verify.diff.settle_in_flight``).
+and judged on records fetched after, still returns the same record failing its filter
+(a target that replays the source's writes a moment late returns a record's previous
+value meanwhile: judged on the source's newer one, it fails once, not every round); and
+a sampled record missed by its own vector counts only when the source still holds that
+vector. Data parity settles the same way (``verify.diff.settle_in_flight``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from vecmigrate.model import CollectionSchema
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.recall import QuerySet, ReturnedFacts, SystemRun, returned_facts, run_queries
 
-ROUNDS = 2  # how many times a violating query is asked again
-PAUSE = 0.5  # seconds before each round: writes in flight land meanwhile
+PAUSES = (0.5, 1.0, 2.0)  # seconds before each round of asking again: writes land meanwhile
 
 
 def _violating(runs: dict[str, SystemRun], facts: ReturnedFacts) -> list[int]:
@@ -42,17 +43,18 @@ def rejudge_violations(
     facts: ReturnedFacts,
     k: int,
 ) -> int:
-    """Ask the violating queries again (both sides, up to ``ROUNDS`` times) and judge
-    their new answers on records fetched after them; ``runs`` and ``facts`` are updated
-    in place for those queries. Returns how many queries were asked again."""
+    """Ask the violating queries again (both sides, once per ``PAUSES``) and judge their
+    new answers on records fetched after them; a returned record counts as failing only
+    if it failed in every round so far. ``runs`` and ``facts`` are updated in place for
+    those queries. Returns how many queries were asked again."""
     source, name = sides["source"]
     asked: set[int] = set()
-    for _ in range(ROUNDS):
+    for pause in PAUSES:
         bad = _violating(runs, facts)
         if not bad:
             break
         asked.update(bad)
-        time.sleep(PAUSE)
+        time.sleep(pause)
         subset = QuerySet(
             queries.vectors[bad],
             [queries.groups[i] for i in bad],
@@ -63,7 +65,8 @@ def rejudge_violations(
         for j, qi in enumerate(bad):
             for side, run in again.items():
                 runs[side].ids[qi] = run.ids[j]
-            facts.scores[qi], facts.failing[qi] = judged.scores[j], judged.failing[j]
+            facts.scores[qi] = judged.scores[j]
+            facts.failing[qi] = facts.failing[qi] & judged.failing[j]
     return len(asked)
 
 
