@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from vecmigrate.verify.digest import id_text, string_hashes
 
-_HELD = 1 << 20  # keys held in memory before they are spilled (8 MiB)
+_HELD = 1 << 18  # keys held in memory before they are spilled (2 MiB)
 _SHARD_BITS = 6  # 64 shards: 10M ids spill 1.2 MiB per shard
 # Spilled keys are multiplied by this odd constant (a bijection of uint64: equal keys stay
 # equal, different ones different), which spreads sequential integer ids over the shards.

@@ -14,6 +14,7 @@ from tests.conftest import require_module
 from vecmigrate.connectors import connect
 from vecmigrate.errors import DataError
 from vecmigrate.pipeline import CopyOptions
+from vecmigrate.pipeline.streams import STREAM_BATCH_BYTES
 from vecmigrate.pipeline.writer import RecordWriter
 from vecmigrate.testing.data import ROWS, sample_batch, sample_schema
 from vecmigrate.verify.digest import collection_digest
@@ -140,14 +141,14 @@ def test_an_error_preparing_a_streamed_batch_fails_the_copy_with_that_error(
         assert "docs" not in target.list_collections() or target.count("docs") == 0
 
 
-@pytest.mark.parametrize("document_bytes", [0, 200_000])
-def test_a_streamed_copy_reads_source_batches_of_about_4_mib(
+@pytest.mark.parametrize("document_bytes", [0, 100_000])
+def test_a_streamed_copy_reads_source_batches_sized_by_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, document_bytes: int
 ) -> None:
-    """Batches into a streamed write are sized by bytes (~4 MiB at the size of the first
-    rows read), not ``batch_rows``: small rows come many to a batch, and rows of 200 kB
-    documents stay at ``batch_rows`` (never fewer) instead of 4 MiB estimated from the
-    vectors alone."""
+    """Batches into a streamed write are sized by bytes (``STREAM_BATCH_BYTES`` at the
+    size of the first rows read), not ``batch_rows``: small rows come many to a batch, and
+    rows of 100 kB documents stay at ``batch_rows`` (never fewer) instead of a batch
+    estimated from the vectors alone."""
     require_module("lancedb")
     import pyarrow as pa
 
@@ -169,7 +170,7 @@ def test_a_streamed_copy_reads_source_batches_of_about_4_mib(
     options = CopyOptions(batch_rows=10, workers=1, partitions=1)
     result = vecmigrate.copy(source, f"lancedb://{tmp_path / 'lance'}", "docs", options=options)
     assert result.verified and result.result.rows_written == ROWS
-    if document_bytes:  # 4 MiB / ~200 kB: 20 rows a batch, at least the options' 10
-        assert max(seen) <= 4 * 1024 * 1024 // document_bytes and min(seen[:-1]) >= 10
+    if document_bytes:  # 2 MiB / ~100 kB: 20 rows a batch, at least the options' 10
+        assert max(seen) <= STREAM_BATCH_BYTES // document_bytes and min(seen[:-1]) >= 10
     else:
         assert seen == [ROWS]  # all 240 small rows in one batch

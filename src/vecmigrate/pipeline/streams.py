@@ -28,7 +28,7 @@ from vecmigrate.pipeline.selection import select
 from vecmigrate.pipeline.writer import BulkWriter, RecordWriter, StreamedPiece
 
 log = logging.getLogger("vecmigrate.copy")
-STREAM_BATCH_BYTES = 4 << 20  # a streamed write's source batches (``_streamed_batch_rows``)
+STREAM_BATCH_BYTES = 2 << 20  # a streamed write's source batches (``_streamed_batch_rows``)
 PROBE_ROWS = 64  # rows read to size them
 ProgressCallback = Callable[[int], None]
 

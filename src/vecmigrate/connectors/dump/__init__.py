@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -238,8 +237,9 @@ class DumpConnector(Connector):
             pos = json.loads(resume)
             start_file, start_row = pos["file"], pos["row"]
         files = partition.spec["files"]
-        for fi, pf in self._verified_parts(name, files, start_file):
-            file = files[fi][0]
+        for fi in range(start_file, len(files)):
+            file, sha = files[fi]
+            pf = self.dump.open_part(name, file, sha)
             row = 0
             skip = start_row if fi == start_file else 0
             # Decoded and checked in runs of several batches (the checks cost per call),
@@ -259,21 +259,6 @@ class DumpConnector(Connector):
                     if row >= pf.metadata.num_rows:
                         token = {"file": fi + 1, "row": 0}
                     yield batch, json.dumps(token)
-
-    def _verified_parts(
-        self, name: str, files: list[list[str]], start: int
-    ) -> Iterator[tuple[int, pq.ParquetFile]]:
-        """(index, part) from ``files[start]`` on, each checked against its sha256. The next
-        part is read and hashed on a thread while the caller decodes this one (sha256 and
-        file reads release the GIL): in line, they were a sixth of a 50-d dump's scan."""
-        with ThreadPoolExecutor(1, thread_name_prefix="vecmigrate-dump-part") as pool:
-            ahead: Future[pq.ParquetFile] | None = None
-            for fi in range(start, len(files)):
-                part = ahead or pool.submit(self.dump.open_part, name, *files[fi])
-                ahead = None
-                if fi + 1 < len(files):
-                    ahead = pool.submit(self.dump.open_part, name, *files[fi + 1])
-                yield fi, part.result()
 
     def _all_batches(self, name: str, schema: CollectionSchema) -> Iterator[pa.RecordBatch]:
         for part in self.partitions(name, 1):
