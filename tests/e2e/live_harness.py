@@ -17,6 +17,7 @@ import numpy as np
 from tests.e2e.live_load import Load
 from tests.engines.common import free_port
 from vecmigrate.connectors import Connector
+from vecmigrate.live import StateStore
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
 from vecmigrate.records import build_batch
 
@@ -131,6 +132,23 @@ def publish(bases: list[str]) -> None:
     """Have every instance store its shadow totals now (they also do every 0.5 s)."""
     for b in bases:
         admin(b, "publish")
+
+
+def await_shadow_reads(
+    state: StateStore, name: str, bases: list[str], n: int = 20, timeout: float = 60.0
+) -> None:
+    """Return once the instances' published shadow totals for the phase in force reach
+    ``n`` comparisons (the shadow gate's minimum): a loaded machine serves fewer requests
+    in a fixed pause than an idle one."""
+    version = state.get(name).version
+    deadline = time.monotonic() + timeout
+    while True:
+        publish(bases)
+        got = state.shadow_totals(name, version).comparisons
+        if got >= n:
+            return
+        assert time.monotonic() < deadline, f"{got} shadow reads after {timeout:.0f}s, not {n}"
+        time.sleep(0.25)
 
 
 def up(base: str) -> bool:

@@ -30,6 +30,7 @@ from tests.e2e.live_harness import (
     ROWS,
     admin,
     await_phase,
+    await_shadow_reads,
     check_ledger,
     metric,
     publish,
@@ -129,10 +130,10 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
 
         step("shadow-read")
         time.sleep(3.0)
-        publish(bases)
+        await_shadow_reads(state, name, bases)
         step("canary", percent=10)
         time.sleep(2.0)
-        publish(bases)
+        await_shadow_reads(state, name, bases)
         step("canary", percent=50)
         time.sleep(1.5)
 
@@ -151,10 +152,10 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
         assert ev.after.label == "canary:10"
         await_phase(bases, ev.after.label)
         time.sleep(2.0)
-        publish(bases)
+        await_shadow_reads(state, name, bases)
         step("canary", percent=50)
         time.sleep(2.5)
-        publish(bases)
+        await_shadow_reads(state, name, bases)
         step("target-primary")
         time.sleep(2.0)
 
@@ -183,9 +184,10 @@ def test_live_cutover_under_load(postgres: Any, redis_server: Any, tmp_path: Pat
         load.bases = list(bases)
         await_phase(bases, ev.after.label)
         time.sleep(2.5)
-        publish(bases)
+        await_shadow_reads(state, name, bases)
         step("target-primary")
         time.sleep(2.0)
+        await_shadow_reads(state, name, bases)  # for the CLI's advance to target-only below
         load.stop()
         assert admin(base, "drain")["drained"]
 
