@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 
 from tests.e2e.live_load import Load
-from tests.engines.common import free_port
+from tests.engines.common import free_port, wait_until
 from vecmigrate.connectors import Connector
 from vecmigrate.live import StateStore
 from vecmigrate.model import CollectionSchema, MetadataField, VectorField
@@ -141,14 +141,12 @@ def await_shadow_reads(
     ``n`` comparisons (the shadow gate's minimum): a loaded machine serves fewer requests
     in a fixed pause than an idle one."""
     version = state.get(name).version
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def published() -> bool:
         publish(bases)
-        got = state.shadow_totals(name, version).comparisons
-        if got >= n:
-            return
-        assert time.monotonic() < deadline, f"{got} shadow reads after {timeout:.0f}s, not {n}"
-        time.sleep(0.25)
+        return state.shadow_totals(name, version).comparisons >= n
+
+    wait_until(published, timeout, f"{n} shadow reads in phase version {version}")
 
 
 def up(base: str) -> bool:

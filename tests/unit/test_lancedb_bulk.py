@@ -128,7 +128,7 @@ def test_an_error_preparing_a_streamed_batch_fails_the_copy_with_that_error(
 
     def second_refused(self: RecordWriter, b: Any, done: Any, dead: Any) -> Any:
         seen.append(b.num_rows)
-        if len(seen) == 2:  # the second part's batch (a streamed write reads ~4 MiB batches)
+        if len(seen) == 2:  # the second part's batch (streamed writes read batches by bytes)
             raise DataError("refused by the mapping", collection="docs", record_id="x")
         return prepare(self, b, done, dead)
 

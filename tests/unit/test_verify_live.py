@@ -5,6 +5,7 @@ is."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -40,7 +41,7 @@ def _judge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, later: str) -> in
         if later == "another":
             target.upsert("docs", _stale(batch, 4))
 
-    monkeypatch.setattr(live.time, "sleep", meanwhile)
+    monkeypatch.setattr(live, "time", SimpleNamespace(sleep=meanwhile))  # this module's only
     vector = batch.slice(3, 1).column("vector").flatten().to_numpy().reshape(1, -1)
     queries = QuerySet(vector, ["filtered"], [{"genre": "stale-genre"}])
     sides = {"source": (source, "docs"), "target": (target, "docs")}
