@@ -33,21 +33,33 @@ VECMIGRATE = str(Path(PY).parent / "vecmigrate")
 
 def measure(cmd: list[str]) -> tuple[float, float, str]:
     """(seconds, peak RSS in MiB of the process tree, stdout) of one command."""
+    seconds, tree, _, out = measure_peaks(cmd)
+    return seconds, tree, out
+
+
+def measure_peaks(cmd: list[str]) -> tuple[float, float, float, str]:
+    """(seconds, peak RSS in MiB of the process tree, of the command's own process,
+    stdout) of one command: an engine run as a child (Milvus Lite's server) counts in
+    the tree, not in the command's own peak."""
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak = own = 0
     while proc.poll() is None:
         try:
-            procs = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs))
+            mine = proc.memory_info().rss
+            kids = sum(p.memory_info().rss for p in proc.children(recursive=True))
+            peak, own = max(peak, mine + kids), max(own, mine)
         except psutil.Error:
             pass
         time.sleep(0.02)
     seconds = time.perf_counter() - t0
     out, err = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return seconds, peak / 2**20, out
+        raise SystemExit(
+            f"{' '.join(cmd)} failed after {seconds:.0f}s (peak RSS tree {peak / 2**20:.0f} "
+            f"MiB, own {own / 2**20:.0f} MiB):\n{err[-3000:]}"
+        )
+    return seconds, peak / 2**20, own / 2**20, out
 
 
 def vecmigrate_copy(source: str, target: str, job: Path) -> list[str]:

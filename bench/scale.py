@@ -20,13 +20,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from copy_vs_raw import PY, _dsn, _uri, measure, result_row, vecmigrate_copy  # noqa: E402
+from copy_vs_raw import PY, _dsn, _uri, measure_peaks, result_row, vecmigrate_copy  # noqa: E402
 
 DIM = 384
 GENRES = ["news", "art", "science", "sport", "tech"]
@@ -78,6 +79,20 @@ def generate_dump(path: Path, rows: int, seed: int = 7) -> None:
     conn.close()
 
 
+def side_rows(pair: str, rows: int, sides: dict[str, tuple[float, float, float]]) -> Any:
+    """One result: both sides with their ratio, or the one side run; with each side's
+    own process peak beside its process tree's."""
+    if len(sides) == 2:
+        row = result_row(pair, rows, sides["vecmigrate"][:2], sides["raw"][:2])
+    else:
+        ((side, (seconds, tree, _)),) = sides.items()
+        row = {"pair": pair, "rows": rows, f"{side}_rows_per_s": round(rows / seconds)}
+        row[f"{side}_peak_rss_mib"] = round(tree)
+    for side, (_, _, own) in sides.items():
+        row[f"{side}_own_process_peak_rss_mib"] = round(own)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -86,6 +101,13 @@ def main() -> None:
         nargs="+",
         choices=["lancedb", "pgvector", "milvus_lite"],
         default=["lancedb", "pgvector"],
+    )
+    ap.add_argument(
+        "--sides",
+        nargs="+",
+        choices=["vecmigrate", "raw"],
+        default=["vecmigrate", "raw"],
+        help="vecmigrate alone: its memory at a size the raw script is not needed for",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = ap.parse_args()
@@ -110,7 +132,7 @@ def main() -> None:
             print(f"generated {rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True)
             for target in args.targets:
                 sides = {}
-                for side in ("vecmigrate", "raw"):
+                for side in args.sides:
                     tag = f"{target}-{rows}-{side}"
                     if target == "lancedb":
                         raw_t, vm_t = str(work / tag), f"lancedb://{work / tag}"
@@ -130,19 +152,17 @@ def main() -> None:
                         ]
                     else:
                         cmd = vecmigrate_copy(f"dump://{dump}", vm_t, work / f"{tag}.sqlite")
-                    seconds, rss, out = measure(cmd)
+                    seconds, rss, own, out = measure_peaks(cmd)
                     moved = json.loads(out)["rows" if side == "raw" else "rows_written"]
                     assert moved == rows, f"{tag} moved {moved} rows"
-                    sides[side] = (seconds, rss)
+                    sides[side] = (seconds, rss, own)
                     print(
                         f"  {tag}: {seconds:.1f}s, {rows / seconds:,.0f} rows/s, "
-                        f"peak RSS {rss:.0f} MiB",
+                        f"peak RSS {rss:.0f} MiB (own process {own:.0f})",
                         flush=True,
                     )
                     shutil.rmtree(work / tag, ignore_errors=True)
-                results.append(
-                    result_row(f"dump-{target}", rows, sides["vecmigrate"], sides["raw"])
-                )
+                results.append(side_rows(f"dump-{target}", rows, sides))
             shutil.rmtree(dump, ignore_errors=True)
         out_file = args.out.resolve()
         out_file.write_text(

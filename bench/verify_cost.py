@@ -1,10 +1,11 @@
 """Benchmark: what proving a copy costs next to the copy itself (issue #17, item 3).
 
 For each size a LanceDB source is loaded once (not timed) with numpy random vectors
-(unnormalised, L2), a document and three metadata fields (string, int, float), through
-vecmigrate's own LanceDB connector. Then, side by side in one run, each round times these
+(unnormalised, L2, no index on either side), a document and three metadata fields
+(string, int, float), through vecmigrate's own LanceDB connector. Then, side by side in one run, each round times these
 steps, each in its own process (interpreter start-up and imports included), into a fresh
-target (``--if-exists replace``) where the step copies:
+target (``--if-exists replace``; LanceDB, or with ``--target pgvector`` a table of an
+embedded PostgreSQL started for the run) where the step copies:
 
 * ``copy``: ``vecmigrate copy --no-verify``;
 * ``copy+check``: ``vecmigrate copy`` with its default verification, as the CLI runs it;
@@ -21,7 +22,7 @@ target (``--if-exists replace``) where the step copies:
 The order rotates per round; the best of ``--rounds`` is kept. ``--profile`` runs the
 full check, the sampled copy check and ``verify`` once more under cProfile (every thread)
 and prints their top entries. Run: ``.venv/bin/python bench/verify_cost.py``
-(results: ``bench/results/verify_cost.json``).
+(results: ``bench/results/verify_cost.json``, ``verify_cost_pgvector.json``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]  # tests.engines starts PostgreSQL for --target pgvector
 PY = sys.executable
 VECMIGRATE = str(Path(PY).parent / "vecmigrate")
 SIZES = {"400k-50": (400_000, 50), "100k-384": (100_000, 384)}
@@ -102,12 +104,21 @@ print(json.dumps({"copy": t1 - t0, "check": t2 - t1}))
 def load_source(path: Path, rows: int, dim: int, seed: int = 0) -> str:
     """A LanceDB collection ``docs`` of ``rows`` random records (not timed)."""
     from vecmigrate.connectors import connect
-    from vecmigrate.model import CollectionSchema, MetadataField, Metric, VectorField
+    from vecmigrate.model import (
+        CollectionSchema,
+        IndexSpec,
+        MetadataField,
+        Metric,
+        VectorField,
+    )
     from vecmigrate.records import build_batch
 
     schema = CollectionSchema(
         name="docs",
-        vectors=(VectorField(name="vector", dim=dim, metric=Metric.L2),),
+        # No index on either side (as bench/limits.py): the copy is the records' move.
+        vectors=(
+            VectorField(name="vector", dim=dim, metric=Metric.L2, index=IndexSpec(kind="none")),
+        ),
         has_document=True,
         metadata=(
             MetadataField(name="genre", type="string"),
@@ -308,21 +319,36 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="cProfile the verification")
     ap.add_argument("--skip-verify-cmd", action="store_true", help="leave out `vecmigrate verify`")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "verify_cost.json")
+    ap.add_argument("--out", type=Path, help="default bench/results/verify_cost[_TARGET].json")
     ap.add_argument(
         "--baseline-src",
         type=Path,
         help="a src/ tree of the code before the change: its copy+check, check_full and "
         "verify are timed too, in the same rounds (steps named '... (before)')",
     )
+    ap.add_argument(
+        "--target",
+        choices=("lancedb", "pgvector"),
+        default="lancedb",
+        help="the engine copied into: LanceDB (local, Arrow-native, as fast to write as "
+        "to read) or pgvector (an embedded PostgreSQL started for the run: the copy waits "
+        "on the server)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vecmigrate-verify-cost-"))
+    work.chmod(0o755)  # PostgreSQL runs as its own user where we are root
+    pg = None
+    if args.target == "pgvector":
+        from tests.engines.postgres import start_postgres
+
+        (work / "pg").mkdir(mode=0o755)
+        pg = start_postgres(work / "pg")
     results: list[dict[str, Any]] = []
     try:
         for size in args.sizes:
             rows, dim = SIZES[size]
             src = load_source(work / f"src-{size}", rows, dim)
-            dst = f"lancedb://{work / f'dst-{size}'}"
+            dst = pg.uri() if pg is not None else f"lancedb://{work / f'dst-{size}'}"
             job = work / f"job-{size}.sqlite"
             report = work / f"report-{size}"
             runs: dict[str, list[float]] = {}
@@ -366,17 +392,22 @@ def main() -> None:
             shutil.rmtree(work / f"src-{size}", ignore_errors=True)
             shutil.rmtree(work / f"dst-{size}", ignore_errors=True)
     finally:
+        if pg is not None:
+            pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     doc = {
         "benchmark": "verify_cost",
+        "target": args.target,
         "cpus": os.cpu_count(),
         "note": "best of rounds, side by side in one run, each step in its own process "
         "(interpreter start-up included); *_over_copy: verification time / copy time",
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    suffix = "" if args.target == "lancedb" else f"_{args.target}"
+    out = args.out or ROOT / "bench" / "results" / f"verify_cost{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
