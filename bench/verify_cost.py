@@ -2,10 +2,11 @@
 
 For each size a LanceDB source is loaded once (not timed) with numpy random vectors
 (unnormalised, L2, no index on either side), a document and three metadata fields
-(string, int, float), through vecmigrate's own LanceDB connector. Then, side by side in one run, each round times these
-steps, each in its own process (interpreter start-up and imports included), into a fresh
-target (``--if-exists replace``; LanceDB, or with ``--target pgvector`` a table of an
-embedded PostgreSQL started for the run) where the step copies:
+(string, int, float), through vecmigrate's own LanceDB connector. Then, side by side in
+one run, each round times these steps, each in its own process (interpreter start-up and
+imports included), into a fresh target (``--if-exists replace``; LanceDB, or with
+``--target pgvector`` a table of an embedded PostgreSQL started for the run) where the
+step copies:
 
 * ``copy``: ``vecmigrate copy --no-verify``;
 * ``copy+check``: ``vecmigrate copy`` with its default verification, as the CLI runs it;

@@ -177,6 +177,15 @@ class SparseField(_Model):
     name: str
     metric: Metric = Metric.DOT
     dim: int | None = Field(default=None, gt=0)
+    # As ``VectorField.metric_source``: METRIC_UNKNOWN when nothing records the metric
+    # (a pgvector ``sparsevec`` column without an index), and a copy then needs the
+    # mapping's ``vectors.<name>.metric``.
+    metric_source: str | None = None
+
+    @property
+    def metric_known(self) -> bool:
+        """The metric was read, not a placeholder."""
+        return self.metric_source != METRIC_UNKNOWN
 
 
 class MetadataField(_Model):
@@ -302,6 +311,9 @@ class Capabilities(_Model):
     metrics: frozenset[Metric]
     named_vectors: bool = False
     sparse_vectors: bool = False
+    # The metrics sparse vectors can be searched with (Milvus and Qdrant: dot only); a
+    # store that searches nothing (a dump, a file) keeps any.
+    sparse_metrics: frozenset[Metric] = frozenset(Metric)
     documents: bool = True
     namespaces: bool = False
     metadata_types: frozenset[str] = frozenset(METADATA_TYPES)

@@ -12,7 +12,7 @@ from vecmigrate.connectors import connect, connector_class
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.mapping.spec import FieldSpec, VectorSpec
-from vecmigrate.model import IdType
+from vecmigrate.model import IdType, Metric, SparseField
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.testing.data import rich_batch, rich_schema
 
@@ -61,3 +61,33 @@ def test_sparse_vectors_survive_a_mapped_copy(tmp_path: Path) -> None:
     want = pa.Table.from_batches([batch]).sort_by("id")
     assert got.column("keywords").to_pylist() == want.column("keywords").to_pylist()
     assert got.column("title").to_pylist() == want.column("title").to_pylist()
+
+
+@pytest.mark.parametrize("engine", ["milvus-lite", "qdrant"])
+def test_a_sparse_metric_the_target_cannot_search_with_is_refused_until_forced(
+    engine: str,
+) -> None:
+    """Milvus and Qdrant score sparse vectors by dot product only: an l2 sparse field
+    (a pgvector sparsevec_l2_ops index) would be searched differently without a word."""
+    caps = connector_class(engine).capabilities
+    l2 = rich_schema("docs", id_type=IdType.STRING, sparse=True)
+    l2 = l2.replace(sparse=(SparseField(name="keywords", metric=Metric.L2),))
+    with pytest.raises(SchemaMismatchError, match="by dot only, not l2") as err:
+        build_mapping(l2, caps)
+    assert "force_metric: true" in (err.value.hint or "")
+    with pytest.raises(SchemaMismatchError, match="l2 -> dot changes"):
+        build_mapping(l2, caps, MappingSpec(vectors={"keywords": VectorSpec(metric=Metric.DOT)}))
+    forced = VectorSpec(metric=Metric.DOT, force_metric=True)
+    mapping = build_mapping(l2, caps, MappingSpec(vectors={"keywords": forced}))
+    assert mapping.target.sparse[0].metric is Metric.DOT
+    assert any("l2 -> dot FORCED" in d for d in mapping.decisions)
+    dot = l2.replace(sparse=(SparseField(name="keywords"),))
+    assert build_mapping(dot, caps).target.sparse == dot.sparse  # kept as it is
+
+
+def test_a_sparse_field_takes_no_rename_or_index_in_a_mapping() -> None:
+    schema = rich_schema("docs", id_type=IdType.STRING, sparse=True)
+    caps = connector_class("pgvector").capabilities
+    spec = MappingSpec(vectors={"keywords": VectorSpec(rename="kw")})
+    with pytest.raises(SchemaMismatchError, match="not rename"):
+        build_mapping(schema, caps, spec)

@@ -9,9 +9,11 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from tests.e2e.helpers import cli
 from vecmigrate.connectors import connect
-from vecmigrate.errors import DataError
-from vecmigrate.model import SPARSE_TYPE, IdType, Metric, SparseField
+from vecmigrate.errors import DataError, SchemaMismatchError
+from vecmigrate.mapping import MappingSpec
+from vecmigrate.model import METRIC_UNKNOWN, SPARSE_TYPE, IdType, Metric, SparseField
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.testing.data import rich_batch, rich_schema
 from vecmigrate.verify.digest import collection_digest
@@ -126,19 +128,57 @@ def test_describes_a_hand_made_table_with_sparsevec_columns(postgres: Any) -> No
         with connect(postgres.uri()) as conn:
             assert {"hand_sparse", "only_sparse"} <= set(conn.list_collections())
             schema = conn.describe("hand_sparse")
-            assert schema.sparse == (
-                SparseField(name="kw", metric=Metric.L2, dim=50),
-                SparseField(name="free", metric=Metric.DOT, dim=None),
-            )
-            assert "free.metric" in schema.engine_settings
+            kw, free = schema.sparse
+            assert (kw.name, kw.metric, kw.dim) == ("kw", Metric.L2, 50)
+            assert kw.metric_known and "sparsevec_l2_ops" in (kw.metric_source or "")
+            # No index says how the application searches it: unknown, not assumed.
+            assert (free.name, free.dim, free.metric_source) == ("free", None, METRIC_UNKNOWN)
+            assert "unknown" in schema.engine_settings["free.metric"]
             rows = conn.fetch("hand_sparse", ["a", "b"], schema=schema).to_pylist()
             assert rows[0]["kw"] == {"indices": [0, 2], "values": [0.5, 2.0]}
             assert rows[0]["free"] == {"indices": [6], "values": [1.0]}
             assert rows[1]["kw"] is None and rows[1]["free"] is None
-            assert conn.describe("only_sparse").sparse == (SparseField(name="s", dim=10),)
+            assert conn.describe("only_sparse").sparse == (
+                SparseField(name="s", dim=10, metric_source=METRIC_UNKNOWN),
+            )
     finally:
         with psycopg.connect(postgres.dsn, autocommit=True) as db:
             db.execute("DROP TABLE IF EXISTS hand_sparse, only_sparse")
+
+
+def test_a_sparsevec_column_without_an_index_copies_once_its_metric_is_stated(
+    postgres: Any, tmp_path: Path
+) -> None:
+    """A table made with psycopg: nothing says how its unindexed sparsevec column is
+    searched, so a copy refuses (naming the field and the mapping that fixes it) and
+    writes nothing; with the metric stated it copies, and the target records it."""
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS app_sparse")
+        db.execute("CREATE TABLE app_sparse (id bigint PRIMARY KEY, body text, s sparsevec(30))")
+        db.execute(
+            "INSERT INTO app_sparse SELECT i, 'doc ' || i, "
+            "format('{%s:0.5,%s:1.5}/30', 1 + i % 10, 11 + i % 19)::sparsevec "
+            "FROM generate_series(1, 40) i"
+        )
+    dump = f"dump://{tmp_path / 'dump'}"
+    try:
+        shown = cli("inspect", postgres.uri(), "-c", "app_sparse")
+        assert "sparse[30]" in shown.stdout
+        assert "UNKNOWN (state it: vectors.s.metric in a mapping)" in shown.stdout
+        with connect(postgres.uri()) as src, connect(dump, read_only=False) as dst:
+            opts = CopyOptions(job_path=tmp_path / "job.sqlite")
+            with pytest.raises(SchemaMismatchError, match="metric of sparse field 's'") as err:
+                copy_collection(src, dst, "app_sparse", options=opts)
+            assert "vectors: {s: {metric: dot}}" in (err.value.hint or "")
+            assert "app_sparse" not in dst.list_collections()
+            spec = MappingSpec.model_validate({"vectors": {"s": {"metric": "l2"}}})
+            opts = CopyOptions(job_path=tmp_path / "job2.sqlite", mapping=spec)
+            assert copy_collection(src, dst, "app_sparse", options=opts).rows_written == 40
+            (stored,) = dst.describe("app_sparse").sparse
+            assert (stored.metric, stored.metric_source) == (Metric.L2, "the mapping")
+    finally:
+        with psycopg.connect(postgres.dsn, autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS app_sparse")
 
 
 def test_encoding_is_byte_identical_to_pgvectors_own_client() -> None:

@@ -55,6 +55,8 @@ def inspect(
                     f"vector[{v['dim']}] {v['dtype']}",
                     f"metric={_metric(v)} index={idx.get('kind', '-')} {idx.get('params', '')}",
                 )
+            for sp in r.get("sparse", ()):
+                t.add_row(sp["name"], f"sparse[{sp['dim'] or 'any'}]", f"metric={_metric(sp)}")
             if r["has_document"]:
                 t.add_row("document", "string", "")
             for m in r["metadata"]:

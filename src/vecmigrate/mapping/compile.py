@@ -11,7 +11,7 @@ from vecmigrate.mapping.embed import Embedder, SentenceTransformerEmbedder
 from vecmigrate.mapping.reshape import namespace_fields, reshape_fields
 from vecmigrate.mapping.spec import MappingSpec
 from vecmigrate.mapping.transform import Mapping
-from vecmigrate.mapping.vectors import index_decision, metric_decision
+from vecmigrate.mapping.vectors import index_decision, metric_decision, sparse_decision
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -108,18 +108,21 @@ def build_mapping(
             hint="keep one: drop the others with vectors: {NAME: {drop: true}} "
             "(copy again with another kept to fill a second collection)",
         )
-    sparse = []
-    for sp in source.sparse:
-        if (sspec := spec.vectors.get(sp.name)) and sspec.drop:
-            mapping.decisions.append(f"{sp.name}: sparse field dropped (mapping)")
-        else:
-            sparse.append(sp)
-    if sparse and not capabilities.sparse_vectors:
+    kept = [s for s in source.sparse if not (s.name in spec.vectors and spec.vectors[s.name].drop)]
+    mapping.decisions += [
+        f"{s.name}: sparse field dropped (mapping)" for s in source.sparse if s not in kept
+    ]
+    if kept and not capabilities.sparse_vectors:
         raise SchemaMismatchError(
             f"the target cannot store the sparse vectors of {source.name!r} "
-            f"({', '.join(s.name for s in sparse)})",
+            f"({', '.join(s.name for s in kept)})",
             hint="drop them explicitly with vectors: {NAME: {drop: true}}",
         )
+    sparse = []
+    for sp in kept:
+        field, text = sparse_decision(source.name, sp, spec.vectors.get(sp.name), capabilities)
+        sparse.append(field)
+        mapping.decisions.append(text)
     provenance = dict(source.provenance) or {
         "source_engine": source_engine,
         "source_uri": source_uri,

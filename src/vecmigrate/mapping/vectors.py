@@ -1,9 +1,11 @@
-"""Per-vector-field decisions of a mapping: metric translation and index choice."""
+"""Per-vector-field decisions of a mapping: metric translation and index choice, for dense
+and sparse fields."""
 
 from __future__ import annotations
 
 from vecmigrate.errors import SchemaMismatchError
-from vecmigrate.model import Capabilities, IndexSpec, Metric, VectorField
+from vecmigrate.mapping.spec import VectorSpec
+from vecmigrate.model import Capabilities, IndexSpec, Metric, SparseField, VectorField
 
 
 def metric_decision(
@@ -52,3 +54,46 @@ def index_decision(
         f"(parameters {dict(wanted.params)} not carried)"
     )
     return IndexSpec(kind=fallback), f"{v.name}: index {wanted.kind} -> {fallback}", warning  # type: ignore[arg-type]
+
+
+def sparse_decision(
+    collection: str, sp: SparseField, spec: VectorSpec | None, caps: Capabilities
+) -> tuple[SparseField, str]:
+    """The target's sparse field and the decision text: the metric the source searches
+    with (stated in the mapping where nothing records it), kept where the target has it;
+    another only with ``force_metric`` (rankings change)."""
+    spec = spec or VectorSpec()
+    unsupported = [k for k in ("rename", "normalize", "index") if k in spec.model_fields_set]
+    if unsupported:
+        raise SchemaMismatchError(
+            f"{collection!r}: sparse field {sp.name!r} takes only metric, force_metric and "
+            f"drop in a mapping, not {', '.join(unsupported)}",
+            hint=f"remove {', '.join(unsupported)} from vectors.{sp.name}",
+        )
+    if not sp.metric_known:
+        if spec.metric is None:
+            raise SchemaMismatchError(
+                f"{collection!r}: nothing records the metric of sparse field {sp.name!r} "
+                "(no index on it)",
+                hint=f"state it in the mapping: vectors: {{{sp.name}: {{metric: dot}}}} "
+                "(or l2, cosine: the metric the application searches with)",
+            )
+        sp = sp.model_copy(update={"metric": spec.metric, "metric_source": "the mapping"})
+    want = spec.metric or sp.metric
+    can = ", ".join(sorted(m.value for m in caps.sparse_metrics))
+    if want not in caps.sparse_metrics:
+        raise SchemaMismatchError(
+            f"the target searches sparse field {sp.name!r} by {can} only, not {want.value}",
+            hint=f"vectors: {{{sp.name}: {{metric: {sorted(caps.sparse_metrics)[0].value}, "
+            "force_metric: true}} in the mapping if rankings may change",
+        )
+    if want == sp.metric:
+        return sp, f"{sp.name}: sparse, metric {want.value} kept"
+    if not spec.force_metric:
+        raise SchemaMismatchError(
+            f"sparse field {sp.name!r}: {sp.metric.value} -> {want.value} changes which "
+            "neighbours are nearest",
+            hint="set force_metric: true in the mapping if that is what you want",
+        )
+    text = f"{sp.name}: sparse, metric {sp.metric.value} -> {want.value} FORCED: rankings differ"
+    return sp.model_copy(update={"metric": want}), text

@@ -86,7 +86,14 @@ from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import ALL_OPS
 from vecmigrate.idkeys import SeenKeys, id_keys
-from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken
+from vecmigrate.model import (
+    Capabilities,
+    CollectionSchema,
+    IdType,
+    Metric,
+    Partition,
+    ResumeToken,
+)
 from vecmigrate.uri import ConnectionURI
 
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
@@ -140,6 +147,7 @@ class MilvusConnector(Connector):
         metrics=frozenset(METRIC_OF),
         named_vectors=True,
         sparse_vectors=True,
+        sparse_metrics=frozenset({Metric.DOT}),
         max_batch_rows=2000,
         max_batch_bytes=32 * 1024 * 1024,
         max_metadata_bytes=65536,

@@ -9,7 +9,8 @@ searched with, read from the catalog and a sample of rows (never by asking for a
 * metadata: ``?metadata_field=`` or a json/jsonb column with a common name; its keys become
   typed fields (types from a sample of rows); every other scalar column is a typed field.
 * vectors: every ``vector`` / ``sparsevec`` column, or those ``?vector_field=`` names; the
-  metric from the operator class of the column's index, else sampled (``sampled_metric``).
+  metric from the operator class of the column's index, else sampled (``sampled_metric``)
+  for ``vector`` and unknown for ``sparsevec`` (a copy then needs it in the mapping).
 
 Where each part lives is recorded in ``engine_settings["layout"]`` (see ``_schema.Layout``).
 """
@@ -239,11 +240,15 @@ def describe_foreign(
         col = info.columns[name]
         index, am, ops = info.indexes.get(name, ("", "", ""))
         if col.type == "sparsevec":
-            if ops not in _METRIC_OF_SPARSE_OPS:
-                notes[f"{name}.metric"] = "assumed dot: no sparsevec index on this column"
-            metric = _METRIC_OF_SPARSE_OPS.get(ops, Metric.DOT)
+            if ops in _METRIC_OF_SPARSE_OPS:
+                metric, source = _METRIC_OF_SPARSE_OPS[ops], f"index {index} ({ops})"
+            else:  # pgvector searches sparsevec by l2, inner product or cosine alike
+                metric, source = Metric.DOT, METRIC_UNKNOWN
+                notes[f"{name}.metric"] = (
+                    f"unknown: no sparsevec index; state vectors.{name}.metric in a mapping"
+                )
             dim = col.typmod if col.typmod > 0 else None  # -1: declared without one
-            sparse.append(SparseField(name=name, metric=metric, dim=dim))
+            sparse.append(SparseField(name=name, metric=metric, dim=dim, metric_source=source))
             continue
         dim = col.typmod if col.typmod > 0 else _rows_dim(query, table, info.name, name, notes)
         if ops in _METRIC_OF_OPS:

@@ -89,6 +89,7 @@ class QdrantConnector(Connector):
         metrics=frozenset(Metric),
         named_vectors=True,
         sparse_vectors=True,
+        sparse_metrics=frozenset({Metric.DOT}),
         namespaces=True,
         filter_ops=frozenset(
             {
