@@ -181,6 +181,9 @@ class SparseField(_Model):
     # (a pgvector ``sparsevec`` column without an index), and a copy then needs the
     # mapping's ``vectors.<name>.metric``.
     metric_source: str | None = None
+    # What computes the field inside the engine from other fields (Milvus's BM25 function
+    # over a text field): not data the engine returns, so a copy needs it dropped.
+    generated_by: str | None = None
 
     @property
     def metric_known(self) -> bool:

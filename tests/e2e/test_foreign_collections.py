@@ -161,6 +161,70 @@ def test_milvus_collection_with_json_metadata_dynamic_fields_and_two_vectors(
         assert ("score" in rec["metadata"]) == bool(i % 4)
 
 
+def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
+    tmp_path: Path,
+) -> None:
+    """Milvus 2.5 full-text search, as pymilvus sets it up (LangChain's and LlamaIndex's
+    BM25 built-in functions do the same): the sparse field is computed by a BM25 function
+    from the text and Milvus returns no vectors of it. Copied as a sparse field, every
+    record would arrive with an empty one and the check would pass on both sides' Nones."""
+    from pymilvus import DataType, Function, FunctionType
+
+    client = _milvus(tmp_path / "f.db")
+    ms = client.create_schema(auto_id=False, enable_dynamic_field=True)
+    ms.add_field("id", DataType.INT64, is_primary=True)
+    ms.add_field("text", DataType.VARCHAR, max_length=200, enable_analyzer=True)
+    ms.add_field("sparse_bm25", DataType.SPARSE_FLOAT_VECTOR)
+    ms.add_field("dense", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["text"],
+            output_field_names=["sparse_bm25"],
+        )
+    )
+    index = client.prepare_index_params()
+    index.add_index("dense", index_type="FLAT", metric_type="L2")
+    index.add_index("sparse_bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection("fts", schema=ms, index_params=index)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    dense = _vectors(seed=7)
+    rows = [
+        {
+            "id": i,
+            "text": " ".join(words[(i + k) % 8] for k in range(i % 5 + 1)),
+            "dense": dense[i].tolist(),
+            "genre": ["news", "art"][i % 2],
+        }
+        for i in range(ROWS)
+    ]
+    client.insert("fts", rows)
+    client.close()
+
+    src = f"milvus-lite://{tmp_path / 'f.db'}"
+    (sparse,) = _inspect(src, "fts")["sparse"]
+    assert sparse["generated_by"] == "Milvus's BM25 function over 'text'"
+    shown = cli("inspect", src, "-c", "fts")
+    assert "computed by Milvus's BM25 function over 'text': not copied" in shown.stdout
+
+    dump = f"dump://{tmp_path / 'dump'}"
+    refused = cli("copy", src, dump, "-c", "fts", "--json")
+    assert refused.returncode == 2, refused.stderr
+    assert "sparse field 'sparse_bm25' is computed by Milvus's BM25 function" in refused.stderr
+    assert "vectors: {sparse_bm25: {drop: true}}" in refused.stderr
+    with connect(dump) as conn:
+        assert "fts" not in conn.list_collections()
+
+    (tmp_path / "map.yaml").write_text("vectors:\n  sparse_bm25: {drop: true}\n")
+    copied = _ok("copy", src, dump, "-c", "fts", "--map", str(tmp_path / "map.yaml"))
+    assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
+    with connect(dump) as conn:
+        schema = conn.describe("fts")
+        assert schema.sparse == () and schema.has_document
+        assert conn.fetch("fts", [3]).column("document").to_pylist() == ["delta epsilon zeta eta"]
+
+
 def test_milvus_fields_without_an_index_are_sampled_and_an_unknown_metric_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -203,9 +203,13 @@ def infer_schema(
             continue
         if ftype == DataType.SPARSE_FLOAT_VECTOR:
             metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
-            if metric_type != "IP":
+            made = None
+            if metric_type == "BM25" or f.get("is_function_output"):
+                made = _generated_by(f, info, fields)
+                notes[f"{fname}.generated"] = f"computed by {made}; no vectors to copy"
+            elif metric_type != "IP":
                 notes[f"{fname}.metric"] = f"dot, although its index says {metric_type!r}"
-            sparse.append(SparseField(name=fname, metric=Metric.DOT))
+            sparse.append(SparseField(name=fname, metric=Metric.DOT, generated_by=made))
             continue
         if ftype in _SCALAR:
             mtype = _SCALAR[ftype]
@@ -235,6 +239,24 @@ def infer_schema(
         engine=engine,
         engine_settings=notes,
     )
+
+
+def _generated_by(field: dict[str, Any], info: dict[str, Any], fields: list[dict[str, Any]]) -> str:
+    """What computes a function's output field (Milvus 2.5 full-text search: a BM25
+    function over a text field): the collection's function when it lists one, else (Milvus
+    Lite lists none) the text field with an analyzer."""
+    for fn in info.get("functions") or []:
+        if field["name"] in (fn.get("output_field_names") or []):
+            kind = getattr(fn.get("type"), "name", fn.get("type"))
+            inputs = ", ".join(map(repr, fn.get("input_field_names") or []))
+            return f"Milvus's {kind} function {fn.get('name')!r} over {inputs or 'text'}"
+    analyzed = [
+        f["name"]
+        for f in fields
+        if str((f.get("params") or {}).get("enable_analyzer", "")).lower() == "true"
+    ]
+    over = ", ".join(map(repr, analyzed)) or "a text field"
+    return f"Milvus's BM25 function over {over}"
 
 
 def _keyed_fields(
