@@ -127,6 +127,58 @@ def test_unindexed_table_needs_the_metric_then_copies_and_verifies(
         assert metas[i * 10] == want
 
 
+def test_a_halfvec_table_is_listed_copied_exactly_and_searched_through_its_index(
+    postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgvector's halfvec (float16: how 3,072-d embeddings get an HNSW index), as an
+    application creates it: the table was not even listed. Its float16 values widen to
+    float32 exactly, and verify's searches go through its index (PostgreSQL casts the
+    query vector to halfvec)."""
+    monkeypatch.chdir(tmp_path)
+    name = _name("half")
+    half = (np.random.default_rng(3).normal(size=(ROWS, 8)) * 2).astype(np.float16)
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, body text, emb halfvec(8))")
+        db.execute(f"CREATE INDEX ON {name} USING hnsw (emb halfvec_l2_ops)")
+        with db.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {name} (body, emb) VALUES (%s, %s::halfvec)",
+                [(f"passage {i}", str(half[i].astype(float).tolist())) for i in range(ROWS)],
+            )
+    source = postgres.uri()
+    with connect(source) as conn:
+        assert name in conn.list_collections()
+    info = _inspected(source, name)
+    (vec,) = info["vectors"]
+    assert (vec["name"], vec["dim"], vec["metric"]) == ("emb", 8, "l2")
+    assert "halfvec_l2_ops" in vec["metric_source"]
+    assert "float16" in info["engine_settings"]["emb.type"]
+
+    target = f"lancedb://{tmp_path / 'lance'}"
+    copied = cli("copy", source, target, "-c", name, "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert copied.json()["rows_written"] == ROWS and copied.json()["verified"]
+    with connect(target) as t:
+        got = t.fetch(name, [1, 2, 60])
+    order = np.argsort(got.column("id").to_numpy())
+    vectors = np.stack(got.column("emb").to_numpy(zero_copy_only=False))[order]
+    assert np.array_equal(vectors, half[[0, 1, 59]].astype(np.float32))  # bit for bit
+    verified = cli("verify", source, target, "-c", name, "--json", "--report-dir", "report")
+    assert verified.returncode == 0, verified.stderr + verified.stdout[-2000:]
+    assert verified.json()["passed"]
+    with psycopg.connect(postgres.dsn) as db:
+        (scans,) = db.execute(
+            "SELECT sum(idx_scan) FROM pg_stat_user_indexes WHERE relname = %s "
+            "AND indexrelname LIKE %s",
+            (name, "%emb%"),
+        ).fetchone() or (0,)
+    assert scans and scans > 0
+
+    back = cli("copy", target, source, "-c", name, "--if-exists", "reuse", "--json")
+    assert back.returncode == 2
+    assert "writing into halfvec columns (emb) is not built" in back.stderr
+
+
 def test_cosine_index_gives_the_metric(postgres: Any, tmp_path: Path) -> None:
     name = _name("indexed")
     _items(postgres, name, index="vector_cosine_ops")

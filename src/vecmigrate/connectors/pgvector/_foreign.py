@@ -53,7 +53,7 @@ INT_TYPES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 TEXT_TYPES = frozenset({"text", "character varying", "character", "citext"})
 JSON_TYPES = frozenset({"json", "jsonb"})
 KEY_TYPES = frozenset({*INT_TYPES, *TEXT_TYPES, "uuid"})
-VECTOR_TYPES = frozenset({"vector", "sparsevec"})
+VECTOR_TYPES = frozenset({"vector", "halfvec", "sparsevec"})
 PORTABLE_OF_SQL: dict[str, MetadataType] = {
     "text": "string",
     "character varying": "string",
@@ -76,7 +76,10 @@ PORTABLE_OF_SQL: dict[str, MetadataType] = {
     "jsonb": "json",
     "json": "json",
 }
-_METRIC_OF_OPS = {v: k for k, v in OPS.items()}
+_METRIC_OF_OPS = {
+    **{v: k for k, v in OPS.items()},
+    **{v.replace("vector_", "halfvec_"): k for k, v in OPS.items()},
+}
 _METRIC_OF_SPARSE_OPS = {v: k for k, v in SPARSE_OPS.items()}
 
 
@@ -251,6 +254,8 @@ def describe_foreign(
             sparse.append(SparseField(name=name, metric=metric, dim=dim, metric_source=source))
             continue
         dim = col.typmod if col.typmod > 0 else _rows_dim(query, table, info.name, name, notes)
+        if col.type == "halfvec":
+            notes[f"{name}.type"] = f"{col.full}: float16 values, read exactly as float32"
         if ops in _METRIC_OF_OPS:
             metric, source = _METRIC_OF_OPS[ops], f"index {index} ({ops})"
         else:
@@ -291,6 +296,7 @@ def describe_foreign(
         "json_keys": json_keys,
         "types": types,
         "extra": r.extra,
+        "half": [n for n in r.vectors if info.columns[n].type == "halfvec"],
     }
     notes["layout"] = layout
     if r.document:
@@ -322,8 +328,8 @@ def _rows_dim(
         int(r[0])
         for r in query(
             sql.SQL(
-                "SELECT DISTINCT vector_dims(v) FROM (SELECT {} AS v FROM {} WHERE {} IS NOT NULL "
-                "LIMIT {}) s"
+                "SELECT DISTINCT vector_dims(v) FROM (SELECT {}::vector AS v FROM {} "
+                "WHERE {} IS NOT NULL LIMIT {}) s"
             ).format(
                 sql.Identifier(column), table, sql.Identifier(column), sql.Literal(SAMPLE_ROWS)
             ),
@@ -344,7 +350,7 @@ def _rows_dim(
 def _sampled(query: Query, table: sql.Composed, column: str, dim: int) -> tuple[Metric, str]:
     """The metric a sample of the column's vectors implies (``sampled_metric``)."""
     rows = query(
-        sql.SQL("SELECT vector_send({}) FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
+        sql.SQL("SELECT vector_send({}::vector) FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
             sql.Identifier(column), table, sql.Identifier(column), sql.Literal(SAMPLE_ROWS)
         ),
         None,

@@ -30,7 +30,7 @@ def select_list(schema: CollectionSchema) -> sql.Composed:
     cols: list[sql.Composable] = [layout.key_sql()]
     if schema.has_document:
         cols.append(sql.Identifier(layout.document or "document"))
-    cols += [sql.SQL("vector_send({})").format(layout.column(v.name)) for v in schema.vectors]
+    cols += [layout.vector_read(v.name) for v in schema.vectors]
     cols += [sql.SQL("sparsevec_send({})").format(layout.column(s.name)) for s in schema.sparse]
     # json-typed columns go through to_jsonb so timestamps, numerics etc. arrive as JSON.
     cols += [layout.field_sql(m)[0] for m in layout.column_fields(schema)]

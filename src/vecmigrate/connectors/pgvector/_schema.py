@@ -27,12 +27,13 @@ LAYOUT_KEYS = ("layout", "document_column", "metadata_extra")
 
 
 def vector_tables(query: Query, namespace: str) -> list[str]:
-    """Tables in ``namespace`` with at least one ``vector`` or ``sparsevec`` column, sorted."""
+    """Tables in ``namespace`` with at least one ``vector``, ``halfvec`` or ``sparsevec``
+    column, sorted."""
     rows = query(
         "SELECT DISTINCT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
-        "WHERE n.nspname = %s AND c.relkind = 'r' AND t.typname IN ('vector', 'sparsevec') "
-        "AND NOT a.attisdropped",
+        "WHERE n.nspname = %s AND c.relkind = 'r' "
+        "AND t.typname IN ('vector', 'halfvec', 'sparsevec') AND NOT a.attisdropped",
         (namespace,),
     )
     return sorted(r[0] for r in rows)
@@ -67,7 +68,8 @@ class Layout:
     """Where a table keeps each part of a record: key column and its SQL type, document
     column, a JSON metadata column (``json_keys``: field -> key in it), the SQL types of
     columns read as fields, the column of each vector field named otherwise
-    (``columns``), and whether it has ``metadata_extra``. ``foreign``: not vecmigrate's."""
+    (``columns``), and whether it has ``metadata_extra``. ``foreign``: not vecmigrate's.
+    ``half``: vector fields held in ``halfvec`` (float16) columns."""
 
     key: str = "id"
     key_type: str = "text"
@@ -78,6 +80,7 @@ class Layout:
     columns: dict[str, str] = field(default_factory=dict)
     extra: bool = True
     foreign: bool = False
+    half: tuple[str, ...] = ()
 
     def key_sql(self) -> sql.Composable:
         """The key as it is read (uuid as text: ids are strings in vecmigrate)."""
@@ -102,6 +105,12 @@ class Layout:
     def column(self, vector_field: str) -> sql.Identifier:
         """The column holding a vector (or sparse) field."""
         return sql.Identifier(self.columns.get(vector_field, vector_field))
+
+    def vector_read(self, vector_field: str) -> sql.Composable:
+        """A dense vector field as read: ``vector_send`` bytes (a ``halfvec`` widened to
+        ``vector`` first, exactly: every float16 is a float32)."""
+        cast = sql.SQL("::vector") if vector_field in self.half else sql.SQL("")
+        return sql.SQL("vector_send({}{})").format(self.column(vector_field), cast)
 
     def typed_ids(self, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
         """Ids as the key column takes them (ids a uuid key cannot hold are left out)."""
@@ -132,5 +141,6 @@ def layout_of(schema: CollectionSchema) -> Layout:
             columns=dict(raw.get("columns") or {}),
             extra=bool(raw.get("extra")),
             foreign=True,
+            half=tuple(raw.get("half") or ()),
         )
     return Layout(key_type="bigint" if schema.id_type is IdType.INT else "text")

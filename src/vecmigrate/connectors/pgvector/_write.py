@@ -171,7 +171,11 @@ def plan_write(info: TableInfo, roles: Roles, schema: CollectionSchema) -> Write
         one = len(dense) == len(schema.vectors) == 1
         name = v.name if v.name in dense else dense[0] if one else None
         if name is None:
-            problems.append(f"no vector column for vector field {v.name!r} (columns: {dense})")
+            half = ", ".join(c for c in roles.vectors if cols[c].type == "halfvec")
+            problems.append(
+                f"no vector column for vector field {v.name!r} (columns: {dense})"
+                + (f"; writing into halfvec columns ({half}) is not built" if half else "")
+            )
         elif cols[name].typmod > 0 and cols[name].typmod != v.dim:
             problems.append(
                 f"column {name!r} is {cols[name].full}; vector field {v.name!r} has {v.dim} "
