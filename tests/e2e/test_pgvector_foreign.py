@@ -127,56 +127,103 @@ def test_unindexed_table_needs_the_metric_then_copies_and_verifies(
         assert metas[i * 10] == want
 
 
+def _index_scans(postgres: Any, table: str) -> int:
+    with psycopg.connect(postgres.dsn) as db:
+        row = db.execute(
+            "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE relname = %s "
+            "AND indexrelname NOT LIKE '%%pkey'",
+            (table,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+INDEXED_ROWS = 2000  # enough rows that the planner prefers the HNSW index to a sort
+
+
+def _indexed_table(postgres: Any, name: str, column: str, index: str) -> np.ndarray:
+    """A table of ``INDEXED_ROWS`` unnormalised 8-d vectors in a ``column`` (SQL type)
+    column ``emb`` with HNSW ``index`` (``USING hnsw (...)``), analysed; the vectors as
+    stored (float16 values for halfvec), ids 1..N in order."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(INDEXED_ROWS, 8)) * rng.uniform(0.2, 5, (INDEXED_ROWS, 1))
+    stored = values.astype(np.float16 if column.startswith("halfvec") else np.float32)
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, body text, emb {column})")
+        with db.cursor() as cur, cur.copy(f"COPY {name} (body, emb) FROM STDIN") as copy:
+            for i, v in enumerate(stored):
+                copy.write_row((f"passage {i}", str(v.astype(float).tolist())))
+        db.execute(f"CREATE INDEX {name}_emb ON {name} USING hnsw ({index})")
+        db.execute(f"ANALYZE {name}")
+    return stored.astype(np.float32)
+
+
+def _copied_vectors(target: str, name: str, ids: list[int]) -> np.ndarray:
+    with connect(target) as t:
+        got = t.fetch(name, ids)
+    order = np.argsort(got.column("id").to_numpy())
+    return np.stack(got.column("emb").to_numpy(zero_copy_only=False))[order]
+
+
 def test_a_halfvec_table_is_listed_copied_exactly_and_searched_through_its_index(
     postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pgvector's halfvec (float16: how 3,072-d embeddings get an HNSW index), as an
     application creates it: the table was not even listed. Its float16 values widen to
-    float32 exactly, and verify's searches go through its index (PostgreSQL casts the
-    query vector to halfvec)."""
+    float32 exactly, and verify's searches go through its index."""
     monkeypatch.chdir(tmp_path)
     name = _name("half")
-    half = (np.random.default_rng(3).normal(size=(ROWS, 8)) * 2).astype(np.float16)
-    with psycopg.connect(postgres.dsn, autocommit=True) as db:
-        db.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, body text, emb halfvec(8))")
-        db.execute(f"CREATE INDEX ON {name} USING hnsw (emb halfvec_l2_ops)")
-        with db.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO {name} (body, emb) VALUES (%s, %s::halfvec)",
-                [(f"passage {i}", str(half[i].astype(float).tolist())) for i in range(ROWS)],
-            )
+    stored = _indexed_table(postgres, name, "halfvec(8)", "emb halfvec_l2_ops")
     source = postgres.uri()
     with connect(source) as conn:
         assert name in conn.list_collections()
     info = _inspected(source, name)
     (vec,) = info["vectors"]
     assert (vec["name"], vec["dim"], vec["metric"]) == ("emb", 8, "l2")
-    assert "halfvec_l2_ops" in vec["metric_source"]
+    assert f"{name}_emb (halfvec_l2_ops)" in vec["metric_source"]
     assert "float16" in info["engine_settings"]["emb.type"]
 
     target = f"lancedb://{tmp_path / 'lance'}"
     copied = cli("copy", source, target, "-c", name, "--json")
     assert copied.returncode == 0, copied.stderr
-    assert copied.json()["rows_written"] == ROWS and copied.json()["verified"]
-    with connect(target) as t:
-        got = t.fetch(name, [1, 2, 60])
-    order = np.argsort(got.column("id").to_numpy())
-    vectors = np.stack(got.column("emb").to_numpy(zero_copy_only=False))[order]
-    assert np.array_equal(vectors, half[[0, 1, 59]].astype(np.float32))  # bit for bit
+    assert copied.json()["rows_written"] == INDEXED_ROWS and copied.json()["verified"]
+    got = _copied_vectors(target, name, [1, 2, INDEXED_ROWS])
+    assert np.array_equal(got, stored[[0, 1, -1]])  # bit for bit
+    before = _index_scans(postgres, name)
     verified = cli("verify", source, target, "-c", name, "--json", "--report-dir", "report")
     assert verified.returncode == 0, verified.stderr + verified.stdout[-2000:]
     assert verified.json()["passed"]
-    with psycopg.connect(postgres.dsn) as db:
-        (scans,) = db.execute(
-            "SELECT sum(idx_scan) FROM pg_stat_user_indexes WHERE relname = %s "
-            "AND indexrelname LIKE %s",
-            (name, "%emb%"),
-        ).fetchone() or (0,)
-    assert scans and scans > 0
+    assert _index_scans(postgres, name) > before
 
     back = cli("copy", target, source, "-c", name, "--if-exists", "reuse", "--json")
     assert back.returncode == 2
     assert "writing into halfvec columns (emb) is not built" in back.stderr
+
+
+def test_a_vector_column_indexed_as_halfvec_gives_its_metric_and_serves_verify(
+    postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgvector's documented way to index more than 2,000 dimensions: a vector column
+    with an HNSW index on ``(emb::halfvec(N))``. That index says the metric (the vectors
+    are not unit length: nothing else would), and verify searches the expression it is
+    built on, as the application's queries do, so the index serves them."""
+    monkeypatch.chdir(tmp_path)
+    name = _name("cast")
+    stored = _indexed_table(postgres, name, "vector(8)", "(emb::halfvec(8)) halfvec_cosine_ops")
+    source = postgres.uri()
+    (vec,) = _inspected(source, name)["vectors"]
+    assert (vec["metric"], vec["index"]["kind"]) == ("cosine", "hnsw")
+    assert f"{name}_emb (halfvec_cosine_ops)" in vec["metric_source"]
+
+    target = f"dump://{tmp_path / 'dump'}"
+    copied = cli("copy", source, target, "-c", name, "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert copied.json()["rows_written"] == INDEXED_ROWS and copied.json()["verified"]
+    assert np.array_equal(_copied_vectors(target, name, [5]), stored[[4]])
+    before = _index_scans(postgres, name)
+    verified = cli("verify", source, target, "-c", name, "--json", "--report-dir", "report")
+    assert verified.returncode == 0, verified.stderr + verified.stdout[-2000:]
+    assert verified.json()["passed"]
+    assert _index_scans(postgres, name) > before
 
 
 def test_cosine_index_gives_the_metric(postgres: Any, tmp_path: Path) -> None:

@@ -438,16 +438,19 @@ class PgvectorConnector(ChangeCapture, Connector):
         layout = layout_of(schema)
         ef = int((params or {}).get("ef_search", max(40, 2 * k)))
         op = sql.SQL(OPERATOR[field.metric])
+        searched, param = layout.searched(field.name)
         query = sql.SQL(
-            "SELECT {}, {} {} %s AS d FROM {} WHERE {} ORDER BY {} {} %s LIMIT {}"
+            "SELECT {}, {} {} {} AS d FROM {} WHERE {} ORDER BY {} {} {} LIMIT {}"
         ).format(
             layout.key_sql(),
-            layout.column(field.name),
+            searched,
             op,
+            param,
             self._table(name),
             where,
-            layout.column(field.name),
+            searched,
             op,
+            param,
             sql.Literal(k),
         )
         conn = self._conn()

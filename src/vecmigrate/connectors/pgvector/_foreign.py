@@ -18,6 +18,7 @@ Where each part lives is recorded in ``engine_settings["layout"]`` (see ``_schem
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,10 @@ class Column:
     writable: bool  # not GENERATED ALWAYS (identity or expression)
 
 
+# ``pg_get_expr`` of an index on one column cast to half precision: (embedding)::halfvec(3072)
+_CAST_INDEX = re.compile(r'\(?(?P<column>"(?:[^"]|"")+"|\w+)\)?::(?P<type>halfvec\(\d+\))')
+
+
 @dataclass(frozen=True)
 class TableInfo:
     """What the catalog says about a table."""
@@ -108,6 +113,9 @@ class TableInfo:
     unique: frozenset[str]  # columns with a one-column, non-partial unique index
     indexes: dict[str, tuple[str, str, str]]  # column -> (index, access method, opclass)
     comment: str | None
+    # column -> the type its index is built on (an index on ``(embedding::halfvec(3072))``,
+    # pgvector's way to index more than 2,000 dimensions): searched as that expression.
+    casts: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def vector_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.type in VECTOR_TYPES]
@@ -156,8 +164,23 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
             (rel,),
         )
     }
+    casts: dict[str, str] = {}
+    for index, am, ops, expr in query(
+        "SELECT ic.relname, am.amname, oc.opcname, pg_get_expr(i.indexprs, i.indrelid) "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = ic.relam JOIN pg_opclass oc ON oc.oid = i.indclass[0] "
+        "WHERE i.indrelid = %s::regclass AND i.indkey[0] = 0 ORDER BY ic.relname",
+        (rel,),
+    ):
+        cast = _CAST_INDEX.fullmatch(expr or "")
+        if cast is None:
+            continue
+        column = str(cast["column"]).strip('"').replace('""', '"')
+        if column in cols and column not in indexes:
+            indexes[column] = (index, am, ops)
+            casts[column] = str(cast["type"])
     comment = query("SELECT obj_description(%s::regclass, 'pg_class')", (rel,))[0][0]
-    return TableInfo(name, cols, primary, frozenset(unique), indexes, comment)
+    return TableInfo(name, cols, primary, frozenset(unique), indexes, comment, casts)
 
 
 @dataclass(frozen=True)
@@ -297,6 +320,7 @@ def describe_foreign(
         "types": types,
         "extra": r.extra,
         "half": [n for n in r.vectors if info.columns[n].type == "halfvec"],
+        "casts": {n: info.casts[n] for n in r.vectors if n in info.casts},
     }
     notes["layout"] = layout
     if r.document:

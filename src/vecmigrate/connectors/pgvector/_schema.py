@@ -69,7 +69,8 @@ class Layout:
     column, a JSON metadata column (``json_keys``: field -> key in it), the SQL types of
     columns read as fields, the column of each vector field named otherwise
     (``columns``), and whether it has ``metadata_extra``. ``foreign``: not vecmigrate's.
-    ``half``: vector fields held in ``halfvec`` (float16) columns."""
+    ``half``: vector fields held in ``halfvec`` (float16) columns; ``casts``: those whose
+    index is on the column cast to a type (``halfvec(N)``), searched as that."""
 
     key: str = "id"
     key_type: str = "text"
@@ -81,6 +82,7 @@ class Layout:
     extra: bool = True
     foreign: bool = False
     half: tuple[str, ...] = ()
+    casts: dict[str, str] = field(default_factory=dict)
 
     def key_sql(self) -> sql.Composable:
         """The key as it is read (uuid as text: ids are strings in vecmigrate)."""
@@ -112,6 +114,15 @@ class Layout:
         cast = sql.SQL("::vector") if vector_field in self.half else sql.SQL("")
         return sql.SQL("vector_send({}{})").format(self.column(vector_field), cast)
 
+    def searched(self, vector_field: str) -> tuple[sql.Composable, sql.Composable]:
+        """What a search orders by and how it binds the query vector: the column, or the
+        expression its index is built on (``(col)::halfvec(N)``), so that index serves."""
+        cast = self.casts.get(vector_field)
+        if cast is None:
+            return self.column(vector_field), sql.SQL("%s")
+        as_type = sql.SQL("::") + sql.SQL(cast)
+        return sql.SQL("({}){}").format(self.column(vector_field), as_type), sql.SQL("%s") + as_type
+
     def typed_ids(self, schema: CollectionSchema, ids: Sequence[Any]) -> list[Any]:
         """Ids as the key column takes them (ids a uuid key cannot hold are left out)."""
         if schema.id_type is IdType.INT:
@@ -142,5 +153,6 @@ def layout_of(schema: CollectionSchema) -> Layout:
             extra=bool(raw.get("extra")),
             foreign=True,
             half=tuple(raw.get("half") or ()),
+            casts=dict(raw.get("casts") or {}),
         )
     return Layout(key_type="bigint" if schema.id_type is IdType.INT else "text")
