@@ -181,9 +181,6 @@ class SparseField(_Model):
     # (a pgvector ``sparsevec`` column without an index), and a copy then needs the
     # mapping's ``vectors.<name>.metric``.
     metric_source: str | None = None
-    # What computes the field inside the engine from other fields (Milvus's BM25 function
-    # over a text field): not data the engine returns, so a copy needs it dropped.
-    generated_by: str | None = None
 
     @property
     def metric_known(self) -> bool:
@@ -229,6 +226,10 @@ class CollectionSchema(_Model):
     engine: str | None = None
     engine_settings: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, str] = Field(default_factory=dict)
+    # Vector fields the source has and the portable model cannot carry, with why (a
+    # Qdrant multivector, a sparse field Milvus computes with a BM25 function and never
+    # returns): not read, and a copy refuses until the mapping drops each by name.
+    uncarried: dict[str, str] = Field(default_factory=dict)
 
     @property
     def vector(self) -> VectorField:

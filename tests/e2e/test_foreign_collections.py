@@ -203,15 +203,16 @@ def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
     client.close()
 
     src = f"milvus-lite://{tmp_path / 'f.db'}"
-    (sparse,) = _inspect(src, "fts")["sparse"]
-    assert sparse["generated_by"] == "Milvus's BM25 function over 'text'"
+    info = _inspect(src, "fts")
+    assert info["sparse"] == []
+    assert "computed by Milvus's BM25 function over 'text'" in info["uncarried"]["sparse_bm25"]
     shown = cli("inspect", src, "-c", "fts")
-    assert "computed by Milvus's BM25 function over 'text': not copied" in shown.stdout
+    assert "NOT CARRIED" in shown.stdout
 
     dump = f"dump://{tmp_path / 'dump'}"
     refused = cli("copy", src, dump, "-c", "fts", "--json")
     assert refused.returncode == 2, refused.stderr
-    assert "sparse field 'sparse_bm25' is computed by Milvus's BM25 function" in refused.stderr
+    assert "vector field 'sparse_bm25' cannot be carried: computed by Milvus's" in refused.stderr
     assert "vectors: {sparse_bm25: {drop: true}}" in refused.stderr
     with connect(dump) as conn:
         assert "fts" not in conn.list_collections()
@@ -221,7 +222,7 @@ def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
     with connect(dump) as conn:
         schema = conn.describe("fts")
-        assert schema.sparse == () and schema.has_document
+        assert schema.sparse == () and schema.uncarried == {} and schema.has_document
         assert conn.fetch("fts", [3]).column("document").to_pylist() == ["delta epsilon zeta eta"]
 
 
@@ -363,6 +364,59 @@ def test_qdrant_langchain_collection_with_one_unnamed_vector_reads_and_takes_rec
     other_uri = f"qdrant+local://{tmp_path / 'other'}"
     refused = cli("copy", dump, other_uri, "-c", "lc", "--if-exists", "reuse")
     assert refused.returncode == 2 and "searched with cosine" in refused.stderr.replace("\n", " ")
+
+
+def test_a_qdrant_multivector_is_refused_until_left_behind_not_read_as_one_vector(
+    tmp_path: Path,
+) -> None:
+    """A ColBERT-style named multivector (several vectors per point, MAX_SIM) beside a
+    dense one, as qdrant-client creates it: it was described as one 3-d vector and the
+    copy died on a numpy error telling the user to fix the source."""
+    from qdrant_client import models
+
+    client = _qdrant(tmp_path / "q")
+    client.create_collection(
+        "mv",
+        vectors_config={
+            "dense": models.VectorParams(size=DIM, distance=models.Distance.EUCLID),
+            "colbert": models.VectorParams(
+                size=3,
+                distance=models.Distance.COSINE,
+                multivector_config=models.MultiVectorConfig(
+                    comparator=models.MultiVectorComparator.MAX_SIM
+                ),
+            ),
+        },
+    )
+    dense, tokens = _vectors(), _vectors(ROWS * 3, 3, seed=4)
+    client.upsert(
+        "mv",
+        [
+            models.PointStruct(
+                id=i,
+                vector={"dense": dense[i].tolist(), "colbert": tokens[i : i + 1 + i % 3].tolist()},
+                payload={"title": f"t{i}"},
+            )
+            for i in range(ROWS)
+        ],
+    )
+    client.close()
+
+    src = f"qdrant+local://{tmp_path / 'q'}"
+    info = _inspect(src, "mv")
+    assert [v["name"] for v in info["vectors"]] == ["dense"]
+    assert "several per point, scored by max_sim" in info["uncarried"]["colbert"]
+    dump = f"dump://{tmp_path / 'dump'}"
+    refused = cli("copy", src, dump, "-c", "mv", "--json")
+    assert refused.returncode == 2, refused.stderr
+    assert "vector field 'colbert' cannot be carried: a Qdrant multivector" in refused.stderr
+    assert "vectors: {colbert: {drop: true}}" in refused.stderr
+    (tmp_path / "map.yaml").write_text("vectors:\n  colbert: {drop: true}\n")
+    copied = _ok("copy", src, dump, "-c", "mv", "--map", str(tmp_path / "map.yaml"))
+    assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
+    assert any("colbert: left behind (mapping)" in d for d in copied["decisions"])
+    got = _records(dump, "mv", [7])
+    assert got[7]["metadata"] == {"title": "t7"}
 
 
 def test_qdrant_uuid_points_with_named_vectors_and_top_level_payload(tmp_path: Path) -> None:

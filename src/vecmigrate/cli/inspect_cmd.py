@@ -56,9 +56,9 @@ def inspect(
                     f"metric={_metric(v)} index={idx.get('kind', '-')} {idx.get('params', '')}",
                 )
             for sp in r.get("sparse", ()):
-                made = sp.get("generated_by")
-                details = f"computed by {made}: not copied" if made else f"metric={_metric(sp)}"
-                t.add_row(sp["name"], f"sparse[{sp['dim'] or 'any'}]", details)
+                t.add_row(sp["name"], f"sparse[{sp['dim'] or 'any'}]", f"metric={_metric(sp)}")
+            for name, why in r.get("uncarried", {}).items():
+                t.add_row(name, "NOT CARRIED", why)
             if r["has_document"]:
                 t.add_row("document", "string", "")
             for m in r["metadata"]:

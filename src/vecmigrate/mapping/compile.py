@@ -22,6 +22,20 @@ from vecmigrate.model import (
 )
 
 
+def refuse_uncarried(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> None:
+    """Refuse a field the source has and no copy can carry (``CollectionSchema.uncarried``)
+    unless the mapping drops it by name: leaving it behind is the user's decision."""
+    kept = [n for n in source.uncarried if not (n in spec.vectors and spec.vectors[n].drop)]
+    if kept:
+        name = kept[0]
+        raise SchemaMismatchError(
+            f"{source.name!r}: vector field {name!r} cannot be carried: {source.uncarried[name]}",
+            hint=f"leave it behind explicitly: vectors: {{{name}: {{drop: true}}}} in the mapping",
+        )
+    left = source.uncarried.items()
+    mapping.decisions += [f"{n}: left behind (mapping): {why}" for n, why in left]
+
+
 def build_mapping(
     source: CollectionSchema,
     capabilities: Capabilities,
@@ -53,7 +67,8 @@ def build_mapping(
     vector_names = [v.name for v in source.vectors] + [s.name for s in source.sparse]
     if spec.reembed:
         vector_names.append(spec.reembed.field)
-    unknown_vectors = sorted(set(spec.vectors) - set(vector_names))
+    refuse_uncarried(source, spec, mapping)
+    unknown_vectors = sorted(set(spec.vectors) - set(vector_names) - set(source.uncarried))
     if unknown_vectors:
         raise SchemaMismatchError(
             f"the mapping names vector fields {unknown_vectors} that {source.name!r} lacks",
@@ -138,6 +153,7 @@ def build_mapping(
         sparse=tuple(sparse),
         provenance=provenance,
         embedding=embedding,
+        uncarried={},
     )
     return mapping
 

@@ -70,13 +70,6 @@ def sparse_decision(
             f"drop in a mapping, not {', '.join(unsupported)}",
             hint=f"remove {', '.join(unsupported)} from vectors.{sp.name}",
         )
-    if sp.generated_by:
-        raise SchemaMismatchError(
-            f"{collection!r}: sparse field {sp.name!r} is computed by {sp.generated_by}: "
-            "the engine returns no vectors of it to copy",
-            hint=f"drop it: vectors: {{{sp.name}: {{drop: true}}}} in the mapping, and set "
-            "up full-text search on the target from the copied documents",
-        )
     if not sp.metric_known:
         if spec.metric is None:
             raise SchemaMismatchError(

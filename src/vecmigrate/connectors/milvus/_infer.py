@@ -182,6 +182,7 @@ def infer_schema(
     notes: dict[str, Any] = {LAYOUT_KEY: "columns"}
     vectors: list[VectorField] = []
     sparse: list[SparseField] = []
+    uncarried: dict[str, str] = {}
     metadata: list[MetadataField] = []
     where: dict[str, list[str | None]] = {}
     nullable: list[str] = []
@@ -203,13 +204,15 @@ def infer_schema(
             continue
         if ftype == DataType.SPARSE_FLOAT_VECTOR:
             metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
-            made = None
             if metric_type == "BM25" or f.get("is_function_output"):
-                made = _generated_by(f, info, fields)
-                notes[f"{fname}.generated"] = f"computed by {made}; no vectors to copy"
-            elif metric_type != "IP":
+                uncarried[fname] = (
+                    f"computed by {_generated_by(f, info, fields)} (full-text search): Milvus "
+                    "returns no vectors of it; set full-text search up again on the target"
+                )
+                continue
+            if metric_type != "IP":
                 notes[f"{fname}.metric"] = f"dot, although its index says {metric_type!r}"
-            sparse.append(SparseField(name=fname, metric=Metric.DOT, generated_by=made))
+            sparse.append(SparseField(name=fname, metric=Metric.DOT))
             continue
         if ftype in _SCALAR:
             mtype = _SCALAR[ftype]
@@ -238,6 +241,7 @@ def infer_schema(
         has_document=doc is not None,
         engine=engine,
         engine_settings=notes,
+        uncarried=uncarried,
     )
 
 

@@ -179,12 +179,22 @@ def infer_schema(name: str, info: Any, points: list[Any], config: FieldsConfig) 
     chosen = list(config.vector_fields) or list(named)
     settings: dict[str, Any] = {"unnamed_vector": "" in named}
     vectors = []
+    uncarried = {}
     for n in chosen:
         if n not in named:
             raise ConfigError(
                 f"Qdrant collection {name!r} has no vector {n!r} (vector_field={n})",
                 hint=f"its vectors: {', '.join(repr(k) for k in named)}",
             )
+        multi = getattr(named[n], "multivector_config", None)
+        if multi is not None:  # a list of vectors per point, scored by late interaction
+            comparator = getattr(multi.comparator, "value", multi.comparator)
+            uncarried[n or "vector"] = (
+                f"a Qdrant multivector ({named[n].size}-d vectors, several per point, scored "
+                f"by {comparator}: late interaction such as ColBERT); the portable model "
+                "carries one vector per field"
+            )
+            continue
         metric, source = _metric(name, n, named[n].distance)
         vectors.append(
             VectorField(
@@ -216,6 +226,7 @@ def infer_schema(name: str, info: Any, points: list[Any], config: FieldsConfig) 
         namespaces=tuple(namespaces) if namespaces else None,
         engine="qdrant",
         engine_settings=settings,
+        uncarried=uncarried,
     )
 
 
