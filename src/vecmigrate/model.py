@@ -177,6 +177,9 @@ class SparseField(_Model):
     name: str
     metric: Metric = Metric.DOT
     dim: int | None = Field(default=None, gt=0)
+    # "idf": the engine weights each index by its inverse document frequency in the
+    # collection when scoring (Qdrant's sparse modifier, how BM25 is set up there).
+    modifier: Literal["idf"] | None = None
     # As ``VectorField.metric_source``: METRIC_UNKNOWN when nothing records the metric
     # (a pgvector ``sparsevec`` column without an index), and a copy then needs the
     # mapping's ``vectors.<name>.metric``.
@@ -318,6 +321,9 @@ class Capabilities(_Model):
     # The metrics sparse vectors can be searched with (Milvus and Qdrant: dot only); a
     # store that searches nothing (a dump, a file) keeps any.
     sparse_metrics: frozenset[Metric] = frozenset(Metric)
+    # Sparse modifiers the engine applies when scoring (Qdrant: idf); a store that
+    # searches nothing keeps any (``SparseField.modifier``).
+    sparse_modifiers: frozenset[str] = frozenset({"idf"})
     documents: bool = True
     namespaces: bool = False
     metadata_types: frozenset[str] = frozenset(METADATA_TYPES)

@@ -419,6 +419,56 @@ def test_a_qdrant_multivector_is_refused_until_left_behind_not_read_as_one_vecto
     assert got[7]["metadata"] == {"title": "t7"}
 
 
+def test_qdrant_sparse_vectors_weighted_by_idf_keep_it_or_are_refused(tmp_path: Path) -> None:
+    """Qdrant's BM25 setup: sparse term counts with ``modifier=IDF`` (the engine weights
+    each term by its rarity when scoring). Into Qdrant the modifier is recreated; Milvus
+    and pgvector would score the raw counts, so a copy there is refused unless forced."""
+    from qdrant_client import models
+
+    client = _qdrant(tmp_path / "q")
+    client.create_collection(
+        "bm25",
+        vectors_config={"dense": models.VectorParams(size=DIM, distance=models.Distance.DOT)},
+        sparse_vectors_config={"bm25": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+    )
+    dense = _vectors()
+    client.upsert(
+        "bm25",
+        [
+            models.PointStruct(
+                id=i,
+                vector={
+                    "dense": dense[i].tolist(),
+                    "bm25": models.SparseVector(indices=[i % 7, 10 + i % 5], values=[1.0, 2.0]),
+                },
+                payload={"title": f"t{i}"},
+            )
+            for i in range(ROWS)
+        ],
+    )
+    client.close()
+
+    src = f"qdrant+local://{tmp_path / 'q'}"
+    (sparse,) = _inspect(src, "bm25")["sparse"]
+    assert (sparse["name"], sparse["modifier"]) == ("bm25", "idf")
+    copied = _ok("copy", src, f"qdrant+local://{tmp_path / 'q2'}", "-c", "bm25")
+    assert copied["verified"], copied["checks"]
+    again = _qdrant(tmp_path / "q2")
+    params = again.get_collection("bm25").config.params.sparse_vectors
+    again.close()
+    assert params is not None and params["bm25"].modifier == models.Modifier.IDF
+
+    require_module("milvus_lite")
+    milvus = f"milvus-lite://{tmp_path / 'm.db'}"
+    refused = cli("copy", src, milvus, "-c", "bm25", "--json")
+    assert refused.returncode == 2, refused.stderr
+    assert "sparse field 'bm25' is weighted by IDF when scored" in refused.stderr
+    (tmp_path / "map.yaml").write_text("vectors:\n  bm25: {force_metric: true}\n")
+    forced = _ok("copy", src, milvus, "-c", "bm25", "--map", str(tmp_path / "map.yaml"))
+    assert forced["verified"], forced["checks"]
+    assert any("IDF weighting dropped (FORCED)" in d for d in forced["decisions"])
+
+
 def test_qdrant_uuid_points_with_named_vectors_and_top_level_payload(tmp_path: Path) -> None:
     from qdrant_client import models
 

@@ -87,6 +87,17 @@ def sparse_decision(
             hint=f"vectors: {{{sp.name}: {{metric: {sorted(caps.sparse_metrics)[0].value}, "
             "force_metric: true}} in the mapping if rankings may change",
         )
+    if sp.modifier and sp.modifier not in caps.sparse_modifiers:
+        if not spec.force_metric:
+            raise SchemaMismatchError(
+                f"sparse field {sp.name!r} is weighted by {sp.modifier.upper()} when scored "
+                "(Qdrant's modifier: BM25); the target scores the stored values as they are",
+                hint=f"vectors: {{{sp.name}: {{force_metric: true}}}} in the mapping to copy "
+                "them unweighted (rankings change), or drop: true",
+            )
+        sp = sp.model_copy(update={"modifier": None})
+        if want == sp.metric:
+            return sp, f"{sp.name}: sparse, IDF weighting dropped (FORCED): rankings differ"
     if want == sp.metric:
         return sp, f"{sp.name}: sparse, metric {want.value} kept"
     if not spec.force_metric:

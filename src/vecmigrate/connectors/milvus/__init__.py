@@ -148,6 +148,7 @@ class MilvusConnector(Connector):
         named_vectors=True,
         sparse_vectors=True,
         sparse_metrics=frozenset({Metric.DOT}),
+        sparse_modifiers=frozenset(),
         max_batch_rows=2000,
         max_batch_bytes=32 * 1024 * 1024,
         max_metadata_bytes=65536,

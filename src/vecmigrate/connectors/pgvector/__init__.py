@@ -102,6 +102,7 @@ class PgvectorConnector(ChangeCapture, Connector):
         metrics=frozenset(Metric),
         named_vectors=True,
         sparse_vectors=True,
+        sparse_modifiers=frozenset(),
         max_batch_rows=5000,
         max_batch_bytes=64 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_flat"}),

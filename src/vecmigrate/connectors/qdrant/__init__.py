@@ -232,7 +232,12 @@ class QdrantConnector(Connector):
             self.client.create_collection,
             schema.name,
             vectors_config=vectors,
-            sparse_vectors_config={s.name: models.SparseVectorParams() for s in schema.sparse}
+            sparse_vectors_config={
+                s.name: models.SparseVectorParams(
+                    modifier=models.Modifier.IDF if s.modifier == "idf" else None
+                )
+                for s in schema.sparse
+            }
             or None,
             metadata={SCHEMA_KEY: schema.to_json()},
         )

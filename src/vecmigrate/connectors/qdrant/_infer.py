@@ -65,6 +65,11 @@ def _metric(name: str, vector: str, distance: Any) -> tuple[Metric, str]:
     return served, f"the collection's vector params ({which}: distance {value})"
 
 
+def _idf(params: Any) -> bool:
+    """Whether a sparse vector's params weight it by IDF (``Modifier.IDF``)."""
+    return getattr(getattr(params, "modifier", None), "value", None) == "idf"
+
+
 def served_metrics(schema: CollectionSchema, info: Any) -> CollectionSchema:
     """``schema`` (as vecmigrate recorded it) with each vector's metric as the collection
     is configured to search (a collection recreated with the recorded schema but another
@@ -220,7 +225,10 @@ def infer_schema(name: str, info: Any, points: list[Any], config: FieldsConfig) 
         name=name,
         id_type=id_type,
         vectors=tuple(vectors),
-        sparse=tuple(SparseField(name=n) for n in (info.config.params.sparse_vectors or {})),
+        sparse=tuple(
+            SparseField(name=n, modifier="idf" if _idf(p) else None)
+            for n, p in (info.config.params.sparse_vectors or {}).items()
+        ),
         metadata=metadata,
         has_document=has_doc,
         namespaces=tuple(namespaces) if namespaces else None,
