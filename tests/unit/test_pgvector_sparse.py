@@ -169,7 +169,7 @@ def test_a_sparsevec_column_without_an_index_copies_once_its_metric_is_stated(
             opts = CopyOptions(job_path=tmp_path / "job.sqlite")
             with pytest.raises(SchemaMismatchError, match="metric of sparse field 's'") as err:
                 copy_collection(src, dst, "app_sparse", options=opts)
-            assert "vectors: {s: {metric: dot}}" in (err.value.hint or "")
+            assert "vectors: {s: {metric: l2}}" in (err.value.hint or "")
             assert "app_sparse" not in dst.list_collections()
             spec = MappingSpec.model_validate({"vectors": {"s": {"metric": "l2"}}})
             opts = CopyOptions(job_path=tmp_path / "job2.sqlite", mapping=spec)

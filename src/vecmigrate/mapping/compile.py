@@ -11,7 +11,12 @@ from vecmigrate.mapping.embed import Embedder, SentenceTransformerEmbedder
 from vecmigrate.mapping.reshape import namespace_fields, reshape_fields
 from vecmigrate.mapping.spec import MappingSpec
 from vecmigrate.mapping.transform import Mapping
-from vecmigrate.mapping.vectors import index_decision, metric_decision, sparse_decision
+from vecmigrate.mapping.vectors import (
+    index_decision,
+    metric_decision,
+    sparse_decision,
+    stated_metric,
+)
 from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
@@ -83,14 +88,8 @@ def build_mapping(
             mapping.decisions.append(f"{v.name}: dropped (mapping)")
             continue
         if not v.metric_known:
-            if not (vspec and vspec.metric):
-                raise SchemaMismatchError(
-                    f"{source.name!r}: nothing records the metric of vector field {v.name!r} "
-                    "and its vectors are not unit length",
-                    hint=f"state it in the mapping: vectors: {{{v.name}: {{metric: l2}}}} "
-                    "(or cosine, dot: the metric the application searches with)",
-                )
-            v = v.model_copy(update={"metric": vspec.metric, "metric_source": "the mapping"})
+            why = "and its vectors are not unit length"
+            v = stated_metric(source.name, v, vspec.metric if vspec else None, "vector field", why)
         want = vspec.metric if vspec and vspec.metric else v.metric
         text, unit = metric_decision(v, want, bool(vspec and vspec.force_metric), capabilities)
         if unit and not (vspec and vspec.normalize):

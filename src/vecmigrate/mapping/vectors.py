@@ -3,6 +3,8 @@ and sparse fields."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from vecmigrate.errors import SchemaMismatchError
 from vecmigrate.mapping.spec import VectorSpec
 from vecmigrate.model import Capabilities, IndexSpec, Metric, SparseField, VectorField
@@ -56,6 +58,21 @@ def index_decision(
     return IndexSpec(kind=fallback), f"{v.name}: index {wanted.kind} -> {fallback}", warning  # type: ignore[arg-type]
 
 
+Field = TypeVar("Field", VectorField, SparseField)
+
+
+def stated_metric(collection: str, f: Field, stated: Metric | None, kind: str, why: str) -> Field:
+    """``f`` (whose metric nothing records) with the metric the mapping states; refused,
+    naming the field and the line that fixes it, when it states none."""
+    if stated is None:
+        raise SchemaMismatchError(
+            f"{collection!r}: nothing records the metric of {kind} {f.name!r} {why}",
+            hint=f"state it in the mapping: vectors: {{{f.name}: {{metric: l2}}}} "
+            "(or cosine, dot: the metric the application searches with)",
+        )
+    return f.model_copy(update={"metric": stated, "metric_source": "the mapping"})
+
+
 def sparse_decision(
     collection: str, sp: SparseField, spec: VectorSpec | None, caps: Capabilities
 ) -> tuple[SparseField, str]:
@@ -71,14 +88,7 @@ def sparse_decision(
             hint=f"remove {', '.join(unsupported)} from vectors.{sp.name}",
         )
     if not sp.metric_known:
-        if spec.metric is None:
-            raise SchemaMismatchError(
-                f"{collection!r}: nothing records the metric of sparse field {sp.name!r} "
-                "(no index on it)",
-                hint=f"state it in the mapping: vectors: {{{sp.name}: {{metric: dot}}}} "
-                "(or l2, cosine: the metric the application searches with)",
-            )
-        sp = sp.model_copy(update={"metric": spec.metric, "metric_source": "the mapping"})
+        sp = stated_metric(collection, sp, spec.metric, "sparse field", "(no index on it)")
     want = spec.metric or sp.metric
     can = ", ".join(sorted(m.value for m in caps.sparse_metrics))
     if want not in caps.sparse_metrics:
