@@ -226,6 +226,41 @@ def test_a_vector_column_indexed_as_halfvec_gives_its_metric_and_serves_verify(
     assert _index_scans(postgres, name) > before
 
 
+def test_a_partitioned_table_is_one_collection_not_one_per_partition(
+    postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgvector's README partitions a table by category to filter fast. The table itself
+    was not listed (only ordinary tables were), its partitions were, each as a collection
+    holding part of the records."""
+    monkeypatch.chdir(tmp_path)
+    name = _name("parts")
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(
+            f"CREATE TABLE {name} (id bigint, category text, body text, embedding vector(4), "
+            "PRIMARY KEY (category, id)) PARTITION BY LIST (category)"
+        )
+        for c in ("a", "b", "c"):
+            db.execute(f"CREATE TABLE {name}_{c} PARTITION OF {name} FOR VALUES IN ('{c}')")
+        db.execute(f"CREATE INDEX ON {name} USING hnsw (embedding vector_ip_ops)")
+        db.execute(
+            f"INSERT INTO {name} SELECT i, chr(97 + i % 3), 'doc ' || i, "
+            "ARRAY[i % 17, 1, -2, i % 5]::vector FROM generate_series(1, 3000) i"
+        )
+    with connect(postgres.uri()) as conn:
+        listed = [c for c in conn.list_collections() if c.startswith(name)]
+    assert listed == [name]
+    # Its key is (category, id): which column identifies a record is the user's to say.
+    refused = cli("inspect", postgres.uri(), "-c", name)
+    assert refused.returncode == 2 and "?id_field=" in refused.stderr
+    source = f"{postgres.uri()}?id_field=id"
+    info = _inspected(source, name)
+    assert info["count"] == 3000 and info["vectors"][0]["metric"] == "dot"
+    target = f"dump://{tmp_path / 'dump'}"
+    copied = cli("copy", source, target, "-c", name, "--workers", "2", "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert copied.json()["rows_written"] == 3000 and copied.json()["verified"]
+
+
 def test_cosine_index_gives_the_metric(postgres: Any, tmp_path: Path) -> None:
     name = _name("indexed")
     _items(postgres, name, index="vector_cosine_ops")

@@ -28,11 +28,11 @@ LAYOUT_KEYS = ("layout", "document_column", "metadata_extra")
 
 def vector_tables(query: Query, namespace: str) -> list[str]:
     """Tables in ``namespace`` with at least one ``vector``, ``halfvec`` or ``sparsevec``
-    column, sorted."""
+    column, sorted: a partitioned table as one (its partitions are not listed apart)."""
     rows = query(
         "SELECT DISTINCT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
-        "WHERE n.nspname = %s AND c.relkind = 'r' "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
         "AND t.typname IN ('vector', 'halfvec', 'sparsevec') AND NOT a.attisdropped",
         (namespace,),
     )
