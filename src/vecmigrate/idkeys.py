@@ -18,6 +18,8 @@ _SHARD_BITS = 6  # 64 shards: 10M ids spill 1.2 MiB per shard
 # Spilled keys are multiplied by this odd constant (a bijection of uint64: equal keys stay
 # equal, different ones different), which spreads sequential integer ids over the shards.
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)
+_SPREAD_TOO = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's: a second, independent position
+_SEEN_BITS = 28  # SeenKeys' bitset: 2**28 bits, 32 MiB
 
 
 def id_keys(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -106,27 +108,33 @@ def _has_equal(keys: np.ndarray) -> bool:
 
 class SeenKeys:
     """Which keys were seen before, for telling an id's first copy from a repeat in a
-    load: sorted runs of keys, merged as a binary counter (10M keys: 80 MB, each batch
-    checked in O(log^2 n)). Two ids sharing a key make the second look seen: callers
-    must treat "seen" as "maybe seen" (an upsert where an insert would do)."""
+    load: two bits per key in a fixed bitset of ``2**bits`` bits (a Bloom filter; 32 MiB),
+    so memory stays flat at any row count (sorted runs of the keys took 80 MB at 10M and
+    twice that while merging). A key seen before always looks seen; one not seen may look
+    seen too (two ids sharing a key, or bits set by others: ~0.6 % of keys at 10M, ~10 %
+    at 50M), so callers must treat "seen" as "maybe seen" (an upsert where an insert would
+    do)."""
 
-    def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []  # sorted, unique, sizes decreasing
+    def __init__(self, bits: int = _SEEN_BITS) -> None:
+        self._shift = np.uint64(64 - bits)
+        self._words = np.zeros(1 << (bits - 6), np.uint64)
 
     def first_seen(self, keys: np.ndarray) -> np.ndarray:
         """Mask of ``keys`` not seen before (nor earlier in ``keys``); all become seen."""
         keys = np.asarray(keys, np.uint64)
-        unique, first = np.unique(keys, return_index=True)
+        _, first = np.unique(keys, return_index=True)
         new = np.zeros(len(keys), bool)
         new[first] = True
-        for run in self._runs:
-            at = np.minimum(np.searchsorted(run, keys), len(run) - 1)
-            new &= run[at] != keys
-        self._add(unique)
-        return new
-
-    def _add(self, run: np.ndarray) -> None:
-        while self._runs and len(self._runs[-1]) <= len(run):
-            run = np.union1d(self._runs.pop(), run)
-        if len(run):
-            self._runs.append(run)
+        # Two positions from the top bits of two bijective mixes of the key: integer ids
+        # are their own keys, so consecutive ids must not land on consecutive bits.
+        one = keys * _SPREAD
+        two = (one ^ (one >> np.uint64(29))) * _SPREAD_TOO
+        places = []
+        seen = np.ones(len(keys), bool)  # both of its bits set already
+        for pos in (one >> self._shift, two >> self._shift):
+            word, bit = pos >> np.uint64(6), np.uint64(1) << (pos & np.uint64(63))
+            seen &= (self._words[word] & bit) != 0
+            places.append((word, bit))
+        for word, bit in places:
+            np.bitwise_or.at(self._words, word, bit)
+        return new & ~seen
