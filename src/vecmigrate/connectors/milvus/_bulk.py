@@ -63,6 +63,7 @@ from vecmigrate.connectors.milvus._bulk_stage import (
 )
 from vecmigrate.connectors.milvus._filters import layout
 from vecmigrate.errors import TerminalError
+from vecmigrate.idkeys import SeenKeys
 from vecmigrate.model import CollectionSchema
 
 log = logging.getLogger("vecmigrate.milvus.bulk")
@@ -142,7 +143,7 @@ class BulkLoad:
         self.repeat_paths: list[Path] = []  # repeats files, in the order written
         self.rows = 0  # first copies staged (each id once)
         self._in_spool = 0  # rows in the spool being written
-        self._seen: set[Any] = set()  # the ids staged
+        self._seen = SeenKeys()  # the ids staged
         self.seconds = 0.0  # spent in ``append`` (the debug log's breakdown)
         self._lock = threading.Lock()
         self._spool: tuple[Any, pa.ipc.RecordBatchStreamWriter] | None = None

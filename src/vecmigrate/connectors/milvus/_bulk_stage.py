@@ -21,6 +21,7 @@ import ujson
 from vecmigrate.connectors.milvus._records import check_ids, first_true, typed_metadata
 from vecmigrate.connectors.milvus._schema import MAX_VARCHAR
 from vecmigrate.errors import DataError
+from vecmigrate.idkeys import SeenKeys, id_keys
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import vectors_to_numpy
 
@@ -105,20 +106,13 @@ def _presence(batch: pa.RecordBatch, schema: CollectionSchema, docs: pa.Array) -
     return pc.binary_join_element_wise(*pieces, "")
 
 
-def first_copies(ids: pa.ChunkedArray, seen: set[Any]) -> pa.Array | None:
-    """A mask of the ``ids`` not in ``seen`` and not earlier in ``ids``, or None when that
-    is all of them; ``seen`` gets them all."""
-    keys = ids.to_pylist()
-    again = seen.intersection(keys) if seen else set()
-    seen.update(keys)
-    unique = pc.unique(ids)
-    if not again and len(unique) == len(keys):
-        return None
-    first = np.zeros(len(keys), dtype=bool)
-    first[_first_index(ids, unique)] = True
-    if again:
-        first &= ~np.asarray(pc.is_in(ids, value_set=pa.array(list(again), ids.type)))
-    return pa.array(first)
+def first_copies(ids: pa.ChunkedArray, seen: SeenKeys) -> pa.Array | None:
+    """A mask of the ``ids`` not ``seen`` and not earlier in ``ids``, or None when that is
+    all of them; ``seen`` gets them all. An id may be taken for a repeat when it is not
+    (``SeenKeys``: flat memory at any row count): it is staged with the repeats, which are
+    upserted after the import, so it still lands once."""
+    first = seen.first_seen(id_keys(ids))
+    return None if first.all() else pa.array(first)
 
 
 def last_copies(ids: pa.ChunkedArray) -> pa.Array | None:
