@@ -563,6 +563,38 @@ def test_chroma_collection_metric_from_its_space(
         assert conn.describe("notes").vector.metric.value == metric
 
 
+def test_a_chroma_collection_with_an_openai_embedding_function_copies_without_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chromadb 1.x stores the collection's embedding function (here OpenAI's, naming the
+    environment variable of its key). Reading the configuration through chromadb built
+    that function, so without the application's OpenAI key inspect and copy failed, with
+    a hint to fix the records. Stored embeddings need no embedding function."""
+    chromadb = require_module("chromadb")
+    from chromadb.utils.embedding_functions import OpenAIEmbeddingFunction
+
+    monkeypatch.setenv("CHROMA_OPENAI_API_KEY", "sk-only-the-application-has-it")
+    client = chromadb.PersistentClient(path=str(tmp_path / "c"))
+    ef = OpenAIEmbeddingFunction(model_name="text-embedding-3-small", dimensions=DIM)
+    col = client.create_collection(
+        "notes", embedding_function=ef, configuration={"hnsw": {"space": "cosine"}}
+    )
+    col.add(
+        ids=[f"n-{i}" for i in range(ROWS)],
+        embeddings=_vectors(),
+        documents=[f"note {i}" for i in range(ROWS)],
+        metadatas=[{"source": f"s{i % 5}"} for i in range(ROWS)],
+    )
+    del col, client
+    monkeypatch.delenv("CHROMA_OPENAI_API_KEY")
+
+    src = f"chroma://{tmp_path / 'c'}"
+    info = _inspect(src, "notes")
+    assert info["engine_settings"]["embedding_function"] == "openai (text-embedding-3-small)"
+    assert _vector_info(info)["vector"][0] == "cosine"
+    _copy_and_verify(src, "notes", tmp_path)
+
+
 # -- Redis Stack (FT.CREATE with redis-py) ---------------------------------------------------
 def _raw_redis(redis_server: Any) -> Any:
     return require_module("redis").Redis(host=redis_server.host, port=redis_server.port)

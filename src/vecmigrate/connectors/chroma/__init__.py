@@ -101,12 +101,29 @@ def _decode_metadatas(metadatas: Any, encoded: bool) -> list[dict[str, Any]]:
     return [{k: _decode_value(v, encoded) for k, v in (m or {}).items()} for m in metadatas]
 
 
+def _configuration(col: Any) -> dict[str, Any]:
+    """The collection's stored configuration as JSON. Not ``col.configuration``: that
+    builds the collection's embedding function (an OpenAI one wants its API key in the
+    environment), which a copy of stored embeddings never calls."""
+    raw = getattr(col, "configuration_json", None)
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
+def _embedding_function(config: dict[str, Any]) -> str | None:
+    """What embeds the collection's query texts, as its configuration names it."""
+    ef = config.get("embedding_function")
+    if not isinstance(ef, dict) or ef.get("type") != "known":
+        return None
+    model = (ef.get("config") or {}).get("model_name")
+    return f"{ef.get('name')}" + (f" ({model})" if model else "")
+
+
 def _space(col: Any) -> tuple[Metric, str]:
     """The metric a collection searches with and where it was read: the legacy
     ``hnsw:space`` metadata key (chromadb 1.x still honours it), else the configuration's
     HNSW (or SPANN) space, which chromadb 1.x fills with its default ``l2`` when a
     collection is created without one."""
-    config = col.configuration or {}
+    config = _configuration(col)
     legacy = (col.metadata or {}).get("hnsw:space")
     configured = ((config.get("hnsw") or {}) or (config.get("spann") or {})).get("space")
     space = legacy or configured or "l2"
@@ -283,7 +300,8 @@ class ChromaConnector(Connector):
 
     def _infer(self, col: Any) -> CollectionSchema:
         sample = col.get(limit=1000, include=_INCLUDE)
-        hnsw = (col.configuration or {}).get("hnsw") or {}
+        config = _configuration(col)
+        hnsw = config.get("hnsw") or {}
         metric, source = _space(col)
         emb = sample["embeddings"]
         # An emptied collection still knows its dimension (chromadb keeps it in its model).
@@ -311,6 +329,7 @@ class ChromaConnector(Connector):
             engine_settings={
                 "configuration": {"hnsw": hnsw},
                 "metadata_types": "inferred from 1000 records",
+                **({"embedding_function": ef} if (ef := _embedding_function(config)) else {}),
             },
         )
 
