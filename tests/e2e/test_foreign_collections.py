@@ -64,6 +64,21 @@ def _copy_and_verify(src: str, name: str, tmp_path: Path) -> str:
     return dump
 
 
+def _refused_until_mapped(
+    src: str, target: str, name: str, tmp_path: Path, mapping: str, *said: str
+) -> Any:
+    """Copy ``name``: refused (exit 2) with each of ``said`` in the error and nothing
+    written to ``target``; then again with ``mapping`` (YAML) as ``--map``: its JSON."""
+    refused = cli("copy", src, target, "-c", name, "--json")
+    assert refused.returncode == 2, refused.stderr
+    for text in said:
+        assert text in refused.stderr, refused.stderr
+    with connect(target) as conn:
+        assert name not in conn.list_collections()
+    (tmp_path / "map.yaml").write_text(mapping)
+    return _ok("copy", src, target, "-c", name, "--map", str(tmp_path / "map.yaml"))
+
+
 def _records(uri: str, name: str, ids: list[Any]) -> dict[Any, dict[str, Any]]:
     """id -> {document, metadata} as the store reads them."""
     with connect(uri) as conn:
@@ -210,15 +225,15 @@ def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
     assert "NOT CARRIED" in shown.stdout
 
     dump = f"dump://{tmp_path / 'dump'}"
-    refused = cli("copy", src, dump, "-c", "fts", "--json")
-    assert refused.returncode == 2, refused.stderr
-    assert "vector field 'sparse_bm25' cannot be carried: computed by Milvus's" in refused.stderr
-    assert "vectors: {sparse_bm25: {drop: true}}" in refused.stderr
-    with connect(dump) as conn:
-        assert "fts" not in conn.list_collections()
-
-    (tmp_path / "map.yaml").write_text("vectors:\n  sparse_bm25: {drop: true}\n")
-    copied = _ok("copy", src, dump, "-c", "fts", "--map", str(tmp_path / "map.yaml"))
+    copied = _refused_until_mapped(
+        src,
+        dump,
+        "fts",
+        tmp_path,
+        "vectors:\n  sparse_bm25: {drop: true}\n",
+        "vector field 'sparse_bm25' cannot be carried: computed by Milvus's",
+        "vectors: {sparse_bm25: {drop: true}}",
+    )
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
     with connect(dump) as conn:
         schema = conn.describe("fts")
@@ -270,13 +285,15 @@ def test_milvus_fields_without_an_index_are_sampled_and_an_unknown_metric_is_ref
     assert "vectors.raw.metric" in shown.stdout
 
     dump = f"dump://{tmp_path / 'dump'}"
-    refused = cli("copy", src, dump, "-c", "raw", "--json")
-    assert refused.returncode == 2, refused.stderr
-    assert "vector field 'raw'" in refused.stderr
-    assert "vectors: {raw: {metric: l2}}" in refused.stderr
-
-    (tmp_path / "map.yaml").write_text("vectors:\n  raw: {metric: l2}\n")
-    copied = _ok("copy", src, dump, "-c", "raw", "--map", str(tmp_path / "map.yaml"))
+    copied = _refused_until_mapped(
+        src,
+        dump,
+        "raw",
+        tmp_path,
+        "vectors:\n  raw: {metric: l2}\n",
+        "vector field 'raw'",
+        "vectors: {raw: {metric: l2}}",
+    )
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
     with connect(dump) as conn:
         schema = conn.describe("raw")
@@ -407,12 +424,15 @@ def test_a_qdrant_multivector_is_refused_until_left_behind_not_read_as_one_vecto
     assert [v["name"] for v in info["vectors"]] == ["dense"]
     assert "several per point, scored by max_sim" in info["uncarried"]["colbert"]
     dump = f"dump://{tmp_path / 'dump'}"
-    refused = cli("copy", src, dump, "-c", "mv", "--json")
-    assert refused.returncode == 2, refused.stderr
-    assert "vector field 'colbert' cannot be carried: a Qdrant multivector" in refused.stderr
-    assert "vectors: {colbert: {drop: true}}" in refused.stderr
-    (tmp_path / "map.yaml").write_text("vectors:\n  colbert: {drop: true}\n")
-    copied = _ok("copy", src, dump, "-c", "mv", "--map", str(tmp_path / "map.yaml"))
+    copied = _refused_until_mapped(
+        src,
+        dump,
+        "mv",
+        tmp_path,
+        "vectors:\n  colbert: {drop: true}\n",
+        "vector field 'colbert' cannot be carried: a Qdrant multivector",
+        "vectors: {colbert: {drop: true}}",
+    )
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
     assert any("colbert: left behind (mapping)" in d for d in copied["decisions"])
     got = _records(dump, "mv", [7])
@@ -460,11 +480,14 @@ def test_qdrant_sparse_vectors_weighted_by_idf_keep_it_or_are_refused(tmp_path: 
 
     require_module("milvus_lite")
     milvus = f"milvus-lite://{tmp_path / 'm.db'}"
-    refused = cli("copy", src, milvus, "-c", "bm25", "--json")
-    assert refused.returncode == 2, refused.stderr
-    assert "sparse field 'bm25' is weighted by IDF when scored" in refused.stderr
-    (tmp_path / "map.yaml").write_text("vectors:\n  bm25: {force_metric: true}\n")
-    forced = _ok("copy", src, milvus, "-c", "bm25", "--map", str(tmp_path / "map.yaml"))
+    forced = _refused_until_mapped(
+        src,
+        milvus,
+        "bm25",
+        tmp_path,
+        "vectors:\n  bm25: {force_metric: true}\n",
+        "sparse field 'bm25' is weighted by IDF when scored",
+    )
     assert forced["verified"], forced["checks"]
     assert any("IDF weighting dropped (FORCED)" in d for d in forced["decisions"])
 
