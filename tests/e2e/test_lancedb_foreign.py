@@ -241,3 +241,35 @@ def test_copy_into_an_application_table_writes_its_own_columns(tmp_path: Path, f
     line = refused.stderr.replace("\n", " ")
     for text in ("'pk' holds int ids", "no text column", "no column for metadata field 'source'"):
         assert text in line, line
+
+
+def test_a_multivector_column_is_not_carried_until_the_mapping_leaves_it_behind(
+    tmp_path: Path,
+) -> None:
+    # LanceDB's multivector type (ColBERT-style late interaction): a list of vectors per row.
+    tokens = [np.random.default_rng(i).normal(size=(1 + i % 3, 4)) for i in range(ROWS)]
+    colbert = pa.array(
+        [t.astype(np.float32).tolist() for t in tokens], pa.list_(pa.list_(pa.float32(), 4))
+    )
+    columns = {
+        "id": [f"p{i}" for i in range(ROWS)],
+        "text": [f"passage {i}" for i in range(ROWS)],
+        "vector": _vectors(),
+        "colbert": colbert,
+    }
+    _create(tmp_path / "src", "mv", columns)
+    src, out = f"lancedb://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'out'}"
+    info = _inspect(src, "mv")
+    assert "multivector" in info["uncarried"]["colbert"]
+    assert "colbert" not in {m["name"] for m in info["metadata"]}
+    refused = cli("copy", src, out, "-c", "mv")
+    assert refused.returncode == 2, refused.stderr
+    assert "vectors: {colbert: {drop: true}}" in refused.stderr
+    (tmp_path / "map.yaml").write_text("vectors:\n  colbert: {drop: true}\n")
+    copied = _ok("copy", src, out, "-c", "mv", "--map", str(tmp_path / "map.yaml"))
+    assert copied["verified"] and copied["rows_written"] == ROWS
+    with connect(out) as conn:
+        schema = conn.describe("mv")
+        assert [v.name for v in schema.vectors] == ["vector"] and schema.uncarried == {}
+        assert "colbert" not in {m.name for m in schema.metadata}
+        assert conn.fetch("mv", ["p7"]).column("document").to_pylist() == ["passage 7"]

@@ -51,6 +51,11 @@ def is_vector(t: pa.DataType) -> bool:
     return bool(pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type))
 
 
+def is_multivector(t: pa.DataType) -> bool:
+    """A column LanceDB searches by late interaction (ColBERT): a list of vectors per row."""
+    return bool((pa.types.is_list(t) or pa.types.is_large_list(t)) and is_vector(t.value_type))
+
+
 def _id_kind(t: pa.DataType) -> str | None:
     if isinstance(t, pa.BaseExtensionType):
         return "uuid" if t.extension_name == "arrow.uuid" else None
@@ -100,10 +105,19 @@ def infer_schema(
     for v in vector_cols:
         if v not in chosen:
             notes[f"{v}.skipped"] = "vector column not carried (not named by vector_field)"
+    # Read as JSON metadata, such a column would arrive as text: the target's application
+    # could no longer search it, so it is refused until the mapping leaves it behind.
+    uncarried = {
+        f.name: f"a LanceDB multivector column ({f.type.value_type.list_size}-d vectors, "
+        "several per row, searched by late interaction such as ColBERT); the portable "
+        "model carries one vector per field"
+        for f in arrow
+        if is_multivector(f.type)
+    }
     kinds: dict[str, str] = {}
     json_rows: dict[str, list[dict[str, Any]]] = {}
     for f in arrow:
-        if f.name in vector_cols:
+        if f.name in vector_cols or f.name in uncarried:
             continue
         if pa.types.is_struct(f.type):
             kinds[f.name] = "json"
@@ -137,7 +151,7 @@ def infer_schema(
             f"(metadata_field={cols.metadata}) is neither a struct nor JSON-object text"
         )
     extra = "metadata_extra" if kinds.get("metadata_extra") == "text" else None
-    taken = {cols.id, cols.document, cols.metadata, extra, *vector_cols}
+    taken = {cols.id, cols.document, cols.metadata, extra, *vector_cols, *uncarried}
     metadata: list[MetadataField] = []
     fields: list[tuple[str, str, str | None]] = []
 
@@ -197,6 +211,7 @@ def infer_schema(
         has_document=cols.document is not None,
         engine="lancedb",
         engine_settings=notes,
+        uncarried=uncarried,
     )
 
 
