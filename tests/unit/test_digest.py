@@ -564,6 +564,45 @@ def test_a_dump_manifest_says_its_digest_version_and_old_ones_still_verify(
     assert again.version == 1 and stored.compare(again).equal
 
 
+def test_a_digest_without_projections_tells_every_bit_of_a_vector_and_nothing_else() -> None:
+    """``projections=False`` (the copy's sampled check between two pre-storage sides):
+    order and batching do not matter, one NaN and one zero, any other bit changes it."""
+    schema = sample_schema("c")
+    batch = sample_batch(schema)
+
+    def exact(*batches: pa.RecordBatch) -> CollectionDigest:
+        b = DigestBuilder(schema, tolerance=1e-3, projections=False)  # tolerance unused
+        for part in batches:
+            b.add(part)
+        return b.digest
+
+    base = exact(batch)
+    assert base.grid_step == 0.0 and not base.projected
+    assert all(not b.vectors for b in base.buckets)
+    shuffled = batch.take(np.random.default_rng(1).permutation(batch.num_rows))
+    assert base.compare(exact(shuffled.slice(0, 70), shuffled.slice(70))).equal
+    vec = vectors_to_numpy(batch.column("vector")).copy()
+    vec[:, 1] = 0.0
+    vec[2, 3] = np.float32("nan")
+    zeros = exact(_rebuild(schema, batch, vectors=vec))
+    other_zeros = vec.copy()
+    other_zeros[:, 1] = -0.0
+    other_zeros[2].view(np.uint32)[3] = 0x7FC00001  # another NaN payload
+    assert zeros.compare(exact(_rebuild(schema, batch, vectors=other_zeros))).equal
+    one_bit = vec.copy()
+    one_bit[7].view(np.uint32)[0] ^= 1  # the last bit of one value: far below any tolerance
+    cmp = zeros.compare(exact(_rebuild(schema, batch, vectors=one_bit)))
+    assert not cmp.equal and len(cmp.unsettled_buckets) == 1
+    docs = batch.column("document").to_pylist()
+    docs[5] = "changed"
+    assert not base.compare(exact(_rebuild(schema, batch, docs=docs))).equal
+    with pytest.raises(ConfigError, match="projections"):
+        base.compare(_digest([batch], schema, 0.0))
+    again = CollectionDigest.from_json(json.loads(json.dumps(base.to_json())))
+    assert not again.projected and again.compare(base).equal
+    assert "projected" not in _digest([batch], schema, 0.0).to_json()  # manifests unchanged
+
+
 # -- the copy's sampled check ---------------------------------------------------------------------
 def _dump(tmp_path: Path) -> Any:
     src = connect(f"dump://{tmp_path / 'src'}")
@@ -661,6 +700,34 @@ def test_sampled_check_falls_back_to_the_full_check_on_any_difference(tmp_path: 
     assert not checks[0].passed and not checks[-1].passed and ids[3] in checks[-1].detail
 
 
+def test_sampled_check_of_a_source_without_a_stored_digest_compares_exact_bits(
+    tmp_path: Path,
+) -> None:
+    """A LanceDB source keeps no digest: the copy's acknowledgements are digested without
+    projections, the source read again the same way, and a vector changed in its last bit
+    after the copy is told apart (the full check then names it)."""
+    src = connect(f"lancedb://{tmp_path / 'src'}")
+    schema = sample_schema("docs")
+    src.create(schema)
+    src.upsert("docs", sample_batch(schema))
+    dst = connect(f"lancedb://{tmp_path / 'dst'}")
+    opts = CopyOptions(job_path=tmp_path / "job.sqlite", batch_rows=40)
+    with acknowledging(src, dst, sample=20, projections=False) as ack:
+        result = copy_collection(src, dst, "docs", options=opts)
+    acked = ack.digest("docs")
+    assert acked is not None and not acked.projected and acked.grid_step == 0.0
+    checks = check_copy(src, dst, "docs", result, None, acknowledged=ack)
+    assert all(c.passed for c in checks) and "the source read again" in checks[-1].detail
+    rid = sample_ids(IdType.STRING)[11]
+    batch = src.fetch("docs", [rid])
+    vec = vectors_to_numpy(batch.column("vector")).copy()
+    vec[0].view(np.uint32)[0] ^= 1
+    src.upsert("docs", _rebuild(schema, batch, vectors=vec))
+    checks = check_copy(src, dst, "docs", result, None, acknowledged=ack)
+    assert not checks[-1].passed and rid in checks[-1].detail
+    assert "acknowledged" not in checks[-1].detail  # named by the full check
+
+
 def test_sampled_check_needs_everything_acknowledged_recorded(tmp_path: Path) -> None:
     src = _dump(tmp_path)
     dst, result, ack = _copy(tmp_path, src)
@@ -696,3 +763,44 @@ def test_live_check_judges_the_target_by_what_it_acknowledged(tmp_path: Path) ->
     ack.fresh = False
     live = check_copy(src, dst, "docs", result, None, mode="live", acknowledged=ack)
     assert not live[0].passed and "--if-exists reuse" in live[0].detail
+
+
+@pytest.mark.parametrize(
+    ("verify", "source", "recorded"),
+    [
+        (True, "lancedb", False),  # no stored digest: exact bits only
+        (True, "dump", True),  # compared with the manifest's digest: projected
+        ("live", "lancedb", True),  # compared with the target read back: projected
+        ("full", "lancedb", None),  # both sides read back: nothing recorded
+    ],
+)
+def test_copy_records_acknowledgements_as_its_check_compares_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verify: Any, source: str, recorded: Any
+) -> None:
+    import vecmigrate.api.verbs as verbs
+    from vecmigrate.api import copy
+
+    src = connect(f"{source}://{tmp_path / 'src'}")
+    schema = sample_schema("docs")
+    src.create(schema)
+    src.upsert("docs", sample_batch(schema))
+    src.finalize("docs")
+    src.close()
+    seen: list[bool] = []
+    real = verbs.acknowledging
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["projections"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verbs, "acknowledging", spy)
+    opts = CopyOptions(job_path=tmp_path / "job.sqlite")
+    report = copy(
+        f"{source}://{tmp_path / 'src'}",
+        f"lancedb://{tmp_path / 'dst'}",
+        "docs",
+        options=opts,
+        verify=verify,
+    )
+    assert all(c.passed for c in report.checks), report.checks
+    assert seen == ([] if recorded is None else [recorded])

@@ -157,11 +157,18 @@ def copy(
         require_collection(src, collection)
         if opts.selection is not None:  # a bad filter or id is refused before the target opens
             opts.selection.check(src.describe(collection))
+        mode: VerifyMode | None = ("sampled" if verify is True else verify) or None
         with (
             opened(target, read_only=False) as dst,
-            # Acknowledgements are digested only for a check that reads them.
-            acknowledging(src, dst, fresh=opts.if_exists != "reuse")
-            if verify
+            # Acknowledgements are digested only for a check that reads them; compared with
+            # the source read again (no stored digest), by the vectors' exact bits alone.
+            acknowledging(
+                src,
+                dst,
+                fresh=opts.if_exists != "reuse",
+                projections=mode == "live" or src.stored_digest(collection) is not None,
+            )
+            if mode in ("sampled", "live")
             else nullcontext(None) as ack,
         ):
             result = copy_collection(
@@ -173,7 +180,7 @@ def copy(
                 progress=progress,
                 on_plan=on_plan,
             )
-            if not verify:
+            if mode is None:
                 return CopyReport(result, ())
             checks = check_copy(
                 src,
@@ -181,7 +188,7 @@ def copy(
                 collection,
                 result,
                 opts.mapping,
-                mode="sampled" if verify is True else verify,
+                mode=mode,
                 acknowledged=ack,
                 selection=opts.selection,
             )

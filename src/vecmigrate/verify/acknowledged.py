@@ -51,8 +51,10 @@ class Acknowledged:
         sample: int = SAMPLE_RECORDS,
         fresh: bool = True,
         seed: int | None = None,
+        projections: bool = True,
     ) -> None:
         self.target, self.tolerance, self.sample_size, self.fresh = target, tolerance, sample, fresh
+        self.projections = projections
         rng = np.random.default_rng(seed)
         self._salt = np.uint64(int(rng.integers(0, 2**63)))
         self._lock = threading.Lock()
@@ -65,9 +67,12 @@ class Acknowledged:
                 # as the writes are conformed: ``describe`` would read an empty foreign
                 # table again and replace what its create or reuse established
                 schema = self.target.write_schema(name)
-                got = _Collected(DigestBuilder(schema, tolerance=self.tolerance), schema)
+                got = _Collected(self._builder(schema), schema)
                 self._collected[name] = got
             return got
+
+    def _builder(self, schema: CollectionSchema) -> DigestBuilder:
+        return DigestBuilder(schema, tolerance=self.tolerance, projections=self.projections)
 
     def record(self, name: str, batch: pa.RecordBatch) -> None:
         """Add a batch the target acknowledged into ``name``."""
@@ -107,10 +112,14 @@ class Acknowledged:
         threshold: what it records counts once ``absorb``ed, after the write returned."""
         mine = self._for(name)
         child = Acknowledged(
-            self.target, tolerance=self.tolerance, sample=self.sample_size, fresh=self.fresh
+            self.target,
+            tolerance=self.tolerance,
+            sample=self.sample_size,
+            fresh=self.fresh,
+            projections=self.projections,
         )
         child._salt = self._salt
-        builder = DigestBuilder(mine.schema, tolerance=self.tolerance)
+        builder = self._builder(mine.schema)
         child._collected[name] = _Collected(builder, mine.schema, threshold=mine.threshold)
         return child
 
@@ -208,6 +217,7 @@ def acknowledging(
     *,
     fresh: bool = True,
     sample: int = SAMPLE_RECORDS,
+    projections: bool = True,
 ) -> Iterator[Acknowledged]:
     """While the block runs, record every batch ``target`` acknowledges (an ``upsert``,
     ``upsert_table`` or ``upsert_stream`` that returned) into an ``Acknowledged``, for
@@ -216,9 +226,13 @@ def acknowledging(
         with acknowledging(src, dst, fresh=...) as ack:
             result = copy_collection(src, dst, ...)
         checks = check_copy(src, dst, collection, result, spec, acknowledged=ack)
+
+    ``projections=False`` digests vectors by their exact bits alone: enough (and cheaper)
+    when the digest is compared only with the source read again (``check_copy``'s sampled
+    check without a stored source digest), not with what the target stores.
     """
     tol = max(source.capabilities.vector_tolerance, target.capabilities.vector_tolerance)
-    ack = Acknowledged(target, tolerance=tol, sample=sample, fresh=fresh)
+    ack = Acknowledged(target, tolerance=tol, sample=sample, fresh=fresh, projections=projections)
     upsert, upsert_table, upsert_stream = target.upsert, target.upsert_table, target.upsert_stream
 
     def recording(name: str, batch: pa.RecordBatch, *args: Any, **kwargs: Any) -> None:

@@ -159,7 +159,7 @@ def _sampled_check(
         or result.resumed
         or result.dead_letters
         or acked.count != result.rows_written
-        or acked.grid_step != tol
+        or acked.grid_step != (tol if acked.projected else 0.0)
     ):
         return None
     sample, layout = ack.sample(name)
@@ -170,7 +170,12 @@ def _sampled_check(
     with ThreadPoolExecutor(1) as pool:  # both sides at once
         back = pool.submit(read_back, dst, name, sample, layout, tol)
         want = stored or collection_digest(
-            src, collection, schema=schema, transform=transform, tolerance=tol
+            src,
+            collection,
+            schema=schema,
+            transform=transform,
+            tolerance=acked.grid_step,
+            projections=acked.projected,
         )
         problems = back.result()
     if problems or not want.compare(acked, tolerance=tol).equal:
@@ -190,8 +195,8 @@ def _stored_digest(
     src: Connector, collection: str, acked: CollectionDigest
 ) -> CollectionDigest | None:
     """The source's own digest of ``collection`` (``Connector.stored_digest``) when it
-    was hashed as ``acked`` was (version and grid step): compared as it is, the source
-    need not be read again."""
+    was hashed as ``acked`` was (version, grid step, projections): compared as it is, the
+    source need not be read again."""
     data = src.stored_digest(collection)
     if data is None:
         return None
@@ -199,7 +204,11 @@ def _stored_digest(
         stored = CollectionDigest.from_json(data)
     except (KeyError, TypeError, ValueError):
         return None  # an older or hand-made manifest: the source is read instead
-    if stored.version != acked.version or stored.grid_step != acked.grid_step:
+    if (stored.version, stored.grid_step, stored.projected) != (
+        acked.version,
+        acked.grid_step,
+        acked.projected,
+    ):
         return None
     return stored
 
