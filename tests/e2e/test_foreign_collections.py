@@ -615,7 +615,26 @@ def test_a_chroma_collection_with_an_openai_embedding_function_copies_without_it
     info = _inspect(src, "notes")
     assert info["engine_settings"]["embedding_function"] == "openai (text-embedding-3-small)"
     assert _vector_info(info)["vector"][0] == "cosine"
-    _copy_and_verify(src, "notes", tmp_path)
+    dump = _copy_and_verify(src, "notes", tmp_path)
+
+    # Into Chroma again (through the dump, in this process): the target's configuration
+    # names the same function, so the application embeds its query texts as before.
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    from vecmigrate.api import copy
+
+    report = copy(dump, f"chroma://{tmp_path / 'c2'}", "notes")
+    assert all(c.passed for c in report.checks), report.checks
+    assert known_embedding_functions["openai"] is OpenAIEmbeddingFunction  # put back
+    stored = chromadb.PersistentClient(path=str(tmp_path / "c2")).get_collection("notes")
+    function = stored.configuration_json["embedding_function"]
+    assert function["name"] == "openai" and function["type"] == "known"
+    assert function["config"]["model_name"] == "text-embedding-3-small"
+    assert function["config"]["api_key_env_var"] == "CHROMA_OPENAI_API_KEY"
+    monkeypatch.setenv("CHROMA_OPENAI_API_KEY", "sk-only-the-application-has-it")
+    app = chromadb.PersistentClient(path=str(tmp_path / "c2")).get_collection("notes")
+    assert isinstance(app.configuration.get("embedding_function"), OpenAIEmbeddingFunction)
+    assert app.count() == ROWS
 
 
 # -- Redis Stack (FT.CREATE with redis-py) ---------------------------------------------------

@@ -37,6 +37,7 @@ from chromadb.errors import NotFoundError
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.chroma._client import open_client, translate_error
+from vecmigrate.connectors.chroma._embedding import carried, described, registry_kept
 from vecmigrate.connectors.chroma._frameworks import ChromaFramework
 from vecmigrate.connectors.chroma._native import ChromaHTTP
 from vecmigrate.connectors.config import ConnectorConfig, Secret
@@ -107,15 +108,6 @@ def _configuration(col: Any) -> dict[str, Any]:
     environment), which a copy of stored embeddings never calls."""
     raw = getattr(col, "configuration_json", None)
     return dict(raw) if isinstance(raw, dict) else {}
-
-
-def _embedding_function(config: dict[str, Any]) -> str | None:
-    """What embeds the collection's query texts, as its configuration names it."""
-    ef = config.get("embedding_function")
-    if not isinstance(ef, dict) or ef.get("type") != "known":
-        return None
-    model = (ef.get("config") or {}).get("model_name")
-    return f"{ef.get('name')}" + (f" ({model})" if model else "")
 
 
 def _space(col: Any) -> tuple[Metric, str]:
@@ -320,16 +312,18 @@ class ChromaConnector(Connector):
         if self._framework is not None:
             read = self._framework.read
             metas = [read(d, m)[1] for d, m in zip(sample["documents"], metas, strict=True)]
+        function = described(config, vector.name, dim)
         return CollectionSchema(
             name=col.name,
             vectors=(vector,),
             metadata=infer_metadata_fields(metas),
             has_document=any(d is not None for d in sample["documents"]),
+            embedding=function["embedding"],
             engine="chroma",
             engine_settings={
                 "configuration": {"hnsw": hnsw},
                 "metadata_types": "inferred from 1000 records",
-                **({"embedding_function": ef} if (ef := _embedding_function(config)) else {}),
+                **function["settings"],
             },
         )
 
@@ -372,13 +366,18 @@ class ChromaConnector(Connector):
             self._written[schema.name] = (schema, v.metric)
         else:
             metadata = {SCHEMA_KEY: schema.to_json()}
+        # The source's embedding function, for the application's query texts (not under a
+        # framework's layout: the framework passes its own when it opens the collection).
+        function = carried(schema) if self._framework is None else None
+        configuration = {"hnsw": hnsw, **({"embedding_function": function} if function else {})}
         self._handles.pop(schema.name, None)
-        self._handles[schema.name] = self.client.create_collection(
-            schema.name,
-            embedding_function=None,
-            configuration={"hnsw": hnsw},  # type: ignore[arg-type]
-            metadata=metadata,
-        )
+        with registry_kept(function):
+            self._handles[schema.name] = self.client.create_collection(
+                schema.name,
+                embedding_function=None,
+                configuration=configuration,  # type: ignore[arg-type]
+                metadata=metadata,
+            )
         self._schemas[schema.name] = schema
 
     # -- reading -----------------------------------------------------------------------------
