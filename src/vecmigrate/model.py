@@ -215,6 +215,18 @@ class EmbeddingProvenance(_Model):
     normalized: bool | None = None
 
 
+class FullTextField(_Model):
+    """A sparse field the engine computes from text for full-text search (Milvus 2.5's
+    BM25 function over a text field): never read or written as data; recreated on a
+    target whose engine computes it (``Capabilities.full_text``)."""
+
+    name: str  # the field the engine fills (the function's output)
+    over: str = "document"  # the text it is computed from: the record's document
+    analyzer: dict[str, Any] | None = None  # the engine's tokenizer settings, as read
+    params: dict[str, Any] = Field(default_factory=dict)  # scoring (bm25_k1, bm25_b...)
+    function: str | None = None  # the engine's name of the function, when it has one
+
+
 class CollectionSchema(_Model):
     """Everything needed to recreate a collection deliberately on another engine."""
 
@@ -233,6 +245,8 @@ class CollectionSchema(_Model):
     # Qdrant multivector, a sparse field Milvus computes with a BM25 function and never
     # returns): not read, and a copy refuses until the mapping drops each by name.
     uncarried: dict[str, str] = Field(default_factory=dict)
+    # Full-text search fields the engine computes from the documents (not data).
+    full_text: tuple[FullTextField, ...] = ()
 
     @property
     def vector(self) -> VectorField:
@@ -324,6 +338,9 @@ class Capabilities(_Model):
     # Sparse modifiers the engine applies when scoring (Qdrant: idf); a store that
     # searches nothing keeps any (``SparseField.modifier``).
     sparse_modifiers: frozenset[str] = frozenset({"idf"})
+    # Can recreate a ``FullTextField`` (the engine computes it from the documents, or a
+    # store keeps the schema that says so).
+    full_text: bool = False
     documents: bool = True
     namespaces: bool = False
     metadata_types: frozenset[str] = frozenset(METADATA_TYPES)

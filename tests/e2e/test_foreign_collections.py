@@ -176,32 +176,36 @@ def test_milvus_collection_with_json_metadata_dynamic_fields_and_two_vectors(
         assert ("score" in rec["metadata"]) == bool(i % 4)
 
 
-def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
-    tmp_path: Path,
-) -> None:
-    """Milvus 2.5 full-text search, as pymilvus sets it up (LangChain's and LlamaIndex's
-    BM25 built-in functions do the same): the sparse field is computed by a BM25 function
-    from the text and Milvus returns no vectors of it. Copied as a sparse field, every
-    record would arrive with an empty one and the check would pass on both sides' Nones."""
+def _bm25_collection(path: Path, over: str = "text") -> Any:
+    """A Milvus Lite collection with full-text search as pymilvus sets it up (LangChain's
+    and LlamaIndex's BM25 built-in functions do the same): a sparse field a BM25 function
+    computes from the text field ``over`` (an English analyzer, tuned scoring)."""
     from pymilvus import DataType, Function, FunctionType
 
-    client = _milvus(tmp_path / "f.db")
+    client = _milvus(path)
     ms = client.create_schema(auto_id=False, enable_dynamic_field=True)
     ms.add_field("id", DataType.INT64, is_primary=True)
-    ms.add_field("text", DataType.VARCHAR, max_length=200, enable_analyzer=True)
+    english = {"enable_analyzer": True, "analyzer_params": {"type": "english"}}
+    ms.add_field("text", DataType.VARCHAR, max_length=200, **(english if over == "text" else {}))
+    ms.add_field("title", DataType.VARCHAR, max_length=50, **(english if over == "title" else {}))
     ms.add_field("sparse_bm25", DataType.SPARSE_FLOAT_VECTOR)
     ms.add_field("dense", DataType.FLOAT_VECTOR, dim=DIM)
     ms.add_function(
         Function(
             name="bm25",
             function_type=FunctionType.BM25,
-            input_field_names=["text"],
+            input_field_names=[over],
             output_field_names=["sparse_bm25"],
         )
     )
     index = client.prepare_index_params()
     index.add_index("dense", index_type="FLAT", metric_type="L2")
-    index.add_index("sparse_bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    index.add_index(
+        "sparse_bm25",
+        index_type="SPARSE_INVERTED_INDEX",
+        metric_type="BM25",
+        params={"bm25_k1": 1.5, "bm25_b": 0.7},
+    )
     client.create_collection("fts", schema=ms, index_params=index)
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     dense = _vectors(seed=7)
@@ -209,21 +213,79 @@ def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
         {
             "id": i,
             "text": " ".join(words[(i + k) % 8] for k in range(i % 5 + 1)),
+            "title": f"title {words[i % 8]}",
             "dense": dense[i].tolist(),
             "genre": ["news", "art"][i % 2],
         }
         for i in range(ROWS)
     ]
     client.insert("fts", rows)
-    client.close()
+    return client
 
+
+def _keyword_search(client: Any, anns_field: str = "sparse_bm25") -> list[tuple[int, float]]:
+    hits = client.search("fts", data=["gamma delta"], anns_field=anns_field, limit=10)[0]
+    return [(h["id"], round(h["distance"], 4)) for h in hits]
+
+
+def test_milvus_full_text_search_is_recreated_on_a_milvus_target_and_refused_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Milvus returns no vectors of a BM25 field: it is not data. Copied as a sparse field,
+    every record arrived with an empty one and the check passed on both sides' Nones. It
+    is described as full-text search over the document and set up again on a Milvus
+    target (the same analyzer and scoring: the same keyword hits and scores); a target
+    that cannot compute it refuses until the mapping leaves it behind."""
+    client = _bm25_collection(tmp_path / "f.db")
+    want = _keyword_search(client)
+    client.close()
     src = f"milvus-lite://{tmp_path / 'f.db'}"
     info = _inspect(src, "fts")
-    assert info["sparse"] == []
-    assert "computed by Milvus's BM25 function over 'text'" in info["uncarried"]["sparse_bm25"]
-    shown = cli("inspect", src, "-c", "fts")
-    assert "NOT CARRIED" in shown.stdout
+    assert info["sparse"] == [] and info["uncarried"] == {}
+    (ft,) = info["full_text"]
+    assert ft["name"] == "sparse_bm25" and ft["over"] == "document"
+    assert ft["analyzer"] == {"type": "english"}
+    assert ft["params"] == {"bm25_k1": 1.5, "bm25_b": 0.7}
+    assert "full-text (BM25)" in cli("inspect", src, "-c", "fts").stdout
 
+    dump = f"dump://{tmp_path / 'dump'}"  # keeps it in the schema, for the next target
+    assert _ok("copy", src, dump, "-c", "fts")["verified"]
+    target = tmp_path / "t.db"
+    copied = _ok("copy", dump, f"milvus-lite://{target}", "-c", "fts")
+    assert copied["verified"] and copied["rows_written"] == ROWS
+    assert any("sparse_bm25: full-text search" in d for d in copied["decisions"]), copied
+    moved = _milvus(target)
+    try:
+        assert _keyword_search(moved) == want and len(want) == 10
+    finally:
+        moved.close()
+
+    lance = f"lancedb://{tmp_path / 'lance'}"
+    copied = _refused_until_mapped(
+        dump,
+        lance,
+        "fts",
+        tmp_path,
+        "vectors:\n  sparse_bm25: {drop: true}\n",
+        "field 'sparse_bm25' is full-text search (BM25)",
+        "vectors: {sparse_bm25: {drop: true}}",
+    )
+    assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
+    with connect(lance) as conn:
+        schema = conn.describe("fts")
+        assert schema.full_text == () and schema.sparse == () and schema.has_document
+
+
+def test_milvus_full_text_over_another_field_than_the_document_is_not_carried(
+    tmp_path: Path,
+) -> None:
+    """BM25 over the title, not the document: the target's function would read the
+    document instead, so the field is refused until dropped, not recreated wrongly."""
+    _bm25_collection(tmp_path / "f.db", over="title").close()
+    src = f"milvus-lite://{tmp_path / 'f.db'}"
+    info = _inspect(src, "fts")
+    assert info["full_text"] == []
+    assert "BM25 function over 'title'" in info["uncarried"]["sparse_bm25"]
     dump = f"dump://{tmp_path / 'dump'}"
     copied = _refused_until_mapped(
         src,
@@ -237,8 +299,7 @@ def test_a_milvus_full_text_field_is_refused_until_dropped_not_copied_empty(
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
     with connect(dump) as conn:
         schema = conn.describe("fts")
-        assert schema.sparse == () and schema.uncarried == {} and schema.has_document
-        assert conn.fetch("fts", [3]).column("document").to_pylist() == ["delta epsilon zeta eta"]
+        assert schema.sparse == () and schema.uncarried == {} and schema.full_text == ()
 
 
 def test_milvus_fields_without_an_index_are_sampled_and_an_unknown_metric_is_refused(

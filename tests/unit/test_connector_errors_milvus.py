@@ -15,7 +15,7 @@ from vecmigrate.connectors import connect, connector_class
 from vecmigrate.connectors.milvus import MilvusConnector, MilvusLiteConnector
 from vecmigrate.connectors.milvus._client import translate_error
 from vecmigrate.errors import ConfigError, DataError, TerminalError, TransientError
-from vecmigrate.model import IdType
+from vecmigrate.model import FullTextField, IdType
 from vecmigrate.testing.data import rich_schema
 
 SECRET = "milvus-test-token-9f3b"
@@ -57,8 +57,13 @@ def test_capabilities_come_from_the_class_and_the_server_version() -> None:
     assert MilvusLiteConnector.capabilities.index_kinds == {"flat", "ivf_flat", "auto"}
     assert "hnsw" in MilvusConnector.capabilities.index_kinds
     old = MilvusConnector.capabilities_for((2, 3))
-    assert not old.named_vectors and not old.sparse_vectors
-    assert MilvusConnector.capabilities_for((2, 4)) == MilvusConnector.capabilities
+    assert not old.named_vectors and not old.sparse_vectors and not old.full_text
+    # 2.5 added BM25 functions (full-text search)
+    assert MilvusConnector.capabilities_for((2, 4)) == MilvusConnector.capabilities.model_copy(
+        update={"full_text": False}
+    )
+    assert MilvusConnector.capabilities_for((2, 5)) == MilvusConnector.capabilities
+    assert MilvusConnector.capabilities.full_text and MilvusLiteConnector.capabilities.full_text
     assert MilvusConnector.capabilities_for(None) == MilvusConnector.capabilities
     assert MilvusLiteConnector.capabilities_for(None) == MilvusLiteConnector.capabilities
 
@@ -70,6 +75,12 @@ def test_an_old_server_refuses_the_schema_before_anything_is_changed() -> None:
         conn.create(rich_schema("sp", id_type=IdType.STRING, sparse=True), if_exists="replace")
     with pytest.raises(ConfigError, match="one vector field"):
         conn.create(rich_schema("nv", id_type=IdType.STRING, named=True), if_exists="replace")
+    conn.__dict__["server_version"] = (2, 4)
+    bm25 = FullTextField(name="sparse_bm25")
+    with pytest.raises(ConfigError, match="no full-text search"):
+        conn.create(
+            rich_schema("ft", id_type=IdType.INT).replace(full_text=(bm25,)), if_exists="replace"
+        )
     assert "_client" not in conn.__dict__  # refused without a call to the server
     conn.close()
 

@@ -59,6 +59,13 @@ def inspect(
                 t.add_row(sp["name"], f"sparse[{sp['dim'] or 'any'}]", f"metric={_metric(sp)}")
             for name, why in r.get("uncarried", {}).items():
                 t.add_row(name, "NOT CARRIED", why)
+            for ft in r.get("full_text", ()):
+                how = f"analyzer={ft['analyzer']} " if ft.get("analyzer") else ""
+                t.add_row(
+                    ft["name"],
+                    "full-text (BM25)",
+                    f"computed by the engine from the {ft['over']}; {how}params={ft['params']}",
+                )
             if r["has_document"]:
                 t.add_row("document", "string", "")
             for m in r["metadata"]:

@@ -21,6 +21,7 @@ from vecmigrate.model import (
     Capabilities,
     CollectionSchema,
     EmbeddingProvenance,
+    FullTextField,
     IdType,
     MetadataField,
     VectorField,
@@ -39,6 +40,32 @@ def refuse_uncarried(source: CollectionSchema, spec: MappingSpec, mapping: Mappi
         )
     left = source.uncarried.items()
     mapping.decisions += [f"{n}: left behind (mapping): {why}" for n, why in left]
+
+
+def full_text_fields(
+    source: CollectionSchema, capabilities: Capabilities, spec: MappingSpec, mapping: Mapping
+) -> tuple[FullTextField, ...]:
+    """The source's full-text search fields the target recreates (its engine computes
+    them from the documents); one it cannot recreate is refused unless the mapping
+    leaves it behind by name, as the application's keyword search would stop working."""
+    kept = []
+    for f in source.full_text:
+        if f.name in spec.vectors and spec.vectors[f.name].drop:
+            mapping.decisions.append(f"{f.name}: full-text search over {f.over} left behind")
+            continue
+        if not capabilities.full_text:
+            raise SchemaMismatchError(
+                f"{source.name!r}: field {f.name!r} is full-text search (BM25) the engine "
+                f"computes from the {f.over}; the target cannot recreate it",
+                hint=f"leave it behind explicitly: vectors: {{{f.name}: {{drop: true}}}} in "
+                "the mapping (and search keywords some other way there)",
+            )
+        kept.append(f)
+        mapping.decisions.append(
+            f"{f.name}: full-text search over the {f.over} recreated (the target computes "
+            "it from the documents; nothing of it is copied)"
+        )
+    return tuple(kept)
 
 
 def build_mapping(
@@ -73,7 +100,9 @@ def build_mapping(
     if spec.reembed:
         vector_names.append(spec.reembed.field)
     refuse_uncarried(source, spec, mapping)
-    unknown_vectors = sorted(set(spec.vectors) - set(vector_names) - set(source.uncarried))
+    full_text = full_text_fields(source, capabilities, spec, mapping)
+    named = {*vector_names, *source.uncarried, *(f.name for f in source.full_text)}
+    unknown_vectors = sorted(set(spec.vectors) - named)
     if unknown_vectors:
         raise SchemaMismatchError(
             f"the mapping names vector fields {unknown_vectors} that {source.name!r} lacks",
@@ -153,6 +182,7 @@ def build_mapping(
         provenance=provenance,
         embedding=embedding,
         uncarried={},
+        full_text=full_text,
     )
     return mapping
 

@@ -101,6 +101,7 @@ class DumpConnector(Connector):
         max_batch_rows=131_072,
         max_batch_bytes=128 * 1024 * 1024,
         index_kinds=frozenset({"flat"}),
+        full_text=True,  # kept in the schema, for a target that recreates it
     )
     # Parts hold exactly the schema's columns: an undeclared one is refused, not dropped.
     strict_layout = True

@@ -153,6 +153,7 @@ class MilvusConnector(Connector):
         max_batch_bytes=32 * 1024 * 1024,
         max_metadata_bytes=65536,
         index_kinds=frozenset({"flat", "ivf_flat", "ivf_pq", "hnsw", "auto"}),
+        full_text=True,  # BM25 functions over the document field (Milvus 2.5, Milvus Lite)
     )
     MIN_PARTITION_ROWS = 1000
 
@@ -182,8 +183,10 @@ class MilvusConnector(Connector):
         class's): 2.4 added several vector fields per collection and SPARSE_FLOAT_VECTOR."""
         if server_version is not None and server_version < (2, 4):
             return cls.capabilities.model_copy(
-                update={"named_vectors": False, "sparse_vectors": False}
+                update={"named_vectors": False, "sparse_vectors": False, "full_text": False}
             )
+        if server_version is not None and server_version < (2, 5):
+            return cls.capabilities.model_copy(update={"full_text": False})
         return cls.capabilities
 
     @cached_property
@@ -301,6 +304,13 @@ class MilvusConnector(Connector):
         version) cannot store, then the generic check (the base class runs this before
         ``create`` may drop anything)."""
         check_creatable(schema, self.capabilities_for(self.server_version), str(self.uri))
+        if schema.full_text and self.config.layout:
+            raise ConfigError(
+                f"{schema.name!r} has full-text search ({schema.full_text[0].name}); "
+                f"vecmigrate does not set it up in {self.config.layout}'s layout",
+                hint="copy without ?layout= (vecmigrate's own layout recreates it), or leave "
+                "it behind in a mapping file (vectors: {NAME: {drop: true}})",
+            )
         super().check_schema(schema)
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:

@@ -16,6 +16,7 @@ name, or ``$meta``; reads, writes and filters follow it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
     METRIC_UNKNOWN,
     CollectionSchema,
+    FullTextField,
     IdType,
     IndexSpec,
     MetadataField,
@@ -183,6 +185,7 @@ def infer_schema(
     vectors: list[VectorField] = []
     sparse: list[SparseField] = []
     uncarried: dict[str, str] = {}
+    full_text: list[FullTextField] = []
     metadata: list[MetadataField] = []
     where: dict[str, list[str | None]] = {}
     nullable: list[str] = []
@@ -205,6 +208,10 @@ def infer_schema(
         if ftype == DataType.SPARSE_FLOAT_VECTOR:
             metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
             if metric_type == "BM25" or f.get("is_function_output"):
+                found = _full_text(f, info, fields, indexes.get(fname, {}), doc)
+                if found is not None:
+                    full_text.append(found)
+                    continue
                 uncarried[fname] = (
                     f"computed by {_generated_by(f, info, fields)} (full-text search): Milvus "
                     "returns no vectors of it; set full-text search up again on the target"
@@ -242,7 +249,54 @@ def infer_schema(
         engine=engine,
         engine_settings=notes,
         uncarried=uncarried,
+        full_text=tuple(full_text),
     )
+
+
+_BM25_PARAMS = ("bm25_k1", "bm25_b", "inverted_index_algo", "drop_ratio_build")
+
+
+def _full_text(
+    field: dict[str, Any],
+    info: dict[str, Any],
+    fields: list[dict[str, Any]],
+    index: dict[str, Any],
+    doc: str | None,
+) -> FullTextField | None:
+    """The BM25 function that fills ``field`` from the document field, as a portable
+    full-text field; None when it is another function or computed from another field
+    (then it is not carried: the target's document is what such a function reads)."""
+    functions = info.get("functions") or []
+    listed = [fn for fn in functions if field["name"] in (fn.get("output_field_names") or [])]
+    if listed:  # a server names the function; Milvus Lite lists none
+        fn = listed[0]
+        if str(getattr(fn.get("type"), "name", fn.get("type"))).upper() != "BM25":
+            return None
+        inputs, function = list(fn.get("input_field_names") or []), fn.get("name")
+    else:
+        inputs, function = [f["name"] for f in fields if _analyzed(f)], None
+    if doc is None or inputs != [doc]:
+        return None
+    source = next(f for f in fields if f["name"] == doc)
+    analyzer = (source.get("params") or {}).get("analyzer_params")
+    if isinstance(analyzer, str):
+        analyzer = json.loads(analyzer)
+    params = {k: _number(index[k]) for k in _BM25_PARAMS if k in index}
+    return FullTextField(
+        name=field["name"], analyzer=analyzer or None, params=params, function=function
+    )
+
+
+def _analyzed(field: dict[str, Any]) -> bool:
+    return str((field.get("params") or {}).get("enable_analyzer", "")).lower() == "true"
+
+
+def _number(value: Any) -> Any:
+    """An index parameter as Milvus describes it (text) as the number it is, if one."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return value
 
 
 def _generated_by(field: dict[str, Any], info: dict[str, Any], fields: list[dict[str, Any]]) -> str:
@@ -254,11 +308,7 @@ def _generated_by(field: dict[str, Any], info: dict[str, Any], fields: list[dict
             kind = getattr(fn.get("type"), "name", fn.get("type"))
             inputs = ", ".join(map(repr, fn.get("input_field_names") or []))
             return f"Milvus's {kind} function {fn.get('name')!r} over {inputs or 'text'}"
-    analyzed = [
-        f["name"]
-        for f in fields
-        if str((f.get("params") or {}).get("enable_analyzer", "")).lower() == "true"
-    ]
+    analyzed = [f["name"] for f in fields if _analyzed(f)]
     over = ", ".join(map(repr, analyzed)) or "a text field"
     return f"Milvus's BM25 function over {over}"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from vecmigrate.connectors.milvus import _sparse as milvus_sparse
 from vecmigrate.connectors.milvus._filters import LAYOUT_KEY
@@ -128,15 +128,50 @@ def new_collection(
         ms.add_field(v.name, DataType.FLOAT_VECTOR, dim=v.dim)
     for sp in schema.sparse:
         ms.add_field(sp.name, DataType.SPARSE_FLOAT_VECTOR)
-    ms.add_field("document", DataType.VARCHAR, max_length=MAX_VARCHAR)
+    add_document(ms, index, schema)
     ms.add_field("metadata", DataType.JSON)
     ms.add_field("metadata_extra", DataType.VARCHAR, max_length=MAX_VARCHAR)
     ms.add_field("metadata_present", DataType.JSON)
     return ms, index, stored
 
 
+def add_document(ms: Any, index: Any, schema: CollectionSchema) -> None:
+    """The ``document`` field, and the BM25 function of each full-text field over it (the
+    source's analyzer and scoring parameters): Milvus computes those fields itself."""
+    analyzers = [f.analyzer for f in schema.full_text if f.analyzer]
+    analyzed: dict[str, Any] = {"enable_analyzer": True} if schema.full_text else {}
+    if analyzers:
+        analyzed["analyzer_params"] = analyzers[0]
+    ms.add_field("document", DataType.VARCHAR, max_length=MAX_VARCHAR, **analyzed)
+    for f in schema.full_text:
+        ms.add_field(f.name, DataType.SPARSE_FLOAT_VECTOR)
+        ms.add_function(
+            Function(
+                name=f.function or f"{f.name}_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["document"],
+                output_field_names=[f.name],
+            )
+        )
+        index.add_index(
+            f.name, index_type=milvus_sparse.INDEX_TYPE, metric_type="BM25", params=f.params
+        )
+
+
 def check_creatable(schema: CollectionSchema, caps: Capabilities, uri: str) -> None:
     """Milvus's own words for what a server with ``caps`` cannot store."""
+    if schema.full_text and not caps.full_text:
+        raise ConfigError(
+            f"{uri} has no full-text search (Milvus 2.5 added BM25 functions); "
+            f"{schema.name!r} has {', '.join(f.name for f in schema.full_text)}",
+            hint="leave it behind in a mapping file (vectors: {NAME: {drop: true}})",
+        )
+    if len({str(f.analyzer) for f in schema.full_text}) > 1:
+        raise ConfigError(
+            f"{schema.name!r}: its full-text fields analyse the document in different ways; "
+            "Milvus analyses a text field one way",
+            hint="keep one of them (vectors: {NAME: {drop: true}} for the others)",
+        )
     if schema.sparse and not caps.sparse_vectors:
         raise ConfigError(
             f"{uri} has no sparse vectors (Milvus 2.4 added them); {schema.name!r} "
