@@ -16,7 +16,7 @@ from vecmigrate.connectors import connect
 from vecmigrate.errors import DataError, SchemaMismatchError
 from vecmigrate.mapping import FieldSpec, IdSpec, MappingSpec, VectorSpec, build_mapping
 from vecmigrate.mapping.casts import CastRefused, cast_value
-from vecmigrate.model import Capabilities, IdType, Metric
+from vecmigrate.model import Capabilities, EmbeddingProvenance, IdType, Metric
 from vecmigrate.pipeline import CopyOptions, copy_collection
 from vecmigrate.records import metadata_rows, vectors_to_numpy
 from vecmigrate.testing.data import ROWS, sample_batch, sample_ids, sample_schema
@@ -287,3 +287,22 @@ def test_a_mapping_naming_a_vector_the_source_lacks_is_refused() -> None:
         SchemaMismatchError, match=r"vector fields \['nosuch'\].*its vector fields: vector"
     ):
         build_mapping(schema, caps, MappingSpec(vectors={"nosuch": VectorSpec(drop=True)}))
+
+
+def test_embedding_provenance_follows_a_renamed_vector_and_leaves_with_a_dropped_one() -> None:
+    """What made the vectors travels under the target's field name and is named in the
+    decisions (the application's queries must be embedded alike); a dropped field's goes."""
+    made = EmbeddingProvenance(vector_field="vector", model="openai/text-embedding-3-small")
+    other = EmbeddingProvenance(vector_field="extra", model="minilm")
+    schema = sample_schema("docs").replace(embedding=(made, other))
+    caps = Capabilities(id_types=frozenset(IdType), metrics=frozenset(Metric), named_vectors=True)
+    spec = MappingSpec(vectors={"vector": VectorSpec(rename="emb"), "extra": VectorSpec(drop=True)})
+    mapping = build_mapping(schema.replace(vectors=(*schema.vectors, _extra(schema))), caps, spec)
+    (kept,) = mapping.target.embedding
+    assert kept.vector_field == "emb" and kept.model == made.model
+    assert any(d.startswith("emb: vectors made by openai/") for d in mapping.decisions)
+    assert not any("minilm" in d for d in mapping.decisions)
+
+
+def _extra(schema: Any) -> Any:
+    return schema.vector.model_copy(update={"name": "extra"})

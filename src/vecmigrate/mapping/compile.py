@@ -138,9 +138,7 @@ def build_mapping(
                 }
             )
         )
-    embedding = tuple(
-        e for e in source.embedding if not spec.reembed or e.vector_field != spec.reembed.replace
-    )
+    embedding = _provenance(source, spec, mapping)
     if spec.reembed:
         new, provenance_entry = _reembed(source, spec, mapping, embedder)
         vectors.append(new)
@@ -185,6 +183,26 @@ def build_mapping(
         full_text=full_text,
     )
     return mapping
+
+
+def _provenance(
+    source: CollectionSchema, spec: MappingSpec, mapping: Mapping
+) -> tuple[EmbeddingProvenance, ...]:
+    """What made each kept vector field, under its target name (a re-embedded or dropped
+    field's entry goes), each named in the decisions: queries must be embedded alike."""
+    out = []
+    for e in source.embedding:
+        vspec = spec.vectors.get(e.vector_field)
+        if (vspec and vspec.drop) or (spec.reembed and e.vector_field == spec.reembed.replace):
+            continue
+        name = vspec.rename if vspec and vspec.rename else e.vector_field
+        out.append(e.model_copy(update={"vector_field": name}))
+        if e.model:
+            mapping.decisions.append(
+                f"{name}: vectors made by {e.model}; the application's queries must be "
+                "embedded with it (kept as provenance)"
+            )
+    return tuple(out)
 
 
 def _reembed(
