@@ -276,6 +276,62 @@ def test_milvus_full_text_search_is_recreated_on_a_milvus_target_and_refused_els
         assert schema.full_text == () and schema.sparse == () and schema.has_document
 
 
+def _llamaindex_bm25_store(path: Path, overwrite: bool) -> Any:
+    require_module("llama_index.vector_stores.milvus")
+    from llama_index.vector_stores.milvus import MilvusVectorStore
+    from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
+
+    return MilvusVectorStore(
+        uri=str(path),
+        collection_name="li_bm25",
+        dim=DIM,
+        overwrite=overwrite,
+        enable_sparse=True,
+        sparse_embedding_function=BM25BuiltInFunction(),
+    )
+
+
+def _keyword_scores(store: Any) -> dict[str, float]:
+    from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+
+    query = VectorStoreQuery(
+        query_str="gamma delta", mode=VectorStoreQueryMode.TEXT_SEARCH, similarity_top_k=ROWS
+    )
+    got = store.query(query)
+    return {i: round(s, 4) for i, s in zip(got.ids, got.similarities, strict=True)}
+
+
+def test_a_llamaindex_milvus_store_keeps_its_keyword_search_in_its_own_layout(
+    tmp_path: Path,
+) -> None:
+    """LlamaIndex's MilvusVectorStore with its BM25 built-in function (hybrid search): its
+    layout was read without the sparse field, silently. It is full-text search over the
+    text, set up again in the target's LlamaIndex layout: the application's keyword
+    search on the target scores every node as on the source."""
+    from llama_index.core.schema import TextNode
+
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    vectors = _vectors(seed=3)
+    nodes = [
+        TextNode(
+            id_=f"n{i}",
+            text=" ".join(words[(i * k) % 6] for k in range(1, 5)),
+            embedding=vectors[i].tolist(),
+            metadata={"k": i % 3},
+        )
+        for i in range(ROWS)
+    ]
+    _llamaindex_bm25_store(tmp_path / "s.db", overwrite=True).add(nodes)
+    want = _keyword_scores(_llamaindex_bm25_store(tmp_path / "s.db", overwrite=False))
+    src = f"milvus-lite://{tmp_path / 's.db'}?layout=llamaindex"
+    (ft,) = _inspect(src, "li_bm25")["full_text"]
+    assert ft["name"] == "sparse_embedding" and ft["over"] == "document"
+    target = f"milvus-lite://{tmp_path / 't.db'}?layout=llamaindex"
+    assert _ok("copy", src, target, "-c", "li_bm25")["verified"]
+    got = _keyword_scores(_llamaindex_bm25_store(tmp_path / "t.db", overwrite=False))
+    assert got == want and len(want) > 10
+
+
 def test_milvus_full_text_over_another_field_than_the_document_is_not_carried(
     tmp_path: Path,
 ) -> None:

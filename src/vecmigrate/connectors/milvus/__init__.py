@@ -304,13 +304,6 @@ class MilvusConnector(Connector):
         version) cannot store, then the generic check (the base class runs this before
         ``create`` may drop anything)."""
         check_creatable(schema, self.capabilities_for(self.server_version), str(self.uri))
-        if schema.full_text and self.config.layout:
-            raise ConfigError(
-                f"{schema.name!r} has full-text search ({schema.full_text[0].name}); "
-                f"vecmigrate does not set it up in {self.config.layout}'s layout",
-                hint="copy without ?layout= (vecmigrate's own layout recreates it), or leave "
-                "it behind in a mapping file (vectors: {NAME: {drop: true}})",
-            )
         super().check_schema(schema)
 
     def create(self, schema: CollectionSchema, if_exists: IfExists = "fail") -> None:

@@ -54,10 +54,10 @@ from vecmigrate.connectors.milvus._filters import (
     field_places,
     pk,
 )
-from vecmigrate.connectors.milvus._infer import _vector, infer_schema
-from vecmigrate.connectors.milvus._schema import DOC_KEY, MAX_VARCHAR, METRIC_OF
+from vecmigrate.connectors.milvus._infer import _vector, full_text_field, infer_schema
+from vecmigrate.connectors.milvus._schema import DOC_KEY, MAX_VARCHAR, METRIC_OF, add_document
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.model import CollectionSchema, IdType, MetadataField, VectorField
+from vecmigrate.model import CollectionSchema, FullTextField, IdType, MetadataField, VectorField
 from vecmigrate.records import build_batch, metadata_rows, vectors_to_numpy
 from vecmigrate.values import infer_metadata_fields
 
@@ -167,13 +167,43 @@ def describe(
     id_type = schema.id_type
     if note.get("id_type") == "int":
         id_type = IdType.INT
+    full_text, uncarried = _sparse_fields(fields, info, indexes, doc, layout)
     return schema.replace(
         id_type=id_type,
         vectors=(v.model_copy(update={"name": portable}),),
         sparse=(),
         has_document=bool(note.get("has_document", True)),
         engine_settings=settings,
+        full_text=full_text,
+        uncarried=uncarried,
     )
+
+
+def _sparse_fields(
+    fields: list[dict[str, Any]],
+    info: dict[str, Any],
+    indexes: dict[str, dict[str, Any]],
+    doc: str,
+    layout: str,
+) -> tuple[tuple[FullTextField, ...], dict[str, str]]:
+    """The sparse fields of a framework's collection, never dropped unsaid: full-text
+    search over the text (both frameworks' BM25 built-in functions), else not carried
+    (sparse vectors the application computed: the layout holds one dense vector)."""
+    full_text, uncarried = [], {}
+    for f in fields:
+        if f["type"] != DataType.SPARSE_FLOAT_VECTOR:
+            continue
+        found = full_text_field(f, info, fields, indexes.get(f["name"], {}), doc)
+        if found is not None:
+            full_text.append(found)
+        elif f.get("is_function_output"):
+            uncarried[f["name"]] = "computed by a Milvus function from another field than the text"
+        else:
+            uncarried[f["name"]] = (
+                f"sparse vectors; the {_name(layout)} layout carries one dense vector "
+                "(read the collection without ?layout= to keep them)"
+            )
+    return tuple(full_text), uncarried
 
 
 def _describe_llamaindex(
@@ -475,8 +505,9 @@ def new_collection(
         index_type = "FLAT"
     description = NOTE + json.dumps(note, sort_keys=True) if note else ""
     ms = client.create_schema(auto_id=False, enable_dynamic_field=dynamic, description=description)
+    index = client.prepare_index_params()
     if layout == fw.LANGCHAIN:
-        ms.add_field(doc, DataType.VARCHAR, max_length=MAX_VARCHAR)
+        add_document(ms, index, schema, doc)  # with the source's full-text search, if any
         if int_ids:
             ms.add_field(key, DataType.INT64, is_primary=True)
         else:
@@ -487,9 +518,8 @@ def new_collection(
     else:
         ms.add_field(key, DataType.VARCHAR, is_primary=True, max_length=MAX_VARCHAR)
         ms.add_field(_LI_DOC_ID, DataType.VARCHAR, max_length=MAX_VARCHAR)
-        ms.add_field(doc, DataType.VARCHAR, max_length=MAX_VARCHAR)
+        add_document(ms, index, schema, doc)
         ms.add_field(vname, DataType.FLOAT_VECTOR, dim=v.dim)
-    index = client.prepare_index_params()
     index.add_index(
         field_name=vname, index_name=vname, index_type=index_type, metric_type=METRIC_OF[v.metric]
     )

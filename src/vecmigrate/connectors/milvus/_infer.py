@@ -208,7 +208,7 @@ def infer_schema(
         if ftype == DataType.SPARSE_FLOAT_VECTOR:
             metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
             if metric_type == "BM25" or f.get("is_function_output"):
-                found = _full_text(f, info, fields, indexes.get(fname, {}), doc)
+                found = full_text_field(f, info, fields, indexes.get(fname, {}), doc)
                 if found is not None:
                     full_text.append(found)
                     continue
@@ -256,7 +256,7 @@ def infer_schema(
 _BM25_PARAMS = ("bm25_k1", "bm25_b", "inverted_index_algo", "drop_ratio_build")
 
 
-def _full_text(
+def full_text_field(
     field: dict[str, Any],
     info: dict[str, Any],
     fields: list[dict[str, Any]],

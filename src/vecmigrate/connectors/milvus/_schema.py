@@ -135,21 +135,21 @@ def new_collection(
     return ms, index, stored
 
 
-def add_document(ms: Any, index: Any, schema: CollectionSchema) -> None:
-    """The ``document`` field, and the BM25 function of each full-text field over it (the
+def add_document(ms: Any, index: Any, schema: CollectionSchema, field: str = "document") -> None:
+    """The document field, and the BM25 function of each full-text field over it (the
     source's analyzer and scoring parameters): Milvus computes those fields itself."""
     analyzers = [f.analyzer for f in schema.full_text if f.analyzer]
     analyzed: dict[str, Any] = {"enable_analyzer": True} if schema.full_text else {}
     if analyzers:
         analyzed["analyzer_params"] = analyzers[0]
-    ms.add_field("document", DataType.VARCHAR, max_length=MAX_VARCHAR, **analyzed)
+    ms.add_field(field, DataType.VARCHAR, max_length=MAX_VARCHAR, **analyzed)
     for f in schema.full_text:
         ms.add_field(f.name, DataType.SPARSE_FLOAT_VECTOR)
         ms.add_function(
             Function(
                 name=f.function or f"{f.name}_bm25",
                 function_type=FunctionType.BM25,
-                input_field_names=["document"],
+                input_field_names=[field],
                 output_field_names=[f.name],
             )
         )
