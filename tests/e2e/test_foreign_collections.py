@@ -436,6 +436,58 @@ def _langchain_payload(i: int) -> dict[str, Any]:
     }
 
 
+def test_qdrant_langchain_hybrid_store_sparse_vectors_are_not_dropped_unsaid(
+    tmp_path: Path,
+) -> None:
+    """LangChain's QdrantVectorStore in hybrid mode keeps a sparse vector per point beside
+    the dense one; its layout was read without it, silently. Now NOT CARRIED in the layout,
+    refused until the mapping leaves it behind by name."""
+    require_module("langchain_qdrant")
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseEmbeddings, SparseVector
+
+    class Words(SparseEmbeddings):  # type: ignore[misc]
+        """A bag of words (hashed), as a BM25-style sparse embedding would be."""
+
+        def embed_documents(self, texts: list[str]) -> list[SparseVector]:
+            return [self.embed_query(t) for t in texts]
+
+        def embed_query(self, text: str) -> SparseVector:
+            idx = sorted({sum(map(ord, w)) % 1000 for w in text.split()})
+            return SparseVector(indices=idx, values=[1.0] * len(idx))
+
+    store = QdrantVectorStore.from_texts(
+        [f"passage number {i}" for i in range(ROWS)],
+        DeterministicFakeEmbedding(size=DIM),
+        metadatas=[{"page": i % 13} for i in range(ROWS)],
+        path=str(tmp_path / "q"),
+        collection_name="hybrid",
+        retrieval_mode=RetrievalMode.HYBRID,
+        sparse_embedding=Words(),
+    )
+    store.client.close()
+    src = f"qdrant+local://{tmp_path / 'q'}?layout=langchain"
+    info = _inspect(src, "hybrid")
+    assert "sparse vectors (hybrid search)" in info["uncarried"]["langchain-sparse"]
+    copied = _refused_until_mapped(
+        src,
+        f"dump://{tmp_path / 'dump'}",
+        "hybrid",
+        tmp_path,
+        "vectors:\n  langchain-sparse: {drop: true}\n",
+        "vector field 'langchain-sparse' cannot be carried",
+    )
+    assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
+    # Without the layout both vectors travel. Reading either way crashed before: with a
+    # sparse vector beside it, Qdrant returns the unnamed dense vector inside a dict.
+    whole = f"dump://{tmp_path / 'whole'}"
+    assert _ok("copy", f"qdrant+local://{tmp_path / 'q'}", whole, "-c", "hybrid")["verified"]
+    with connect(whole) as conn:
+        schema = conn.describe("hybrid")
+        assert [s.name for s in schema.sparse] == ["langchain-sparse"]
+        assert [v.dim for v in schema.vectors] == [DIM]
+
+
 def test_qdrant_langchain_collection_with_one_unnamed_vector_reads_and_takes_records(
     tmp_path: Path,
 ) -> None:

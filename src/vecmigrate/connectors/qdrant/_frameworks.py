@@ -266,7 +266,21 @@ def describe(name: str, info: Any, points: list[Any], layout: str) -> Collection
         has_document=bool(note.get("has_document", True)),
         engine="qdrant",
         engine_settings=engine_settings,
+        uncarried=_sparse_uncarried(info, layout),
     )
+
+
+def _sparse_uncarried(info: Any, layout: str) -> dict[str, str]:
+    """The sparse vectors of a hybrid-search store (LangChain's ``retrieval_mode=HYBRID``,
+    LlamaIndex's ``enable_hybrid``), never dropped unsaid: the layout holds one dense
+    vector. (Haystack's are refused document by document, as the store reads them.)"""
+    if layout == fw.HAYSTACK:
+        return {}
+    return {
+        name: f"sparse vectors (hybrid search); the {layout} layout carries one dense vector "
+        "(read the collection without ?layout= to keep them)"
+        for name in (info.config.params.sparse_vectors or {})
+    }
 
 
 def check_schema(schema: CollectionSchema, layout: str) -> None:

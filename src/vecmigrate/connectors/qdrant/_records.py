@@ -176,7 +176,9 @@ def points_to_batch(
     vectors = {}
     for v in schema.vectors:
         key = "" if schema.engine_settings.get("unnamed_vector") else v.name
-        rows = [p.vector if key == "" else p.vector[key] for p in points]
+        # A point's vectors come as a dict whenever the collection has more than the
+        # unnamed one (LangChain's hybrid stores: the unnamed dense one beside a sparse one).
+        rows = [p.vector[key] if isinstance(p.vector, dict) else p.vector for p in points]
         vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
     if layout is None:
         docs = [pl.get(DOC_KEY) for pl in payloads]
