@@ -806,6 +806,34 @@ def test_a_chroma_collection_with_an_openai_embedding_function_copies_without_it
     assert app.count() == ROWS
 
 
+def test_an_empty_chroma_collection_does_not_stop_ls_or_inspect_of_the_others(
+    tmp_path: Path,
+) -> None:
+    """An application creates its collection at start-up, before any record: Chroma then
+    knows no dimension. ``ls`` and ``inspect`` of the whole store failed on it; now ``ls``
+    counts it and ``inspect`` describes the others and lists it with why (exit 1)."""
+    chromadb = require_module("chromadb")
+    client = chromadb.PersistentClient(path=str(tmp_path / "c"))
+    client.create_collection("fresh")
+    client.create_collection("notes", embedding_function=None).add(
+        ids=[f"n{i}" for i in range(ROWS)], embeddings=_vectors(), documents=["t"] * ROWS
+    )
+    del client
+    src = f"chroma://{tmp_path / 'c'}"
+    listed = _ok("ls", src)
+    assert {c["name"]: c["count"] for c in listed["collections"]} == {"fresh": 0, "notes": ROWS}
+    ran = cli("inspect", src, "--json")
+    assert ran.returncode == 1, ran.stderr
+    found = {c["name"]: c for c in ran.json()["collections"]}
+    assert found["notes"]["count"] == ROWS and "problem" not in found["notes"]
+    assert "is empty; its dimension is unknown" in found["fresh"]["problem"]
+    assert "nothing to copy" in found["fresh"]["hint"] and found["fresh"]["count"] == 0
+    shown = cli("inspect", src)
+    assert "fresh  (0 records): cannot be described" in shown.stdout and shown.returncode == 1
+    one = cli("inspect", src, "-c", "fresh")  # asked for by name: the error itself
+    assert one.returncode == 2 and "is empty" in one.stderr
+
+
 # -- Redis Stack (FT.CREATE with redis-py) ---------------------------------------------------
 def _raw_redis(redis_server: Any) -> Any:
     return require_module("redis").Redis(host=redis_server.host, port=redis_server.port)

@@ -79,6 +79,13 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert cli("import", str(root / "dump"), f"lancedb://{root}/lance", *st).returncode == 0
     copied = cli("copy", f"lancedb://{root}/lance", f"chroma://{root}/chroma", "-c", "docs", *st)
     assert copied.returncode == 0, copied.stderr
+    # As an application leaves a store at start-up: one collection created, no record yet.
+    apps = require_module("chromadb").PersistentClient(path=str(root / "apps"))
+    apps.create_collection("fresh", embedding_function=None)
+    apps.create_collection("notes", embedding_function=None).add(
+        ids=["a", "b"], embeddings=[[0.1, 0.2], [0.2, 0.1]], documents=["x", "y"]
+    )
+    del apps
     (root / "mig.yaml").write_text(
         f"source: dump://{root}/dump\ntarget: lancedb://{root}/run\ncollections:\n  - name: docs\n",
         encoding="utf-8",
@@ -99,6 +106,7 @@ def _cases(r: Path) -> Iterator[tuple[str, str, list[str], int]]:
     yield "export", "export", [lance, "-o", str(r / "out"), *st], 0
     yield "inspect", "inspect", [lance], 0
     yield "inspect one", "inspect", [lance, "-c", "docs"], 0
+    yield "inspect an empty collection", "inspect", [f"chroma://{r}/apps"], 1
     yield "check", "check", [str(r / "dump")], 0
     yield "ls", "ls", [lance], 0
     yield "engines", "engines", [], 0

@@ -22,7 +22,7 @@ from vecmigrate.api.stores import (
     require_collection,
 )
 from vecmigrate.connectors import Connector
-from vecmigrate.errors import ConfigError, VecmigrateError
+from vecmigrate.errors import ConfigError, DataError, VecmigrateError
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.copy import copy_collection
@@ -41,19 +41,25 @@ from vecmigrate.verify.run import verify_migration
 
 @dataclass(frozen=True)
 class CollectionInfo:
-    """What ``inspect`` found of one collection: its schema and record count."""
+    """What ``inspect`` found of one collection: its schema and record count, or (when
+    every collection was asked for) why it cannot be described, with the fix."""
 
     schema: CollectionSchema
-    count: int
+    count: int | None
+    problem: str | None = None
+    hint: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Always True: inspecting succeeded."""
-        return True
+        """The collection was described."""
+        return self.problem is None
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form: the count and the schema's fields."""
-        return {"count": self.count, **self.schema.model_dump(mode="json")}
+        """JSON form: the count and the schema's fields (and the problem, if one)."""
+        data = {"count": self.count, **self.schema.model_dump(mode="json")}
+        if self.problem is not None:
+            data.update(problem=self.problem, hint=self.hint)
+        return data
 
 
 @dataclass(frozen=True)
@@ -124,12 +130,26 @@ class PlanReport:
 
 
 def inspect(source: Store, collection: str | None = None) -> tuple[CollectionInfo, ...]:
-    """Schema and count of ``collection`` (default: every collection) of ``source``."""
+    """Schema and count of ``collection`` (default: every collection) of ``source``.
+    Asked for every collection, one that cannot be described (an empty Chroma
+    collection, a table without a usable id) is listed with why, not fatal to the rest."""
     with opened(source, read_only=True) as conn:
         if collection:
             require_collection(conn, collection)
-        names = [collection] if collection else conn.list_collections()
-        return tuple(CollectionInfo(conn.describe(n), conn.count(n)) for n in names)
+            return (CollectionInfo(conn.describe(collection), conn.count(collection)),)
+        return tuple(_described(conn, n) for n in conn.list_collections())
+
+
+def _described(conn: Connector, name: str) -> CollectionInfo:
+    try:
+        schema = conn.describe(name)
+    except (ConfigError, DataError) as exc:
+        try:
+            count: int | None = conn.count(name)
+        except VecmigrateError:
+            count = None
+        return CollectionInfo(CollectionSchema(name=name), count, exc.message, exc.hint)
+    return CollectionInfo(schema, conn.count(name))
 
 
 def copy(

@@ -34,45 +34,69 @@ def inspect(
     from vecmigrate import api
 
     with command(verbose=verbose, quiet=quiet, json_out=json_out):
-        rows = [info.to_json() for info in api.inspect(source, collection)]
+        infos = api.inspect(source, collection)
+        rows = [info.to_json() for info in infos]
         if not rows:
             raise no_collections(source)
         if json_out:
             emit_json({"source": redact(source), "collections": rows})
-            return
-        for r in rows:
-            t = Table(
-                title=f"{r['name']}  ({r['count']:,} records, ids: {r['id_type']})",
-                title_justify="left",
-            )
-            t.add_column("field")
-            t.add_column("type")
-            t.add_column("details")
-            for v in r["vectors"]:
-                idx = v["index"] or {}
-                t.add_row(
-                    v["name"],
-                    f"vector[{v['dim']}] {v['dtype']}",
-                    f"metric={_metric(v)} index={idx.get('kind', '-')} {idx.get('params', '')}",
-                )
-            for sp in r.get("sparse", ()):
-                t.add_row(sp["name"], f"sparse[{sp['dim'] or 'any'}]", f"metric={_metric(sp)}")
-            for name, why in r.get("uncarried", {}).items():
-                t.add_row(name, "NOT CARRIED", why)
-            for ft in r.get("full_text", ()):
-                how = f"analyzer={ft['analyzer']} " if ft.get("analyzer") else ""
-                t.add_row(
-                    ft["name"],
-                    "full-text (BM25)",
-                    f"computed by the engine from the {ft['over']}; {how}params={ft['params']}",
-                )
-            if r["has_document"]:
-                t.add_row("document", "string", "")
-            for m in r["metadata"]:
-                t.add_row(m["name"], m["type"], "indexed" if m["indexed"] else "")
-            out().print(t)
-            if r["engine_settings"]:
-                out().print(f"[dim]engine settings: {escape(str(r['engine_settings']))}[/]")
+        else:
+            _print(rows)
+        if not all(info.ok for info in infos):
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        if r.get("problem"):
+            _print_problem(r)
+        else:
+            _print_collection(r)
+
+
+def _print_problem(r: dict[str, Any]) -> None:
+    count = "?" if r["count"] is None else f"{r['count']:,}"
+    out().print(
+        f"[bold]{escape(r['name'])}[/]  ({count} records): [red]cannot be described[/]: "
+        f"{escape(r['problem'])}"
+    )
+    if r.get("hint"):
+        out().print(f"  [dim]hint: {escape(r['hint'])}[/]")
+
+
+def _print_collection(r: dict[str, Any]) -> None:
+    t = Table(
+        title=f"{r['name']}  ({r['count']:,} records, ids: {r['id_type']})",
+        title_justify="left",
+    )
+    t.add_column("field")
+    t.add_column("type")
+    t.add_column("details")
+    for v in r["vectors"]:
+        idx = v["index"] or {}
+        t.add_row(
+            v["name"],
+            f"vector[{v['dim']}] {v['dtype']}",
+            f"metric={_metric(v)} index={idx.get('kind', '-')} {idx.get('params', '')}",
+        )
+    for sp in r.get("sparse", ()):
+        t.add_row(sp["name"], f"sparse[{sp['dim'] or 'any'}]", f"metric={_metric(sp)}")
+    for name, why in r.get("uncarried", {}).items():
+        t.add_row(name, "NOT CARRIED", why)
+    for ft in r.get("full_text", ()):
+        how = f"analyzer={ft['analyzer']} " if ft.get("analyzer") else ""
+        t.add_row(
+            ft["name"],
+            "full-text (BM25)",
+            f"computed by the engine from the {ft['over']}; {how}params={ft['params']}",
+        )
+    if r["has_document"]:
+        t.add_row("document", "string", "")
+    for m in r["metadata"]:
+        t.add_row(m["name"], m["type"], "indexed" if m["indexed"] else "")
+    out().print(t)
+    if r["engine_settings"]:
+        out().print(f"[dim]engine settings: {escape(str(r['engine_settings']))}[/]")
 
 
 def _metric(v: dict[str, Any]) -> str:

@@ -300,7 +300,11 @@ class ChromaConnector(Connector):
         known = getattr(getattr(col, "_model", None), "dimension", None)
         dim = len(emb[0]) if emb is not None and len(emb) else known
         if not dim:
-            raise ConfigError(f"Chroma collection {col.name!r} is empty; its dimension is unknown")
+            raise ConfigError(
+                f"Chroma collection {col.name!r} is empty; its dimension is unknown",
+                hint="it holds no records yet, so there is nothing to copy: Chroma fixes a "
+                "collection's dimension with its first record",
+            )
         params = {portable: hnsw[own] for portable, own in _HNSW_PARAMS.items() if own in hnsw}
         vector = VectorField(
             dim=dim,
@@ -328,6 +332,8 @@ class ChromaConnector(Connector):
         )
 
     def count(self, name: str, filter: Filter | None = None) -> int:
+        if filter is None:  # no schema needed (an empty collection has none to read)
+            return int(self._on(name, lambda col: col.count()))
         node = self._filter(self._schema(name), filter)
         if node is None:
             return int(self._on(name, lambda col: col.count()))
