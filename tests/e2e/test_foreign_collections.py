@@ -832,6 +832,11 @@ def test_an_empty_chroma_collection_does_not_stop_ls_or_inspect_of_the_others(
     assert "fresh  (0 records): cannot be described" in shown.stdout and shown.returncode == 1
     one = cli("inspect", src, "-c", "fresh")  # asked for by name: the error itself
     assert one.returncode == 2 and "is empty" in one.stderr
+    # Every collection exported: refused before anything is written, naming the option.
+    whole = cli("export", src, "-o", str(tmp_path / "out"))
+    assert whole.returncode == 2 and "--exclude fresh" in whole.stderr, whole.stderr
+    assert not (tmp_path / "out").exists()
+    assert _ok("export", src, "-o", str(tmp_path / "out"), "--exclude", "fresh")["ok"]
 
 
 # -- Redis Stack (FT.CREATE with redis-py) ---------------------------------------------------

@@ -46,7 +46,7 @@ from vecmigrate.cli.output import (
     out,
     progress_bar,
 )
-from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
+from vecmigrate.errors import ConfigError, DataError, ReplaceNotConfirmed
 from vecmigrate.uri import redact
 
 if TYPE_CHECKING:
@@ -263,6 +263,8 @@ def _chosen(
         names = api.select_collections(
             conn, collection or [], include=include or [], exclude=exclude or []
         )
+        if len(names) > 1:
+            _refuse_undescribable(conn, names)
         if options.selection is not None:
             for name in names:
                 options.selection.check(conn.describe(name))
@@ -274,6 +276,24 @@ def _chosen(
             hint="pass one -c NAME, or leave --target-collection out to keep each name",
         )
     return names
+
+
+def _refuse_undescribable(conn: Any, names: list[str]) -> None:
+    """Refuse, before anything is written, a run of several collections of which some
+    cannot be described (an empty Chroma collection has no dimension yet), naming each
+    with why and the option that leaves them out: not half a run, then an error."""
+    problems = {}
+    for name in names:
+        try:
+            conn.describe(name)
+        except (ConfigError, DataError) as exc:
+            problems[name] = exc.message
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} of the {len(names)} collections cannot be copied: "
+            + "; ".join(f"{n}: {why}" for n, why in problems.items()),
+            hint="leave them out: " + " ".join(f"--exclude {n}" for n in problems),
+        )
 
 
 def copy(
