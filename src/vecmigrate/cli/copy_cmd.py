@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     # --help stays fast.
     from vecmigrate import api
     from vecmigrate.api import CopyReport
+    from vecmigrate.connectors import Connector
     from vecmigrate.pipeline import CopyOptions
     from vecmigrate.verify.copycheck import VerifyMode
 
@@ -278,7 +279,7 @@ def _chosen(
     return names
 
 
-def _refuse_undescribable(conn: Any, names: list[str]) -> None:
+def _refuse_undescribable(conn: Connector, names: list[str]) -> None:
     """Refuse, before anything is written, a run of several collections of which some
     cannot be described (an empty Chroma collection has no dimension yet), naming each
     with why and the option that leaves them out: not half a run, then an error."""
