@@ -34,7 +34,8 @@ def _is_secret(key: str) -> bool:
     # chromadb keeps the *name* of a key's environment variable (api_key_env_var), never
     # the key; anything else that looks like a secret is left behind, not copied.
     words = key.lower()
-    return not words.endswith("_env_var") and any(w in words for w in SECRET_PARAMS)
+    parts = {words, *words.split("_")}  # api_key, apiKey, access_token; not max_tokens
+    return not words.endswith("_env_var") and bool(parts & SECRET_PARAMS)
 
 
 def described(config: dict[str, Any], vector: str, dim: int) -> dict[str, Any]:
@@ -47,10 +48,10 @@ def described(config: dict[str, Any], vector: str, dim: int) -> dict[str, Any]:
     left = sorted(k for k in settings if _is_secret(k))
     kept = {"type": "known", "name": entry["name"]}
     kept["config"] = {k: v for k, v in settings.items() if k not in left}
-    out: dict[str, Any] = {NAME_SETTING: _label(entry), CONFIG_SETTING: kept}
+    label = _label(entry)
+    out: dict[str, Any] = {NAME_SETTING: label, CONFIG_SETTING: kept}
     if left:
         out[f"{CONFIG_SETTING}.not_copied"] = left
-    label = _label(entry)
     provenance = EmbeddingProvenance(vector_field=vector, model=f"chroma:{label}", dim=dim)
     return {"settings": out, "embedding": (provenance,)}
 
