@@ -260,10 +260,17 @@ def test_milvus_full_text_search_is_recreated_on_a_milvus_target_and_refused_els
     finally:
         moved.close()
 
-    lance = f"lancedb://{tmp_path / 'lance'}"
+    # LanceDB keeps full-text search as an FTS index (BM25) over the document: the same
+    # records match (scores differ a little: another engine's BM25).
+    assert _ok("copy", dump, f"lancedb://{tmp_path / 'lance'}", "-c", "fts")["verified"]
+    table = require_module("lancedb").connect(str(tmp_path / "lance")).open_table("fts")
+    hits = table.search("gamma delta", query_type="fts").limit(ROWS).to_arrow()["id"]
+    assert set(hits.to_pylist()) == {i for i, _ in _keyword_search_all(tmp_path / "f.db")}
+
+    chroma = f"chroma://{tmp_path / 'chroma'}"  # no full-text search to set up
     copied = _refused_until_mapped(
         dump,
-        lance,
+        chroma,
         "fts",
         tmp_path,
         "vectors:\n  sparse_bm25: {drop: true}\n",
@@ -271,9 +278,19 @@ def test_milvus_full_text_search_is_recreated_on_a_milvus_target_and_refused_els
         "vectors: {sparse_bm25: {drop: true}}",
     )
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]
-    with connect(lance) as conn:
+    with connect(chroma) as conn:
         schema = conn.describe("fts")
         assert schema.full_text == () and schema.sparse == () and schema.has_document
+
+
+def _keyword_search_all(path: Path) -> list[tuple[int, float]]:
+    """Every record Milvus's keyword search matches in ``path``'s ``fts``."""
+    client = _milvus(path)
+    try:
+        hits = client.search("fts", data=["gamma delta"], anns_field="sparse_bm25", limit=ROWS)
+        return [(h["id"], h["distance"]) for h in hits[0]]
+    finally:
+        client.close()
 
 
 def _llamaindex_bm25_store(path: Path, overwrite: bool) -> Any:

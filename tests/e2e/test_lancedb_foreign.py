@@ -273,3 +273,43 @@ def test_a_multivector_column_is_not_carried_until_the_mapping_leaves_it_behind(
         assert [v.name for v in schema.vectors] == ["vector"] and schema.uncarried == {}
         assert "colbert" not in {m.name for m in schema.metadata}
         assert conn.fetch("mv", ["p7"]).column("document").to_pylist() == ["passage 7"]
+
+
+def _keyword_hits(path: Path, table: str, query: str = "gamma delta") -> dict[str, float]:
+    lancedb = require_module("lancedb")
+    got = lancedb.connect(str(path)).open_table(table).search(query, query_type="fts")
+    rows = got.limit(ROWS).to_arrow()
+    return dict(zip(rows["id"].to_pylist(), rows["_score"].to_pylist(), strict=True))
+
+
+def test_a_full_text_index_on_the_text_is_built_again_on_the_target(tmp_path: Path) -> None:
+    """An FTS index over the text (what LangChain's and LlamaIndex's hybrid search query)
+    is full-text search over the document: built again on the target with the same
+    tokenizer settings (it was left behind, silently; the application's keyword search
+    failed there). One on another column is refused until the mapping leaves it behind."""
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    columns = {
+        "id": [f"p{i}" for i in range(ROWS)],
+        "text": [" ".join(words[(i * k) % 6] for k in range(1, 5)) for i in range(ROWS)],
+        "title": [f"title {words[i % 6]}" for i in range(ROWS)],
+        "vector": _vectors(),
+    }
+    lancedb = require_module("lancedb")
+    from lancedb.index import FTS
+
+    table = _create(tmp_path / "src", "hybrid", columns)
+    table.create_index("text", config=FTS(stem=False, remove_stop_words=False))
+    want = _keyword_hits(tmp_path / "src", "hybrid")
+    src, out = f"lancedb://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'out'}"
+    (ft,) = _inspect(src, "hybrid")["full_text"]
+    assert ft["over"] == "document" and ft["analyzer"]["stem"] is False
+    assert _ok("copy", src, out, "-c", "hybrid")["verified"]
+    (index,) = lancedb.connect(str(tmp_path / "out")).open_table("hybrid").list_indices()
+    assert index.index_type == "FTS" and list(index.columns) == ["document"]
+    assert index.index_details["stem"] is False
+    got = _keyword_hits(tmp_path / "out", "hybrid")
+    assert got == want and len(want) > 10
+
+    table.create_index("title", config=FTS())
+    refused = cli("copy", src, f"lancedb://{tmp_path / 'again'}", "-c", "hybrid")
+    assert refused.returncode == 2 and "FTS) index on column 'title'" in refused.stderr

@@ -62,8 +62,9 @@ def full_text_fields(
             )
         kept.append(f)
         mapping.decisions.append(
-            f"{f.name}: full-text search over the {f.over} recreated (the target computes "
-            "it from the documents; nothing of it is copied)"
+            f"{f.name}: full-text search over the {f.over} recreated by the target (BM25 "
+            "over the documents, nothing of it copied; another engine's analyzer settings "
+            "give way to the target's own)"
         )
     return tuple(kept)
 

@@ -39,6 +39,7 @@ from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.lancedb._client import translate_error
 from vecmigrate.connectors.lancedb._frameworks import create_table
+from vecmigrate.connectors.lancedb._fulltext import build_full_text, served_full_text
 from vecmigrate.connectors.lancedb._infer import (
     METRIC_NAMES,
     infer_schema,
@@ -96,6 +97,7 @@ class LanceDBConnector(Connector):
         max_batch_rows=1_000_000,
         max_batch_bytes=256 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_pq", "ivf_flat"}),
+        full_text=True,  # an FTS index over the document column (BM25)
     )
     translate_error = staticmethod(translate_error)
     # Each write is one fragment: a copy coalesces its batches into pieces this large
@@ -155,6 +157,7 @@ class LanceDBConnector(Connector):
             if name in self._reused:  # the keys a reuse added, which no row may show yet
                 schema = with_json_keys(schema, self._reused[name])
         schema = served_indexes(table, schema, recorded=bool(stored))
+        schema = served_full_text(table, schema, _document_column(schema))
         self._schemas[name] = schema
         return schema
 
@@ -432,6 +435,10 @@ class LanceDBConnector(Connector):
                 rows = table.count_rows()
             if bulk is None or _needs_compaction(table):
                 table.optimize()
+            wanted = _stored_schema(table) or schema  # what the copy asked for, not what is
+            document = _document_column(wanted)
+            if wanted.full_text and document:
+                build_full_text(table, wanted, document)
             for v in schema.vectors:
                 if (
                     layout is None
@@ -538,6 +545,20 @@ def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if isinstance(column.type, pa.BaseExtensionType):
         return pa.chunked_array([c.storage for c in column.chunks], column.type.storage_type)
     return column
+
+
+def _document_column(schema: CollectionSchema) -> str | None:
+    """The column holding the records' documents (another tool's table: its own)."""
+    layout = Layout.of(schema.engine_settings)
+    if layout is not None:
+        return layout.document
+    return "document" if schema.has_document else None
+
+
+def _stored_schema(table: Any) -> CollectionSchema | None:
+    """The schema vecmigrate recorded on a table it laid out (None: another tool's)."""
+    stored = (table.schema.metadata or {}).get(SCHEMA_KEY)
+    return CollectionSchema.from_json(stored.decode()) if stored else None
 
 
 def _needs_compaction(table: Any) -> bool:

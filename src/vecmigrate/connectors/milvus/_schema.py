@@ -135,10 +135,17 @@ def new_collection(
     return ms, index, stored
 
 
+_ANALYZER_KEYS = {"type", "tokenizer", "filter", "stop_words"}  # Milvus analyzer_params
+
+
 def add_document(ms: Any, index: Any, schema: CollectionSchema, field: str = "document") -> None:
     """The document field, and the BM25 function of each full-text field over it (the
     source's analyzer and scoring parameters): Milvus computes those fields itself."""
-    analyzers = [f.analyzer for f in schema.full_text if f.analyzer]
+    # Milvus's own analyzer settings; another engine's (LanceDB's tokenizer options) are
+    # not Milvus's to read: its standard analyzer then.
+    analyzers = [
+        f.analyzer for f in schema.full_text if f.analyzer and set(f.analyzer) <= _ANALYZER_KEYS
+    ]
     analyzed: dict[str, Any] = {"enable_analyzer": True} if schema.full_text else {}
     if analyzers:
         analyzed["analyzer_params"] = analyzers[0]
