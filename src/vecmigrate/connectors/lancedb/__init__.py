@@ -436,8 +436,7 @@ class LanceDBConnector(Connector):
             if bulk is None or _needs_compaction(table):
                 table.optimize()
             wanted = _stored_schema(table) or schema  # what the copy asked for, not what is
-            document = _document_column(wanted)
-            if wanted.full_text and document:
+            if document := _document_column(wanted):
                 build_full_text(table, wanted, document)
             for v in schema.vectors:
                 if (

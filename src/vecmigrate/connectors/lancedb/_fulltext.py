@@ -38,31 +38,20 @@ def served_full_text(
     return schema.replace(full_text=tuple(full_text), uncarried=uncarried)
 
 
-def build_full_text(table: Any, schema: CollectionSchema, document: str) -> dict[str, str]:
-    """Build the FTS index of each of ``schema``'s full-text fields on ``document`` (none
-    exists yet); its tokenizer settings where the source was LanceDB, else LanceDB's
-    defaults. Returns notes of the settings not carried (another engine's analyzer)."""
+def build_full_text(table: Any, schema: CollectionSchema, document: str) -> None:
+    """Build the FTS index of ``schema``'s full-text search on ``document`` unless one is
+    there: with the source's tokenizer settings where they are LanceDB's, else LanceDB's
+    defaults (another engine's analyzer; the mapping's decision says so)."""
     from lancedb.index import FTS
 
-    if any(list(c.columns) == [document] for c in _fts_indexes(table)):
-        return {}
-    notes = {}
+    if not schema.full_text or any(list(c.columns) == [document] for c in _fts_indexes(table)):
+        return
+    f = schema.full_text[0]  # LanceDB keeps one FTS index per column
     accepted = set(inspect.signature(FTS).parameters)
-    for f in schema.full_text[:1]:  # LanceDB keeps one FTS index per column
-        given = {_RENAMED.get(k, k): v for k, v in (f.analyzer or {}).items()}
-        options = {k: v for k, v in given.items() if k in accepted}
-        left = sorted(set(given) - set(options) - _LANCE_ONLY)
-        if left:
-            notes[f"{f.name}.analyzer"] = (
-                f"{', '.join(left)} of the source's analyzer not carried (another engine's); "
-                "LanceDB's default tokenizer used"
-            )
-        table.create_index(document, config=FTS(**options), name=f.name, replace=True)
-    return notes
+    given = {_RENAMED.get(k, k): v for k, v in (f.analyzer or {}).items()}
+    options = {k: v for k, v in given.items() if k in accepted}
+    table.create_index(document, config=FTS(**options), name=f.name, replace=True)
 
 
-# Keys LanceDB reports in an FTS index's details: named otherwise by its FTS(), or not
-# taken by it.
+# Keys LanceDB reports in an FTS index's details under other names than its FTS() takes.
 _RENAMED = {"min_ngram_length": "ngram_min_length", "max_ngram_length": "ngram_max_length"}
-_LANCE_ONLY = {"lance_tokenizer", "split_identifiers", "split_on_numerics", "preserve_original",
-               "index_operators"}  # fmt: skip
