@@ -604,8 +604,9 @@ def test_a_digest_without_projections_tells_every_bit_of_a_vector_and_nothing_el
 
 
 # -- the copy's sampled check ---------------------------------------------------------------------
-def _dump(tmp_path: Path) -> Any:
-    src = connect(f"dump://{tmp_path / 'src'}")
+def _dump(tmp_path: Path, engine: str = "dump") -> Any:
+    """A source (a dump unless ``engine`` says otherwise) holding the sample ``docs``."""
+    src = connect(f"{engine}://{tmp_path / 'src'}")
     schema = sample_schema("docs")
     src.create(schema)
     src.upsert("docs", sample_batch(schema))
@@ -706,10 +707,8 @@ def test_sampled_check_of_a_source_without_a_stored_digest_compares_exact_bits(
     """A LanceDB source keeps no digest: the copy's acknowledgements are digested without
     projections, the source read again the same way, and a vector changed in its last bit
     after the copy is told apart (the full check then names it)."""
-    src = connect(f"lancedb://{tmp_path / 'src'}")
+    src = _dump(tmp_path, "lancedb")
     schema = sample_schema("docs")
-    src.create(schema)
-    src.upsert("docs", sample_batch(schema))
     dst = connect(f"lancedb://{tmp_path / 'dst'}")
     opts = CopyOptions(job_path=tmp_path / "job.sqlite", batch_rows=40)
     with acknowledging(src, dst, sample=20, projections=False) as ack:
@@ -780,12 +779,7 @@ def test_copy_records_acknowledgements_as_its_check_compares_them(
     import vecmigrate.api.verbs as verbs
     from vecmigrate.api import copy
 
-    src = connect(f"{source}://{tmp_path / 'src'}")
-    schema = sample_schema("docs")
-    src.create(schema)
-    src.upsert("docs", sample_batch(schema))
-    src.finalize("docs")
-    src.close()
+    _dump(tmp_path, source).close()
     seen: list[bool] = []
     real = verbs.acknowledging
 

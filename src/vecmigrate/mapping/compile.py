@@ -28,10 +28,16 @@ from vecmigrate.model import (
 )
 
 
+def _dropped(spec: MappingSpec, name: str) -> bool:
+    """The mapping leaves vector (or sparse, full-text, uncarried) field ``name`` behind."""
+    vspec = spec.vectors.get(name)
+    return bool(vspec and vspec.drop)
+
+
 def refuse_uncarried(source: CollectionSchema, spec: MappingSpec, mapping: Mapping) -> None:
     """Refuse a field the source has and no copy can carry (``CollectionSchema.uncarried``)
     unless the mapping drops it by name: leaving it behind is the user's decision."""
-    kept = [n for n in source.uncarried if not (n in spec.vectors and spec.vectors[n].drop)]
+    kept = [n for n in source.uncarried if not _dropped(spec, n)]
     if kept:
         name = kept[0]
         raise SchemaMismatchError(
@@ -50,7 +56,7 @@ def full_text_fields(
     leaves it behind by name, as the application's keyword search would stop working."""
     kept = []
     for f in source.full_text:
-        if f.name in spec.vectors and spec.vectors[f.name].drop:
+        if _dropped(spec, f.name):
             mapping.decisions.append(f"{f.name}: full-text search over {f.over} left behind")
             continue
         if not capabilities.full_text:
@@ -150,7 +156,7 @@ def build_mapping(
             hint="keep one: drop the others with vectors: {NAME: {drop: true}} "
             "(copy again with another kept to fill a second collection)",
         )
-    kept = [s for s in source.sparse if not (s.name in spec.vectors and spec.vectors[s.name].drop)]
+    kept = [s for s in source.sparse if not _dropped(spec, s.name)]
     mapping.decisions += [
         f"{s.name}: sparse field dropped (mapping)" for s in source.sparse if s not in kept
     ]
@@ -193,9 +199,11 @@ def _provenance(
     field's entry goes), each named in the decisions: queries must be embedded alike."""
     out = []
     for e in source.embedding:
-        vspec = spec.vectors.get(e.vector_field)
-        if (vspec and vspec.drop) or (spec.reembed and e.vector_field == spec.reembed.replace):
+        if _dropped(spec, e.vector_field) or (
+            spec.reembed and e.vector_field == spec.reembed.replace
+        ):
             continue
+        vspec = spec.vectors.get(e.vector_field)
         name = vspec.rename if vspec and vspec.rename else e.vector_field
         out.append(e.model_copy(update={"vector_field": name}))
         if e.model:

@@ -332,9 +332,8 @@ class ChromaConnector(Connector):
         )
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        if filter is None:  # no schema needed (an empty collection has none to read)
-            return int(self._on(name, lambda col: col.count()))
-        node = self._filter(self._schema(name), filter)
+        # Without a filter no schema is needed (an empty collection has none to read).
+        node = None if filter is None else self._filter(self._schema(name), filter)
         if node is None:
             return int(self._on(name, lambda col: col.count()))
         return len(

@@ -145,18 +145,16 @@ class LanceDBConnector(Connector):
     # -- schema ------------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionSchema:
         table = self._table(name)
-        arrow = table.schema
-        stored = (arrow.metadata or {}).get(SCHEMA_KEY)
-        if stored:
-            schema = CollectionSchema.from_json(stored.decode())
-            settings = dict(schema.engine_settings)
+        stored = _stored_schema(table)
+        if stored is not None:
+            settings = dict(stored.engine_settings)
             settings.pop(LAYOUT_KEY, None)  # copied from a foreign source: this one is ours
-            schema = schema.replace(name=name, engine="lancedb", engine_settings=settings)
+            schema = stored.replace(name=name, engine="lancedb", engine_settings=settings)
         else:
-            schema = infer_schema(name, arrow, self.config, partial(_sample, table))
+            schema = infer_schema(name, table.schema, self.config, partial(_sample, table))
             if name in self._reused:  # the keys a reuse added, which no row may show yet
                 schema = with_json_keys(schema, self._reused[name])
-        schema = served_indexes(table, schema, recorded=bool(stored))
+        schema = served_indexes(table, schema, recorded=stored is not None)
         schema = served_full_text(table, schema, _document_column(schema))
         self._schemas[name] = schema
         return schema

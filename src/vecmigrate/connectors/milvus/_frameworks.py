@@ -54,7 +54,7 @@ from vecmigrate.connectors.milvus._filters import (
     field_places,
     pk,
 )
-from vecmigrate.connectors.milvus._infer import _vector, full_text_field, infer_schema
+from vecmigrate.connectors.milvus._infer import _vector, computed_sparse, infer_schema
 from vecmigrate.connectors.milvus._schema import DOC_KEY, MAX_VARCHAR, METRIC_OF, add_document
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.model import CollectionSchema, FullTextField, IdType, MetadataField, VectorField
@@ -193,11 +193,11 @@ def _sparse_fields(
     for f in fields:
         if f["type"] != DataType.SPARSE_FLOAT_VECTOR:
             continue
-        found = full_text_field(f, info, fields, indexes.get(f["name"], {}), doc)
-        if found is not None:
-            full_text.append(found)
-        elif f.get("is_function_output"):
-            uncarried[f["name"]] = "computed by a Milvus function from another field than the text"
+        computed = computed_sparse(f, info, fields, indexes.get(f["name"], {}), doc)
+        if isinstance(computed, FullTextField):
+            full_text.append(computed)
+        elif computed is not None:
+            uncarried[f["name"]] = computed
         else:
             uncarried[f["name"]] = (
                 f"sparse vectors; the {_name(layout)} layout carries one dense vector "

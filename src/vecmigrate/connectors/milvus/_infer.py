@@ -206,17 +206,14 @@ def infer_schema(
                 notes[f"{fname}.skipped"] = "vector field not carried (not named by vector_field)"
             continue
         if ftype == DataType.SPARSE_FLOAT_VECTOR:
-            metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
-            if metric_type == "BM25" or f.get("is_function_output"):
-                found = full_text_field(f, info, fields, indexes.get(fname, {}), doc)
-                if found is not None:
-                    full_text.append(found)
-                    continue
-                uncarried[fname] = (
-                    f"computed by {_generated_by(f, info, fields)} (full-text search): Milvus "
-                    "returns no vectors of it; set full-text search up again on the target"
-                )
+            computed = computed_sparse(f, info, fields, indexes.get(fname, {}), doc)
+            if isinstance(computed, FullTextField):
+                full_text.append(computed)
                 continue
+            if computed is not None:
+                uncarried[fname] = computed
+                continue
+            metric_type = str(indexes.get(fname, {}).get("metric_type", "")).upper()
             if metric_type != "IP":
                 notes[f"{fname}.metric"] = f"dot, although its index says {metric_type!r}"
             sparse.append(SparseField(name=fname, metric=Metric.DOT))
@@ -256,7 +253,28 @@ def infer_schema(
 _BM25_PARAMS = ("bm25_k1", "bm25_b", "inverted_index_algo", "drop_ratio_build")
 
 
-def full_text_field(
+def computed_sparse(
+    field: dict[str, Any],
+    info: dict[str, Any],
+    fields: list[dict[str, Any]],
+    index: dict[str, Any],
+    doc: str | None,
+) -> FullTextField | str | None:
+    """A sparse field Milvus computes (a BM25 index, a function's output): its full-text
+    search over the document, or why it cannot be carried; None for one holding data."""
+    metric_type = str(index.get("metric_type", "")).upper()
+    if metric_type != "BM25" and not field.get("is_function_output"):
+        return None
+    found = _full_text_field(field, info, fields, index, doc)
+    if found is not None:
+        return found
+    return (
+        f"computed by {_generated_by(field, info, fields)} (full-text search): Milvus "
+        "returns no vectors of it; set full-text search up again on the target"
+    )
+
+
+def _full_text_field(
     field: dict[str, Any],
     info: dict[str, Any],
     fields: list[dict[str, Any]],
