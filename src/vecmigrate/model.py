@@ -216,14 +216,17 @@ class EmbeddingProvenance(_Model):
 
 
 class FullTextField(_Model):
-    """A sparse field the engine computes from text for full-text search (Milvus 2.5's
-    BM25 function over a text field): never read or written as data; recreated on a
-    target whose engine computes it (``Capabilities.full_text``)."""
+    """Full-text search the engine computes from the text (Milvus 2.5's BM25 function, a
+    LanceDB FTS index, a PostgreSQL tsvector generated from the text or a GIN index on
+    ``to_tsvector``): never read or written as data; recreated on a target whose engine
+    computes it (``Capabilities.full_text``)."""
 
-    name: str  # the field the engine fills (the function's output)
+    name: str  # the field the engine fills (the function's output), or the index's name
     over: str = "document"  # the text it is computed from: the record's document
     analyzer: dict[str, Any] | None = None  # the engine's tokenizer settings, as read
-    params: dict[str, Any] = Field(default_factory=dict)  # scoring (bm25_k1, bm25_b...)
+    # The engine's own settings: BM25 scoring (bm25_k1, bm25_b...), PostgreSQL's
+    # stored (a generated column) and index (its access method).
+    params: dict[str, Any] = Field(default_factory=dict)
     function: str | None = None  # the engine's name of the function, when it has one
 
 

@@ -246,7 +246,7 @@ def test_milvus_full_text_search_is_recreated_on_a_milvus_target_and_refused_els
     assert ft["name"] == "sparse_bm25" and ft["over"] == "document"
     assert ft["analyzer"] == {"type": "english"}
     assert ft["params"] == {"bm25_k1": 1.5, "bm25_b": 0.7}
-    assert "full-text (BM25)" in cli("inspect", src, "-c", "fts").stdout
+    assert "full-text" in cli("inspect", src, "-c", "fts").stdout
 
     dump = f"dump://{tmp_path / 'dump'}"  # keeps it in the schema, for the next target
     assert _ok("copy", src, dump, "-c", "fts")["verified"]
@@ -274,7 +274,7 @@ def test_milvus_full_text_search_is_recreated_on_a_milvus_target_and_refused_els
         "fts",
         tmp_path,
         "vectors:\n  sparse_bm25: {drop: true}\n",
-        "field 'sparse_bm25' is full-text search (BM25)",
+        "field 'sparse_bm25' is full-text search the engine",
         "vectors: {sparse_bm25: {drop: true}}",
     )
     assert copied["rows_written"] == ROWS and copied["verified"], copied["checks"]

@@ -53,3 +53,22 @@ def test_describe_and_scan_a_hand_made_table(postgres: Any) -> None:
         assert one["metadata"]["extra"] == '{"k":1}' and one["metadata"]["created"].startswith(
             '"20'
         )
+
+
+def test_tsvector_source_reads_the_expressions_postgresql_prints() -> None:
+    """``pg_get_expr`` of generated columns and index expressions: the configuration and
+    the one column a ``to_tsvector`` is over, or None when it is over anything else."""
+    from vecmigrate.connectors.pgvector._fulltext import tsvector_source
+
+    assert tsvector_source("to_tsvector('english'::regconfig, content)") == ("english", "content")
+    assert tsvector_source("to_tsvector('english'::regconfig, (text)::text)") == ("english", "text")
+    coalesced = "to_tsvector('pg_catalog.simple'::regconfig, COALESCE(body, ''::text))"
+    assert tsvector_source(coalesced) == ("pg_catalog.simple", "body")
+    quoted = "to_tsvector('english'::regconfig, (\"Page Text\")::text)"
+    assert tsvector_source(quoted) == ("english", "Page Text")
+    two = "to_tsvector('english'::regconfig, ((COALESCE(title, ''::text) || ' '::text) || body))"
+    assert tsvector_source(two) is None
+    assert (
+        tsvector_source("setweight(to_tsvector('english'::regconfig, body), 'A'::\"char\")") is None
+    )
+    assert tsvector_source("lower(body)") is None

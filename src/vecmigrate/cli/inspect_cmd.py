@@ -84,10 +84,10 @@ def _print_collection(r: dict[str, Any]) -> None:
     for name, why in r.get("uncarried", {}).items():
         t.add_row(name, "NOT CARRIED", why)
     for ft in r.get("full_text", ()):
-        how = f"analyzer={ft['analyzer']} " if ft.get("analyzer") else ""
+        how = "".join(f"{k}={ft[k]} " for k in ("function", "analyzer") if ft.get(k))
         t.add_row(
             ft["name"],
-            "full-text (BM25)",
+            "full-text",
             f"computed by the engine from the {ft['over']}; {how}params={ft['params']}",
         )
     if r["has_document"]:

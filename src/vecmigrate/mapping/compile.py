@@ -61,16 +61,16 @@ def full_text_fields(
             continue
         if not capabilities.full_text:
             raise SchemaMismatchError(
-                f"{source.name!r}: field {f.name!r} is full-text search (BM25) the engine "
+                f"{source.name!r}: field {f.name!r} is full-text search the engine "
                 f"computes from the {f.over}; the target cannot recreate it",
                 hint=f"leave it behind explicitly: vectors: {{{f.name}: {{drop: true}}}} in "
                 "the mapping (and search keywords some other way there)",
             )
         kept.append(f)
         mapping.decisions.append(
-            f"{f.name}: full-text search over the {f.over} recreated by the target (BM25 "
-            "over the documents, nothing of it copied; another engine's analyzer settings "
-            "give way to the target's own)"
+            f"{f.name}: full-text search over the {f.over} recreated by the target (its "
+            "own keyword scoring over the documents, nothing of it copied; another engine's "
+            "analyzer settings give way to the target's own)"
         )
     return tuple(kept)
 

@@ -39,6 +39,7 @@ from vecmigrate.connectors.milvus._filters import (
     PK_KEY,
 )
 from vecmigrate.connectors.milvus._schema import (
+    BM25_PARAMS,
     DOC_KEY,
     PORTABLE_METRIC,
     portable_index,
@@ -250,9 +251,6 @@ def infer_schema(
     )
 
 
-_BM25_PARAMS = ("bm25_k1", "bm25_b", "inverted_index_algo", "drop_ratio_build")
-
-
 def computed_sparse(
     field: dict[str, Any],
     info: dict[str, Any],
@@ -299,7 +297,7 @@ def _full_text_field(
     analyzer = (source.get("params") or {}).get("analyzer_params")
     if isinstance(analyzer, str):
         analyzer = json.loads(analyzer)
-    params = {k: _number(index[k]) for k in _BM25_PARAMS if k in index}
+    params = {k: _number(index[k]) for k in BM25_PARAMS if k in index}
     return FullTextField(
         name=field["name"], analyzer=analyzer or None, params=params, function=function
     )

@@ -136,6 +136,8 @@ def new_collection(
 
 
 _ANALYZER_KEYS = {"type", "tokenizer", "filter", "stop_words"}  # Milvus analyzer_params
+# A BM25 index's parameters (another engine's full-text settings are not Milvus's).
+BM25_PARAMS = ("bm25_k1", "bm25_b", "inverted_index_algo", "drop_ratio_build")
 
 
 def add_document(ms: Any, index: Any, schema: CollectionSchema, field: str = "document") -> None:
@@ -160,8 +162,9 @@ def add_document(ms: Any, index: Any, schema: CollectionSchema, field: str = "do
                 output_field_names=[f.name],
             )
         )
+        params = {k: v for k, v in f.params.items() if k in BM25_PARAMS}
         index.add_index(
-            f.name, index_type=milvus_sparse.INDEX_TYPE, metric_type="BM25", params=f.params
+            f.name, index_type=milvus_sparse.INDEX_TYPE, metric_type="BM25", params=params
         )
 
 

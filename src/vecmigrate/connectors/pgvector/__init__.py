@@ -41,6 +41,12 @@ from vecmigrate.connectors.pgvector import _client
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
 from vecmigrate.connectors.pgvector._foreign import TableInfo, roles, table_info
 from vecmigrate.connectors.pgvector._frameworks import FrameworkTables
+from vecmigrate.connectors.pgvector._fulltext import (
+    check_served,
+    generated_columns,
+    index_statements,
+    read_text_search,
+)
 from vecmigrate.connectors.pgvector._records import copy_rows, rows_to_batch, select_list
 from vecmigrate.connectors.pgvector._schema import (
     describe_table,
@@ -106,6 +112,7 @@ class PgvectorConnector(ChangeCapture, Connector):
         max_batch_rows=5000,
         max_batch_bytes=64 * 1024 * 1024,
         index_kinds=frozenset({"flat", "hnsw", "ivf_flat"}),
+        full_text=True,  # a generated tsvector (or to_tsvector index) over the document
     )
 
     translate_error = staticmethod(_client.translate_error)
@@ -219,11 +226,16 @@ class PgvectorConnector(ChangeCapture, Connector):
             info = table_info(self._query, self.namespace, schema.name)
             if own_schema(info) is None:
                 # An application's table: checked now, written in its own column types.
-                self._plans[schema.name] = plan_write(info, roles(info, self.config), schema)
+                app = roles(info, self.config)
+                self._plans[schema.name] = plan_write(info, app, schema)
+                if schema.full_text:
+                    rel = regclass(self.namespace, schema.name)
+                    served = read_text_search(self._query, rel, app.document)
+                    check_served(schema, schema.name, served)
                 self._schemas.pop(schema.name, None)  # read back through the plan
                 return
         reserved = {"id", "document", "metadata_extra"} | {v.name for v in schema.vectors}
-        reserved |= {s.name for s in schema.sparse}
+        reserved |= {s.name for s in schema.sparse} | {f.name for f in schema.full_text}
         clash = [m.name for m in schema.metadata if m.name in reserved]
         if clash:
             raise ConfigError(
@@ -241,8 +253,14 @@ class PgvectorConnector(ChangeCapture, Connector):
                 "vecmigrate neither writes into it nor replaces it",
                 hint="choose another target collection (--target-collection)",
             )
+        if schema.full_text and not schema.has_document:
+            raise ConfigError(
+                f"{schema.name!r}: full-text search over the document, without documents",
+                hint="keep the documents, or leave it behind (vectors: {NAME: {drop: true}})",
+            )
+        columns = [column_list(schema), *generated_columns(schema, "document")]
         self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        self._query(sql.SQL("CREATE TABLE {} ({})").format(table, column_list(schema)))
+        self._query(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
         self._query(
             sql.SQL("COMMENT ON TABLE {} IS {}").format(
                 table, sql.Literal(stored_schema(schema).to_json())
@@ -252,7 +270,8 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._plans.pop(schema.name, None)
 
     def finalize(self, name: str) -> None:
-        """Build vector indexes after the bulk load: far faster than maintaining them during it.
+        """Build vector and full-text indexes after the bulk load: far faster than maintaining
+        them during it.
         An application's table keeps the indexes it has."""
         if name in self._plans or self._framework is not None:
             return  # an application's table, or a framework's, keeps the indexes it has
@@ -263,6 +282,8 @@ class PgvectorConnector(ChangeCapture, Connector):
             ddl = index_sql(name, self._table(name), v)
             if ddl is not None:
                 self._query(ddl)
+        for ddl in index_statements(schema, name, self._table(name), "document"):
+            self._query(ddl)
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:

@@ -33,6 +33,7 @@ from vecmigrate.connectors.foreign import (
     pick_column,
     sampled_metric,
 )
+from vecmigrate.connectors.pgvector._fulltext import read_text_search
 from vecmigrate.connectors.pgvector._sparse import SPARSE_OPS
 from vecmigrate.connectors.pgvector._sql import OPS, Query, regclass
 from vecmigrate.errors import ConfigError
@@ -260,6 +261,8 @@ def describe_foreign(
     """The schema of a table another tool made, with its layout in ``engine_settings``."""
     r = roles(info, config)
     table = sql.SQL("{}.{}").format(sql.Identifier(namespace), sql.Identifier(info.name))
+    # A tsvector the table computes is its full-text search (or not carried), not data.
+    text = read_text_search(query, regclass(namespace, info.name), r.document)
     notes: dict[str, Any] = {}
     vectors, sparse = [], []
     for name in r.vectors:
@@ -297,7 +300,7 @@ def describe_foreign(
         )
     metadata = []
     types = {}
-    for name in r.fields:
+    for name in (f for f in r.fields if f not in text.computed):
         col = info.columns[name]
         types[name] = col.type
         metadata.append(MetadataField(name=name, type=PORTABLE_OF_SQL.get(col.type, "json")))
@@ -341,6 +344,8 @@ def describe_foreign(
         has_document=r.document is not None,
         engine="pgvector",
         engine_settings=notes,
+        uncarried=text.uncarried,
+        full_text=text.full_text,
     )
 
 

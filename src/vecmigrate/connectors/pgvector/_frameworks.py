@@ -43,6 +43,7 @@ from vecmigrate.connectors.base import IF_EXISTS_HINT, IfExists
 from vecmigrate.connectors.foreign import SAMPLE_ROWS
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector._foreign import TableInfo, table_info
+from vecmigrate.connectors.pgvector._fulltext import TextSearch, config_of, read_text_search
 from vecmigrate.connectors.pgvector._records import vector_bytes
 from vecmigrate.connectors.pgvector._sql import OPERATOR, json_key_sql, knn, regclass, where_sql
 from vecmigrate.connectors.pgvector._write import _copy
@@ -66,6 +67,7 @@ from vecmigrate.values import infer_metadata_fields
 LC_COLLECTION = "langchain_pg_collection"
 LC_EMBEDDING = "langchain_pg_embedding"
 LI_PREFIX = "data_"
+LI_TEXT_SEARCH_CONFIG = "english"  # PGVectorStore's text_search_config default
 LI_COLUMNS = frozenset({"id", "text", "metadata_", "node_id", "embedding"})
 HS_COLUMNS = frozenset(
     {"id", "embedding", "content", "meta", "blob_data", "blob_meta", "blob_mime_type"}
@@ -406,6 +408,13 @@ class FrameworkTables:
             "variant": place.variant,
             "table": f"{self.host.namespace}.{place.table}",
         }
+        # LlamaIndex's hybrid search: its text_search_tsv over the text (full-text search).
+        # (Haystack's store makes its keyword index whether the application searches with
+        # it or not, and makes it again on any Haystack table: not read as full-text.)
+        text = TextSearch()
+        if self.layout == fw.LLAMAINDEX:
+            rel = regclass(self.host.namespace, place.table)
+            text = read_text_search(self.host._query, rel, place.document)
         return CollectionSchema(
             name=name,
             id_type=IdType.INT if shape.get("id_type") == "int" else IdType.STRING,
@@ -414,6 +423,8 @@ class FrameworkTables:
             has_document=bool(shape.get("has_document", True)),
             engine="pgvector",
             engine_settings={"pgvector.framework": framework, f"{vname}.metric": source},
+            full_text=text.full_text,
+            uncarried=text.uncarried,
         )
 
     def _rows_dim(self, place: Place, name: str) -> int:
@@ -628,6 +639,13 @@ class FrameworkTables:
             shape["id_type"] = "int"
         if not schema.has_document:
             shape["has_document"] = False
+        if schema.full_text and (self.layout == fw.LANGCHAIN or len(schema.full_text) > 1):
+            raise ConfigError(
+                f"{what} keeps {'no' if self.layout == fw.LANGCHAIN else 'one'} full-text "
+                f"search; {name!r} has {', '.join(f.name for f in schema.full_text)}",
+                hint="leave it behind in a mapping (vectors: "
+                f"{{{schema.full_text[-1].name}: {{drop: true}}}})",
+            )
         self._places.pop(name, None)
         if self.layout == fw.LANGCHAIN:
             self._create_langchain(schema, if_exists)
@@ -732,19 +750,42 @@ class FrameworkTables:
             )
         place = self._existing(name, if_exists, "LlamaIndex table")
         if place is not None and if_exists != "replace":
+            if schema.full_text and not self.describe(name).full_text:
+                raise ConfigError(
+                    f"{table!r} has no hybrid search (text_search_tsv); {name!r} has full-text "
+                    f"search ({schema.full_text[0].name}): its records would be missing from "
+                    "the application's keyword search",
+                    hint="create the store with hybrid_search=True, or leave it behind in a "
+                    f"mapping (vectors: {{{schema.full_text[0].name}: {{drop: true}}}})",
+                )
             return
         rel = self.host._table(table)
         index = sql.Identifier(f"{name.lower()}_idx_1"[:63])
-        # As LlamaIndex's PGVectorStore creates it (use_jsonb=False, no hybrid search).
+        # As LlamaIndex's PGVectorStore creates it (use_jsonb=False), with hybrid search
+        # (hybrid_search=True) where the source has full-text search: its configuration,
+        # else LlamaIndex's default.
+        hybrid = [
+            sql.SQL(
+                ", text_search_tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector({}, text)) STORED"
+            ).format(sql.Literal(config_of(f, LI_TEXT_SEARCH_CONFIG)))
+            for f in schema.full_text
+        ]
+        gin = [
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (text_search_tsv)").format(
+                sql.Identifier(f"{name.lower()}_idx"[:63]), rel
+            )
+            for _ in schema.full_text
+        ]
         self._run(
             sql.SQL("DROP TABLE IF EXISTS {}").format(rel),
             sql.SQL(
                 "CREATE TABLE {} (id BIGSERIAL NOT NULL, text VARCHAR NOT NULL, metadata_ JSON, "
-                "node_id VARCHAR, embedding VECTOR({}), PRIMARY KEY (id))"
-            ).format(rel, sql.Literal(dim)),
+                "node_id VARCHAR, embedding VECTOR({}){}, PRIMARY KEY (id))"
+            ).format(rel, sql.Literal(dim), sql.Composed(hybrid)),
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON {} USING btree ((metadata_ ->> 'ref_doc_id'))"
             ).format(index, rel),
+            *gin,
         )
 
     def _create_haystack(self, schema: CollectionSchema, if_exists: IfExists) -> None:
