@@ -79,6 +79,11 @@ def test_translate_error_classifies_psycopg_errors() -> None:
     assert isinstance(translate_error(reset, "w"), TransientError)
     assert isinstance(translate_error(psycopg.errors.QueryCanceled("timeout"), "w"), TransientError)
     assert isinstance(translate_error(psycopg.errors.NumericValueOutOfRange("big"), "w"), DataError)
+    # An OperationalError no retry passes (it was retried, then blamed on the connection).
+    limit = psycopg.errors.ProgramLimitExceeded(
+        "column cannot have more than 2000 dimensions for hnsw index"
+    )
+    assert type(translate_error(limit, "w")) is TerminalError
 
 
 def test_translate_error_leaves_other_errors_alone() -> None:

@@ -46,6 +46,8 @@ def translate_error(exc: Exception, what: str) -> VecmigrateError | None:
         return ConfigError(message, hint=_CREDENTIALS_HINT)
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return ConfigError(message, hint="grant the user access to the schema and its tables")
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        return TerminalError(message)  # a limit of PostgreSQL's or pgvector's: no retry passes
     if isinstance(exc, psycopg.OperationalError | psycopg.errors.ConnectionException):
         return TransientError(message)
     if isinstance(

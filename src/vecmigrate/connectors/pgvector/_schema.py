@@ -17,7 +17,13 @@ from psycopg import sql
 
 from vecmigrate.connectors.foreign import FieldsConfig
 from vecmigrate.connectors.pgvector._foreign import TableInfo, describe_foreign, table_info
-from vecmigrate.connectors.pgvector._sql import SQL_TYPE, Query, json_key_sql, read_sql
+from vecmigrate.connectors.pgvector._sql import (
+    SQL_TYPE,
+    Query,
+    index_cast,
+    json_key_sql,
+    read_sql,
+)
 from vecmigrate.model import CollectionSchema, IdType, MetadataField
 
 __all__ = ["Layout", "Query", "describe_table", "layout_of", "vector_tables"]
@@ -155,4 +161,5 @@ def layout_of(schema: CollectionSchema) -> Layout:
             half=tuple(raw.get("half") or ()),
             casts=dict(raw.get("casts") or {}),
         )
-    return Layout(key_type="bigint" if schema.id_type is IdType.INT else "text")
+    casts = {v.name: cast for v in schema.vectors if (cast := index_cast(v)) is not None}
+    return Layout(key_type="bigint" if schema.id_type is IdType.INT else "text", casts=casts)

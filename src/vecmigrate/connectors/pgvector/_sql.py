@@ -60,10 +60,41 @@ def column_list(schema: CollectionSchema) -> sql.Composed:
     return sql.SQL(", ").join(cols)
 
 
+# pgvector indexes (HNSW, IVFFlat) a vector column of at most 2,000 dimensions, and the
+# column cast to halfvec (float16, in the index only) of at most 4,000.
+MAX_VECTOR_INDEX_DIM = 2000
+MAX_HALFVEC_INDEX_DIM = 4000
+
+
+def index_kind(v: VectorField) -> str:
+    """The index ``v`` asks for ("flat" / "none": no index)."""
+    return v.index.kind if v.index else "auto"
+
+
+def index_cast(v: VectorField) -> str | None:
+    """The type an index on ``v`` is built on past 2,000 dimensions (``halfvec(N)``):
+    searches order by that expression so the index serves them. None: the column itself."""
+    past = MAX_VECTOR_INDEX_DIM < v.dim <= MAX_HALFVEC_INDEX_DIM
+    if index_kind(v) in ("flat", "none") or not past:
+        return None
+    return f"halfvec({v.dim})"
+
+
+def unindexable(v: VectorField) -> str | None:
+    """Why pgvector cannot build the index ``v`` asks for by name (None: it can)."""
+    if index_kind(v) in ("hnsw", "ivf_flat") and v.dim > MAX_HALFVEC_INDEX_DIM:
+        return (
+            f"vector field {v.name!r} has {v.dim} dimensions; pgvector indexes at most "
+            f"{MAX_HALFVEC_INDEX_DIM:,} (as halfvec)"
+        )
+    return None
+
+
 def index_sql(name: str, table: sql.Composable, v: VectorField) -> sql.Composed | None:
-    """``CREATE INDEX`` of the HNSW / IVFFlat index ``v`` asks for (None: flat, no index)."""
-    kind = v.index.kind if v.index else "auto"
-    if kind in ("flat", "none"):
+    """``CREATE INDEX`` of the HNSW / IVFFlat index ``v`` asks for (None: flat, no index),
+    on the column cast to ``halfvec`` past 2,000 dimensions."""
+    kind = index_kind(v)
+    if kind in ("flat", "none") or (kind == "auto" and v.dim > MAX_HALFVEC_INDEX_DIM):
         return None
     params = dict(v.index.params) if v.index else {}
     idx = sql.Identifier(f"{name}_{v.name}_idx"[:63])
@@ -75,8 +106,14 @@ def index_sql(name: str, table: sql.Composable, v: VectorField) -> sql.Composed 
         efc = int(params.get("ef_construction", 64))
         using = "hnsw"
         opts = sql.SQL("m = {}, ef_construction = {}").format(sql.Literal(m), sql.Literal(efc))
+    column: sql.Composable = sql.Identifier(v.name)
+    ops = OPS[v.metric]
+    cast = index_cast(v)
+    if cast is not None:
+        column = sql.SQL("(({})::{})").format(column, sql.SQL(cast))
+        ops = ops.replace("vector_", "halfvec_")
     return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({} {}) WITH ({})").format(
-        idx, table, sql.SQL(using), sql.Identifier(v.name), sql.SQL(OPS[v.metric]), opts
+        idx, table, sql.SQL(using), column, sql.SQL(ops), opts
     )
 
 

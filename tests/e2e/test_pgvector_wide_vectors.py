@@ -1,0 +1,105 @@
+"""pgvector targets for vectors wider than its indexes take: 3,072-d embeddings (OpenAI's
+text-embedding-3-large) get their HNSW index on the column cast to halfvec, pgvector's way
+past 2,000 dimensions, and searches use that expression; past 4,000 an index is refused
+before anything is written, naming the mapping line that copies the field without one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from tests.e2e.helpers import cli
+from tests.frameworks.compare import fresh_databases
+from vecmigrate.connectors import connect
+from vecmigrate.model import CollectionSchema, IndexSpec, Metric, VectorField
+from vecmigrate.records import build_batch
+
+ROWS = 60
+
+
+@pytest.fixture
+def database(postgres: Any) -> Iterator[Callable[[], str]]:
+    yield from fresh_databases(postgres.dsn, "wide_")
+
+
+def _uri(dsn: str) -> str:
+    return dsn.replace("postgresql://", "pgvector://", 1)
+
+
+def _ok(*args: str) -> Any:
+    out = cli(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    return out.json()
+
+
+def _unit(rows: int, dim: int) -> np.ndarray:
+    v = np.random.default_rng(dim).normal(size=(rows, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_a_3072_d_table_indexed_as_halfvec_copies_with_that_index(
+    postgres: Any, database: Callable[[], str], tmp_path: Path
+) -> None:
+    """The application's table, as pgvector's README says to index 3,072 dimensions; the
+    target's HNSW index (on the column, it was) failed after every row was written."""
+    name = f"wide_{uuid.uuid4().hex[:8]}"
+    vectors = _unit(ROWS, 3072)
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, body text, emb vector(3072))")
+        db.execute(f"CREATE INDEX ON {name} USING hnsw ((emb::halfvec(3072)) halfvec_cosine_ops)")
+        with db.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {name} VALUES (%s, %s, %s)",
+                [(i, f"text {i}", str(vectors[i].tolist())) for i in range(ROWS)],
+            )
+    other = database()
+    copied = _ok("copy", postgres.uri(), _uri(other), "-c", name)
+    assert copied["verified"] and copied["rows_written"] == ROWS
+    with psycopg.connect(other) as db:
+        (index,) = db.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'",
+            (name,),
+        ).fetchone() or ("",)
+        assert "((emb)::halfvec(3072)) halfvec_cosine_ops" in str(index)
+        # The table keeps float32: every value exactly as written.
+        stored = db.execute(f"SELECT emb FROM {name} ORDER BY id").fetchall()
+        read = np.array([json.loads(r[0]) for r in stored], dtype=np.float32)
+        assert np.array_equal(read, vectors)
+    report = _ok(
+        "verify", postgres.uri(), _uri(other), "-c", name, "--queries", "20",
+        "--report-dir", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert report["passed"], report  # searched through the halfvec expression
+
+
+def test_an_index_past_4000_dimensions_is_refused_until_the_mapping_drops_it(
+    database: Callable[[], str], tmp_path: Path
+) -> None:
+    dump = f"dump://{tmp_path / 'dump'}"
+    hnsw = IndexSpec(kind="hnsw", params={"M": 16})
+    schema = CollectionSchema(
+        name="huge",
+        vectors=(VectorField(name="vector", dim=4096, metric=Metric.COSINE, index=hnsw),),
+    )
+    with connect(dump) as conn:
+        conn.create(schema)
+        ids = [f"r{i}" for i in range(ROWS)]
+        conn.upsert("huge", build_batch(schema, ids, {"vector": _unit(ROWS, 4096)}))
+        conn.finalize("huge")
+    target = _uri(database())
+    refused = cli("copy", dump, target, "-c", "huge", "--json")
+    assert refused.returncode == 2, refused.stderr
+    assert "has 4096 dimensions; pgvector indexes at most 4,000" in refused.stderr
+    assert "vectors: {vector: {index: {kind: flat}}}" in refused.stderr
+    with connect(target) as conn:
+        assert "huge" not in conn.list_collections()
+    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {index: {kind: flat}}\n")
+    copied = _ok("copy", dump, target, "-c", "huge", "--map", str(tmp_path / "map.yaml"))
+    assert copied["verified"] and copied["rows_written"] == ROWS
