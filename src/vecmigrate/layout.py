@@ -22,10 +22,14 @@ LAYOUT_HINT = (
 )
 # Arrow's names for the float types, as numpy and vecmigrate's schema spell them.
 _TYPE_NAMES = {"double": "float64", "float": "float32", "halffloat": "float16"}
-VECTOR_PRECISION_HINT = (
-    "vecmigrate moves vectors as float32; if float32 precision is enough, round them at the "
-    "source (numpy: .astype('float32')) and export again"
-)
+
+
+def vector_precision_hint(field: str) -> str:
+    """What to do about vector values float32 cannot hold exactly (the source unchanged)."""
+    return (
+        "vecmigrate moves vectors as float32; if float32 precision is enough, let the copy "
+        f"round them: vectors: {{{field}: {{round_to_float32: true}}}} in a mapping file"
+    )
 
 
 def _names(names: Sequence[str]) -> str:
@@ -136,6 +140,9 @@ def _cast_exact(
         return col
     if _relabelled(col.type, to):
         return col.cast(to)  # a view: the same values under a new element name
+    vector = next((v for v in schema.vectors if v.name == column), None)
+    if vector is not None and vector.rounded:
+        return _rounded(batch, col, to, schema, column)
     try:
         out = col.cast(to, safe=True)
         back = out.cast(col.type, safe=True)
@@ -150,10 +157,10 @@ def _cast_exact(
     row = _first_difference(col, back)
     if row is None:
         return out
-    if any(v.name == column for v in schema.vectors):
+    if vector is not None:
         kind = _TYPE_NAMES.get(str(col.type.value_type), str(col.type.value_type))
         reason = f"vector values are {kind} and not exactly representable as float32"
-        hint = VECTOR_PRECISION_HINT
+        hint = vector_precision_hint(column)
     else:
         was, now = col[row].as_py(), back[row].as_py()
         reason = f"{column} {was!r} as {_TYPE_NAMES.get(str(to), to)} would read back as {now!r}"
@@ -165,6 +172,30 @@ def _cast_exact(
     raise DataError(
         reason, collection=schema.name, record_id=_row_id(batch, row), field=column, hint=hint
     )
+
+
+def _rounded(
+    batch: pa.RecordBatch, col: pa.Array, to: pa.DataType, schema: CollectionSchema, column: str
+) -> pa.Array:
+    """Vectors rounded to the nearest float32, as the mapping allowed; a finite value
+    beyond float32's range (it would become infinite) is refused, naming its record."""
+    out = col.cast(to, safe=False)
+    if not (pa.types.is_fixed_size_list(col.type) and pa.types.is_floating(col.type.value_type)):
+        return out
+    wide = col.flatten().to_numpy(zero_copy_only=False)
+    narrow = out.flatten().to_numpy(zero_copy_only=False)
+    overflow = np.isfinite(wide) & ~np.isfinite(narrow)
+    if overflow.any():
+        first = int(np.flatnonzero(overflow)[0])
+        row = first // col.type.list_size
+        raise DataError(
+            f"vector value {float(wide[first])!r} is beyond float32's range",
+            collection=schema.name,
+            record_id=_row_id(batch, row),
+            field=column,
+            hint="no float32 holds it: leave the record out of the copy (--filter, --ids-file)",
+        )
+    return out
 
 
 def _relabelled(have: pa.DataType, to: pa.DataType) -> bool:

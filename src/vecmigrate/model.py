@@ -153,6 +153,9 @@ class VectorField(_Model):
     # operator class, the engine's default, sampled unit vectors); METRIC_UNKNOWN when
     # nothing says, and a copy then needs the mapping's ``vectors.<name>.metric``.
     metric_source: str | None = None
+    # Read with values wider than float32 (float64) rounded to the nearest float32, as the
+    # mapping allowed (``round_to_float32``); otherwise such values are refused.
+    rounded: bool = False
 
     @property
     def metric_known(self) -> bool:

@@ -330,4 +330,29 @@ def test_float64_vectors_copy_only_when_float32_holds_them(tmp_path: Path, exact
     line = ran.stderr.replace("\n", " ")
     for text in ("float64", "not exactly representable as float32", "id=2", "field='vector'"):
         assert text in line, line
-    assert "astype('float32')" in line  # the hint says what to do
+    # The hint names the mapping line that lets the copy round them (the source unchanged).
+    assert "vectors: {vector: {round_to_float32: true}}" in line
+    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {round_to_float32: true}\n")
+    for verify in ("sampled", "full"):
+        dump = f"dump://{tmp_path / verify}"
+        out = _copied(f"lancedb://{tmp_path / 'lance'}", dump, "f64", "--map",
+                      str(tmp_path / "map.yaml"), "--verify", verify)  # fmt: skip
+        assert any("rounded to the nearest float32" in d for d in out["decisions"]), out
+        with connect(dump) as conn:
+            got = conn.fetch("f64", [1, 2]).column("vector").to_pylist()
+            assert conn.describe("f64").vector.rounded is False  # the dump holds float32
+        assert got == np.asarray(values, np.float32).tolist() and got[1][1] != 0.1
+
+
+def test_a_float64_beyond_float32s_range_is_refused_even_when_rounding(tmp_path: Path) -> None:
+    lancedb = require_module("lancedb")
+    values = [[0.5, -0.25, 1.0], [2.0, 1e39, -1.5]]
+    table = pa.table({"id": [1, 2], "vector": pa.array(values, pa.list_(pa.float64(), 3))})
+    lancedb.connect(str(tmp_path / "lance")).create_table("f64", table)
+    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {round_to_float32: true}\n")
+    ran = _copy(f"lancedb://{tmp_path / 'lance'}", f"dump://{tmp_path / 'dump'}", "f64",
+                "--map", str(tmp_path / "map.yaml"))  # fmt: skip
+    assert ran.returncode == 1, ran.stderr
+    line = ran.stderr.replace("\n", " ")
+    for text in ("1e+39 is beyond float32's range", "id=2", "field='vector'"):
+        assert text in line, line

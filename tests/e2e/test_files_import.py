@@ -192,3 +192,30 @@ def test_bad_jsonl_lines_are_dead_lettered_and_counted(
     assert {r["_field"] for r in dead} == {"embedding"}
     with connect(f"lancedb://{tmp_path / 'again'}") as conn:
         assert conn.count("corpus") == n - 2
+
+
+def test_a_pandas_parquet_of_float64_embeddings_imports_when_the_mapping_rounds(
+    tmp_path: Path,
+) -> None:
+    """pandas writes numpy embeddings as float64 lists: refused (float32 cannot hold them
+    exactly) with the mapping line that lets the copy round them, never a request to
+    rewrite the file; with it, the values are the nearest float32s and the check passes."""
+    pd = require_module("pandas")
+    vectors = np.random.default_rng(4).normal(size=(50, 6))
+    frame = pd.DataFrame({"id": range(50), "embedding": list(vectors), "text": ["t"] * 50})
+    frame.to_parquet(tmp_path / "emb.parquet")
+    src, dump = f"parquet://{tmp_path / 'emb.parquet'}", f"dump://{tmp_path / 'dump'}"
+    (tmp_path / "l2.yaml").write_text("vectors:\n  embedding: {metric: l2}\n")
+    refused = cli("copy", src, dump, "--map", str(tmp_path / "l2.yaml"), "--json")
+    assert refused.returncode == 1, refused.stderr
+    assert "vectors: {embedding: {round_to_float32: true}}" in refused.stderr
+    (tmp_path / "round.yaml").write_text(
+        "vectors:\n  embedding: {metric: l2, round_to_float32: true}\n"
+    )
+    copied = cli("copy", src, dump, "--map", str(tmp_path / "round.yaml"), "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert copied.json()["verified"] and copied.json()["rows_written"] == 50
+    with connect(dump) as conn:
+        (name,) = conn.list_collections()
+        got = conn.fetch(name, list(range(50))).column("embedding").to_pylist()
+    assert np.array_equal(np.asarray(got, np.float32), vectors.astype(np.float32))

@@ -241,7 +241,13 @@ def test_conform_copies_float64_vectors_only_when_float32_holds_them() -> None:
     with pytest.raises(DataError, match="float64 and not exactly representable") as exc:
         conform(_raw_batch(id=pa.array(["a", "b"]), vector=rounded), _schema())
     assert (exc.value.record_id, exc.value.field) == ("b", "vector")
-    assert exc.value.hint and "astype('float32')" in exc.value.hint
+    assert exc.value.hint and "{vector: {round_to_float32: true}}" in exc.value.hint
+    # Read as the mapping allows: rounded to the nearest float32 (NaN stays NaN).
+    schema = _schema()
+    lenient = schema.replace(vectors=(schema.vector.model_copy(update={"rounded": True}),))
+    batch = _raw_batch(id=pa.array(["a", "b"]), vector=rounded)
+    got = conform(batch, lenient).column("vector").to_pylist()
+    assert got == np.asarray([[0.5, 1.0, 2.0], [1.0, 0.1, -4.0]], np.float32).tolist()
 
 
 def test_null_vector_error_names_the_row() -> None:

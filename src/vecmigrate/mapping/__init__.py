@@ -1,6 +1,6 @@
 """Schema mapping: the mapping file, lossless casts, and the compiled mapping copy applies."""
 
-from vecmigrate.mapping.compile import build_mapping
+from vecmigrate.mapping.compile import build_mapping, reading_schema
 from vecmigrate.mapping.spec import FieldSpec, IdSpec, MappingSpec, VectorSpec
 from vecmigrate.mapping.transform import Mapping, Refusal
 
@@ -12,4 +12,5 @@ __all__ = [
     "Refusal",
     "VectorSpec",
     "build_mapping",
+    "reading_schema",
 ]

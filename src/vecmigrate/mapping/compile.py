@@ -48,6 +48,20 @@ def refuse_uncarried(source: CollectionSchema, spec: MappingSpec, mapping: Mappi
     mapping.decisions += [f"{n}: left behind (mapping): {why}" for n, why in left]
 
 
+def reading_schema(source: CollectionSchema, spec: MappingSpec | None) -> CollectionSchema:
+    """``source`` as a copy reads it: the vector fields whose wider values (float64) the
+    mapping lets it round to float32 (``round_to_float32``) marked ``rounded``."""
+    if spec is None or not any(v.round_to_float32 for v in spec.vectors.values()):
+        return source
+    vectors = tuple(
+        v.model_copy(update={"rounded": True})
+        if v.name in spec.vectors and spec.vectors[v.name].round_to_float32
+        else v
+        for v in source.vectors
+    )
+    return source.replace(vectors=vectors)
+
+
 def full_text_fields(
     source: CollectionSchema, capabilities: Capabilities, spec: MappingSpec, mapping: Mapping
 ) -> tuple[FullTextField, ...]:
@@ -131,6 +145,10 @@ def build_mapping(
         if unit and not (vspec and vspec.normalize):
             mapping.unit_required.add(v.name)
         mapping.decisions.append(text)
+        if vspec and vspec.round_to_float32:
+            mapping.decisions.append(
+                f"{v.name}: values wider than float32 rounded to the nearest float32 (mapping)"
+            )
         index, text, warning = index_decision(v, vspec.index if vspec else None, capabilities)
         mapping.decisions.append(text)
         if warning:
@@ -142,6 +160,7 @@ def build_mapping(
                     "metric": want,
                     "index": index,
                     "normalized": True if vspec and vspec.normalize else v.normalized,
+                    "rounded": False,  # the target holds float32
                 }
             )
         )

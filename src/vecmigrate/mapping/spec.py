@@ -144,6 +144,11 @@ class VectorSpec(_Spec):
         default=False, description="allow a metric change the data does not support"
     )
     index: IndexSpec | None = None
+    round_to_float32: bool = Field(
+        default=False,
+        description="round wider source values (float64) to the nearest float32 on the way "
+        "(each value changes by at most half a float32 step); without it they are refused",
+    )
 
 
 class ReembedSpec(_Spec):

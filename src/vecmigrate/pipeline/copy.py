@@ -21,7 +21,7 @@ from typing import Any
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.connectors.identity import refuse_same_collection
 from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
-from vecmigrate.mapping import Mapping, build_mapping
+from vecmigrate.mapping import Mapping, build_mapping, reading_schema
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.dryrun import metadata_sample
@@ -65,10 +65,12 @@ def copy_collection(
     tgt = target_collection or spec_target or collection
     refuse_same_collection(source.uri, collection, target.uri, tgt)
     started = time.perf_counter()
-    source_schema = source.describe(collection)
+    described = source.describe(collection)
+    source_schema = reading_schema(described, options.mapping)
     # A selection reads as a source holding only the selected records; building the view
     # validates it (filter fields, id types) before anything exists on the target.
-    source = select(source, collection, options.selection)
+    read_as = None if source_schema is described else source_schema
+    source = select(source, collection, options.selection, read_as)
     fan = fan_out_spec(options.mapping)
     if fan and options.executor != "local":
         raise ConfigError(
@@ -97,7 +99,7 @@ def copy_collection(
         "target_collection": tgt,
         **({"namespaces_to": fan.pattern} if fan else {}),
     }
-    if isinstance(source, SelectedSource):
+    if isinstance(source, SelectedSource) and not source.selection.empty:
         identity["selection"] = source.selection.fingerprint()
         identity["selection_text"] = source.selection.describe()
     job = JobState.open(job_path, identity, resume=options.resume, restart=options.restart)
@@ -238,7 +240,7 @@ class _CopyRun:
             target.finalize(tgt)
         else:
             result.target_collections = router.finish()
-        if isinstance(source, SelectedSource):
+        if isinstance(source, SelectedSource) and not source.selection.empty:
             _report_selection(source, result)
         job.set("status", "complete")
         result.rows_total = sum(s.rows for s in job.partitions())

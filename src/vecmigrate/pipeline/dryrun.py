@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from vecmigrate.connectors import connect, connector_class, scheme_info
 from vecmigrate.connectors.base import Connector
-from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping
+from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping, reading_schema
 from vecmigrate.mapping.transform import UNIT_TOLERANCE
 from vecmigrate.model import Capabilities
 from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
@@ -88,7 +88,7 @@ def plan_migration(
     ``target_collections``: the collections a ``namespaces: {to: collections}`` copy
     creates up front, one per declared namespace (empty otherwise). Reads only, unless
     ``measure_write`` loads the sample into a scratch collection on the target."""
-    schema = source.describe(name)
+    schema = reading_schema(source.describe(name), spec)
     fan = fan_out_spec(spec)
     mapping = build_mapping(
         schema,
@@ -222,7 +222,7 @@ def dry_run_copy(
     ``error`` names what would stop it (None: nothing). Reads only: no job file, no
     target collection, no dead-letter directory. An invalid selection: ConfigError."""
     tgt = target_collection or (spec.target_collection if spec else None) or collection
-    schema = source.describe(collection)
+    schema = reading_schema(source.describe(collection), spec)
     selected = select(source, collection, selection)  # validates it first
     fan = fan_out_spec(spec)
     mapping = build_mapping(

@@ -231,19 +231,26 @@ def _order(batch: pa.RecordBatch, ids: Sequence[Any]) -> pa.RecordBatch:
 
 class SelectedSource(Connector):
     """A read-only view of ``inner`` holding only the records ``selection`` takes of
-    collection ``name`` (other collections read as they are). Counting, scanning and
+    collection ``name`` (other collections read as they are), described as ``read_as``
+    when given (float64 vectors rounded, as the mapping allows). Counting, scanning and
     fetching go through it, so a copy and the check after it see the same records."""
 
     schemes = ("selected",)
 
-    def __init__(self, inner: Connector, name: str, selection: Selection) -> None:
+    def __init__(
+        self,
+        inner: Connector,
+        name: str,
+        selection: Selection,
+        read_as: CollectionSchema | None = None,
+    ) -> None:
         # No Connector.__init__: the view has no URI parameters of its own.
         self.inner, self.name, self.selection = inner, name, selection
         self.uri = inner.uri
         self.config = inner.config
         self._schemas = {}
         setattr(self, "capabilities", inner.capabilities)  # noqa: B010 - the inner engine's
-        schema = inner.describe(name)
+        schema = read_as or inner.describe(name)
         self.schema = schema
         self.node = selection.node(schema)
         self.ids = selection.typed_ids(schema)
@@ -263,7 +270,7 @@ class SelectedSource(Connector):
         return self.inner.list_collections()
 
     def describe(self, name: str) -> CollectionSchema:
-        return self.inner.describe(name)
+        return self.schema if self._mine(name) else self.inner.describe(name)
 
     def _expressible(self) -> bool:
         """The inner engine counts this filter itself."""
@@ -466,11 +473,17 @@ class SelectedSource(Connector):
         return f"SelectedSource({self.inner!r}, {self.name!r}, {self.selection.describe()})"
 
 
-def select(source: Connector, name: str, selection: Selection | None) -> Connector:
-    """``source`` itself, or a ``SelectedSource`` view of it when something is selected."""
-    if selection is None or selection.empty:
+def select(
+    source: Connector,
+    name: str,
+    selection: Selection | None,
+    read_as: CollectionSchema | None = None,
+) -> Connector:
+    """``source`` itself, or a ``SelectedSource`` view of it when something is selected or
+    collection ``name`` is to be read ``read_as`` another schema than it describes."""
+    if (selection is None or selection.empty) and read_as is None:
         return source
-    return SelectedSource(source, name, selection)
+    return SelectedSource(source, name, selection or Selection(), read_as)
 
 
 __all__ = [

@@ -48,7 +48,7 @@ from vecmigrate.connectors.lancedb._infer import (
     with_json_keys,
 )
 from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
-from vecmigrate.connectors.lancedb._schema import native_batch
+from vecmigrate.connectors.lancedb._schema import index_options, native_batch
 from vecmigrate.connectors.lancedb._sql import NotExpressible, sql_value, where_sql
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, TransientError
@@ -452,6 +452,7 @@ class LanceDBConnector(Connector):
                             "ivf_pq": "IVF_PQ",
                             "ivf_flat": "IVF_FLAT",
                         }[v.index.kind],
+                        **index_options(v),
                     )
 
     # -- querying ----------------------------------------------------------------------------

@@ -254,10 +254,28 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
             settings[f"{v.name}.metric"] = note
             update: dict[str, Any] = {"metric": served, "metric_source": source}
             if not recorded:
-                update["index"] = IndexSpec(kind=_INDEX_KINDS.get(stats.index_type, "flat"))
+                kind = _INDEX_KINDS.get(stats.index_type, "flat")
+                details = getattr(configs[column], "index_details", None) or {}
+                update["index"] = IndexSpec(kind=kind, params=index_params(details))
             v = v.model_copy(update=update)
         vectors.append(v)
     return schema.replace(vectors=tuple(vectors), engine_settings=settings)
+
+
+def index_params(details: dict[str, Any]) -> dict[str, int | float | str]:
+    """A LanceDB vector index's parameters (``IndexConfig.index_details``) under portable
+    names: HNSW's M and ef_construction, PQ's sub-vectors (m) and bits (nbits). The IVF
+    partition count is not reported: a target sizes its own."""
+    params: dict[str, int | float | str] = {}
+    hnsw, compression = details.get("hnsw") or {}, details.get("compression") or {}
+    if "max_connections" in hnsw:
+        params["M"] = int(hnsw["max_connections"])
+    if "construction_ef" in hnsw:
+        params["ef_construction"] = int(hnsw["construction_ef"])
+    if compression.get("type") == "pq" and "num_sub_vectors" in compression:
+        params["m"] = int(compression["num_sub_vectors"])
+        params["nbits"] = int(compression.get("num_bits", 8))
+    return params
 
 
 _WIDENS = {("int64", "float64"), ("list<int64>", "list<float64>")}

@@ -9,7 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.model import CollectionSchema, MetadataField, MetadataType, is_text, portable_type
+from vecmigrate.model import (
+    CollectionSchema,
+    MetadataField,
+    MetadataType,
+    VectorField,
+    is_text,
+    portable_type,
+)
 from vecmigrate.records import conform, encode_json, table_to_batch
 
 _ISO_NOTE = "read as ISO-8601 text (a mapping's cast: date / timestamp makes an int64 epoch)"
@@ -107,3 +114,25 @@ def native_batch(table: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
         metadata = pa.StructArray.from_arrays(children, names=[m.name for m in schema.metadata])
         batch = batch.append_column("metadata", metadata)
     return conform(batch, schema)
+
+
+def index_options(v: VectorField) -> dict[str, int]:
+    """``create_index`` arguments from ``v``'s portable index parameters: HNSW's M and
+    ef_construction; PQ's sub-vectors (where they divide the dimension: LanceDB's own
+    default otherwise) and bits. IVF partitions are LanceDB's own, from the row count: a
+    source's nlist was sized for its rows."""
+    params = v.index.params if v.index else {}
+    kind = v.index.kind if v.index else "auto"
+    out: dict[str, int] = {}
+    if kind == "hnsw":
+        if "M" in params or "m" in params:
+            out["m"] = int(params.get("M", params.get("m", 20)))
+        if "ef_construction" in params:
+            out["ef_construction"] = int(params["ef_construction"])
+    elif kind == "ivf_pq":
+        sub = int(params.get("m", 0))
+        if sub and v.dim % sub == 0:
+            out["num_sub_vectors"] = sub
+        if int(params.get("nbits", 8)) in (4, 8):
+            out["num_bits"] = int(params.get("nbits", 8))
+    return out

@@ -41,7 +41,6 @@ from vecmigrate.model import (
     METRIC_UNKNOWN,
     CollectionSchema,
     IdType,
-    IndexKind,
     IndexSpec,
     MetadataField,
     MetadataType,
@@ -117,6 +116,8 @@ class TableInfo:
     # column -> the type its index is built on (an index on ``(embedding::halfvec(3072))``,
     # pgvector's way to index more than 2,000 dimensions): searched as that expression.
     casts: dict[str, str] = dataclasses.field(default_factory=dict)
+    # index -> its storage parameters (WITH (m = 32, ef_construction = 128), lists = 100)
+    options: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def vector_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.type in VECTOR_TYPES]
@@ -154,6 +155,14 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
             primary = tuple(names)
         if whole and len(names) == 1:
             unique.add(names[0])
+    options = {
+        str(r[0]): dict(str(o).split("=", 1) for o in r[1] or ())
+        for r in query(
+            "SELECT ic.relname, ic.reloptions FROM pg_index i "
+            "JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+            (rel,),
+        )
+    }
     indexes = {
         r[0]: (r[1], r[2], r[3])
         for r in query(
@@ -181,7 +190,7 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
             indexes[column] = (index, am, ops)
             casts[column] = str(cast["type"])
     comment = query("SELECT obj_description(%s::regclass, 'pg_class')", (rel,))[0][0]
-    return TableInfo(name, cols, primary, frozenset(unique), indexes, comment, casts)
+    return TableInfo(name, cols, primary, frozenset(unique), indexes, comment, casts, options)
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,18 @@ class Roles:
     vectors: tuple[str, ...]
     fields: tuple[str, ...]  # other columns, each a typed metadata field
     extra: bool  # a metadata_extra jsonb column
+
+
+def index_spec(am: str, options: dict[str, str]) -> IndexSpec:
+    """The portable index of a pgvector index (access method, storage parameters), its
+    parameters under portable names (M, ef_construction, nlist); pgvector's defaults where
+    the index was created without them: what it was built with."""
+    if am == "hnsw":
+        m, efc = int(options.get("m", 16)), int(options.get("ef_construction", 64))
+        return IndexSpec(kind="hnsw", params={"M": m, "ef_construction": efc})
+    if am == "ivfflat":
+        return IndexSpec(kind="ivf_flat", params={"nlist": int(options.get("lists", 100))})
+    return IndexSpec(kind="flat")
 
 
 def _kind(column: Column) -> str:
@@ -292,10 +313,13 @@ def describe_foreign(
                 if source == METRIC_UNKNOWN
                 else source
             )
-        kind: IndexKind = {"hnsw": "hnsw", "ivfflat": "ivf_flat"}.get(am, "flat")  # type: ignore[assignment]
         vectors.append(
             VectorField(
-                name=name, dim=dim, metric=metric, index=IndexSpec(kind=kind), metric_source=source
+                name=name,
+                dim=dim,
+                metric=metric,
+                index=index_spec(am, info.options.get(index, {})),
+                metric_source=source,
             )
         )
     metadata = []

@@ -53,6 +53,17 @@ def vector_params(info: Any) -> dict[str, Any]:
     return dict(params) if isinstance(params, dict) else {"": params}
 
 
+def hnsw_index(info: Any, params: Any) -> IndexSpec:
+    """A vector's HNSW settings (its own over the collection's), under portable names;
+    ``m = 0`` builds no graph: every search scans (flat)."""
+    base, own = info.config.hnsw_config, getattr(params, "hnsw_config", None)
+    m = own.m if own is not None and own.m is not None else base.m
+    ef = own.ef_construct if own is not None and own.ef_construct is not None else base.ef_construct
+    if m == 0:
+        return IndexSpec(kind="flat")
+    return IndexSpec(kind="hnsw", params={"M": int(m), "ef_construction": int(ef)})
+
+
 def _metric(name: str, vector: str, distance: Any) -> tuple[Metric, str]:
     served = _METRIC.get(distance)
     if served is None:
@@ -206,7 +217,7 @@ def infer_schema(name: str, info: Any, points: list[Any], config: FieldsConfig) 
                 name=n or "vector",
                 dim=named[n].size,
                 metric=metric,
-                index=IndexSpec(kind="hnsw"),
+                index=hnsw_index(info, named[n]),
                 metric_source=source,
             )
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 from vecmigrate.connectors.base import ChangeFeed, Connector
 from vecmigrate.errors import ConfigError
-from vecmigrate.mapping import Mapping, build_mapping
+from vecmigrate.mapping import Mapping, build_mapping, reading_schema
 from vecmigrate.model import IdType
 from vecmigrate.pipeline.dryrun import AbsentTarget
 from vecmigrate.pipeline.sync.drift import Drift, Side, _signed, find_drift
@@ -155,7 +155,7 @@ def plan_sync(
         str(state_path),
         sample_size=sample,
     )
-    source_schema = source.describe(name)
+    source_schema = reading_schema(source.describe(name), options.mapping)
     mapping = build_mapping(
         source_schema,
         target.capabilities,

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from vecmigrate.connectors.base import ChangeFeed, Connector
 from vecmigrate.connectors.identity import refuse_same_collection
 from vecmigrate.errors import ConfigError
-from vecmigrate.mapping import MappingSpec, build_mapping
+from vecmigrate.mapping import MappingSpec, build_mapping, reading_schema
 from vecmigrate.model import IdType
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.jobstate import JobState
@@ -170,7 +170,7 @@ class _Round:
     ) -> None:
         self.source, self.target, self.name, self.tname = source, target, name, tname
         self.options, self.state, self.result, self.stop = options, state, result, stop
-        self.source_schema = source.describe(name)
+        self.source_schema = reading_schema(source.describe(name), options.mapping)
         self.mapping = build_mapping(
             self.source_schema,
             target.capabilities,

@@ -1,0 +1,160 @@
+"""Index parameters are read from what each engine's own client built and mapped onto the
+target's index, not left to the target's defaults: pgvector's WITH (m, ef_construction,
+lists), Qdrant's HNSW config (a vector's own over the collection's), LanceDB's HNSW and PQ
+settings. A copy through pgvector -> Qdrant -> LanceDB -> pgvector keeps M and
+ef_construction at every hop."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from tests.conftest import require_module
+from tests.e2e.helpers import cli
+from tests.frameworks.compare import fresh_databases
+
+ROWS = 5000  # LanceDB builds no vector index below 5,000 rows
+DIM = 8
+
+
+@pytest.fixture
+def database(postgres: Any) -> Iterator[Callable[[], str]]:
+    yield from fresh_databases(postgres.dsn, "idx_")
+
+
+def _uri(dsn: str) -> str:
+    return dsn.replace("postgresql://", "pgvector://", 1)
+
+
+def _ok(*args: str) -> Any:
+    out = cli(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    return out.json()
+
+
+def _vectors() -> np.ndarray:
+    return np.random.default_rng(11).normal(size=(ROWS, DIM)).astype(np.float32)
+
+
+def _index(uri: str, name: str) -> dict[str, Any]:
+    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    return dict(info["vectors"][0]["index"])
+
+
+def _pg_index(dsn: str, table: str) -> str:
+    with psycopg.connect(dsn) as db:
+        rows = db.execute(
+            "SELECT indexdef FROM pg_indexes "
+            "WHERE tablename = %s AND indexdef ~ 'USING (hnsw|ivfflat)'",
+            (table,),
+        ).fetchall()
+    (row,) = rows
+    return str(row[0])
+
+
+def test_hnsw_settings_survive_pgvector_qdrant_lancedb_and_back(
+    postgres: Any, database: Callable[[], str], tmp_path: Path
+) -> None:
+    require_module("qdrant_client")
+    require_module("lancedb")
+    name = f"hnsw_{uuid.uuid4().hex[:8]}"
+    vectors = _vectors()
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, body text, emb vector({DIM}))")
+        db.execute(
+            f"CREATE INDEX ON {name} USING hnsw (emb vector_l2_ops) "
+            "WITH (m = 24, ef_construction = 100)"
+        )
+        with db.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN") as copy:
+            for i in range(ROWS):
+                copy.write_row((i, f"text {i}", str(vectors[i].tolist())))
+    assert _index(postgres.uri(), name) == {
+        "kind": "hnsw",
+        "params": {"M": 24, "ef_construction": 100},
+    }
+
+    qdrant = f"qdrant+local://{tmp_path / 'q'}"
+    assert _ok("copy", postgres.uri(), qdrant, "-c", name)["verified"]
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    try:
+        params = client.get_collection(name).config.params.vectors
+        (hnsw,) = [p.hnsw_config for p in params.values()]  # type: ignore[union-attr]
+        assert (hnsw.m, hnsw.ef_construct) == (24, 100)
+    finally:
+        client.close()
+
+    lance = f"lancedb://{tmp_path / 'l'}"
+    assert _ok("copy", qdrant, lance, "-c", name)["verified"]
+    table = require_module("lancedb").connect(str(tmp_path / "l")).open_table(name)
+    (config,) = table.list_indices()
+    assert config.index_details["hnsw"]["max_connections"] == 24
+    assert config.index_details["hnsw"]["construction_ef"] == 100
+
+    back = database()
+    assert _ok("copy", lance, _uri(back), "-c", name)["verified"]
+    assert "WITH (m='24', ef_construction='100')" in _pg_index(back, name)
+
+
+def test_indexes_built_by_the_engines_own_clients_give_their_parameters(
+    postgres: Any, database: Callable[[], str], tmp_path: Path
+) -> None:
+    require_module("qdrant_client")
+    lancedb = require_module("lancedb")
+    import pyarrow as pa
+    from qdrant_client import QdrantClient, models
+
+    vectors = _vectors()
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(ROWS)]
+
+    # LanceDB: an IVF_HNSW_SQ index with the application's own M and ef_construction.
+    db = lancedb.connect(str(tmp_path / "l"))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
+    table = db.create_table("docs", pa.table({"id": ids, "vector": column}))
+    table.create_index(metric="cosine", index_type="IVF_HNSW_SQ", m=28, ef_construction=90)
+    lance = f"lancedb://{tmp_path / 'l'}"
+    assert _index(lance, "docs")["params"] == {"M": 28, "ef_construction": 90}
+    target = database()
+    assert _ok("copy", lance, _uri(target), "-c", "docs")["verified"]
+    assert "WITH (m='28', ef_construction='90')" in _pg_index(target, "docs")
+
+    # Qdrant: a vector's own HNSW m, the collection's ef_construct.
+    client = QdrantClient(path=str(tmp_path / "q"))
+    client.create_collection(
+        "docs",
+        vectors_config={
+            "dense": models.VectorParams(
+                size=DIM, distance=models.Distance.DOT, hnsw_config=models.HnswConfigDiff(m=32)
+            )
+        },
+    )
+    client.upsert(
+        "docs",
+        [
+            models.PointStruct(id=ids[i], vector={"dense": vectors[i].tolist()}, payload={})
+            for i in range(200)
+        ],
+    )
+    client.close()
+    qdrant = f"qdrant+local://{tmp_path / 'q'}"
+    assert _index(qdrant, "docs")["params"] == {"M": 32, "ef_construction": 100}
+    other = database()
+    assert _ok("copy", qdrant, _uri(other), "-c", "docs")["verified"]
+    assert "WITH (m='32', ef_construction='100')" in _pg_index(other, "docs")
+
+    # pgvector IVFFlat: its lists.
+    name = f"ivf_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as pg:
+        pg.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, emb vector({DIM}))")
+        pg.execute(f"INSERT INTO {name} VALUES (1, %s), (2, %s)", ("[1,0,0,0,0,0,0,0]",) * 2)
+        pg.execute(f"CREATE INDEX ON {name} USING ivfflat (emb vector_cosine_ops) WITH (lists = 7)")
+    assert _index(postgres.uri(), name) == {"kind": "ivf_flat", "params": {"nlist": 7}}
+    assert _ok("copy", postgres.uri(), _uri(other), "-c", name)["verified"]
+    assert "WITH (lists='7')" in _pg_index(other, name)
