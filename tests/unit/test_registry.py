@@ -39,8 +39,12 @@ def test_missing_client_names_the_extra(
 
 
 def test_unknown_scheme() -> None:
-    with pytest.raises(ConfigError, match="unknown engine scheme"):
+    with pytest.raises(ConfigError, match="unknown engine scheme") as err:
         connect("nosuch:///x")
+    assert err.value.hint and "did you mean" not in err.value.hint
+    with pytest.raises(ConfigError) as typo:
+        connect("lancdb:///x")
+    assert typo.value.hint and typo.value.hint.startswith("did you mean lancedb://?")
 
 
 def test_uri_parameters_are_typed_and_secrets_stay_references(

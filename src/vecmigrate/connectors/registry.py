@@ -9,6 +9,7 @@ class declares ``Config``, ``storage`` and ``default_port`` itself.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
@@ -141,7 +142,9 @@ def scheme_info(scheme: str) -> Scheme:
         module, _, name = _plugins()[scheme].partition(":")
         return Scheme(module, name, None, cls.storage, cls.default_port)
     known = ", ".join(sorted(known_schemes()))
-    raise ConfigError(f"unknown engine scheme {scheme!r}", hint=f"known: {known}")
+    close = difflib.get_close_matches(scheme, sorted(known_schemes()), n=1)
+    guess = f"did you mean {close[0]}://? " if close else ""
+    raise ConfigError(f"unknown engine scheme {scheme!r}", hint=f"{guess}known: {known}")
 
 
 def connector_class(scheme: str) -> type[Connector]:
