@@ -158,3 +158,66 @@ def test_indexes_built_by_the_engines_own_clients_give_their_parameters(
     assert _index(postgres.uri(), name) == {"kind": "ivf_flat", "params": {"nlist": 7}}
     assert _ok("copy", postgres.uri(), _uri(other), "-c", name)["verified"]
     assert "WITH (lists='7')" in _pg_index(other, name)
+
+
+def _indexed(uri: str, name: str) -> set[str]:
+    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    return {m["name"] for m in info["metadata"] if m["indexed"]}
+
+
+def test_indexes_serving_filters_are_built_again_on_the_target(
+    postgres: Any, database: Callable[[], str], tmp_path: Path
+) -> None:
+    """An application's btree on a column, its index on a JSON key and its GIN on an
+    array: the filters they serve are served on the target too (pgvector, LanceDB)."""
+    lancedb = require_module("lancedb")
+    name = f"filtered_{uuid.uuid4().hex[:8]}"
+    vectors = _vectors()[:300]
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(
+            f"CREATE TABLE {name} (id bigint PRIMARY KEY, body text, source text, year int, "
+            f"tags text[], meta jsonb, emb vector({DIM}))"
+        )
+        db.execute(f"CREATE INDEX ON {name} (source)")
+        db.execute(f"CREATE INDEX ON {name} USING gin (tags)")
+        db.execute(f"CREATE INDEX ON {name} ((meta ->> 'page'))")
+        with db.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN") as copy:
+            for i in range(len(vectors)):
+                meta = f'{{"page": "p{i % 7}", "lang": "en"}}'
+                row = (i, f"t{i}", f"s{i % 5}", 2000 + i % 3, ["a", "b"][: i % 3], meta)
+                copy.write_row((*row, str(vectors[i].tolist())))
+    assert _indexed(postgres.uri(), name) == {"source", "tags", "page"}
+
+    other = database()
+    (tmp_path / "m.yaml").write_text("vectors:\n  emb: {metric: l2}\n")
+    mapped = ("--map", str(tmp_path / "m.yaml"))
+    assert _ok("copy", postgres.uri(), _uri(other), "-c", name, *mapped)["verified"]
+    with psycopg.connect(other) as db:
+        defs = [r[0] for r in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s",
+                                         (name,))]  # fmt: skip
+    assert any("btree (source)" in d for d in defs), defs
+    assert any("gin (tags)" in d for d in defs), defs
+    assert any("btree (page)" in d for d in defs), defs
+    assert not any("(year)" in d for d in defs), defs  # not indexed on the source
+
+    lance = f"lancedb://{tmp_path / 'l'}"
+    assert _ok("copy", _uri(other), lance, "-c", name)["verified"]
+    table = lancedb.connect(str(tmp_path / "l")).open_table(name)
+    scalar = {c.columns[0]: str(c.index_type) for c in table.list_indices()}
+    assert scalar == {"metadata.source": "BTree", "metadata.tags": "LabelList",
+                      "metadata.page": "BTree"}  # fmt: skip
+    assert _indexed(lance, name) == {"source", "tags", "page"}
+
+    # A table LanceDB's own client indexed: its BTree on a column is read.
+    import pyarrow as pa
+
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
+    ids = [str(i) for i in range(len(vectors))]
+    own = lancedb.connect(str(tmp_path / "app")).create_table(
+        "docs",
+        pa.table({"id": ids, "vector": column, "kind": [f"k{i % 4}" for i in range(len(ids))]}),
+    )
+    from lancedb.index import BTree
+
+    own.create_index("kind", config=BTree())
+    assert _indexed(f"lancedb://{tmp_path / 'app'}", "docs") == {"kind"}

@@ -48,7 +48,11 @@ from vecmigrate.connectors.lancedb._infer import (
     with_json_keys,
 )
 from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
-from vecmigrate.connectors.lancedb._schema import index_options, native_batch
+from vecmigrate.connectors.lancedb._schema import (
+    build_field_indexes,
+    index_options,
+    native_batch,
+)
 from vecmigrate.connectors.lancedb._sql import NotExpressible, sql_value, where_sql
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
 from vecmigrate.errors import ConfigError, TransientError
@@ -436,6 +440,8 @@ class LanceDBConnector(Connector):
             wanted = _stored_schema(table) or schema  # what the copy asked for, not what is
             if document := _document_column(wanted):
                 build_full_text(table, wanted, document)
+            if layout is None:
+                build_field_indexes(table, wanted)
             for v in schema.vectors:
                 if (
                     layout is None

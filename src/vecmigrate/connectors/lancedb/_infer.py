@@ -259,7 +259,40 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
                 update["index"] = IndexSpec(kind=kind, params=index_params(details))
             v = v.model_copy(update=update)
         vectors.append(v)
-    return schema.replace(vectors=tuple(vectors), engine_settings=settings)
+    metadata = _indexed_fields(schema, layout, table.list_indices())
+    return schema.replace(vectors=tuple(vectors), metadata=metadata, engine_settings=settings)
+
+
+# LanceDB's scalar indexes that serve filters (its FTS/inverted index is full-text search).
+_FILTER_INDEXES = frozenset({"BTREE", "BITMAP", "LABELLIST", "NGRAM"})
+
+
+def field_path(layout: Layout | None, field: str) -> str | None:
+    """The column path a scalar index on metadata ``field`` is on: ``metadata.<field>`` in
+    vecmigrate's tables, the field's own column in another tool's (None: a key inside a
+    JSON text column, or a framework's layout)."""
+    if layout is None:
+        return f"metadata.{field}"
+    if isinstance(layout, _frameworks.FrameworkLayout):
+        return None
+    column, key = layout.where().get(field, ("", None))
+    return column if column and key is None else None
+
+
+def _indexed_fields(
+    schema: CollectionSchema, layout: Layout | None, configs: list[Any]
+) -> tuple[MetadataField, ...]:
+    """``schema``'s metadata, each marked indexed when a scalar index serves filters on
+    it (the index that is there is the truth, as for vectors)."""
+    served = {
+        c.columns[0]
+        for c in configs
+        if len(c.columns) == 1 and str(c.index_type).upper().replace("_", "") in _FILTER_INDEXES
+    }
+    return tuple(
+        m.model_copy(update={"indexed": field_path(layout, m.name) in served})
+        for m in schema.metadata
+    )
 
 
 def index_params(details: dict[str, Any]) -> dict[str, int | float | str]:

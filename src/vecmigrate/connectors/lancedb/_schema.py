@@ -136,3 +136,14 @@ def index_options(v: VectorField) -> dict[str, int]:
         if int(params.get("nbits", 8)) in (4, 8):
             out["num_bits"] = int(params.get("nbits", 8))
     return out
+
+
+def build_field_indexes(table: Any, schema: CollectionSchema) -> None:
+    """A scalar index on each metadata field the source indexed (filters on it served,
+    as there): BTree on a scalar, LabelList on a list; a JSON field (text here) has none."""
+    from lancedb.index import BTree, LabelList
+
+    for m in schema.metadata:
+        if m.indexed and m.type != "json":
+            config = LabelList() if m.type.startswith("list<") else BTree()
+            table.create_index(f"metadata.{m.name}", config=config, replace=True)

@@ -60,6 +60,7 @@ from vecmigrate.connectors.pgvector._sql import (
     MAX_HALFVEC_INDEX_DIM,
     OPERATOR,
     column_list,
+    field_index_sql,
     index_cast,
     index_kind,
     index_sql,
@@ -312,8 +313,8 @@ class PgvectorConnector(ChangeCapture, Connector):
                 )
 
     def finalize(self, name: str) -> None:
-        """Build vector and full-text indexes after the bulk load: far faster than maintaining
-        them during it.
+        """Build vector, full-text and metadata indexes after the bulk load: far faster than
+        maintaining them during it.
         An application's table keeps the indexes it has."""
         if name in self._plans or self._framework is not None:
             return  # an application's table, or a framework's, keeps the indexes it has
@@ -326,6 +327,10 @@ class PgvectorConnector(ChangeCapture, Connector):
                 self._query(ddl)
         for ddl in index_statements(schema, name, self._table(name), "document"):
             self._query(ddl)
+        for m in schema.metadata:
+            field_ddl = field_index_sql(name, self._table(name), m)
+            if field_ddl is not None:
+                self._query(field_ddl)
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:

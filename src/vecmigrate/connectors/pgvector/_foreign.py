@@ -101,6 +101,13 @@ class Column:
 
 # ``pg_get_expr`` of an index on one column cast to half precision: (embedding)::halfvec(3072)
 _CAST_INDEX = re.compile(r'\(?(?P<column>"(?:[^"]|"")+"|\w+)\)?::(?P<type>halfvec\(\d+\))')
+# ... and of an index on one key of a JSON column: (metadata ->> 'source'::text), possibly
+# cast: ((metadata ->> 'page'::text))::integer
+_JSON_KEY_INDEX = re.compile(
+    r"\(*(?P<column>\"(?:[^\"]|\"\")+\"|\w+) ->> '(?P<key>(?:[^']|'')+)'::text\)*(?:::[a-z ]+)?"
+)
+# Access methods of an index that serves filters on a scalar (or array) column.
+FILTER_INDEXES = frozenset({"btree", "hash", "gin", "gist", "brin"})
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class TableInfo:
     casts: dict[str, str] = dataclasses.field(default_factory=dict)
     # index -> its storage parameters (WITH (m = 32, ef_construction = 128), lists = 100)
     options: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    # (JSON column, key) pairs with an index on that key: filters on it are served
+    json_indexes: frozenset[tuple[str, str]] = frozenset()
 
     def vector_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.type in VECTOR_TYPES]
@@ -175,6 +184,7 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
         )
     }
     casts: dict[str, str] = {}
+    json_indexes = set()
     for index, am, ops, expr in query(
         "SELECT ic.relname, am.amname, oc.opcname, pg_get_expr(i.indexprs, i.indrelid) "
         "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
@@ -182,6 +192,10 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
         "WHERE i.indrelid = %s::regclass AND i.indkey[0] = 0 ORDER BY ic.relname",
         (rel,),
     ):
+        key = _JSON_KEY_INDEX.fullmatch(expr or "")
+        if key is not None and am in FILTER_INDEXES:
+            unquote = str(key["column"]).strip('"').replace('""', '"')
+            json_indexes.add((unquote, str(key["key"]).replace("''", "'")))
         cast = _CAST_INDEX.fullmatch(expr or "")
         if cast is None:
             continue
@@ -190,7 +204,17 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
             indexes[column] = (index, am, ops)
             casts[column] = str(cast["type"])
     comment = query("SELECT obj_description(%s::regclass, 'pg_class')", (rel,))[0][0]
-    return TableInfo(name, cols, primary, frozenset(unique), indexes, comment, casts, options)
+    return TableInfo(
+        name,
+        cols,
+        primary,
+        frozenset(unique),
+        indexes,
+        comment,
+        casts,
+        options,
+        frozenset(json_indexes),
+    )
 
 
 @dataclass(frozen=True)
@@ -327,7 +351,9 @@ def describe_foreign(
     for name in (f for f in r.fields if f not in text.computed):
         col = info.columns[name]
         types[name] = col.type
-        metadata.append(MetadataField(name=name, type=PORTABLE_OF_SQL.get(col.type, "json")))
+        indexed = info.indexes.get(name, ("", "", ""))[1] in FILTER_INDEXES
+        portable = PORTABLE_OF_SQL.get(col.type, "json")
+        metadata.append(MetadataField(name=name, type=portable, indexed=indexed))
         if col.type not in PORTABLE_OF_SQL:
             notes[f"{name}.type"] = f"{col.full} read as JSON (to_jsonb)"
     json_keys: dict[str, str] = {}
@@ -336,7 +362,8 @@ def describe_foreign(
         for f in infer_metadata_fields(_json_sample(query, table, r.metadata)):
             field = f.name if f.name not in taken else f"{r.metadata}.{f.name}"
             json_keys[field] = f.name
-            metadata.append(f.model_copy(update={"name": field}))
+            indexed = (r.metadata, f.name) in info.json_indexes
+            metadata.append(f.model_copy(update={"name": field, "indexed": indexed}))
     key_type = info.columns[r.key].type
     layout = {
         "key": r.key,

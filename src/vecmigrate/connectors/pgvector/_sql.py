@@ -117,6 +117,17 @@ def index_sql(name: str, table: sql.Composable, v: VectorField) -> sql.Composed 
     )
 
 
+def field_index_sql(name: str, table: sql.Composable, m: MetadataField) -> sql.Composed | None:
+    """``CREATE INDEX`` serving filters on metadata field ``m`` when the source indexed it:
+    btree on a scalar column, GIN on an array or jsonb one (None: not indexed)."""
+    if not m.indexed:
+        return None
+    using = "gin" if m.type.startswith("list<") or m.type == "json" else "btree"
+    return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(
+        sql.Identifier(f"{name}_{m.name}_idx"[:63]), table, sql.SQL(using), sql.Identifier(m.name)
+    )
+
+
 def where_sql(node: Node, column: FieldSQL | None = None) -> tuple[sql.Composable, list[Any]]:
     """A portable filter as a SQL predicate with bound parameters (values never inlined).
     ``column`` gives each field's SQL value and type (default: the column named like the
