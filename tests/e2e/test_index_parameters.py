@@ -208,6 +208,18 @@ def test_indexes_serving_filters_are_built_again_on_the_target(
                       "metadata.page": "BTree"}  # fmt: skip
     assert _indexed(lance, name) == {"source", "tags", "page"}
 
+    # Qdrant Edge: a payload index per field, made before the points; read back as such.
+    require_module("qdrant_edge")
+    edge = f"qdrant-edge://{tmp_path / 'edge'}"
+    assert _ok("copy", _uri(other), edge, "-c", name)["verified"]
+    assert _indexed(edge, name) == {"source", "tags", "page"}
+    back = database()
+    assert _ok("copy", edge, _uri(back), "-c", name)["verified"]
+    with psycopg.connect(back) as db:
+        got = db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (name,))
+        assert sum(" (source)" in r[0] or " (tags)" in r[0] or " (page)" in r[0]
+                   for r in got) == 3  # fmt: skip
+
     # A table LanceDB's own client indexed: its BTree on a column is read.
     import pyarrow as pa
 

@@ -35,6 +35,8 @@ from vecmigrate.connectors.qdrant import _frameworks
 from vecmigrate.connectors.qdrant._client import open_client, translate_error
 from vecmigrate.connectors.qdrant._infer import (
     DISTANCE,
+    PAYLOAD_INDEX,
+    indexed_payload,
     infer_schema,
     reuse_schema,
     served_metrics,
@@ -165,6 +167,7 @@ class QdrantConnector(Connector):
         else:
             points, _ = self.client.scroll(name, limit=SAMPLE_ROWS, with_payload=True)
             schema = infer_schema(name, info, points, self.config)
+        schema = indexed_payload(schema, set(info.payload_schema or {}))
         self._schemas[name] = schema
         return schema
 
@@ -241,7 +244,24 @@ class QdrantConnector(Connector):
             or None,
             metadata={SCHEMA_KEY: schema.to_json()},
         )
+        self._index_payload(schema)
         self._schemas[schema.name] = schema
+
+    def _index_payload(self, schema: CollectionSchema) -> None:
+        """A payload index on each metadata field the source indexed, before any point is
+        written (as Qdrant advises: its HNSW graph then links filtered neighbours too).
+        Local mode keeps no payload indexes: nothing to make there."""
+        if self.uri.scheme != "qdrant":
+            return
+        for m in schema.metadata:
+            if m.indexed and m.type in PAYLOAD_INDEX:
+                self._call(
+                    f"indexing {schema.name!r}.{m.name}",
+                    self.client.create_payload_index,
+                    schema.name,
+                    field_name=m.name,
+                    field_schema=models.PayloadSchemaType(PAYLOAD_INDEX[m.type]),
+                )
 
     def _create_framework(self, schema: CollectionSchema, if_exists: IfExists, layout: str) -> None:
         """Create (or reuse) a collection as the framework of ``layout`` makes it."""

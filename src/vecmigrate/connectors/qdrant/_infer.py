@@ -64,6 +64,31 @@ def hnsw_index(info: Any, params: Any) -> IndexSpec:
     return IndexSpec(kind="hnsw", params={"M": int(m), "ef_construction": int(ef)})
 
 
+# The payload index Qdrant keeps for a metadata field of each portable type (a list is
+# indexed by its elements' type); a JSON field has none.
+PAYLOAD_INDEX: dict[str, str] = {
+    "string": "keyword",
+    "list<string>": "keyword",
+    "int64": "integer",
+    "list<int64>": "integer",
+    "float64": "float",
+    "list<float64>": "float",
+    "bool": "bool",
+}
+
+
+def indexed_payload(schema: CollectionSchema, indexed: set[str]) -> CollectionSchema:
+    """``schema``'s metadata fields marked indexed where a payload index (``indexed``: the
+    payload key paths Qdrant has one on) serves filters on them; the index that is there
+    is the truth."""
+    keys = (Payload.of(schema.engine_settings) or Payload()).keys()
+    metadata = tuple(
+        m.model_copy(update={"indexed": keys.get(m.name, m.name) in indexed})
+        for m in schema.metadata
+    )
+    return schema.replace(metadata=metadata)
+
+
 def _metric(name: str, vector: str, distance: Any) -> tuple[Metric, str]:
     served = _METRIC.get(distance)
     if served is None:

@@ -29,6 +29,7 @@ import qdrant_edge as qe
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import ConnectorConfig
 from vecmigrate.connectors.qdrant import QdrantConnector
+from vecmigrate.connectors.qdrant._infer import PAYLOAD_INDEX, indexed_payload
 from vecmigrate.connectors.qdrant._records import (
     ID_KEY,
     POINT_IDS_SETTING,
@@ -117,6 +118,7 @@ class QdrantEdgeConnector(Connector):
         else:
             records, _ = shard.scroll(qe.ScrollRequest(limit=_INFER_SAMPLE, with_payload=True))
             schema = infer(name, config, read_points(records))
+        schema = indexed_payload(schema, set(shard.info().payload_schema or {}))
         self._schemas[name] = schema
         return schema
 
@@ -140,7 +142,13 @@ class QdrantEdgeConnector(Connector):
         if exists:
             self.shards.drop(schema.name)
         self._schemas.pop(schema.name, None)
-        self.shards.create(schema.name, config, schema.to_json())
+        shard = self.shards.create(schema.name, config, schema.to_json())
+        # A payload index on each field the source indexed, before the points (Qdrant's way).
+        for m in schema.metadata:
+            if m.indexed and m.type in PAYLOAD_INDEX:
+                kind = getattr(qe.PayloadSchemaType, PAYLOAD_INDEX[m.type].capitalize())
+                operation = qe.UpdateOperation.create_field_index(m.name, kind)
+                self._call(f"indexing {schema.name!r}.{m.name}", shard.update, operation)
         self._schemas[schema.name] = schema
 
     def count(self, name: str, filter: Filter | None = None) -> int:
