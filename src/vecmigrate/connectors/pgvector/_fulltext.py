@@ -145,13 +145,14 @@ def generated_columns(schema: CollectionSchema, document: str) -> list[sql.Compo
 def index_statements(
     schema: CollectionSchema, table: str, rel: sql.Composable, document: str
 ) -> list[sql.Composed]:
-    """``CREATE INDEX`` of each full-text field (named after ``table``: index names are
-    the schema's, and the source's may be taken there)."""
+    """``CREATE INDEX`` of each full-text field the source indexes (another engine's
+    always is: GIN then), named after ``table``: index names are the schema's, and the
+    source's may be taken there."""
     out = []
     for f in schema.full_text:
-        am = str(f.params.get("index") or "gin")
+        am = f.params.get("index") if f.function == FUNCTION else "gin"
         if am not in ("gin", "gist"):
-            am = "gin"
+            continue  # a generated column the source searches without an index
         on: sql.Composable
         if is_index_only(f):
             index, on = f"{table}_{f.name}", expression(f, document)
@@ -169,12 +170,12 @@ def check_served(schema: CollectionSchema, table: str, found: TextSearch) -> Non
     """Refuse writing ``schema``'s full-text search into an application's table ``table``
     that does not compute it over its document (``found``): its keyword search would
     miss the records, and vecmigrate does not change an application's table."""
-    missing = [f.name for f in schema.full_text if not found.full_text]
-    if missing:
+    if schema.full_text and not found.full_text:
+        first = schema.full_text[0].name
         raise ConfigError(
             f"table {table!r} has no full-text search over its document column (a generated "
             f"tsvector or a GIN index on to_tsvector(...)); {schema.name!r} has "
-            f"{', '.join(missing)}; nothing was written",
-            hint=f"add it to the table, or leave it behind: vectors: {{{missing[0]}: "
+            f"{', '.join(f.name for f in schema.full_text)}; nothing was written",
+            hint=f"add it to the table, or leave it behind: vectors: {{{first}: "
             "{drop: true}} in a mapping file",
         )
