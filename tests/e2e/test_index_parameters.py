@@ -233,3 +233,42 @@ def test_indexes_serving_filters_are_built_again_on_the_target(
 
     own.create_index("kind", config=BTree())
     assert _indexed(f"lancedb://{tmp_path / 'app'}", "docs") == {"kind"}
+
+
+def test_a_milvus_scalar_index_marks_its_field_and_follows_it(
+    database: Callable[[], str], tmp_path: Path
+) -> None:
+    """A collection pymilvus made with an INVERTED index on a scalar field (Milvus Lite):
+    the field is indexed on a pgvector target; a field without one is not."""
+    require_module("milvus_lite")
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(str(tmp_path / "m.db"))
+    try:
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("emb", DataType.FLOAT_VECTOR, dim=DIM)
+        schema.add_field("source", DataType.VARCHAR, max_length=32)
+        schema.add_field("year", DataType.INT64)
+        index = client.prepare_index_params()
+        index.add_index("emb", index_type="FLAT", metric_type="L2")
+        index.add_index("source", index_type="INVERTED")
+        client.create_collection("docs", schema=schema, index_params=index)
+        vectors = _vectors()[:200]
+        rows = [
+            {"pk": i, "emb": vectors[i].tolist(), "source": f"s{i % 4}", "year": 2000 + i % 3}
+            for i in range(len(vectors))
+        ]
+        client.insert("docs", rows)
+    finally:
+        client.close()
+    src = f"milvus-lite://{tmp_path / 'm.db'}"
+    assert _indexed(src, "docs") == {"source"}
+    target = database()
+    assert _ok("copy", src, _uri(target), "-c", "docs")["verified"]
+    with psycopg.connect(target) as db:
+        defs = [
+            r[0] for r in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'docs'")
+        ]
+    assert any("btree (source)" in d for d in defs), defs
+    assert not any("(year)" in d for d in defs), defs

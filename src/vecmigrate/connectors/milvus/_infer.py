@@ -226,7 +226,9 @@ def infer_schema(
         else:
             notes[f"{fname}.skipped"] = f"field type {ftype!r} is not migrated"
             continue
-        metadata.append(MetadataField(name=fname, type=mtype))
+        # A scalar index on the field (INVERTED, STL_SORT, Trie, BITMAP...) serves filters.
+        indexed = fname in indexes
+        metadata.append(MetadataField(name=fname, type=mtype, indexed=indexed))
         where[fname] = [None, fname]
         if f.get("nullable"):
             nullable.append(fname)
