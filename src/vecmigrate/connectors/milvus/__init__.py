@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -97,6 +98,9 @@ from vecmigrate.model import (
 from vecmigrate.uri import ConnectionURI
 
 _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -322,6 +326,14 @@ class MilvusConnector(Connector):
             ms, index, stored = new_collection(
                 self.client, schema, self.capabilities.index_kinds, self.engine
             )
+            indexed = [m.name for m in schema.metadata if m.indexed]
+            if indexed:  # a filter-serving index the target cannot have: said, not dropped
+                log.warning(
+                    "%s: the source indexes %s; vecmigrate keeps metadata in one JSON field "
+                    "on Milvus, which indexes no JSON path here: filters on them scan",
+                    schema.name,
+                    ", ".join(indexed),
+                )
         self._call(
             f"{self.uri}: create {schema.name!r}",
             self.client.create_collection,  # creates the index and loads the collection
