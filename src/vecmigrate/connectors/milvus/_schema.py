@@ -115,7 +115,11 @@ def new_collection(
     max_len = int(schema.engine_settings.get("milvus.id_max_length", 512))
     if schema.id_type is not IdType.INT:
         settings["milvus.id_max_length"] = max_len
-    stored = schema.replace(engine=engine, engine_settings=settings, vectors=tuple(vectors))
+    # Metadata is one JSON field here, which no index serves.
+    metadata = tuple(m.model_copy(update={"indexed": False}) for m in schema.metadata)
+    stored = schema.replace(
+        engine=engine, engine_settings=settings, vectors=tuple(vectors), metadata=metadata
+    )
     text = json.dumps(json.loads(stored.to_json()), separators=(",", ":"))
     ms = client.create_schema(
         auto_id=False, enable_dynamic_field=False, description=SCHEMA_MARK + text
