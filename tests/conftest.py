@@ -10,7 +10,7 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,15 @@ def postgres() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: Any) -> Iterator[Callable[[], str]]:
+    """Fresh databases (with the vector extension) on the session's PostgreSQL: call it
+    for the libpq URL of a new one; all are dropped after the test."""
+    from tests.frameworks.compare import fresh_databases
+
+    yield from fresh_databases(postgres.dsn, "t_")
 
 
 @pytest.fixture(scope="session")

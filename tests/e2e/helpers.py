@@ -113,3 +113,16 @@ def cli(*args: str) -> Ran:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"vecmigrate {' '.join(args)} raised") from result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def cli_ok(*args: str) -> Any:
+    """Run ``vecmigrate ARGS --json``, which must succeed: its JSON."""
+    out = cli(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    return out.json()
+
+
+def pgvector_uri(dsn: str, layout: str | None = None) -> str:
+    """The vecmigrate URI of a libpq URL (``?layout=`` when given)."""
+    uri = dsn.replace("postgresql://", "pgvector://", 1)
+    return f"{uri}?layout={layout}" if layout else uri

@@ -7,35 +7,18 @@ ef_construction at every hop."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-import pytest
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli
-from tests.frameworks.compare import fresh_databases
+from tests.e2e.helpers import cli_ok, pgvector_uri
 
 ROWS = 5000  # LanceDB builds no vector index below 5,000 rows
 DIM = 8
-
-
-@pytest.fixture
-def database(postgres: Any) -> Iterator[Callable[[], str]]:
-    yield from fresh_databases(postgres.dsn, "idx_")
-
-
-def _uri(dsn: str) -> str:
-    return dsn.replace("postgresql://", "pgvector://", 1)
-
-
-def _ok(*args: str) -> Any:
-    out = cli(*args, "--json")
-    assert out.returncode == 0, out.stderr
-    return out.json()
 
 
 def _vectors() -> np.ndarray:
@@ -43,7 +26,7 @@ def _vectors() -> np.ndarray:
 
 
 def _index(uri: str, name: str) -> dict[str, Any]:
-    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    (info,) = cli_ok("inspect", uri, "-c", name)["collections"]
     return dict(info["vectors"][0]["index"])
 
 
@@ -59,7 +42,7 @@ def _pg_index(dsn: str, table: str) -> str:
 
 
 def test_hnsw_settings_survive_pgvector_qdrant_lancedb_and_back(
-    postgres: Any, database: Callable[[], str], tmp_path: Path
+    postgres: Any, pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     require_module("qdrant_client")
     require_module("lancedb")
@@ -80,7 +63,7 @@ def test_hnsw_settings_survive_pgvector_qdrant_lancedb_and_back(
     }
 
     qdrant = f"qdrant+local://{tmp_path / 'q'}"
-    assert _ok("copy", postgres.uri(), qdrant, "-c", name)["verified"]
+    assert cli_ok("copy", postgres.uri(), qdrant, "-c", name)["verified"]
     from qdrant_client import QdrantClient
 
     client = QdrantClient(path=str(tmp_path / "q"))
@@ -92,19 +75,19 @@ def test_hnsw_settings_survive_pgvector_qdrant_lancedb_and_back(
         client.close()
 
     lance = f"lancedb://{tmp_path / 'l'}"
-    assert _ok("copy", qdrant, lance, "-c", name)["verified"]
+    assert cli_ok("copy", qdrant, lance, "-c", name)["verified"]
     table = require_module("lancedb").connect(str(tmp_path / "l")).open_table(name)
     (config,) = table.list_indices()
     assert config.index_details["hnsw"]["max_connections"] == 24
     assert config.index_details["hnsw"]["construction_ef"] == 100
 
-    back = database()
-    assert _ok("copy", lance, _uri(back), "-c", name)["verified"]
+    back = pg_database()
+    assert cli_ok("copy", lance, pgvector_uri(back), "-c", name)["verified"]
     assert "WITH (m='24', ef_construction='100')" in _pg_index(back, name)
 
 
 def test_indexes_built_by_the_engines_own_clients_give_their_parameters(
-    postgres: Any, database: Callable[[], str], tmp_path: Path
+    postgres: Any, pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     require_module("qdrant_client")
     lancedb = require_module("lancedb")
@@ -121,8 +104,8 @@ def test_indexes_built_by_the_engines_own_clients_give_their_parameters(
     table.create_index(metric="cosine", index_type="IVF_HNSW_SQ", m=28, ef_construction=90)
     lance = f"lancedb://{tmp_path / 'l'}"
     assert _index(lance, "docs")["params"] == {"M": 28, "ef_construction": 90}
-    target = database()
-    assert _ok("copy", lance, _uri(target), "-c", "docs")["verified"]
+    target = pg_database()
+    assert cli_ok("copy", lance, pgvector_uri(target), "-c", "docs")["verified"]
     assert "WITH (m='28', ef_construction='90')" in _pg_index(target, "docs")
 
     # Qdrant: a vector's own HNSW m, the collection's ef_construct.
@@ -145,8 +128,8 @@ def test_indexes_built_by_the_engines_own_clients_give_their_parameters(
     client.close()
     qdrant = f"qdrant+local://{tmp_path / 'q'}"
     assert _index(qdrant, "docs")["params"] == {"M": 32, "ef_construction": 100}
-    other = database()
-    assert _ok("copy", qdrant, _uri(other), "-c", "docs")["verified"]
+    other = pg_database()
+    assert cli_ok("copy", qdrant, pgvector_uri(other), "-c", "docs")["verified"]
     assert "WITH (m='32', ef_construction='100')" in _pg_index(other, "docs")
 
     # pgvector IVFFlat: its lists.
@@ -156,17 +139,17 @@ def test_indexes_built_by_the_engines_own_clients_give_their_parameters(
         pg.execute(f"INSERT INTO {name} VALUES (1, %s), (2, %s)", ("[1,0,0,0,0,0,0,0]",) * 2)
         pg.execute(f"CREATE INDEX ON {name} USING ivfflat (emb vector_cosine_ops) WITH (lists = 7)")
     assert _index(postgres.uri(), name) == {"kind": "ivf_flat", "params": {"nlist": 7}}
-    assert _ok("copy", postgres.uri(), _uri(other), "-c", name)["verified"]
+    assert cli_ok("copy", postgres.uri(), pgvector_uri(other), "-c", name)["verified"]
     assert "WITH (lists='7')" in _pg_index(other, name)
 
 
 def _indexed(uri: str, name: str) -> set[str]:
-    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    (info,) = cli_ok("inspect", uri, "-c", name)["collections"]
     return {m["name"] for m in info["metadata"] if m["indexed"]}
 
 
 def test_indexes_serving_filters_are_built_again_on_the_target(
-    postgres: Any, database: Callable[[], str], tmp_path: Path
+    postgres: Any, pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     """An application's btree on a column, its index on a JSON key and its GIN on an
     array: the filters they serve are served on the target too (pgvector, LanceDB)."""
@@ -188,10 +171,10 @@ def test_indexes_serving_filters_are_built_again_on_the_target(
                 copy.write_row((*row, str(vectors[i].tolist())))
     assert _indexed(postgres.uri(), name) == {"source", "tags", "page"}
 
-    other = database()
+    other = pg_database()
     (tmp_path / "m.yaml").write_text("vectors:\n  emb: {metric: l2}\n")
     mapped = ("--map", str(tmp_path / "m.yaml"))
-    assert _ok("copy", postgres.uri(), _uri(other), "-c", name, *mapped)["verified"]
+    assert cli_ok("copy", postgres.uri(), pgvector_uri(other), "-c", name, *mapped)["verified"]
     with psycopg.connect(other) as db:
         defs = [r[0] for r in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s",
                                          (name,))]  # fmt: skip
@@ -201,7 +184,7 @@ def test_indexes_serving_filters_are_built_again_on_the_target(
     assert not any("(year)" in d for d in defs), defs  # not indexed on the source
 
     lance = f"lancedb://{tmp_path / 'l'}"
-    assert _ok("copy", _uri(other), lance, "-c", name)["verified"]
+    assert cli_ok("copy", pgvector_uri(other), lance, "-c", name)["verified"]
     table = lancedb.connect(str(tmp_path / "l")).open_table(name)
     scalar = {c.columns[0]: str(c.index_type) for c in table.list_indices()}
     assert scalar == {"metadata.source": "BTree", "metadata.tags": "LabelList",
@@ -211,10 +194,10 @@ def test_indexes_serving_filters_are_built_again_on_the_target(
     # Qdrant Edge: a payload index per field, made before the points; read back as such.
     require_module("qdrant_edge")
     edge = f"qdrant-edge://{tmp_path / 'edge'}"
-    assert _ok("copy", _uri(other), edge, "-c", name)["verified"]
+    assert cli_ok("copy", pgvector_uri(other), edge, "-c", name)["verified"]
     assert _indexed(edge, name) == {"source", "tags", "page"}
-    back = database()
-    assert _ok("copy", edge, _uri(back), "-c", name)["verified"]
+    back = pg_database()
+    assert cli_ok("copy", edge, pgvector_uri(back), "-c", name)["verified"]
     with psycopg.connect(back) as db:
         got = db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (name,))
         assert sum(" (source)" in r[0] or " (tags)" in r[0] or " (page)" in r[0]
@@ -236,7 +219,7 @@ def test_indexes_serving_filters_are_built_again_on_the_target(
 
 
 def test_a_milvus_scalar_index_marks_its_field_and_follows_it(
-    database: Callable[[], str], tmp_path: Path
+    pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     """A collection pymilvus made with an INVERTED index on a scalar field (Milvus Lite):
     the field is indexed on a pgvector target; a field without one is not."""
@@ -264,8 +247,8 @@ def test_a_milvus_scalar_index_marks_its_field_and_follows_it(
         client.close()
     src = f"milvus-lite://{tmp_path / 'm.db'}"
     assert _indexed(src, "docs") == {"source"}
-    target = database()
-    assert _ok("copy", src, _uri(target), "-c", "docs")["verified"]
+    target = pg_database()
+    assert cli_ok("copy", src, pgvector_uri(target), "-c", "docs")["verified"]
     with psycopg.connect(target) as db:
         defs = [
             r[0] for r in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'docs'")

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-import pytest
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli
-from tests.frameworks.compare import fresh_databases
+from tests.e2e.helpers import cli, cli_ok, pgvector_uri
 from vecmigrate.connectors import connect
 
 ROWS = 40
@@ -34,22 +32,6 @@ def _name(prefix: str) -> str:
 def _text(i: int) -> str:
     """Six words (repeats give ranks that differ) and the record's own."""
     return " ".join(np.random.default_rng(i).choice(WORDS, 6)) + f" item{i}"
-
-
-def _ok(*args: str) -> Any:
-    out = cli(*args, "--json")
-    assert out.returncode == 0, out.stderr
-    return out.json()
-
-
-@pytest.fixture
-def database(postgres: Any) -> Iterator[Callable[[], str]]:
-    yield from fresh_databases(postgres.dsn, "fts_")
-
-
-def _uri(dsn: str, layout: str | None = None) -> str:
-    uri = dsn.replace("postgresql://", "pgvector://", 1)
-    return f"{uri}?layout={layout}" if layout else uri
 
 
 def _app_table(dsn: str, name: str, text_search: str) -> None:
@@ -87,12 +69,12 @@ def _indexes(dsn: str, table: str) -> list[str]:
 
 
 def _full_text(uri: str, name: str) -> list[dict[str, Any]]:
-    (info,) = _ok("inspect", uri, "-c", name)["collections"]
+    (info,) = cli_ok("inspect", uri, "-c", name)["collections"]
     return list(info["full_text"])
 
 
 def test_a_generated_tsvector_is_built_again_on_pgvector_and_lancedb(
-    postgres: Any, database: Callable[[], str], tmp_path: Path
+    postgres: Any, pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     name = _name("docs")
     generated = "tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED"
@@ -104,11 +86,11 @@ def test_a_generated_tsvector_is_built_again_on_pgvector_and_lancedb(
 
     (ft,) = _full_text(postgres.uri(), name)  # not a JSON field holding the tsvector's text
     assert ft["name"] == "tsv" and ft["analyzer"] == {"config": "english"}
-    (info,) = _ok("inspect", postgres.uri(), "-c", name)["collections"]
+    (info,) = cli_ok("inspect", postgres.uri(), "-c", name)["collections"]
     assert "tsv" not in {m["name"] for m in info["metadata"]}
 
-    other = database()
-    copied = _ok("copy", postgres.uri(), _uri(other), "-c", name)
+    other = pg_database()
+    copied = cli_ok("copy", postgres.uri(), pgvector_uri(other), "-c", name)
     assert copied["verified"] and copied["rows_written"] == ROWS
     assert any(d.startswith("tsv: full-text search") for d in copied["decisions"])
     assert _ranked(other, name, "tsv", "run") == want  # same hits, same ranks
@@ -117,20 +99,20 @@ def test_a_generated_tsvector_is_built_again_on_pgvector_and_lancedb(
     # Through a dump and LanceDB: an FTS index on the document; back on pgvector, the
     # generated column again (LanceDB's tokenizer settings are not PostgreSQL's: 'simple').
     dump = f"dump://{tmp_path / 'dump'}"
-    assert _ok("copy", _uri(other), dump, "-c", name)["verified"]
+    assert cli_ok("copy", pgvector_uri(other), dump, "-c", name)["verified"]
     lance = f"lancedb://{tmp_path / 'lance'}"
-    assert _ok("copy", dump, lance, "-c", name)["verified"]
+    assert cli_ok("copy", dump, lance, "-c", name)["verified"]
     table = require_module("lancedb").connect(str(tmp_path / "lance")).open_table(name)
     hits = table.search("gamma", query_type="fts").limit(ROWS).to_arrow()["id"].to_pylist()
     assert sorted(hits) == [i for i in range(ROWS) if "gamma" in _text(i).split()]
-    back = database()
-    assert _ok("copy", lance, _uri(back), "-c", name)["verified"]
-    found = _ranked(back, name, _full_text(_uri(back), name)[0]["name"], "gamma")
+    back = pg_database()
+    assert cli_ok("copy", lance, pgvector_uri(back), "-c", name)["verified"]
+    found = _ranked(back, name, _full_text(pgvector_uri(back), name)[0]["name"], "gamma")
     assert sorted(i for i, _ in found) == sorted(hits)
 
 
 def test_a_gin_index_on_to_tsvector_is_built_again_as_an_index(
-    postgres: Any, database: Callable[[], str]
+    postgres: Any, pg_database: Callable[[], str]
 ) -> None:
     name = _name("notes")
     _app_table(
@@ -138,8 +120,8 @@ def test_a_gin_index_on_to_tsvector_is_built_again_as_an_index(
     )
     (ft,) = _full_text(postgres.uri(), name)
     assert ft["name"] == f"{name}_fts" and ft["analyzer"] == {"config": "simple"}
-    other = database()
-    assert _ok("copy", postgres.uri(), _uri(other), "-c", name)["verified"]
+    other = pg_database()
+    assert cli_ok("copy", postgres.uri(), pgvector_uri(other), "-c", name)["verified"]
     (index,) = [i for i in _indexes(other, name) if "to_tsvector" in i]
     assert "USING gin (to_tsvector('simple'::regconfig, document))" in index
     match = "to_tsvector('simple', {})"
@@ -149,7 +131,7 @@ def test_a_gin_index_on_to_tsvector_is_built_again_as_an_index(
 
 
 def test_a_tsvector_over_other_columns_is_refused_until_left_behind(
-    postgres: Any, database: Callable[[], str], tmp_path: Path
+    postgres: Any, pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     name = _name("titled")
     over_two = (
@@ -157,15 +139,15 @@ def test_a_tsvector_over_other_columns_is_refused_until_left_behind(
         "(to_tsvector('english', coalesce(title, '') || ' ' || content)) STORED"
     )
     _app_table(postgres.dsn, name, over_two)
-    (info,) = _ok("inspect", postgres.uri(), "-c", name)["collections"]
+    (info,) = cli_ok("inspect", postgres.uri(), "-c", name)["collections"]
     assert "tsv" in info["uncarried"] and not info["full_text"]
-    other = database()
-    refused = cli("copy", postgres.uri(), _uri(other), "-c", name, "--json")
+    other = pg_database()
+    refused = cli("copy", postgres.uri(), pgvector_uri(other), "-c", name, "--json")
     assert refused.returncode == 2, refused.stderr
     assert "vectors: {tsv: {drop: true}}" in refused.stderr
     (tmp_path / "map.yaml").write_text("vectors:\n  tsv: {drop: true}\n")
     mapped = ("--map", str(tmp_path / "map.yaml"))
-    copied = _ok("copy", postgres.uri(), _uri(other), "-c", name, *mapped)
+    copied = cli_ok("copy", postgres.uri(), pgvector_uri(other), "-c", name, *mapped)
     assert copied["rows_written"] == ROWS and copied["verified"]
 
 
@@ -183,31 +165,31 @@ def test_a_target_without_full_text_search_refuses_until_left_behind(
     with connect(chroma) as conn:
         assert name not in conn.list_collections()
     (tmp_path / "map.yaml").write_text("vectors:\n  tsv: {drop: true}\n")
-    copied = _ok("copy", postgres.uri(), chroma, "-c", name, "--map", str(tmp_path / "map.yaml"))
+    copied = cli_ok("copy", postgres.uri(), chroma, "-c", name, "--map", str(tmp_path / "map.yaml"))
     assert copied["rows_written"] == ROWS
     assert any("tsv: full-text search over document left behind" in d for d in copied["decisions"])
 
 
 def test_an_application_table_takes_records_only_where_it_computes_full_text(
-    postgres: Any, database: Callable[[], str]
+    postgres: Any, pg_database: Callable[[], str]
 ) -> None:
     name = _name("docs")
     generated = "tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED"
     _app_table(postgres.dsn, name, generated)
-    plain, searched = database(), database()
+    plain, searched = pg_database(), pg_database()
     columns = "id bigint PRIMARY KEY, title text, content text, embedding vector(8)"
     with psycopg.connect(plain, autocommit=True) as db:
         db.execute(f"CREATE TABLE {name} ({columns})")
     with psycopg.connect(searched, autocommit=True) as db:
         db.execute(f"CREATE TABLE {name} ({columns}, {generated.replace('tsv', 'words', 1)})")
     reuse = ("-c", name, "--if-exists", "reuse", "--json")
-    refused = cli("copy", postgres.uri(), _uri(plain), *reuse)
+    refused = cli("copy", postgres.uri(), pgvector_uri(plain), *reuse)
     assert refused.returncode == 2, refused.stderr
     assert "has no full-text search over its document column" in refused.stderr
     assert "nothing was written" in refused.stderr
     with psycopg.connect(plain) as db:
         assert db.execute(f"SELECT count(*) FROM {name}").fetchone() == (0,)
-    copied = cli("copy", postgres.uri(), _uri(searched), *reuse)
+    copied = cli("copy", postgres.uri(), pgvector_uri(searched), *reuse)
     assert copied.returncode == 0, copied.stderr
     assert _ranked(searched, name, "words", "run") == _ranked(postgres.dsn, name, "tsv", "run")
 
@@ -259,12 +241,12 @@ def _keyword_hits(dsn: str, table: str) -> list[tuple[str, float]]:
 
 
 def test_llamaindex_hybrid_search_is_carried_to_another_database(
-    database: Callable[[], str],
+    pg_database: Callable[[], str],
 ) -> None:
     require_module("llama_index.vector_stores.postgres")
     from llama_index.core.schema import TextNode
 
-    source, target = database(), database()
+    source, target = pg_database(), pg_database()
     vectors = np.random.default_rng(5).normal(size=(ROWS, 8))
     nodes = [
         TextNode(id_=str(uuid.UUID(int=i + 1)), text=_text(i), embedding=vectors[i].tolist())
@@ -274,13 +256,25 @@ def test_llamaindex_hybrid_search_is_carried_to_another_database(
     want = _keyword_hits(source, "hybrid")
     assert len(want) >= 10
 
-    (ft,) = _full_text(_uri(source, "llamaindex"), "hybrid")
+    (ft,) = _full_text(pgvector_uri(source, "llamaindex"), "hybrid")
     assert ft["name"] == "text_search_tsv"
-    copied = _ok("copy", _uri(source, "llamaindex"), _uri(target, "llamaindex"), "-c", "hybrid")
+    copied = cli_ok(
+        "copy",
+        pgvector_uri(source, "llamaindex"),
+        pgvector_uri(target, "llamaindex"),
+        "-c",
+        "hybrid",
+    )
     assert copied["verified"] and copied["rows_written"] == ROWS
     assert _keyword_hits(target, "hybrid") == want
 
-    refused = cli("copy", _uri(source, "llamaindex"), _uri(target, "langchain"), "-c", "hybrid")
+    refused = cli(
+        "copy",
+        pgvector_uri(source, "llamaindex"),
+        pgvector_uri(target, "langchain"),
+        "-c",
+        "hybrid",
+    )
     assert refused.returncode == 2
     assert "LangChain's PGVector keeps no full-text search" in refused.stderr
     assert "vectors: {text_search_tsv: {drop: true}}" in refused.stderr
@@ -294,7 +288,7 @@ def test_into_milvus_it_becomes_a_bm25_function_over_the_document(
     generated = "tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED"
     _app_table(postgres.dsn, name, generated)
     target = tmp_path / "m.db"
-    copied = _ok("copy", postgres.uri(), f"milvus-lite://{target}", "-c", name)
+    copied = cli_ok("copy", postgres.uri(), f"milvus-lite://{target}", "-c", name)
     assert copied["verified"] and copied["rows_written"] == ROWS
     from pymilvus import MilvusClient
 

@@ -7,36 +7,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-import pytest
 
-from tests.e2e.helpers import cli
-from tests.frameworks.compare import fresh_databases
+from tests.e2e.helpers import cli, cli_ok, pgvector_uri
 from vecmigrate.connectors import connect
 from vecmigrate.model import CollectionSchema, IndexSpec, Metric, VectorField
 from vecmigrate.records import build_batch
 
 ROWS = 60
-
-
-@pytest.fixture
-def database(postgres: Any) -> Iterator[Callable[[], str]]:
-    yield from fresh_databases(postgres.dsn, "wide_")
-
-
-def _uri(dsn: str) -> str:
-    return dsn.replace("postgresql://", "pgvector://", 1)
-
-
-def _ok(*args: str) -> Any:
-    out = cli(*args, "--json")
-    assert out.returncode == 0, out.stderr
-    return out.json()
 
 
 def _unit(rows: int, dim: int) -> np.ndarray:
@@ -45,7 +28,7 @@ def _unit(rows: int, dim: int) -> np.ndarray:
 
 
 def test_a_3072_d_table_indexed_as_halfvec_copies_with_that_index(
-    postgres: Any, database: Callable[[], str], tmp_path: Path
+    postgres: Any, pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     """The application's table, as pgvector's README says to index 3,072 dimensions; the
     target's HNSW index (on the column, it was) failed after every row was written."""
@@ -59,8 +42,8 @@ def test_a_3072_d_table_indexed_as_halfvec_copies_with_that_index(
                 f"INSERT INTO {name} VALUES (%s, %s, %s)",
                 [(i, f"text {i}", str(vectors[i].tolist())) for i in range(ROWS)],
             )
-    other = database()
-    copied = _ok("copy", postgres.uri(), _uri(other), "-c", name)
+    other = pg_database()
+    copied = cli_ok("copy", postgres.uri(), pgvector_uri(other), "-c", name)
     assert copied["verified"] and copied["rows_written"] == ROWS
     with psycopg.connect(other) as db:
         (index,) = db.execute(
@@ -72,15 +55,15 @@ def test_a_3072_d_table_indexed_as_halfvec_copies_with_that_index(
         stored = db.execute(f"SELECT emb FROM {name} ORDER BY id").fetchall()
         read = np.array([json.loads(r[0]) for r in stored], dtype=np.float32)
         assert np.array_equal(read, vectors)
-    report = _ok(
-        "verify", postgres.uri(), _uri(other), "-c", name, "--queries", "20",
+    report = cli_ok(
+        "verify", postgres.uri(), pgvector_uri(other), "-c", name, "--queries", "20",
         "--report-dir", str(tmp_path / "r"),
     )  # fmt: skip
     assert report["passed"], report  # searched through the halfvec expression
 
 
 def test_an_index_past_4000_dimensions_is_refused_until_the_mapping_drops_it(
-    database: Callable[[], str], tmp_path: Path
+    pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     dump = f"dump://{tmp_path / 'dump'}"
     hnsw = IndexSpec(kind="hnsw", params={"M": 16})
@@ -93,7 +76,7 @@ def test_an_index_past_4000_dimensions_is_refused_until_the_mapping_drops_it(
         ids = [f"r{i}" for i in range(ROWS)]
         conn.upsert("huge", build_batch(schema, ids, {"vector": _unit(ROWS, 4096)}))
         conn.finalize("huge")
-    target = _uri(database())
+    target = pgvector_uri(pg_database())
     refused = cli("copy", dump, target, "-c", "huge", "--json")
     assert refused.returncode == 2, refused.stderr
     assert "has 4096 dimensions; pgvector indexes at most 4,000" in refused.stderr
@@ -101,5 +84,5 @@ def test_an_index_past_4000_dimensions_is_refused_until_the_mapping_drops_it(
     with connect(target) as conn:
         assert "huge" not in conn.list_collections()
     (tmp_path / "map.yaml").write_text("vectors:\n  vector: {index: {kind: flat}}\n")
-    copied = _ok("copy", dump, target, "-c", "huge", "--map", str(tmp_path / "map.yaml"))
+    copied = cli_ok("copy", dump, target, "-c", "huge", "--map", str(tmp_path / "map.yaml"))
     assert copied["verified"] and copied["rows_written"] == ROWS
