@@ -75,3 +75,25 @@ def test_copy_with_reembedding_into_a_new_named_vector(tmp_path: Path) -> None:
         schema = lance.describe("docs")
         assert [(v.name, v.dim) for v in schema.vectors] == [("vector", 384), ("minilm_v2", 384)]
         assert schema.embedding[-1].model == "all-MiniLM-L6-v2"
+
+
+def test_verify_after_a_renaming_copy_reports_the_renamed_field(tmp_path: Path) -> None:
+    """``verify`` compares the collections as they are: after a copy that renamed a field
+    it asks no filter on a field the target lacks (it failed on "filter names 'genre',
+    which is not a metadata field", with a hint about config files) and reports each
+    record changed in the renamed field."""
+    from tests.e2e.helpers import cli, cli_ok, make_dump
+
+    make_dump(tmp_path / "src", 60, dim=8)
+    src = f"dump://{tmp_path / 'src'}"
+    (tmp_path / "map.yaml").write_text("fields:\n  genre: {rename: kind}\n")
+    dst = f"dump://{tmp_path / 'dst'}"
+    assert cli_ok("copy", src, dst, "-c", "docs", "--map", str(tmp_path / "map.yaml"))["verified"]
+    ran = cli("verify", src, dst, "-c", "docs", "--queries", "10", "--report-dir",
+              str(tmp_path / "r"), "--json")  # fmt: skip
+    assert ran.returncode == 1, ran.stderr  # verification failed, not an error
+    report = ran.json()
+    changed = report["parity"]["changed"]
+    assert len(changed) == 60 and changed[0]["fields"] == ["metadata.genre", "metadata.kind"]
+    groups = report["queries"]["groups"]
+    assert not any("genre" in g for g in groups) and any("year" in g for g in groups), groups
