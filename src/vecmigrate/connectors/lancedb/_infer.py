@@ -221,7 +221,8 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
     disagreement is noted); an un-indexed foreign table is searched with LanceDB's default
     l2. The index is noted in ``engine_settings`` and the metric's origin in
     ``metric_source``."""
-    configs = {c.columns[0]: c for c in table.list_indices() if len(c.columns) == 1}
+    indices = table.list_indices()
+    configs = {c.columns[0]: c for c in indices if len(c.columns) == 1}
     settings = dict(schema.engine_settings)
     layout = Layout.of(settings)
     # A framework's table: the metric vecmigrate noted there, else the framework's l2.
@@ -259,7 +260,7 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
                 update["index"] = IndexSpec(kind=kind, params=index_params(details))
             v = v.model_copy(update=update)
         vectors.append(v)
-    metadata = _indexed_fields(schema, layout, table.list_indices())
+    metadata = _indexed_fields(schema, layout, indices)
     return schema.replace(vectors=tuple(vectors), metadata=metadata, engine_settings=settings)
 
 
