@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from tests.conftest import require_module
 from tests.e2e.helpers import cli, cli_ok, pgvector_uri
 from vecmigrate.connectors import connect
 from vecmigrate.model import CollectionSchema, IndexSpec, Metric, VectorField
@@ -86,3 +87,74 @@ def test_an_index_past_4000_dimensions_is_refused_until_the_mapping_drops_it(
     (tmp_path / "map.yaml").write_text("vectors:\n  vector: {index: {kind: flat}}\n")
     copied = cli_ok("copy", dump, target, "-c", "huge", "--map", str(tmp_path / "map.yaml"))
     assert copied["verified"] and copied["rows_written"] == ROWS
+
+
+def _halfvec_store(dsn: str, table: str) -> Any:
+    """LlamaIndex's ``PGVectorStore(use_halfvec=True, use_jsonb=True)`` on ``dsn``."""
+    from llama_index.vector_stores.postgres import PGVectorStore
+    from sqlalchemy.engine import make_url
+
+    def url(driver: str) -> str:
+        return make_url(dsn).set(drivername=f"postgresql+{driver}").render_as_string(False)
+
+    return PGVectorStore.from_params(
+        connection_string=url("psycopg2"),
+        async_connection_string=url("asyncpg"),
+        table_name=table,
+        embed_dim=8,
+        use_halfvec=True,
+        use_jsonb=True,
+    )
+
+
+def _nearest(dsn: str, table: str, query: list[float]) -> list[str]:
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    store = _halfvec_store(dsn, table)
+    try:
+        found = store.query(VectorStoreQuery(query_embedding=query, similarity_top_k=5))
+        return [str(n.node_id) for n in found.nodes]
+    finally:
+        _close(store)
+
+
+def _close(store: Any) -> None:
+    import asyncio
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: see tests/frameworks/kit.py
+    try:
+        loop.run_until_complete(store.close())
+    finally:
+        loop.close()
+
+
+def test_a_llamaindex_halfvec_store_is_read_and_copied(pg_database: Callable[[], str]) -> None:
+    """``use_halfvec=True`` keeps embeddings in a halfvec column: the layout read it with
+    vector_send(halfvec), which does not exist, and failed. Read widened (exactly), copied
+    into a new table the application's own query gives the same nodes; writing into an
+    existing halfvec table is refused before anything is written."""
+    require_module("llama_index.vector_stores.postgres")
+    from llama_index.core.schema import TextNode
+
+    source = pg_database()
+    vectors = np.random.default_rng(8).normal(size=(ROWS, 8)).astype(np.float16)
+    store = _halfvec_store(source, "half")
+    store.add(
+        [
+            TextNode(id_=str(uuid.UUID(int=i + 1)), text=f"t{i}", embedding=v.tolist())
+            for i, v in enumerate(vectors.astype(np.float32))
+        ]
+    )
+    _close(store)
+    src = pgvector_uri(source, "llamaindex")
+    copied = cli_ok("copy", src, src, "-c", "half", "--target-collection", "copied")
+    assert copied["verified"] and copied["rows_written"] == ROWS
+    with connect(src) as conn:
+        got = conn.fetch("copied", [str(uuid.UUID(int=1))]).column("vector").to_pylist()
+    assert got == [vectors[0].astype(np.float32).tolist()]  # float16 widened exactly
+    query = vectors[3].astype(np.float32).tolist()
+    assert _nearest(source, "copied", query) == _nearest(source, "half", query)
+
+    again = cli("copy", src, src, "-c", "copied", "--target-collection", "half",
+                "--if-exists", "reuse")  # fmt: skip
+    assert again.returncode == 2 and "is halfvec (float16)" in again.stderr, again.stderr

@@ -103,6 +103,9 @@ class Place:
     dim: int | None  # the embedding column's declared dimension
     index: IndexKind
     collection_id: uuid.UUID | None = None  # langchain: the collection's row
+    # The embedding column is halfvec (LlamaIndex's use_halfvec, Haystack's
+    # vector_type="halfvec"): read widened to vector (exact), searched as halfvec.
+    half: bool = False
 
     def scope(self) -> tuple[sql.Composable, list[Any]]:
         """The predicate selecting this collection's rows, and its parameters."""
@@ -134,6 +137,11 @@ _WHAT = {
 def _dim_of(info: TableInfo) -> int | None:
     col = info.columns.get("embedding")
     return col.typmod if col is not None and col.typmod > 0 else None
+
+
+def _half(info: TableInfo) -> bool:
+    col = info.columns.get("embedding")
+    return col is not None and col.type == "halfvec"
 
 
 def _index_of(info: TableInfo) -> IndexKind:
@@ -224,6 +232,7 @@ class FrameworkTables:
                 info.columns["metadata_"].type,
                 _dim_of(info),
                 _index_of(info),
+                half=_half(info),
             )
         self._places[name] = place
         return place
@@ -253,6 +262,7 @@ class FrameworkTables:
             info.columns["meta"].type,
             _dim_of(info),
             _index_of(info),
+            half=_half(info),
         )
 
     def _refuse_blobs(self, place: Place, name: str) -> None:
@@ -515,11 +525,13 @@ class FrameworkTables:
         return key_range_partitions(uppers[:-1], total)
 
     def _select(self, place: Place) -> sql.Composed:
-        return sql.SQL("{}, {}, {}, {}, vector_send(embedding)").format(
+        embedding = "embedding::vector" if place.half else "embedding"  # float16 widens exactly
+        return sql.SQL("{}, {}, {}, {}, vector_send({})").format(
             place.key_sql(),
             place.rid,
             sql.Identifier(place.document),
             sql.Identifier(place.metadata),
+            sql.SQL(embedding),
         )
 
     def scan(
@@ -655,6 +667,13 @@ class FrameworkTables:
             self._create_llamaindex(schema, if_exists)
         self._places.pop(name, None)
         place = self.place(name)
+        if place.half:
+            raise ConfigError(
+                f"{place.table}.embedding is halfvec (float16): writing into it is not built; "
+                "nothing was written",
+                hint="copy into a new table (another --target-collection): it gets vector "
+                "columns, which hold every float32 exactly",
+            )
         if place.dim is not None and place.dim != v.dim:
             raise ConfigError(
                 f"{place.table}.embedding is vector({place.dim}); {name!r} has {v.dim} "
@@ -961,9 +980,12 @@ class FrameworkTables:
         place = self.place(name)
         where, params = self._where(place, node)
         op = sql.SQL(OPERATOR[schema.vector.metric])
+        bound = sql.SQL("%s::halfvec" if place.half else "%s")  # as the application searches
         query = sql.SQL(
-            "SELECT {}, embedding {} %s AS d FROM {} WHERE {} ORDER BY embedding {} %s LIMIT {}"
-        ).format(place.rid, op, self.host._table(place.table), where, op, sql.Literal(k))
+            "SELECT {}, embedding {} {} AS d FROM {} WHERE {} ORDER BY embedding {} {} LIMIT {}"
+        ).format(
+            place.rid, op, bound, self.host._table(place.table), where, op, bound, sql.Literal(k)
+        )
         ids, scores = self.host._call(
             f"search in {name!r}", knn, self.host._conn(), query, params, vectors, ef
         )
