@@ -59,6 +59,26 @@ def vectors_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return matrix
 
 
+def vectors_or_nan(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``vectors_to_numpy``, a null vector as a row of NaN: what digests and record
+    comparisons hold for a record a copy refuses (an application's row not embedded yet),
+    so the check can name it instead of stopping."""
+    if column.null_count == 0:
+        return vectors_to_numpy(column)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    children = column.values.slice(column.offset * dim, len(column) * dim)
+    matrix = (
+        np.asarray(children.to_numpy(zero_copy_only=False), dtype=np.float32)
+        .reshape(len(column), dim)
+        .copy()
+    )
+    matrix[nulls] = np.nan
+    return matrix
+
+
 def numpy_to_vectors(matrix: np.ndarray) -> pa.FixedSizeListArray:
     """Wrap an (n, dim) array as ``FixedSizeList<float32>[dim]`` without a Python loop."""
     m = np.ascontiguousarray(matrix, dtype=np.float32)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector
 from vecmigrate.model import CollectionSchema, IdType, Metric
-from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.records import metadata_rows, vectors_or_nan
 from vecmigrate.retry import scan_resuming
 from vecmigrate.verify.digest import (
     BUCKETS,
@@ -217,7 +217,7 @@ def _rows(batch: pa.RecordBatch, schema: CollectionSchema) -> dict[str, Any]:
     metas = metadata_rows(batch, schema)
     rows = batch.to_pylist()
     for v in schema.vectors:
-        vecs = vectors_to_numpy(batch.column(v.name))
+        vecs = vectors_or_nan(batch.column(v.name))
         for row, vec in zip(rows, vecs, strict=True):
             row[v.name] = vec
     out: dict[str, Any] = {}

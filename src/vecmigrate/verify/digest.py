@@ -58,7 +58,7 @@ import pyarrow.compute as pc
 from vecmigrate.connectors.base import Connector
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import CollectionSchema, Metric
-from vecmigrate.records import metadata_rows, vectors_to_numpy
+from vecmigrate.records import metadata_rows, vectors_or_nan
 from vecmigrate.retry import scan_resuming
 
 BUCKETS = 64
@@ -884,13 +884,13 @@ class DigestBuilder:
         grid: dict[str, np.ndarray] = {}
         if not self.projections:
             for v in self.schema.vectors:
-                raw = vectors_to_numpy(batch.column(v.name))
+                raw = vectors_or_nan(batch.column(v.name))
                 grid[v.name] = exact_hashes(raw, _mix(keys ^ _salt(f"field:{v.name}")))
             return _Signed(ids, keys, hashes, projections, grid)
         # High bits of a remix: within a bucket the low bits of ``keys`` are all alike.
         weights = 1.0 + (_mix(keys ^ _salt("weight")) >> np.uint64(11)) * 2.0**-53
         for v in self.schema.vectors:
-            raw = vectors_to_numpy(batch.column(v.name))
+            raw = vectors_or_nan(batch.column(v.name))
             m, bad = _prepared(raw, v.metric)
             field_keys = _mix(keys ^ _salt(f"field:{v.name}"))
             if self.step is not None:

@@ -54,9 +54,7 @@ def rows_to_batch(rows: list[tuple[Any, ...]], schema: CollectionSchema) -> pa.R
         arrays["document"] = pa.array(columns[1], pa.string())
         i = 2
     for v in schema.vectors:
-        raw = np.frombuffer(b"".join(columns[i]), dtype=">f4").reshape(n, v.dim + 1)
-        matrix = raw[:, 1:].astype(np.float32)
-        arrays[v.name] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), v.dim)
+        arrays[v.name] = _vectors(columns[i], columns[0], v.name, v.dim, schema.name)
         i += 1
     for s in schema.sparse:
         arrays[s.name] = pgvector_sparse.decode(columns[i])
@@ -88,6 +86,33 @@ def rows_to_batch(rows: list[tuple[Any, ...]], schema: CollectionSchema) -> pa.R
         [None if x is None else encode_json(x) for x in columns[i]], pa.string()
     )
     return conform(pa.RecordBatch.from_pydict(arrays), schema)
+
+
+def _vectors(
+    sent: Sequence[bytes | None], ids: Sequence[Any], field: str, dim: int, collection: str
+) -> pa.FixedSizeListArray:
+    """``vector_send`` bytes as one float32 list array. A NULL (an application's row not
+    embedded yet) is a null vector, refused per record downstream (dead letter); a row of
+    another length (a column declared without dimensions) is refused naming the record."""
+    size = 4 * (dim + 1)
+    nulls = [b is None for b in sent]
+    wrong = next((r for r, b in enumerate(sent) if b is not None and len(b) != size), None)
+    if wrong is not None:
+        held = (len(sent[wrong] or b"") - 4) // 4
+        raise DataError(
+            f"vector has {held} dimensions; the collection is {dim}-d",
+            collection=collection,
+            record_id=ids[wrong],
+            field=field,
+            hint="the column declares no dimension and its rows hold several; a vector "
+            "field has one: copy the other rows apart (--ids-file)",
+        )
+    blank = bytes(size)
+    joined = b"".join(blank if b is None else b for b in sent)
+    matrix = np.frombuffer(joined, dtype=">f4").reshape(len(sent), dim + 1)[:, 1:]
+    values = pa.array(matrix.astype(np.float32).reshape(-1))
+    mask = pa.array(nulls, pa.bool_()) if any(nulls) else None
+    return pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)
 
 
 def _metadata_dicts(
