@@ -173,13 +173,13 @@ def points_to_batch(
     ids: list[Any] = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
     if schema.id_type is IdType.INT:
         ids = [int(i) for i in ids]
-    vectors = {}
+    vectors: dict[str, np.ndarray | pa.Array] = {}
     for v in schema.vectors:
         key = "" if schema.engine_settings.get("unnamed_vector") else v.name
         # A point's vectors come as a dict whenever the collection has more than the
         # unnamed one (LangChain's hybrid stores: the unnamed dense one beside a sparse one).
-        rows = [p.vector[key] if isinstance(p.vector, dict) else p.vector for p in points]
-        vectors[v.name] = np.asarray(rows, dtype=np.float32).reshape(len(points), v.dim)
+        rows = [p.vector.get(key) if isinstance(p.vector, dict) else p.vector for p in points]
+        vectors[v.name] = _dense(rows, v.dim)
     if layout is None:
         docs = [pl.get(DOC_KEY) for pl in payloads]
         metas = [{k: v for k, v in pl.items() if k not in RESERVED_KEYS} for pl in payloads]
@@ -199,6 +199,17 @@ def points_to_batch(
         sparse=sparse,
         explicit_nulls=True,
     )
+
+
+def _dense(rows: list[Any], dim: int) -> np.ndarray | pa.Array:
+    """One named vector of each point; a point without it (Qdrant lets a point hold some
+    of its collection's named vectors) has a null one, refused per record downstream."""
+    missing = [r is None for r in rows]
+    if not any(missing):
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
+    filled = [[0.0] * dim if r is None else r for r in rows]
+    values = pa.array(np.asarray(filled, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(missing, pa.bool_()))
 
 
 def batch_to_points(

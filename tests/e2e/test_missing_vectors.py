@@ -1,7 +1,8 @@
-"""An application's table holding rows not embedded yet (a NULL vector: the text is in,
-the embedding job has not run): the copy crashed ("expected a bytes-like object,
-NoneType found"). Those rows are refused one by one into the dead-letter file and
-counted; every other row is copied and the check passes on them."""
+"""Records without one of their vectors: an application's pgvector rows not embedded yet
+(a NULL vector: the copy crashed, "expected a bytes-like object, NoneType found"), a
+Qdrant point holding some of its collection's named vectors (KeyError). Those records
+are refused one by one into the dead-letter file and counted; every other record is
+copied and the check passes on them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from tests.conftest import require_module
 from tests.e2e.helpers import cli
 from vecmigrate.connectors import connect
 from vecmigrate.pipeline.deadletter import read_dead_letters
@@ -60,3 +62,33 @@ def test_a_row_of_another_dimension_is_named(postgres: Any, tmp_path: Path) -> N
     line = ran.stderr.replace("\n", " ")
     for text in ("vector has 4 dimensions; the collection is 3-d", "id=1500", "field='emb'"):
         assert text in line, line
+
+
+def test_a_qdrant_point_without_one_of_its_named_vectors_is_refused(tmp_path: Path) -> None:
+    require_module("qdrant_client")
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    params = models.VectorParams(size=3, distance=models.Distance.DOT)
+    client.create_collection("x", vectors_config={"a": params, "b": params})
+    client.upsert(
+        "x",
+        [
+            models.PointStruct(
+                id=i,
+                vector={"a": [i + 1.0, 1, 2], **({"b": [1, i + 1.0, 2]} if i % 4 else {})},
+                payload={"t": f"x{i}"},
+            )
+            for i in range(12)
+        ],
+    )
+    client.close()
+    ran = cli("copy", f"qdrant+local://{tmp_path / 'q'}", f"dump://{tmp_path / 'd'}", "-c", "x",
+              "--json")  # fmt: skip
+    assert ran.returncode == 1, ran.stderr
+    out = ran.json()
+    assert (out["rows_written"], out["dead_letters"]) == (9, 3)
+    assert all(c["passed"] for c in out["checks"]), out["checks"]
+    report = {**out, **(out.get("collections") or [{}])[0]}
+    refused = read_dead_letters(Path(report["dead_letter_dir"])).to_pylist()
+    assert sorted(r["id"] for r in refused) == [0, 4, 8]
