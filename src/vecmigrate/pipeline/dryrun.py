@@ -222,8 +222,10 @@ def dry_run_copy(
     ``error`` names what would stop it (None: nothing). Reads only: no job file, no
     target collection, no dead-letter directory. An invalid selection: ConfigError."""
     tgt = target_collection or (spec.target_collection if spec else None) or collection
-    schema = reading_schema(source.describe(collection), spec)
-    selected = select(source, collection, selection)  # validates it first
+    described = source.describe(collection)
+    schema = reading_schema(described, spec)
+    # Validates the selection first; reads rounded vectors as the copy would.
+    selected = select(source, collection, selection, None if schema is described else schema)
     fan = fan_out_spec(spec)
     mapping = build_mapping(
         schema,
