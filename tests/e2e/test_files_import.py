@@ -212,6 +212,11 @@ def test_a_pandas_parquet_of_float64_embeddings_imports_when_the_mapping_rounds(
     (tmp_path / "round.yaml").write_text(
         "vectors:\n  embedding: {metric: l2, round_to_float32: true}\n"
     )
+    # plan and --dry-run read the sample as the copy will (they refused it before).
+    planned = cli("plan", src, dump, "-c", "emb", "--map", str(tmp_path / "round.yaml"))
+    assert planned.returncode == 0 and "rounded to the nearest float32" in planned.stdout
+    dry = cli("copy", src, dump, "--map", str(tmp_path / "round.yaml"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
     copied = cli("copy", src, dump, "--map", str(tmp_path / "round.yaml"), "--json")
     assert copied.returncode == 0, copied.stderr
     assert copied.json()["verified"] and copied.json()["rows_written"] == 50

@@ -16,15 +16,17 @@ from vecmigrate.connectors import connect, connector_class, scheme_info
 from vecmigrate.connectors.base import Connector
 from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping, reading_schema
 from vecmigrate.mapping.transform import UNIT_TOLERANCE
-from vecmigrate.model import Capabilities
+from vecmigrate.model import Capabilities, CollectionSchema
 from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
 from vecmigrate.pipeline.selection import Selection, select
 from vecmigrate.records import conform, metadata_rows, vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
 
 
-def _sample(source: Connector, name: str, rows: int) -> tuple[pa.Table, float]:
-    schema = source.describe(name)
+def _sample(
+    source: Connector, name: str, rows: int, schema: CollectionSchema | None = None
+) -> tuple[pa.Table, float]:
+    schema = schema or source.describe(name)
     part = source.partitions(name, 1)[0]
     t0 = time.perf_counter()
     batches = []
@@ -106,7 +108,7 @@ def plan_migration(
         if fan
     ]
     total = source.count(name)
-    sample, scan_seconds = _sample(source, name, sample_rows)
+    sample, scan_seconds = _sample(source, name, sample_rows, schema)
     n = sample.num_rows
     checks = []
     for v in schema.vectors:
