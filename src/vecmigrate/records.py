@@ -54,7 +54,8 @@ def vectors_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
             row = int(np.flatnonzero(~same.all(axis=1))[0])
             raise DataError(
                 f"vector at row {row} is {values.type} and not exactly representable as float32",
-                hint="round the vectors to float32 at the source if that precision is enough",
+                hint="if float32 precision is enough, let the copy round them: "
+                "vectors: {NAME: {round_to_float32: true}} in a mapping file",
             )
     return matrix
 
