@@ -171,8 +171,9 @@ def points_to_batch(
     with ``layout``, a foreign collection's text and nested metadata too)."""
     payloads = [dict(p.payload or {}) for p in points]
     ids: list[Any] = [pl.get(ID_KEY, p.id) for p, pl in zip(points, payloads, strict=True)]
-    if schema.id_type is IdType.INT:
-        ids = [int(i) for i in ids]
+    # A collection may mix unsigned-int and UUID point ids (Qdrant takes both): string ids
+    # then, an int one as its decimal text (``record_id`` reads it so too).
+    ids = [int(i) for i in ids] if schema.id_type is IdType.INT else [str(i) for i in ids]
     vectors: dict[str, np.ndarray | pa.Array] = {}
     for v in schema.vectors:
         key = "" if schema.engine_settings.get("unnamed_vector") else v.name

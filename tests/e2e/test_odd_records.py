@@ -1,8 +1,9 @@
-"""Records without one of their vectors: an application's pgvector rows not embedded yet
-(a NULL vector: the copy crashed, "expected a bytes-like object, NoneType found"), a
-Qdrant point holding some of its collection's named vectors (KeyError). Those records
-are refused one by one into the dead-letter file and counted; every other record is
-copied and the check passes on them."""
+"""Records other tools wrote that the copy crashed on. Records without one of their
+vectors — an application's pgvector rows not embedded yet (a NULL vector: "expected a
+bytes-like object, NoneType found"), a Qdrant point holding some of its collection's
+named vectors (KeyError) — are refused one by one into the dead-letter file and counted,
+every other record copied and checked. A Qdrant collection mixing integer and UUID point
+ids ("Expected bytes, got a 'int' object") copies with string ids."""
 
 from __future__ import annotations
 
@@ -92,3 +93,24 @@ def test_a_qdrant_point_without_one_of_its_named_vectors_is_refused(tmp_path: Pa
     report = {**out, **(out.get("collections") or [{}])[0]}
     refused = read_dead_letters(Path(report["dead_letter_dir"])).to_pylist()
     assert sorted(r["id"] for r in refused) == [0, 4, 8]
+
+
+def test_a_qdrant_collection_mixing_int_and_uuid_point_ids_copies(tmp_path: Path) -> None:
+    require_module("qdrant_client")
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    client.create_collection("x", vectors_config=models.VectorParams(size=3, distance="Dot"))
+    ids: list[int | str] = [i if i % 2 else str(uuid.UUID(int=i + 1000)) for i in range(12)]
+    client.upsert(
+        "x",
+        [models.PointStruct(id=p, vector=[i + 1.0, 1, 2], payload={}) for i, p in enumerate(ids)],
+    )
+    client.close()
+    src, dst = f"qdrant+local://{tmp_path / 'q'}", f"qdrant+local://{tmp_path / 'q2'}"
+    ran = cli("copy", src, dst, "-c", "x", "--verify", "full", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.json()["rows_written"] == 12 and ran.json()["verified"]
+    with connect(dst) as conn:
+        got = conn.fetch("x", ["3", str(uuid.UUID(int=1000))])
+    assert sorted(got.column("id").to_pylist()) == sorted(["3", str(uuid.UUID(int=1000))])
