@@ -22,7 +22,6 @@ contract.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -57,16 +56,13 @@ from vecmigrate.connectors.pgvector._schema import (
     vector_tables,
 )
 from vecmigrate.connectors.pgvector._sql import (
-    MAX_HALFVEC_INDEX_DIM,
     OPERATOR,
+    check_indexable,
     column_list,
     field_index_sql,
-    index_cast,
-    index_kind,
     index_sql,
     knn,
     regclass,
-    unindexable,
     where_sql,
 )
 from vecmigrate.connectors.pgvector._write import WritePlan, plan_write, write
@@ -82,8 +78,6 @@ from vecmigrate.model import (
 )
 from vecmigrate.records import conform
 from vecmigrate.uri import ConnectionURI
-
-log = logging.getLogger(__name__)
 
 # Re-exported: where_sql was importable from here before the split.
 __all__ = ["PgvectorConnector", "where_sql"]
@@ -266,7 +260,7 @@ class PgvectorConnector(ChangeCapture, Connector):
                 f"{schema.name!r}: full-text search over the document, without documents",
                 hint="keep the documents, or leave it behind (vectors: {NAME: {drop: true}})",
             )
-        self._check_indexable(schema)
+        check_indexable(schema)
         columns = [column_list(schema), *generated_columns(schema, "document")]
         self._query(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         self._query(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
@@ -277,40 +271,6 @@ class PgvectorConnector(ChangeCapture, Connector):
         )
         self._schemas[schema.name] = stored_schema(schema)
         self._plans.pop(schema.name, None)
-
-    @staticmethod
-    def _check_indexable(schema: CollectionSchema) -> None:
-        """Refuse, before a table of vecmigrate's is made, a vector index pgvector cannot
-        build (past 4,000 dimensions); say where one is built on the column cast to
-        halfvec (past 2,000)."""
-        for v in schema.vectors:
-            why = unindexable(v)
-            if why is not None:
-                raise ConfigError(
-                    f"{schema.name!r}: {why}; nothing was written",
-                    hint=f"copy it without an index: vectors: {{{v.name}: {{index: {{kind: "
-                    "flat}}}} in a mapping file (searches then scan every row)",
-                )
-            cast = index_cast(v)
-            if cast is not None:
-                log.warning(
-                    "%s.%s: %d dimensions: its %s index is built on (%s)::%s, pgvector's way "
-                    "past 2,000 (float16 in the index only: the column keeps float32)",
-                    schema.name,
-                    v.name,
-                    v.dim,
-                    index_kind(v),
-                    v.name,
-                    cast,
-                )
-            elif v.dim > MAX_HALFVEC_INDEX_DIM and index_kind(v) == "auto":
-                log.warning(
-                    "%s.%s: %d dimensions: pgvector indexes at most %d; no index is built",
-                    schema.name,
-                    v.name,
-                    v.dim,
-                    MAX_HALFVEC_INDEX_DIM,
-                )
 
     def finalize(self, name: str) -> None:
         """Build vector, full-text and metadata indexes after the bulk load: far faster than

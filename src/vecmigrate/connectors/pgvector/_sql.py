@@ -8,6 +8,7 @@ psycopg errors map to vecmigrate's typed errors in ``_client``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -16,8 +17,11 @@ import psycopg
 from psycopg import sql
 
 from vecmigrate.connectors.pgvector._sparse import column_type as sparse_column_type
+from vecmigrate.errors import ConfigError
 from vecmigrate.filters import Bool, Node
 from vecmigrate.model import CollectionSchema, IdType, MetadataField, Metric, VectorField
+
+log = logging.getLogger("vecmigrate.connectors.pgvector")
 
 # ``query(sql, params)``: the connector's one-transaction query, returning all rows.
 Query: TypeAlias = Callable[[Any, Any], list[tuple[Any, ...]]]
@@ -88,6 +92,40 @@ def unindexable(v: VectorField) -> str | None:
             f"{MAX_HALFVEC_INDEX_DIM:,} (as halfvec)"
         )
     return None
+
+
+def check_indexable(schema: CollectionSchema) -> None:
+    """Refuse, before a table of vecmigrate's is made, a vector index pgvector cannot
+    build (past 4,000 dimensions); say where one is built on the column cast to
+    halfvec (past 2,000)."""
+    for v in schema.vectors:
+        why = unindexable(v)
+        if why is not None:
+            raise ConfigError(
+                f"{schema.name!r}: {why}; nothing was written",
+                hint=f"copy it without an index: vectors: {{{v.name}: {{index: {{kind: "
+                "flat}}}} in a mapping file (searches then scan every row)",
+            )
+        cast = index_cast(v)
+        if cast is not None:
+            log.warning(
+                "%s.%s: %d dimensions: its %s index is built on (%s)::%s, pgvector's way "
+                "past 2,000 (float16 in the index only: the column keeps float32)",
+                schema.name,
+                v.name,
+                v.dim,
+                index_kind(v),
+                v.name,
+                cast,
+            )
+        elif v.dim > MAX_HALFVEC_INDEX_DIM and index_kind(v) == "auto":
+            log.warning(
+                "%s.%s: %d dimensions: pgvector indexes at most %d; no index is built",
+                schema.name,
+                v.name,
+                v.dim,
+                MAX_HALFVEC_INDEX_DIM,
+            )
 
 
 def index_sql(name: str, table: sql.Composable, v: VectorField) -> sql.Composed | None:
