@@ -126,3 +126,16 @@ def pgvector_uri(dsn: str, layout: str | None = None) -> str:
     """The vecmigrate URI of a libpq URL (``?layout=`` when given)."""
     uri = dsn.replace("postgresql://", "pgvector://", 1)
     return f"{uri}?layout={layout}" if layout else uri
+
+
+def close_async_store(store: Any) -> None:
+    """Close a framework store holding an async engine (LlamaIndex's PGVectorStore) on a
+    loop of its own: asyncio.run would leave the main thread without an event loop,
+    which grpc.aio needs afterwards (see tests/frameworks/kit.py)."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(store.close())
+    finally:
+        loop.close()

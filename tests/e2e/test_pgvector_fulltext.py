@@ -8,7 +8,6 @@ application's table that has none."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import psycopg
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli, cli_ok, pgvector_uri
+from tests.e2e.helpers import cli, cli_ok, close_async_store, pgvector_uri
 from vecmigrate.connectors import connect
 
 ROWS = 40
@@ -214,14 +213,6 @@ def _llamaindex_store(dsn: str, table: str, nodes: list[Any] | None = None) -> A
     return store
 
 
-def _close(store: Any) -> None:
-    loop = asyncio.new_event_loop()  # not asyncio.run: see tests/frameworks/kit.py
-    try:
-        loop.run_until_complete(store.close())
-    finally:
-        loop.close()
-
-
 def _keyword_hits(dsn: str, table: str) -> list[tuple[str, float]]:
     """LlamaIndex's own TEXT_SEARCH query (its text_search_tsv, ts_rank)."""
     from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
@@ -237,7 +228,7 @@ def _keyword_hits(dsn: str, table: str) -> list[tuple[str, float]]:
             for n, s in zip(found.nodes, found.similarities or [], strict=True)
         ]
     finally:
-        _close(store)
+        close_async_store(store)
 
 
 def test_llamaindex_hybrid_search_is_carried_to_another_database(
@@ -252,7 +243,7 @@ def test_llamaindex_hybrid_search_is_carried_to_another_database(
         TextNode(id_=str(uuid.UUID(int=i + 1)), text=_text(i), embedding=vectors[i].tolist())
         for i in range(ROWS)
     ]
-    _close(_llamaindex_store(source, "hybrid", nodes))
+    close_async_store(_llamaindex_store(source, "hybrid", nodes))
     want = _keyword_hits(source, "hybrid")
     assert len(want) >= 10
 

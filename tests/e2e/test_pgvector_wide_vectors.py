@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 
 from tests.conftest import require_module
-from tests.e2e.helpers import cli, cli_ok, pgvector_uri
+from tests.e2e.helpers import cli, cli_ok, close_async_store, pgvector_uri
 from vecmigrate.connectors import connect
 from vecmigrate.model import CollectionSchema, IndexSpec, Metric, VectorField
 from vecmigrate.records import build_batch
@@ -115,17 +115,7 @@ def _nearest(dsn: str, table: str, query: list[float]) -> list[str]:
         found = store.query(VectorStoreQuery(query_embedding=query, similarity_top_k=5))
         return [str(n.node_id) for n in found.nodes]
     finally:
-        _close(store)
-
-
-def _close(store: Any) -> None:
-    import asyncio
-
-    loop = asyncio.new_event_loop()  # not asyncio.run: see tests/frameworks/kit.py
-    try:
-        loop.run_until_complete(store.close())
-    finally:
-        loop.close()
+        close_async_store(store)
 
 
 def test_a_llamaindex_halfvec_store_is_read_and_copied(pg_database: Callable[[], str]) -> None:
@@ -145,7 +135,7 @@ def test_a_llamaindex_halfvec_store_is_read_and_copied(pg_database: Callable[[],
             for i, v in enumerate(vectors.astype(np.float32))
         ]
     )
-    _close(store)
+    close_async_store(store)
     src = pgvector_uri(source, "llamaindex")
     copied = cli_ok("copy", src, src, "-c", "half", "--target-collection", "copied")
     assert copied["verified"] and copied["rows_written"] == ROWS
