@@ -80,12 +80,16 @@ def vectors_or_nan(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return matrix
 
 
-def numpy_to_vectors(matrix: np.ndarray) -> pa.FixedSizeListArray:
-    """Wrap an (n, dim) array as ``FixedSizeList<float32>[dim]`` without a Python loop."""
+def numpy_to_vectors(
+    matrix: np.ndarray, nulls: Sequence[bool] | None = None
+) -> pa.FixedSizeListArray:
+    """Wrap an (n, dim) array as ``FixedSizeList<float32>[dim]`` without a Python loop;
+    the rows ``nulls`` marks are null vectors (their values are ignored)."""
     m = np.ascontiguousarray(matrix, dtype=np.float32)
     if m.ndim != 2:
         raise DataError(f"vectors must be a 2-d array, got shape {m.shape}")
-    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1])
+    mask = pa.array(nulls, pa.bool_()) if nulls is not None and any(nulls) else None
+    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1], mask=mask)
 
 
 def metadata_rows(batch: pa.RecordBatch, schema: CollectionSchema) -> list[dict[str, Any]]:

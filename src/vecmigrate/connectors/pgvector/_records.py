@@ -21,7 +21,13 @@ from vecmigrate.connectors.pgvector._schema import Layout, layout_of
 from vecmigrate.connectors.pgvector._sql import SQL_TYPE
 from vecmigrate.errors import DataError
 from vecmigrate.model import CollectionSchema, IdType, MetadataField
-from vecmigrate.records import conform, encode_json, metadata_to_arrow, vectors_to_numpy
+from vecmigrate.records import (
+    conform,
+    encode_json,
+    metadata_to_arrow,
+    numpy_to_vectors,
+    vectors_to_numpy,
+)
 
 
 def select_list(schema: CollectionSchema) -> sql.Composed:
@@ -110,9 +116,7 @@ def _vectors(
     blank = bytes(size)
     joined = b"".join(blank if b is None else b for b in sent)
     matrix = np.frombuffer(joined, dtype=">f4").reshape(len(sent), dim + 1)[:, 1:]
-    values = pa.array(matrix.astype(np.float32).reshape(-1))
-    mask = pa.array(nulls, pa.bool_()) if any(nulls) else None
-    return pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)
+    return numpy_to_vectors(matrix, nulls)
 
 
 def _metadata_dicts(

@@ -18,7 +18,13 @@ from qdrant_client import models
 from vecmigrate.errors import ConfigError, DataError
 from vecmigrate.filters import NAMESPACE_KEY, Bool, Cond, Node
 from vecmigrate.model import CollectionSchema, IdType
-from vecmigrate.records import build_batch, encode_json, metadata_rows, vectors_to_numpy
+from vecmigrate.records import (
+    build_batch,
+    encode_json,
+    metadata_rows,
+    numpy_to_vectors,
+    vectors_to_numpy,
+)
 
 ID_KEY = "_vecmigrate_id"
 DOC_KEY = "_vecmigrate_document"
@@ -209,8 +215,7 @@ def _dense(rows: list[Any], dim: int) -> np.ndarray | pa.Array:
     if not any(missing):
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
     filled = [[0.0] * dim if r is None else r for r in rows]
-    values = pa.array(np.asarray(filled, dtype=np.float32).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(missing, pa.bool_()))
+    return numpy_to_vectors(np.asarray(filled, dtype=np.float32).reshape(len(rows), dim), missing)
 
 
 def batch_to_points(
