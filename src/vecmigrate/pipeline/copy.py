@@ -21,14 +21,14 @@ from typing import Any
 from vecmigrate.connectors.base import Connector, IfExists
 from vecmigrate.connectors.identity import refuse_same_collection
 from vecmigrate.errors import ConfigError, ReplaceNotConfirmed
-from vecmigrate.mapping import Mapping, build_mapping, reading_schema
+from vecmigrate.mapping import Mapping, build_mapping
 from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.dryrun import metadata_sample
 from vecmigrate.pipeline.fanout import fan_out_spec, open_router
 from vecmigrate.pipeline.jobstate import JobState
 from vecmigrate.pipeline.options import CopyOptions, CopyResult, PartitionTask, default_job_path
-from vecmigrate.pipeline.selection import MISSING_SHOWN, SelectedSource, select
+from vecmigrate.pipeline.selection import MISSING_SHOWN, SelectedSource, select_reading
 from vecmigrate.pipeline.streams import (
     Copier,
     OutcomeStream,
@@ -65,12 +65,9 @@ def copy_collection(
     tgt = target_collection or spec_target or collection
     refuse_same_collection(source.uri, collection, target.uri, tgt)
     started = time.perf_counter()
-    described = source.describe(collection)
-    source_schema = reading_schema(described, options.mapping)
     # A selection reads as a source holding only the selected records; building the view
     # validates it (filter fields, id types) before anything exists on the target.
-    read_as = None if source_schema is described else source_schema
-    source = select(source, collection, options.selection, read_as)
+    source, source_schema = select_reading(source, collection, options.selection, options.mapping)
     fan = fan_out_spec(options.mapping)
     if fan and options.executor != "local":
         raise ConfigError(

@@ -18,7 +18,7 @@ from vecmigrate.mapping import Mapping, MappingSpec, VectorSpec, build_mapping, 
 from vecmigrate.mapping.transform import UNIT_TOLERANCE
 from vecmigrate.model import Capabilities, CollectionSchema
 from vecmigrate.pipeline.fanout import collection_name, fan_out_spec
-from vecmigrate.pipeline.selection import Selection, select
+from vecmigrate.pipeline.selection import Selection, select_reading
 from vecmigrate.records import conform, metadata_rows, vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
 
@@ -224,10 +224,8 @@ def dry_run_copy(
     ``error`` names what would stop it (None: nothing). Reads only: no job file, no
     target collection, no dead-letter directory. An invalid selection: ConfigError."""
     tgt = target_collection or (spec.target_collection if spec else None) or collection
-    described = source.describe(collection)
-    schema = reading_schema(described, spec)
     # Validates the selection first; reads rounded vectors as the copy would.
-    selected = select(source, collection, selection, None if schema is described else schema)
+    selected, schema = select_reading(source, collection, selection, spec)
     fan = fan_out_spec(spec)
     mapping = build_mapping(
         schema,

@@ -28,6 +28,7 @@ import pyarrow as pa
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import Node, evaluate, operators, parse
+from vecmigrate.mapping import MappingSpec, reading_schema
 from vecmigrate.model import CollectionSchema, IdType, Partition, ResumeToken
 
 MISSING_SHOWN = 5  # missing ids named in the warning
@@ -486,6 +487,17 @@ def select(
     return SelectedSource(source, name, selection or Selection(), read_as)
 
 
+def select_reading(
+    source: Connector, name: str, selection: Selection | None, spec: MappingSpec | None
+) -> tuple[Connector, CollectionSchema]:
+    """``select``, reading collection ``name`` as the mapping ``spec`` lets a copy read it
+    (``reading_schema``: float64 vectors rounded), and that schema; described once."""
+    described = source.describe(name)
+    reading = reading_schema(described, spec)
+    view = select(source, name, selection, None if reading is described else reading)
+    return view, reading
+
+
 __all__ = [
     "SelectedSource",
     "Selection",
@@ -494,4 +506,5 @@ __all__ = [
     "parse_filter_option",
     "read_ids_file",
     "select",
+    "select_reading",
 ]

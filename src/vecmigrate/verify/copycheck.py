@@ -26,11 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import Connector
-from vecmigrate.mapping import MappingSpec, build_mapping, reading_schema
+from vecmigrate.mapping import MappingSpec, build_mapping
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.pipeline.fanout import fan_out_spec
 from vecmigrate.pipeline.options import CopyResult
-from vecmigrate.pipeline.selection import Selection, select
+from vecmigrate.pipeline.selection import Selection, select_reading
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.acknowledged import Acknowledged
 from vecmigrate.verify.diff import diff_collections, vectors_differ
@@ -75,9 +75,7 @@ def check_copy(
     acknowledged, not against the moving source. With a ``selection`` the source is the
     records it selects, not the whole collection."""
     # Judged against the selected records only: the view counts, scans and fetches them.
-    described = src.describe(collection)
-    reading = reading_schema(described, spec)
-    src = select(src, collection, selection, None if reading is described else reading)
+    src, _ = select_reading(src, collection, selection, spec)
     if mode == "live":
         return _live_checks(src, dst, collection, result, acknowledged)
     if spec is not None and fan_out_spec(spec):  # one check per target collection
