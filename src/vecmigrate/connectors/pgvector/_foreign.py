@@ -35,7 +35,7 @@ from vecmigrate.connectors.foreign import (
 )
 from vecmigrate.connectors.pgvector._fulltext import read_text_search
 from vecmigrate.connectors.pgvector._sparse import SPARSE_OPS
-from vecmigrate.connectors.pgvector._sql import OPS, Query, regclass
+from vecmigrate.connectors.pgvector._sql import OPS, Query, regclass, unquote
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
     METRIC_UNKNOWN,
@@ -164,42 +164,35 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
             primary = tuple(names)
         if whole and len(names) == 1:
             unique.add(names[0])
-    options = {
-        str(r[0]): dict(str(o).split("=", 1) for o in r[1] or ())
-        for r in query(
-            "SELECT ic.relname, ic.reloptions FROM pg_index i "
-            "JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
-            (rel,),
-        )
-    }
-    indexes = {
-        r[0]: (r[1], r[2], r[3])
-        for r in query(
-            "SELECT a.attname, ic.relname, am.amname, oc.opcname FROM pg_index i "
-            "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
-            "JOIN pg_opclass oc ON oc.oid = i.indclass[0] "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-            "WHERE i.indrelid = %s::regclass ORDER BY ic.relname",
-            (rel,),
-        )
-    }
+    options: dict[str, dict[str, str]] = {}  # index -> its storage parameters
+    indexes = {}
+    for column, index, am, ops, reloptions in query(
+        "SELECT a.attname, ic.relname, am.amname, oc.opcname, ic.reloptions FROM pg_index i "
+        "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
+        "JOIN pg_opclass oc ON oc.oid = i.indclass[0] "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+        "WHERE i.indrelid = %s::regclass ORDER BY ic.relname",
+        (rel,),
+    ):
+        indexes[column] = (index, am, ops)
+        options[index] = _storage_parameters(reloptions)
     casts: dict[str, str] = {}
     json_indexes = set()
-    for index, am, ops, expr in query(
-        "SELECT ic.relname, am.amname, oc.opcname, pg_get_expr(i.indexprs, i.indrelid) "
-        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+    for index, am, ops, expr, reloptions in query(
+        "SELECT ic.relname, am.amname, oc.opcname, pg_get_expr(i.indexprs, i.indrelid), "
+        "ic.reloptions FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
         "JOIN pg_am am ON am.oid = ic.relam JOIN pg_opclass oc ON oc.oid = i.indclass[0] "
         "WHERE i.indrelid = %s::regclass AND i.indkey[0] = 0 ORDER BY ic.relname",
         (rel,),
     ):
+        options[index] = _storage_parameters(reloptions)
         key = _JSON_KEY_INDEX.fullmatch(expr or "")
         if key is not None and am in FILTER_INDEXES:
-            unquote = str(key["column"]).strip('"').replace('""', '"')
-            json_indexes.add((unquote, str(key["key"]).replace("''", "'")))
+            json_indexes.add((unquote(key["column"]), str(key["key"]).replace("''", "'")))
         cast = _CAST_INDEX.fullmatch(expr or "")
         if cast is None:
             continue
-        column = str(cast["column"]).strip('"').replace('""', '"')
+        column = unquote(cast["column"])
         if column in cols and column not in indexes:
             indexes[column] = (index, am, ops)
             casts[column] = str(cast["type"])
@@ -215,6 +208,11 @@ def table_info(query: Query, namespace: str, name: str) -> TableInfo:
         options,
         frozenset(json_indexes),
     )
+
+
+def _storage_parameters(reloptions: list[str] | None) -> dict[str, str]:
+    """An index's ``WITH (...)`` as ``pg_class.reloptions`` lists it: ``["m=32", ...]``."""
+    return dict(str(o).split("=", 1) for o in reloptions or ())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import sql
 
-from vecmigrate.connectors.pgvector._sql import Query
+from vecmigrate.connectors.pgvector._sql import Query, unquote
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import CollectionSchema, FullTextField
 
@@ -55,8 +55,7 @@ def tsvector_source(expr: str) -> tuple[str, str] | None:
         arg = stripped
     if not _IDENTIFIER.fullmatch(arg):
         return None
-    column = arg[1:-1].replace('""', '"') if arg.startswith('"') else arg
-    return m["config"], column
+    return m["config"], unquote(arg)
 
 
 @dataclass(frozen=True)

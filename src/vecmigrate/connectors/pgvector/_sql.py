@@ -209,6 +209,14 @@ def regclass(namespace: str, name: str) -> str:
     return f"{quote(namespace)}.{quote(name)}"
 
 
+def unquote(identifier: str) -> str:
+    """An identifier as PostgreSQL prints it (``pg_get_expr``), unquoted: ``"Page Text"``
+    is ``Page Text``, ``"a""b"`` is ``a"b``, ``body`` is itself."""
+    if len(identifier) >= 2 and identifier[0] == identifier[-1] == '"':
+        return identifier[1:-1].replace('""', '"')
+    return identifier
+
+
 _NATIVE: dict[str, frozenset[str]] = {
     "string": frozenset({"text", "character varying", "character", "citext"}),
     "int64": frozenset({"bigint", "integer", "smallint"}),
