@@ -232,7 +232,7 @@ def _keyword_hits(dsn: str, table: str) -> list[tuple[str, float]]:
 
 
 def test_llamaindex_hybrid_search_is_carried_to_another_database(
-    pg_database: Callable[[], str],
+    pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
     require_module("llama_index.vector_stores.postgres")
     from llama_index.core.schema import TextNode
@@ -258,6 +258,15 @@ def test_llamaindex_hybrid_search_is_carried_to_another_database(
     )
     assert copied["verified"] and copied["rows_written"] == ROWS
     assert _keyword_hits(target, "hybrid") == want
+
+    # Into a LlamaIndex table without hybrid search: refused before anything is written.
+    src, dst = pgvector_uri(source, "llamaindex"), pgvector_uri(target, "llamaindex")
+    dropped = tmp_path / "drop.yaml"
+    dropped.write_text("vectors:\n  text_search_tsv: {drop: true}\n")
+    plain = ("-c", "hybrid", "--target-collection", "plain")
+    assert cli_ok("copy", src, dst, *plain, "--map", str(dropped))["rows_written"] == ROWS
+    again = cli("copy", src, dst, *plain, "--if-exists", "reuse", "--restart")
+    assert again.returncode == 2 and "has no hybrid search" in again.stderr, again.stderr
 
     refused = cli(
         "copy",

@@ -769,7 +769,8 @@ class FrameworkTables:
             )
         place = self._existing(name, if_exists, "LlamaIndex table")
         if place is not None and if_exists != "replace":
-            if schema.full_text and not self.describe(name).full_text:
+            at = regclass(self.host.namespace, table)
+            if schema.full_text and not read_text_search(self.host._query, at, "text").full_text:
                 raise ConfigError(
                     f"{table!r} has no hybrid search (text_search_tsv); {name!r} has full-text "
                     f"search ({schema.full_text[0].name}): its records would be missing from "
