@@ -217,6 +217,7 @@ def _lance_table(path: Path, name: str, columns: dict[str, pa.Array], dim: int =
     lancedb = require_module("lancedb")
     n = len(next(iter(columns.values())))
     vectors = np.random.default_rng(2).normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # any metric ranks them alike
     table = pa.table(
         {
             "id": pa.array(range(1, n + 1), pa.int64()),
@@ -319,7 +320,10 @@ def test_float64_vectors_copy_only_when_float32_holds_them(tmp_path: Path, exact
         values[1][1] = 0.1  # float32 would round it
     table = pa.table({"id": [1, 2], "vector": pa.array(values, pa.list_(pa.float64(), 3))})
     lancedb.connect(str(tmp_path / "lance")).create_table("f64", table)
-    ran = _copy(f"lancedb://{tmp_path / 'lance'}", f"dump://{tmp_path / 'dump'}", "f64")
+    # Not unit vectors in an un-indexed table: the application's queries name the metric.
+    (tmp_path / "l2.yaml").write_text("vectors:\n  vector: {metric: l2}\n")
+    ran = _copy(f"lancedb://{tmp_path / 'lance'}", f"dump://{tmp_path / 'dump'}", "f64",
+                "--map", str(tmp_path / "l2.yaml"))  # fmt: skip
     if exact:
         assert ran.returncode == 0 and ran.json()["verified"], ran.stderr
         with connect(f"dump://{tmp_path / 'dump'}") as conn:
@@ -332,7 +336,7 @@ def test_float64_vectors_copy_only_when_float32_holds_them(tmp_path: Path, exact
         assert text in line, line
     # The hint names the mapping line that lets the copy round them (the source unchanged).
     assert "vectors: {vector: {round_to_float32: true}}" in line
-    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {round_to_float32: true}\n")
+    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {metric: l2, round_to_float32: true}\n")
     for verify in ("sampled", "full"):
         dump = f"dump://{tmp_path / verify}"
         out = _copied(f"lancedb://{tmp_path / 'lance'}", dump, "f64", "--map",
@@ -349,7 +353,7 @@ def test_a_float64_beyond_float32s_range_is_refused_even_when_rounding(tmp_path:
     values = [[0.5, -0.25, 1.0], [2.0, 1e39, -1.5]]
     table = pa.table({"id": [1, 2], "vector": pa.array(values, pa.list_(pa.float64(), 3))})
     lancedb.connect(str(tmp_path / "lance")).create_table("f64", table)
-    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {round_to_float32: true}\n")
+    (tmp_path / "map.yaml").write_text("vectors:\n  vector: {metric: l2, round_to_float32: true}\n")
     ran = _copy(f"lancedb://{tmp_path / 'lance'}", f"dump://{tmp_path / 'dump'}", "f64",
                 "--map", str(tmp_path / "map.yaml"))  # fmt: skip
     assert ran.returncode == 1, ran.stderr

@@ -1,7 +1,8 @@
 """LanceDB tables other tools wrote, read as they are laid out (issue #14), through the CLI:
 LangChain's layout (text in ``text``, a struct or JSON-text ``metadata``), ids in ``_id`` /
 ``pk`` / binary UUIDs, several candidate columns, and the metric LanceDB searches with (a
-vector index's distance type, else its default l2) carried to the target."""
+vector index's distance type; un-indexed, its default l2 for unit vectors, else stated in
+the mapping) carried to the target."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from vecmigrate.connectors import connect
 from vecmigrate.model import Metric
 
 DEFAULT = "LanceDB default for an un-indexed table (l2)"
+UNIT = f"{DEFAULT}; the 400 vectors sampled are unit length, so cosine, dot and l2 rank alike"
 ROWS, DIM = 400, 16
 
 
-def _vectors(n: int = ROWS, dim: int = DIM, seed: int = 0) -> pa.FixedSizeListArray:
+def _vectors(n: int = ROWS, dim: int = DIM, *, unit: bool = True) -> pa.FixedSizeListArray:
     # Unnormalised, as word vectors are: l2 and cosine rank them differently.
-    values = np.random.default_rng(seed).normal(size=(n, dim)) * np.linspace(0.2, 5, n)[:, None]
+    values = np.random.default_rng(0).normal(size=(n, dim)) * np.linspace(0.2, 5, n)[:, None]
+    if unit:  # every metric ranks them alike
+        values /= np.linalg.norm(values, axis=1, keepdims=True)
     return pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float32).reshape(-1)), dim)
 
 
@@ -74,7 +78,7 @@ def test_langchain_table_inspects_copies_and_verifies(tmp_path: Path, fmt: str) 
         ("lang", "string"),
     }
     (vector,) = info["vectors"]
-    assert (vector["name"], vector["metric"], vector["metric_source"]) == ("vector", "l2", DEFAULT)
+    assert (vector["name"], vector["metric"], vector["metric_source"]) == ("vector", "l2", UNIT)
     table = cli("inspect", src, "-c", "lc")
     assert table.returncode == 0 and "metric=l2 (LanceDB default" in table.stdout
 
@@ -174,20 +178,37 @@ def test_the_metric_of_a_vector_index_is_read_from_it(
         assert conn.describe("ix").vector.metric.value == metric
 
 
-def test_unnormalised_vectors_of_an_unindexed_table_arrive_in_qdrant_as_euclid(
-    tmp_path: Path,
+@pytest.mark.parametrize(("metric", "distance"), [("l2", "Euclid"), ("cosine", "Cosine")])
+def test_unnormalised_vectors_of_an_unindexed_table_copy_with_the_metric_the_mapping_states(
+    tmp_path: Path, metric: str, distance: str
 ) -> None:
+    """Each query of an un-indexed table names its metric (l2 unless it names one), so the
+    table cannot tell: unnormalised vectors are refused, naming the mapping line, rather
+    than copied for LanceDB's default; the stated metric reaches the target."""
     require_module("qdrant_client")
     _create(
         tmp_path / "src",
         "glove",
-        {"word": [f"w{i}" for i in range(ROWS)], "id": list(range(ROWS)), "vector": _vectors()},
+        {
+            "word": [f"w{i}" for i in range(ROWS)],
+            "id": list(range(ROWS)),
+            "vector": _vectors(unit=False),
+        },
     )
     src, dump = f"lancedb://{tmp_path / 'src'}", f"dump://{tmp_path / 'dump'}"
-    assert _ok("copy", src, dump, "-c", "glove")["verified"]
+    (vector,) = _inspect(src, "glove")["vectors"]
+    assert vector["metric_source"] == "unknown"
+    assert "UNKNOWN (state it: vectors.vector.metric" in cli("inspect", src, "-c", "glove").stdout
+    refused = cli("copy", src, dump, "-c", "glove")
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.replace("\n", " ")
+    assert "nothing records the metric of vector field 'vector'" in line, line
+    assert "vectors: {vector: {metric: l2}}" in line, line
+    (tmp_path / "map.yaml").write_text(f"vectors:\n  vector: {{metric: {metric}}}\n")
+    assert _ok("copy", src, dump, "-c", "glove", "--map", str(tmp_path / "map.yaml"))["verified"]
     with connect(dump) as conn:
         v = conn.describe("glove").vector
-    assert v.metric is Metric.L2 and v.metric_source == DEFAULT
+    assert v.metric.value == metric and v.metric_source == "the mapping"
     target = f"qdrant+local://{tmp_path / 'q'}"
     assert _ok("copy", dump, target, "-c", "glove")["verified"]
     from qdrant_client import QdrantClient, models
@@ -200,7 +221,7 @@ def test_unnormalised_vectors_of_an_unindexed_table_arrive_in_qdrant_as_euclid(
         )
     finally:
         client.close()
-    assert distances == [models.Distance.EUCLID]
+    assert distances == [getattr(models.Distance, distance.upper())]
 
 
 @pytest.mark.parametrize("fmt", ["struct", "json"])

@@ -20,6 +20,7 @@ from vecmigrate.model import IdType, Metric
 from vecmigrate.records import metadata_rows
 
 DEFAULT = "LanceDB default for an un-indexed table (l2)"
+UNIT = "the 3 vectors sampled are unit length, so cosine, dot and l2 rank alike"
 
 
 def _vectors(n: int, dim: int = 8, seed: int = 0) -> pa.FixedSizeListArray:
@@ -50,7 +51,7 @@ def test_describe_foreign_table(tmp_path: Path) -> None:
             "id": pa.array([1, 2, 3], pa.int64()),
             "document": ["a", "b", "c"],
             "vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ones(3 * 8, dtype=np.float32)), 8
+                pa.array(np.full(3 * 8, 8**-0.5, dtype=np.float32)), 8
             ),
             "year": pa.array([1, 2, 3], pa.int32()),
             "tags": [["x"], [], ["y"]],
@@ -60,8 +61,9 @@ def test_describe_foreign_table(tmp_path: Path) -> None:
     schema = conn.describe("items")
     assert schema.id_type is IdType.INT and schema.has_document
     v = schema.vector
-    assert (v.name, v.dim, v.metric, v.metric_source) == ("vector", 8, Metric.L2, DEFAULT)
-    assert schema.engine_settings["vector.metric"] == DEFAULT
+    assert (v.name, v.dim, v.metric) == ("vector", 8, Metric.L2)
+    assert v.metric_source == f"{DEFAULT}; {UNIT}"
+    assert schema.engine_settings["vector.metric"] == v.metric_source
     assert {(m.name, m.type) for m in schema.metadata} == {
         ("year", "int64"),
         ("tags", "list<string>"),
@@ -180,6 +182,31 @@ def test_index_distance_type_wins(tmp_path: Path) -> None:
         v = conn.describe("idx").vector
     assert v.metric is Metric.DOT and v.index is not None and v.index.kind == "ivf_flat"
     assert v.metric_source is not None and "index" in v.metric_source
+
+
+def test_an_unindexed_tables_metric_is_unknown_unless_its_vectors_are_unit(
+    tmp_path: Path,
+) -> None:
+    """Each query of an un-indexed table names its own metric: only unit vectors, which
+    every metric ranks alike, take LanceDB's default l2 without the mapping stating one.
+    Rows without a vector are not sampled; an empty table has nothing to rank."""
+    raw = np.random.default_rng(3).normal(size=(40, 8)).astype(np.float32)
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    lancedb = require_module("lancedb")
+    for name, values in (("raw", raw), ("unit", unit)):
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), 8)
+        mask = pa.array([i % 5 == 0 for i in range(40)])
+        vectors = pa.FixedSizeListArray.from_arrays(vectors.values, 8, mask=mask)
+        data = pa.table({"id": list(range(40)), "vector": vectors})
+        lancedb.connect(str(tmp_path / "l")).create_table(name, data, on_bad_vectors="null")
+    schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.float32(), 8))])
+    lancedb.connect(str(tmp_path / "l")).create_table("empty", schema=schema)
+    with connect(f"lancedb://{tmp_path / 'l'}") as conn:
+        raw_v, unit_v, empty_v = (conn.describe(n).vector for n in ("raw", "unit", "empty"))
+    assert not raw_v.metric_known
+    assert unit_v.metric is Metric.L2 and unit_v.metric_known
+    assert "the 32 vectors sampled are unit length" in (unit_v.metric_source or "")
+    assert (empty_v.metric, empty_v.metric_source) == (Metric.L2, DEFAULT)
 
 
 def test_reuse_writes_the_tables_own_columns(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ a struct or JSON-text metadata column's keys become typed fields, and the layout
 recorded in the described schema's ``engine_settings`` (``lancedb.layout``) so that
 reads rename columns on the way out and writes (``--if-exists reuse``) use the table's
 own names and types. The metric is the one LanceDB searches with: a vector index's
-distance type, else its default l2. Columns map to portable types only where every value
+distance type; un-indexed, each query names it, so unit vectors take the default l2 (every
+metric ranks them alike) and others are unknown until a mapping states it. Columns map to portable types only where every value
 survives: any integer width to int64 (an unsigned value above 2**63-1 travels exactly in
 ``metadata_extra``), float16/32 to float64, any text layout to string, lists of those,
 nested structs to json; dates and timestamps are read as canonical ISO-8601 text, the form
@@ -158,7 +159,8 @@ class LanceDBConnector(Connector):
             schema = infer_schema(name, table.schema, self.config, partial(_sample, table))
             if name in self._reused:  # the keys a reuse added, which no row may show yet
                 schema = with_json_keys(schema, self._reused[name])
-        schema = served_indexes(table, schema, recorded=stored is not None)
+        sample = partial(_sample_vectors, table)
+        schema = served_indexes(table, schema, sample, recorded=stored is not None)
         schema = served_full_text(table, schema, _document_column(schema))
         self._schemas[name] = schema
         return schema
@@ -585,6 +587,14 @@ def _sample(table: Any, column: str) -> list[Any]:
     got = table.search().select([column]).limit(SAMPLE_ROWS).to_arrow()
     values: list[Any] = got.column(column).to_pylist()
     return values
+
+
+def _sample_vectors(table: Any, column: str) -> np.ndarray:
+    """The first vectors of ``column`` that are set, as a (rows, dim) float64 matrix."""
+    got = table.search().select([column]).limit(SAMPLE_ROWS).to_arrow().column(column)
+    vectors = got.combine_chunks().drop_null()
+    flat: np.ndarray = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    return flat.reshape(len(vectors), vectors.type.list_size)
 
 
 def _literal(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Describing a LanceDB table: a foreign table's layout (which column holds the id, the text,
 the vectors and the metadata: URI parameters, else common names; a framework's table with
 ``?layout=``, see ``_frameworks``) and every vector's metric as the engine searches it (its
-index's distance type, else LanceDB's default l2)."""
+index's distance type; un-indexed, LanceDB's default l2 where the sampled vectors are unit
+length, so every metric ranks alike, else unknown: the application's queries choose it)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.foreign import (
     METADATA_NAMES,
     FieldsConfig,
     foreign_columns,
+    sampled_metric,
 )
 from vecmigrate.connectors.lancedb import _frameworks
 from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
 from vecmigrate.connectors.lancedb._schema import foreign_type
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
+    METRIC_UNKNOWN,
     CollectionSchema,
     IdType,
     IndexKind,
@@ -44,6 +48,8 @@ _INDEX_KINDS: dict[str, IndexKind] = {
 }
 # The first values of a column (to tell JSON-object text from other text).
 Sampler = Callable[[str], list[Any]]
+# The first rows of a vector column, as a (rows, dim) matrix (to tell unit vectors).
+VectorSampler = Callable[[str], np.ndarray]
 
 
 def is_vector(t: pa.DataType) -> bool:
@@ -215,12 +221,14 @@ def infer_schema(
     )
 
 
-def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> CollectionSchema:
+def served_indexes(
+    table: Any, schema: CollectionSchema, sample: VectorSampler, *, recorded: bool
+) -> CollectionSchema:
     """``schema`` with each vector's metric read from the index that serves its searches
     (an index rebuilt outside vecmigrate outranks what vecmigrate recorded, and the
-    disagreement is noted); an un-indexed foreign table is searched with LanceDB's default
-    l2. The index is noted in ``engine_settings`` and the metric's origin in
-    ``metric_source``."""
+    disagreement is noted); an un-indexed foreign table's from its vectors
+    (``unindexed_metric``). The index is noted in ``engine_settings`` and the metric's
+    origin in ``metric_source``."""
     indices = table.list_indices()
     configs = {c.columns[0]: c for c in indices if len(c.columns) == 1}
     settings = dict(schema.engine_settings)
@@ -233,9 +241,10 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
         column = layout.vector_column(v.name) if layout else v.name
         stats = table.index_stats(configs[column].name) if column in configs else None
         if stats is None or stats.distance_type is None:
-            if not recorded and not framework:  # a flat scan, with LanceDB's default metric
-                settings[f"{v.name}.metric"] = DEFAULT_METRIC
-                v = v.model_copy(update={"metric": Metric.L2, "metric_source": DEFAULT_METRIC})
+            if not recorded and not framework:  # a flat scan: the query names the metric
+                metric, source = unindexed_metric(sample(column))
+                settings[f"{v.name}.metric"] = source
+                v = v.model_copy(update={"metric": metric, "metric_source": source})
             vectors.append(v)
             continue
         settings[f"{v.name}.index"] = (
@@ -262,6 +271,26 @@ def served_indexes(table: Any, schema: CollectionSchema, *, recorded: bool) -> C
         vectors.append(v)
     metadata = _indexed_fields(schema, layout, indices)
     return schema.replace(vectors=tuple(vectors), metadata=metadata, engine_settings=settings)
+
+
+def _queries_choose(v: VectorField) -> bool:
+    """No index fixes the column's metric: each query names its own."""
+    return not v.metric_known or (v.metric_source or "").startswith(DEFAULT_METRIC)
+
+
+def unindexed_metric(vectors: np.ndarray) -> tuple[Metric, str]:
+    """(metric, its source) of an un-indexed vector column: each query names its metric
+    (l2 when it names none), so the table cannot say which the application uses. Unit
+    vectors rank alike under every metric: LanceDB's default l2. Others: unknown, and a
+    copy asks the mapping to state it rather than assume the default."""
+    if sampled_metric(vectors)[1] == METRIC_UNKNOWN:
+        return Metric.L2, METRIC_UNKNOWN
+    if len(vectors) == 0:
+        return Metric.L2, DEFAULT_METRIC
+    return Metric.L2, (
+        f"{DEFAULT_METRIC}; the {len(vectors)} vectors sampled are unit length, "
+        "so cosine, dot and l2 rank alike"
+    )
 
 
 # LanceDB's scalar indexes that serve filters (its FTS/inverted index is full-text search).
@@ -336,7 +365,7 @@ def reuse_problems(schema: CollectionSchema, have: CollectionSchema) -> list[str
             problems.append(f"no vector column {v.name!r} (it has {', '.join(vectors) or 'none'})")
         elif got.dim != v.dim:
             problems.append(f"vector column {v.name!r} holds {got.dim} dimensions, not {v.dim}")
-        elif got.metric is not v.metric and got.metric_source != DEFAULT_METRIC:
+        elif got.metric is not v.metric and not _queries_choose(got):
             problems.append(
                 f"{v.name!r} is searched with {got.metric.value} ({got.metric_source}), "
                 f"the records with {v.metric.value}"
