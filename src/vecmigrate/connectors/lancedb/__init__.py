@@ -7,15 +7,15 @@ id, text, vector and metadata columns are named by ``?id_field=`` / ``document_f
 a struct or JSON-text metadata column's keys become typed fields, and the layout is
 recorded in the described schema's ``engine_settings`` (``lancedb.layout``) so that
 reads rename columns on the way out and writes (``--if-exists reuse``) use the table's
-own names and types. The metric is the one LanceDB searches with: a vector index's
-distance type; un-indexed, each query names it, so unit vectors take the default l2 (every
-metric ranks them alike) and others are unknown until a mapping states it. Columns map to portable types only where every value
-survives: any integer width to int64 (an unsigned value above 2**63-1 travels exactly in
-``metadata_extra``), float16/32 to float64, any text layout to string, lists of those,
-nested structs to json; dates and timestamps are read as canonical ISO-8601 text, the form
-``cast: date`` / ``cast: timestamp`` in a mapping turns into an int64 epoch. Columns with
-no exact portable form (decimals, bytes, times, durations) are refused by name, never
-approximated.
+own names and types. The metric is the one LanceDB searches with: a vector index's distance
+type; un-indexed, each query names it, so unit vectors take the default l2 (every metric
+ranks them alike) and others are unknown until a mapping states it. Columns map to portable
+types only where every value survives: any integer width to int64 (an unsigned value above
+2**63-1 travels exactly in ``metadata_extra``), float16/32 to float64, any text layout to
+string, lists of those, nested structs to json; dates and timestamps are read as canonical
+ISO-8601 text, the form ``cast: date`` / ``cast: timestamp`` in a mapping turns into an
+int64 epoch. Columns with no exact portable form (decimals, bytes, times, durations) are
+refused by name, never approximated.
 """
 
 from __future__ import annotations
