@@ -36,6 +36,7 @@ from vecmigrate.verify.check import CheckReport, check_collection
 from vecmigrate.verify.copycheck import Check, VerifyMode, check_copy
 from vecmigrate.verify.diff import DiffResult, diff_collections
 from vecmigrate.verify.gates import VerifyConfig
+from vecmigrate.verify.judged import as_transform, source_mapping
 from vecmigrate.verify.run import verify_migration
 
 
@@ -331,22 +332,36 @@ def verify(
     *,
     target_collection: str | None = None,
     config: VerifyConfig | None = None,
+    mapping: MappingSpec | None = None,
 ) -> VerifyReport:
-    """Data parity and retrieval parity against exact ground truth, gated by ``config``."""
+    """Data parity and retrieval parity against exact ground truth, gated by ``config``;
+    with ``mapping`` (the copy's) against what it made of the source."""
     config = check_verify_config(config)
     with opened(source, read_only=True) as src, opened(target, read_only=True) as dst:
         require_collection(src, collection)
-        data = verify_migration(src, dst, collection, target_name=target_collection, config=config)
+        data = verify_migration(
+            src, dst, collection, target_name=target_collection, config=config, spec=mapping
+        )
     return VerifyReport(data)
 
 
 def diff(
-    source: Store, target: Store, collection: str, *, target_collection: str | None = None
+    source: Store,
+    target: Store,
+    collection: str,
+    *,
+    target_collection: str | None = None,
+    mapping: MappingSpec | None = None,
 ) -> DiffResult:
-    """Missing, extra, changed and duplicate ids between source and target."""
+    """Missing, extra, changed and duplicate ids between source and target; with
+    ``mapping`` (the copy's) between what it made of the source and the target."""
     with opened(source, read_only=True) as src, opened(target, read_only=True) as dst:
         require_collection(src, collection)
-        return diff_collections(src, dst, collection, target_name=target_collection)
+        tname = target_collection or collection
+        compiled = source_mapping(src, dst, collection, tname, mapping)
+        return diff_collections(
+            src, dst, collection, target_name=tname, transform=as_transform(compiled)
+        )
 
 
 def plan(

@@ -120,6 +120,14 @@ RestartOpt = Annotated[
     bool, typer.Option("--restart", help="Discard an interrupted job, start over.")
 ]
 MapOpt = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML); see `plan`.")]
+CopyMapOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--map",
+        help="The mapping file the copy used: the target is compared with what it made of "
+        "the source (renamed, dropped or cast fields, a stated metric).",
+    ),
+]
 IfExists = Literal["fail", "reuse", "replace"]
 VerifyOpt = Annotated[
     Literal["sampled", "full", "live", "none"],

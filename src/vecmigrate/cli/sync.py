@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from vecmigrate.cli.options import (
     BatchOpt,
+    CopyMapOpt,
     NameOpt,
     QuietOpt,
     TargetCollectionOpt,
@@ -88,9 +89,7 @@ def sync(
     target: Annotated[str | None, typer.Argument(help="Target URI.")] = None,
     collection: NameOpt = "",
     target_collection: TargetCollectionOpt = None,
-    mapping: Annotated[
-        Path | None, typer.Option("--map", help="Mapping file used by the copy.")
-    ] = None,
+    mapping: CopyMapOpt = None,
     mode: Annotated[
         Literal["auto", "generic", "changes"], typer.Option(help="auto | generic | changes.")
     ] = "auto",

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vecmigrate.cli.options import (
+    CopyMapOpt,
     JsonOpt,
     KOpt,
     NameOpt,
@@ -16,6 +17,7 @@ from vecmigrate.cli.options import (
     TargetCollectionOpt,
     VerboseOpt,
     config_hint,
+    load_mapping,
     load_verify_config,
 )
 from vecmigrate.cli.output import EXIT_FAILED, command, emit_json, err, out
@@ -31,6 +33,7 @@ def verify(
     config: Annotated[
         Path | None, typer.Option(envvar="VECMIGRATE_CONFIG", help="Migration config (YAML).")
     ] = None,
+    mapping: CopyMapOpt = None,
     queries: QueriesOpt = None,
     k: KOpt = None,
     report_dir: Annotated[Path, typer.Option(help="Where report.{json,md,html} go.")] = Path(
@@ -66,7 +69,12 @@ def verify(
         if live:
             cfg = cfg.model_copy(update={"live": True})
         report = api.verify(
-            source, target, collection, target_collection=target_collection, config=cfg
+            source,
+            target,
+            collection,
+            target_collection=target_collection,
+            config=cfg,
+            mapping=load_mapping(mapping),
         ).to_json()
         paths = write_reports(report, report_dir)
         if json_out:
@@ -89,6 +97,7 @@ def diff(
     target: Annotated[str, typer.Argument(help="Target URI.")],
     collection: NameOpt,
     target_collection: TargetCollectionOpt = None,
+    mapping: CopyMapOpt = None,
     output: Annotated[Path | None, typer.Option(help="Write ids to this Parquet file.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -105,7 +114,13 @@ def diff(
                 f"--output {output}: the directory {output.parent} does not exist",
                 hint="create it first, or write the ids elsewhere",
             )
-        result = api.diff(source, target, collection, target_collection=target_collection)
+        result = api.diff(
+            source,
+            target,
+            collection,
+            target_collection=target_collection,
+            mapping=load_mapping(mapping),
+        )
         data = result.to_json()
         if output:
             try:

@@ -15,7 +15,7 @@ from vecmigrate.connectors.config import ConnectorConfig
 from vecmigrate.errors import ConfigError, VecmigrateError
 from vecmigrate.filters import Node, operators, parse
 from vecmigrate.layout import conform
-from vecmigrate.model import Capabilities, CollectionSchema, Partition, ResumeToken
+from vecmigrate.model import Capabilities, CollectionSchema, Metric, Partition, ResumeToken
 from vecmigrate.records import table_to_batch
 from vecmigrate.uri import ConnectionURI
 
@@ -173,6 +173,7 @@ class Connector(ABC):
         self.config = self.Config.from_uri(uri)
         # Schemas ``describe`` found (or ``create`` made), read through ``_schema``.
         self._schemas: dict[str, CollectionSchema] = {}
+        self._stated_metrics: dict[tuple[str, str], Metric] = {}
 
     @property
     def engine(self) -> str:
@@ -380,10 +381,26 @@ class Connector(ABC):
         a table another tool made, still empty, may not show what the copy told it."""
         return self._schema(name)
 
+    def state_metric(self, name: str, field: str, metric: Metric) -> None:
+        """Search ``name``'s vector ``field`` with ``metric`` where the collection records
+        none (``metric_known`` is false: each query names one, as verify asks it with the
+        metric a mapping states); a metric the collection records is never replaced."""
+        self._stated_metrics[(name, field)] = metric
+
     # -- helpers for subclasses ----------------------------------------------------------
     def _schema(self, name: str) -> CollectionSchema:
-        """The cached schema of ``name``, described on first use."""
-        return self._schemas.get(name) or self.describe(name)
+        """The cached schema of ``name``, described on first use (with the metrics
+        ``state_metric`` gave the fields that record none)."""
+        schema = self._schemas.get(name) or self.describe(name)
+        if not self._stated_metrics:
+            return schema
+        vectors = tuple(
+            v.model_copy(update={"metric": self._stated_metrics[(name, v.name)]})
+            if not v.metric_known and (name, v.name) in self._stated_metrics
+            else v
+            for v in schema.vectors
+        )
+        return schema.replace(vectors=vectors)
 
     def _keep_existing(
         self,

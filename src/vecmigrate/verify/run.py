@@ -16,13 +16,15 @@ import numpy as np
 
 from vecmigrate import __version__
 from vecmigrate.connectors.base import Connector
-from vecmigrate.errors import SchemaMismatchError
+from vecmigrate.errors import ConfigError, SchemaMismatchError
 from vecmigrate.exact import GroundTruth, prepare_queries, similarity
 from vecmigrate.filters import NAMESPACE_KEY
+from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema, IdType
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.diff import diff_collections, settle_in_flight
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
+from vecmigrate.verify.judged import judge_source
 from vecmigrate.verify.live import rejudge_violations, rewritten_since_sampled
 from vecmigrate.verify.namespaces import (
     is_namespace_group,
@@ -261,13 +263,26 @@ def verify_migration(
     *,
     target_name: str | None = None,
     config: VerifyConfig | None = None,
+    spec: MappingSpec | None = None,
 ) -> dict[str, Any]:
-    """Run every check and return the report (stable JSON schema, ``report_version``)."""
+    """Run every check and return the report (stable JSON schema, ``report_version``);
+    with ``spec`` (the copy's mapping) the target is judged against what it made of the
+    source (``verify.judged``)."""
     config = config or VerifyConfig()
     tname = target_name or name
-    sa, sb = source.describe(name), target.describe(tname)
+    judged = judge_source(source, target, name, tname, spec)
+    if config.live and judged.transform is not None:
+        raise ConfigError(
+            f"{name!r}: verify --live reads changed records again as they are, not through "
+            "a mapping that changes them",
+            hint="verify once the application's writes have stopped, or without --live",
+        )
+    sa, sb = judged.schema, target.describe(tname)
     serve = {"source": serving(sa), "target": serving(sb)}
-    if sa.vector.dim != sb.vector.dim or sa.vector.metric != sb.vector.metric:
+    serve["source"]["metric"] = judged.served.value
+    if judged.note:
+        serve["source"]["metric_note"] = judged.note
+    if sa.vector.dim != sb.vector.dim or judged.served != sb.vector.metric:
         raise SchemaMismatchError(
             f"source serves {describe_serving(serve['source'])}; target serves "
             f"{describe_serving(serve['target'])}: recall is not comparable",
@@ -279,7 +294,9 @@ def verify_migration(
     # Data parity (both sides digested, concurrently) runs beside the query set and the
     # exact ground truth: numpy and BLAS release the GIL, so the scans overlap.
     with ThreadPoolExecutor(1) as pool:
-        parity_run = pool.submit(diff_collections, source, target, name, target_name=tname)
+        parity_run = pool.submit(
+            diff_collections, source, target, name, target_name=tname, transform=judged.transform
+        )
         queries, sample, truth, namespaces = _queries_and_truth(
             source, target, name, sa, sb, config, max(ks)
         )
