@@ -334,3 +334,40 @@ def test_a_full_text_index_on_the_text_is_built_again_on_the_target(tmp_path: Pa
     table.create_index("title", config=FTS())
     refused = cli("copy", src, f"lancedb://{tmp_path / 'again'}", "-c", "hybrid")
     assert refused.returncode == 2 and "FTS) index on column 'title'" in refused.stderr
+
+
+def test_a_table_without_an_id_column_is_keyed_by_lancedbs_row_ids_when_asked(
+    tmp_path: Path,
+) -> None:
+    """A table made from plain rows (``create_table(name, data=[{...}])``) has no id
+    column: refused, naming ``?id_field=_rowid``; with it, each record is keyed by the row
+    id LanceDB gives it, copied, verified and fetched by it. Nothing can write row ids:
+    such a table takes no records."""
+    lancedb = require_module("lancedb")
+    vectors = _vectors().to_numpy(zero_copy_only=False)
+    rows = [
+        {"vector": vectors[i].tolist(), "text": f"note {i}", "stars": i % 5} for i in range(ROWS)
+    ]
+    table = lancedb.connect(str(tmp_path / "src")).create_table("notes", data=rows)
+    src = f"lancedb://{tmp_path / 'src'}"
+    refused = cli("inspect", src, "-c", "notes")
+    assert refused.returncode == 2 and "?id_field=_rowid" in refused.stderr.replace("\n", "")
+
+    keyed = f"{src}?id_field=_rowid"
+    info = _inspect(keyed, "notes")
+    assert info["id_type"] == "int" and "row ids" in info["engine_settings"]["id"]
+    out = f"dump://{tmp_path / 'dump'}"
+    assert _ok("copy", keyed, out, "-c", "notes")["verified"]
+    row_ids = table.search().where("stars = 3").with_row_id(True).to_arrow()
+    picked = row_ids["_rowid"].to_pylist()[:4]
+    with connect(out) as conn:
+        got = conn.fetch("notes", picked)
+    want = {r: t for r, t in zip(picked, row_ids["text"].to_pylist(), strict=False)}
+    assert dict(zip(got["id"].to_pylist(), got["document"].to_pylist(), strict=True)) == want
+    report = _ok("verify", keyed, out, "-c", "notes", "--queries", "20",
+                 "--report-dir", str(tmp_path / "r"))  # fmt: skip
+    assert report["passed"] and report["parity"]["equal"]
+
+    into = cli("copy", out, keyed, "-c", "notes", "--if-exists", "reuse")
+    assert into.returncode == 2 and "it has no id column" in into.stderr.replace("\n", " ")
+    assert table.count_rows() == ROWS

@@ -255,8 +255,8 @@ class LanceDBConnector(Connector):
             return
 
         def read(offset: int, limit: int) -> pa.RecordBatch:
-            got = table.take_offsets(list(range(offset, offset + limit))).to_arrow()
-            return self._read(name, got, schema)
+            got = self._selected(name, table.take_offsets(list(range(offset, offset + limit))))
+            return self._read(name, got.to_arrow(), schema)
 
         yield from scan_offsets("LanceDB", name, partition, resume, batch_rows, read)
 
@@ -291,6 +291,14 @@ class LanceDBConnector(Connector):
                 f"LanceDB returned no rows at offset {start} of {name!r}; was it written to?"
             )
 
+    def _selected(self, name: str, query: Any) -> Any:
+        """``query`` reading the row ids too where they key the records (a table without
+        an id column); LanceDB returns them only when selected."""
+        layout = self._layout(name)
+        if isinstance(layout, Layout) and layout.row_ids:
+            return query.select(layout.columns())
+        return query
+
     def _where_ids(self, name: str, ids: Sequence[Any]) -> str:
         layout = self._layout(name)
         if layout is not None:
@@ -306,7 +314,7 @@ class LanceDBConnector(Connector):
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             q = table.search().where(self._where_ids(name, chunk)).limit(len(chunk))
-            parts.append(q.to_arrow())
+            parts.append(self._selected(name, q).to_arrow())
         if not parts:
             return pa.RecordBatch.from_pylist([], schema=schema.arrow_schema())
         return self._read(name, pa.concat_tables(parts), schema)

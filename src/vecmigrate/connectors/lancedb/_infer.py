@@ -15,13 +15,14 @@ import numpy as np
 import pyarrow as pa
 
 from vecmigrate.connectors.foreign import (
+    ID_NAMES,
     METADATA_NAMES,
     FieldsConfig,
     foreign_columns,
     sampled_metric,
 )
 from vecmigrate.connectors.lancedb import _frameworks
-from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, Layout
+from vecmigrate.connectors.lancedb._layout import LAYOUT_KEY, ROW_ID, Layout
 from vecmigrate.connectors.lancedb._schema import foreign_type
 from vecmigrate.errors import ConfigError
 from vecmigrate.model import (
@@ -39,6 +40,10 @@ from vecmigrate.records import infer_metadata_fields
 
 METRIC_NAMES = {Metric.COSINE: "cosine", Metric.DOT: "dot", Metric.L2: "l2"}
 DEFAULT_METRIC = "LanceDB default for an un-indexed table (l2)"
+ROW_ID_NOTE = (
+    "no id column: records keyed by LanceDB's row ids, which change when rows are updated "
+    "or the table is compacted (unless it keeps stable row ids)"
+)
 _INDEX_KINDS: dict[str, IndexKind] = {
     "IVF_PQ": "ivf_pq",
     "IVF_FLAT": "ivf_flat",
@@ -136,8 +141,18 @@ def infer_schema(
             kinds[f.name] = "text"
         else:
             kinds[f.name] = "id" if _id_kind(f.type) else "other"
+    if config.id_field == ROW_ID:
+        kinds[ROW_ID] = "id"
+        notes["id"] = ROW_ID_NOTE
+    elif config.id_field is None and not any(c in ID_NAMES for c in kinds):
+        raise ConfigError(
+            f"LanceDB table {name!r} has no column recognisable as its id",
+            hint=f"name it with ?id_field=NAME (columns: {', '.join(kinds) or 'none'}), or "
+            f"?id_field={ROW_ID} to key the records by LanceDB's row ids (they change when "
+            "rows are updated or the table is compacted)",
+        )
     cols = foreign_columns(name, config, kinds)
-    id_kind = _id_kind(arrow.field(cols.id).type)
+    id_kind = "int" if cols.id == ROW_ID else _id_kind(arrow.field(cols.id).type)
     if id_kind is None:
         raise ConfigError(
             f"LanceDB table {name!r} keeps ids in {cols.id!r} of type "
@@ -352,6 +367,8 @@ def reuse_problems(schema: CollectionSchema, have: CollectionSchema) -> list[str
         return []
     if isinstance(layout, _frameworks.FrameworkLayout):
         return _frameworks.reuse_problems(layout, schema, have)
+    if layout.row_ids:
+        return [f"it has no id column (read by LanceDB's row ids, {ROW_ID}, which no write sets)"]
     problems = []
     if schema.id_type is not have.id_type:
         problems.append(

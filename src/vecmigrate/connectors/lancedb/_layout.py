@@ -26,6 +26,8 @@ from vecmigrate.records import conform, encode_json, metadata_to_arrow, table_to
 
 # The engine_settings key of the layout a foreign table was described with.
 LAYOUT_KEY = "lancedb.layout"
+# ``?id_field=_rowid``: a table without an id column, its records keyed by LanceDB's row id.
+ROW_ID = "_rowid"
 
 
 def quote(name: str) -> str:
@@ -103,6 +105,11 @@ class Layout:
         cols = [self.id, self.document, self.metadata, self.extra, *self.vectors]
         cols += [c for _, c, _ in self.fields]
         return list(dict.fromkeys(c for c in cols if c))
+
+    @property
+    def row_ids(self) -> bool:
+        """Records keyed by LanceDB's row id (no id column: read only, never written)."""
+        return self.id == ROW_ID
 
     # -- SQL -----------------------------------------------------------------------------
     def sql_field(self, field: str) -> str | None:
