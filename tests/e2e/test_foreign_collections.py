@@ -375,6 +375,64 @@ def test_milvus_full_text_over_another_field_than_the_document_is_not_carried(
         assert schema.sparse == () and schema.uncarried == {} and schema.full_text == ()
 
 
+def test_milvus_fields_without_a_portable_form_are_refused_and_a_partition_key_is_indexed(
+    tmp_path: Path,
+) -> None:
+    """A BINARY_VECTOR field was dropped unsaid (a note in engine settings) and an ARRAY of
+    BOOL too: the first is refused until the mapping leaves it behind, the second travels
+    as JSON; a partition key (what multi-tenant apps filter by) reads as a filter index,
+    so a target that builds them indexes the field (it was dropped unsaid as well)."""
+    from pymilvus import DataType
+
+    client = _milvus(tmp_path / "b.db")
+    ms = client.create_schema(auto_id=False, partition_key_field="tenant", num_partitions=8)
+    ms.add_field("id", DataType.INT64, is_primary=True)
+    ms.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    ms.add_field("codes", DataType.BINARY_VECTOR, dim=16)
+    ms.add_field("flags", DataType.ARRAY, element_type=DataType.BOOL, max_capacity=4)
+    ms.add_field("tenant", DataType.VARCHAR, max_length=16)
+    ms.add_field("text", DataType.VARCHAR, max_length=100)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="L2")
+    index.add_index("codes", index_type="BIN_FLAT", metric_type="HAMMING")
+    client.create_collection("mixed", schema=ms, index_params=index)
+    vectors = _vectors()
+    client.insert(
+        "mixed",
+        [
+            {
+                "id": i,
+                "vector": vectors[i].tolist(),
+                "codes": bytes([i % 256, (7 * i) % 256]),
+                "flags": [i % 2 == 0, i % 3 == 0],
+                "tenant": f"t{i % 4}",
+                "text": f"x{i}",
+            }
+            for i in range(ROWS)
+        ],
+    )
+    client.close()
+    src = f"milvus-lite://{tmp_path / 'b.db'}"
+    info = _inspect(src, "mixed")
+    assert "BINARY_VECTOR" in info["uncarried"]["codes"]
+    assert _types(info) == {"flags": "json", "tenant": "string"}
+    assert {m["name"]: m["indexed"] for m in info["metadata"]} == {"flags": False, "tenant": True}
+    assert "partition key" in info["engine_settings"]["tenant.index"]
+
+    target = f"lancedb://{tmp_path / 'lance'}"
+    refused = cli("copy", src, target, "-c", "mixed")
+    assert refused.returncode == 2, refused.stderr
+    assert "vectors: {codes: {drop: true}}" in refused.stderr.replace("\n", " ")
+    (tmp_path / "map.yaml").write_text("vectors:\n  codes: {drop: true}\n")
+    copied = _ok("copy", src, target, "-c", "mixed", "--map", str(tmp_path / "map.yaml"))
+    assert copied["verified"] and copied["rows_written"] == ROWS
+    with connect(target) as conn:
+        schema = conn.describe("mixed")
+        got = conn.fetch("mixed", [3])
+    assert {m.name: m.indexed for m in schema.metadata} == {"flags": False, "tenant": True}
+    assert metadata_rows(got, schema) == [{"flags": [False, True], "tenant": "t3"}]
+
+
 def test_milvus_fields_without_an_index_are_sampled_and_an_unknown_metric_is_refused(
     tmp_path: Path,
 ) -> None:

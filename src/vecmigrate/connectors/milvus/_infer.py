@@ -62,6 +62,9 @@ from vecmigrate.records import infer_metadata_fields
 # Reads up to SAMPLE_ROWS rows of these fields (a vector field, the JSON field, "$meta").
 Sampler = Callable[[list[str]], list[dict[str, Any]]]
 
+PARTITION_KEY_NOTE = (
+    "Milvus partition key (records hashed to partitions by it): read as a filter index"
+)
 _SCALAR: dict[DataType, MetadataType] = {
     DataType.VARCHAR: "string",
     DataType.INT8: "int64",
@@ -223,11 +226,17 @@ def infer_schema(
             mtype = _SCALAR[ftype]
         elif ftype == DataType.ARRAY and f.get("element_type") in _ARRAY_OF:
             mtype = _ARRAY_OF[f["element_type"]]
-        else:
-            notes[f"{fname}.skipped"] = f"field type {ftype!r} is not migrated"
+        elif ftype == DataType.ARRAY and f.get("element_type") == DataType.BOOL:
+            mtype = "json"  # a list of booleans, exact as JSON (no portable list<bool>)
+            notes[f"{fname}.type"] = "ARRAY of BOOL read as JSON"
+        else:  # refused until the mapping leaves it behind, never dropped unsaid
+            uncarried[fname] = _uncarried_type(f)
             continue
-        # A scalar index on the field (INVERTED, STL_SORT, Trie, BITMAP...) serves filters.
-        indexed = fname in indexes
+        # A scalar index on the field (INVERTED, STL_SORT, Trie, BITMAP...) serves filters;
+        # so does a partition key (a filter on it searches its partitions only).
+        indexed = fname in indexes or bool(f.get("is_partition_key"))
+        if f.get("is_partition_key"):
+            notes[f"{fname}.index"] = PARTITION_KEY_NOTE
         metadata.append(MetadataField(name=fname, type=mtype, indexed=indexed))
         where[fname] = [None, fname]
         if f.get("nullable"):
@@ -251,6 +260,20 @@ def infer_schema(
         uncarried=uncarried,
         full_text=tuple(full_text),
     )
+
+
+def _uncarried_type(field: dict[str, Any]) -> str:
+    """Why a field of a type the portable model has no form for is not carried."""
+    ftype = field["type"]
+    name = getattr(ftype, "name", str(ftype))
+    if name.endswith("_VECTOR"):
+        return (
+            f"a Milvus {name} field ({name.split('_')[0].lower()} values); the portable "
+            "model carries float32 dense vectors and sparse vectors"
+        )
+    element = field.get("element_type")
+    of = f" of {getattr(element, 'name', element)}" if element is not None else ""
+    return f"a Milvus {name}{of} field, which has no portable type"
 
 
 def computed_sparse(
