@@ -146,6 +146,13 @@ def operators(node: Node) -> set[str]:
     return {node.op}.union(*(operators(c) for c in node.children))
 
 
+def fields(node: Node) -> set[str]:
+    """Every metadata field a parsed filter names."""
+    if isinstance(node, Cond):
+        return {node.field.name}
+    return set().union(*(fields(c) for c in node.children))
+
+
 def namespace_scope(
     node: Node | None, namespaces: list[str | None]
 ) -> tuple[list[str | None], Node | None]:

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import require_module
 from tests.e2e.helpers import cli
 from vecmigrate.connectors import connect
+from vecmigrate.errors import ConfigError
 from vecmigrate.records import metadata_rows
 
 ROWS, DIM = 300, 8
@@ -828,6 +829,61 @@ def test_chroma_collection_metric_from_its_space(
     }
     with connect(dump) as conn:
         assert conn.describe("notes").vector.metric.value == metric
+
+
+def _chroma_images(path: Path, metas: list[dict[str, Any]] | None = None) -> None:
+    """A multimodal collection as chromadb's client makes it: each record's image is a URI
+    (what the collection's data loader reads), no document."""
+    chromadb = require_module("chromadb")
+    col = chromadb.PersistentClient(path=str(path)).create_collection(
+        "images", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+    )
+    col.add(
+        ids=[f"img-{i}" for i in range(ROWS)],
+        embeddings=_unit(),
+        uris=[f"s3://photos/{i}.jpg" if i % 10 else None for i in range(ROWS)],
+        metadatas=metas or [{"album": f"a{i % 3}"} for i in range(ROWS)],
+    )
+
+
+def test_chroma_record_uris_travel_as_a_field_and_come_back_as_uris(tmp_path: Path) -> None:
+    """A Chroma record's URI (a multimodal collection's image) was left behind, silently,
+    and the copy verified: it travels as the metadata field ``uri``, is written back as
+    the record's URI by a Chroma target, and no filter is asked of it there."""
+    _chroma_images(tmp_path / "c")
+    src = f"chroma://{tmp_path / 'c'}"
+    info = _inspect(src, "images")
+    assert _types(info) == {"album": "string", "uri": "string"}
+    assert info["engine_settings"]["chroma.uris"] == "uri"
+    dump = _copy_and_verify(src, "images", tmp_path)
+    got = _records(dump, "images", ["img-7", "img-10"])
+    assert got["img-7"]["metadata"] == {"album": "a1", "uri": "s3://photos/7.jpg"}
+    assert got["img-10"]["metadata"] == {"album": "a1"}  # a record without a URI
+
+    back = f"chroma://{tmp_path / 'back'}"
+    assert _ok("copy", dump, back, "-c", "images")["verified"]
+    chromadb = require_module("chromadb")
+    col = chromadb.PersistentClient(path=str(tmp_path / "back")).get_collection("images")
+    stored = col.get(ids=["img-7"], include=["uris", "metadatas"])
+    assert stored["uris"] == ["s3://photos/7.jpg"] and stored["metadatas"] == [{"album": "a1"}]
+    report = _ok("verify", src, back, "-c", "images", "--queries", "20",
+                 "--report-dir", str(tmp_path / "r"))  # fmt: skip
+    assert report["passed"] and report["parity"]["equal"]
+    assert not any("uri" in g for g in report["queries"]["groups"])
+    with connect(back) as conn, pytest.raises(ConfigError, match="not searchable"):
+        conn.count("images", {"uri": "s3://photos/7.jpg"})
+
+
+def test_chroma_uris_beside_a_uri_metadata_key_need_a_field_of_their_own(tmp_path: Path) -> None:
+    _chroma_images(tmp_path / "c", [{"uri": f"page-{i}"} for i in range(ROWS)])
+    src = f"chroma://{tmp_path / 'c'}"
+    refused = cli("inspect", src, "-c", "images")
+    assert refused.returncode == 2 and "?uri_field=NAME" in refused.stderr.replace("\n", " ")
+    named = f"{src}?uri_field=image"
+    assert _types(_inspect(named, "images")) == {"uri": "string", "image": "string"}
+    dump = _copy_and_verify(named, "images", tmp_path)
+    got = _records(dump, "images", ["img-3"])["img-3"]["metadata"]
+    assert got == {"uri": "page-3", "image": "s3://photos/3.jpg"}
 
 
 def test_a_chroma_collection_with_an_openai_embedding_function_copies_without_its_key(

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from vecmigrate.connectors.config import ConnectorConfig
 from vecmigrate.errors import ConfigError, VecmigrateError
-from vecmigrate.filters import Node, operators, parse
+from vecmigrate.filters import Node, fields, operators, parse
 from vecmigrate.layout import conform
 from vecmigrate.model import Capabilities, CollectionSchema, Metric, Partition, ResumeToken
 from vecmigrate.records import table_to_batch
@@ -439,7 +439,19 @@ class Connector(ABC):
                 f"{self.engine} cannot express filter operators {sorted(missing)}",
                 hint=f"it supports {sorted(self.capabilities.filter_ops) or 'no filters'}",
             )
+        stored_only = fields(node) & self.unfilterable(schema)
+        if stored_only:
+            raise ConfigError(
+                f"{self.engine} cannot filter {schema.name!r} on {sorted(stored_only)}: "
+                "stored with each record, not searchable",
+                hint="filter on other fields",
+            )
         return node
+
+    def unfilterable(self, schema: CollectionSchema) -> frozenset[str]:
+        """Metadata fields of ``schema`` that no filter can name here (kept with each
+        record, as Chroma keeps a record's URI, but not searchable)."""
+        return frozenset()
 
 
 # -- optional capability: a change feed ---------------------------------------------------------

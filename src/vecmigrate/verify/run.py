@@ -240,10 +240,14 @@ def _queries_and_truth(
     queries, sample_meta, sample_ids = sample_queries(source, name, sa, config.queries, config.seed)
     sample = (sample_ids, queries.vectors)  # the corpus records, before other query groups
     if config.filter_queries:
-        # Filters on fields both sides have, alike: one the target lacks (a copy mapped
-        # it away or renamed it) is no question to ask it; parity reports the difference.
+        # Filters on fields both sides have, alike, and can filter on: one the target lacks
+        # (a copy mapped it away or renamed it) is no question to ask it; parity reports
+        # the difference.
         types = {m.name: m.type for m in sb.metadata}
-        shared = tuple(m for m in sa.metadata if types.get(m.name) == m.type)
+        stored_only = source.unfilterable(sa) | target.unfilterable(sb)
+        shared = tuple(
+            m for m in sa.metadata if types.get(m.name) == m.type and m.name not in stored_only
+        )
         queries = queries + filter_queries(
             sa.replace(metadata=shared), sample_meta, queries.vectors, config.filter_queries,
             config.seed,

@@ -40,6 +40,13 @@ from vecmigrate.connectors.chroma._client import open_client, translate_error
 from vecmigrate.connectors.chroma._embedding import carried, described, registry_kept
 from vecmigrate.connectors.chroma._frameworks import ChromaFramework
 from vecmigrate.connectors.chroma._native import ChromaHTTP
+from vecmigrate.connectors.chroma._uris import (
+    DEFAULT_FIELD,
+    URIS_KEY,
+    check_uri_field,
+    split_uris,
+    with_uris,
+)
 from vecmigrate.connectors.config import ConnectorConfig, Secret
 from vecmigrate.connectors.frameworks import WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.partitions import offset_partitions, scan_offsets
@@ -62,7 +69,7 @@ SCHEMA_KEY = "vecmigrate:schema"
 ENCODED = "vecmigrate:json:"
 _SPACE = {Metric.COSINE: "cosine", Metric.DOT: "ip", Metric.L2: "l2"}
 _METRIC = {v: k for k, v in _SPACE.items()}
-_INCLUDE = ["embeddings", "documents", "metadatas"]
+_INCLUDE = ["embeddings", "documents", "metadatas", "uris"]
 # HNSW parameter names: portable -> Chroma.
 _HNSW_PARAMS = {
     "M": "max_neighbors",
@@ -158,12 +165,14 @@ def where_filter(node: Node, encoded: bool = False) -> dict[str, Any]:
 class ChromaConfig(ConnectorConfig):
     """Tenant and database (Chroma's defaults), the HTTP server's token, and ``layout``:
     ``langchain``, ``llamaindex`` or ``haystack`` for collections those frameworks read and
-    write."""
+    write; ``uri_field``: the metadata field the records' URIs travel in."""
 
     tenant: str = DEFAULT_TENANT
     database: str = DEFAULT_DATABASE
     token: Secret | None = None
     layout: str | None = None
+    # The metadata field that carries the records' URIs (``_uris``).
+    uri_field: str = DEFAULT_FIELD
 
 
 class ChromaConnector(Connector):
@@ -316,6 +325,11 @@ class ChromaConnector(Connector):
         if self._framework is not None:
             read = self._framework.read
             metas = [read(d, m)[1] for d, m in zip(sample["documents"], metas, strict=True)]
+        uris, settings = sample.get("uris"), {}
+        if uris and any(u is not None for u in uris):
+            check_uri_field(col.name, self.config.uri_field, metas)
+            metas = with_uris(col.name, sample["ids"], metas, uris, self.config.uri_field)
+            settings[URIS_KEY] = self.config.uri_field
         function = described(config, vector.name, dim)
         return CollectionSchema(
             name=col.name,
@@ -327,9 +341,15 @@ class ChromaConnector(Connector):
             engine_settings={
                 "configuration": {"hnsw": hnsw},
                 "metadata_types": "inferred from 1000 records",
+                **settings,
                 **function["settings"],
             },
         )
+
+    def unfilterable(self, schema: CollectionSchema) -> frozenset[str]:
+        # Chroma filters metadata only; the URIs are the records' own (``_uris``).
+        field = schema.engine_settings.get(URIS_KEY)
+        return frozenset({field}) if field else frozenset()
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         # Without a filter no schema is needed (an empty collection has none to read).
@@ -403,6 +423,8 @@ class ChromaConnector(Connector):
             read = [self._framework.read(d, m) for d, m in zip(texts, metas, strict=True)]
             docs, metas = [d for d, _ in read], [m for _, m in read]
         docs = docs if schema.has_document else None
+        field = schema.engine_settings.get(URIS_KEY, self.config.uri_field)
+        metas = with_uris(col.name, ids, metas, got.get("uris"), field)
         # Chroma never returns a null it was not given: a None is a decoded explicit null.
         return build_batch(
             schema,
@@ -471,6 +493,7 @@ class ChromaConnector(Connector):
     ) -> None:
         """``upsert`` into one handle (how values are stored depends on the collection)."""
         metas: list[dict[str, Any] | None]
+        uris = split_uris(rows, schema.engine_settings.get(URIS_KEY))
         if self._framework is not None:
             written = self._written.get(name)
             served = written[1] if written else _space(col)[0]
@@ -491,7 +514,7 @@ class ChromaConnector(Connector):
             # record is absent to readers, which live cutover's reconcile and held-entry
             # resolution would read as a delete. Known gap: Chroma merges metadata keys on
             # upsert, so a key the new record lacks stays (docs/engines.md).
-            col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
+            col.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas, uris=uris)
 
     @staticmethod
     def _foreign_metadata(name: str, rid: str, meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -76,7 +76,6 @@ from vecmigrate.connectors.s3vectors._records import (
     compile_filter,
     described,
     encode_metadata,
-    filter_fields,
     from_key,
     index_metric,
     index_name,
@@ -89,7 +88,7 @@ from vecmigrate.connectors.s3vectors._records import (
     to_key,
 )
 from vecmigrate.errors import ConfigError, DataError
-from vecmigrate.filters import ALL_OPS, evaluate
+from vecmigrate.filters import ALL_OPS, evaluate, fields
 from vecmigrate.model import Capabilities, CollectionSchema, IdType, Partition, ResumeToken
 from vecmigrate.records import table_to_batch, vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
@@ -400,7 +399,7 @@ class S3VectorsConnector(Connector):
         node = self._filter(schema, filter)
         flt = None
         if node is not None:
-            hidden = sorted(filter_fields(node) & set(self._hidden(schema)))
+            hidden = sorted(fields(node) & set(self._hidden(schema)))
             if hidden:
                 raise ConfigError(
                     f"S3 Vectors index {index_name(name)!r} cannot filter on non-filterable "

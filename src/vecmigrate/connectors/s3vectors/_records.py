@@ -136,13 +136,6 @@ def check_vectors(
 
 
 # -- filters --------------------------------------------------------------------------------
-def filter_fields(node: Node) -> set[str]:
-    """The metadata keys a parsed filter reads."""
-    if isinstance(node, Cond):
-        return {node.field.name}
-    return set().union(*(filter_fields(c) for c in node.children))
-
-
 def compile_filter(node: Node, negate: bool = False) -> dict[str, Any]:
     """A portable filter as S3 Vectors' metadata filter, keeping the portable semantics.
 
