@@ -610,3 +610,58 @@ def test_a_table_without_vectors_is_never_replaced(postgres: Any, tmp_path: Path
         assert out.returncode == 2 and "has no vector column" in out.stderr, out.stderr
     with psycopg.connect(postgres.dsn) as db:
         assert db.execute(f"SELECT id FROM {name}").fetchall() == [("keep",)]
+
+
+def test_an_id_column_no_constraint_keeps_unique_is_checked_before_anything_is_read(
+    postgres: Any, tmp_path: Path
+) -> None:
+    """A chunk table whose ``doc_id`` repeats for each chunk of a document, no primary key:
+    keyed by it, a copy merged those chunks into one record (upserts) and its scans skipped
+    the rest of a repeated key (each batch resumes after the last key read). Now refused
+    before a record is read, naming the values; a column whose values do identify the rows
+    copies. A unique column holding NULL is refused too (those rows were never read)."""
+    name, other = _name("chunks"), _name("refs")
+    vectors = np.random.default_rng(2).normal(size=(ROWS, 4)).astype(np.float32)
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (doc_id text, chunk_id text, body text, emb vector(4))")
+        db.execute(f"CREATE TABLE {other} (ref text UNIQUE, body text, emb vector(4))")
+        with db.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {name} VALUES (%s, %s, %s, %s::vector)",
+                [
+                    (f"doc-{i // 3}", f"doc-{i // 3}#{i % 3}", f"chunk {i}", str(v.tolist()))
+                    for i, v in enumerate(vectors)
+                ],
+            )
+            cur.executemany(
+                f"INSERT INTO {other} VALUES (%s, %s, %s::vector)",
+                [
+                    (None if i == 5 else f"r{i}", f"b{i}", str(v.tolist()))
+                    for i, v in enumerate(vectors)
+                ],
+            )
+    (tmp_path / "map.yaml").write_text("vectors:\n  emb: {metric: l2}\n")
+    uri, out = postgres.uri(), f"dump://{tmp_path / 'dump'}"
+    chosen = _inspected(f"{uri}?document_field=body", name)
+    assert chosen["engine_settings"]["layout"]["key"] == "doc_id"  # a common id name
+    refused = cli("copy", f"{uri}?document_field=body", out, "-c", name,
+                  "--map", str(tmp_path / "map.yaml"))  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.replace("\n", " ")
+    for text in ("'doc_id' has no primary key or unique constraint", "same value in several rows",
+                 "'doc-", "?id_field=NAME"):  # fmt: skip
+        assert text in line, line
+    assert not (tmp_path / "dump" / name).exists()
+
+    by_chunk = f"{uri}?id_field=chunk_id&document_field=body"
+    copied = cli("copy", by_chunk, out, "-c", name, "--map", str(tmp_path / "map.yaml"), "--json")
+    assert copied.returncode == 0 and copied.json()["rows_written"] == ROWS, copied.stderr
+    with connect(out) as conn:
+        got = conn.fetch(name, ["doc-4#1"])
+    assert got.column("metadata").to_pylist() == [{"doc_id": "doc-4"}]
+
+    nulls = cli("copy", f"{uri}?id_field=ref", f"dump://{tmp_path / 'd2'}", "-c", other,
+                "--map", str(tmp_path / "map.yaml"))  # fmt: skip
+    assert nulls.returncode == 2 and "no value (NULL) in 1 row(s)" in nulls.stderr.replace(
+        "\n", " "
+    )

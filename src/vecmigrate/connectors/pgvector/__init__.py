@@ -135,6 +135,7 @@ class PgvectorConnector(ChangeCapture, Connector):
         self._lock = threading.Lock()
         self._has_conflicts: set[str] = set()
         self._infos: dict[str, TableInfo] = {}
+        self._keys_checked: set[str] = set()
         self._plans: dict[str, WritePlan] = {}
         layout = parse_layout(self.config.layout, "pgvector", WITH_HAYSTACK)
         self._framework = FrameworkTables(self, layout) if layout else None
@@ -299,6 +300,7 @@ class PgvectorConnector(ChangeCapture, Connector):
         total = self.count(name)
         n = max(1, min(n, total // 1000 + 1))
         layout = layout_of(self._schema(name))
+        self._check_key(name, layout.key)
         key = sql.Identifier(layout.key)
         uppers = [
             r[0]
@@ -316,6 +318,22 @@ class PgvectorConnector(ChangeCapture, Connector):
             )
         ]
         return key_range_partitions(uppers[:-1], total)
+
+    def _check_key(self, name: str, key: str) -> None:
+        """ConfigError, before a record is read, when ``key`` (no primary key of its own)
+        cannot identify ``name``'s records (``TableInfo.key_problem``); checked once."""
+        if name in self._keys_checked:
+            return
+        info = self._infos.get(name) or table_info(self._query, self.namespace, name)
+        problem = info.key_problem(self._query, self._table(name), key)
+        if problem:
+            raise ConfigError(
+                f"table {name!r}: its id column {key!r} has no primary key or unique "
+                f"constraint and holds {problem}; keyed by it, records would be merged "
+                "or skipped, so nothing is read",
+                hint="name a column whose values identify each row with ?id_field=NAME",
+            )
+        self._keys_checked.add(name)
 
     def scan(
         self,
