@@ -371,3 +371,29 @@ def test_a_table_without_an_id_column_is_keyed_by_lancedbs_row_ids_when_asked(
     into = cli("copy", out, keyed, "-c", "notes", "--if-exists", "reuse")
     assert into.returncode == 2 and "it has no id column" in into.stderr.replace("\n", " ")
     assert table.count_rows() == ROWS
+
+
+def test_an_id_column_that_repeats_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """LanceDB keeps no column unique: a chunk table keyed by ``doc_id`` (three chunks per
+    document) was copied with the chunks of a document merged into one record on the
+    target, and only the check after said so. Now refused before anything is read or
+    written, naming the values and both ways out."""
+    _create(
+        tmp_path / "src",
+        "chunks",
+        {
+            "doc_id": [f"doc-{i // 3}" for i in range(ROWS)],
+            "text": [f"chunk {i}" for i in range(ROWS)],
+            "vector": _vectors(),
+        },
+    )
+    src, out = f"lancedb://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'out'}"
+    refused = cli("copy", src, out, "-c", "chunks")
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.replace("\n", " ")
+    for text in ("'doc_id' has no unique constraint", "'doc-0'", "?id_field=_rowid"):
+        assert text in line, line
+    lancedb = require_module("lancedb")
+    assert "chunks" not in lancedb.connect(str(tmp_path / "out")).table_names()
+    copied = _ok("copy", f"{src}?id_field=_rowid", out, "-c", "chunks")
+    assert copied["verified"] and copied["rows_written"] == ROWS

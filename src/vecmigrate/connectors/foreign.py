@@ -8,8 +8,9 @@ choice that cannot be made is refused with the parameter that makes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,6 +124,32 @@ def foreign_columns(
     )
     assert id_col is not None
     return ForeignColumns(id=id_col, document=doc, metadata=meta)
+
+
+def refuse_repeated_keys(
+    collection: str,
+    key: str,
+    nulls: int,
+    repeated: Sequence[Any],
+    *,
+    constraint: str,
+    otherwise: str = "",
+) -> None:
+    """ConfigError, before a record is read, when the id column ``key`` (which nothing
+    but ``constraint`` describes) holds a value in several rows or none: keyed by it, a
+    copy would merge those records and lose the rows without one. ``otherwise``: another
+    way out, for the hint."""
+    if repeated:
+        problem = f"the same value in several rows (e.g. {', '.join(map(repr, repeated))})"
+    elif nulls:
+        problem = f"no value (NULL) in {nulls} row(s)"
+    else:
+        return
+    raise ConfigError(
+        f"{collection!r}: its id column {key!r} has {constraint} and holds {problem}; "
+        "keyed by it, records would be merged or lost, so nothing is read",
+        hint=f"name a column whose values identify each row with ?id_field=NAME{otherwise}",
+    )
 
 
 def sampled_metric(vectors: np.ndarray) -> tuple[Metric, str]:

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.files import make_dir
-from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig
+from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig, refuse_repeated_keys
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.lancedb._client import translate_error
 from vecmigrate.connectors.lancedb._frameworks import create_table
@@ -125,6 +125,7 @@ class LanceDBConnector(Connector):
         # Foreign tables reused for a copy: the copy's schema, whose metadata keys the
         # table's JSON-text metadata takes (``with_json_keys``) though no row shows them yet.
         self._reused: dict[str, CollectionSchema] = {}
+        self._keys_checked: set[str] = set()
 
     @cached_property
     def db(self) -> Any:
@@ -230,8 +231,32 @@ class LanceDBConnector(Connector):
 
     # -- reading -----------------------------------------------------------------------------
     def partitions(self, name: str, n: int) -> list[Partition]:
+        self._check_key(name)
         # take_offsets addresses rows by position, stable while the table is not written.
         return offset_partitions(self.count(name), n)
+
+    def _check_key(self, name: str) -> None:
+        """A foreign table's id column read once, before a record is: LanceDB keeps no
+        key unique, and records keyed by a repeated one would be merged on the target
+        (``refuse_repeated_keys``)."""
+        layout = self._layout(name)
+        if layout is None or name in self._keys_checked:
+            return
+        if not (isinstance(layout, Layout) and layout.row_ids):
+            got = self._table(name).search().select([layout.id]).limit(None).to_arrow()
+            ids = got.column(layout.id).combine_chunks()
+            counts = pc.value_counts(ids.drop_null())
+            repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+            shown = layout.read_ids(repeated[:3]).to_pylist()
+            refuse_repeated_keys(
+                name,
+                layout.id,
+                ids.null_count,
+                shown,
+                constraint="no unique constraint",
+                otherwise=", or ?id_field=_rowid to key them by LanceDB's row ids",
+            )
+        self._keys_checked.add(name)
 
     def _read(self, name: str, got: pa.Table, schema: CollectionSchema) -> pa.RecordBatch:
         layout = self._layout(name)

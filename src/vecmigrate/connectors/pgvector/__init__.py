@@ -34,7 +34,7 @@ from psycopg import sql
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.config import Secret, reveal
-from vecmigrate.connectors.foreign import FieldsConfig
+from vecmigrate.connectors.foreign import FieldsConfig, refuse_repeated_keys
 from vecmigrate.connectors.frameworks import WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector import _client
@@ -320,19 +320,16 @@ class PgvectorConnector(ChangeCapture, Connector):
         return key_range_partitions(uppers[:-1], total)
 
     def _check_key(self, name: str, key: str) -> None:
-        """ConfigError, before a record is read, when ``key`` (no primary key of its own)
-        cannot identify ``name``'s records (``TableInfo.key_problem``); checked once."""
+        """ConfigError, before a record is read, when ``key`` is not the primary key and
+        its rows repeat a value or lack one (``refuse_repeated_keys``: scans resume after
+        the last key read, so they would skip rows too); checked once."""
         if name in self._keys_checked:
             return
         info = self._infos.get(name) or table_info(self._query, self.namespace, name)
-        problem = info.key_problem(self._query, self._table(name), key)
-        if problem:
-            raise ConfigError(
-                f"table {name!r}: its id column {key!r} has no primary key or unique "
-                f"constraint and holds {problem}; keyed by it, records would be merged "
-                "or skipped, so nothing is read",
-                hint="name a column whose values identify each row with ?id_field=NAME",
-            )
+        found = info.key_repeats(self._query, self._table(name), key)
+        if found is not None:
+            constraint = "a unique index" if key in info.unique else "no unique constraint"
+            refuse_repeated_keys(name, key, *found, constraint=constraint)
         self._keys_checked.add(name)
 
     def scan(

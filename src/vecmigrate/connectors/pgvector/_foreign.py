@@ -131,13 +131,29 @@ class TableInfo:
     def vector_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.type in VECTOR_TYPES]
 
-    def key_problem(self, query: Query, table: sql.Composed, key: str) -> str | None:
-        """Why ``key`` cannot identify the records, read from the rows where no constraint
-        says (None: it can). Keyed by a column that repeats a value, a copy would merge
-        those records (upserts) and skip some of them (scans resume after a key); rows
-        without a key are never read."""
+    def key_repeats(
+        self, query: Query, table: sql.Composed, key: str
+    ) -> tuple[int, list[str]] | None:
+        """(rows without ``key``, up to 3 values in several rows), read from the rows where
+        no primary key vouches for it (None: one does)."""
         if self.primary == (key,):
             return None
+        k = sql.Identifier(key)
+        repeats = (
+            sql.SQL("ARRAY[]::text[]")
+            if key in self.unique
+            else sql.SQL(
+                "ARRAY(SELECT {}::text FROM {} WHERE {} IS NOT NULL GROUP BY {} "
+                "HAVING count(*) > 1 LIMIT 3)"
+            ).format(k, table, k, k)
+        )
+        ((nulls, repeated),) = query(
+            sql.SQL("SELECT (SELECT count(*) FROM {} WHERE {} IS NULL), {}").format(
+                table, k, repeats
+            ),
+            None,
+        )
+        return int(nulls), list(repeated)
         k = sql.Identifier(key)
         repeats = (
             sql.SQL("ARRAY[]::text[]")
