@@ -243,15 +243,22 @@ class LanceDBConnector(Connector):
         if layout is None or name in self._keys_checked:
             return
         if not (isinstance(layout, Layout) and layout.row_ids):
-            got = self._table(name).search().select([layout.id]).limit(None).to_arrow()
-            ids = got.column(layout.id).combine_chunks()
-            counts = pc.value_counts(ids.drop_null())
-            repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-            shown = layout.read_ids(repeated[:3]).to_pylist()
+            query = self._table(name).search().select([layout.id]).limit(None)
+            keys, nulls = IdKeys(), 0
+            for batch in query.to_batches(1 << 16):  # 64-bit keys: memory stays flat
+                ids = batch.column(0)
+                nulls += ids.null_count
+                keys.add(ids.drop_null())
+            shown: list[Any] = []
+            if keys.repeated():  # which ones (read whole: the table is refused anyway)
+                ids = query.to_arrow().column(layout.id).combine_chunks().drop_null()
+                counts = pc.value_counts(ids)
+                repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+                shown = layout.read_ids(repeated[:3]).to_pylist()
             refuse_repeated_keys(
                 name,
                 layout.id,
-                ids.null_count,
+                nulls,
                 shown,
                 constraint="no unique constraint",
                 otherwise=", or ?id_field=_rowid to key them by LanceDB's row ids",
