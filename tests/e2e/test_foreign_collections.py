@@ -434,6 +434,29 @@ def test_milvus_fields_without_a_portable_form_are_refused_and_a_partition_key_i
     assert metadata_rows(got, schema) == [{"flags": [False, True], "tenant": "t3"}]
 
 
+def test_milvus_rows_repeating_a_primary_key_copy_as_the_latest_of_each(tmp_path: Path) -> None:
+    """Milvus keeps every row an insert wrote, a key inserted again included (an ingestion
+    run twice), and ``count(*)`` counts them all, while its queries return the latest row
+    of each key. The copy read the 100 records and its row count check failed against the
+    300 rows; now the records are the keys, said in a warning, and the check passes."""
+    client = _milvus(tmp_path / "d.db")
+    client.create_collection("twice", dimension=DIM, metric_type="L2", consistency_level="Strong")
+    vectors = _vectors()
+    for run in range(3):
+        client.insert(
+            "twice",
+            [{"id": i, "vector": vectors[i].tolist(), "run": run} for i in range(100)],
+        )
+    client.close()
+    src, dump = f"milvus-lite://{tmp_path / 'd.db'}", f"dump://{tmp_path / 'dump'}"
+    copied = cli("copy", src, dump, "-c", "twice", "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert copied.json()["rows_written"] == 100 and copied.json()["verified"]
+    assert "300 rows but 100 primary keys" in copied.stderr.replace("\n", " ")
+    got = _records(dump, "twice", [7])[7]["metadata"]
+    assert got == {"run": 2}  # the latest insert of key 7
+
+
 def test_milvus_fields_without_an_index_are_sampled_and_an_unknown_metric_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -180,6 +180,8 @@ class MilvusConnector(Connector):
         # an id's first copy is inserted and only a repeat upserted (``_insert_or_upsert``).
         self._inserting: dict[str, SeenKeys] = {}
         self._insert_lock = threading.Lock()
+        # Collections whose rows repeat primary keys: the keys a walk found (``count``).
+        self._keys: dict[str, int] = {}
 
     @classmethod
     def capabilities_for(cls, server_version: tuple[int, int] | None) -> Capabilities:
@@ -279,6 +281,8 @@ class MilvusConnector(Connector):
         return out
 
     def count(self, name: str, filter: Filter | None = None) -> int:
+        if filter is None and name in self._keys:  # rows repeating a key (``partitions``)
+            return self._keys[name]
         schema = self._schema(name)
         expr = self._expr(schema, filter)
         res = self._query(name, expr, ["count(*)"])
@@ -378,12 +382,15 @@ class MilvusConnector(Connector):
     def partitions(self, name: str, n: int) -> list[Partition]:
         """Disjoint primary-key ranges ``(after, upto]`` with open outer ends.
 
-        Bounds come from one primary-key-only pass in key order, so ranges are exact.
+        Bounds come from one primary-key-only pass in key order, so ranges are exact. The
+        pass also counts the keys: Milvus keeps every row an insert wrote, a key inserted
+        twice included, and counts them all, while its reads return the latest row of each
+        key. Where they differ, the records are the keys (``count`` says so from then on,
+        and a warning why), not the rows.
         """
+        self._keys.pop(name, None)
         total = self.count(name)
         n = max(1, min(n, total // self.MIN_PARTITION_ROWS + 1))
-        if n == 1:
-            return [Partition(id="ids-0", spec={"after": None, "upto": None}, estimated_rows=total)]
         schema = self._schema(name)
         key = pk(schema)
         cuts = {total * i // n for i in range(1, n)}
@@ -394,7 +401,15 @@ class MilvusConnector(Connector):
                 seen += 1
                 if seen in cuts:
                     uppers.append(r[key])
-        return key_range_partitions(uppers, total)
+        if seen < total:
+            self._keys[name] = seen
+            log.warning(
+                "Milvus collection %r counts %d rows but %d primary keys: %d rows repeat a "
+                "key inserted again (Milvus keeps inserts of a key it holds; its queries and "
+                "searches return the latest row of each), so %d records are read and counted",
+                name, total, seen, total - seen, seen,
+            )  # fmt: skip
+        return key_range_partitions(uppers, min(seen, total))
 
     def _read_schema(self, name: str, schema: CollectionSchema | None) -> CollectionSchema:
         """``schema`` (the caller's view) with the physical layout of the stored collection."""
@@ -435,6 +450,7 @@ class MilvusConnector(Connector):
 
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, name: str, batch: pa.RecordBatch) -> None:
+        self._keys.pop(name, None)  # counted again, as written
         schema = self._schema(name)
         if batch.num_rows == 0:
             return
@@ -473,6 +489,7 @@ class MilvusConnector(Connector):
                 self._upsert_rows(name, again)
 
     def delete(self, name: str, ids: Sequence[Any]) -> None:
+        self._keys.pop(name, None)
         if name in self._bulk:  # staged rows first, so the delete applies to them too
             self._land(name)
         schema = self._schema(name)
@@ -487,6 +504,7 @@ class MilvusConnector(Connector):
         self._schemas.pop(name, None)
         self._loaded.discard(name)
         self._inserting.pop(name, None)
+        self._keys.pop(name, None)
         load = self._bulk.pop(name, None)
         if load is not None:
             load.close()
