@@ -649,7 +649,7 @@ def test_an_id_column_no_constraint_keeps_unique_is_checked_before_anything_is_r
     assert refused.returncode == 2, refused.stderr
     line = refused.stderr.replace("\n", " ")
     for text in ("'doc_id' has no unique constraint", "same value in several rows",
-                 "'doc-", "?id_field=NAME"):  # fmt: skip
+                 "'doc-", "?id_field=NAME", "?id_field=ctid"):  # fmt: skip
         assert text in line, line
     assert not (tmp_path / "dump" / name).exists()
 
@@ -665,3 +665,41 @@ def test_an_id_column_no_constraint_keeps_unique_is_checked_before_anything_is_r
     assert nulls.returncode == 2 and "no value (NULL) in 1 row(s)" in nulls.stderr.replace(
         "\n", " "
     )
+
+
+def test_a_table_without_an_id_column_is_keyed_by_its_rows_location_when_asked(
+    postgres: Any, tmp_path: Path
+) -> None:
+    """A table with no column that identifies its rows (text and vectors only) could not be
+    copied without changing it; ``?id_field=ctid`` keys each row by its physical location
+    (read only: no write can set it, and an update moves it)."""
+    name = _name("notes")
+    vectors = np.random.default_rng(4).normal(size=(ROWS, 4)).astype(np.float32)
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (body text, emb vector(4))")
+        with db.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {name} VALUES (%s, %s::vector)",
+                [(f"note {i}", str(v.tolist())) for i, v in enumerate(vectors)],
+            )
+        where = {r[1]: r[0] for r in db.execute(f"SELECT ctid::text, body FROM {name}")}
+    (tmp_path / "map.yaml").write_text("vectors:\n  emb: {metric: l2}\n")
+    uri, out = postgres.uri(), f"dump://{tmp_path / 'dump'}"
+    refused = cli("inspect", uri, "-c", name)
+    assert refused.returncode == 2 and "?id_field=ctid" in refused.stderr.replace("\n", " ")
+
+    keyed = f"{uri}?id_field=ctid"
+    info = _inspected(keyed, name)
+    assert info["id_type"] == "string" and info["has_document"]
+    copied = cli("copy", keyed, out, "-c", name, "--map", str(tmp_path / "map.yaml"), "--json")
+    assert copied.returncode == 0 and copied.json()["rows_written"] == ROWS, copied.stderr
+    with connect(out) as conn:
+        got = conn.fetch(name, [where["note 7"]])
+    assert got.column("document").to_pylist() == ["note 7"]
+    with connect(keyed) as pg:
+        assert pg.fetch(name, [where["note 9"]]).column("document").to_pylist() == ["note 9"]
+    report = cli("verify", keyed, out, "-c", name, "--map", str(tmp_path / "map.yaml"),
+                 "--queries", "20", "--report-dir", str(tmp_path / "r"), "--json")  # fmt: skip
+    assert report.returncode == 0 and report.json()["parity"]["equal"], report.stderr
+    into = cli("copy", out, keyed, "-c", name, "--if-exists", "reuse")
+    assert into.returncode == 2 and "no write can set" in into.stderr.replace("\n", " ")

@@ -39,7 +39,13 @@ from vecmigrate.connectors.frameworks import WITH_HAYSTACK, parse_layout
 from vecmigrate.connectors.partitions import key_range_partitions
 from vecmigrate.connectors.pgvector import _client
 from vecmigrate.connectors.pgvector._changes import ChangeCapture
-from vecmigrate.connectors.pgvector._foreign import TableInfo, roles, table_info
+from vecmigrate.connectors.pgvector._foreign import (
+    ROW_ID,
+    ROW_ID_HINT,
+    TableInfo,
+    roles,
+    table_info,
+)
 from vecmigrate.connectors.pgvector._frameworks import FrameworkTables
 from vecmigrate.connectors.pgvector._fulltext import (
     check_served,
@@ -229,6 +235,12 @@ class PgvectorConnector(ChangeCapture, Connector):
             info = table_info(self._query, self.namespace, schema.name)
             if own_schema(info) is None:
                 # An application's table: checked now, written in its own column types.
+                if self.config.id_field == ROW_ID:
+                    raise ConfigError(
+                        f"table {schema.name!r} is read keyed by its rows' location "
+                        f"(?id_field={ROW_ID}), which no write can set; nothing was written",
+                        hint="copy into a new table, or name its id column with ?id_field=",
+                    )
                 app = roles(info, self.config)
                 self._plans[schema.name] = plan_write(info, app, schema)
                 if schema.full_text:
@@ -309,7 +321,7 @@ class PgvectorConnector(ChangeCapture, Connector):
                     "SELECT DISTINCT ON (b) k{} FROM (SELECT {} AS k, ntile({}) OVER "
                     "(ORDER BY {}) AS b FROM {}) s ORDER BY b, k DESC"
                 ).format(
-                    sql.SQL("::text" if layout.key_type == "uuid" else ""),
+                    sql.SQL("::text" if layout.key_as_text else ""),
                     key,
                     sql.Literal(n),
                     key,
@@ -329,7 +341,9 @@ class PgvectorConnector(ChangeCapture, Connector):
         found = info.key_repeats(self._query, self._table(name), key)
         if found is not None:
             constraint = "a unique index" if key in info.unique else "no unique constraint"
-            refuse_repeated_keys(name, key, *found, constraint=constraint)
+            refuse_repeated_keys(
+                name, key, *found, constraint=constraint, otherwise=f", or {ROW_ID_HINT}"
+            )
         self._keys_checked.add(name)
 
     def scan(

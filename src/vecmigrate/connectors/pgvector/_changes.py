@@ -19,8 +19,10 @@ import psycopg
 from psycopg import sql
 
 from vecmigrate.connectors.base import Change
+from vecmigrate.connectors.pgvector._foreign import ROW_ID
 from vecmigrate.connectors.pgvector._schema import layout_of
 from vecmigrate.connectors.pgvector._sql import regclass
+from vecmigrate.errors import ConfigError
 from vecmigrate.model import CollectionSchema
 
 _OPS = {"U": "upsert", "D": "delete", "T": "truncate"}
@@ -71,6 +73,12 @@ class ChangeCapture:
         exactly what committed between two snapshots, whatever order transactions commit in."""
         # describe refuses a table that is not a vector collection; the key may be any column.
         layout = layout_of(self.describe(name))
+        if layout.key == ROW_ID:  # a row's location moves when the row is updated
+            raise ConfigError(
+                f"table {name!r} is keyed by its rows' location (?id_field={ROW_ID}), which an "
+                "update changes: its changes cannot be followed by id",
+                hint="sync it by digests (--mode generic), or name an id column with ?id_field=",
+            )
         key, id_type = sql.Identifier(layout.key), layout.key_type
         table, fn, trg = capture_names(name)
         ch, fq = (

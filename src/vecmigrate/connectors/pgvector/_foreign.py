@@ -54,6 +54,13 @@ INT_TYPES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 TEXT_TYPES = frozenset({"text", "character varying", "character", "citext"})
 JSON_TYPES = frozenset({"json", "jsonb"})
 KEY_TYPES = frozenset({*INT_TYPES, *TEXT_TYPES, "uuid"})
+# ``?id_field=ctid``: a table without a column that identifies its rows, keyed by their
+# physical location (read only: it changes when a row is updated or the table rewritten).
+ROW_ID = "ctid"
+ROW_ID_HINT = (
+    f"?id_field={ROW_ID} to key the rows by their physical location (it changes when a "
+    "row is updated or the table rewritten)"
+)
 VECTOR_TYPES = frozenset({"vector", "halfvec", "sparsevec"})
 PORTABLE_OF_SQL: dict[str, MetadataType] = {
     "text": "string",
@@ -99,6 +106,9 @@ class Column:
     writable: bool  # not GENERATED ALWAYS (identity or expression)
 
 
+ROW_ID_COLUMN = Column(ROW_ID, "tid", "tid (the row's location)", -1, 27, True, True, False)
+
+
 # ``pg_get_expr`` of an index on one column cast to half precision: (embedding)::halfvec(3072)
 _CAST_INDEX = re.compile(r'\(?(?P<column>"(?:[^"]|"")+"|\w+)\)?::(?P<type>halfvec\(\d+\))')
 # ... and of an index on one key of a JSON column: (metadata ->> 'source'::text), possibly
@@ -131,12 +141,16 @@ class TableInfo:
     def vector_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.type in VECTOR_TYPES]
 
+    def with_row_id(self) -> TableInfo:
+        """The table with its rows' location as a column (``?id_field=ctid``)."""
+        return dataclasses.replace(self, columns={**self.columns, ROW_ID: ROW_ID_COLUMN})
+
     def key_repeats(
         self, query: Query, table: sql.Composed, key: str
     ) -> tuple[int, list[str]] | None:
         """(rows without ``key``, up to 3 values in several rows), read from the rows where
         no primary key vouches for it (None: one does)."""
-        if self.primary == (key,):
+        if self.primary == (key,) or key == ROW_ID:
             return None
         k = sql.Identifier(key)
         repeats = (
@@ -307,9 +321,15 @@ def roles(info: TableInfo, config: FieldsConfig) -> Roles:
     scalar = {c: _kind(col) for c, col in cols.items() if col.type not in VECTOR_TYPES}
     if key is None and not any(n in scalar for n in ID_NAMES) and len(info.unique) == 1:
         key = next(iter(info.unique))
+    if key is None and not any(n in scalar for n in ID_NAMES):
+        raise ConfigError(
+            f"table {name!r} has no column recognisable as its id",
+            hint=f"name it with ?id_field=NAME (columns: {', '.join(scalar) or 'none'}), "
+            f"or {ROW_ID_HINT}",
+        )
     found = foreign_columns(name, dataclasses.replace(config, id_field=key), scalar)
     key_col = cols[found.id]
-    if key_col.type not in KEY_TYPES:
+    if key_col.type not in KEY_TYPES and found.id != ROW_ID:
         raise ConfigError(
             f"table {name!r}: key column {found.id!r} is {key_col.full}; vecmigrate reads keys "
             "of type integer, bigint, smallint, text, varchar or uuid",

@@ -16,7 +16,12 @@ from typing import Any
 from psycopg import sql
 
 from vecmigrate.connectors.foreign import FieldsConfig
-from vecmigrate.connectors.pgvector._foreign import TableInfo, describe_foreign, table_info
+from vecmigrate.connectors.pgvector._foreign import (
+    ROW_ID,
+    TableInfo,
+    describe_foreign,
+    table_info,
+)
 from vecmigrate.connectors.pgvector._sql import (
     SQL_TYPE,
     Query,
@@ -60,6 +65,8 @@ def describe_table(
     """The schema of an existing table (from its COMMENT when vecmigrate made it, else read
     as it is) and what the catalog says about it."""
     info = table_info(query, namespace, name)
+    if config.id_field == ROW_ID:
+        info = info.with_row_id()
     return own_schema(info) or describe_foreign(query, namespace, info, config), info
 
 
@@ -90,10 +97,15 @@ class Layout:
     half: tuple[str, ...] = ()
     casts: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def key_as_text(self) -> bool:
+        """Keys read as text (uuid, and a row's location ``tid``: ids are strings)."""
+        return self.key_type in ("uuid", "tid")
+
     def key_sql(self) -> sql.Composable:
-        """The key as it is read (uuid as text: ids are strings in vecmigrate)."""
+        """The key as it is read (as text where ``key_as_text``)."""
         key = sql.Identifier(self.key)
-        return sql.SQL("{}::text").format(key) if self.key_type == "uuid" else key
+        return sql.SQL("{}::text").format(key) if self.key_as_text else key
 
     def key_param(self, array: bool = False) -> sql.Composable:
         """A bound parameter of the key's type (an array of them with ``array``)."""
