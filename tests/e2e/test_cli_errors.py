@@ -89,6 +89,9 @@ CASES: dict[str, Case] = {
     "Cyrillic scheme, check": _c(f"check {CYRILLIC}:///tmp/x", 2, "is not ASCII"),
     "unknown scheme": _c("inspect nosuch:///x", 2, "unknown engine scheme 'nosuch'"),
     "unknown URI parameter": _c(f"inspect {L}?bogus=1", 2, "does not take parameter(s) 'bogus'"),
+    "mistyped URI parameter": _c(
+        f"inspect {L}?id_feild=id", 2, "'id_feild': did you mean 'id_field'?"
+    ),
     "host where a path goes": _c("inspect lancedb://MyLance", 2, "names a host ('MyLance')"),
     "literal password": _c(
         "inspect pgvector://u:hunter2@127.0.0.1:1/db", 2, "a literal password is not accepted"

@@ -11,6 +11,7 @@ config never shows a secret.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass
@@ -39,8 +40,14 @@ class ConnectorConfig:
         """Parse ``uri.params``; ConfigError on an unknown parameter or a bad value."""
         unknown = sorted(set(uri.params) - set(cls.known()))
         if unknown:
+            guesses = [
+                f"{u!r}: did you mean {close[0]!r}?"
+                for u in unknown
+                if (close := difflib.get_close_matches(u, cls.known(), n=1, cutoff=0.75))
+            ]
             raise ConfigError(
-                f"{uri.scheme}:// does not take parameter(s) {', '.join(map(repr, unknown))}",
+                f"{uri.scheme}:// does not take parameter(s) {', '.join(map(repr, unknown))}"
+                + (f" ({' '.join(guesses)})" if guesses else ""),
                 hint=f"known parameters: {', '.join(cls.known()) or 'none'}; "
                 "write '?' or '&' in a path as %3F / %26",
             )
