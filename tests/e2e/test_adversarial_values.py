@@ -348,6 +348,32 @@ def test_float64_vectors_copy_only_when_float32_holds_them(tmp_path: Path, exact
         assert got == np.asarray(values, np.float32).tolist() and got[1][1] != 0.1
 
 
+def test_sync_verify_and_diff_read_float64_vectors_as_the_mapping_let_the_copy(
+    tmp_path: Path,
+) -> None:
+    """The copy rounded float64 vectors as its mapping allowed; a sync round, ``verify
+    --map`` and ``diff --map`` with the same mapping failed on the same values, naming the
+    very mapping line they had been given (their checks read the source unrounded)."""
+    lancedb = require_module("lancedb")
+    values = [[0.5, -0.25, 1.0], [2.0, 0.1, -1.5], [0.3, 0.2, 0.1]]
+    table = pa.table({"id": [1, 2, 3], "vector": pa.array(values, pa.list_(pa.float64(), 3))})
+    source = lancedb.connect(str(tmp_path / "lance")).create_table("f64", table)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("vectors:\n  vector: {metric: l2, round_to_float32: true}\n")
+    src, dst = f"lancedb://{tmp_path / 'lance'}", f"lancedb://{tmp_path / 'out'}"
+    _copied(src, dst, "f64", "--map", str(mapping))
+    row = pa.table({"id": [4], "vector": pa.array([[0.7, 0.7, 0.1]], pa.list_(pa.float64(), 3))})
+    source.add(row)
+    synced = cli("sync", src, dst, "-c", "f64", "--map", str(mapping), "--json")
+    assert synced.returncode == 0, synced.stderr
+    assert synced.json()["upserted"] == 1 and synced.json()["parity"]["equal"]
+    report = cli("verify", src, dst, "-c", "f64", "--map", str(mapping), "--queries", "4",
+                 "--report-dir", str(tmp_path / "r"), "--json")  # fmt: skip
+    assert report.returncode == 0 and report.json()["parity"]["equal"], report.stderr
+    diffed = cli("diff", src, dst, "-c", "f64", "--map", str(mapping), "--json")
+    assert diffed.returncode == 0 and diffed.json()["equal"], diffed.stderr
+
+
 def test_a_float64_beyond_float32s_range_is_refused_even_when_rounding(tmp_path: Path) -> None:
     lancedb = require_module("lancedb")
     values = [[0.5, -0.25, 1.0], [2.0, 1e39, -1.5]]

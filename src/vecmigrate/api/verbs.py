@@ -28,7 +28,12 @@ from vecmigrate.model import CollectionSchema
 from vecmigrate.pipeline.copy import copy_collection
 from vecmigrate.pipeline.dryrun import plan_migration
 from vecmigrate.pipeline.options import CopyOptions, CopyResult
-from vecmigrate.pipeline.selection import Selection, choose_collections, read_ids_file
+from vecmigrate.pipeline.selection import (
+    Selection,
+    choose_collections,
+    read_ids_file,
+    select_reading,
+)
 from vecmigrate.pipeline.sync import SyncOptions, SyncResult, sync_collection
 from vecmigrate.uri import redact
 from vecmigrate.verify.acknowledged import acknowledging
@@ -359,8 +364,9 @@ def diff(
         require_collection(src, collection)
         tname = target_collection or collection
         compiled = source_mapping(src, dst, collection, tname, mapping)
+        view, _ = select_reading(src, collection, None, mapping)  # as the copy read it
         return diff_collections(
-            src, dst, collection, target_name=tname, transform=as_transform(compiled)
+            view, dst, collection, target_name=tname, transform=as_transform(compiled)
         )
 
 

@@ -29,7 +29,7 @@ from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.errors import ConfigError
 from vecmigrate.filters import Node, evaluate, operators, parse
 from vecmigrate.mapping import MappingSpec, reading_schema
-from vecmigrate.model import CollectionSchema, IdType, Partition, ResumeToken
+from vecmigrate.model import CollectionSchema, IdType, Metric, Partition, ResumeToken
 
 MISSING_SHOWN = 5  # missing ids named in the warning
 IDS_PER_PARTITION = 1000  # fewer ids are not worth a partition of their own
@@ -250,6 +250,7 @@ class SelectedSource(Connector):
         self.uri = inner.uri
         self.config = inner.config
         self._schemas = {}
+        self._stated_metrics = {}
         setattr(self, "capabilities", inner.capabilities)  # noqa: B010 - the inner engine's
         schema = read_as or inner.describe(name)
         self.schema = schema
@@ -439,11 +440,15 @@ class SelectedSource(Connector):
         params: dict[str, Any] | None = None,
         vector_field: str | None = None,
     ) -> tuple[list[list[Any]], list[list[float]]]:
-        if self._mine(name):
+        if self._mine(name) and not self.selection.empty:
             raise ConfigError(f"a selection of {name!r} cannot be searched; search the source")
+        # Every record (the view only reads them as another schema): the engine's search.
         return self.inner.search(
             name, vectors, k, filter=filter, params=params, vector_field=vector_field
         )
+
+    def state_metric(self, name: str, field: str, metric: Metric) -> None:
+        self.inner.state_metric(name, field, metric)  # the inner engine searches
 
     # -- a view is never written -------------------------------------------------------------
     def _read_only(self, name: str) -> ConfigError:

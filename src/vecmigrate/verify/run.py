@@ -21,6 +21,7 @@ from vecmigrate.exact import GroundTruth, prepare_queries, similarity
 from vecmigrate.filters import NAMESPACE_KEY
 from vecmigrate.mapping import MappingSpec
 from vecmigrate.model import CollectionSchema, IdType
+from vecmigrate.pipeline.selection import select_reading
 from vecmigrate.records import vectors_to_numpy
 from vecmigrate.verify.diff import diff_collections, settle_in_flight
 from vecmigrate.verify.gates import VerifyConfig, evaluate_gates
@@ -274,6 +275,7 @@ def verify_migration(
     source (``verify.judged``)."""
     config = config or VerifyConfig()
     tname = target_name or name
+    source, _ = select_reading(source, name, None, spec)  # as the copy read it
     judged = judge_source(source, target, name, tname, spec)
     if config.live and judged.transform is not None:
         raise ConfigError(

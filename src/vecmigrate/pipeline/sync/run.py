@@ -35,6 +35,7 @@ from vecmigrate.mapping import MappingSpec, build_mapping, reading_schema
 from vecmigrate.model import IdType
 from vecmigrate.pipeline.deadletter import DeadLetterWriter
 from vecmigrate.pipeline.jobstate import JobState
+from vecmigrate.pipeline.selection import select_reading
 from vecmigrate.pipeline.sync.apply import Applied, Applier
 from vecmigrate.pipeline.sync.drift import Side, find_drift
 from vecmigrate.retry import RetryPolicy
@@ -308,8 +309,9 @@ class _Round:
         """Whether the target now equals (what the mapping makes of) the source: the diff's
         digests, drilled down to records, so any change above the engines' tolerance is
         found at any size (the cutover gate's input)."""
+        source, _ = select_reading(self.source, self.name, None, self.options.mapping)
         d = diff_collections(
-            self.source, self.target, self.name, target_name=self.tname, transform=self.transform
+            source, self.target, self.name, target_name=self.tname, transform=self.transform
         )
         return {
             "equal": d.equal,
