@@ -101,6 +101,8 @@ _LITE_INDEXES = frozenset({"flat", "ivf_flat", "auto"})
 
 
 log = logging.getLogger(__name__)
+# engine_settings: the partitions an application made (records are read from all of them).
+PARTITIONS_KEY = "milvus.partitions"
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class MilvusConnector(Connector):
         self._insert_lock = threading.Lock()
         # Collections whose rows repeat primary keys: the keys a walk found (``count``).
         self._keys: dict[str, int] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     @classmethod
     def capabilities_for(cls, server_version: tuple[int, int] | None) -> Capabilities:
@@ -264,8 +267,28 @@ class MilvusConnector(Connector):
         else:
             sample = partial(self._sample, name)
             schema = infer_schema(name, info, indexes, self.engine, self.config, sample)
+        settings = {k: v for k, v in schema.engine_settings.items() if k != PARTITIONS_KEY}
+        named = self._named_partitions(name, info)
+        if named:
+            settings[PARTITIONS_KEY] = named
+        schema = schema.replace(engine_settings=settings)
         self._schemas[name] = schema
         return schema
+
+    def _first_warning(self, name: str, what: str) -> bool:
+        """Whether ``what`` was not yet said of ``name`` (each scan plans partitions)."""
+        first = (name, what) not in self._warned
+        self._warned.add((name, what))
+        return first
+
+    def _named_partitions(self, name: str, info: dict[str, Any]) -> list[str]:
+        """The partitions an application made (``create_partition``) beside ``_default``;
+        none for a partition-key collection, whose partitions Milvus makes and names, and
+        on Milvus Lite, which has only ``_default`` (and no call to list them)."""
+        if self.lite or any(f.get("is_partition_key") for f in info.get("fields", [])):
+            return []
+        listed = self._call(f"{self.uri}: list_partitions", self.client.list_partitions, name)
+        return sorted(str(p) for p in listed if p != "_default")
 
     def _sample(self, name: str, fields: list[str]) -> list[dict[str, Any]]:
         """Up to SAMPLE_ROWS rows of ``fields`` (describing another tool's collection)."""
@@ -384,7 +407,7 @@ class MilvusConnector(Connector):
 
         Bounds come from one primary-key-only pass in key order, so ranges are exact. The
         pass also counts the keys: Milvus keeps every row an insert wrote, a key inserted
-        twice included, and counts them all, while its reads return the latest row of each
+        twice included, and counts them all, while its reads return one row of each
         key. Where they differ, the records are the keys (``count`` says so from then on,
         and a warning why), not the rows.
         """
@@ -392,6 +415,14 @@ class MilvusConnector(Connector):
         total = self.count(name)
         n = max(1, min(n, total // self.MIN_PARTITION_ROWS + 1))
         schema = self._schema(name)
+        named = schema.engine_settings.get(PARTITIONS_KEY)
+        if named and self._first_warning(name, "partitions"):
+            log.warning(
+                "Milvus collection %r keeps records in partitions %s besides _default: every "
+                "record is read, and which partition held it is not carried (an application "
+                "searching one partition by name searches them all on the target)",
+                name, ", ".join(named),
+            )  # fmt: skip
         key = pk(schema)
         cuts = {total * i // n for i in range(1, n)}
         uppers: list[Any] = []
@@ -403,10 +434,12 @@ class MilvusConnector(Connector):
                     uppers.append(r[key])
         if seen < total:
             self._keys[name] = seen
+        if seen < total and self._first_warning(name, "keys"):
             log.warning(
                 "Milvus collection %r counts %d rows but %d primary keys: %d rows repeat a "
                 "key inserted again (Milvus keeps inserts of a key it holds; its queries and "
-                "searches return the latest row of each), so %d records are read and counted",
+                "searches return one row of each, not always the same one: 2.3 scans return the "
+                "first, queries by id the latest), so %d records are read and counted",
                 name, total, seen, total - seen, seen,
             )  # fmt: skip
         return key_range_partitions(uppers, min(seen, total))
