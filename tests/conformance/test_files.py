@@ -472,6 +472,23 @@ def test_bad_parquet_rows_become_records_saying_why(tmp_path: Path) -> None:
         }
 
 
+def test_a_parquet_file_repeating_an_id_is_refused_before_anything_is_read(
+    tmp_path: Path,
+) -> None:
+    """A file keeps nothing unique: chunks keyed by their document's id were merged on the
+    target (30 rows became 10) and only the check after said so. Its id column alone is
+    read first; a row without an id stays a dead letter of its own (above)."""
+    vectors = sample_vectors(30)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+    ids = [f"doc-{i // 3}" for i in range(30)]
+    pq.write_table(pa.table({"id": ids, "embedding": emb}), tmp_path / "chunks.parquet")
+    with connect(f"parquet://{tmp_path / 'chunks.parquet'}?metric=cosine") as conn:
+        target = connect(f"lancedb://{tmp_path / 'out'}")
+        with pytest.raises(ConfigError, match=r"same value in several rows \(e.g. 'doc-"):
+            copy_collection(conn, target, "chunks", options=CopyOptions(job_path=tmp_path / "j"))
+        assert "chunks" not in target.list_collections()
+
+
 def test_float64_vectors_move_only_when_exact(tmp_path: Path) -> None:
     exact = sample_vectors(10).astype(np.float64)
     np.save(tmp_path / "exact.npy", exact)

@@ -8,11 +8,13 @@ choice that cannot be made is refused with the parameter that makes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecmigrate.connectors.config import ConnectorConfig
 from vecmigrate.errors import ConfigError
@@ -149,6 +151,40 @@ def refuse_repeated_keys(
         f"{collection!r}: its id column {key!r} has {constraint} and holds {problem}; "
         "keyed by it, records would be merged or lost, so nothing is read",
         hint=f"name a column whose values identify each row with ?id_field=NAME{otherwise}",
+    )
+
+
+def check_ids(
+    collection: str,
+    key: str,
+    read: Callable[[], Iterable[pa.Array]],
+    *,
+    shown: Callable[[pa.Array], list[Any]] = lambda a: a.to_pylist(),
+    otherwise: str = "",
+    nulls_refused: bool = True,
+) -> None:
+    """``refuse_repeated_keys`` for an engine that keeps no column unique (LanceDB, a
+    Parquet file): the ids ``read()`` yields, as 64-bit keys (flat memory at any size);
+    read again, whole, only to name the repeats of a collection being refused (``shown``
+    turns stored ids into the ids records carry). ``nulls_refused=False``: a record
+    without an id is refused on its own (a dead letter), not the collection."""
+    from vecmigrate.idkeys import IdKeys  # numpy hashing, loaded by the connectors using it
+
+    keys, nulls = IdKeys(), 0
+    for ids in read():
+        nulls += ids.null_count
+        keys.add(ids.drop_null())
+    repeated: list[Any] = []
+    if keys.repeated():
+        counts = pc.value_counts(pa.concat_arrays([ids.drop_null() for ids in read()]))
+        repeated = shown(counts.field("values").filter(pc.greater(counts.field("counts"), 1))[:3])
+    refuse_repeated_keys(
+        collection,
+        key,
+        nulls if nulls_refused else 0,
+        repeated,
+        constraint="no unique constraint",
+        otherwise=otherwise,
     )
 
 

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from vecmigrate.connectors.base import Connector, Filter, IfExists
 from vecmigrate.connectors.files import make_dir
-from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig, refuse_repeated_keys
+from vecmigrate.connectors.foreign import SAMPLE_ROWS, FieldsConfig, check_ids
 from vecmigrate.connectors.frameworks import parse_layout
 from vecmigrate.connectors.lancedb._client import translate_error
 from vecmigrate.connectors.lancedb._frameworks import create_table
@@ -244,23 +244,11 @@ class LanceDBConnector(Connector):
             return
         if not (isinstance(layout, Layout) and layout.row_ids):
             query = self._table(name).search().select([layout.id]).limit(None)
-            keys, nulls = IdKeys(), 0
-            for batch in query.to_batches(1 << 16):  # 64-bit keys: memory stays flat
-                ids = batch.column(0)
-                nulls += ids.null_count
-                keys.add(ids.drop_null())
-            shown: list[Any] = []
-            if keys.repeated():  # which ones (read whole: the table is refused anyway)
-                ids = query.to_arrow().column(layout.id).combine_chunks().drop_null()
-                counts = pc.value_counts(ids)
-                repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-                shown = layout.read_ids(repeated[:3]).to_pylist()
-            refuse_repeated_keys(
+            check_ids(
                 name,
                 layout.id,
-                nulls,
-                shown,
-                constraint="no unique constraint",
+                lambda: (b.column(0) for b in query.to_batches(1 << 16)),
+                shown=lambda ids: layout.read_ids(ids).to_pylist(),
                 otherwise=", or ?id_field=_rowid to key them by LanceDB's row ids",
             )
         self._keys_checked.add(name)

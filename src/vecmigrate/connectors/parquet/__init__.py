@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from vecmigrate.connectors.base import IfExists
 from vecmigrate.connectors.files import make_dir
+from vecmigrate.connectors.foreign import check_ids
 from vecmigrate.connectors.tabular import (
     SAMPLE_ROWS,
     ArrowLayout,
@@ -45,7 +46,7 @@ from vecmigrate.connectors.tabular import (
     stored_schema,
 )
 from vecmigrate.errors import ConfigError
-from vecmigrate.model import CollectionSchema
+from vecmigrate.model import CollectionSchema, Partition
 from vecmigrate.records import conform
 from vecmigrate.uri import ConnectionURI
 
@@ -76,6 +77,7 @@ class ParquetConnector(WritableFileConnector):
         self._layouts: dict[str, ArrowLayout | None] = {}
         self._lock = threading.Lock()
         self._seq = itertools.count()
+        self._ids_checked: set[str] = set()
 
     # -- where the data is ---------------------------------------------------------------------
     def is_collection(self, path: Path) -> bool:
@@ -146,6 +148,28 @@ class ParquetConnector(WritableFileConnector):
             for rg in range(meta.num_row_groups):
                 out.append(Unit([rel, rg], meta.row_group(rg).num_rows))
         return out
+
+    def partitions(self, name: str, n: int) -> list[Partition]:
+        self._check_ids(name)
+        return super().partitions(name, n)
+
+    def _check_ids(self, name: str) -> None:
+        """An application's file: its id column read once (only that column), before a
+        record is; a file keeps nothing unique, and records keyed by a repeated id would
+        be merged on the target (``refuse_repeated_keys``)."""
+        layout = self._layout(name)
+        if layout is None or name in self._ids_checked:
+            return
+        files, key = self.files(name)[1], layout.id
+
+        def read() -> Iterator[pa.Array]:
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(columns=[key]):
+                    yield batch.column(0)
+
+        # A row without an id is refused on its own (a dead letter naming the row).
+        check_ids(name, key, read, nulls_refused=False)
+        self._ids_checked.add(name)
 
     def read_unit(
         self, name: str, schema: CollectionSchema, key: Any, skip: int, batch_rows: int
