@@ -450,6 +450,9 @@ class SelectedSource(Connector):
     def state_metric(self, name: str, field: str, metric: Metric) -> None:
         self.inner.state_metric(name, field, metric)  # the inner engine searches
 
+    def unfilterable(self, schema: CollectionSchema) -> frozenset[str]:
+        return self.inner.unfilterable(schema)
+
     # -- a view is never written -------------------------------------------------------------
     def _read_only(self, name: str) -> ConfigError:
         return ConfigError(f"the selection of {self.name!r} is read-only (writing {name!r})")
