@@ -809,6 +809,55 @@ def test_qdrant_uuid_points_with_named_vectors_and_top_level_payload(tmp_path: P
     }
 
 
+def test_qdrant_aliases_are_read_and_taken_by_a_qdrant_target_that_has_none_of_them(
+    tmp_path: Path,
+) -> None:
+    """An application queries its collection by alias (how Qdrant apps switch collections
+    without a redeploy). The alias was left behind, silently: now inspect lists it, and a
+    Qdrant target gets it after the copy unless an alias of that name already names
+    another collection there, which a copy never switches (said)."""
+    from qdrant_client import models
+
+    client = _qdrant(tmp_path / "q")
+    params = models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    client.create_collection("docs_v1", vectors_config=params)
+    client.upsert(
+        "docs_v1",
+        points=[models.PointStruct(id=i, vector=v.tolist()) for i, v in enumerate(_unit())],
+    )
+    alias = models.CreateAlias(collection_name="docs_v1", alias_name="prod")
+    client.update_collection_aliases(
+        change_aliases_operations=[models.CreateAliasOperation(create_alias=alias)]
+    )
+    client.close()
+    src, dump = f"qdrant+local://{tmp_path / 'q'}", f"dump://{tmp_path / 'dump'}"
+    assert _inspect(src, "docs_v1")["engine_settings"]["qdrant.aliases"] == ["prod"]
+    assert _ok("copy", src, dump, "-c", "docs_v1")["verified"]
+
+    taken = _ok("copy", dump, f"qdrant+local://{tmp_path / 'new'}", "-c", "docs_v1")
+    assert taken["verified"]
+    new = _qdrant(tmp_path / "new")
+    assert {a.alias_name: a.collection_name for a in new.get_aliases().aliases} == {
+        "prod": "docs_v1"
+    }
+    assert new.count("prod").count == ROWS  # the application's name reaches the copy
+    new.close()
+
+    busy = _qdrant(tmp_path / "busy")
+    busy.create_collection("live", vectors_config=params)
+    alias = models.CreateAlias(collection_name="live", alias_name="prod")
+    busy.update_collection_aliases(
+        change_aliases_operations=[models.CreateAliasOperation(create_alias=alias)]
+    )
+    busy.close()
+    copied = cli("copy", dump, f"qdrant+local://{tmp_path / 'busy'}", "-c", "docs_v1", "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert "alias 'prod' names 'live' here: left as it is" in copied.stderr.replace("\n", " ")
+    busy = _qdrant(tmp_path / "busy")
+    assert {a.alias_name: a.collection_name for a in busy.get_aliases().aliases} == {"prod": "live"}
+    busy.close()
+
+
 # -- Chroma (chromadb PersistentClient) ------------------------------------------------------
 @pytest.mark.parametrize(
     ("how", "metric", "source"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ from vecmigrate.records import vectors_to_numpy
 from vecmigrate.uri import ConnectionURI
 
 SCHEMA_KEY = "vecmigrate:schema"
+# engine_settings: the aliases an application reaches the collection by (a cutover switches
+# them); a Qdrant target takes those it does not have yet (``finalize``).
+ALIASES_KEY = "qdrant.aliases"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,40 @@ class QdrantConnector(Connector):
             points, _ = self.client.scroll(name, limit=SAMPLE_ROWS, with_payload=True)
             schema = infer_schema(name, info, points, self.config)
         schema = indexed_payload(schema, set(info.payload_schema or {}))
+        settings = {k: v for k, v in schema.engine_settings.items() if k != ALIASES_KEY}
+        aliases = self._aliases()
+        named = sorted(a for a, collection in aliases.items() if collection == name)
+        schema = schema.replace(
+            engine_settings={**settings, **({ALIASES_KEY: named} if named else {})}
+        )
         self._schemas[name] = schema
         return schema
+
+    def _aliases(self) -> dict[str, str]:
+        """Every alias on the server and the collection it names."""
+        got = self._call(f"Qdrant at {self.uri}: list aliases", self.client.get_aliases)
+        return {a.alias_name: a.collection_name for a in got.aliases}
+
+    def finalize(self, name: str) -> None:
+        """The source's aliases (``ALIASES_KEY``) on the copy, where this server has none
+        of that name: one that names another collection is left as it is (switching it is
+        the cutover's step, never a copy's), and said."""
+        wanted = self._schema(name).engine_settings.get(ALIASES_KEY) or []
+        have = self._aliases() if wanted else {}
+        for alias in wanted:
+            if alias not in have:
+                create = models.CreateAlias(collection_name=name, alias_name=alias)
+                change = [models.CreateAliasOperation(create_alias=create)]
+                self._call(
+                    f"Qdrant at {self.uri}: create alias {alias!r}",
+                    self.client.update_collection_aliases,
+                    change_aliases_operations=change,
+                )
+            elif have[alias] != name:
+                log.warning(
+                    "%s: the source's alias %r names %r here: left as it is (the copy is %r; "
+                    "switching the alias is the cutover)", self.uri, alias, have[alias], name,
+                )  # fmt: skip
 
     def _describe_framework(self, name: str, info: Any, ours: bool) -> CollectionSchema:
         assert self._framework
