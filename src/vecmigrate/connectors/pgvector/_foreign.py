@@ -168,27 +168,6 @@ class TableInfo:
             None,
         )
         return int(nulls), list(repeated)
-        k = sql.Identifier(key)
-        repeats = (
-            sql.SQL("ARRAY[]::text[]")
-            if key in self.unique
-            else sql.SQL(
-                "ARRAY(SELECT {}::text FROM {} WHERE {} IS NOT NULL GROUP BY {} "
-                "HAVING count(*) > 1 LIMIT 3)"
-            ).format(k, table, k, k)
-        )
-        ((nulls, repeated),) = query(
-            sql.SQL("SELECT (SELECT count(*) FROM {} WHERE {} IS NULL), {}").format(
-                table, k, repeats
-            ),
-            None,
-        )
-        if repeated:
-            shown = ", ".join(repr(v) for v in repeated)
-            return f"the same value in several rows (e.g. {shown})"
-        if nulls:
-            return f"no value (NULL) in {nulls} row(s)"
-        return None
 
 
 def table_info(query: Query, namespace: str, name: str) -> TableInfo:
