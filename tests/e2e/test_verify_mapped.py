@@ -42,14 +42,20 @@ def _json(*args: str, code: int = 0) -> Any:
     return ran.json()
 
 
-def test_verify_and_diff_judge_a_mapped_copy_through_its_mapping(tmp_path: Path) -> None:
+def _mapped_copy(tmp_path: Path, mapping_text: str) -> tuple[str, str, Path]:
+    """(source, target, mapping file) of the app table copied through ``mapping_text``."""
     _app_table(tmp_path / "src")
     src, dst = f"lancedb://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'dst'}"
     mapping = tmp_path / "map.yaml"
-    mapping.write_text(
-        "vectors:\n  vector: {metric: cosine}\nfields:\n  genre: {rename: category}\n"
-    )
+    mapping.write_text(mapping_text)
     assert _json("copy", src, dst, "-c", "app", "--map", str(mapping))["verified"]
+    return src, dst, mapping
+
+
+def test_verify_and_diff_judge_a_mapped_copy_through_its_mapping(tmp_path: Path) -> None:
+    src, dst, mapping = _mapped_copy(
+        tmp_path, "vectors:\n  vector: {metric: cosine}\nfields:\n  genre: {rename: category}\n"
+    )
     reports = str(tmp_path / "reports")
     common = ("-c", "app", "--queries", "40", "--report-dir", reports)
 
@@ -77,13 +83,10 @@ def test_verify_and_diff_judge_a_mapped_copy_through_its_mapping(tmp_path: Path)
 
 
 def test_a_mapping_that_gives_new_ids_is_diffed_not_verified(tmp_path: Path) -> None:
-    _app_table(tmp_path / "src")
-    src, dst = f"lancedb://{tmp_path / 'src'}", f"lancedb://{tmp_path / 'dst'}"
-    mapping = tmp_path / "map.yaml"
-    mapping.write_text(
-        "id: {strategy: uuid5, original_field: source_id}\nvectors:\n  vector: {metric: l2}\n"
+    src, dst, mapping = _mapped_copy(
+        tmp_path,
+        "id: {strategy: uuid5, original_field: source_id}\nvectors:\n  vector: {metric: l2}\n",
     )
-    assert _json("copy", src, dst, "-c", "app", "--map", str(mapping))["verified"]
     refused = cli("verify", src, dst, "-c", "app", "--map", str(mapping))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     line = refused.stderr.replace("\n", " ")
