@@ -363,8 +363,8 @@ def diff(
     with opened(source, read_only=True) as src, opened(target, read_only=True) as dst:
         require_collection(src, collection)
         tname = target_collection or collection
-        compiled = source_mapping(src, dst, collection, tname, mapping)
         view, _ = select_reading(src, collection, None, mapping)  # as the copy read it
+        compiled = source_mapping(view, dst, collection, tname, mapping)
         return diff_collections(
             view, dst, collection, target_name=tname, transform=as_transform(compiled)
         )
